@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: serve test lint bench chaos clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(DEV_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+serve: $(STAMP)
+	$(BIN)/hulytrio serve --host 127.0.0.1 --port 3737
+
+test: $(TEST_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check hulytrio tests benchmarks examples
+	$(BIN)/mypy
+
+bench: $(DEV_STAMP)
+	$(BIN)/python -m benchmarks
+
+chaos: $(TEST_STAMP)
+	$(BIN)/hulytrio simulate scenarios/failover.toml --seeds 1..200
+	$(BIN)/hulytrio simulate scenarios/partition.toml --seeds 1..200
+	$(BIN)/hulytrio simulate scenarios/churn.toml --seeds 1..200
+	HYPOTHESIS_PROFILE=chaos $(BIN)/python -m pytest tests/sim -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
