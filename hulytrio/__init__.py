@@ -1,0 +1,1 @@
+"""hulytrio: the Huly Virtual Network on Trio."""

@@ -1,0 +1,1 @@
+"""hulytrio core: pure state machines (no trio, no sockets, no clock)."""

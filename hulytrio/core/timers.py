@@ -1,0 +1,109 @@
+"""Deadlines and periodic handlers for state machines that are told the time.
+
+Theory of operation: a ``Timers`` holds one-shot deadlines keyed by any
+hashable key.  Re-arming a key replaces its deadline; cancelling forgets it.
+The heap is lazy: a replaced or cancelled entry stays in the heap and is
+skipped when it surfaces, so ``call_at`` and ``cancel`` are O(log n) and O(1),
+and ``expired(now)`` costs O(expired log n), never O(number of timers).
+
+Periodic handlers (``call_every``) are deadlines that re-arm themselves when
+they expire, at ``first + k * interval`` so they do not drift.
+
+Both drivers use it the same way: feed ``expired(now)`` to the machine, then
+sleep until ``next_deadline()``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable
+
+__all__ = ["Timers"]
+
+
+class Timers:
+    """A set of keyed deadlines with lazy deletion."""
+
+    __slots__ = ("_deadlines", "_heap", "_intervals", "_serial")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Hashable]] = []
+        # key -> (deadline, serial) of its live entry
+        self._deadlines: dict[Hashable, tuple[float, int]] = {}
+        self._intervals: dict[Hashable, float] = {}
+        # Serials break ties deterministically (insertion order) and tell a
+        # live heap entry from a stale one.
+        self._serial = 0
+
+    def __len__(self) -> int:
+        return len(self._deadlines)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._deadlines
+
+    def call_at(self, deadline: float, key: Hashable) -> None:
+        """Arm ``key`` to expire at ``deadline``, replacing any earlier arming."""
+        self._serial += 1
+        self._deadlines[key] = (deadline, self._serial)
+        heapq.heappush(self._heap, (deadline, self._serial, key))
+
+    def call_every(self, interval: float, key: Hashable, first: float) -> None:
+        """Arm ``key`` to expire at ``first`` and every ``interval`` after it.
+
+        Raises:
+            ValueError: if ``interval`` is not positive.
+        """
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0, got {interval!r}")
+        self._intervals[key] = interval
+        self.call_at(first, key)
+
+    def cancel(self, key: Hashable) -> None:
+        """Forget ``key`` (a no-op if it is not armed)."""
+        self._deadlines.pop(key, None)
+        self._intervals.pop(key, None)
+
+    def deadline(self, key: Hashable) -> float | None:
+        """Return when ``key`` expires, or None if it is not armed."""
+        entry = self._deadlines.get(key)
+        return None if entry is None else entry[0]
+
+    def _prune(self) -> None:
+        heap = self._heap
+        deadlines = self._deadlines
+        while heap:
+            deadline, serial, key = heap[0]
+            live = deadlines.get(key)
+            if live is not None and live[1] == serial:
+                return
+            heapq.heappop(heap)
+
+    def next_deadline(self) -> float | None:
+        """Return the earliest armed deadline, or None when nothing is armed."""
+        self._prune()
+        return self._heap[0][0] if self._heap else None
+
+    def expired(self, now: float) -> list[Hashable]:
+        """Return the keys whose deadline is ``<= now``, earliest first.
+
+        One-shot keys are disarmed; periodic keys are re-armed at their next
+        multiple of the interval after ``now``.
+        """
+        out: list[Hashable] = []
+        heap = self._heap
+        deadlines = self._deadlines
+        rearm: list[tuple[float, Hashable]] = []
+        while heap and heap[0][0] <= now:
+            deadline, serial, key = heapq.heappop(heap)
+            live = deadlines.get(key)
+            if live is None or live[1] != serial:
+                continue
+            del deadlines[key]
+            out.append(key)
+            interval = self._intervals.get(key)
+            if interval is not None:
+                steps = int((now - deadline) // interval) + 1
+                rearm.append((deadline + steps * interval, key))
+        for deadline, key in rearm:
+            self.call_at(deadline, key)
+        return out

@@ -1,0 +1,117 @@
+"""Records the registry keeps and hands out: ids, get options, containers, agents.
+
+Everything here is a frozen, slotted attrs class so it can be shared between
+the core, the drivers and user code without defensive copies.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "AgentId",
+    "AgentInfo",
+    "ClientId",
+    "ContainerKind",
+    "ContainerRecord",
+    "ContainerState",
+    "ContainerUuid",
+    "GetOptions",
+    "OfferedContainer",
+    "labels_key",
+]
+
+AgentId = str
+ClientId = str
+ContainerKind = str
+ContainerUuid = str
+
+
+def _labels(value: Any) -> tuple[str, ...]:
+    """Normalise labels to a sorted tuple without duplicates.
+
+    Labels select containers by their *set*, so order and repetition carry no
+    meaning; one canonical form makes them usable as dict keys.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(sorted(dict.fromkeys(str(v) for v in value)))
+
+
+def labels_key(labels: Any) -> tuple[str, ...]:
+    """Return the canonical (sorted, de-duplicated) form of ``labels``."""
+    return _labels(labels)
+
+
+class ContainerState(enum.Enum):
+    """Lifecycle of a container as the hub sees it.
+
+    PENDING -> ACTIVE -> ORPHANED -> (TERMINATED, i.e. gone from the registry);
+    ORPHANED -> ACTIVE when a client gets it again before its deadline.
+    """
+
+    #: An agent was asked to start it and has not answered yet.
+    PENDING = "pending"
+    #: Running on its agent; at least one client holds it, or it is stateless.
+    ACTIVE = "active"
+    #: Running, held by nobody; terminated at ``orphaned_at + unused timeout``.
+    ORPHANED = "orphaned"
+
+
+@attrs.frozen
+class GetOptions:
+    """What a client asks for in ``get``: a fixed uuid, labels and extra data.
+
+    ``labels`` select by exact set (see docs/design.md, "Labels"); ``extra``
+    is passed to the agent's factory untouched.
+    """
+
+    uuid: ContainerUuid | None = None
+    labels: tuple[str, ...] = attrs.field(default=(), converter=_labels)
+    extra: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class OfferedContainer:
+    """A container an agent reports when it registers.
+
+    ``stateless`` marks a pre-existing HA instance that several agents may
+    offer under one uuid; the first offer wins and the rest stand by.
+    """
+
+    uuid: ContainerUuid
+    kind: ContainerKind
+    labels: tuple[str, ...] = attrs.field(default=(), converter=_labels)
+    stateless: bool = False
+
+
+@attrs.frozen
+class ContainerRecord:
+    """A container as listed by the hub and carried in events.
+
+    ``epoch`` counts ownership changes of a stateless uuid (0 for ordinary
+    containers); it only grows within one hub term.
+    """
+
+    uuid: ContainerUuid
+    kind: ContainerKind
+    agent_id: AgentId
+    endpoint: str | None = None
+    labels: tuple[str, ...] = attrs.field(default=(), converter=_labels)
+    stateless: bool = False
+    epoch: int = 0
+
+
+@attrs.frozen
+class AgentInfo:
+    """An agent as listed by the hub and carried in events."""
+
+    agent_id: AgentId
+    kinds: tuple[ContainerKind, ...]
+    endpoint: str | None = None
+    containers: int = 0
