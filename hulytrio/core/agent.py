@@ -1,0 +1,311 @@
+"""An agent's local state: what it runs, what it stands by for, what it may start.
+
+Theory of operation
+-------------------
+An ``AgentState`` lives inside a client session (the session that registered
+it carries its traffic and its pings).  The hub asks it to start containers
+(``on_start``), terminate them (``on_terminate``), promote a standby
+(``on_activate``) and run requests (``on_request``); it answers with effects:
+``Send`` of replies for the hub, and ``StartContainer`` / ``StopContainer`` /
+``SetServing`` / ``RunRequest`` for the driver, which calls back with the
+outcome (``started``, ``start_failed``, ``stopped``).
+
+Local container lifecycle (``LocalStatus``)::
+
+    Start -> STARTING --started--> ACTIVE --Terminate--> (gone)
+                      \\--failed--> (gone)
+    stateless offer: STANDBY <--RegisterReply.standby-- ACTIVE
+                     STANDBY --Activate--> ACTIVE
+
+A STANDBY instance must not serve: requests for it are answered
+``not_found`` so the caller re-routes.  The offer is never forgotten (fix:
+the reference forgot it, so failover never happened): it is listed again on
+every re-registration and may be claimed when its owner's removal is seen.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .effects import (
+    ConnectContainer,
+    DisconnectContainer,
+    Effect,
+    RunRequest,
+    Send,
+    SetServing,
+    StartContainer,
+    StopContainer,
+)
+from .errors import ErrorCode
+from .messages import (
+    Activate,
+    Connect,
+    ContainerStopped,
+    Disconnect,
+    Error,
+    Ok,
+    RegisterAgent,
+    RegisterReply,
+    Request,
+    Start,
+    Started,
+    Terminate,
+)
+from .types import AgentId, ContainerKind, ContainerUuid, GetOptions, OfferedContainer
+
+__all__ = ["AgentState", "LocalStatus"]
+
+
+class LocalStatus(enum.Enum):
+    """Where one container stands on its agent."""
+
+    #: The factory is running; the hub waits for ``Started``.
+    STARTING = "starting"
+    #: Running and serving.
+    ACTIVE = "active"
+    #: A stateless offer that lost to another agent: running, not serving.
+    STANDBY = "standby"
+
+
+class _Local:
+    __slots__ = ("epoch", "kind", "labels", "start_ids", "stateless", "status")
+
+    def __init__(self, kind: ContainerKind, labels: tuple[str, ...], stateless: bool,
+                 status: LocalStatus) -> None:
+        self.kind = kind
+        self.labels = labels
+        self.stateless = stateless
+        self.status = status
+        self.epoch = 0
+        #: hub call ids waiting for this start (duplicated Starts are joined)
+        self.start_ids: list[int] = []
+
+
+class AgentState:
+    """The state of one agent (see module docstring).
+
+    ``kinds`` are the container kinds it can start; ``stateless`` the HA
+    instances it offers from the start; ``max_containers`` caps the
+    containers it runs (starts beyond it are refused with ``full``).
+    """
+
+    def __init__(
+        self,
+        agent_id: AgentId,
+        kinds: tuple[ContainerKind, ...],
+        *,
+        endpoint: str | None = None,
+        stateless: tuple[OfferedContainer, ...] = (),
+        max_containers: int | None = None,
+    ) -> None:
+        self.agent_id = agent_id
+        self.kinds = tuple(dict.fromkeys(kinds))
+        self.endpoint = endpoint
+        self.max_containers = max_containers
+        self._containers: dict[ContainerUuid, _Local] = {}
+        for oc in stateless:
+            if oc.kind not in self.kinds:
+                self.kinds = (*self.kinds, oc.kind)
+            # Optimistically serving until the hub says otherwise; requests
+            # only reach us once the hub routes to us, i.e. once we own it.
+            self._containers[oc.uuid] = _Local(oc.kind, oc.labels, True, LocalStatus.ACTIVE)
+
+    # --- views ---------------------------------------------------------------
+
+    def status(self, uuid: ContainerUuid) -> LocalStatus | None:
+        """Return the local status of ``uuid``, or None if this agent has no such container."""
+        local = self._containers.get(uuid)
+        return None if local is None else local.status
+
+    def serving(self) -> tuple[ContainerUuid, ...]:
+        """Return the uuids this agent serves right now (ACTIVE), in start order."""
+        return tuple(u for u, c in self._containers.items() if c.status is LocalStatus.ACTIVE)
+
+    def running(self) -> tuple[ContainerUuid, ...]:
+        """Return every uuid with a live instance here (ACTIVE or STANDBY)."""
+        return tuple(u for u, c in self._containers.items() if c.status is not LocalStatus.STARTING)
+
+    def epoch(self, uuid: ContainerUuid) -> int:
+        """Return the ownership epoch this agent last heard for ``uuid`` (0 if none)."""
+        local = self._containers.get(uuid)
+        return 0 if local is None else local.epoch
+
+    def is_standby(self, uuid: ContainerUuid) -> bool:
+        """Return whether ``uuid`` is a stateless offer standing by here."""
+        local = self._containers.get(uuid)
+        return local is not None and local.status is LocalStatus.STANDBY
+
+    def __contains__(self, uuid: object) -> bool:
+        return uuid in self._containers
+
+    # --- registration ----------------------------------------------------------
+
+    def registration(self, call_id: int) -> RegisterAgent:
+        """Return the ``RegisterAgent`` message listing everything that runs here."""
+        offered = tuple(
+            OfferedContainer(uuid, c.kind, c.labels, c.stateless)
+            for uuid, c in self._containers.items()
+            if c.status is not LocalStatus.STARTING
+        )
+        return RegisterAgent(call_id, self.agent_id, self.kinds, self.endpoint, offered,
+                             self.max_containers)
+
+    def offer(self, uuid: ContainerUuid) -> OfferedContainer | None:
+        """Return the offer for a stateless ``uuid`` standing by here, or None."""
+        local = self._containers.get(uuid)
+        if local is None or not local.stateless or local.status is not LocalStatus.STANDBY:
+            return None
+        return OfferedContainer(uuid, local.kind, local.labels, True)
+
+    def on_registered(self, reply: RegisterReply) -> list[Effect]:
+        """Apply the hub's answer to a registration or claim.
+
+        Returns ``SetServing(False)`` for offers that now stand by,
+        ``SetServing(True)`` for claims that won, and ``StopContainer`` for
+        containers the hub refused.
+        """
+        out: list[Effect] = []
+        standby = set(reply.standby)
+        for uuid in reply.standby:
+            local = self._containers.get(uuid)
+            if local is None:
+                continue
+            if local.stateless:
+                if local.status is not LocalStatus.STANDBY:
+                    local.status = LocalStatus.STANDBY
+                    out.append(SetServing(self.agent_id, uuid, False, local.epoch))
+            else:
+                del self._containers[uuid]
+                out.append(StopContainer(self.agent_id, uuid))
+        for uuid in reply.terminate:
+            local = self._containers.pop(uuid, None)
+            if local is not None:
+                out.append(StopContainer(self.agent_id, uuid))
+        return out
+
+    def claimed(self, uuid: ContainerUuid, reply: RegisterReply) -> list[Effect]:
+        """Apply the answer to a ``Claim`` of ``uuid``: serve it if the claim won."""
+        if uuid in reply.standby or uuid in reply.terminate:
+            return self.on_registered(reply)
+        local = self._containers.get(uuid)
+        if local is None or local.status is not LocalStatus.STANDBY:
+            return []
+        local.status = LocalStatus.ACTIVE
+        return [SetServing(self.agent_id, uuid, True, local.epoch)]
+
+    # --- hub orders ---------------------------------------------------------------
+
+    def on_start(self, msg: Start) -> list[Effect]:
+        """Start a container as the hub asks; a start of a uuid already here is joined.
+
+        Returns a ``StartContainer`` effect, or a reply: ``Started`` (already
+        running), ``Error`` ``bad_kind`` (kind not hosted) or ``full``.
+        """
+        local = self._containers.get(msg.uuid)
+        if local is not None:
+            if local.status is LocalStatus.STARTING:
+                local.start_ids.append(msg.id)
+                return []
+            return [Send(None, Started(msg.id, msg.uuid, self.endpoint))]
+        if msg.kind not in self.kinds:
+            return [Send(None, Error(msg.id, ErrorCode.BAD_KIND.value,
+                                     f"agent {self.agent_id!r} does not host {msg.kind!r}"))]
+        if self.max_containers is not None and len(self._containers) >= self.max_containers:
+            return [Send(None, Error(msg.id, ErrorCode.FULL.value,
+                                     f"agent {self.agent_id!r} runs its maximum of "
+                                     f"{self.max_containers} containers"))]
+        local = _Local(msg.kind, tuple(msg.labels), False, LocalStatus.STARTING)
+        local.start_ids.append(msg.id)
+        self._containers[msg.uuid] = local
+        options = GetOptions(msg.uuid, msg.labels, msg.extra)
+        return [StartContainer(self.agent_id, msg.uuid, msg.kind, options)]
+
+    def started(self, uuid: ContainerUuid, endpoint: str | None = None) -> list[Effect]:
+        """The driver started ``uuid``: answer every waiting ``Start``.
+
+        ``endpoint`` overrides the agent's endpoint for this container (a
+        container with its own server).  Returns the replies to send; none if
+        the start was cancelled meanwhile.
+        """
+        local = self._containers.get(uuid)
+        if local is None or local.status is not LocalStatus.STARTING:
+            return []
+        local.status = LocalStatus.ACTIVE
+        ids, local.start_ids = local.start_ids, []
+        where = endpoint if endpoint is not None else self.endpoint
+        return [Send(None, Started(i, uuid, where)) for i in ids]
+
+    def start_failed(self, uuid: ContainerUuid, message: str) -> list[Effect]:
+        """The driver could not start ``uuid``: answer every waiting ``Start`` with an error."""
+        local = self._containers.get(uuid)
+        if local is None or local.status is not LocalStatus.STARTING:
+            return []
+        del self._containers[uuid]
+        return [Send(None, Error(i, ErrorCode.START_FAILED.value, message))
+                for i in local.start_ids]
+
+    def on_terminate(self, msg: Terminate) -> list[Effect]:
+        """The hub orders ``msg.uuid`` terminated; returns ``StopContainer`` if it runs here."""
+        local = self._containers.pop(msg.uuid, None)
+        if local is None:
+            return []
+        out: list[Effect] = [StopContainer(self.agent_id, msg.uuid)]
+        if local.status is LocalStatus.STARTING:
+            out.extend(Send(None, Error(i, ErrorCode.START_FAILED.value, "terminated"))
+                       for i in local.start_ids)
+        return out
+
+    def on_activate(self, msg: Activate) -> list[Effect]:
+        """The hub promoted this agent's standby for ``msg.uuid``.
+
+        Returns ``SetServing(True)``; an activation with an epoch older than
+        one already seen is stale and ignored.
+        """
+        local = self._containers.get(msg.uuid)
+        if local is None:
+            # We no longer run it: tell the hub so it can promote someone else.
+            return [Send(None, ContainerStopped(self.agent_id, msg.uuid))]
+        if msg.epoch < local.epoch:
+            return []
+        local.epoch = msg.epoch
+        if local.status is LocalStatus.ACTIVE:
+            return []
+        local.status = LocalStatus.ACTIVE
+        return [SetServing(self.agent_id, msg.uuid, True, msg.epoch)]
+
+    def on_request(self, msg: Request) -> list[Effect]:
+        """Run a forwarded request, or answer ``not_found`` if ``msg.uuid`` does not serve here."""
+        local = self._containers.get(msg.uuid)
+        if local is None or local.status is not LocalStatus.ACTIVE:
+            why = "stands by" if local is not None else "is not running"
+            return [Send(None, Error(msg.id, ErrorCode.NOT_FOUND.value,
+                                     f"container {msg.uuid!r} {why} on agent {self.agent_id!r}"))]
+        return [RunRequest(self.agent_id, msg.uuid, msg.id, msg.operation, msg.payload,
+                           msg.client_id)]
+
+    def on_connect(self, msg: Connect) -> list[Effect]:
+        """A client connects to ``msg.uuid`` through the hub: ``Ok`` and ``ConnectContainer``."""
+        local = self._containers.get(msg.uuid)
+        if local is None or local.status is not LocalStatus.ACTIVE or msg.client_id is None:
+            return [Send(None, Error(msg.id, ErrorCode.NOT_FOUND.value,
+                                     f"container {msg.uuid!r} does not serve here"))]
+        return [ConnectContainer(self.agent_id, msg.uuid, msg.client_id), Send(None, Ok(msg.id))]
+
+    def on_disconnect(self, msg: Disconnect) -> list[Effect]:
+        """A client's stream from ``msg.uuid`` ended: ``DisconnectContainer``."""
+        if msg.uuid not in self._containers or msg.client_id is None:
+            return []
+        return [DisconnectContainer(self.agent_id, msg.uuid, msg.client_id)]
+
+    def stopped(self, uuid: ContainerUuid) -> list[Effect]:
+        """``uuid`` ended on its own (crashed, finished): tell the hub."""
+        if self._containers.pop(uuid, None) is None:
+            return []
+        return [Send(None, ContainerStopped(self.agent_id, uuid))]
+
+    def stop_all(self) -> list[Effect]:
+        """The agent shuts down: ``StopContainer`` for everything here."""
+        out: list[Effect] = [StopContainer(self.agent_id, u) for u in self._containers]
+        self._containers.clear()
+        return out

@@ -1,0 +1,162 @@
+"""Outputs of the state machines: what a driver must do.
+
+A driver drains a machine's effects after every input and performs them in
+order.  The hub addresses connections by the opaque ``conn`` handle its driver
+gave it; a client session has one connection, so its sends carry no address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import attrs
+
+from .errors import HulyError
+from .events import NetworkEvent
+from .messages import Message
+from .types import ContainerRecord, GetOptions
+
+__all__ = [
+    "CloseConnection",
+    "DeliverEvent",
+    "Effect",
+    "OpenConnection",
+    "Reject",
+    "Resolve",
+    "RunRequest",
+    "Send",
+    "SetServing",
+    "StartContainer",
+    "StopContainer",
+    "ReferenceChanged",
+    "ConnectContainer",
+    "DisconnectContainer",
+    "DeliverPush",
+]
+
+
+class Effect:
+    """Base of every effect (a marker)."""
+
+    __slots__ = ()
+
+
+@attrs.frozen
+class Send(Effect):
+    """Send ``message`` on connection ``conn`` (None: the session's only connection)."""
+
+    conn: Hashable | None
+    message: Message
+
+
+@attrs.frozen
+class CloseConnection(Effect):
+    """Close connection ``conn`` (None: the session's connection) for ``reason``."""
+
+    conn: Hashable | None
+    reason: str
+
+
+@attrs.frozen
+class OpenConnection(Effect):
+    """Session: open a connection to the hub now (``attempt`` counts from 1)."""
+
+    attempt: int
+
+
+@attrs.frozen
+class Resolve(Effect):
+    """Session: the operation ``handle`` succeeded with ``value``."""
+
+    handle: int
+    value: Any
+
+
+@attrs.frozen
+class Reject(Effect):
+    """Session: the operation ``handle`` failed with ``error``."""
+
+    handle: int
+    error: HulyError
+
+
+@attrs.frozen
+class DeliverEvent(Effect):
+    """Session: a registry event for ``client.updates()`` listeners."""
+
+    event: NetworkEvent
+
+
+@attrs.frozen
+class ReferenceChanged(Effect):
+    """Session: reference ``ref`` now points at ``record`` (None: lost, re-acquiring)."""
+
+    ref: int
+    record: ContainerRecord | None
+
+
+@attrs.frozen
+class DeliverPush(Effect):
+    """Session: container ``uuid`` pushed ``payload`` to this client."""
+
+    uuid: str
+    payload: bytes
+
+
+@attrs.frozen
+class StartContainer(Effect):
+    """Agent: start a container; answer with ``ClientSession.agent_started`` or ``_failed``."""
+
+    agent_id: str
+    uuid: str
+    kind: str
+    options: GetOptions
+
+
+@attrs.frozen
+class StopContainer(Effect):
+    """Agent: terminate container ``uuid`` (await its ``terminate()``)."""
+
+    agent_id: str
+    uuid: str
+
+
+@attrs.frozen
+class SetServing(Effect):
+    """Agent: stateless ``uuid`` now serves (owner) or must not serve (standby)."""
+
+    agent_id: str
+    uuid: str
+    serving: bool
+    epoch: int = 0
+
+
+@attrs.frozen
+class RunRequest(Effect):
+    """Agent: run ``operation`` on ``uuid``; answer with ``ClientSession.agent_reply``."""
+
+    agent_id: str
+    uuid: str
+    call_id: int
+    operation: str
+    payload: bytes
+    client_id: str | None
+
+
+@attrs.frozen
+class ConnectContainer(Effect):
+    """Agent: ``client_id`` connected to ``uuid`` through the hub (call its ``connect``)."""
+
+    agent_id: str
+    uuid: str
+    client_id: str
+
+
+@attrs.frozen
+class DisconnectContainer(Effect):
+    """Agent: ``client_id`` disconnected from ``uuid`` (call its ``disconnect``)."""
+
+    agent_id: str
+    uuid: str
+    client_id: str

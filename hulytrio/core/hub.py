@@ -1,0 +1,460 @@
+"""The hub as a sans-IO machine: connections in, effects out.
+
+Theory of operation
+-------------------
+The driver owns the sockets.  It tells the hub about connections
+(``connection_made`` / ``connection_lost``), feeds it every decoded message
+(``receive``) and the time (``handle_timers``), and performs the effects it
+drains (``effects()``): ``Send`` and ``CloseConnection``.  Sends to one
+connection keep their order, so a driver may pack consecutive sends to one
+connection into one frame.
+
+A connection becomes a session with ``Hello``; its peer id is the client id in
+the ``Registry``.  A second ``Hello`` with the same peer id supersedes the old
+connection: the old session ends exactly as if it had closed (its agents are
+removed, its holds released) and late messages from the old connection are
+ignored.  The new session starts clean and rebuilds (re-register,
+re-acquire), which is the same path a client takes after a hub restart.
+
+Container requests are forwarded to the owning agent's session under a hub
+id; the answer goes back to the caller under the caller's id.  The payload is
+never decoded here.  When the agent's session ends, every request in flight
+to it fails with ``agent_gone`` (the client session re-acquires and resends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any, ClassVar
+
+from .effects import CloseConnection, Effect, Send
+from .errors import ErrorCode
+from .events import NetworkEvent
+from .messages import (
+    PROTOCOL_VERSION,
+    Claim,
+    Close,
+    Connect,
+    ContainerStopped,
+    Disconnect,
+    Error,
+    Event,
+    Get,
+    Hello,
+    Message,
+    Ok,
+    Ping,
+    Pong,
+    Push,
+    Query,
+    RegisterAgent,
+    Release,
+    Request,
+    Response,
+    Retry,
+    Started,
+    UnregisterAgent,
+    Welcome,
+)
+from .probes import Probes
+from .registry import Registry
+from .timeouts import Timeouts
+from .types import ClientId
+
+__all__ = ["Hub", "HubStatistics"]
+
+Conn = Hashable
+
+
+class HubStatistics:
+    """Counters a driver may export; plain ints, updated in O(1)."""
+
+    __slots__ = ("connections", "errors", "events", "forwarded", "messages_in", "retries")
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.messages_in = 0
+        self.forwarded = 0
+        self.errors = 0
+        self.retries = 0
+        self.events = 0
+
+
+class _Forward:
+    __slots__ = ("agent_client", "caller", "caller_id", "kind")
+
+    def __init__(self, caller: ClientId, caller_id: int, agent_client: ClientId, kind: str):
+        self.caller = caller
+        self.caller_id = caller_id
+        self.agent_client = agent_client
+        self.kind = kind  # "request" or "connect"
+
+
+class Hub:
+    """The hub's decision machine (see module docstring).
+
+    ``max_in_flight`` bounds the container requests one client may have
+    outstanding through the hub; beyond it the hub answers ``Retry``.
+    """
+
+    def __init__(
+        self,
+        hub_id: str,
+        timeouts: Timeouts | None = None,
+        *,
+        term: int = 1,
+        max_in_flight: int = 1024,
+        probes: Probes | None = None,
+        seeded_bugs: frozenset[str] = frozenset(),
+    ) -> None:
+        self.hub_id = hub_id
+        self.term = term
+        self.timeouts = timeouts if timeouts is not None else Timeouts()
+        self.max_in_flight = max_in_flight
+        self.probes = probes if probes is not None else Probes()
+        self.registry = Registry(hub_id, self.timeouts, probes=self.probes,
+                                 seeded_bugs=seeded_bugs)
+        self.stats = HubStatistics()
+        self._effects: list[Effect] = []
+        self._conn_client: dict[Conn, ClientId | None] = {}
+        self._client_conn: dict[ClientId, Conn] = {}
+        self._forwards: dict[int, _Forward] = {}
+        #: client id -> forward ids in flight *to* its agents
+        self._forwards_to: dict[ClientId, dict[int, None]] = {}
+        #: client id -> its requests in flight through the hub
+        self._in_flight: dict[ClientId, int] = {}
+        #: client id -> {(uuid, agent client)} it is connected to through the hub
+        self._connected: dict[ClientId, dict[str, ClientId]] = {}
+        self._forward_serial = 0
+        #: the time of the latest input (the event window starts from it)
+        self._now = 0.0
+
+    # --- driver interface -------------------------------------------------------
+
+    def effects(self) -> list[Effect]:
+        """Return and clear the effects produced since the last call, in order."""
+        self._collect()
+        out = self._effects
+        self._effects = []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """Return when ``handle_timers`` must be called next, or None."""
+        return self.registry.timers.next_deadline()
+
+    def connection_made(self, conn: Conn, now: float) -> None:
+        """A connection opened; it must say ``Hello`` first."""
+        self._now = now
+        self._conn_client[conn] = None
+        self.stats.connections += 1
+
+    def connection_lost(self, conn: Conn, now: float) -> None:
+        """A connection closed (or the driver gave up on it): end its session at once."""
+        self._now = now
+        client_id = self._conn_client.pop(conn, None)
+        self.stats.connections -= 1
+        if client_id is not None and self._client_conn.get(client_id) == conn:
+            self.probes.hit("client connection closed")
+            self._end_session(client_id, now)
+
+    def handle_timers(self, now: float) -> None:
+        """Fire every deadline that is due at ``now``."""
+        self._now = now
+        reg = self.registry
+        for key in reg.timers.expired(now):
+            if key == "flush":
+                self._flush()
+            else:
+                reg.handle_timer(key, now)
+        for client_id in reg.dead_clients:
+            conn = self._client_conn.get(client_id)
+            self._end_session(client_id, now, already_removed=True)
+            if conn is not None:
+                self._conn_client[conn] = None
+                self._effects.append(CloseConnection(conn, "alive timeout"))
+        reg.dead_clients.clear()
+        self._collect()
+
+    def receive(self, conn: Conn, message: Message, now: float) -> None:
+        """Handle one decoded ``message`` from ``conn``.
+
+        Illegal input is answered with ``Error`` (and, before ``Hello``, a
+        close); it never disturbs other sessions.  Messages from a connection
+        whose session was superseded or ended are ignored.
+        """
+        self.stats.messages_in += 1
+        self._now = now
+        if conn not in self._conn_client:
+            return
+        client_id = self._conn_client[conn]
+        if client_id is None:
+            if isinstance(message, Hello):
+                self._hello(conn, message, now)
+            else:
+                self._protocol_error(conn, getattr(message, "id", 0),
+                                     f"{message.TAG!r} before hello")
+                self._effects.append(CloseConnection(conn, "no hello"))
+                self._conn_client.pop(conn, None)
+            return
+        reg = self.registry
+        reg.touch(client_id, now)
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            self._protocol_error(conn, getattr(message, "id", 0),
+                                 f"a peer may not send {message.TAG!r}")
+            return
+        handler(self, conn, client_id, message, now)
+        self._collect()
+
+    def protocol_error(self, conn: Conn, call_id: int, text: str) -> None:
+        """Answer an undecodable or illegal message from ``conn`` (driver-detected)."""
+        self._protocol_error(conn, call_id, text)
+
+    # --- internals ----------------------------------------------------------------
+
+    def _protocol_error(self, conn: Conn, call_id: int, text: str) -> None:
+        self.stats.errors += 1
+        self._effects.append(Send(conn, Error(call_id, ErrorCode.PROTOCOL.value, text)))
+
+    def _collect(self) -> None:
+        """Turn the registry's outbox into sends, and arm the event flush."""
+        reg = self.registry
+        if reg.outbox:
+            for client_id, message in reg.outbox:
+                conn = self._client_conn.get(client_id)
+                if conn is not None:
+                    self._effects.append(Send(conn, message))
+            reg.outbox.clear()
+        if len(reg.events) and "flush" not in reg.timers:
+            # The window starts at the first change; a driver that calls
+            # handle_timers at next_deadline() flushes it.
+            self._arm_flush()
+
+    def _arm_flush(self) -> None:
+        # The flush deadline is relative to the time of the last input; the
+        # registry's timers know no "now", so we keep the latest one seen.
+        self.registry.timers.call_at(self._now + self.timeouts.event_window, "flush")
+
+    def _flush(self) -> None:
+        event = self.registry.events.flush()
+        if event is None:
+            return
+        self.broadcast(event)
+
+    def broadcast(self, event: NetworkEvent) -> None:
+        """Send ``event`` to every session."""
+        self.stats.events += 1
+        msg = Event(event)
+        for conn in self._client_conn.values():
+            self._effects.append(Send(conn, msg))
+
+    def _hello(self, conn: Conn, msg: Hello, now: float) -> None:
+        if msg.protocol != PROTOCOL_VERSION:
+            self._protocol_error(conn, 0, f"protocol {msg.protocol} not supported "
+                                          f"(this hub speaks {PROTOCOL_VERSION})")
+            self._effects.append(CloseConnection(conn, "protocol version"))
+            self._conn_client.pop(conn, None)
+            return
+        if msg.alive_timeout is not None and not msg.alive_timeout > 0:
+            self._protocol_error(conn, 0, "alive_timeout must be > 0")
+            self._effects.append(CloseConnection(conn, "bad hello"))
+            self._conn_client.pop(conn, None)
+            return
+        client_id = msg.peer_id
+        old = self._client_conn.get(client_id)
+        if old is not None:
+            self.probes.hit("reconnect same peer id")
+            self._conn_client[old] = None
+            self._effects.append(CloseConnection(old, "superseded by a new connection"))
+            self._end_session(client_id, now)
+        elif self.registry.has_client(client_id):
+            self._end_session(client_id, now)
+        self._conn_client[conn] = client_id
+        self._client_conn[client_id] = conn
+        self.registry.add_client(client_id, msg.alive_timeout, now)
+        alive = msg.alive_timeout if msg.alive_timeout is not None else self.timeouts.alive
+        self._effects.append(Send(conn, Welcome(
+            PROTOCOL_VERSION, self.hub_id, alive, self.timeouts.ping_interval,
+            self.term, self.registry.events.seq,
+        )))
+        self._collect()
+
+    def _end_session(self, client_id: ClientId, now: float, *, already_removed: bool = False
+                     ) -> None:
+        conn = self._client_conn.pop(client_id, None)
+        if conn is not None and self._conn_client.get(conn) == client_id:
+            self._conn_client[conn] = None
+        # Requests in flight to this client's agents fail; callers re-acquire.
+        for fwd_id in list(self._forwards_to.pop(client_id, {})):
+            fwd = self._forwards.pop(fwd_id, None)
+            if fwd is None:
+                continue
+            self._in_flight_done(fwd)
+            self._send_to(fwd.caller, Error(fwd.caller_id, ErrorCode.AGENT_GONE.value,
+                                            "the container's agent went away"))
+        # Streams this client had open through the hub end; tell the agents.
+        for uuid, agent_client in self._connected.pop(client_id, {}).items():
+            route = self.registry.route(uuid)
+            if route is not None and route[1] == agent_client:
+                self._send_to(agent_client, Disconnect(uuid, client_id))
+        self._in_flight.pop(client_id, None)
+        if not already_removed:
+            self.registry.remove_client(client_id, now)
+        self._collect()
+
+    def _send_to(self, client_id: ClientId, message: Message) -> None:
+        conn = self._client_conn.get(client_id)
+        if conn is not None:
+            self._effects.append(Send(conn, message))
+
+    def _in_flight_done(self, fwd: _Forward) -> None:
+        if fwd.kind == "request":
+            n = self._in_flight.get(fwd.caller, 0)
+            if n > 0:
+                self._in_flight[fwd.caller] = n - 1
+
+    # --- handlers -------------------------------------------------------------
+
+    def _on_ping(self, conn: Conn, client_id: ClientId, msg: Ping, now: float) -> None:
+        self._effects.append(Send(conn, Pong()))
+
+    def _on_pong(self, conn: Conn, client_id: ClientId, msg: Pong, now: float) -> None:
+        pass  # a sign of life; touch() already counted it
+
+    def _on_close(self, conn: Conn, client_id: ClientId, msg: Close, now: float) -> None:
+        self.probes.hit("client said close")
+        self._conn_client[conn] = None
+        self._end_session(client_id, now)
+        self._effects.append(CloseConnection(conn, "peer closed"))
+
+    def _on_get(self, conn: Conn, client_id: ClientId, msg: Get, now: float) -> None:
+        self.registry.get(client_id, msg.id, msg.kind, msg.options, now)
+
+    def _on_release(self, conn: Conn, client_id: ClientId, msg: Release, now: float) -> None:
+        self.registry.release(client_id, msg.id, msg.uuid, now)
+
+    def _on_register(self, conn: Conn, client_id: ClientId, msg: RegisterAgent, now: float
+                     ) -> None:
+        self.registry.register(client_id, msg, now)
+
+    def _on_unregister(self, conn: Conn, client_id: ClientId, msg: UnregisterAgent, now: float
+                       ) -> None:
+        self.registry.unregister(client_id, msg.id, msg.agent_id, now)
+
+    def _on_claim(self, conn: Conn, client_id: ClientId, msg: Claim, now: float) -> None:
+        self.registry.claim(client_id, msg.id, msg.agent_id, msg.container, now)
+
+    def _on_query(self, conn: Conn, client_id: ClientId, msg: Query, now: float) -> None:
+        self.registry.query(client_id, msg.id, msg.what, msg.kind)
+
+    def _on_stopped(self, conn: Conn, client_id: ClientId, msg: ContainerStopped, now: float
+                    ) -> None:
+        self.registry.container_stopped(client_id, msg.agent_id, msg.uuid, now)
+
+    def _on_started(self, conn: Conn, client_id: ClientId, msg: Started, now: float) -> None:
+        self.registry.started(client_id, msg.id, msg.uuid, msg.endpoint, now)
+
+    def _on_error(self, conn: Conn, client_id: ClientId, msg: Error, now: float) -> None:
+        fwd = self._forwards.get(msg.id)
+        if fwd is not None and fwd.agent_client == client_id:
+            self._finish_forward(msg.id, fwd)
+            self._send_to(fwd.caller, Error(fwd.caller_id, msg.code, msg.message, msg.type))
+            return
+        # Otherwise it answers a Start.
+        self.registry.start_failed(client_id, msg.id, msg.code, msg.message, now)
+
+    def _on_request(self, conn: Conn, client_id: ClientId, msg: Request, now: float) -> None:
+        route = self.registry.route(msg.uuid)
+        if route is None:
+            self._effects.append(Send(conn, Error(msg.id, ErrorCode.NOT_FOUND.value,
+                                                  f"container {msg.uuid!r} not found")))
+            return
+        n = self._in_flight.get(client_id, 0)
+        if n >= self.max_in_flight:
+            self.stats.retries += 1
+            self._effects.append(Send(conn, Retry(msg.id, self.timeouts.event_window)))
+            return
+        self._in_flight[client_id] = n + 1
+        agent_client = route[1]
+        fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "request"))
+        self.stats.forwarded += 1
+        self._send_to(agent_client, Request(fwd_id, msg.uuid, msg.operation, msg.payload,
+                                            client_id))
+
+    def _new_forward(self, fwd: _Forward) -> int:
+        self._forward_serial += 1
+        fwd_id = self._forward_serial
+        self._forwards[fwd_id] = fwd
+        self._forwards_to.setdefault(fwd.agent_client, {})[fwd_id] = None
+        return fwd_id
+
+    def _finish_forward(self, fwd_id: int, fwd: _Forward) -> None:
+        del self._forwards[fwd_id]
+        bucket = self._forwards_to.get(fwd.agent_client)
+        if bucket is not None:
+            bucket.pop(fwd_id, None)
+        self._in_flight_done(fwd)
+
+    def _on_response(self, conn: Conn, client_id: ClientId, msg: Response, now: float) -> None:
+        fwd = self._forwards.get(msg.id)
+        if fwd is None or fwd.agent_client != client_id:
+            return  # a late answer for a caller that is gone
+        self._finish_forward(msg.id, fwd)
+        self._send_to(fwd.caller, Response(fwd.caller_id, msg.payload))
+
+    def _on_ok(self, conn: Conn, client_id: ClientId, msg: Ok, now: float) -> None:
+        fwd = self._forwards.get(msg.id)
+        if fwd is None or fwd.agent_client != client_id:
+            return
+        self._finish_forward(msg.id, fwd)
+        self._send_to(fwd.caller, Ok(fwd.caller_id))
+
+    def _on_connect(self, conn: Conn, client_id: ClientId, msg: Connect, now: float) -> None:
+        route = self.registry.route(msg.uuid)
+        if route is None:
+            self._effects.append(Send(conn, Error(msg.id, ErrorCode.NOT_FOUND.value,
+                                                  f"container {msg.uuid!r} not found")))
+            return
+        agent_client = route[1]
+        self._connected.setdefault(client_id, {})[msg.uuid] = agent_client
+        fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "connect"))
+        self._send_to(agent_client, Connect(fwd_id, msg.uuid, client_id))
+
+    def _on_disconnect(self, conn: Conn, client_id: ClientId, msg: Disconnect, now: float
+                       ) -> None:
+        agent_client = self._connected.get(client_id, {}).pop(msg.uuid, None)
+        if agent_client is not None:
+            self._send_to(agent_client, Disconnect(msg.uuid, client_id))
+
+    def _on_push(self, conn: Conn, client_id: ClientId, msg: Push, now: float) -> None:
+        if msg.client_id is None:
+            return
+        # Only the agent that serves the container may push for it.
+        route = self.registry.route(msg.uuid)
+        if route is None or route[1] != client_id:
+            return
+        self._send_to(msg.client_id, Push(msg.uuid, msg.payload))
+
+    _handlers: ClassVar[dict[type[Message], Callable[[Hub, Conn, ClientId, Any, float], None]]]
+
+
+Hub._handlers = {
+    Ping: Hub._on_ping,
+    Pong: Hub._on_pong,
+    Close: Hub._on_close,
+    Get: Hub._on_get,
+    Release: Hub._on_release,
+    RegisterAgent: Hub._on_register,
+    UnregisterAgent: Hub._on_unregister,
+    Claim: Hub._on_claim,
+    Query: Hub._on_query,
+    ContainerStopped: Hub._on_stopped,
+    Started: Hub._on_started,
+    Error: Hub._on_error,
+    Request: Hub._on_request,
+    Response: Hub._on_response,
+    Ok: Hub._on_ok,
+    Connect: Hub._on_connect,
+    Disconnect: Hub._on_disconnect,
+    Push: Hub._on_push,
+}

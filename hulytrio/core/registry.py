@@ -1,0 +1,925 @@
+"""The hub's registry of agents, containers and clients, and its decisions.
+
+Theory of operation
+-------------------
+Peers are addressed by client id.  A client may host agents; an agent lives
+exactly as long as the client session that registered it (the client's pings
+keep its agents alive).  Every operation takes ``now`` and records its
+outputs: messages for peers (``outbox``, as ``(client_id, message)``) and
+registry changes (``events``).  Deadlines live in ``timers``; the owner (the
+``Hub``) calls ``handle_timer`` for each expired key.
+
+Indexes keep every operation O(1) or O(log n) (timers) in the number of
+containers, agents and clients, except listing:
+
+- ``_by_selector[(kind, labels)]``: live containers per kind and exact label
+  set, for reuse by ``get``;
+- ``_pending_by_selector[(kind, labels)]``: pending starts likewise;
+- ``_kind_agents[kind]``: agents with the kind, in round-robin order;
+- per-client holds and per-agent containers, for O(own) clean-up.
+
+Container lifecycle (``ContainerState``)::
+
+    get -> PENDING --started--> ACTIVE <--get-- ORPHANED
+                 \\--failed--> (gone)    --release (no holders)--> ORPHANED
+    ORPHANED --unused timeout--> Terminate sent, gone
+    agent gone: ACTIVE/ORPHANED -> gone, or a standby is promoted (stateless)
+
+Rules the reference got wrong and this registry fixes are marked "fix:".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from .errors import ErrorCode
+from .events import ChangeKind, EventQueue
+from .messages import (
+    Activate,
+    AgentsReply,
+    Error,
+    GetReply,
+    KindsReply,
+    ListReply,
+    Message,
+    Ok,
+    RegisterAgent,
+    RegisterReply,
+    Start,
+    Terminate,
+)
+from .probes import Probes
+from .timers import Timers
+from .timeouts import Timeouts
+from .types import (
+    AgentId,
+    AgentInfo,
+    ClientId,
+    ContainerKind,
+    ContainerRecord,
+    ContainerState,
+    ContainerUuid,
+    GetOptions,
+    OfferedContainer,
+)
+
+__all__ = ["Registry"]
+
+Selector = tuple[ContainerKind, tuple[str, ...]]
+
+
+class _Container:
+    __slots__ = (
+        "agent_id",
+        "endpoint",
+        "epoch",
+        "holders",
+        "kind",
+        "labels",
+        "orphaned_at",
+        "stateless",
+        "uuid",
+    )
+
+    def __init__(
+        self,
+        uuid: ContainerUuid,
+        kind: ContainerKind,
+        agent_id: AgentId,
+        endpoint: str | None,
+        labels: tuple[str, ...],
+        stateless: bool,
+    ) -> None:
+        self.uuid = uuid
+        self.kind = kind
+        self.agent_id = agent_id
+        self.endpoint = endpoint
+        self.labels = labels
+        self.stateless = stateless
+        self.epoch = 0
+        #: client id -> number of gets not yet released
+        self.holders: dict[ClientId, int] = {}
+        self.orphaned_at: float | None = None
+
+    @property
+    def state(self) -> ContainerState:
+        return ContainerState.ACTIVE if self.orphaned_at is None else ContainerState.ORPHANED
+
+    def record(self) -> ContainerRecord:
+        return ContainerRecord(
+            self.uuid, self.kind, self.agent_id, self.endpoint, self.labels,
+            self.stateless, self.epoch,
+        )
+
+
+class _Pending:
+    __slots__ = ("agent_id", "extra", "kind", "labels", "start_id", "uuid", "waiters")
+
+    def __init__(
+        self,
+        uuid: ContainerUuid,
+        kind: ContainerKind,
+        labels: tuple[str, ...],
+        agent_id: AgentId,
+        start_id: int,
+    ) -> None:
+        self.uuid = uuid
+        self.kind = kind
+        self.labels = labels
+        self.agent_id = agent_id
+        self.start_id = start_id
+        self.extra: object = None
+        #: (client id, call id) of every get waiting on this start
+        self.waiters: list[tuple[ClientId, int]] = []
+
+
+class _Agent:
+    __slots__ = (
+        "agent_id", "containers", "endpoint", "kinds", "max_containers", "owner",
+        "pending", "standby",
+    )
+
+    def __init__(
+        self,
+        agent_id: AgentId,
+        owner: ClientId,
+        kinds: tuple[ContainerKind, ...],
+        endpoint: str | None,
+        max_containers: int | None,
+    ) -> None:
+        self.agent_id = agent_id
+        self.owner = owner
+        self.kinds = kinds
+        self.endpoint = endpoint
+        self.max_containers = max_containers
+        self.containers: dict[ContainerUuid, None] = {}
+        self.pending: dict[ContainerUuid, None] = {}
+        #: stateless offers this agent stands by for
+        self.standby: dict[ContainerUuid, OfferedContainer] = {}
+
+    def info(self) -> AgentInfo:
+        return AgentInfo(self.agent_id, self.kinds, self.endpoint, len(self.containers))
+
+    def has_room(self) -> bool:
+        if self.max_containers is None:
+            return True
+        return len(self.containers) + len(self.pending) < self.max_containers
+
+
+class _Client:
+    __slots__ = ("agents", "alive_timeout", "client_id", "holds", "last_seen")
+
+    def __init__(self, client_id: ClientId, alive_timeout: float, now: float) -> None:
+        self.client_id = client_id
+        self.alive_timeout = alive_timeout
+        self.last_seen = now
+        #: uuid -> number of gets not yet released (mirrors _Container.holders)
+        self.holds: dict[ContainerUuid, int] = {}
+        self.agents: dict[AgentId, None] = {}
+
+
+class Registry:
+    """Agents, containers, clients and the rules that tie them together.
+
+    ``outbox`` collects ``(client_id, message)`` pairs to deliver; ``events``
+    collects registry changes to broadcast; ``timers`` holds the deadlines
+    (keys: ``("alive", client_id)``, ``("orphan", uuid)``,
+    ``("start", start_id)``).  ``seeded_bugs`` switches on deliberate faults
+    for the simulator's self-test; production never sets it.
+    """
+
+    def __init__(
+        self,
+        hub_id: str,
+        timeouts: Timeouts,
+        *,
+        probes: Probes | None = None,
+        seeded_bugs: frozenset[str] = frozenset(),
+    ) -> None:
+        self.hub_id = hub_id
+        self.timeouts = timeouts
+        self.probes = probes if probes is not None else Probes()
+        self.seeded_bugs = seeded_bugs
+        self.outbox: list[tuple[ClientId, Message]] = []
+        self.events = EventQueue()
+        self.timers = Timers()
+        self._agents: dict[AgentId, _Agent] = {}
+        self._containers: dict[ContainerUuid, _Container] = {}
+        self._clients: dict[ClientId, _Client] = {}
+        self._pending: dict[ContainerUuid, _Pending] = {}
+        self._pending_by_start: dict[int, ContainerUuid] = {}
+        self._by_selector: dict[Selector, dict[ContainerUuid, None]] = {}
+        self._pending_by_selector: dict[Selector, dict[ContainerUuid, None]] = {}
+        self._kind_agents: dict[ContainerKind, dict[AgentId, None]] = {}
+        #: stateless uuid -> agents standing by for it, in offer order
+        self._standbys: dict[ContainerUuid, dict[AgentId, OfferedContainer]] = {}
+        self._serial = 0
+        #: clients declared dead by their alive timer, for the owner to close
+        self.dead_clients: list[ClientId] = []
+
+    # --- read-only views ----------------------------------------------------
+
+    def container(self, uuid: ContainerUuid) -> ContainerRecord | None:
+        """Return the record of ``uuid``, or None if it is not live."""
+        c = self._containers.get(uuid)
+        return None if c is None else c.record()
+
+    def container_state(self, uuid: ContainerUuid) -> ContainerState | None:
+        """Return the lifecycle state of ``uuid`` (PENDING included), or None."""
+        c = self._containers.get(uuid)
+        if c is not None:
+            return c.state
+        return ContainerState.PENDING if uuid in self._pending else None
+
+    def holders(self, uuid: ContainerUuid) -> dict[ClientId, int]:
+        """Return a copy of the holders of ``uuid`` (client id -> count)."""
+        c = self._containers.get(uuid)
+        return {} if c is None else dict(c.holders)
+
+    def holds(self, client_id: ClientId) -> dict[ContainerUuid, int]:
+        """Return a copy of what ``client_id`` holds (uuid -> count)."""
+        cl = self._clients.get(client_id)
+        return {} if cl is None else dict(cl.holds)
+
+    def orphaned_at(self, uuid: ContainerUuid) -> float | None:
+        """Return when ``uuid`` was orphaned, or None if it is held (or unknown)."""
+        c = self._containers.get(uuid)
+        return None if c is None else c.orphaned_at
+
+    def standbys(self, uuid: ContainerUuid) -> tuple[AgentId, ...]:
+        """Return the agents standing by for stateless ``uuid``, in promotion order."""
+        return tuple(self._standbys.get(uuid, {}))
+
+    def list(self, kind: ContainerKind | None = None) -> tuple[ContainerRecord, ...]:
+        """Return the live containers (of ``kind`` if given), in registration order."""
+        return tuple(
+            c.record() for c in self._containers.values() if kind is None or c.kind == kind
+        )
+
+    def agents(self) -> tuple[AgentInfo, ...]:
+        """Return every registered agent, in registration order."""
+        return tuple(a.info() for a in self._agents.values())
+
+    def agent_owner(self, agent_id: AgentId) -> ClientId | None:
+        """Return the client that registered ``agent_id``, or None."""
+        a = self._agents.get(agent_id)
+        return None if a is None else a.owner
+
+    def agent_containers(self, agent_id: AgentId) -> tuple[ContainerUuid, ...]:
+        """Return the uuids the hub believes ``agent_id`` runs."""
+        a = self._agents.get(agent_id)
+        return () if a is None else tuple(a.containers)
+
+    def kinds(self) -> tuple[ContainerKind, ...]:
+        """Return the sorted, de-duplicated kinds of all agents (fix: de-duplicated)."""
+        return tuple(sorted(k for k, agents in self._kind_agents.items() if agents))
+
+    def clients(self) -> tuple[ClientId, ...]:
+        """Return the known client ids, in arrival order."""
+        return tuple(self._clients)
+
+    def has_client(self, client_id: ClientId) -> bool:
+        """Return whether ``client_id`` is registered."""
+        return client_id in self._clients
+
+    def pending_count(self) -> int:
+        """Return the number of container starts awaiting their agent."""
+        return len(self._pending)
+
+    def __len__(self) -> int:
+        return len(self._containers)
+
+    # --- helpers ------------------------------------------------------------
+
+    def _send(self, client_id: ClientId, message: Message) -> None:
+        self.outbox.append((client_id, message))
+
+    def _error(self, client_id: ClientId, call_id: int, code: ErrorCode, text: str) -> None:
+        self._send(client_id, Error(call_id, code.value, text))
+
+    def _next_serial(self) -> int:
+        self._serial += 1
+        return self._serial
+
+    def _index(self, c: _Container) -> None:
+        self._by_selector.setdefault((c.kind, c.labels), {})[c.uuid] = None
+
+    def _unindex(self, c: _Container) -> None:
+        key = (c.kind, c.labels)
+        bucket = self._by_selector.get(key)
+        if bucket is not None:
+            bucket.pop(c.uuid, None)
+            if not bucket:
+                del self._by_selector[key]
+
+    def _orphan(self, c: _Container, now: float) -> None:
+        if c.stateless:
+            # A stateless container is pre-existing: nobody started it for a
+            # client, so nobody's release may kill it.
+            return
+        c.orphaned_at = now
+        self.timers.call_at(now + self.timeouts.unused_container, ("orphan", c.uuid))
+
+    def _hold(self, client_id: ClientId, c: _Container) -> None:
+        c.holders[client_id] = c.holders.get(client_id, 0) + 1
+        cl = self._clients[client_id]
+        cl.holds[c.uuid] = cl.holds.get(c.uuid, 0) + 1
+        if c.orphaned_at is not None:
+            self.probes.hit("orphan rescued")
+            c.orphaned_at = None
+            self.timers.cancel(("orphan", c.uuid))
+
+    def _add_container(
+        self,
+        agent: _Agent,
+        uuid: ContainerUuid,
+        kind: ContainerKind,
+        labels: tuple[str, ...],
+        stateless: bool,
+    ) -> _Container:
+        c = _Container(uuid, kind, agent.agent_id, agent.endpoint, labels, stateless)
+        self._containers[uuid] = c
+        agent.containers[uuid] = None
+        self._index(c)
+        return c
+
+    def _drop_container(self, c: _Container, now: float) -> None:
+        """Forget ``c`` entirely: holders lose it, clients are told."""
+        del self._containers[c.uuid]
+        self._unindex(c)
+        agent = self._agents.get(c.agent_id)
+        if agent is not None:
+            agent.containers.pop(c.uuid, None)
+        for client_id in c.holders:
+            cl = self._clients.get(client_id)
+            if cl is not None:
+                cl.holds.pop(c.uuid, None)
+        self.timers.cancel(("orphan", c.uuid))
+        self.events.container(ChangeKind.REMOVED, c.record())
+        standbys = self._standbys.get(c.uuid)
+        if standbys is not None and not standbys:
+            del self._standbys[c.uuid]
+
+    def _promote_or_drop(self, c: _Container, now: float) -> None:
+        """The owner of ``c`` is gone: promote a standby if it is stateless, else drop it."""
+        standbys = self._standbys.get(c.uuid)
+        if c.stateless and standbys:
+            for agent_id in list(standbys):
+                offer = standbys.pop(agent_id)
+                new_owner = self._agents.get(agent_id)
+                if new_owner is None:
+                    continue
+                new_owner.standby.pop(c.uuid, None)
+                old = self._agents.get(c.agent_id)
+                if old is not None:
+                    old.containers.pop(c.uuid, None)
+                self._unindex(c)
+                c.agent_id = agent_id
+                c.endpoint = new_owner.endpoint
+                c.labels = offer.labels
+                c.epoch += 1
+                new_owner.containers[c.uuid] = None
+                self._index(c)
+                if not standbys:
+                    del self._standbys[c.uuid]
+                self.probes.hit("standby promoted")
+                self.events.container(ChangeKind.UPDATED, c.record())
+                self.events.agent(ChangeKind.UPDATED, new_owner.info())
+                self._send(new_owner.owner, Activate(agent_id, c.uuid, c.epoch))
+                return
+        self._drop_container(c, now)
+
+    # --- clients ------------------------------------------------------------
+
+    def add_client(self, client_id: ClientId, alive_timeout: float | None, now: float) -> None:
+        """Register a client session; it is dead after ``alive_timeout`` of silence.
+
+        Raises:
+            ValueError: if ``client_id`` is already registered (remove it first).
+        """
+        if client_id in self._clients:
+            raise ValueError(f"client {client_id!r} is already registered")
+        timeout = alive_timeout if alive_timeout is not None else self.timeouts.alive
+        self._clients[client_id] = _Client(client_id, timeout, now)
+        self.timers.call_at(now + timeout, ("alive", client_id))
+
+    def touch(self, client_id: ClientId, now: float) -> None:
+        """Note a sign of life from ``client_id`` (O(1): the timer is re-armed lazily)."""
+        cl = self._clients.get(client_id)
+        if cl is not None:
+            cl.last_seen = now
+
+    def remove_client(self, client_id: ClientId, now: float) -> None:
+        """Forget ``client_id``: release its holds and remove the agents it registered.
+
+        A no-op for an unknown client.
+        """
+        cl = self._clients.pop(client_id, None)
+        if cl is None:
+            return
+        self.timers.cancel(("alive", client_id))
+        for agent_id in list(cl.agents):
+            self._remove_agent(agent_id, now)
+        for uuid in list(cl.holds):
+            c = self._containers.get(uuid)
+            if c is None:
+                continue
+            c.holders.pop(client_id, None)
+            if not c.holders:
+                self._orphan(c, now)
+        # Gets this client is still waiting for: the start goes on, but the
+        # container must not be held for a client that is gone.
+        for pending in self._pending.values():
+            if pending.waiters:
+                pending.waiters = [w for w in pending.waiters if w[0] != client_id]
+
+    def _client_expired(self, client_id: ClientId, now: float) -> None:
+        cl = self._clients.get(client_id)
+        if cl is None:
+            return
+        deadline = cl.last_seen + cl.alive_timeout
+        if deadline > now:
+            # Heard from since the timer was armed: re-arm at the real deadline.
+            self.timers.call_at(deadline, ("alive", client_id))
+            return
+        self.probes.hit("client timed out")
+        self.dead_clients.append(client_id)
+        self.remove_client(client_id, now)
+
+    # --- agents -------------------------------------------------------------
+
+    def register(self, client_id: ClientId, msg: RegisterAgent, now: float) -> None:
+        """Register or re-register agent ``msg.agent_id`` for ``client_id``.
+
+        Answers ``RegisterReply`` with the stateless offers that stand by and
+        the containers the agent must terminate (another agent owns the uuid,
+        or its kind is not among the agent's kinds).
+        """
+        if client_id not in self._clients:
+            return
+        existing = self._agents.get(msg.agent_id)
+        if existing is not None and existing.owner != client_id:
+            # The agent id moved to another session (a restarted process whose
+            # old session is not yet timed out): the new session supersedes.
+            self.probes.hit("agent superseded by new session")
+            self._remove_agent(msg.agent_id, now)
+            existing = None
+        kinds = tuple(dict.fromkeys(msg.kinds))
+        if existing is None:
+            agent = _Agent(msg.agent_id, client_id, kinds, msg.endpoint, msg.max_containers)
+            self._agents[msg.agent_id] = agent
+            self._clients[client_id].agents[msg.agent_id] = None
+            change = ChangeKind.ADDED
+        else:
+            agent = existing
+            self.probes.hit("agent re-registered")
+            for kind in agent.kinds:
+                if kind not in kinds:
+                    self._kind_agents.get(kind, {}).pop(agent.agent_id, None)
+            agent.kinds = kinds
+            agent.max_containers = msg.max_containers
+            if agent.endpoint != msg.endpoint:
+                agent.endpoint = msg.endpoint
+                for uuid in agent.containers:
+                    c = self._containers[uuid]
+                    c.endpoint = msg.endpoint
+                    self.events.container(ChangeKind.UPDATED, c.record())
+            change = ChangeKind.UPDATED
+        for kind in kinds:
+            self._kind_agents.setdefault(kind, {})[agent.agent_id] = None
+
+        standby: list[ContainerUuid] = []
+        terminate: list[ContainerUuid] = []
+        offered: dict[ContainerUuid, None] = {}
+        for oc in msg.containers:
+            offered[oc.uuid] = None
+            outcome = self._offer(agent, oc, now)
+            if outcome == "standby":
+                standby.append(oc.uuid)
+            elif outcome == "terminate":
+                terminate.append(oc.uuid)
+        if existing is not None:
+            # fix: containers it still lists stay linked; the ones it no
+            # longer lists are gone.
+            for uuid in [u for u in agent.containers if u not in offered]:
+                self._promote_or_drop(self._containers[uuid], now)
+            for uuid in [u for u in agent.standby if u not in offered]:
+                del agent.standby[uuid]
+                self._standbys.get(uuid, {}).pop(agent.agent_id, None)
+        self.events.agent(change, agent.info())
+        self._send(client_id, RegisterReply(msg.id, tuple(standby), tuple(terminate)))
+
+    def _offer(self, agent: _Agent, oc: OfferedContainer, now: float) -> str:
+        """Apply one offered container; return "ok", "standby" or "terminate"."""
+        if oc.kind not in agent.kinds:
+            # fix: the reference accepted containers of undeclared kinds.
+            return "terminate"
+        c = self._containers.get(oc.uuid)
+        if c is None:
+            if oc.uuid in self._pending:
+                # A start of this uuid is pending elsewhere; the start wins.
+                return "standby" if oc.stateless else "terminate"
+            c = self._add_container(agent, oc.uuid, oc.kind, oc.labels, oc.stateless)
+            self.events.container(ChangeKind.ADDED, c.record())
+            if not oc.stateless:
+                # A container nobody holds is an orphan from the start: after a
+                # hub restart, holders have the unused timeout to re-acquire it.
+                self._orphan(c, now)
+            return "ok"
+        if c.agent_id == agent.agent_id:
+            if c.labels != oc.labels or c.kind != oc.kind:
+                self._unindex(c)
+                c.labels = oc.labels
+                c.kind = oc.kind
+                self._index(c)
+                self.events.container(ChangeKind.UPDATED, c.record())
+            return "ok"
+        if oc.stateless and "stateless-double-owner" in self.seeded_bugs:
+            # Seeded bug for the simulator's self-test: a second agent wins.
+            self._agents[c.agent_id].containers.pop(c.uuid, None)
+            c.agent_id = agent.agent_id
+            agent.containers[c.uuid] = None
+            return "ok"
+        if oc.stateless:
+            self.probes.hit("stateless offer stands by")
+            self._standbys.setdefault(oc.uuid, {})[agent.agent_id] = oc
+            agent.standby[oc.uuid] = oc
+            return "standby"
+        self.probes.hit("duplicate uuid rejected")
+        return "terminate"
+
+    def claim(
+        self, client_id: ClientId, call_id: int, agent_id: AgentId, oc: OfferedContainer,
+        now: float,
+    ) -> None:
+        """A standby asks to own stateless ``oc.uuid``; answers ``RegisterReply``.
+
+        The claim wins when nobody owns the uuid; otherwise the offer is kept as
+        a standby (``standby`` lists the uuid).
+        """
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.owner != client_id:
+            self._error(client_id, call_id, ErrorCode.UNAUTHORIZED,
+                        f"agent {agent_id!r} is not registered by this client")
+            return
+        outcome = self._offer(agent, oc, now)
+        if outcome == "ok":
+            self.probes.hit("standby claim won")
+            self.events.agent(ChangeKind.UPDATED, agent.info())
+        self._send(
+            client_id,
+            RegisterReply(
+                call_id,
+                (oc.uuid,) if outcome == "standby" else (),
+                (oc.uuid,) if outcome == "terminate" else (),
+            ),
+        )
+
+    def unregister(self, client_id: ClientId, call_id: int, agent_id: AgentId, now: float) -> None:
+        """Remove ``agent_id`` if ``client_id`` registered it; answers ``Ok`` or an error.
+
+        An unknown agent id is a no-op answered with ``Ok``.
+        """
+        agent = self._agents.get(agent_id)
+        if agent is not None and agent.owner != client_id:
+            # fix: anyone could unregister anything.
+            self._error(client_id, call_id, ErrorCode.UNAUTHORIZED,
+                        f"agent {agent_id!r} was registered by another client")
+            return
+        if agent is not None:
+            self._remove_agent(agent_id, now)
+        self._send(client_id, Ok(call_id))
+
+    def _remove_agent(self, agent_id: AgentId, now: float) -> None:
+        agent = self._agents.pop(agent_id, None)
+        if agent is None:
+            return
+        owner = self._clients.get(agent.owner)
+        if owner is not None:
+            owner.agents.pop(agent_id, None)
+        for kind in agent.kinds:
+            bucket = self._kind_agents.get(kind)
+            if bucket is not None:
+                bucket.pop(agent_id, None)
+                if not bucket:
+                    del self._kind_agents[kind]
+        for uuid in agent.standby:
+            bucket2 = self._standbys.get(uuid)
+            if bucket2 is not None:
+                bucket2.pop(agent_id, None)
+                if not bucket2:
+                    del self._standbys[uuid]
+        for uuid in list(agent.containers):
+            self._promote_or_drop(self._containers[uuid], now)
+        for uuid in list(agent.pending):
+            self.probes.hit("pending start lost with agent")
+            self._fail_pending(uuid, ErrorCode.AGENT_GONE, f"agent {agent_id!r} went away")
+        # fix: an agent with no containers still produces a removed event.
+        self.events.agent(ChangeKind.REMOVED, agent.info())
+
+    def has_agent(self, agent_id: AgentId) -> bool:
+        """Return whether ``agent_id`` is registered."""
+        return agent_id in self._agents
+
+    # --- get / start / release ------------------------------------------------
+
+    def get(
+        self, client_id: ClientId, call_id: int, kind: ContainerKind, options: GetOptions,
+        now: float,
+    ) -> None:
+        """Acquire a container for ``client_id``; answers ``GetReply`` or ``Error``.
+
+        Order: live uuid -> pending uuid -> live container of the same kind and
+        label set -> pending start of the same kind and label set -> start one on
+        the next agent (round-robin) with room.  Errors: ``bad_kind`` (uuid of
+        another kind), ``no_agent`` (nobody hosts the kind).
+        """
+        if client_id not in self._clients:
+            return
+        uuid = options.uuid
+        if uuid is not None:
+            c = self._containers.get(uuid)
+            if c is not None:
+                if c.kind != kind:
+                    self._error(client_id, call_id, ErrorCode.BAD_KIND,
+                                f"container {uuid!r} is of kind {c.kind!r}, not {kind!r}")
+                    return
+                self._hold(client_id, c)
+                self._send(client_id, GetReply(call_id, c.record()))
+                return
+            p = self._pending.get(uuid)
+            if p is not None:
+                if p.kind != kind:
+                    self._error(client_id, call_id, ErrorCode.BAD_KIND,
+                                f"container {uuid!r} is of kind {p.kind!r}, not {kind!r}")
+                    return
+                p.waiters.append((client_id, call_id))
+                return
+            if uuid in self._standbys:
+                # A stateless uuid whose owner is gone and whose standbys are
+                # being promoted; it is not ours to start.
+                self._error(client_id, call_id, ErrorCode.NOT_FOUND,
+                            f"stateless container {uuid!r} has no owner right now")
+                return
+        else:
+            selector = (kind, options.labels)
+            live = self._by_selector.get(selector)
+            if live:
+                c = self._containers[next(iter(live))]
+                self._hold(client_id, c)
+                self._send(client_id, GetReply(call_id, c.record()))
+                return
+            pending = self._pending_by_selector.get(selector)
+            if pending:
+                self._pending[next(iter(pending))].waiters.append((client_id, call_id))
+                return
+        agent = self._pick_agent(kind)
+        if agent is None:
+            self._error(client_id, call_id, ErrorCode.NO_AGENT, f"no agent for kind {kind!r}")
+            return
+        serial = self._next_serial()
+        if uuid is None:
+            uuid = f"{kind}-{self.hub_id}-{serial}"
+        p = _Pending(uuid, kind, options.labels, agent.agent_id, serial)
+        p.waiters.append((client_id, call_id))
+        self._pending[uuid] = p
+        self._pending_by_start[serial] = uuid
+        self._pending_by_selector.setdefault((kind, options.labels), {})[uuid] = None
+        agent.pending[uuid] = None
+        self.timers.call_at(now + self.timeouts.start, ("start", serial))
+        self._send(
+            agent.owner,
+            Start(serial, agent.agent_id, kind, uuid, options.labels, options.extra),
+        )
+
+    def _pick_agent(self, kind: ContainerKind) -> _Agent | None:
+        """Round-robin over the agents with ``kind`` and room, O(1) amortised."""
+        bucket = self._kind_agents.get(kind)
+        if not bucket:
+            return None
+        for _ in range(len(bucket)):
+            agent_id = next(iter(bucket))
+            # Rotate: the chosen one goes to the back of the line.
+            del bucket[agent_id]
+            bucket[agent_id] = None
+            agent = self._agents[agent_id]
+            if agent.has_room():
+                return agent
+        return None
+
+    def _take_pending(self, uuid: ContainerUuid) -> _Pending | None:
+        p = self._pending.pop(uuid, None)
+        if p is None:
+            return None
+        self._pending_by_start.pop(p.start_id, None)
+        self.timers.cancel(("start", p.start_id))
+        key = (p.kind, p.labels)
+        bucket = self._pending_by_selector.get(key)
+        if bucket is not None:
+            bucket.pop(uuid, None)
+            if not bucket:
+                del self._pending_by_selector[key]
+        agent = self._agents.get(p.agent_id)
+        if agent is not None:
+            agent.pending.pop(uuid, None)
+        return p
+
+    def _fail_pending(self, uuid: ContainerUuid, code: ErrorCode, text: str) -> None:
+        p = self._take_pending(uuid)
+        if p is None:
+            return
+        for client_id, call_id in p.waiters:
+            self._error(client_id, call_id, code, text)
+
+    def started(
+        self, client_id: ClientId, start_id: int, uuid: ContainerUuid, endpoint: str | None,
+        now: float,
+    ) -> None:
+        """The agent answered ``Start`` ``start_id``: the container runs as ``uuid``.
+
+        Every waiting get is answered; the waiting clients hold it (fix: the
+        client set is kept even when the agent answers with another uuid).  A
+        start nobody waits for any more leaves an orphan.  Answers from a
+        client that does not own the agent are ignored.
+        """
+        asked = self._pending_by_start.get(start_id)
+        if asked is None:
+            return
+        p = self._pending[asked]
+        agent = self._agents.get(p.agent_id)
+        if agent is None or agent.owner != client_id:
+            return
+        self._take_pending(asked)
+        c = self._containers.get(uuid)
+        if c is None:
+            c = self._add_container(agent, uuid, p.kind, p.labels, stateless=False)
+            # fix: record the endpoint the agent reports (the reference stored '').
+            c.endpoint = endpoint if endpoint is not None else agent.endpoint
+            self.events.container(ChangeKind.ADDED, c.record())
+            self.events.agent(ChangeKind.UPDATED, agent.info())
+        elif c.agent_id != agent.agent_id:
+            # The uuid the agent answered with belongs to another agent: this
+            # start cannot be honoured; tell the agent to drop it.
+            self._send(client_id, Terminate(agent.agent_id, uuid))
+            for waiter, call_id in p.waiters:
+                self._error(waiter, call_id, ErrorCode.START_FAILED,
+                            f"agent {agent.agent_id!r} answered with uuid {uuid!r} "
+                            f"owned by {c.agent_id!r}")
+            return
+        for waiter, call_id in p.waiters:
+            self._hold(waiter, c)
+            self._send(waiter, GetReply(call_id, c.record()))
+        if not c.holders:
+            self._orphan(c, now)
+
+    def start_failed(
+        self, client_id: ClientId, start_id: int, code: str, text: str, now: float
+    ) -> None:
+        """The agent could not start ``start_id``: every waiting get fails.
+
+        fix: a failed start leaves nothing behind, so later starts are not
+        poisoned.
+        """
+        uuid = self._pending_by_start.get(start_id)
+        if uuid is None:
+            return
+        agent = self._agents.get(self._pending[uuid].agent_id)
+        if agent is None or agent.owner != client_id:
+            return
+        self.probes.hit("start failed")
+        error = ErrorCode.FULL if code == ErrorCode.FULL.value else ErrorCode.START_FAILED
+        self._fail_pending(uuid, error, text)
+
+    def release(self, client_id: ClientId, call_id: int, uuid: ContainerUuid, now: float) -> None:
+        """Drop one of ``client_id``'s holds on ``uuid``; answers ``Ok`` or ``Error``.
+
+        Releasing a container that is gone answers ``Ok`` (there is nothing left
+        to hold).  fix: only a holder may release (``unauthorized`` otherwise).
+        """
+        if client_id not in self._clients:
+            return
+        c = self._containers.get(uuid)
+        if c is None:
+            self._send(client_id, Ok(call_id))
+            return
+        count = c.holders.get(client_id)
+        if count is None:
+            self._error(client_id, call_id, ErrorCode.UNAUTHORIZED,
+                        f"client {client_id!r} does not hold {uuid!r}")
+            return
+        cl = self._clients[client_id]
+        if count > 1:
+            c.holders[client_id] = count - 1
+            cl.holds[uuid] = count - 1
+        else:
+            del c.holders[client_id]
+            del cl.holds[uuid]
+            if not c.holders:
+                if c.agent_id not in self._agents:
+                    self.probes.hit("release while owner dead")
+                self._orphan(c, now)
+        self._send(client_id, Ok(call_id))
+
+    def container_stopped(self, client_id: ClientId, agent_id: AgentId, uuid: ContainerUuid,
+                          now: float) -> None:
+        """The agent says ``uuid`` is gone: drop it (or promote a standby)."""
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.owner != client_id:
+            return
+        if uuid in agent.standby:
+            del agent.standby[uuid]
+            self._standbys.get(uuid, {}).pop(agent_id, None)
+            return
+        c = self._containers.get(uuid)
+        if c is None or c.agent_id != agent_id:
+            return
+        self.probes.hit("container stopped by agent")
+        self._promote_or_drop(c, now)
+        self.events.agent(ChangeKind.UPDATED, agent.info())
+
+    # --- queries --------------------------------------------------------------
+
+    def query(self, client_id: ClientId, call_id: int, what: str, kind: str | None) -> None:
+        """Answer a ``Query``: ``ListReply``, ``AgentsReply``, ``KindsReply`` or ``Error``."""
+        if what == "list":
+            self._send(client_id, ListReply(call_id, self.list(kind)))
+        elif what == "agents":
+            self._send(client_id, AgentsReply(call_id, self.agents()))
+        elif what == "kinds":
+            self._send(client_id, KindsReply(call_id, self.kinds()))
+        else:
+            self._error(client_id, call_id, ErrorCode.PROTOCOL, f"unknown query {what!r}")
+
+    # --- routing ----------------------------------------------------------------
+
+    def route(self, uuid: ContainerUuid) -> tuple[AgentId, ClientId] | None:
+        """Return (agent id, owning client id) serving ``uuid``, or None if unknown."""
+        c = self._containers.get(uuid)
+        if c is None:
+            return None
+        agent = self._agents.get(c.agent_id)
+        if agent is None:
+            return None
+        return agent.agent_id, agent.owner
+
+    # --- time -------------------------------------------------------------------
+
+    def handle_timer(self, key: Hashable, now: float) -> None:
+        """Act on one expired timer key (alive, orphan or start)."""
+        assert isinstance(key, tuple)
+        what, ident = key
+        if what == "alive":
+            self._client_expired(ident, now)
+        elif what == "orphan":
+            c = self._containers.get(ident)
+            if c is None or c.orphaned_at is None:
+                return
+            self.probes.hit("orphan terminated")
+            agent = self._agents.get(c.agent_id)
+            if agent is not None:
+                self._send(agent.owner, Terminate(agent.agent_id, c.uuid))
+            self._drop_container(c, now)
+            if agent is not None:
+                self.events.agent(ChangeKind.UPDATED, agent.info())
+        elif what == "start":
+            uuid = self._pending_by_start.get(ident)
+            if uuid is not None:
+                self.probes.hit("start timed out")
+                self._fail_pending(uuid, ErrorCode.START_FAILED, "the agent did not answer in time")
+
+    def check(self) -> list[str]:
+        """Return the registry's broken internal invariants (empty when sound).
+
+        O(size): for tests and the simulator, never the hot path.
+        """
+        problems: list[str] = []
+        for uuid, c in self._containers.items():
+            agent = self._agents.get(c.agent_id)
+            if agent is None or uuid not in agent.containers:
+                problems.append(f"container {uuid} not linked to agent {c.agent_id}")
+            for client_id, n in c.holders.items():
+                if n <= 0:
+                    problems.append(f"container {uuid}: holder {client_id} count {n}")
+                cl = self._clients.get(client_id)
+                if cl is None or cl.holds.get(uuid) != n:
+                    problems.append(f"container {uuid}: holder {client_id} not mirrored")
+            if c.holders and c.orphaned_at is not None:
+                problems.append(f"container {uuid} held but orphaned")
+            if not c.holders and c.orphaned_at is None and not c.stateless:
+                problems.append(f"container {uuid} unheld but not orphaned")
+            if uuid not in self._by_selector.get((c.kind, c.labels), {}):
+                problems.append(f"container {uuid} missing from its selector index")
+        for agent_id, a in self._agents.items():
+            for uuid in a.containers:
+                c2 = self._containers.get(uuid)
+                if c2 is None or c2.agent_id != agent_id:
+                    problems.append(f"agent {agent_id} lists {uuid} it does not own")
+            if a.owner not in self._clients:
+                problems.append(f"agent {agent_id} owned by unknown client {a.owner}")
+        for client_id, cl in self._clients.items():
+            for uuid, n in cl.holds.items():
+                c3 = self._containers.get(uuid)
+                if c3 is None or c3.holders.get(client_id) != n:
+                    problems.append(f"client {client_id} holds {uuid} not mirrored")
+        return problems
+

@@ -1,0 +1,177 @@
+"""An in-memory cluster: one ``Hub`` and any number of ``ClientSession``s,
+wired by perfect links that a test pumps by hand (h11's ``ConnectionPair``
+idea, for a hub and many peers).
+
+Time is explicit: every call takes ``now``; ``advance(now)`` fires due
+timers and delivers messages until nothing is left to do.  Containers start
+instantly unless a test holds them (``auto_start=False``), and requests are
+answered by ``responder`` (default: echo the payload).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from ..core.agent import AgentState
+from ..core.effects import (
+    CloseConnection,
+    DeliverEvent,
+    Effect,
+    OpenConnection,
+    Reject,
+    Resolve,
+    RunRequest,
+    Send,
+    StartContainer,
+    StopContainer,
+)
+from ..core.hub import Hub
+from ..core.session import ClientSession
+from ..core.timeouts import Timeouts
+
+__all__ = ["Cluster"]
+
+
+class Cluster:
+    """A hub plus client sessions exchanging messages in memory.
+
+    ``results[client_id][handle]`` holds each operation's outcome (a
+    ``Resolve`` or ``Reject``); ``running[agent_id]`` the containers each
+    agent's driver really runs; ``events[client_id]`` the delivered events.
+    """
+
+    def __init__(self, timeouts: Timeouts | None = None, *, seed: int = 0,
+                 hub_id: str = "hub1") -> None:
+        self.timeouts = timeouts if timeouts is not None else Timeouts()
+        self.hub = Hub(hub_id, self.timeouts)
+        self.rng = random.Random(seed)
+        self.sessions: dict[str, ClientSession] = {}
+        self.connected: dict[str, bool] = {}
+        self.results: dict[str, dict[int, Effect]] = {}
+        self.events: dict[str, list[DeliverEvent]] = {}
+        self.running: dict[str, dict[str, str]] = {}
+        self.auto_start = True
+        self.held_starts: list[tuple[str, StartContainer]] = []
+        self.responder: Callable[[RunRequest], bytes] = lambda r: r.payload
+        self.now = 0.0
+        self._hub_count = 1
+
+    def add_client(self, client_id: str, *, alive_timeout: float | None = None) -> ClientSession:
+        """Create a session and connect it at the current time."""
+        s = ClientSession(client_id, rng=random.Random(self.rng.random()),
+                          alive_timeout=alive_timeout)
+        self.sessions[client_id] = s
+        self.results[client_id] = {}
+        self.events[client_id] = []
+        self.connected[client_id] = False
+        s.connect(self.now)
+        self.pump()
+        return s
+
+    def add_agent(self, client_id: str, agent: AgentState) -> int:
+        """Host ``agent`` in ``client_id``'s session; returns the register handle."""
+        self.running.setdefault(agent.agent_id, {})
+        h = self.sessions[client_id].register_agent(agent)
+        self.pump()
+        return h
+
+    def result(self, client_id: str, handle: int) -> Effect | None:
+        """Return the outcome of ``handle`` (``Resolve``/``Reject``) or None if pending."""
+        return self.results[client_id].get(handle)
+
+    def value(self, client_id: str, handle: int) -> object:
+        """Return the resolved value of ``handle``; raises AssertionError otherwise."""
+        r = self.results[client_id].get(handle)
+        assert isinstance(r, Resolve), f"handle {handle} of {client_id}: {r!r}"
+        return r.value
+
+    def disconnect(self, client_id: str) -> None:
+        """Cut ``client_id``'s connection cleanly (both sides see it at once)."""
+        if self.connected.get(client_id):
+            self.connected[client_id] = False
+            self.hub.connection_lost(client_id, self.now)
+            self.sessions[client_id].connection_lost(self.now)
+            self.pump()
+
+    def crash(self, client_id: str) -> None:
+        """The client process dies silently: the hub only learns by timeout."""
+        self.connected[client_id] = False
+        del self.sessions[client_id]
+
+    def restart_hub(self) -> None:
+        """Replace the hub with a fresh one; every connection drops."""
+        self._hub_count += 1
+        self.hub = Hub(f"hub{self._hub_count}", self.timeouts)
+        for client_id, s in self.sessions.items():
+            if self.connected[client_id]:
+                self.connected[client_id] = False
+                s.connection_lost(self.now)
+        self.pump()
+
+    def advance(self, now: float) -> None:
+        """Move time to ``now``, firing every deadline on the way in order."""
+        while True:
+            deadlines = [d for d in [self.hub.next_deadline()] if d is not None]
+            deadlines += [d for s in self.sessions.values()
+                          if (d := s.next_deadline()) is not None]
+            nxt = min(deadlines, default=None)
+            if nxt is None or nxt > now:
+                break
+            self.now = max(self.now, nxt)
+            self.hub.handle_timers(self.now)
+            for s in list(self.sessions.values()):
+                s.handle_timers(self.now)
+            self.pump()
+        self.now = now
+        self.pump()
+
+    def pump(self) -> None:
+        """Deliver every message and effect until the cluster is quiet."""
+        busy = True
+        while busy:
+            busy = False
+            for client_id, s in list(self.sessions.items()):
+                for effect in s.effects():
+                    busy = True
+                    self._client_effect(client_id, s, effect)
+            for effect in self.hub.effects():
+                busy = True
+                if isinstance(effect, Send):
+                    target = self.sessions.get(str(effect.conn))
+                    if target is not None and self.connected.get(str(effect.conn)):
+                        target.receive(effect.message, self.now)
+                elif isinstance(effect, CloseConnection):
+                    client_id = str(effect.conn)
+                    if self.connected.get(client_id):
+                        self.connected[client_id] = False
+                        self.hub.connection_lost(client_id, self.now)
+                        if client_id in self.sessions:
+                            self.sessions[client_id].connection_lost(self.now)
+
+    def _client_effect(self, client_id: str, s: ClientSession, effect: Effect) -> None:
+        if isinstance(effect, Send):
+            if self.connected.get(client_id):
+                self.hub.receive(client_id, effect.message, self.now)
+        elif isinstance(effect, OpenConnection):
+            self.connected[client_id] = True
+            self.hub.connection_made(client_id, self.now)
+            s.connection_made(self.now)
+        elif isinstance(effect, CloseConnection):
+            if self.connected.get(client_id):
+                self.connected[client_id] = False
+                self.hub.connection_lost(client_id, self.now)
+        elif isinstance(effect, Resolve | Reject):
+            self.results[client_id][effect.handle] = effect
+        elif isinstance(effect, DeliverEvent):
+            self.events[client_id].append(effect)
+        elif isinstance(effect, StartContainer):
+            if self.auto_start:
+                self.running[effect.agent_id][effect.uuid] = effect.kind
+                s.agent_started(effect.agent_id, effect.uuid)
+            else:
+                self.held_starts.append((client_id, effect))
+        elif isinstance(effect, StopContainer):
+            self.running.get(effect.agent_id, {}).pop(effect.uuid, None)
+        elif isinstance(effect, RunRequest):
+            s.agent_reply(effect.call_id, self.responder(effect))
