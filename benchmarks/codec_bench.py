@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import cattrs
 import msgpack
 import orjson
@@ -170,6 +171,10 @@ def _measure(messages: list[Message], budget: float) -> dict[str, dict[str, floa
 
 def _cattrs_codec() -> tuple[Callable[[Message], bytes], Callable[[bytes], Message]]:
     """The same wire arrays built by cattrs (AS_TUPLE) instead of the codec's specs."""
+    # cattrs needs real types, and the core modules use string annotations.
+    for cls in (GetReply, Event, NetworkEvent, AgentEvent, ContainerEvent, ContainerRecord,
+                AgentInfo):
+        attrs.resolve_types(cls)
     conv = cattrs.Converter(unstruct_strat=cattrs.UnstructureStrategy.AS_TUPLE)
 
     def encode(message: Message) -> bytes:
