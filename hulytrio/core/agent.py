@@ -166,7 +166,6 @@ class AgentState:
         containers the hub refused.
         """
         out: list[Effect] = []
-        standby = set(reply.standby)
         for uuid in reply.standby:
             local = self._containers.get(uuid)
             if local is None:

@@ -19,9 +19,13 @@ from .types import ContainerRecord, GetOptions
 
 __all__ = [
     "CloseConnection",
+    "ConnectContainer",
     "DeliverEvent",
+    "DeliverPush",
+    "DisconnectContainer",
     "Effect",
     "OpenConnection",
+    "ReferenceChanged",
     "Reject",
     "Resolve",
     "RunRequest",
@@ -29,10 +33,6 @@ __all__ = [
     "SetServing",
     "StartContainer",
     "StopContainer",
-    "ReferenceChanged",
-    "ConnectContainer",
-    "DisconnectContainer",
-    "DeliverPush",
 ]
 
 

@@ -83,7 +83,9 @@ class HubStatistics:
 class _Forward:
     __slots__ = ("agent_client", "caller", "caller_id", "kind")
 
-    def __init__(self, caller: ClientId, caller_id: int, agent_client: ClientId, kind: str):
+    def __init__(
+        self, caller: ClientId, caller_id: int, agent_client: ClientId, kind: str
+    ) -> None:
         self.caller = caller
         self.caller_id = caller_id
         self.agent_client = agent_client

@@ -138,7 +138,7 @@ class Get(Message):
     TAG: ClassVar[str] = "get"
     id: int
     kind: str
-    options: GetOptions = GetOptions()
+    options: GetOptions = attrs.field(factory=GetOptions)
 
 
 @attrs.frozen

@@ -30,6 +30,7 @@ Rules the reference got wrong and this registry fixes are marked "fix:".
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Hashable
 
 from .errors import ErrorCode
@@ -49,8 +50,8 @@ from .messages import (
     Terminate,
 )
 from .probes import Probes
-from .timers import Timers
 from .timeouts import Timeouts
+from .timers import Timers
 from .types import (
     AgentId,
     AgentInfo,
@@ -887,12 +888,12 @@ class Registry:
                 self.probes.hit("start timed out")
                 self._fail_pending(uuid, ErrorCode.START_FAILED, "the agent did not answer in time")
 
-    def check(self) -> list[str]:
+    def check(self) -> builtins.list[str]:
         """Return the registry's broken internal invariants (empty when sound).
 
         O(size): for tests and the simulator, never the hot path.
         """
-        problems: list[str] = []
+        problems: builtins.list[str] = []
         for uuid, c in self._containers.items():
             agent = self._agents.get(c.agent_id)
             if agent is None or uuid not in agent.containers:

@@ -338,7 +338,7 @@ class ClientSession:
 
     # --- user operations -------------------------------------------------------
 
-    def get(self, kind: str, options: GetOptions = GetOptions()) -> int:
+    def get(self, kind: str, options: GetOptions | None = None) -> int:
         """Acquire a container of ``kind``; returns the handle that is also the ref id.
 
         Resolves with the ``ContainerRecord``; rejects with ``ConnectionClosed``,
@@ -347,7 +347,7 @@ class ClientSession:
         the kind; bound it with a timeout in the caller.
         """
         ref_id = self._new_id()
-        ref = _Ref(ref_id, kind, options)
+        ref = _Ref(ref_id, kind, options if options is not None else GetOptions())
         self._refs[ref_id] = ref
         self._acquire(ref, call_id=ref_id)
         return ref_id
@@ -595,9 +595,9 @@ class ClientSession:
                 if "skip-resend" in self.seeded_bugs:
                     # Seeded bug for the simulator's self-test.
                     continue
-                ref = self._refs.get(call.ref_id) if call.ref_id is not None else None
-                if ref is not None and ref.status is not RefStatus.READY:
-                    ref.waiting[call_id] = None
+                waiting_ref = self._refs.get(call.ref_id) if call.ref_id is not None else None
+                if waiting_ref is not None and waiting_ref.status is not RefStatus.READY:
+                    waiting_ref.waiting[call_id] = None
                     continue
             elif call.kind == "release":
                 # The new session holds nothing: the release is done.

@@ -72,7 +72,7 @@ class Timers:
         heap = self._heap
         deadlines = self._deadlines
         while heap:
-            deadline, serial, key = heap[0]
+            _, serial, key = heap[0]
             live = deadlines.get(key)
             if live is not None and live[1] == serial:
                 return
