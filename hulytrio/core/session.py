@@ -566,10 +566,12 @@ class ClientSession:
         self._ping_interval = msg.ping_interval
         self.timers.call_every(msg.ping_interval, "ping", now + msg.ping_interval)
         self.timers.call_at(now + self._hub_alive, "hub-alive")
+        # Events continue from the hub's current number (a restarted hub
+        # counts from 0 again); what we missed meanwhile comes from a resync.
+        self._event_seq = msg.event_seq
         if rebuilding:
             self._rebuild()
         else:
-            self._event_seq = msg.event_seq
             for call_id, call in list(self._calls.items()):
                 self._send_call(call_id, call)
 
