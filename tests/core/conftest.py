@@ -44,6 +44,11 @@ class RawHub:
         self.drain()
         return self.inbox.get(conn, [])[before:]
 
+    def lost(self, conn: Hashable, now: float = 0.0) -> None:
+        """The connection ``conn`` drops."""
+        self.hub.connection_lost(conn, now)
+        self.drain()
+
     def advance(self, now: float) -> None:
         """Fire every hub deadline up to ``now``, in order."""
         while (d := self.hub.next_deadline()) is not None and d <= now:
