@@ -1,0 +1,154 @@
+"""Stateless (HA) containers: first wins, exactly one standby takes over (REFERENCE.md "HA")."""
+
+from __future__ import annotations
+
+import pytest
+
+from hulytrio.core.agent import AgentState, LocalStatus
+from hulytrio.core.messages import Activate, RegisterAgent
+from hulytrio.core.types import GetOptions, OfferedContainer
+from hulytrio.testing import Cluster
+
+DB = OfferedContainer("db-1", "db", ("primary",), stateless=True)
+
+
+def ha_cluster(n: int = 3) -> Cluster:
+    """Hosts h0..h{n-1}, each with agent a{i} offering DB; a user "u" holding it."""
+    c = Cluster()
+    for i in range(n):
+        c.add_client(f"h{i}")
+        c.add_agent(f"h{i}", AgentState(f"a{i}", ("db",), endpoint=f"ws://a{i}",
+                                        stateless=(DB,)))
+    c.add_client("u")
+    return c
+
+
+def owner(c: Cluster) -> str:
+    rec = c.hub.registry.container(DB.uuid)
+    assert rec is not None
+    return rec.agent_id
+
+
+def serving(c: Cluster) -> list[str]:
+    out = []
+    for i in range(len([k for k in c.sessions if k.startswith("h")]) + 5):
+        s = c.sessions.get(f"h{i}")
+        agent = s.agent(f"a{i}") if s is not None else None
+        if agent is not None and agent.status(DB.uuid) is LocalStatus.ACTIVE:
+            out.append(f"a{i}")
+    return out
+
+
+def test_first_registration_wins_others_stand_by() -> None:
+    c = ha_cluster()
+    assert owner(c) == "a0"
+    assert c.hub.registry.standbys(DB.uuid) == ("a1", "a2")
+    assert serving(c) == ["a0"]
+    assert c.sessions["h1"].agent("a1").is_standby(DB.uuid)
+
+
+def _kill_owner(c: Cluster, how: str) -> None:
+    if how == "death":
+        c.crash("h0")
+        c.advance(c.now + 10.0)
+    elif how == "close":
+        c.disconnect("h0")
+        del c.sessions["h0"]
+    elif how == "unregister":
+        c.sessions["h0"].unregister_agent("a0")
+        c.pump()
+    elif how == "terminate":
+        c.sessions["h0"].agent_stopped("a0", DB.uuid)
+        c.pump()
+    c.advance(c.now + 0.1)
+
+
+@pytest.mark.parametrize("how", ["death", "close", "unregister", "terminate"])
+def test_standby_promoted_with_exactly_one_winner(how) -> None:
+    c = ha_cluster()
+    g = c.sessions["u"].get("db", GetOptions(DB.uuid))
+    c.pump()
+    assert c.value("u", g).agent_id == "a0"  # type: ignore[attr-defined]
+    before = c.hub.registry.container(DB.uuid).epoch
+    _kill_owner(c, how)
+    rec = c.hub.registry.container(DB.uuid)
+    assert rec is not None
+    assert rec.agent_id == "a1"
+    assert rec.endpoint == "ws://a1"
+    assert rec.epoch > before
+    assert serving(c) == ["a1"]
+    assert c.sessions["h1"].agent("a1").epoch(DB.uuid) == rec.epoch
+    assert c.hub.registry.standbys(DB.uuid) == ("a2",)
+    assert c.hub.probes.counts["standby promoted"] == 1
+    # The holder follows the move without re-acquiring by hand.
+    assert c.sessions["u"].reference(g).agent_id == "a1"  # type: ignore[union-attr]
+    assert c.hub.registry.holders(DB.uuid) == {"u": 1}
+    r = c.sessions["u"].request(g, "ping", b"x")
+    c.pump()
+    assert c.value("u", r) == b"x"
+    assert c.hub.registry.check() == []
+
+
+def test_activate_goes_to_the_one_winner_only(make_raw) -> None:
+    raw = make_raw()
+    for i in range(3):
+        raw.hello(f"h{i}")
+        raw.send(f"h{i}", RegisterAgent(1, f"a{i}", ("db",), None, (DB,)))
+        raw.take(f"h{i}")
+    raw.lost("h0", 1.0)
+    assert [m for m in raw.take("h1") if isinstance(m, Activate)] == [Activate("a1", DB.uuid, 1)]
+    assert [m for m in raw.take("h2") if isinstance(m, Activate)] == []
+    raw.lost("h1", 2.0)
+    assert [m for m in raw.take("h2") if isinstance(m, Activate)] == [Activate("a2", DB.uuid, 2)]
+    raw.lost("h2", 3.0)
+    assert raw.hub.registry.container(DB.uuid) is None
+
+
+def test_epoch_grows_with_every_failover() -> None:
+    c = ha_cluster(4)
+    epochs = [c.hub.registry.container(DB.uuid).epoch]
+    for i in range(3):
+        c.crash(f"h{i}")
+        c.advance(c.now + 5.0)
+        rec = c.hub.registry.container(DB.uuid)
+        assert rec.agent_id == f"a{i + 1}"
+        epochs.append(rec.epoch)
+    assert epochs == sorted(set(epochs))
+
+
+def test_stateless_container_is_never_orphan_killed() -> None:
+    c = ha_cluster(1)
+    g = c.sessions["u"].get("db", GetOptions(DB.uuid))
+    c.pump()
+    c.sessions["u"].release(g)
+    c.pump()
+    assert c.hub.registry.orphaned_at(DB.uuid) is None
+    c.advance(120.0)
+    assert c.hub.registry.container(DB.uuid) is not None
+    assert serving(c) == ["a0"]
+
+
+def test_standby_offer_survives_re_registration() -> None:
+    c = ha_cluster(2)
+    c.restart_hub()
+    c.advance(c.now + 10.0)
+    # Both re-registered their offer: one owns it, the other still stands by.
+    assert owner(c) in ("a0", "a1")
+    assert len(c.hub.registry.standbys(DB.uuid)) == 1
+    assert len(serving(c)) == 1
+    first = owner(c)
+    c.crash("h0" if first == "a0" else "h1")
+    c.advance(c.now + 10.0)
+    assert owner(c) != first
+    assert len(serving(c)) == 1
+
+
+def test_many_standbys_never_two_owners_through_a_chain_of_failures() -> None:
+    c = ha_cluster(6)
+    for i in range(5):
+        c.disconnect(f"h{i}")
+        del c.sessions[f"h{i}"]
+        c.advance(c.now + 0.5)
+        assert len(serving(c)) == 1
+        assert owner(c) == serving(c)[0]
+    assert owner(c) == "a5"
