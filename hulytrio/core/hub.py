@@ -330,7 +330,8 @@ class Hub:
         self._effects.append(CloseConnection(conn, "peer closed"))
 
     def _on_get(self, conn: Conn, client_id: ClientId, msg: Get, now: float) -> None:
-        self.registry.get(client_id, msg.id, msg.kind, msg.options, now)
+        self.registry.get(client_id, msg.id, msg.kind, msg.options, now,
+                          reacquire=msg.reacquire)
 
     def _on_release(self, conn: Conn, client_id: ClientId, msg: Release, now: float) -> None:
         self.registry.release(client_id, msg.id, msg.uuid, now)

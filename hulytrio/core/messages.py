@@ -133,12 +133,18 @@ class Close(Message):
 
 @attrs.frozen
 class Get(Message):
-    """Acquire a container of ``kind`` (answered with ``GetReply``)."""
+    """Acquire a container of ``kind`` (answered with ``GetReply``).
+
+    ``reacquire`` marks a session rebuilding a reference it already had: if
+    the client still holds the container (a promoted stateless one), no
+    second hold is taken, so one release still frees it.
+    """
 
     TAG: ClassVar[str] = "get"
     id: int
     kind: str
     options: GetOptions = attrs.field(factory=GetOptions)
+    reacquire: bool = False
 
 
 @attrs.frozen

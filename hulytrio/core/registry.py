@@ -626,9 +626,12 @@ class Registry:
 
     def get(
         self, client_id: ClientId, call_id: int, kind: ContainerKind, options: GetOptions,
-        now: float,
+        now: float, *, reacquire: bool = False,
     ) -> None:
         """Acquire a container for ``client_id``; answers ``GetReply`` or ``Error``.
+
+        With ``reacquire``, a container the client already holds is answered
+        without taking another hold (a session rebuilding its reference).
 
         Order: live uuid -> pending uuid -> live container of the same kind and
         label set -> pending start of the same kind and label set -> start one on
@@ -645,7 +648,8 @@ class Registry:
                     self._error(client_id, call_id, ErrorCode.BAD_KIND,
                                 f"container {uuid!r} is of kind {c.kind!r}, not {kind!r}")
                     return
-                self._hold(client_id, c)
+                if not (reacquire and client_id in c.holders):
+                    self._hold(client_id, c)
                 self._send(client_id, GetReply(call_id, c.record()))
                 return
             p = self._pending.get(uuid)

@@ -654,7 +654,7 @@ class ClientSession:
             if ref.record is not None:
                 # Re-acquire the container we had, under its current uuid.
                 options = GetOptions(ref.record.uuid, ref.asked.labels, ref.asked.extra)
-            message = Get(call_id, ref.kind, options)
+            message = Get(call_id, ref.kind, options, reacquire=kind == "reacquire")
         elif kind == "release":
             message = Release(call_id, call.data)
         elif kind in ("query", "resync"):
