@@ -314,7 +314,9 @@ class ClientSession:
             elif isinstance(key, tuple) and key[0] == "get-retry":
                 ref = self._refs.get(key[1])
                 if ref is not None and ref.status is RefStatus.ACQUIRING:
-                    self._acquire(ref)
+                    # The failed Get is still the ref's acquire call (unsent):
+                    # resend it; _acquire() alone would see it and do nothing.
+                    self._acquire_now(ref)
             elif isinstance(key, tuple) and key[0] == "resend":
                 call = self._calls.get(key[1])
                 if call is not None and not call.sent:
