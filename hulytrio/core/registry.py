@@ -217,6 +217,10 @@ class Registry:
         self._serial = 0
         #: clients declared dead by their alive timer, for the owner to close
         self.dead_clients: list[ClientId] = []
+        #: end of the window after the hub's start in which agents re-register
+        self._recovery_until: float | None = None
+        #: re-acquires of unknown uuids parked until an agent re-registers them
+        self._parked: dict[ContainerUuid, list[tuple[ClientId, int, ContainerKind, GetOptions]]] = {}
 
     # --- read-only views ----------------------------------------------------
 
@@ -403,6 +407,10 @@ class Registry:
         timeout = alive_timeout if alive_timeout is not None else self.timeouts.alive
         self._clients[client_id] = _Client(client_id, timeout, now)
         self.timers.call_at(now + timeout, ("alive", client_id))
+        if self._recovery_until is None:
+            # The hub's first session opens its recovery window (see get()).
+            self._recovery_until = now + self.timeouts.alive
+            self.timers.call_at(self._recovery_until, ("recovery", None))
 
     def touch(self, client_id: ClientId, now: float) -> None:
         """Note a sign of life from ``client_id`` (O(1): the timer is re-armed lazily)."""
@@ -433,6 +441,12 @@ class Registry:
         for pending in self._pending.values():
             if pending.waiters:
                 pending.waiters = [w for w in pending.waiters if w[0] != client_id]
+        for uuid, entries in list(self._parked.items()):
+            kept = [e for e in entries if e[0] != client_id]
+            if kept:
+                self._parked[uuid] = kept
+            else:
+                del self._parked[uuid]
 
     def _client_expired(self, client_id: ClientId, now: float) -> None:
         cl = self._clients.get(client_id)
@@ -522,7 +536,11 @@ class Registry:
                 return "standby" if oc.stateless else "terminate"
             c = self._add_container(agent, oc.uuid, oc.kind, oc.labels, oc.stateless)
             self.events.container(ChangeKind.ADDED, c.record())
-            if not oc.stateless:
+            for waiter, call_id, _kind, _options in self._parked.pop(oc.uuid, ()):
+                if waiter in self._clients:
+                    self._hold(waiter, c)
+                    self._send(waiter, GetReply(call_id, c.record()))
+            if not c.holders and not oc.stateless:
                 # A container nobody holds is an orphan from the start: after a
                 # hub restart, holders have the unused timeout to re-acquire it.
                 self._orphan(c, now)
@@ -659,6 +677,14 @@ class Registry:
                                 f"container {uuid!r} is of kind {p.kind!r}, not {kind!r}")
                     return
                 p.waiters.append((client_id, call_id))
+                return
+            if (reacquire and self._recovery_until is not None
+                    and now < self._recovery_until):
+                # A session rebuilding after a hub restart asks for a container
+                # whose agent has not re-registered yet: wait for it rather
+                # than start a second instance elsewhere (state would be lost).
+                self.probes.hit("re-acquire parked during recovery")
+                self._parked.setdefault(uuid, []).append((client_id, call_id, kind, options))
                 return
             if uuid in self._standbys:
                 # A stateless uuid whose owner is gone and whose standbys are
@@ -886,6 +912,11 @@ class Registry:
             self._drop_container(c, now)
             if agent is not None:
                 self.events.agent(ChangeKind.UPDATED, agent.info())
+        elif what == "recovery":
+            parked, self._parked = self._parked, {}
+            for client_id, call_id, kind, options in parked_gets(parked):
+                if client_id in self._clients:
+                    self.get(client_id, call_id, kind, options, now)
         elif what == "start":
             uuid = self._pending_by_start.get(ident)
             if uuid is not None:
@@ -928,3 +959,10 @@ class Registry:
                     problems.append(f"client {client_id} holds {uuid} not mirrored")
         return problems
 
+
+
+def parked_gets(
+    parked: dict[ContainerUuid, list[tuple[ClientId, int, ContainerKind, GetOptions]]],
+) -> list[tuple[ClientId, int, ContainerKind, GetOptions]]:
+    """Return parked gets in the order they arrived per uuid, uuids in parking order."""
+    return [entry for entries in parked.values() for entry in entries]
