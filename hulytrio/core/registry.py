@@ -67,6 +67,8 @@ from .types import (
 __all__ = ["Registry"]
 
 Selector = tuple[ContainerKind, tuple[str, ...]]
+#: (client id, call id, kind, options) of a get waiting for recovery
+_ParkedGet = tuple[ClientId, int, ContainerKind, GetOptions]
 
 
 class _Container:
@@ -220,7 +222,7 @@ class Registry:
         #: end of the window after the hub's start in which agents re-register
         self._recovery_until: float | None = None
         #: re-acquires of unknown uuids parked until an agent re-registers them
-        self._parked: dict[ContainerUuid, list[tuple[ClientId, int, ContainerKind, GetOptions]]] = {}
+        self._parked: dict[ContainerUuid, list[_ParkedGet]] = {}
 
     # --- read-only views ----------------------------------------------------
 
@@ -962,7 +964,7 @@ class Registry:
 
 
 def parked_gets(
-    parked: dict[ContainerUuid, list[tuple[ClientId, int, ContainerKind, GetOptions]]],
-) -> list[tuple[ClientId, int, ContainerKind, GetOptions]]:
+    parked: dict[ContainerUuid, list[_ParkedGet]],
+) -> list[_ParkedGet]:
     """Return parked gets in the order they arrived per uuid, uuids in parking order."""
     return [entry for entries in parked.values() for entry in entries]
