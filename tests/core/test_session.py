@@ -1,0 +1,365 @@
+"""The client session: reconnects, resends, re-acquires and re-registers."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from hulytrio.core.agent import AgentState
+from hulytrio.core.effects import (
+    CloseConnection,
+    OpenConnection,
+    ReferenceChanged,
+    Reject,
+    Resolve,
+    RunRequest,
+    Send,
+)
+from hulytrio.core.errors import ContainerNotFound, ErrorCode, LocalProtocolError
+from hulytrio.core.events import ChangeKind, ContainerEvent, NetworkEvent
+from hulytrio.core.messages import (
+    PROTOCOL_VERSION,
+    Error,
+    Event,
+    Get,
+    GetReply,
+    Hello,
+    Ping,
+    Pong,
+    Query,
+    Request,
+    Response,
+    Retry,
+    Welcome,
+)
+from hulytrio.core.session import Backoff, ClientSession, RefStatus, SessionState
+from hulytrio.core.types import ContainerRecord, GetOptions
+from hulytrio.testing import Cluster
+
+
+class Driver:
+    """Drives one ``ClientSession`` by hand: the test plays the hub."""
+
+    def __init__(self, seed: int = 1) -> None:
+        self.s = ClientSession("me", rng=random.Random(seed))
+        self.sent = []
+        self.other = []
+
+    def pump(self):
+        for e in self.s.effects():
+            if isinstance(e, Send):
+                self.sent.append(e.message)
+            else:
+                self.other.append(e)
+
+    def take_sent(self):
+        self.pump()
+        out, self.sent = self.sent, []
+        return out
+
+    def take_other(self):
+        self.pump()
+        out, self.other = self.other, []
+        return out
+
+    def up(self, now: float, hub_id: str = "hub1") -> None:
+        """Connect (or reconnect) and be welcomed."""
+        if self.s.state is SessionState.IDLE:
+            self.s.connect(now)
+        self.s.connection_made(now)
+        self.pump()
+        self.sent.clear()  # the Hello
+        self.other.clear()  # the OpenConnection
+        self.s.receive(Welcome(PROTOCOL_VERSION, hub_id, 3.0, 1.0), now)
+        self.pump()
+
+
+REC = ContainerRecord("x", "echo", "ag")
+
+
+def test_backoff_grows_to_its_maximum_and_is_jittered() -> None:
+    b = Backoff(initial=0.1, maximum=2.0, factor=2.0, jitter=0.5)
+    rng = random.Random(7)
+    delays = [b.delay(n, rng) for n in range(1, 10)]
+    bases = [min(0.1 * 2 ** (n - 1), 2.0) for n in range(1, 10)]
+    for d, base in zip(delays, bases, strict=True):
+        assert base * 0.5 <= d <= base
+    assert delays[-1] > 5 * delays[0]
+    # Jitter comes from the injected generator: two clients do not stampede.
+    rng8 = random.Random(8)
+    other = [b.delay(n, rng8) for n in range(1, 10)]
+    assert other != delays
+    # ... and the same seed replays the same delays (determinism).
+    replay = random.Random(7)
+    assert [b.delay(n, replay) for n in range(1, 10)] == delays
+    assert [Backoff(jitter=0.0).delay(n, rng) for n in (1, 2, 3)] == [0.05, 0.1, 0.2]
+
+
+def test_session_reconnect_delays_grow_while_the_hub_is_down() -> None:
+    d = Driver()
+    d.s.connect(0.0)
+    now, gaps = 0.0, []
+    for _ in range(8):
+        assert any(isinstance(e, OpenConnection) for e in d.take_other())
+        d.s.connection_lost(now)  # refused
+        deadline = d.s.next_deadline()
+        gaps.append(deadline - now)
+        now = deadline
+        d.s.handle_timers(now)
+    assert d.s.state is SessionState.CONNECTING
+    assert gaps[-1] > 4 * gaps[0]
+    assert all(g <= d.s.backoff.maximum for g in gaps)
+    # After a welcome the backoff starts from the beginning again.
+    d.s.connection_made(now)
+    d.s.receive(Welcome(PROTOCOL_VERSION, "hub1", 3.0, 1.0), now)
+    d.s.connection_lost(now)
+    assert d.s.next_deadline() - now <= d.s.backoff.initial
+
+
+def test_hello_then_ready_and_queued_calls_flow() -> None:
+    d = Driver()
+    h = d.s.get("echo")  # made before the first hello: queued
+    d.s.connect(0.0)
+    d.s.connection_made(0.0)
+    sent = d.take_sent()
+    assert sent == [Hello(PROTOCOL_VERSION, "me", None)]
+    d.s.receive(Welcome(PROTOCOL_VERSION, "hub1", 3.0, 1.0), 0.0)
+    assert d.take_sent() == [Get(h, "echo", GetOptions())]
+    assert d.s.state is SessionState.READY
+
+
+def test_hub_silence_is_detected_through_missing_pongs() -> None:
+    d = Driver()
+    d.up(0.0)
+    d.s.handle_timers(1.0)
+    d.s.handle_timers(2.0)
+    assert d.take_sent() == [Ping(), Ping()]
+    d.s.receive(Pong(), 2.5)
+    d.s.handle_timers(5.49)
+    assert d.s.state is SessionState.READY
+    d.s.handle_timers(5.5)
+    assert d.s.state is SessionState.BACKOFF
+    assert any(isinstance(e, CloseConnection) for e in d.take_other())
+
+
+def test_requests_resent_after_reconnect_with_the_same_id() -> None:
+    d = Driver()
+    d.up(0.0)
+    g = d.s.get("echo")
+    d.s.receive(GetReply(g, REC), 0.0)
+    r = d.s.request(g, "op", b"1")
+    (first,) = [m for m in d.take_sent() if isinstance(m, Request)]
+    d.s.connection_lost(0.5)  # no answer came
+    d.s.handle_timers(d.s.next_deadline())
+    d.up(1.0)
+    sent = d.take_sent()
+    # Re-acquire first (same hub: same uuid), then the request waits for it.
+    assert isinstance(sent[0], Get)
+    assert (sent[0].kind, sent[0].options) == ("echo", GetOptions("x"))
+    assert not [m for m in sent if isinstance(m, Request)]
+    d.s.receive(GetReply(sent[0].id, REC), 1.0)
+    (again,) = [m for m in d.take_sent() if isinstance(m, Request)]
+    assert again == first  # at-least-once: the same call, the same id
+    d.s.receive(Response(r, b"ok"), 1.1)
+    assert Resolve(r, b"ok") in d.take_other()
+
+
+def test_reference_re_keyed_when_it_comes_back_under_a_new_uuid() -> None:
+    d = Driver()
+    d.up(0.0)
+    g = d.s.get("echo")
+    d.s.receive(GetReply(g, REC), 0.0)
+    d.take_other()
+    d.s.connection_lost(0.5)
+    d.s.handle_timers(d.s.next_deadline())
+    d.up(1.0, hub_id="hub2")  # the hub restarted
+    (get,) = [m for m in d.take_sent() if isinstance(m, Get)]
+    new = ContainerRecord("y", "echo", "ag2")
+    d.s.receive(GetReply(get.id, new), 1.0)
+    assert ReferenceChanged(g, new) in d.take_other()
+    assert d.s.reference(g) == new
+    r = d.s.request(g, "op", b"")
+    assert [m.uuid for m in d.take_sent() if isinstance(m, Request)] == ["y"]
+    assert r > g
+
+
+def test_reference_re_acquired_when_its_container_is_removed() -> None:
+    d = Driver()
+    d.up(0.0)
+    g = d.s.get("echo")
+    d.s.receive(GetReply(g, REC), 0.0)
+    d.take_sent()
+    d.take_other()
+    d.s.receive(Event(NetworkEvent(1, (), (ContainerEvent(ChangeKind.REMOVED, REC),))), 1.0)
+    assert ReferenceChanged(g, None) in d.take_other()
+    assert d.s.ref_status(g) is RefStatus.ACQUIRING
+    (get,) = [m for m in d.take_sent() if isinstance(m, Get)]
+    assert get.options.uuid == "x"
+
+
+def test_get_retries_while_no_agent_then_succeeds() -> None:
+    c = Cluster()
+    c.add_client("u")
+    g = c.sessions["u"].get("echo")
+    c.pump()
+    assert c.result("u", g) is None
+    c.advance(20.0)  # many retries, backing off up to get_retry_max
+    assert c.result("u", g) is None
+    retries = c.sessions["u"].probes.counts["get retry scheduled"]
+    assert 3 < retries < 20
+    c.add_client("h")
+    c.add_agent("h", AgentState("ag", ("echo",)))
+    # Early retry: the agent-added event triggers it, not the 5 s backoff.
+    c.advance(c.now + 0.1)
+    assert isinstance(c.result("u", g), Resolve)
+    assert c.sessions["u"].probes.counts["get retried on agent added"] == 1
+
+
+def test_hub_restart_re_registers_agents_and_re_acquires_same_uuid() -> None:
+    c = Cluster()
+    c.add_client("h")
+    c.add_agent("h", AgentState("ag", ("echo",)))
+    c.add_client("u")
+    g = c.sessions["u"].get("echo", GetOptions(labels=("t",)))
+    c.pump()
+    uuid = c.value("u", g).uuid  # type: ignore[attr-defined]
+    c.restart_hub()
+    c.advance(c.now + 2.0)
+    assert c.hub.hub_id == "hub2"
+    assert c.hub.registry.has_agent("ag")
+    assert c.hub.registry.agent_containers("ag") == (uuid,)
+    assert c.hub.registry.holders(uuid) == {"u": 1}
+    assert c.sessions["u"].reference(g).uuid == uuid  # type: ignore[union-attr]
+    assert c.sessions["u"].ref_status(g) is RefStatus.READY
+    # The view was resynced from a snapshot of the new hub.
+    assert set(c.sessions["u"].view_containers) == {uuid}
+    assert c.hub.registry.check() == []
+
+
+def test_request_to_a_lost_container_is_rerouted_after_re_acquire() -> None:
+    c = Cluster()
+    c.add_client("h1")
+    c.add_agent("h1", AgentState("ag1", ("echo",)))
+    c.add_client("h2")
+    c.add_agent("h2", AgentState("ag2", ("echo",)))
+    c.add_client("u")
+    g = c.sessions["u"].get("echo")
+    c.pump()
+    rec = c.value("u", g)
+    assert rec.agent_id == "ag1"  # type: ignore[attr-defined]
+    c.crash("h1")
+    r = c.sessions["u"].request(g, "op", b"hi")
+    c.pump()
+    assert c.result("u", r) is None  # the request went to a dead agent
+    c.advance(c.now + 5.0)
+    assert c.value("u", r) == b"hi"
+    assert c.sessions["u"].reference(g).agent_id == "ag2"  # type: ignore[union-attr]
+    assert c.sessions["u"].probes.counts["request rerouted after container loss"] == 1
+
+
+def test_retry_answer_resends_after_the_delay() -> None:
+    d = Driver()
+    d.up(0.0)
+    g = d.s.get("echo")
+    d.s.receive(GetReply(g, REC), 0.0)
+    r = d.s.request(g, "op", b"")
+    (req,) = [m for m in d.take_sent() if isinstance(m, Request)]
+    d.s.receive(Retry(r, 0.25), 0.1)
+    d.s.handle_timers(0.3)
+    assert not [m for m in d.take_sent() if isinstance(m, Request)]
+    d.s.handle_timers(0.35)
+    assert [m for m in d.take_sent() if isinstance(m, Request)] == [req]
+
+
+def test_api_misuse_raises_local_protocol_error() -> None:
+    d = Driver()
+    d.up(0.0)
+    with pytest.raises(LocalProtocolError):
+        d.s.request(999, "op", b"")
+    with pytest.raises(LocalProtocolError):
+        d.s.release(999)
+    with pytest.raises(LocalProtocolError):
+        d.s.connect(0.0)
+    g = d.s.get("echo")
+    with pytest.raises(LocalProtocolError):
+        d.s.connect_container(g)  # not ready yet
+    d.s.receive(GetReply(g, REC), 0.0)
+    d.s.release(g)
+    with pytest.raises(LocalProtocolError):
+        d.s.release(g)
+    with pytest.raises(LocalProtocolError):
+        d.s.request(g, "op", b"")
+    d.s.register_agent(AgentState("ag", ("echo",)))
+    with pytest.raises(LocalProtocolError):
+        d.s.register_agent(AgentState("ag", ("echo",)))
+
+
+def test_release_fails_requests_still_waiting() -> None:
+    d = Driver()
+    d.up(0.0)
+    g = d.s.get("echo")
+    r = d.s.request(g, "op", b"")
+    d.s.release(g)
+    (reject,) = [e for e in d.take_other() if isinstance(e, Reject) and e.handle == r]
+    assert isinstance(reject.error, ContainerNotFound)
+    # The Get still in flight is given back when it lands.
+    d.take_sent()
+    d.s.receive(GetReply(g, REC), 0.1)
+    assert [m.uuid for m in d.take_sent()] == ["x"]
+
+
+def test_close_rejects_everything_in_flight() -> None:
+    d = Driver()
+    d.up(0.0)
+    q = d.s.query("agents")
+    d.s.close(0.0)
+    assert d.s.state is SessionState.CLOSED
+    (reject,) = [e for e in d.take_other() if isinstance(e, Reject)]
+    assert reject.handle == q
+    assert d.s.next_deadline() is None
+
+
+def test_event_gap_triggers_a_resync_from_a_snapshot() -> None:
+    d = Driver()
+    d.up(0.0)
+    d.take_sent()
+    d.s.receive(Event(NetworkEvent(3, (), (ContainerEvent(ChangeKind.ADDED, REC),))), 0.1)
+    assert sorted(m.what for m in d.take_sent() if isinstance(m, Query)) == ["agents", "list"]
+    assert d.s.probes.counts["event gap"] == 1
+
+
+def test_agent_side_errors_are_forwarded_with_their_type() -> None:
+    c = Cluster()
+    c.add_client("h")
+    c.add_agent("h", AgentState("ag", ("echo",)))
+    c.add_client("u")
+    g = c.sessions["u"].get("echo")
+    c.pump()
+    seen: list[RunRequest] = []
+
+    def respond(req: RunRequest) -> bytes:
+        seen.append(req)
+        c.sessions["h"].agent_error(req.call_id, ErrorCode.REMOTE.value, "bad", "ValueError")
+        raise _Answered
+
+    c.responder = respond
+    r = c.sessions["u"].request(g, "op", b"")
+    with pytest.raises(_Answered):
+        c.pump()
+    c.pump()
+    reject = c.result("u", r)
+    assert isinstance(reject, Reject)
+    assert getattr(reject.error, "remote_type", None) == "ValueError"
+    assert seen[0].client_id == "u"
+
+
+class _Answered(Exception):
+    pass
+
+
+def test_error_for_unknown_call_is_ignored() -> None:
+    d = Driver()
+    d.up(0.0)
+    d.s.receive(Error(12345, ErrorCode.NOT_FOUND.value, "?"), 0.0)
+    assert d.take_other() == []
