@@ -102,8 +102,7 @@ class _Invalid(Exception):
 
     def render(self) -> str:
         path = "".join(
-            seg if seg.startswith("[") or i == 0 else "." + seg
-            for i, seg in enumerate(self.path)
+            seg if seg.startswith("[") or i == 0 else "." + seg for i, seg in enumerate(self.path)
         )
         return f"field '{path}' {self.problem}" if path else self.problem
 
@@ -300,7 +299,9 @@ class _Spec:
 _SPECS: dict[type[Any], _Spec] = {}
 
 
-def _fields_encoder(names: tuple[str, ...], encoders: list[_Encode | None]) -> Callable[[Any], list[Any]]:
+def _fields_encoder(
+    names: tuple[str, ...], encoders: list[_Encode | None]
+) -> Callable[[Any], list[Any]]:
     if not names:
         return lambda obj: []
     get = attrgetter(*names)
@@ -312,8 +313,7 @@ def _fields_encoder(names: tuple[str, ...], encoders: list[_Encode | None]) -> C
 
     def encode_fields(obj: Any) -> list[Any]:
         return [
-            getattr(obj, name) if enc is None else enc(getattr(obj, name))
-            for name, enc in pairs
+            getattr(obj, name) if enc is None else enc(getattr(obj, name)) for name, enc in pairs
         ]
 
     return encode_fields
@@ -379,9 +379,10 @@ def _decode_generic(spec: _Spec, m: list[Any], index: int) -> Message:
     count = len(m) - 1
     if not spec.required <= count <= len(spec.names):
         raise WireError(
-            f"message {index} ({tag}): expected {spec.describe_count()} after the tag,"
-            f" got {count}",
-            index=index, tag=tag, call_id=call_id,
+            f"message {index} ({tag}): expected {spec.describe_count()} after the tag, got {count}",
+            index=index,
+            tag=tag,
+            call_id=call_id,
         )
     try:
         message: Message = _build(spec, m, 1)
@@ -501,9 +502,7 @@ def _from_wire(obj: Any, index: int) -> Message:
                 return decode(obj, index)
             shown = tag if len(tag) <= 40 else tag[:40] + "..."
             raise WireError(f"message {index}: unknown tag {shown!r}", index=index)
-        raise WireError(
-            f"message {index}: tag must be str, got {_type_name(tag)}", index=index
-        )
+        raise WireError(f"message {index}: tag must be str, got {_type_name(tag)}", index=index)
     if type(obj) is list:
         raise WireError(f"message {index}: empty array, expected [tag, fields...]", index=index)
     raise WireError(
@@ -522,7 +521,7 @@ def _refuse_value(value: Any) -> Any:
         raise LocalProtocolError(f"cannot encode int {value}: outside the 64-bit range")
     raise LocalProtocolError(
         f"cannot encode a value of type {type(value).__qualname__}"
-        " (payloads may hold None, bool, int, float, str, bytes, lists, tuples and dicts)"
+        " (only None, bool, int, float, str, bytes, lists, tuples and dicts encode)"
     )
 
 
@@ -602,7 +601,7 @@ def _unpack_frame(data: bytes, max_bytes: int) -> list[Any]:
     obj = _unpack(data, "frame")
     if type(obj) is not list:
         raise WireError(f"frame must be an array of messages, got {_type_name(obj)}")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def decode_frame(data: bytes, max_bytes: int = MAX_FRAME_BYTES) -> list[Message]:
