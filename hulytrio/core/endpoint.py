@@ -1,0 +1,302 @@
+"""Direct connections to an agent's own endpoint, both sides, as sans-IO machines.
+
+Theory of operation
+-------------------
+An agent started with an endpoint runs its own WebSocket server; a client's
+``ref.connect()`` talks to it directly (the reference's "routed" endpoint),
+bypassing the hub.  The conversation is a subset of the hub protocol::
+
+    client                         agent endpoint
+    Hello(protocol, client id) ->
+                               <-  Welcome(protocol, agent id, ...)
+    Connect(id, uuid)          ->                     (start the event stream)
+                               <-  Ok(id) | Error(id, not_found)
+    Request(id, uuid, op, ..)  ->
+                               <-  Response(id, ..) | Error(id, ..)
+                               <-  Push(uuid, payload)   (container broadcasts)
+    Disconnect(uuid)           ->
+    Ping                       ->  <- Pong
+    Close                      ->  (either side)
+
+``EndpointSession`` is the agent's side of one connection: it checks the
+hello, answers only for containers the agent serves *now* (a standby or a
+terminated container is ``not_found``, so the client falls back to the hub
+and re-acquires), and turns calls into the same agent effects the hub path
+produces (``RunRequest``, ``ConnectContainer``, ``DisconnectContainer``).
+A request id already in flight on the connection is processed once.
+
+``EndpointClient`` is the client's side: it numbers calls and turns answers
+into ``Resolve`` / ``Reject`` of those numbers, and pushes into
+``DeliverPush``.  Liveness is the TCP connection itself: both ends see a
+WebSocket close at once, and a connection that dies is simply reopened by
+the user's next ``ref.connect()``.
+
+Endpoint connection lifecycle (``EndpointState``)::
+
+    HELLO --Hello (right protocol)--> OPEN --Close / lost--> CLOSED
+    HELLO --anything else--> CLOSED (with an Error)
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+from .effects import (
+    CloseConnection,
+    ConnectContainer,
+    DeliverPush,
+    DisconnectContainer,
+    Effect,
+    Reject,
+    Resolve,
+    RunRequest,
+    Send,
+)
+from .errors import ConnectionClosed, ErrorCode, LocalProtocolError, error_from_code
+from .messages import (
+    PROTOCOL_VERSION,
+    Close,
+    Connect,
+    Disconnect,
+    Error,
+    Hello,
+    Message,
+    Ok,
+    Ping,
+    Pong,
+    Push,
+    Request,
+    Response,
+    Welcome,
+)
+from .types import AgentId, ContainerUuid
+
+__all__ = ["EndpointClient", "EndpointSession", "EndpointState"]
+
+
+class EndpointState(enum.Enum):
+    """Where one direct connection stands."""
+
+    #: Waiting for the peer's ``Hello`` (agent side) or ``Welcome`` (client side).
+    HELLO = "hello"
+    #: Calls flow.
+    OPEN = "open"
+    #: Closed for good.
+    CLOSED = "closed"
+
+
+class EndpointSession:
+    """The agent's side of one direct connection (see module docstring).
+
+    ``serves(uuid)`` tells whether the agent serves ``uuid`` right now.
+    ``alive_timeout`` and ``ping_interval`` are announced in the ``Welcome``.
+    """
+
+    def __init__(self, agent_id: AgentId, serves: Callable[[ContainerUuid], bool], *,
+                 alive_timeout: float = 3.0, ping_interval: float = 1.0) -> None:
+        self.agent_id = agent_id
+        self.serves = serves
+        self.alive_timeout = alive_timeout
+        self.ping_interval = ping_interval
+        self.state = EndpointState.HELLO
+        #: the peer's client id, from its hello
+        self.peer_id: str | None = None
+        #: uuids the peer has an event stream from (insertion-ordered)
+        self.connected: dict[ContainerUuid, None] = {}
+        self._in_flight: set[int] = set()
+
+    def receive(self, message: Message) -> list[Effect]:
+        """Handle one decoded message; returns what the driver must do."""
+        if self.state is EndpointState.CLOSED:
+            return []
+        if self.state is EndpointState.HELLO:
+            return self._hello(message)
+        if isinstance(message, Ping):
+            return [Send(None, Pong())]
+        if isinstance(message, Request):
+            return self._request(message)
+        if isinstance(message, Connect):
+            return self._connect(message)
+        if isinstance(message, Disconnect):
+            if self.connected.pop(message.uuid, 0) is None and self.peer_id is not None:
+                return [DisconnectContainer(self.agent_id, message.uuid, self.peer_id)]
+            return []
+        if isinstance(message, Close):
+            return [*self.connection_lost(), CloseConnection(None, "peer closed")]
+        if isinstance(message, Pong):
+            return []
+        return [self.protocol_error(getattr(message, "id", 0),
+                                    f"{message.TAG!r} is not served by an agent endpoint")]
+
+    def protocol_error(self, call_id: int, text: str) -> Effect:
+        """Return the ``Error`` answer to an undecodable or illegal message."""
+        return Send(None, Error(call_id, ErrorCode.PROTOCOL.value, text))
+
+    def reply(self, call_id: int, payload: bytes) -> list[Effect]:
+        """Request ``call_id`` completed; returns the ``Response`` to send (none if closed)."""
+        if self._done(call_id):
+            return [Send(None, Response(call_id, payload))]
+        return []
+
+    def error(self, call_id: int, code: str, message: str, type_name: str = "") -> list[Effect]:
+        """Request ``call_id`` failed; returns the ``Error`` to send (none if closed)."""
+        if self._done(call_id):
+            return [Send(None, Error(call_id, code, message, type_name))]
+        return []
+
+    def push(self, uuid: ContainerUuid, payload: bytes) -> list[Effect]:
+        """Container ``uuid`` broadcasts ``payload``; returns the ``Push`` if the peer listens."""
+        if self.state is EndpointState.OPEN and uuid in self.connected:
+            return [Send(None, Push(uuid, payload))]
+        return []
+
+    def connection_lost(self) -> list[Effect]:
+        """The connection ended; returns ``DisconnectContainer`` for every open stream."""
+        if self.state is EndpointState.CLOSED:
+            return []
+        self.state = EndpointState.CLOSED
+        self._in_flight.clear()
+        peer, streams = self.peer_id, list(self.connected)
+        self.connected.clear()
+        if peer is None:
+            return []
+        return [DisconnectContainer(self.agent_id, uuid, peer) for uuid in streams]
+
+    # --- internals ---------------------------------------------------------------
+
+    def _done(self, call_id: int) -> bool:
+        if self.state is not EndpointState.OPEN or call_id not in self._in_flight:
+            return False
+        self._in_flight.discard(call_id)
+        return True
+
+    def _hello(self, message: Message) -> list[Effect]:
+        if not isinstance(message, Hello):
+            self.state = EndpointState.CLOSED
+            return [self.protocol_error(getattr(message, "id", 0),
+                                        f"{message.TAG!r} before hello"),
+                    CloseConnection(None, "no hello")]
+        if message.protocol != PROTOCOL_VERSION:
+            self.state = EndpointState.CLOSED
+            return [self.protocol_error(0, f"protocol {message.protocol} not supported "
+                                           f"(this endpoint speaks {PROTOCOL_VERSION})"),
+                    CloseConnection(None, "protocol version")]
+        self.state = EndpointState.OPEN
+        self.peer_id = message.peer_id
+        return [Send(None, Welcome(PROTOCOL_VERSION, self.agent_id, self.alive_timeout,
+                                   self.ping_interval))]
+
+    def _request(self, msg: Request) -> list[Effect]:
+        if msg.id in self._in_flight:
+            return []  # a duplicate of a request still running: answered once
+        if not self.serves(msg.uuid):
+            return [Send(None, Error(msg.id, ErrorCode.NOT_FOUND.value,
+                                     f"container {msg.uuid!r} is not served by agent "
+                                     f"{self.agent_id!r}"))]
+        self._in_flight.add(msg.id)
+        return [RunRequest(self.agent_id, msg.uuid, msg.id, msg.operation, msg.payload,
+                           self.peer_id)]
+
+    def _connect(self, msg: Connect) -> list[Effect]:
+        if not self.serves(msg.uuid) or self.peer_id is None:
+            return [Send(None, Error(msg.id, ErrorCode.NOT_FOUND.value,
+                                     f"container {msg.uuid!r} is not served by agent "
+                                     f"{self.agent_id!r}"))]
+        out: list[Effect] = [Send(None, Ok(msg.id))]
+        if msg.uuid not in self.connected:
+            self.connected[msg.uuid] = None
+            out.insert(0, ConnectContainer(self.agent_id, msg.uuid, self.peer_id))
+        return out
+
+
+class EndpointClient:
+    """The client's side of one direct connection (see module docstring).
+
+    Call ``hello()`` once the connection is open, then ``connect`` /
+    ``request``; every call returns a handle that a later ``Resolve`` /
+    ``Reject`` answers.  The hello itself resolves handle 0.
+    """
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self.state = EndpointState.HELLO
+        self._next_id = 0
+        self._calls: dict[int, None] = {}
+
+    def hello(self) -> list[Effect]:
+        """Return the ``Hello`` to send first."""
+        return [Send(None, Hello(PROTOCOL_VERSION, self.client_id))]
+
+    def connect(self, uuid: ContainerUuid) -> tuple[int, list[Effect]]:
+        """Open the event stream from ``uuid``; returns (handle, effects).
+
+        Raises:
+            LocalProtocolError: if the connection is not open.
+        """
+        handle = self._call()
+        return handle, [Send(None, Connect(handle, uuid, self.client_id))]
+
+    def request(self, uuid: ContainerUuid, operation: str, payload: bytes
+                ) -> tuple[int, list[Effect]]:
+        """Call ``operation`` on ``uuid``; returns (handle, effects).
+
+        Raises:
+            LocalProtocolError: if the connection is not open.
+        """
+        handle = self._call()
+        return handle, [Send(None, Request(handle, uuid, operation, payload))]
+
+    def disconnect(self, uuid: ContainerUuid) -> list[Effect]:
+        """Close the event stream from ``uuid`` and the connection; returns the effects."""
+        if self.state is not EndpointState.OPEN:
+            return []
+        return [Send(None, Disconnect(uuid, self.client_id)), Send(None, Close("done")),
+                *self.connection_lost()]
+
+    def receive(self, message: Message) -> list[Effect]:
+        """Handle one decoded message; returns ``Resolve`` / ``Reject`` / ``DeliverPush``."""
+        if self.state is EndpointState.CLOSED:
+            return []
+        if self.state is EndpointState.HELLO:
+            if isinstance(message, Welcome):
+                self.state = EndpointState.OPEN
+                return [Resolve(0, message)]
+            if isinstance(message, Error):
+                return [Reject(0, error_from_code(message.code, message.message, message.type)),
+                        *self.connection_lost()]
+            return []
+        if isinstance(message, Push):
+            return [DeliverPush(message.uuid, message.payload)]
+        if isinstance(message, Ping):
+            return [Send(None, Pong())]
+        if isinstance(message, Response | Ok | Error):
+            if self._calls.pop(message.id, 0) is not None:
+                return []
+            if isinstance(message, Response):
+                return [Resolve(message.id, message.payload)]
+            if isinstance(message, Ok):
+                return [Resolve(message.id, None)]
+            return [Reject(message.id, error_from_code(message.code, message.message,
+                                                       message.type))]
+        if isinstance(message, Close):
+            return self.connection_lost()
+        return []
+
+    def connection_lost(self) -> list[Effect]:
+        """The connection ended: every call in flight fails with ``ConnectionClosed``."""
+        if self.state is EndpointState.CLOSED:
+            return []
+        was_hello = self.state is EndpointState.HELLO
+        self.state = EndpointState.CLOSED
+        out: list[Effect] = [Reject(0, ConnectionClosed("endpoint closed"))] if was_hello else []
+        out.extend(Reject(h, ConnectionClosed("endpoint connection closed")) for h in self._calls)
+        self._calls.clear()
+        return out
+
+    def _call(self) -> int:
+        if self.state is not EndpointState.OPEN:
+            raise LocalProtocolError(f"endpoint connection is {self.state.value}")
+        self._next_id += 1
+        self._calls[self._next_id] = None
+        return self._next_id

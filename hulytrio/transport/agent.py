@@ -1,0 +1,390 @@
+"""The agent driver: runs user containers for an agent hosted in a client.
+
+Theory of operation
+-------------------
+The agent's decisions (what runs, what stands by, what a request may reach)
+are the core ``AgentState`` inside the client's ``ClientSession``; the
+agent's direct connections are core ``EndpointSession`` machines.  This
+driver performs their effects with user code:
+
+- ``StartContainer``: call the kind's factory in a task, then report
+  ``agent_started`` / ``agent_start_failed`` (a container whose start was
+  cancelled meanwhile is terminated at once);
+- ``StopContainer``: await the container's ``terminate()``;
+- ``RunRequest``: await ``container.request(...)`` in a task (user code may
+  take its time, so it gets a task per request) and answer through the path
+  the request came by: ``agent_reply`` / ``agent_error`` for the hub,
+  ``EndpointSession.reply`` / ``error`` for a direct connection;
+- ``ConnectContainer`` / ``DisconnectContainer``: call the container's
+  ``connect(client_id, broadcast)`` / ``disconnect(client_id)``; ``broadcast``
+  pushes through the same path, and is a no-op once the stream closed;
+- ``SetServing``: logged (``AgentState`` already refuses requests to a standby).
+
+With an endpoint the agent opens its own trio-websocket server; each
+connection runs an ``EndpointSession`` (reader feeds it, a bounded outbox
+writes its answers, a client that does not read is dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+from trio_websocket import ConnectionClosed as WsConnectionClosed
+from trio_websocket import WebSocketRequest, serve_websocket
+
+from hulytrio.core.agent import AgentState, LocalStatus
+from hulytrio.core.effects import (
+    CloseConnection,
+    ConnectContainer,
+    DisconnectContainer,
+    Effect,
+    RunRequest,
+    Send,
+    SetServing,
+    StartContainer,
+    StopContainer,
+)
+from hulytrio.core.endpoint import EndpointSession
+from hulytrio.core.errors import ErrorCode, LocalProtocolError
+from hulytrio.core.types import ContainerUuid
+
+from .codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient, decode_payload, encode_payload
+from .container import Container, Factory, StatelessContainer
+from .outbox import Outbox
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["Agent", "AgentRuntime"]
+
+log = logging.getLogger("hulytrio.agent")
+
+#: Messages queued for one direct-connection client before it is dropped.
+ENDPOINT_SEND_QUEUE = 10_000
+
+Reply = Callable[[bytes], None]
+Fail = Callable[[str, str, str], None]
+
+
+class Agent:
+    """A running agent, as returned by ``client.serve_agent``."""
+
+    def __init__(self, runtime: AgentRuntime) -> None:
+        self._runtime = runtime
+
+    @property
+    def agent_id(self) -> str:
+        """Return the agent's id."""
+        return self._runtime.agent_id
+
+    @property
+    def endpoint(self) -> str | None:
+        """Return the URL of the agent's own server (None without one)."""
+        return self._runtime.state.endpoint
+
+    def containers(self) -> dict[str, Container]:
+        """Return the containers running here (serving or standing by), by uuid."""
+        return dict(self._runtime.containers)
+
+    def serving(self) -> tuple[str, ...]:
+        """Return the uuids this agent serves right now."""
+        return self._runtime.state.serving()
+
+    async def aclose(self) -> None:
+        """Unregister the agent and terminate its containers."""
+        await self._runtime.aclose()
+
+
+class _EndpointPeer:
+    __slots__ = ("outbox", "scope", "session")
+
+    def __init__(self, session: EndpointSession) -> None:
+        self.session = session
+        self.outbox = Outbox(ENDPOINT_SEND_QUEUE)
+        self.scope = trio.CancelScope()
+
+
+class AgentRuntime:
+    """Performs one agent's effects (see module docstring)."""
+
+    def __init__(self, client: Client, agent_id: str, factories: dict[str, Factory],
+                 stateless: tuple[StatelessContainer, ...]) -> None:
+        self.client = client
+        self.agent_id = agent_id
+        self.factories = factories
+        self.state = AgentState(agent_id, tuple(factories))
+        self.containers: dict[ContainerUuid, Container] = {s.uuid: s.container
+                                                           for s in stateless}
+        #: open event streams: (route, uuid, client id); route 0 is the hub
+        self._streams: dict[tuple[int, str, str], None] = {}
+        self._endpoint_scope = trio.CancelScope()
+        self._tasks = 0
+        self._idle = trio.Event()
+        self.closed = False
+        self.agent = Agent(self)
+
+    # --- the endpoint server ------------------------------------------------------
+
+    async def open_endpoint(self, spec: str) -> str:
+        """Listen on ``spec`` (``"HOST:PORT"``); returns the URL to advertise.
+
+        Raises:
+            OSError: if the address cannot be bound.
+            ValueError: if ``spec`` is not ``HOST:PORT``.
+        """
+        host, sep, port_text = spec.rpartition(":")
+        if not sep or not port_text.isdigit():
+            raise ValueError(f"endpoint must be HOST:PORT, got {spec!r}")
+        host = host or "0.0.0.0"
+        listener: Any = await self.client._nursery.start(self._serve_endpoint, host,
+                                                         int(port_text))
+        advertised = host
+        if host in ("0.0.0.0", "::"):
+            advertised = os.environ.get("AGENT_HOST") or socket.gethostname()
+        url = f"ws://{advertised}:{listener.port}"
+        log.info("agent %s endpoint listening on %s", self.agent_id, url)
+        return url
+
+    async def _serve_endpoint(self, host: str, port: int, *,
+                              task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+                              ) -> None:
+        with self._endpoint_scope:
+            await serve_websocket(self._handle_endpoint, host, port, ssl_context=None,
+                                  max_message_size=MAX_FRAME_BYTES, disconnect_timeout=1.0,
+                                  task_status=task_status)
+
+    async def _handle_endpoint(self, request: WebSocketRequest) -> None:
+        try:
+            ws = await request.accept()
+        except WsConnectionClosed:
+            return
+        peer = _EndpointPeer(EndpointSession(self.agent_id, self._serves))
+        try:
+            with peer.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(peer.outbox.run_writer, ws)
+                    while True:
+                        try:
+                            data = await ws.get_message()
+                        except WsConnectionClosed:
+                            break
+                        self._endpoint_frame(peer, data)
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._endpoint_perform(peer, peer.session.connection_lost())
+
+    def _endpoint_frame(self, peer: _EndpointPeer, data: bytes | str) -> None:
+        es = peer.session
+        if isinstance(data, str):
+            self._endpoint_perform(peer, [es.protocol_error(0, "text frames are not spoken")])
+            return
+        try:
+            messages, errors = decode_frame_lenient(data)
+        except WireError as exc:
+            log.warning("agent %s endpoint: bad frame: %s", self.agent_id, exc)
+            self._endpoint_perform(peer, [es.protocol_error(0, str(exc))])
+            return
+        for err in errors:
+            log.warning("agent %s endpoint: bad message: %s", self.agent_id, err)
+            self._endpoint_perform(peer, [es.protocol_error(err.call_id or 0, str(err))])
+        for message in messages:
+            self._endpoint_perform(peer, es.receive(message))
+
+    def _serves(self, uuid: ContainerUuid) -> bool:
+        return self.state.status(uuid) is LocalStatus.ACTIVE and uuid in self.containers
+
+    def _endpoint_perform(self, peer: _EndpointPeer, effects: list[Effect]) -> None:
+        es = peer.session
+        for effect in effects:
+            if isinstance(effect, Send):
+                if not peer.outbox.put_nowait(effect.message) and not peer.outbox.closing:
+                    log.warning("agent %s endpoint: dropping %s, it does not read",
+                                self.agent_id, es.peer_id)
+                    peer.scope.cancel()
+            elif isinstance(effect, CloseConnection):
+                if not peer.outbox.close_after_flush(effect.reason):
+                    peer.scope.cancel()
+            elif isinstance(effect, RunRequest):
+                call_id = effect.call_id
+
+                def reply(payload: bytes, call_id: int = call_id) -> None:
+                    self._endpoint_perform(peer, es.reply(call_id, payload))
+
+                def fail(code: str, message: str, type_name: str, call_id: int = call_id
+                         ) -> None:
+                    self._endpoint_perform(peer, es.error(call_id, code, message, type_name))
+
+                self._spawn(self._run_request, effect, reply, fail)
+            elif isinstance(effect, ConnectContainer):
+                uuid = effect.uuid
+
+                async def push(payload: bytes, uuid: str = uuid) -> None:
+                    self._endpoint_perform(peer, es.push(uuid, payload))
+
+                self._spawn(self._connect, id(peer), effect.uuid, effect.client_id, push)
+            elif isinstance(effect, DisconnectContainer):
+                self._spawn(self._disconnect, id(peer), effect.uuid, effect.client_id)
+
+    # --- hub effects -----------------------------------------------------------------
+
+    def perform_hub_effect(self, effect: Effect) -> None:
+        """Perform one agent effect the client session emitted."""
+        if isinstance(effect, StartContainer):
+            self._spawn(self._start, effect)
+        elif isinstance(effect, StopContainer):
+            container = self.containers.pop(effect.uuid, None)
+            if container is not None:
+                self._spawn(self._terminate, effect.uuid, container)
+        elif isinstance(effect, SetServing):
+            log.info("agent %s: %s %s (epoch %d)", self.agent_id,
+                     "serves" if effect.serving else "stands by for", effect.uuid, effect.epoch)
+        elif isinstance(effect, RunRequest):
+            self._spawn(self._run_request, effect, self._hub_reply(effect.call_id),
+                        self._hub_fail(effect.call_id))
+        elif isinstance(effect, ConnectContainer):
+            session, client = self.client.session, self.client
+            uuid, client_id = effect.uuid, effect.client_id
+
+            async def push(payload: bytes) -> None:
+                session.agent_push(uuid, client_id, payload)
+                client._drain()
+
+            self._spawn(self._connect, 0, uuid, client_id, push)
+        elif isinstance(effect, DisconnectContainer):
+            self._spawn(self._disconnect, 0, effect.uuid, effect.client_id)
+
+    def _hub_reply(self, call_id: int) -> Reply:
+        def reply(payload: bytes) -> None:
+            self.client.session.agent_reply(call_id, payload)
+            self.client._drain()
+        return reply
+
+    def _hub_fail(self, call_id: int) -> Fail:
+        def fail(code: str, message: str, type_name: str) -> None:
+            self.client.session.agent_error(call_id, code, message, type_name)
+            self.client._drain()
+        return fail
+
+    # --- user code -----------------------------------------------------------------------
+
+    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        self._tasks += 1
+        self.client._nursery.start_soon(self._task, fn, args)
+
+    async def _task(self, fn: Callable[..., Awaitable[None]], args: tuple[Any, ...]) -> None:
+        try:
+            await fn(*args)
+        finally:
+            self._tasks -= 1
+            if self._tasks == 0:
+                self._idle.set()
+
+    async def _start(self, effect: StartContainer) -> None:
+        session, uuid = self.client.session, effect.uuid
+        factory = self.factories.get(effect.kind)
+        try:
+            if factory is None:
+                raise LookupError(f"no factory for kind {effect.kind!r}")
+            container = await factory(effect.options)
+        except Exception as exc:
+            log.warning("agent %s: starting %s %s failed: %r", self.agent_id, effect.kind,
+                        uuid, exc)
+            session.agent_start_failed(self.agent_id, uuid, f"{type(exc).__name__}: {exc}")
+            self.client._drain()
+            return
+        if self.closed or self.state.status(uuid) is not LocalStatus.STARTING:
+            # Terminated (or the agent closed) while the factory ran.
+            await self._terminate(uuid, container)
+            return
+        self.containers[uuid] = container
+        session.agent_started(self.agent_id, uuid)
+        self.client._drain()
+
+    async def _terminate(self, uuid: str, container: Container) -> None:
+        for key in [k for k in self._streams if k[1] == uuid]:
+            del self._streams[key]
+        try:
+            await container.terminate()
+        except Exception:
+            log.exception("agent %s: terminate() of %s raised", self.agent_id, uuid)
+
+    async def _run_request(self, effect: RunRequest, reply: Reply, fail: Fail) -> None:
+        container = self.containers.get(effect.uuid)
+        if container is None:
+            fail(ErrorCode.NOT_FOUND.value, f"container {effect.uuid!r} is gone", "")
+            return
+        try:
+            data = decode_payload(effect.payload)
+        except WireError as exc:
+            fail(ErrorCode.PROTOCOL.value, f"undecodable request payload: {exc}", "")
+            return
+        try:
+            result = await container.request(effect.operation, data, effect.client_id)
+        except Exception as exc:
+            fail(ErrorCode.REMOTE.value, str(exc), type(exc).__name__)
+            return
+        try:
+            payload = encode_payload(result)
+        except LocalProtocolError as exc:
+            fail(ErrorCode.REMOTE.value, f"result cannot be encoded: {exc}", "TypeError")
+            return
+        reply(payload)
+
+    async def _connect(self, route: int, uuid: str, client_id: str,
+                       push: Callable[[bytes], Awaitable[None]]) -> None:
+        container = self.containers.get(uuid)
+        if container is None:
+            return
+        key = (route, uuid, client_id)
+        self._streams[key] = None
+
+        async def broadcast(event: Any) -> None:
+            if key in self._streams:
+                await push(encode_payload(event))
+
+        try:
+            await container.connect(client_id, broadcast)
+        except Exception:
+            log.exception("agent %s: connect() of %s raised", self.agent_id, uuid)
+
+    async def _disconnect(self, route: int, uuid: str, client_id: str) -> None:
+        if self._streams.pop((route, uuid, client_id), 0) is not None:
+            return
+        container = self.containers.get(uuid)
+        if container is None:
+            return
+        try:
+            await container.disconnect(client_id)
+        except Exception:
+            log.exception("agent %s: disconnect() of %s raised", self.agent_id, uuid)
+
+    # --- shutdown --------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Unregister at the hub, terminate every container, close the endpoint."""
+        if self.closed:
+            return
+        self.closed = True
+        client = self.client
+        handle = client.session.unregister_agent(self.agent_id)
+        with trio.move_on_after(2):
+            await client._wait(handle)
+        # Containers the session did not know yet (stateless never registered).
+        for uuid, container in list(self.containers.items()):
+            del self.containers[uuid]
+            self._spawn(self._terminate, uuid, container)
+        with trio.move_on_after(5):
+            while self._tasks:
+                self._idle = trio.Event()
+                await self._idle.wait()
+        self.cancel()
+        client._agents.pop(self.agent_id, None)
+
+    def cancel(self) -> None:
+        """Close the endpoint server and its connections at once."""
+        self._endpoint_scope.cancel()

@@ -1,0 +1,513 @@
+"""The client driver: ``open_client`` runs one ``ClientSession`` over trio-websocket.
+
+Theory of operation
+-------------------
+Everything the client decides (reconnecting with backoff, the handshake,
+re-registering agents and re-acquiring references after a hub restart,
+resending unanswered requests, standby claims) happens in the core
+``ClientSession``.  This driver only:
+
+- opens a WebSocket when the session says ``OpenConnection`` and reports
+  ``connection_made`` / ``connection_lost`` (one connection task at a time);
+- feeds decoded frames to ``receive`` and deadlines to ``handle_timers``
+  (one ``DeadlineTask``);
+- after every input drains ``effects()``: ``Send`` goes to the connection's
+  outbox (packed into frames by its writer), ``Resolve`` / ``Reject`` wake
+  the task waiting on that handle, events and pushes go to their listeners,
+  and agent effects go to the ``AgentRuntime`` that hosts the container.
+
+User calls are ``handle = session.op(...)``, then wait on the handle's slot:
+there is no task per call and no protocol logic here.  Payloads are encoded
+and decoded at this edge only (``encode_payload`` / ``decode_payload``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import trio
+from trio_websocket import (
+    ConnectionClosed as WsConnectionClosed,
+)
+from trio_websocket import (
+    HandshakeError,
+    WebSocketConnection,
+    connect_websocket_url,
+)
+
+from hulytrio.core.agent import AgentState
+from hulytrio.core.effects import (
+    CloseConnection,
+    ConnectContainer,
+    DeliverEvent,
+    DeliverPush,
+    DisconnectContainer,
+    Effect,
+    OpenConnection,
+    ReferenceChanged,
+    Reject,
+    Resolve,
+    RunRequest,
+    Send,
+    SetServing,
+    StartContainer,
+    StopContainer,
+)
+from hulytrio.core.errors import HulyError, LocalProtocolError
+from hulytrio.core.events import NetworkEvent
+from hulytrio.core.messages import Message
+from hulytrio.core.session import ClientSession, SessionState
+from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
+
+from .codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient, decode_payload, encode_payload
+from .container import Factory, StatelessContainer
+from .deadlines import DeadlineTask
+from .outbox import Outbox
+
+__all__ = ["Client", "ContainerReference", "Updates", "open_client"]
+
+log = logging.getLogger("hulytrio.client")
+
+T = TypeVar("T")
+
+#: How long one connection attempt (TCP + WebSocket handshake) may take.
+CONNECT_TIMEOUT = 5.0
+#: Registry events buffered per ``updates()`` listener before it is cut off.
+UPDATES_BUFFER = 1024
+
+
+class _Slot:
+    """Where the outcome of one handle lands."""
+
+    __slots__ = ("error", "event", "value")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.value: Any = None
+        self.error: HulyError | None = None
+
+
+class _Connection:
+    __slots__ = ("done", "outbox", "scope", "ws")
+
+    def __init__(self) -> None:
+        self.outbox = Outbox()
+        self.scope = trio.CancelScope()
+        self.ws: WebSocketConnection | None = None
+        self.done = trio.Event()
+
+
+class Updates:
+    """An async iterator of registry events (``NetworkEvent``) for one listener.
+
+    Created by ``client.updates()``; it receives every event from that moment
+    on.  A listener that falls ``UPDATES_BUFFER`` events behind is cut off:
+    its iteration raises ``ConnectionClosed``.  ``aclose()`` stops listening.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._tx, self._rx = trio.open_memory_channel[NetworkEvent](UPDATES_BUFFER)
+        self.overflowed = False
+
+    def __aiter__(self) -> Updates:
+        return self
+
+    async def __anext__(self) -> NetworkEvent:
+        try:
+            return await self._rx.receive()
+        except trio.EndOfChannel:
+            if self.overflowed:
+                from hulytrio.core.errors import ConnectionClosed
+                raise ConnectionClosed("updates listener fell too far behind") from None
+            raise StopAsyncIteration from None
+
+    def _deliver(self, event: NetworkEvent) -> bool:
+        try:
+            self._tx.send_nowait(event)
+        except trio.WouldBlock:
+            self.overflowed = True
+            self._tx.close()
+            return False
+        except trio.ClosedResourceError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        """Stop listening; a pending iteration ends."""
+        self._tx.close()
+        self._client._updates.pop(id(self), None)
+
+
+class Client:
+    """A connected client (see ``open_client``)."""
+
+    def __init__(self, url: str, session: ClientSession, nursery: trio.Nursery) -> None:
+        self.url = url
+        self.session = session
+        self._nursery = nursery
+        self._slots: dict[int, _Slot] = {}
+        self._conn: _Connection | None = None
+        self._updates: dict[int, Updates] = {}
+        #: uuid -> push listeners of event streams opened through the hub
+        self._push_listeners: dict[str, dict[int, trio.MemorySendChannel[bytes]]] = {}
+        self._agents: dict[str, Any] = {}
+        self._refs: dict[int, ContainerReference] = {}
+        self._welcomed = trio.Event()
+        self._timer = DeadlineTask(session.next_deadline, self._fire)
+
+    @property
+    def client_id(self) -> str:
+        """Return this client's peer id."""
+        return self.session.client_id
+
+    # --- the public API ------------------------------------------------------------
+
+    async def wait_connection(self) -> None:
+        """Return once the hub has welcomed this client (at least once)."""
+        await self._welcomed.wait()
+
+    async def get(self, kind: str, *, uuid: str | None = None,
+                  labels: Iterable[str] | None = None,
+                  extra: dict[str, Any] | None = None) -> ContainerReference:
+        """Acquire a container of ``kind``; returns its reference.
+
+        Waits while no agent hosts the kind (bound it with ``trio.fail_after``).
+
+        Raises:
+            HulyError: a subclass for errors waiting cannot cure (bad kind,
+                start failed), or ``ConnectionClosed`` if the client closes.
+        """
+        options = GetOptions(uuid, tuple(labels or ()), extra)
+        handle = self.session.get(kind, options)
+        record: ContainerRecord = await self._wait(handle)
+        ref = ContainerReference(self, handle, kind, record)
+        self._refs[handle] = ref
+        return ref
+
+    async def list(self, kind: str | None = None) -> tuple[ContainerRecord, ...]:
+        """Return the hub's container records (of ``kind`` if given)."""
+        result: tuple[ContainerRecord, ...] = await self._wait(self.session.query("list", kind))
+        return result
+
+    async def agents(self) -> tuple[AgentInfo, ...]:
+        """Return the agents registered at the hub."""
+        result: tuple[AgentInfo, ...] = await self._wait(self.session.query("agents"))
+        return result
+
+    async def kinds(self) -> tuple[str, ...]:
+        """Return the sorted, de-duplicated kinds the registered agents host."""
+        result: tuple[str, ...] = await self._wait(self.session.query("kinds"))
+        return result
+
+    def updates(self) -> Updates:
+        """Return an async iterator of the registry events from now on."""
+        listener = Updates(self)
+        self._updates[id(listener)] = listener
+        return listener
+
+    async def serve_agent(self, factories: dict[str, Factory], *, agent_id: str | None = None,
+                          stateless: Sequence[StatelessContainer] = (),
+                          endpoint: str | None = None) -> Any:
+        """Host an agent in this client and register it; returns its ``Agent``.
+
+        ``factories`` maps each kind to an async factory; ``stateless`` lists
+        pre-existing HA instances; ``endpoint`` (``"HOST:PORT"``, port 0 for
+        any) opens the agent's own WebSocket server for direct connections.
+
+        Raises:
+            LocalProtocolError: if an agent with that id is already hosted here.
+            OSError: if the endpoint cannot be bound.
+        """
+        from .agent import AgentRuntime  # agent.py imports this module
+
+        agent_id = agent_id if agent_id is not None else f"agent-{secrets.token_hex(4)}"
+        if agent_id in self._agents:
+            raise LocalProtocolError(f"agent {agent_id!r} is already hosted here")
+        runtime = AgentRuntime(self, agent_id, dict(factories), tuple(stateless))
+        advertised = None
+        if endpoint is not None:
+            advertised = await runtime.open_endpoint(endpoint)
+        offers = tuple(OfferedContainer(s.uuid, s.kind, tuple(s.labels), True) for s in stateless)
+        runtime.state = AgentState(agent_id, tuple(factories), endpoint=advertised,
+                                   stateless=offers)
+        self._agents[agent_id] = runtime
+        handle = self.session.register_agent(runtime.state)
+        await self._wait(handle)
+        return runtime.agent
+
+    # --- handles -----------------------------------------------------------------------
+
+    async def _wait(self, handle: int) -> Any:
+        """Wait for ``handle``'s outcome; returns its value or raises its error."""
+        slot = _Slot()
+        self._slots[handle] = slot
+        self._drain()
+        try:
+            await slot.event.wait()
+        finally:
+            self._slots.pop(handle, None)
+        if slot.error is not None:
+            raise slot.error
+        return slot.value
+
+    # --- effects -----------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        session = self.session
+        while True:
+            effects = session.effects()
+            if not effects:
+                break
+            for effect in effects:
+                self._perform(effect)
+        if session.welcomes and not self._welcomed.is_set():
+            self._welcomed.set()
+        self._timer.poke()
+
+    def _perform(self, effect: Effect) -> None:
+        if isinstance(effect, Send):
+            conn = self._conn
+            if conn is not None and conn.ws is not None:
+                conn.outbox.put_nowait(effect.message)
+        elif isinstance(effect, Resolve | Reject):
+            slot = self._slots.get(effect.handle)
+            if slot is not None:
+                if isinstance(effect, Resolve):
+                    slot.value = effect.value
+                else:
+                    slot.error = effect.error
+                slot.event.set()
+        elif isinstance(effect, DeliverEvent):
+            for key, listener in list(self._updates.items()):
+                if not listener._deliver(effect.event):
+                    log.warning("updates() listener fell behind; cut off")
+                    self._updates.pop(key, None)
+        elif isinstance(effect, DeliverPush):
+            for tx in list(self._push_listeners.get(effect.uuid, {}).values()):
+                try:
+                    tx.send_nowait(effect.payload)
+                except (trio.WouldBlock, trio.ClosedResourceError):
+                    log.warning("event stream of %s is not being read; event dropped",
+                                effect.uuid)
+        elif isinstance(effect, ReferenceChanged):
+            ref = self._refs.get(effect.ref)
+            if ref is not None and effect.record is not None:
+                ref._record = effect.record
+        elif isinstance(effect, OpenConnection):
+            self._nursery.start_soon(self._run_connection)
+        elif isinstance(effect, CloseConnection):
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                log.info("closing hub connection: %s", effect.reason)
+                if conn.ws is None or not conn.outbox.close_after_flush(effect.reason):
+                    conn.scope.cancel()
+                conn.scope.deadline = min(conn.scope.deadline, trio.current_time() + 2)
+        elif isinstance(effect, StartContainer | StopContainer | SetServing | RunRequest
+                        | ConnectContainer | DisconnectContainer):
+            runtime = self._agents.get(effect.agent_id)
+            if runtime is not None:
+                runtime.perform_hub_effect(effect)
+        else:  # pragma: no cover - every effect a session emits is listed above
+            raise AssertionError(effect)
+
+    def _fire(self, now: float) -> None:
+        self.session.handle_timers(now)
+        self._drain()
+
+    # --- the connection -------------------------------------------------------------
+
+    async def _run_connection(self) -> None:
+        conn = _Connection()
+        self._conn = conn
+        try:
+            with conn.scope:
+                async with trio.open_nursery() as nursery:
+                    ws = await self._open_ws(nursery)
+                    if ws is None:
+                        return
+                    conn.ws = ws
+                    if self._conn is not conn:
+                        return
+                    self.session.connection_made(trio.current_time())
+                    self._drain()
+                    nursery.start_soon(conn.outbox.run_writer, ws)
+                    await self._read(ws)
+                    nursery.cancel_scope.cancel()
+        finally:
+            conn.done.set()
+            if self._conn is conn:
+                self._conn = None
+                self.session.connection_lost(trio.current_time())
+                self._drain()
+
+    async def _open_ws(self, nursery: trio.Nursery) -> WebSocketConnection | None:
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                ws: WebSocketConnection = await connect_websocket_url(
+                    nursery, self.url, max_message_size=MAX_FRAME_BYTES)
+        except (OSError, HandshakeError, trio.TooSlowError, WsConnectionClosed) as exc:
+            log.debug("cannot connect to %s: %r", self.url, exc)
+            return None
+        return ws
+
+    async def _read(self, ws: WebSocketConnection) -> None:
+        while True:
+            try:
+                data = await ws.get_message()
+            except WsConnectionClosed:
+                return
+            if isinstance(data, str):
+                log.warning("hub sent a text frame; ignored")
+                continue
+            try:
+                messages, errors = decode_frame_lenient(data)
+            except WireError as exc:
+                log.warning("undecodable frame from the hub: %s", exc)
+                continue
+            for err in errors:
+                log.warning("undecodable message from the hub: %s", err)
+            now = trio.current_time()
+            for message in messages:
+                self.session.receive(message, now)
+            self._drain()
+
+    # --- shutdown -----------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        """Unregister hosted agents (terminating their containers), say Close, stop."""
+        with trio.move_on_after(5):
+            for runtime in list(self._agents.values()):
+                await runtime.aclose()
+        self.session.close(trio.current_time())
+        conn = self._conn
+        self._drain()
+        if conn is not None:
+            with trio.move_on_after(1):
+                await conn.done.wait()
+        for runtime in list(self._agents.values()):
+            runtime.cancel()
+
+
+class ContainerReference:
+    """A held container (from ``client.get``); follows it across failover and reconnects."""
+
+    def __init__(self, client: Client, ref_id: int, kind: str, record: ContainerRecord) -> None:
+        self._client = client
+        self.ref_id = ref_id
+        self.kind = kind
+        self._record = record
+
+    @property
+    def record(self) -> ContainerRecord:
+        """Return the container's latest known record."""
+        current = self._client.session.reference(self.ref_id)
+        if current is not None:
+            self._record = current
+        return self._record
+
+    @property
+    def uuid(self) -> str:
+        """Return the container's uuid (it changes if a no-uuid get re-keyed it)."""
+        return self.record.uuid
+
+    async def request(self, operation: str, data: Any = None) -> Any:
+        """Call ``operation`` on the container through the hub; returns the decoded result.
+
+        Survives reconnects and failover (at-least-once: a request without an
+        answer is resent).
+
+        Raises:
+            RemoteError: the container raised (type name and message kept).
+            ContainerNotFound: the reference was released meanwhile.
+            ConnectionClosed: the client closed.
+            LocalProtocolError: the reference is released.
+        """
+        handle = self._client.session.request(self.ref_id, operation, encode_payload(data))
+        payload: bytes = await self._client._wait(handle)
+        return decode_payload(payload)
+
+    async def release(self) -> None:
+        """Drop this reference; the container is orphaned once nobody holds it.
+
+        Raises:
+            LocalProtocolError: if already released.
+        """
+        self._client._refs.pop(self.ref_id, None)
+        await self._client._wait(self._client.session.release(self.ref_id))
+
+    def connect(self) -> Any:
+        """Return an async context manager yielding a ``ContainerConnection``.
+
+        With an agent endpoint the connection goes straight to the agent (the
+        reference's "routed" path); otherwise through the hub ("noconnect").
+        """
+        from .connection import open_container_connection
+
+        return open_container_connection(self)
+
+    def cast(self, interface: type[T], *, qualified: bool = False) -> T:
+        """Return a proxy whose method calls become requests named after the method.
+
+        ``proxy.add(1, 2)`` is ``request("add", [1, 2])`` (``"Iface.add"`` with
+        ``qualified=True``).  Dunder names are never proxied, so awaiting or
+        printing the proxy does not send anything.
+        """
+        proxy: Any = _Proxy(self, f"{interface.__name__}." if qualified else "")
+        return proxy  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<ContainerReference {self.kind} {self.uuid}>"
+
+
+class _Proxy:
+    __slots__ = ("_prefix", "_ref")
+
+    def __init__(self, ref: ContainerReference, prefix: str) -> None:
+        self._ref = ref
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("__") or name.startswith("_"):
+            raise AttributeError(name)
+        ref, operation = self._ref, self._prefix + name
+
+        async def call(*args: Any) -> Any:
+            return await ref.request(operation, list(args))
+
+        call.__name__ = name
+        return call
+
+
+@asynccontextmanager
+async def open_client(url: str, *, client_id: str | None = None,
+                      alive_timeout: float | None = None,
+                      seed: int | None = None) -> AsyncIterator[Client]:
+    """Connect to the hub at ``url`` for the duration of the ``async with`` block.
+
+    Returns at once (the connection is made in the background and remade
+    forever with backoff); calls made before the hub answers wait for it.
+    ``await client.wait_connection()`` waits for the first welcome.  On exit,
+    hosted agents are unregistered and their containers terminated, and the
+    hub is told ``Close``.
+    """
+    session = ClientSession(client_id if client_id is not None
+                            else f"client-{secrets.token_hex(4)}",
+                            rng=random.Random(seed), alive_timeout=alive_timeout)
+    async with trio.open_nursery() as nursery:
+        client = Client(url, session, nursery)
+        nursery.start_soon(client._timer.run)
+        session.connect(trio.current_time())
+        client._drain()
+        try:
+            yield client
+        finally:
+            with trio.CancelScope(shield=True):
+                await client._shutdown()
+            nursery.cancel_scope.cancel()
+

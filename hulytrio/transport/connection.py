@@ -1,0 +1,226 @@
+"""``ref.connect()``: an event stream (and request path) to one container.
+
+Two paths, chosen by the container's record:
+
+- the record has an endpoint (its agent runs its own server): a WebSocket
+  straight to the agent, driven by the core ``EndpointClient``; requests on
+  the connection and the container's broadcasts bypass the hub (the
+  reference's "routed" endpoint);
+- no endpoint ("noconnect"): the hub relays the stream (``Connect`` /
+  ``Push`` / ``Disconnect`` through the client session); requests go
+  through the hub like ``ref.request``.
+
+If the agent's endpoint cannot be reached, the hub path is used instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import trio
+from trio_websocket import ConnectionClosed as WsConnectionClosed
+from trio_websocket import HandshakeError, WebSocketConnection, connect_websocket_url
+
+from hulytrio.core.effects import CloseConnection, DeliverPush, Effect, Reject, Resolve, Send
+from hulytrio.core.endpoint import EndpointClient
+from hulytrio.core.errors import ConnectionClosed, HulyError
+
+from .codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient, decode_payload, encode_payload
+from .outbox import Outbox
+
+if TYPE_CHECKING:
+    from .client import ContainerReference
+
+__all__ = ["ContainerConnection", "open_container_connection"]
+
+log = logging.getLogger("hulytrio.client")
+
+#: Container events buffered per connection; beyond it new events are dropped (logged).
+EVENTS_BUFFER = 10_000
+
+
+class ContainerConnection:
+    """An open connection to one container: ``request`` and ``events()``."""
+
+    def __init__(self, ref: ContainerReference, direct: _Direct | None) -> None:
+        self._ref = ref
+        self._direct = direct
+        self._tx, self._rx = trio.open_memory_channel[bytes](EVENTS_BUFFER)
+
+    @property
+    def uuid(self) -> str:
+        """Return the uuid of the connected container."""
+        return self._ref.uuid
+
+    @property
+    def direct(self) -> bool:
+        """Return whether the connection goes straight to the agent's endpoint."""
+        return self._direct is not None
+
+    async def request(self, operation: str, data: Any = None) -> Any:
+        """Call ``operation`` on the container; returns the decoded result.
+
+        Raises:
+            RemoteError: the container raised.
+            ContainerNotFound: the container is gone from this agent.
+            ConnectionClosed: the direct connection closed.
+        """
+        if self._direct is None:
+            return await self._ref.request(operation, data)
+        return await self._direct.request(self._ref.uuid, operation, data)
+
+    async def events(self) -> AsyncIterator[Any]:
+        """Yield the container's broadcasts to this client, decoded, until closed."""
+        async for payload in self._rx:
+            yield decode_payload(payload)
+
+    def _push(self, payload: bytes) -> None:
+        try:
+            self._tx.send_nowait(payload)
+        except trio.WouldBlock:
+            log.warning("events of %s are not being read; event dropped", self.uuid)
+        except trio.ClosedResourceError:
+            pass
+
+
+class _Direct:
+    """The driver of one ``EndpointClient`` over a WebSocket."""
+
+    def __init__(self, ws: WebSocketConnection, machine: EndpointClient) -> None:
+        self.ws = ws
+        self.machine = machine
+        self.outbox = Outbox()
+        self.writer_done = trio.Event()
+        self.slots: dict[int, tuple[trio.Event, list[Any]]] = {}
+        self.conn: ContainerConnection | None = None
+
+    def perform(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self.outbox.put_nowait(effect.message)
+            elif isinstance(effect, CloseConnection):
+                self.outbox.close_after_flush(effect.reason)
+            elif isinstance(effect, Resolve | Reject):
+                slot = self.slots.get(effect.handle)
+                if slot is not None:
+                    slot[1].append(effect)
+                    slot[0].set()
+            elif isinstance(effect, DeliverPush) and self.conn is not None:
+                self.conn._push(effect.payload)
+
+    async def wait(self, handle: int) -> Any:
+        slot: tuple[trio.Event, list[Any]] = (trio.Event(), [])
+        self.slots[handle] = slot
+        try:
+            await slot[0].wait()
+        finally:
+            del self.slots[handle]
+        outcome = slot[1][0]
+        if isinstance(outcome, Reject):
+            raise outcome.error
+        return outcome.value
+
+    async def request(self, uuid: str, operation: str, data: Any) -> Any:
+        handle, effects = self.machine.request(uuid, operation, encode_payload(data))
+        self.perform(effects)
+        payload: bytes = await self.wait(handle)
+        return decode_payload(payload)
+
+    async def run_writer(self) -> None:
+        try:
+            await self.outbox.run_writer(self.ws)
+        finally:
+            self.writer_done.set()
+
+    async def run_reader(self) -> None:
+        while True:
+            try:
+                data = await self.ws.get_message()
+            except WsConnectionClosed:
+                break
+            if isinstance(data, str):
+                continue
+            try:
+                messages, errors = decode_frame_lenient(data)
+            except WireError as exc:
+                log.warning("undecodable frame from an agent endpoint: %s", exc)
+                continue
+            for err in errors:
+                log.warning("undecodable message from an agent endpoint: %s", err)
+            for message in messages:
+                self.perform(self.machine.receive(message))
+        self.perform(self.machine.connection_lost())
+        if self.conn is not None:
+            self.conn._tx.close()
+
+
+@asynccontextmanager
+async def open_container_connection(ref: ContainerReference
+                                    ) -> AsyncIterator[ContainerConnection]:
+    """Open a connection to ``ref``'s container (see module docstring).
+
+    Raises:
+        ContainerNotFound: the container does not serve (any more).
+        ConnectionClosed: the client closed.
+    """
+    endpoint = ref.record.endpoint
+    if endpoint:
+        async with trio.open_nursery() as nursery:
+            ws = await _open_endpoint(nursery, endpoint)
+            if ws is not None:
+                direct = _Direct(ws, EndpointClient(ref._client.client_id))
+                nursery.start_soon(direct.run_writer)
+                nursery.start_soon(direct.run_reader)
+                try:
+                    direct.perform(direct.machine.hello())
+                    await direct.wait(0)
+                    conn = ContainerConnection(ref, direct)
+                    direct.conn = conn
+                    handle, effects = direct.machine.connect(ref.uuid)
+                    direct.perform(effects)
+                    await direct.wait(handle)
+                    yield conn
+                finally:
+                    with trio.CancelScope(shield=True):
+                        direct.perform(direct.machine.disconnect(ref.uuid))
+                        direct.outbox.close_after_flush("done")
+                        with trio.move_on_after(1):
+                            await direct.writer_done.wait()
+                    nursery.cancel_scope.cancel()
+                return
+    async with _open_via_hub(ref) as conn:
+        yield conn
+
+
+async def _open_endpoint(nursery: trio.Nursery, url: str) -> WebSocketConnection | None:
+    try:
+        with trio.fail_after(5):
+            ws: WebSocketConnection = await connect_websocket_url(
+                nursery, url, max_message_size=MAX_FRAME_BYTES)
+    except (OSError, HandshakeError, trio.TooSlowError, WsConnectionClosed) as exc:
+        log.warning("agent endpoint %s unreachable (%r); using the hub", url, exc)
+        return None
+    return ws
+
+
+@asynccontextmanager
+async def _open_via_hub(ref: ContainerReference) -> AsyncIterator[ContainerConnection]:
+    client = ref._client
+    conn = ContainerConnection(ref, None)
+    uuid = ref.uuid
+    listeners = client._push_listeners.setdefault(uuid, {})
+    listeners[id(conn)] = conn._tx
+    try:
+        await client._wait(client.session.connect_container(ref.ref_id))
+        yield conn
+    finally:
+        listeners.pop(id(conn), None)
+        if not listeners:
+            client._push_listeners.pop(uuid, None)
+        conn._tx.close()
+        client.session.disconnect_container(uuid)
+        client._drain()
+

@@ -1,0 +1,227 @@
+"""The hub driver: a trio-websocket server feeding ``hulytrio.core.hub.Hub``.
+
+Theory of operation
+-------------------
+``serve_network`` opens one nursery that owns everything: the WebSocket
+listener, one handler per connection and the timer task.  Each connection
+has a reader (the handler itself: decode a frame, feed ``Hub.receive``) and a
+writer (``Outbox.run_writer``), inside a cancel scope of its own, so a
+connection's death cancels only its tasks.  After every input (a frame, a
+connection opened or lost, a deadline) the driver drains ``hub.effects()``:
+``Send`` goes to the target connection's bounded outbox, ``CloseConnection``
+asks its writer to flush and close.  A peer whose outbox is full has stopped
+reading: it is dropped (logged), so it can neither grow the hub's memory nor
+stall the messages of anyone else.
+
+Bad input never reaches the hub as an exception: an undecodable frame or
+message is answered with an ``Error`` through ``Hub.protocol_error`` and
+logged, and the connection carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    serve_websocket,
+)
+
+from hulytrio.core.effects import CloseConnection, Send
+from hulytrio.core.hub import Hub
+from hulytrio.core.timeouts import Timeouts
+
+from .codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
+from .deadlines import DeadlineTask
+from .outbox import Outbox
+
+__all__ = ["NetworkServer", "ServerStatistics", "serve_network"]
+
+log = logging.getLogger("hulytrio.hub")
+
+#: Messages queued for one peer before it counts as a slow consumer.
+DEFAULT_SEND_QUEUE = 10_000
+
+
+@attrs.frozen
+class ServerStatistics:
+    """Counters of a running hub driver."""
+
+    connections: int
+    frames_in: int
+    bad_frames: int
+    dropped_slow: int
+
+
+class _Peer:
+    __slots__ = ("address", "conn", "outbox", "scope", "ws")
+
+    def __init__(self, conn: int, ws: WebSocketConnection, outbox: Outbox) -> None:
+        self.conn = conn
+        self.ws = ws
+        self.outbox = outbox
+        self.scope = trio.CancelScope()
+        remote = ws.remote
+        self.address = f"{remote.address}:{remote.port}" if hasattr(remote, "port") else "?"
+
+
+class NetworkServer:
+    """A running hub: ``url`` to connect to, ``hub`` the core machine it drives."""
+
+    def __init__(self, hub: Hub, *, send_queue: int, max_frame_bytes: int) -> None:
+        self.hub = hub
+        self.host = ""
+        self.port = 0
+        self.send_queue = send_queue
+        self.max_frame_bytes = max_frame_bytes
+        self._peers: dict[Hashable, _Peer] = {}
+        self._serial = 0
+        self._frames_in = 0
+        self._bad_frames = 0
+        self._dropped = 0
+        self._timer = DeadlineTask(hub.next_deadline, self._fire)
+
+    @property
+    def url(self) -> str:
+        """Return the ``ws://host:port`` URL clients connect to."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"ws://{host}:{self.port}"
+
+    def statistics(self) -> ServerStatistics:
+        """Return the driver's counters."""
+        return ServerStatistics(len(self._peers), self._frames_in, self._bad_frames,
+                                self._dropped)
+
+    # --- effects -------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        for effect in self.hub.effects():
+            if isinstance(effect, Send):
+                peer = self._peers.get(effect.conn)
+                if peer is not None and not peer.outbox.put_nowait(effect.message):
+                    self._drop_slow(peer)
+            elif isinstance(effect, CloseConnection):
+                peer = self._peers.get(effect.conn)
+                if peer is not None:
+                    log.info("closing connection %s (%s): %s", peer.conn, peer.address,
+                             effect.reason)
+                    if not peer.outbox.close_after_flush(effect.reason):
+                        peer.scope.cancel()
+        self._timer.poke()
+
+    def _drop_slow(self, peer: _Peer) -> None:
+        if peer.outbox.closing and peer.scope.cancel_called:
+            return
+        self._dropped += 1
+        log.warning("dropping connection %s (%s): send queue full (%d messages); "
+                    "the peer is not reading", peer.conn, peer.address, self.send_queue)
+        peer.outbox.closing = True
+        peer.scope.cancel()
+
+    def _fire(self, now: float) -> None:
+        self.hub.handle_timers(now)
+        self._drain()
+
+    # --- connections -------------------------------------------------------------
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        try:
+            ws = await request.accept()
+        except ConnectionClosed:
+            return
+        self._serial += 1
+        peer = _Peer(self._serial, ws, Outbox(self.send_queue))
+        self._peers[peer.conn] = peer
+        self.hub.connection_made(peer.conn, trio.current_time())
+        self._drain()
+        try:
+            with peer.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(peer.outbox.run_writer, ws)
+                    await self._read(peer)
+                    nursery.cancel_scope.cancel()
+        finally:
+            del self._peers[peer.conn]
+            self.hub.connection_lost(peer.conn, trio.current_time())
+            self._drain()
+
+    async def _read(self, peer: _Peer) -> None:
+        hub = self.hub
+        while True:
+            try:
+                data = await peer.ws.get_message()
+            except ConnectionClosed:
+                return
+            self._frames_in += 1
+            if isinstance(data, str):
+                self._bad(peer, 0, "text frames are not part of the protocol; send binary")
+                continue
+            try:
+                messages, errors = decode_frame_lenient(data, self.max_frame_bytes)
+            except WireError as exc:
+                self._bad(peer, 0, str(exc))
+                continue
+            now = trio.current_time()
+            for err in errors:
+                self._bad(peer, err.call_id or 0, str(err))
+            for message in messages:
+                hub.receive(peer.conn, message, now)
+            self._drain()
+
+    def _bad(self, peer: _Peer, call_id: int, text: str) -> None:
+        self._bad_frames += 1
+        log.warning("bad input from connection %s (%s): %s", peer.conn, peer.address, text)
+        self.hub.protocol_error(peer.conn, call_id, text)
+        self._drain()
+
+
+@asynccontextmanager
+async def serve_network(
+    host: str = "127.0.0.1",
+    port: int = 3737,
+    *,
+    timeouts: Timeouts | None = None,
+    hub_id: str | None = None,
+    send_queue: int = DEFAULT_SEND_QUEUE,
+    max_frame_bytes: int = MAX_FRAME_BYTES,
+) -> AsyncIterator[NetworkServer]:
+    """Run a hub on ``host:port`` for the duration of the ``async with`` block.
+
+    ``port=0`` picks a free port (read it from ``server.port`` / ``server.url``).
+    ``hub_id`` defaults to a fresh random id, so clients can tell a restarted
+    hub.  Yields the ``NetworkServer``; on exit every connection is cancelled.
+
+    Raises:
+        OSError: if the address cannot be bound.
+    """
+    hub = Hub(hub_id if hub_id is not None else f"hub-{secrets.token_hex(4)}", timeouts)
+    server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes)
+    async with trio.open_nursery() as nursery:
+        listener = await nursery.start(_listen, server, host, port, nursery)
+        server.host = host
+        server.port = listener.port
+        nursery.start_soon(server._timer.run)
+        log.info("hub %s listening on %s", hub.hub_id, server.url)
+        try:
+            yield server
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+async def _listen(server: NetworkServer, host: str, port: int, nursery: trio.Nursery,
+                  *, task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED) -> None:
+    # The handlers run in the server's own nursery ("one nursery owns every
+    # connection"); a small disconnect timeout keeps a dead peer from holding
+    # its slot after its handler returned.
+    await serve_websocket(server._handle, host, port, ssl_context=None,
+                          handler_nursery=nursery, max_message_size=server.max_frame_bytes,
+                          disconnect_timeout=1.0, task_status=task_status)
+
+
