@@ -18,6 +18,7 @@ __all__ = ["main"]
 COMMAND_MODULES = (
     "hulytrio.transport.commands",
     "hulytrio.sim.commands",
+    "hulytrio.bench.commands",
 )
 
 
