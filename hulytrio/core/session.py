@@ -576,6 +576,10 @@ class ClientSession:
         else:
             for call_id, call in list(self._calls.items()):
                 self._send_call(call_id, call)
+            if msg.event_seq > 0:
+                # The hub published changes before we joined: events alone
+                # would never tell us about them, so start from a snapshot.
+                self._resync()
 
     def _rebuild(self) -> None:
         """After a reconnect: agents, then references, then everything else."""
