@@ -216,6 +216,8 @@ class Registry:
         self._kind_agents: dict[ContainerKind, dict[AgentId, None]] = {}
         #: stateless uuid -> agents standing by for it, in offer order
         self._standbys: dict[ContainerUuid, dict[AgentId, OfferedContainer]] = {}
+        #: stateless uuid -> its epoch when its record was dropped (epochs only grow)
+        self._last_epoch: dict[ContainerUuid, int] = {}
         self._serial = 0
         #: clients declared dead by their alive timer, for the owner to close
         self.dead_clients: list[ClientId] = []
@@ -345,6 +347,9 @@ class Registry:
         stateless: bool,
     ) -> _Container:
         c = _Container(uuid, kind, agent.agent_id, agent.endpoint, labels, stateless)
+        if stateless and uuid in self._last_epoch:
+            # A new owner after the record was dropped is an ownership change too.
+            c.epoch = self._last_epoch.pop(uuid) + 1
         self._containers[uuid] = c
         agent.containers[uuid] = None
         self._index(c)
@@ -353,6 +358,8 @@ class Registry:
     def _drop_container(self, c: _Container, now: float) -> None:
         """Forget ``c`` entirely: holders lose it, clients are told."""
         del self._containers[c.uuid]
+        if c.stateless:
+            self._last_epoch[c.uuid] = c.epoch
         self._unindex(c)
         agent = self._agents.get(c.agent_id)
         if agent is not None:
