@@ -147,8 +147,8 @@ class Backoff:
 
 
 class _Ref:
-    __slots__ = ("acquire_call", "asked", "kind", "record", "ref_id", "retries", "status",
-                 "waiting")
+    __slots__ = ("acquire_call", "asked", "held", "kind", "record", "ref_id", "retries",
+                 "status", "waiting")
 
     def __init__(self, ref_id: int, kind: str, asked: GetOptions) -> None:
         self.ref_id = ref_id
@@ -161,6 +161,9 @@ class _Ref:
         #: request handles waiting for the reference to be ready
         self.waiting: dict[int, None] = {}
         self.retries = 0
+        #: whether the hub still counts this reference's hold (a re-acquire
+        #: then must not take a second one); False once the hold is known lost
+        self.held = False
 
 
 class _Call:
@@ -595,6 +598,7 @@ class ClientSession:
                 ref.status = RefStatus.ACQUIRING
                 self._effects.append(ReferenceChanged(ref.ref_id, None))
             ref.acquire_call = None
+            ref.held = False  # a new hub session holds nothing for us
             self._acquire(ref)
         for call_id, call in list(self._calls.items()):
             if call.sent:
@@ -660,7 +664,8 @@ class ClientSession:
             if ref.record is not None:
                 # Re-acquire the container we had, under its current uuid.
                 options = GetOptions(ref.record.uuid, ref.asked.labels, ref.asked.extra)
-            message = Get(call_id, ref.kind, options, reacquire=kind == "reacquire")
+            message = Get(call_id, ref.kind, options,
+                          reacquire=kind == "reacquire" and ref.held)
         elif kind == "release":
             message = Release(call_id, call.data)
         elif kind in ("query", "resync"):
@@ -705,6 +710,7 @@ class ClientSession:
         old = ref.record
         ref.record = msg.container
         ref.status = RefStatus.READY
+        ref.held = True
         ref.retries = 0
         if call.user:
             self._effects.append(Resolve(msg.id, msg.container))
@@ -909,6 +915,7 @@ class ClientSession:
             if ce.change is ChangeKind.REMOVED:
                 # fix: the reference left such references dangling.
                 self.probes.hit("reference lost: re-acquiring")
+                ref.held = False  # removed: the hub dropped its holders
                 self._lose(ref)
             elif ce.container != ref.record:
                 ref.record = ce.container
