@@ -363,3 +363,25 @@ def test_error_for_unknown_call_is_ignored() -> None:
     d.up(0.0)
     d.s.receive(Error(12345, ErrorCode.NOT_FOUND.value, "?"), 0.0)
     assert d.take_other() == []
+
+
+def test_two_references_to_one_container_keep_two_holds_across_a_hub_restart() -> None:
+    c = Cluster()
+    c.add_client("h")
+    c.add_agent("h", AgentState("ag", ("echo",)))
+    c.add_client("u")
+    g1 = c.sessions["u"].get("echo")
+    g2 = c.sessions["u"].get("echo")
+    c.pump()
+    uuid = c.value("u", g1).uuid  # type: ignore[attr-defined]
+    assert c.hub.registry.holds("u") == {uuid: 2}
+    c.restart_hub()
+    c.advance(c.now + 2.0)
+    assert c.hub.registry.holds("u") == {uuid: 2}
+    # Releasing one reference must not orphan the container the other uses.
+    c.sessions["u"].release(g2)
+    c.advance(c.now + 10.0)
+    assert c.hub.registry.holds("u") == {uuid: 1}
+    r = c.sessions["u"].request(g1, "op", b"still")
+    c.pump()
+    assert c.value("u", r) == b"still"
