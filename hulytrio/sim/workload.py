@@ -1,0 +1,239 @@
+"""A simulated client's workload: references held, requests sent, outcomes counted.
+
+The workload calls the session's user operations (``get``, ``request``,
+``release``) as application code would, and reads the ``Resolve`` /
+``Reject`` effects the session answers with.  It keeps the per-run request
+ledger the invariants use: every request must end exactly once.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from ..core.effects import Reject, Resolve
+from ..core.errors import HulyError, LocalProtocolError
+from ..core.types import GetOptions
+
+if TYPE_CHECKING:
+    from .scenario import ClientSpec
+    from .world import Process, Simulation
+
+__all__ = ["RequestStats", "Workload"]
+
+
+class RequestStats:
+    """Request outcomes over a whole run (all clients)."""
+
+    __slots__ = ("failed", "failed_after_release", "failed_injected", "issued", "latencies",
+                 "lost_with_process", "ok", "pending")
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.ok = 0
+        self.failed_injected = 0
+        #: failed after the user released the reference (no longer re-routed)
+        self.failed_after_release = 0
+        #: error code -> count, for failures other than the configured ones
+        self.failed: dict[str, int] = {}
+        self.lost_with_process = 0
+        self.pending = 0
+        self.latencies: list[float] = []
+
+
+class Workload:
+    """The workload of one client process (see module docstring)."""
+
+    def __init__(self, sim: Simulation, proc: Process, spec: ClientSpec | None,
+                 rng: random.Random) -> None:
+        self.sim = sim
+        self.proc = proc
+        self.spec = spec
+        self.rng = rng
+        self.stats = sim.invariants.requests
+        #: reference slot -> ref id (None: empty)
+        self.slots: dict[int, int | None] = {}
+        #: get handle (= ref id) -> slot, while the get is pending
+        self.getting: dict[int, int] = {}
+        #: request handle -> issue time
+        self.outstanding: dict[int, float] = {}
+        #: request handle -> the reference it was sent on
+        self.request_ref: dict[int, int] = {}
+        self.releasing: dict[int, None] = {}
+        self.ended: set[int] = set()
+        self.stopped = False
+        self.dead = False
+        if spec is not None:
+            options = GetOptions(spec.uuid, spec.labels)
+            self.kind = spec.kind
+            self.options = options
+        else:
+            self.kind = ""
+            self.options = GetOptions()
+
+    # --- scheduled behaviour ----------------------------------------------------
+
+    def start(self) -> None:
+        """Acquire the configured references and start the request loop."""
+        spec = self.spec
+        if spec is None:
+            return
+        for slot in range(spec.references):
+            self.get(slot)
+        if spec.request_interval is not None:
+            self._schedule_request()
+
+    def _schedule_request(self) -> None:
+        spec = self.spec
+        assert spec is not None and spec.request_interval is not None
+        delay = spec.request_interval.draw(self.rng)
+        self.sim._at(self.sim.now + delay, self._tick, self.proc.incarnation)
+
+    def _tick(self, inc: int) -> None:
+        if self.dead or self.stopped or inc != self.proc.incarnation:
+            return
+        if not self.proc.paused:
+            held = [s for s, r in self.slots.items() if r is not None and r not in self.getting]
+            if held:
+                self.request(held[self.rng.randrange(len(held))])
+                self.sim._proc_effects(self.proc)
+        self._schedule_request()
+
+    def _release_later(self, slot: int, ref: int) -> None:
+        spec = self.spec
+        if spec is None or spec.hold is None:
+            return
+        self.sim._at(self.sim.now + float(spec.hold), self._hold_over, self.proc.incarnation,
+                     slot, ref)
+
+    def _hold_over(self, inc: int, slot: int, ref: int) -> None:
+        if self.dead or self.stopped or inc != self.proc.incarnation or self.proc.paused:
+            return
+        if self.slots.get(slot) != ref:
+            return
+        self.release(slot)
+        self.get(slot)
+        self.sim._proc_effects(self.proc)
+
+    # --- operations --------------------------------------------------------------
+
+    def explicit(self, op: str, slot: int) -> None:
+        """Run an explicit scenario operation on reference ``slot``."""
+        if op == "get":
+            if self.slots.get(slot) is None:
+                self.get(slot)
+        elif op == "request":
+            if self.slots.get(slot) is not None:
+                self.request(slot)
+        elif op == "release":
+            if self.slots.get(slot) is not None:
+                self.release(slot)
+
+    def get(self, slot: int) -> None:
+        """Get a container into ``slot``."""
+        session = self.proc.session
+        assert session is not None
+        kind = self.kind or "echo"
+        ref = session.get(kind, self.options)
+        self.slots[slot] = ref
+        self.getting[ref] = slot
+
+    def request(self, slot: int) -> None:
+        """Send one request on the reference in ``slot``."""
+        session = self.proc.session
+        ref = self.slots.get(slot)
+        if session is None or ref is None:
+            return
+        try:
+            handle = session.request(ref, "work", b"x")
+        except LocalProtocolError:
+            return
+        self.outstanding[handle] = self.sim.now
+        self.request_ref[handle] = ref
+        self.stats.issued += 1
+        self.stats.pending += 1
+
+    def release(self, slot: int) -> None:
+        """Release the reference in ``slot``."""
+        session = self.proc.session
+        ref = self.slots.get(slot)
+        if session is None or ref is None:
+            return
+        self.slots[slot] = None
+        self.getting.pop(ref, None)
+        try:
+            handle = session.release(ref)
+        except LocalProtocolError:
+            return
+        self.releasing[handle] = None
+
+    def on_result(self, eff: Resolve | Reject) -> None:
+        """Account for the outcome of one operation."""
+        h = eff.handle
+        slot = self.getting.pop(h, None)
+        if slot is not None:
+            if type(eff) is Resolve:
+                self._release_later(slot, h)
+            elif self.slots.get(slot) == h:
+                # A get that cannot succeed (e.g. start failed): try again later.
+                self.slots[slot] = None
+                if not self.stopped:
+                    self.sim._at(self.sim.now + 1.0, self._reget, self.proc.incarnation, slot)
+            return
+        started = self.outstanding.pop(h, None)
+        if started is not None or h in self.ended:
+            self.sim.invariants.checked["request-ends-once"] += 1
+        if started is not None:
+            self.ended.add(h)
+            self.stats.pending -= 1
+            ref = self.request_ref.pop(h, None)
+            if type(eff) is Reject and ref not in self.slots.values():
+                self.stats.failed_after_release += 1
+            elif type(eff) is Resolve:
+                self.stats.ok += 1
+                self.stats.latencies.append(self.sim.now - started)
+            else:
+                error = eff.error  # type: ignore[union-attr]
+                code = _code(error)
+                if code == "SimulatedFailure":
+                    self.stats.failed_injected += 1
+                else:
+                    self.stats.failed[code] = self.stats.failed.get(code, 0) + 1
+            return
+        if h in self.ended:
+            self.sim.invariants.violate(
+                "request-ends-once", f"{self.proc.pid}: request {h} ended a second time")
+            return
+        self.releasing.pop(h, None)
+
+    def _reget(self, inc: int, slot: int) -> None:
+        if self.dead or self.stopped or inc != self.proc.incarnation:
+            return
+        if self.slots.get(slot) is None:
+            self.get(slot)
+            self.sim._proc_effects(self.proc)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Issue nothing new (the liveness phase); outstanding requests go on."""
+        self.stopped = True
+
+    def process_died(self) -> None:
+        """The process crashed or left: its outstanding requests die with it."""
+        self.dead = True
+        n = len(self.outstanding)
+        self.stats.lost_with_process += n
+        self.stats.pending -= n
+        self.outstanding.clear()
+        self.request_ref.clear()
+
+
+def _code(error: HulyError) -> str:
+    type_name = getattr(error, "type_name", None) or getattr(error, "remote_type", None)
+    if isinstance(type_name, str) and type_name:
+        return type_name
+    code = getattr(error, "code", None)
+    if code is not None:
+        return str(getattr(code, "value", code))
+    return type(error).__name__

@@ -1,0 +1,951 @@
+"""The simulated world: the real core machines on a virtual clock.
+
+Theory of operation
+-------------------
+One ``Hub`` and one ``ClientSession`` per simulated process (a client, or
+an agent process: a session hosting one ``AgentState``) are driven exactly
+as the trio transport drives them: feed an input, drain the effects,
+perform them, and wake the machine at its ``next_deadline()``.  Nothing
+here decides what the system does; it only moves messages, keeps time and
+plays the part of the container code.
+
+Time is an event heap of ``(time, seq, action, args)``: the clock jumps from
+one event to the next, so idle virtual time costs nothing.  Each machine
+has at most one live wake-up in the heap (a stale one is skipped when it
+surfaces), so a step costs O(log events) and timeouts cost what expires,
+never O(machines).
+
+Ground truth: each process records which containers its driver really
+runs and which stateless instances really serve (applying
+``StartContainer`` after the agent's start delay, ``StopContainer`` and
+``SetServing``); the invariants compare it with the hub's registry.
+
+Randomness comes from ``random.Random`` streams derived from the seed by
+name (``links``, ``faults``, ``workload``, ``agents``, ``sessions``), per
+process where it matters, so adding a client reshuffles nothing else.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import heapq
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import IO, Any
+
+import attrs
+
+from ..core.agent import AgentState
+from ..core.effects import (
+    CloseConnection,
+    DeliverEvent,
+    OpenConnection,
+    Reject,
+    Resolve,
+    RunRequest,
+    Send,
+    SetServing,
+    StartContainer,
+    StopContainer,
+)
+from ..core.errors import ErrorCode
+from ..core.hub import Hub
+from ..core.messages import Hello
+from ..core.probes import Probes
+from ..core.session import ClientSession, RefStatus, SessionState
+from ..core.timeouts import Timeouts
+from ..core.types import OfferedContainer
+from .invariants import Invariants
+from .links import CLOSE, OPENED, Connection, Direction
+from .scenario import AgentSpec, ClientSpec, FaultSpec, Scenario, Span
+from .workload import Workload
+
+__all__ = ["Failover", "Process", "Simulation", "TimelineEntry"]
+
+
+@attrs.define
+class Failover:
+    """A stateless uuid whose owner was hit by a fault, and when it was served again."""
+
+    uuid: str
+    cause: str
+    failed: str
+    started: float
+    ended: float | None = None
+    by: str | None = None
+    needed: bool = True
+
+    @property
+    def took(self) -> float | None:
+        """Return how long the failover took, or None while it is not done."""
+        return None if self.ended is None else self.ended - self.started
+
+
+@attrs.frozen
+class TimelineEntry:
+    """One line of the run's story: a fault, or the system's reaction to one."""
+
+    time: float
+    kind: str
+    text: str
+
+
+class Process:
+    """A simulated OS process: one session, maybe one agent, and its ground truth."""
+
+    __slots__ = (
+        "agent", "agent_spec", "alive", "armed", "client_spec", "conn", "deferred",
+        "episode", "incarnation", "latency", "left", "load", "partition", "paused", "pid",
+        "rng_agent", "rng_link", "running", "serving", "session", "started", "starting",
+    )
+
+    def __init__(self, pid: str, agent_spec: AgentSpec | None, client_spec: ClientSpec | None
+                 ) -> None:
+        self.pid = pid
+        self.agent_spec = agent_spec
+        self.client_spec = client_spec
+        self.session: ClientSession | None = None
+        self.agent: AgentState | None = None
+        self.load: Workload | None = None
+        self.alive = False
+        self.started = False
+        self.left = False
+        self.paused = False
+        self.partition: str | None = None
+        self.latency: Span | None = None
+        self.incarnation = 0
+        #: bumped whenever the process falls silent (crash, pause, partition)
+        self.episode = 0
+        self.conn: Connection | None = None
+        self.armed: float | None = None
+        #: driver callbacks that came due while paused, replayed on resume
+        self.deferred: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        #: ground truth: uuid -> kind of every container really running here
+        self.running: dict[str, str] = {}
+        #: ground truth: stateless uuid -> whether this instance really serves
+        self.serving: dict[str, bool] = {}
+        #: starts the driver is performing (uuid -> kind)
+        self.starting: dict[str, str] = {}
+        self.rng_agent = random.Random(0)
+        self.rng_link = random.Random(0)
+
+    @property
+    def is_agent(self) -> bool:
+        """Return whether this process hosts an agent."""
+        return self.agent_spec is not None
+
+    def active(self) -> set[str]:
+        """Return the uuids this process really runs and serves."""
+        return {u for u in self.running if self.serving.get(u, True)}
+
+
+class Simulation:
+    """One run of a scenario with one seed (see module docstring).
+
+    ``trace`` (a text file) receives every event as a JSON line; the SHA-256
+    of those lines is ``trace_hash()`` whether or not they are written.
+    ``keep_trace`` keeps them in memory (for ``--check-determinism``).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        seed: int | None = None,
+        trace: IO[str] | None = None,
+        keep_trace: bool = False,
+        progress: Callable[[float, float], None] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        h = scenario.hub
+        self.timeouts = Timeouts(alive=h.alive, unused_container=h.unused_container,
+                                 ping_interval=h.ping_interval, event_window=h.event_window,
+                                 start=h.start)
+        self.now = 0.0
+        self.fault_phase_end = float(scenario.duration)
+        self.end = self.fault_phase_end + float(scenario.liveness)
+        self.in_liveness = False
+        self.converged_at: float | None = None
+        self.probes = Probes()
+        self.hub: Hub | None = None
+        self.hub_term = 0
+        self._hub_armed: float | None = None
+        self.procs: dict[str, Process] = {}
+        self.events = 0
+        self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._seq = 0
+        self._cid = 0
+        self._rng_faults = random.Random(f"{self.seed}:faults")
+        self._trace_file = trace
+        self._hasher = hashlib.sha256()
+        self.kept: list[str] | None = [] if keep_trace else None
+        self.recent: deque[str] = deque(maxlen=40)
+        self._progress = progress
+        self.timeline: list[TimelineEntry] = []
+        self.failovers: list[Failover] = []
+        #: (time, pid, state) for the picture: up / paused / partitioned / down
+        self.history: list[tuple[float, str, str]] = []
+        #: (time, uuid, owner agent id or "") whenever a stateless owner changes
+        self.ownership: list[tuple[float, str, str]] = []
+        #: pid -> the connection on which the hub last accepted its Hello
+        self.hub_conn_of: dict[str, Connection] = {}
+        self.max_latency = max(scenario.links.latency.high, 0.0)
+        self.faults = list(scenario.faults) + self._draw_random_faults()
+        self.faults.sort(key=lambda f: f.at)
+        self.invariants = Invariants(self)
+        self._build()
+
+    # --- building --------------------------------------------------------------
+
+    def _draw_random_faults(self) -> list[FaultSpec]:
+        rf = self.scenario.random_faults
+        if rf is None or rf.rate <= 0:
+            return []
+        names = self._process_names()
+        targets = [n for n in names if any(fnmatch.fnmatchcase(n, p)
+                                           for p in rf.targets.split(","))]
+        if not targets:
+            return []
+        out: list[FaultSpec] = []
+        t = 0.0
+        rng = self._rng_faults
+        while True:
+            t += rng.expovariate(rf.rate)
+            if t >= self.fault_phase_end:
+                break
+            action = rng.choice(rf.actions)
+            target = rng.choice(targets)
+            duration = rf.duration.draw(rng)
+            if action == "crash":
+                # A random crash comes back: otherwise a long run kills everyone.
+                out.append(FaultSpec(t, "crash", target))  # type: ignore[arg-type]
+                out.append(FaultSpec(t + duration, "restart", target))  # type: ignore[arg-type]
+            else:
+                out.append(FaultSpec(t, action, target, duration, rf.mode))  # type: ignore[arg-type]
+        return out
+
+    def _process_names(self) -> list[str]:
+        names: list[str] = []
+        for a in self.scenario.agents:
+            names.extend(_names(a.name, a.count))
+        for c in self.scenario.clients:
+            names.extend(_names(c.name, c.count))
+        return names
+
+    def _build(self) -> None:
+        sc = self.scenario
+        self._start_hub()
+        for a in sc.agents:
+            for pid in _names(a.name, a.count):
+                self._add_process(Process(pid, a, None), a.join_at)
+        for c in sc.clients:
+            for pid in _names(c.name, c.count):
+                self._add_process(Process(pid, None, c), c.join_at)
+        for op in sc.operations:
+            if op.client not in self.procs:
+                self.procs[op.client] = Process(op.client, None, None)
+                self._at(0.0, self._start_process, self.procs[op.client])
+            self._at(float(op.at), self._operation, op.client, op.op, op.ref)
+        for fault in self.faults:
+            self._at(float(fault.at), self._fault, fault)
+        self._at(self.fault_phase_end, self._end_fault_phase)
+        self._at(0.0, self._periodic_check)
+
+    def _add_process(self, proc: Process, join_at: float) -> None:
+        if proc.pid in self.procs:
+            raise ValueError(f"two processes are named {proc.pid!r}")
+        self.procs[proc.pid] = proc
+        self._at(float(join_at), self._start_process, proc)
+
+    # --- the event heap ------------------------------------------------------------
+
+    def _at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, fn, args))
+
+    def run(self) -> None:
+        """Run the scenario to its end (or to convergence in the liveness phase)."""
+        heap = self._heap
+        end = self.end
+        next_report = 0.0
+        step = end / 100.0 if end > 0 else 1.0
+        pop = heapq.heappop
+        while heap:
+            t = heap[0][0]
+            if t > end or self.converged_at is not None:
+                break
+            _, _, fn, args = pop(heap)
+            self.now = t
+            fn(*args)
+            if self._progress is not None and t >= next_report:
+                self._progress(t, end)
+                next_report = t + step
+        if self.converged_at is None:
+            self.now = max(self.now, end) if not heap or heap[0][0] > end else self.now
+        self.invariants.finish()
+        if self._progress is not None:
+            self._progress(end, end)
+
+    # --- tracing -------------------------------------------------------------------
+
+    def trace(self, kind: str, who: str, what: str) -> None:
+        """Record one event: hashed always, written/kept when asked."""
+        self.events += 1
+        line = f'{{"t":{self.now:.9f},"ev":"{kind}","at":"{who}","what":"{what}"}}\n'
+        self._hasher.update(line.encode())
+        self.recent.append(line)
+        if self._trace_file is not None:
+            self._trace_file.write(line)
+        if self.kept is not None:
+            self.kept.append(line)
+
+    def trace_hash(self) -> str:
+        """Return the SHA-256 of the trace lines so far."""
+        return self._hasher.hexdigest()
+
+    def note(self, kind: str, text: str) -> None:
+        """Add a line to the run's timeline (faults and reactions)."""
+        self.timeline.append(TimelineEntry(self.now, kind, text))
+
+    def _state(self, proc: Process, state: str) -> None:
+        self.history.append((self.now, proc.pid, state))
+
+    # --- the hub ---------------------------------------------------------------------
+
+    def _start_hub(self) -> None:
+        self.hub_term += 1
+        self.hub = Hub(f"hub{self.hub_term}", self.timeouts, term=self.hub_term,
+                       probes=self.probes, seeded_bugs=frozenset(self.scenario.hub.seeded_bugs))
+        self._hub_armed = None
+        self.hub_conn_of.clear()
+        self.trace("hub-start", "hub", self.hub.hub_id)
+
+    def _arm_hub(self) -> None:
+        hub = self.hub
+        if hub is None:
+            return
+        d = hub.next_deadline()
+        if d is not None and (self._hub_armed is None or d < self._hub_armed):
+            self._hub_armed = d
+            self._at(d, self._hub_timer, hub, d)
+
+    def _hub_timer(self, hub: Hub, d: float) -> None:
+        if hub is not self.hub or self._hub_armed != d:
+            return
+        self._hub_armed = None
+        self.trace("timer", "hub", "")
+        hub.handle_timers(self.now)
+        self._hub_effects(hub)
+
+    def _hub_effects(self, hub: Hub) -> list[Connection]:
+        """Perform the hub's effects; returns the connections it closed."""
+        closed: list[Connection] = []
+        for eff in hub.effects():
+            if type(eff) is Send:
+                conn: Connection = eff.conn  # type: ignore[assignment]
+                if conn.hub_open and not conn.down.closed:
+                    self._push(conn, conn.down, eff.message)
+            elif type(eff) is CloseConnection:
+                conn = eff.conn  # type: ignore[assignment]
+                closed.append(conn)
+                if not conn.hub_open:
+                    continue
+                if eff.reason == "alive timeout":
+                    self.invariants.declared_dead(conn)
+                conn.hub_open = False
+                hub.connection_lost(conn, self.now)
+                self._push(conn, conn.down, CLOSE)
+                conn.down.closed = True
+                self.trace("hub-close", conn.proc.pid, eff.reason)
+        self._arm_hub()
+        return closed
+
+    # --- links ---------------------------------------------------------------------------
+
+    def _latency(self, proc: Process) -> float:
+        span = proc.latency if proc.latency is not None else self.scenario.links.latency
+        return span.draw(proc.rng_link)
+
+    def _push(self, conn: Connection, d: Direction, item: Any) -> None:
+        if d.dead:
+            return
+        ready = d.push(self.now + self._latency(conn.proc), item)
+        if not d.scheduled and not d.blocked:
+            d.scheduled = True
+            self._at(ready, self._pump_up if d is conn.up else self._pump_down, conn)
+
+    def _reschedule(self, conn: Connection, d: Direction) -> None:
+        if d.queue and not d.scheduled and not d.blocked:
+            d.scheduled = True
+            self._at(d.queue[0][0], self._pump_up if d is conn.up else self._pump_down, conn)
+
+    def _pump_up(self, conn: Connection) -> None:
+        """Deliver what is ready from a process to the hub."""
+        d = conn.up
+        d.scheduled = False
+        if d.blocked:
+            return
+        now = self.now
+        queue = d.queue
+        while queue and queue[0][0] <= now:
+            item = queue.popleft()[1]
+            hub = self.hub
+            if hub is None or conn.hub is not hub:
+                continue  # the hub that had this connection is gone
+            if item is CLOSE:
+                if conn.hub_open:
+                    conn.hub_open = False
+                    self.trace("closed", "hub", conn.proc.pid)
+                    hub.connection_lost(conn, now)
+                    self._hub_effects(hub)
+                continue
+            self.trace("recv", "hub", f"{conn.proc.pid}:{type(item).__name__}")
+            if not conn.hub_open:
+                # A late message on a connection the hub already closed.
+                hub.receive(conn, item, now)
+                self.invariants.late_message(conn, hub.effects())
+                continue
+            conn.last_arrival = now
+            if type(item) is Hello:
+                old = self.hub_conn_of.get(conn.proc.pid)
+                hub.receive(conn, item, now)
+                closed = self._hub_effects(hub)
+                self.invariants.hello(conn, old, closed)
+                self.hub_conn_of[conn.proc.pid] = conn
+            else:
+                hub.receive(conn, item, now)
+                self._hub_effects(hub)
+        self._reschedule(conn, d)
+
+    def _pump_down(self, conn: Connection) -> None:
+        """Deliver what is ready from the hub to a process."""
+        d = conn.down
+        d.scheduled = False
+        proc = conn.proc
+        if d.blocked or proc.paused:
+            return
+        now = self.now
+        queue = d.queue
+        session = proc.session
+        while queue and queue[0][0] <= now:
+            item = queue.popleft()[1]
+            if not proc.alive or proc.conn is not conn or session is None:
+                continue
+            if item is OPENED:
+                conn.client_open = True
+                self.trace("opened", proc.pid, f"conn{conn.cid}")
+                session.connection_made(now)
+            elif not conn.client_open:
+                continue
+            elif item is CLOSE:
+                conn.client_open = False
+                conn.up.closed = True
+                self.trace("closed", proc.pid, f"conn{conn.cid}")
+                session.connection_lost(now)
+            else:
+                self.trace("recv", proc.pid, type(item).__name__)
+                session.receive(item, now)
+            self._proc_effects(proc)
+        self._reschedule(conn, d)
+
+    # --- processes -------------------------------------------------------------------
+
+    def _start_process(self, proc: Process) -> None:
+        if proc.alive:
+            return
+        proc.alive = True
+        proc.started = True
+        proc.left = False
+        proc.paused = False
+        proc.incarnation += 1
+        proc.episode += 1
+        proc.armed = None
+        proc.deferred = []
+        proc.running = {}
+        proc.serving = {}
+        proc.starting = {}
+        inc = proc.incarnation
+        seed = self.seed
+        proc.rng_agent = random.Random(f"{seed}:agents:{proc.pid}:{inc}")
+        proc.rng_link = random.Random(f"{seed}:links:{proc.pid}:{inc}")
+        spec_bugs: tuple[str, ...] = ()
+        if proc.agent_spec is not None:
+            spec_bugs = proc.agent_spec.seeded_bugs
+        elif proc.client_spec is not None:
+            spec_bugs = proc.client_spec.seeded_bugs
+        session = ClientSession(
+            proc.pid, rng=random.Random(f"{seed}:sessions:{proc.pid}:{inc}"),
+            probes=self.probes, seeded_bugs=frozenset(spec_bugs),
+        )
+        proc.session = session
+        self.trace("start", proc.pid, str(inc))
+        self._state(proc, "up")
+        session.connect(self.now)
+        if proc.agent_spec is not None:
+            a = proc.agent_spec
+            offers = tuple(OfferedContainer(s.uuid, s.kind, s.labels, True) for s in a.stateless)
+            proc.agent = AgentState(proc.pid, a.kinds, endpoint=f"sim://{proc.pid}",
+                                    stateless=offers, max_containers=a.max_containers)
+            for s in a.stateless:
+                # Pre-existing instances, optimistically serving (as AgentState is).
+                proc.running[s.uuid] = s.kind
+                proc.serving[s.uuid] = True
+                self.invariants.offered(s.uuid, proc)
+            session.register_agent(proc.agent)
+        proc.load = None
+        if proc.client_spec is not None or proc.agent_spec is None:
+            proc.load = Workload(self, proc, proc.client_spec,
+                                 random.Random(f"{seed}:workload:{proc.pid}:{inc}"))
+            proc.load.start()
+        self._proc_effects(proc)
+
+    def _arm_proc(self, proc: Process) -> None:
+        session = proc.session
+        if session is None or proc.paused or not proc.alive:
+            return
+        d = session.timers.next_deadline()
+        if d is not None and (proc.armed is None or d < proc.armed):
+            proc.armed = d
+            self._at(d, self._proc_timer, proc, proc.incarnation, d)
+
+    def _proc_timer(self, proc: Process, inc: int, d: float) -> None:
+        if inc != proc.incarnation or proc.armed != d or not proc.alive:
+            return
+        proc.armed = None
+        if proc.paused or proc.session is None:
+            return
+        self.trace("timer", proc.pid, "")
+        proc.session.handle_timers(self.now)
+        self._proc_effects(proc)
+
+    def _proc_effects(self, proc: Process) -> None:
+        session = proc.session
+        if session is None:
+            return
+        for eff in session.effects():
+            t = type(eff)
+            if t is Send:
+                conn = proc.conn
+                if conn is not None and conn.client_open and not conn.up.closed:
+                    self._push(conn, conn.up, eff.message)  # type: ignore[attr-defined]
+            elif t is Resolve or t is Reject:
+                if proc.load is not None:
+                    proc.load.on_result(eff)  # type: ignore[arg-type]
+            elif t is DeliverEvent:
+                pass
+            elif t is RunRequest:
+                self._run_request(proc, eff)  # type: ignore[arg-type]
+            elif t is OpenConnection:
+                self._open(proc)
+            elif t is CloseConnection:
+                conn = proc.conn
+                if conn is not None and conn.client_open:
+                    conn.client_open = False
+                    self._push(conn, conn.up, CLOSE)
+                    conn.up.closed = True
+                    self.trace("client-close", proc.pid, eff.reason)  # type: ignore[attr-defined]
+            elif t is StartContainer:
+                self._start_container(proc, eff)  # type: ignore[arg-type]
+            elif t is StopContainer:
+                uuid = eff.uuid  # type: ignore[attr-defined]
+                proc.starting.pop(uuid, None)
+                proc.running.pop(uuid, None)
+                proc.serving.pop(uuid, None)
+                self.trace("stop", proc.pid, uuid)
+            elif t is SetServing:
+                self._set_serving(proc, eff)  # type: ignore[arg-type]
+        self._arm_proc(proc)
+
+    def _open(self, proc: Process) -> None:
+        self._cid += 1
+        conn = Connection(self._cid, proc)
+        proc.conn = conn
+        self.trace("connect", proc.pid, f"conn{conn.cid}")
+        self._at(self.now + self._latency(proc), self._connect_arrive, conn)
+
+    def _connect_arrive(self, conn: Connection) -> None:
+        proc = conn.proc
+        if proc.conn is not conn or not proc.alive:
+            return
+        hub = self.hub
+        if proc.partition is not None:
+            self._at(self.now + float(self.scenario.links.connect_timeout),
+                     self._connect_failed, conn, "timed out")
+            return
+        if hub is None:
+            self._at(self.now + self._latency(proc), self._connect_failed, conn, "refused")
+            return
+        conn.hub = hub
+        conn.hub_open = True
+        conn.last_arrival = self.now
+        self.trace("accept", "hub", f"{proc.pid}:conn{conn.cid}")
+        hub.connection_made(conn, self.now)
+        self._hub_effects(hub)
+        self._push(conn, conn.down, OPENED)
+
+    def _connect_failed(self, conn: Connection, why: str) -> None:
+        proc = conn.proc
+        if proc.conn is not conn or not proc.alive or proc.session is None:
+            return
+        if proc.paused:
+            proc.deferred.append((self._connect_failed, (conn, why)))
+            return
+        self.trace("connect-failed", proc.pid, why)
+        proc.session.connection_lost(self.now)
+        self._proc_effects(proc)
+
+    # --- the container driver (ground truth) -----------------------------------------
+
+    def _start_container(self, proc: Process, eff: StartContainer) -> None:
+        proc.starting[eff.uuid] = eff.kind
+        spec = proc.agent_spec
+        delay = spec.start_delay.draw(proc.rng_agent) if spec is not None else 0.0
+        self._at(self.now + delay, self._start_done, proc, proc.incarnation, eff)
+
+    def _start_done(self, proc: Process, inc: int, eff: StartContainer) -> None:
+        if inc != proc.incarnation or not proc.alive or proc.session is None:
+            return
+        if proc.paused:
+            proc.deferred.append((self._start_done, (proc, inc, eff)))
+            return
+        if proc.starting.pop(eff.uuid, None) is None:
+            return  # terminated while starting
+        spec = proc.agent_spec
+        if spec is not None and spec.start_failure_rate > 0 and \
+                proc.rng_agent.random() < spec.start_failure_rate:
+            self.trace("start-failed", proc.pid, eff.uuid)
+            proc.session.agent_start_failed(eff.agent_id, eff.uuid, "simulated start failure")
+        else:
+            proc.running[eff.uuid] = eff.kind
+            self.trace("started", proc.pid, eff.uuid)
+            proc.session.agent_started(eff.agent_id, eff.uuid)
+        self._proc_effects(proc)
+
+    def _set_serving(self, proc: Process, eff: SetServing) -> None:
+        self.trace("serving" if eff.serving else "standby", proc.pid, eff.uuid)
+        self.invariants.set_serving(proc, eff)
+        if eff.uuid in proc.running:
+            proc.serving[eff.uuid] = eff.serving
+        if eff.serving:
+            self.failover_progress(eff.uuid)
+
+    def _run_request(self, proc: Process, eff: RunRequest) -> None:
+        self.invariants.run_request(proc, eff)
+        spec = proc.agent_spec
+        delay = spec.request_latency.draw(proc.rng_agent) if spec is not None else 0.0
+        self._at(self.now + delay, self._request_done, proc, proc.incarnation, eff)
+
+    def _request_done(self, proc: Process, inc: int, eff: RunRequest) -> None:
+        if inc != proc.incarnation or not proc.alive or proc.session is None:
+            return
+        if proc.paused:
+            proc.deferred.append((self._request_done, (proc, inc, eff)))
+            return
+        spec = proc.agent_spec
+        if spec is not None and spec.request_failure_rate > 0 and \
+                proc.rng_agent.random() < spec.request_failure_rate:
+            self.trace("reply-error", proc.pid, str(eff.call_id))
+            proc.session.agent_error(eff.call_id, ErrorCode.REMOTE.value,
+                                     "simulated container failure", "SimulatedFailure")
+        else:
+            self.trace("reply", proc.pid, str(eff.call_id))
+            proc.session.agent_reply(eff.call_id, eff.payload)
+        self._proc_effects(proc)
+
+    # --- workload operations ------------------------------------------------------------
+
+    def _operation(self, pid: str, op: str, slot: int) -> None:
+        proc = self.procs[pid]
+        if not proc.alive or proc.paused or proc.load is None:
+            return
+        self.trace("op", pid, f"{op}:{slot}")
+        proc.load.explicit(op, slot)
+        self._proc_effects(proc)
+
+    # --- faults ------------------------------------------------------------------
+
+    def targets(self, pattern: str) -> list[Process]:
+        """Return the processes ``pattern`` names, in scenario order.
+
+        ``owner:UUID`` is the process the hub lists as the owner of UUID now.
+        """
+        out: list[Process] = []
+        for part in pattern.split(","):
+            if part.startswith("owner:"):
+                rec = self.hub.registry.container(part[6:]) if self.hub is not None else None
+                if rec is not None and rec.agent_id in self.procs:
+                    out.append(self.procs[rec.agent_id])
+                continue
+            out.extend(p for name, p in self.procs.items() if fnmatch.fnmatchcase(name, part))
+        seen: dict[str, Process] = {}
+        for p in out:
+            seen.setdefault(p.pid, p)
+        return list(seen.values())
+
+    def _fault(self, fault: FaultSpec) -> None:
+        if self.in_liveness:
+            return
+        action = fault.action
+        if action == "hub-crash":
+            self._hub_crash("hub-crash")
+            return
+        if action == "hub-restart":
+            if self.hub is not None:
+                self._hub_crash("hub-restart")
+            self.note("fault", "hub restarts")
+            self._start_hub()
+            return
+        procs = self.targets(fault.target)
+        if not procs:
+            self.note("fault", f"{action} {fault.target}: no such process now (skipped)")
+            return
+        for proc in procs:
+            self.apply(fault, proc)
+
+    def apply(self, fault: FaultSpec, proc: Process) -> None:
+        """Apply one fault to one process."""
+        action = fault.action
+        self.trace("fault", proc.pid, action)
+        label = f"{action} {proc.pid}"
+        if action == "crash":
+            if proc.alive:
+                self.note("fault", label)
+                self._silence(proc, "crash")
+                self._kill(proc)
+        elif action == "restart":
+            self.note("fault", label)
+            if proc.alive:
+                self._silence(proc, "restart")
+                self._kill(proc)
+            self._start_process(proc)
+        elif action == "join":
+            if not proc.alive:
+                self.note("fault", label)
+                self._start_process(proc)
+        elif action == "leave":
+            if proc.alive and proc.session is not None:
+                self.note("fault", label)
+                self._failovers_for(proc, "leave")
+                proc.session.close(self.now)
+                self._proc_effects(proc)
+                proc.left = True
+                self._kill(proc)
+        elif action == "pause":
+            if proc.alive and not proc.paused:
+                self.note("fault", label + (f" for {fault.duration}s" if fault.duration else ""))
+                self._silence(proc, "pause")
+                proc.paused = True
+                self._state(proc, "paused")
+                if fault.duration is not None:
+                    self._at(self.now + fault.duration, self._resume, proc, proc.incarnation)
+        elif action == "resume":
+            self._resume(proc, proc.incarnation)
+        elif action == "partition":
+            if proc.partition is None:
+                self.note("fault", label + f" ({fault.mode})" +
+                          (f" for {fault.duration}s" if fault.duration else ""))
+                self._silence(proc, "partition")
+                proc.partition = fault.mode
+                self._state(proc, "partitioned")
+                conn = proc.conn
+                if conn is not None:
+                    for d in (conn.up, conn.down):
+                        if fault.mode == "hang":
+                            d.dead = True
+                            d.queue.clear()
+                        else:
+                            d.blocked = True
+                if fault.duration is not None:
+                    self._at(self.now + fault.duration, self._heal, proc, proc.episode)
+        elif action == "heal":
+            self._heal(proc, None)
+        elif action == "drop-connection":
+            conn = proc.conn
+            if conn is not None and proc.alive:
+                self.note("fault", label)
+                for d in (conn.up, conn.down):
+                    if not d.closed:
+                        self._push(conn, d, CLOSE)
+                        d.closed = True
+        elif action == "slow-link":
+            span = fault.latency if fault.latency is not None else Span(0.5, 0.5)
+            self.note("fault", f"{label} to {span}" +
+                      (f" for {fault.duration}s" if fault.duration else ""))
+            proc.latency = span
+            self.max_latency = max(self.max_latency, span.high)
+            if fault.duration is not None:
+                self._at(self.now + fault.duration, self._unslow, proc)
+
+    def _silence(self, proc: Process, cause: str) -> None:
+        """``proc`` stops talking: the hub must notice in time; its stateless uuids fail over."""
+        proc.episode += 1
+        self._failovers_for(proc, cause)
+        self.invariants.silenced(proc)
+
+    def _failovers_for(self, proc: Process, cause: str) -> None:
+        hub = self.hub
+        if hub is None or not proc.is_agent:
+            return
+        for uuid in hub.registry.agent_containers(proc.pid):
+            rec = hub.registry.container(uuid)
+            if rec is not None and rec.stateless and not any(
+                    f.uuid == uuid and f.ended is None and f.needed for f in self.failovers):
+                self.failovers.append(Failover(uuid, cause, proc.pid, self.now))
+
+    def failover_progress(self, uuid: str | None = None) -> None:
+        """Close the failovers that are done: a live, unpaused process serves as the hub's owner."""
+        hub = self.hub
+        if hub is None:
+            return
+        for f in self.failovers:
+            if f.ended is not None or not f.needed or (uuid is not None and f.uuid != uuid):
+                continue
+            rec = hub.registry.container(f.uuid)
+            owner = self.procs.get(rec.agent_id) if rec is not None else None
+            if owner is None or not owner.alive or owner.paused or \
+                    not owner.serving.get(f.uuid, False):
+                continue
+            if owner.pid == f.failed and f.cause not in ("hub-crash", "hub-restart"):
+                if owner.partition is None and hub.registry.agent_owner(owner.pid) == owner.pid:
+                    # The same process serves as owner again: the hub never
+                    # noticed the fault (shorter than the alive timeout), or
+                    # it came back first; no failover was needed.
+                    f.needed = False
+                continue
+            f.ended = self.now
+            f.by = owner.pid
+            self.note("reaction", f"failover {f.uuid}: {owner.pid} serves, "
+                                  f"{f.ended - f.started:.3f}s after the {f.cause} of {f.failed}")
+
+    def _kill(self, proc: Process) -> None:
+        proc.alive = False
+        proc.paused = False
+        proc.partition = None
+        proc.latency = None
+        proc.incarnation += 1
+        proc.running = {}
+        proc.serving = {}
+        proc.starting = {}
+        proc.deferred = []
+        if proc.load is not None:
+            proc.load.process_died()
+        conn = proc.conn
+        if conn is not None:
+            conn.client_open = False
+            conn.down.queue.clear()
+            conn.up.blocked = False
+            conn.up.dead = False
+            self._reschedule(conn, conn.up)
+        proc.conn = None
+        self._state(proc, "down")
+
+    def _resume(self, proc: Process, inc: int) -> None:
+        if inc != proc.incarnation or not proc.paused or not proc.alive:
+            return
+        self.trace("resume", proc.pid, "")
+        self.note("fault", f"resume {proc.pid}")
+        proc.paused = False
+        self._state(proc, "partitioned" if proc.partition else "up")
+        deferred, proc.deferred = proc.deferred, []
+        for fn, args in deferred:
+            fn(*args)
+        conn = proc.conn
+        if conn is not None:
+            self._reschedule(conn, conn.down)
+        if proc.session is not None:
+            proc.session.handle_timers(self.now)
+            self._proc_effects(proc)
+
+    def _heal(self, proc: Process, episode: int | None) -> None:
+        if proc.partition is None or (episode is not None and episode != proc.episode):
+            return
+        self.trace("heal", proc.pid, "")
+        self.note("fault", f"heal {proc.pid}")
+        proc.partition = None
+        self._state(proc, "paused" if proc.paused else "up")
+        conn = proc.conn
+        if conn is not None:
+            earliest = self.now + self._latency(proc)
+            for d in (conn.up, conn.down):
+                if d.blocked:
+                    d.blocked = False
+                    d.release(earliest)
+                    self._reschedule(conn, d)
+
+    def _unslow(self, proc: Process) -> None:
+        if proc.latency is not None:
+            self.note("fault", f"link of {proc.pid} back to normal")
+        proc.latency = None
+
+    def _hub_crash(self, cause: str) -> None:
+        hub = self.hub
+        if hub is None:
+            return
+        self.trace("hub-crash", "hub", hub.hub_id)
+        self.note("fault", f"{cause}: hub {hub.hub_id} goes down")
+        for proc in self.procs.values():
+            if proc.alive and proc.is_agent:
+                for uuid in hub.registry.agent_containers(proc.pid):
+                    rec = hub.registry.container(uuid)
+                    if rec is not None and rec.stateless:
+                        self.failovers.append(Failover(uuid, cause, proc.pid, self.now))
+        self.hub = None
+        self._hub_armed = None
+        for proc in self.procs.values():
+            conn = proc.conn
+            if conn is not None and conn.hub is hub and conn.hub_open:
+                conn.hub_open = False
+                # The peer's OS answers with a reset: the client sees a close.
+                conn.down.dead = False
+                if not conn.down.closed:
+                    self._push(conn, conn.down, CLOSE)
+                    conn.down.closed = True
+
+    # --- phases and checks -------------------------------------------------------
+
+    def _end_fault_phase(self) -> None:
+        self.in_liveness = True
+        self.trace("liveness", "sim", "")
+        self.note("phase", "fault phase over: faults stop, the workload stops issuing")
+        for proc in self.procs.values():
+            if proc.load is not None:
+                proc.load.stop()
+            if proc.paused:
+                self._resume(proc, proc.incarnation)
+            if proc.partition is not None:
+                self._heal(proc, None)
+            proc.latency = None
+
+    def _periodic_check(self) -> None:
+        self.invariants.periodic()
+        if self.in_liveness and self.converged_at is None and self.invariants.converged():
+            self.converged_at = self.now
+            self.note("phase", f"converged {self.now - self.fault_phase_end:.3f}s into the "
+                               f"liveness phase")
+            return
+        self._at(self.now + float(self.scenario.checks.interval), self._periodic_check)
+
+    # --- views for invariants and reports ----------------------------------------------
+
+    def live_processes(self) -> list[Process]:
+        """Return the processes alive now, in scenario order."""
+        return [p for p in self.procs.values() if p.alive]
+
+    def session_ready(self, proc: Process) -> bool:
+        """Return whether ``proc``'s session is welcomed by the hub."""
+        return proc.session is not None and proc.session.state is SessionState.READY
+
+    def refs_ready(self, proc: Process) -> bool:
+        """Return whether every reference ``proc`` holds is ready."""
+        s = proc.session
+        if s is None:
+            return True
+        return all(s.ref_status(r) is RefStatus.READY for r in s.references())
+
+
+def _names(name: str, count: int) -> list[str]:
+    return [name] if count == 1 else [f"{name}-{i}" for i in range(1, count + 1)]
+
