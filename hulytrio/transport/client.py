@@ -37,7 +37,6 @@ from trio_websocket import (
 from trio_websocket import (
     HandshakeError,
     WebSocketConnection,
-    connect_websocket_url,
 )
 
 from hulytrio.core.agent import AgentState
@@ -60,13 +59,14 @@ from hulytrio.core.effects import (
 )
 from hulytrio.core.errors import HulyError, LocalProtocolError
 from hulytrio.core.events import NetworkEvent
-from hulytrio.core.messages import Message
-from hulytrio.core.session import ClientSession, SessionState
+from hulytrio.core.session import ClientSession
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
 
-from .codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient, decode_payload, encode_payload
+from .codec import WireError, decode_frame_lenient, decode_payload, encode_payload
 from .container import Factory, StatelessContainer
 from .deadlines import DeadlineTask
+from .dial import dial
+from .errors import single_errors
 from .outbox import Outbox
 
 __all__ = ["Client", "ContainerReference", "Updates", "open_client"]
@@ -93,12 +93,13 @@ class _Slot:
 
 
 class _Connection:
-    __slots__ = ("done", "outbox", "scope", "ws")
+    __slots__ = ("done", "outbox", "scope", "stream", "ws")
 
     def __init__(self) -> None:
         self.outbox = Outbox()
         self.scope = trio.CancelScope()
         self.ws: WebSocketConnection | None = None
+        self.stream: trio.SocketStream | None = None
         self.done = trio.Event()
 
 
@@ -328,9 +329,10 @@ class Client:
         try:
             with conn.scope:
                 async with trio.open_nursery() as nursery:
-                    ws = await self._open_ws(nursery)
-                    if ws is None:
+                    opened = await self._open_ws(nursery)
+                    if opened is None:
                         return
+                    ws, conn.stream = opened
                     conn.ws = ws
                     if self._conn is not conn:
                         return
@@ -340,21 +342,22 @@ class Client:
                     await self._read(ws)
                     nursery.cancel_scope.cancel()
         finally:
+            if conn.stream is not None:
+                await trio.aclose_forcefully(conn.stream)
             conn.done.set()
             if self._conn is conn:
                 self._conn = None
                 self.session.connection_lost(trio.current_time())
                 self._drain()
 
-    async def _open_ws(self, nursery: trio.Nursery) -> WebSocketConnection | None:
+    async def _open_ws(self, nursery: trio.Nursery
+                       ) -> tuple[WebSocketConnection, trio.SocketStream] | None:
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                ws: WebSocketConnection = await connect_websocket_url(
-                    nursery, self.url, max_message_size=MAX_FRAME_BYTES)
+                return await dial(nursery, self.url)
         except (OSError, HandshakeError, trio.TooSlowError, WsConnectionClosed) as exc:
             log.debug("cannot connect to %s: %r", self.url, exc)
             return None
-        return ws
 
     async def _read(self, ws: WebSocketConnection) -> None:
         while True:
@@ -499,15 +502,16 @@ async def open_client(url: str, *, client_id: str | None = None,
     session = ClientSession(client_id if client_id is not None
                             else f"client-{secrets.token_hex(4)}",
                             rng=random.Random(seed), alive_timeout=alive_timeout)
-    async with trio.open_nursery() as nursery:
-        client = Client(url, session, nursery)
-        nursery.start_soon(client._timer.run)
-        session.connect(trio.current_time())
-        client._drain()
-        try:
-            yield client
-        finally:
-            with trio.CancelScope(shield=True):
-                await client._shutdown()
-            nursery.cancel_scope.cancel()
+    with single_errors():
+        async with trio.open_nursery() as nursery:
+            client = Client(url, session, nursery)
+            nursery.start_soon(client._timer.run)
+            session.connect(trio.current_time())
+            client._drain()
+            try:
+                yield client
+            finally:
+                with trio.CancelScope(shield=True):
+                    await client._shutdown()
+                nursery.cancel_scope.cancel()
 

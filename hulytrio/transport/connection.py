@@ -22,19 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 from trio_websocket import ConnectionClosed as WsConnectionClosed
-from trio_websocket import HandshakeError, WebSocketConnection, connect_websocket_url
+from trio_websocket import HandshakeError, WebSocketConnection
 
 from hulytrio.core.effects import CloseConnection, DeliverPush, Effect, Reject, Resolve, Send
 from hulytrio.core.endpoint import EndpointClient
-from hulytrio.core.errors import ConnectionClosed, HulyError
 
-from .codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient, decode_payload, encode_payload
+from .codec import WireError, decode_frame_lenient, decode_payload, encode_payload
+from .dial import dial
+from .errors import single_errors
 from .outbox import Outbox
 
 if TYPE_CHECKING:
     from .client import ContainerReference
 
-__all__ = ["ContainerConnection", "open_container_connection"]
+__all__ = ["ContainerConnection", "ContainerEvents", "open_container_connection"]
 
 log = logging.getLogger("hulytrio.client")
 
@@ -72,10 +73,12 @@ class ContainerConnection:
             return await self._ref.request(operation, data)
         return await self._direct.request(self._ref.uuid, operation, data)
 
-    async def events(self) -> AsyncIterator[Any]:
-        """Yield the container's broadcasts to this client, decoded, until closed."""
-        async for payload in self._rx:
-            yield decode_payload(payload)
+    def events(self) -> ContainerEvents:
+        """Return an async iterator of the container's broadcasts to this client, decoded.
+
+        It ends when the connection closes.
+        """
+        return ContainerEvents(self._rx)
 
     def _push(self, payload: bytes) -> None:
         try:
@@ -84,6 +87,23 @@ class ContainerConnection:
             log.warning("events of %s are not being read; event dropped", self.uuid)
         except trio.ClosedResourceError:
             pass
+
+
+class ContainerEvents:
+    """Async iterator of one connection's container events (decoded payloads)."""
+
+    def __init__(self, rx: trio.MemoryReceiveChannel[bytes]) -> None:
+        self._rx = rx
+
+    def __aiter__(self) -> ContainerEvents:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            payload = await self._rx.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+        return decode_payload(payload)
 
 
 class _Direct:
@@ -168,42 +188,55 @@ async def open_container_connection(ref: ContainerReference
     """
     endpoint = ref.record.endpoint
     if endpoint:
-        async with trio.open_nursery() as nursery:
-            ws = await _open_endpoint(nursery, endpoint)
-            if ws is not None:
-                direct = _Direct(ws, EndpointClient(ref._client.client_id))
-                nursery.start_soon(direct.run_writer)
-                nursery.start_soon(direct.run_reader)
-                try:
-                    direct.perform(direct.machine.hello())
-                    await direct.wait(0)
-                    conn = ContainerConnection(ref, direct)
-                    direct.conn = conn
-                    handle, effects = direct.machine.connect(ref.uuid)
-                    direct.perform(effects)
-                    await direct.wait(handle)
-                    yield conn
-                finally:
-                    with trio.CancelScope(shield=True):
-                        direct.perform(direct.machine.disconnect(ref.uuid))
-                        direct.outbox.close_after_flush("done")
-                        with trio.move_on_after(1):
-                            await direct.writer_done.wait()
-                    nursery.cancel_scope.cancel()
-                return
+        with single_errors():
+            async with trio.open_nursery() as nursery:
+                opened = await _open_endpoint(nursery, endpoint)
+                if opened is not None:
+                    ws, stream = opened
+                    try:
+                        async with _run_direct(ref, ws, nursery) as conn:
+                            yield conn
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await trio.aclose_forcefully(stream)
+                        nursery.cancel_scope.cancel()
+        if opened is not None:
+            return
     async with _open_via_hub(ref) as conn:
         yield conn
 
 
-async def _open_endpoint(nursery: trio.Nursery, url: str) -> WebSocketConnection | None:
+@asynccontextmanager
+async def _run_direct(ref: ContainerReference, ws: WebSocketConnection, nursery: trio.Nursery
+                      ) -> AsyncIterator[ContainerConnection]:
+    direct = _Direct(ws, EndpointClient(ref._client.client_id))
+    nursery.start_soon(direct.run_writer)
+    nursery.start_soon(direct.run_reader)
+    try:
+        direct.perform(direct.machine.hello())
+        await direct.wait(0)
+        conn = ContainerConnection(ref, direct)
+        direct.conn = conn
+        handle, effects = direct.machine.connect(ref.uuid)
+        direct.perform(effects)
+        await direct.wait(handle)
+        yield conn
+    finally:
+        with trio.CancelScope(shield=True):
+            direct.perform(direct.machine.disconnect(ref.uuid))
+            direct.outbox.close_after_flush("done")
+            with trio.move_on_after(1):
+                await direct.writer_done.wait()
+
+
+async def _open_endpoint(nursery: trio.Nursery, url: str
+                         ) -> tuple[WebSocketConnection, trio.SocketStream] | None:
     try:
         with trio.fail_after(5):
-            ws: WebSocketConnection = await connect_websocket_url(
-                nursery, url, max_message_size=MAX_FRAME_BYTES)
-    except (OSError, HandshakeError, trio.TooSlowError, WsConnectionClosed) as exc:
+            return await dial(nursery, url)
+    except (OSError, ValueError, HandshakeError, trio.TooSlowError, WsConnectionClosed) as exc:
         log.warning("agent endpoint %s unreachable (%r); using the hub", url, exc)
         return None
-    return ws
 
 
 @asynccontextmanager

@@ -32,13 +32,13 @@ class Container(abc.ABC):
         exception's type name and message.
         """
 
-    async def terminate(self) -> None:
+    async def terminate(self) -> None:  # noqa: B027 - an optional hook
         """The container is being stopped (released by all, or the agent shuts down)."""
 
-    async def connect(self, client_id: str, broadcast: Broadcast) -> None:
+    async def connect(self, client_id: str, broadcast: Broadcast) -> None:  # noqa: B027
         """``client_id`` opened an event stream; ``await broadcast(event)`` pushes to it."""
 
-    async def disconnect(self, client_id: str) -> None:
+    async def disconnect(self, client_id: str) -> None:  # noqa: B027
         """``client_id``'s event stream closed."""
 
 

@@ -40,6 +40,7 @@ from hulytrio.core.timeouts import Timeouts
 
 from .codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
 from .deadlines import DeadlineTask
+from .errors import single_errors
 from .outbox import Outbox
 
 __all__ = ["NetworkServer", "ServerStatistics", "serve_network"]
@@ -203,16 +204,17 @@ async def serve_network(
     """
     hub = Hub(hub_id if hub_id is not None else f"hub-{secrets.token_hex(4)}", timeouts)
     server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes)
-    async with trio.open_nursery() as nursery:
-        listener = await nursery.start(_listen, server, host, port, nursery)
-        server.host = host
-        server.port = listener.port
-        nursery.start_soon(server._timer.run)
-        log.info("hub %s listening on %s", hub.hub_id, server.url)
-        try:
-            yield server
-        finally:
-            nursery.cancel_scope.cancel()
+    with single_errors():
+        async with trio.open_nursery() as nursery:
+            listener = await nursery.start(_listen, server, host, port, nursery)
+            server.host = host
+            server.port = listener.port
+            nursery.start_soon(server._timer.run)
+            log.info("hub %s listening on %s", hub.hub_id, server.url)
+            try:
+                yield server
+            finally:
+                nursery.cancel_scope.cancel()
 
 
 async def _listen(server: NetworkServer, host: str, port: int, nursery: trio.Nursery,

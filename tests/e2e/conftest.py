@@ -1,0 +1,29 @@
+"""e2e fixtures; the helpers live in ``e2e_support`` (importable from the tests)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+# tests run with --import-mode=importlib: make the helper modules importable
+# (and the containers module, for the agent processes too).
+sys.path.insert(0, str(HERE))
+
+from e2e_support import Processes  # noqa: E402
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+
+@pytest.fixture
+def procs(tmp_path):
+    p = Processes(tmp_path)
+    yield p
+    p.cleanup()
