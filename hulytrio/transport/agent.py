@@ -122,7 +122,8 @@ class AgentRuntime:
                                                            for s in stateless}
         #: open event streams: (route, uuid, client id); route 0 is the hub
         self._streams: dict[tuple[int, str, str], None] = {}
-        self._endpoint_scope = trio.CancelScope()
+        # Shielded like every client task: it closes with the agent, not before.
+        self._endpoint_scope = trio.CancelScope(shield=True)
         self._tasks = 0
         self._idle = trio.Event()
         self.closed = False
@@ -274,7 +275,7 @@ class AgentRuntime:
 
     def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         self._tasks += 1
-        self.client._nursery.start_soon(self._task, fn, args)
+        self.client.spawn(self._task, fn, args)
 
     async def _task(self, fn: Callable[..., Awaitable[None]], args: tuple[Any, ...]) -> None:
         try:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -161,6 +161,8 @@ class Client:
         self._refs: dict[int, ContainerReference] = {}
         self._welcomed = trio.Event()
         self._timer = DeadlineTask(session.next_deadline, self._fire)
+        #: the shielded scopes of the background tasks (see ``spawn``)
+        self._scopes: dict[int, trio.CancelScope] = {}
 
     @property
     def client_id(self) -> str:
@@ -242,6 +244,32 @@ class Client:
         await self._wait(handle)
         return runtime.agent
 
+    # --- background tasks ------------------------------------------------------------
+
+    def spawn(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        """Run ``fn(*args)`` in the client's nursery, shielded until the client closes.
+
+        An outer cancellation (a signal handler cancelling ``main``, a
+        timeout around the ``async with``) must not kill the connection and
+        agent tasks while the client shuts down gracefully (unregister,
+        terminate containers, say Close); ``_cancel_tasks`` ends them after.
+        """
+        self._nursery.start_soon(self._shielded, fn, args)
+
+    async def _shielded(self, fn: Callable[..., Awaitable[object]], args: tuple[Any, ...]
+                        ) -> None:
+        scope = trio.CancelScope(shield=True)
+        self._scopes[id(scope)] = scope
+        try:
+            with scope:
+                await fn(*args)
+        finally:
+            del self._scopes[id(scope)]
+
+    def _cancel_tasks(self) -> None:
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+
     # --- handles -----------------------------------------------------------------------
 
     async def _wait(self, handle: int) -> Any:
@@ -301,7 +329,7 @@ class Client:
             if ref is not None and effect.record is not None:
                 ref._record = effect.record
         elif isinstance(effect, OpenConnection):
-            self._nursery.start_soon(self._run_connection)
+            self.spawn(self._run_connection)
         elif isinstance(effect, CloseConnection):
             conn, self._conn = self._conn, None
             if conn is not None:
@@ -505,7 +533,7 @@ async def open_client(url: str, *, client_id: str | None = None,
     with single_errors():
         async with trio.open_nursery() as nursery:
             client = Client(url, session, nursery)
-            nursery.start_soon(client._timer.run)
+            client.spawn(client._timer.run)
             session.connect(trio.current_time())
             client._drain()
             try:
@@ -513,5 +541,6 @@ async def open_client(url: str, *, client_id: str | None = None,
             finally:
                 with trio.CancelScope(shield=True):
                     await client._shutdown()
+                client._cancel_tasks()
                 nursery.cancel_scope.cancel()
 

@@ -23,7 +23,9 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture
-def procs(tmp_path):
+async def procs(tmp_path):
     p = Processes(tmp_path)
-    yield p
-    p.cleanup()
+    try:
+        yield p
+    finally:
+        await p.cleanup()

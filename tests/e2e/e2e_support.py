@@ -17,7 +17,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
 
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -67,10 +66,12 @@ class Processes:
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.tmp.glob("*.log")))
 
-    def cleanup(self) -> None:
-        for proc in self.procs:
-            if proc.returncode is None:
-                proc.kill()
+    async def cleanup(self) -> None:
+        with trio.move_on_after(10):
+            for proc in self.procs:
+                if proc.returncode is None:
+                    proc.kill()
+                await proc.wait()
 
 
 async def kill(proc: trio.Process, sig: int = signal.SIGKILL) -> None:
