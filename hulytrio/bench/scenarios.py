@@ -258,18 +258,20 @@ def _run_coldget(sc: Scenario, warmup: float, duration: float) -> Result:
     return result
 
 
-def _connect_crowd(ps: Processes, url: str, sc: Scenario) -> tuple[Proc, list[Proc], list[float]]:
-    """Start the hub's crowd: ``sc.count`` clients over ``sc.procs`` workers, at once.
+def _connect_crowd(ps: Processes, url: str, sc: Scenario
+                   ) -> tuple[list[Proc], list[float], int]:
+    """Connect ``sc.count`` clients over ``sc.procs`` new workers, all at once.
 
-    Returns the hub, the workers, and each client's seconds to its welcome.
+    Returns the workers, each client's seconds to its welcome, and the
+    workers' summed RSS before they connected anything.
     """
-    hub = ps.procs[0]
     workers = _start_workers(ps, url, sc.procs)
+    idle_rss = sum(_rss(w) for w in workers)
     start = time.monotonic() + 0.1
     shares = _split(sc.count, sc.procs)
     replies = _all(workers, lambda i: {"cmd": "connect", "clients": shares[i], "start": start})
     times = [t for r in replies for t in r["times"]]
-    return hub, workers, times
+    return workers, times, idle_rss
 
 
 def _run_connect(sc: Scenario, warmup: float, duration: float) -> Result:
@@ -281,7 +283,7 @@ def _run_connect(sc: Scenario, warmup: float, duration: float) -> Result:
         _all(warm, {"cmd": "connect", "clients": 1, "start": time.monotonic()})
         base = _rss(hub)
         before = ps.sample_all()
-        _, _, times = _connect_crowd(ps, url, sc)
+        _, times, _ = _connect_crowd(ps, url, sc)
         time.sleep(0.5)
         after = _rss(hub)
         result.processes = _usage(ps, before)
@@ -302,7 +304,7 @@ def _run_fanout(sc: Scenario, warmup: float, duration: float) -> Result:
         _, url = _start_hub(ps)
         trigger = _start_workers(ps, url, 1, prefix="trigger")
         _all(trigger, {"cmd": "connect", "clients": 1, "start": time.monotonic()})
-        _, workers, _ = _connect_crowd(ps, url, sc)
+        workers, _, _ = _connect_crowd(ps, url, sc)
         _all(workers, {"cmd": "listen", "markers": markers})
         before = ps.sample_all()
         starts = []
@@ -331,27 +333,42 @@ def _run_fanout(sc: Scenario, warmup: float, duration: float) -> Result:
 
 
 def _run_memory(sc: Scenario, warmup: float, duration: float) -> Result:
+    # Two fresh hubs: every client receives every registry event and a
+    # snapshot on welcome, so 1,000 clients watching 1,000 agents register
+    # would measure that fan-out (N x N records), not memory.
     result = Result(sc)
     with Processes() as ps:
         hub, url = _start_hub(ps)
         warm = _start_workers(ps, url, 1, prefix="warm")
         _all(warm, {"cmd": "connect", "clients": 10, "start": time.monotonic()})
-        _all(warm, {"cmd": "agents", "kind": "idle"})
         time.sleep(0.3)
         base = _rss(hub)
-        _, workers, times = _connect_crowd(ps, url, sc)
+        workers, times, idle_rss = _connect_crowd(ps, url, sc)
         time.sleep(0.5)
         clients = _rss(hub)
+        worker_rss = sum(_rss(w) for w in workers) - idle_rss
+        result.processes = {f"clients-{k}": v for k, v in _usage(ps).items()}
+    hosts = 10
+    per_host = max(1, sc.count // hosts)
+    with Processes() as ps:
+        hub, url = _start_hub(ps)
+        workers = _start_workers(ps, url, 1, prefix="host")
+        _all(workers, {"cmd": "connect", "clients": hosts, "start": time.monotonic()})
         _all(workers, {"cmd": "agents", "kind": "idle"})
+        time.sleep(0.3)
+        base_agents = _rss(hub)
+        host_base = _rss(workers[0])
+        _all(workers, {"cmd": "agents", "kind": "idle", "per_client": per_host})
         time.sleep(0.5)
         agents = _rss(hub)
-        worker_rss = sum(_rss(w) for w in workers)
-        result.processes = _usage(ps)
-    n = len(times)
-    result.metrics = {"clients": n, "hub_base_mb": round(base / 2**20, 1),
+        host_rss = _rss(workers[0])
+        result.processes.update({f"agents-{k}": v for k, v in _usage(ps).items()})
+    n, m = len(times), hosts * per_host
+    result.metrics = {"clients": n, "idle_agents": m,
                       "hub_bytes_per_client": round((clients - base) / n),
-                      "hub_bytes_per_idle_agent": round((agents - clients) / n),
-                      "client_process_bytes_per_client_and_agent": round(worker_rss / n)}
+                      "hub_bytes_per_idle_agent": round((agents - base_agents) / m),
+                      "client_process_bytes_per_client": round(worker_rss / n),
+                      "host_process_bytes_per_idle_agent": round((host_rss - host_base) / m)}
     return result
 
 

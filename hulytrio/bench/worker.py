@@ -7,8 +7,9 @@ JSON command per line and prints one JSON reply per command (``{"error":
 ``connect`` ``{clients, start}``
     open ``clients`` clients at monotonic time ``start``; reply with each
     one's seconds from ``start`` to its first welcome.
-``agents`` ``{kind}``
-    every client hosts one idle agent of ``kind`` (no endpoint).
+``agents`` ``{kind, per_client}``
+    every client hosts ``per_client`` (default 1) more idle agents of
+    ``kind`` (no endpoint).
 ``prepare`` ``{path}``
     every client gets an ``echo`` container; with ``path == "direct"`` it
     also opens ``ref.connect()`` to the agent's endpoint.
@@ -121,11 +122,15 @@ class Worker:
 
     async def agents(self, cmd: dict[str, Any]) -> dict[str, Any]:
         kind = str(cmd["kind"])
+        per_client = int(cmd.get("per_client", 1))
         times = [0.0] * len(self.clients)
 
         async def host(i: int, client: hulytrio.Client) -> None:
             t = time.monotonic()
-            await client.serve_agent({kind: start_echo}, agent_id=f"{client.client_id}-agent")
+            for _ in range(per_client):
+                self._serial += 1
+                await client.serve_agent({kind: start_echo},
+                                         agent_id=f"bench-{os.getpid()}-agent-{self._serial}")
             times[i] = time.monotonic() - t
 
         async with trio.open_nursery() as nursery:
