@@ -70,7 +70,7 @@ class _Peer:
         self.outbox = outbox
         self.scope = trio.CancelScope()
         remote = ws.remote
-        self.address = f"{remote.address}:{remote.port}" if hasattr(remote, "port") else "?"
+        self.address = remote if isinstance(remote, str) else f"{remote.address}:{remote.port}"
 
 
 class NetworkServer:

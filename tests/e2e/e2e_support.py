@@ -44,7 +44,7 @@ class Processes:
 
     async def start(self, *args: str, env: dict[str, str] | None = None) -> trio.Process:
         self.count += 1
-        log = open(self.tmp / f"proc{self.count}.log", "wb")  # noqa: SIM115
+        log = self._log_file()
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "info",
                     **(env or {})}
         proc = await trio.lowlevel.open_process(
@@ -53,6 +53,9 @@ class Processes:
         log.close()
         self.procs.append(proc)
         return proc
+
+    def _log_file(self):
+        return open(self.tmp / f"proc{self.count}.log", "wb")
 
     async def hub(self, port: int, *extra: str) -> trio.Process:
         return await self.start("serve", "--host", "127.0.0.1", "--port", str(port), *extra)

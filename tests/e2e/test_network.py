@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 import trio
+import trio.lowlevel
 import trio_websocket
 from e2e_containers import Echo, start_echo
 from e2e_support import free_port
@@ -182,7 +183,8 @@ async def test_direct_endpoint_connect_and_events():
                 hulytrio.open_client(hub.url) as agent_side, hulytrio.open_client(hub.url) as c:
             agent = await agent_side.serve_agent({"echo": start_echo},
                                                  endpoint="127.0.0.1:0")
-            assert agent.endpoint is not None and agent.endpoint.startswith("ws://127.0.0.1:")
+            assert agent.endpoint is not None
+            assert agent.endpoint.startswith("ws://127.0.0.1:")
             ref = await c.get("echo")
             assert ref.record.endpoint == agent.endpoint
             forwarded = hub.hub.stats.forwarded
@@ -230,7 +232,8 @@ async def test_bad_input_gets_an_error_and_disturbs_nobody():
                 for frame in garbage:
                     await raw.send_message(frame)
                     reply = await _replies(raw)
-                    assert isinstance(reply[0], Error) and reply[0].code == "protocol"
+                    assert isinstance(reply[0], Error)
+                    assert reply[0].code == "protocol"
                     assert (await ref.request("ok"))["op"] == "ok"
                 await raw.send_message("text is not the protocol")
                 reply = await _replies(raw)
@@ -244,7 +247,8 @@ async def test_bad_input_gets_an_error_and_disturbs_nobody():
                 # a request for an unknown container is answered, not fatal
                 await raw.send_message(encode_frame([Request(3, "nope", "op")]))
                 reply = await _replies(raw)
-                assert isinstance(reply[0], Error) and reply[0].code == "not_found"
+                assert isinstance(reply[0], Error)
+                assert reply[0].code == "not_found"
             assert (await ref.request("still fine"))["op"] == "still fine"
             assert hub.statistics().bad_frames >= len(garbage) + 1
 
@@ -274,7 +278,7 @@ async def test_slow_consumer_is_dropped_without_stalling_others():
                                 call += 1
                                 frame.append(Query(call, "list"))
                             await slow.send_message(encode_frame(frame))
-                            await trio.sleep(0)
+                            await trio.lowlevel.checkpoint()
                     except trio_websocket.ConnectionClosed:
                         pass
 
@@ -317,11 +321,12 @@ async def _replies(raw) -> list:
 
 
 async def _wait(predicate) -> None:
-    while not predicate():
+    # Polls state that other tasks own (a container's terminate hook).
+    while not predicate():  # noqa: ASYNC110
         await trio.sleep(0.01)
 
 
 async def _wait_value(call, expected) -> bool:
-    while await call() != expected:
+    while await call() != expected:  # noqa: ASYNC110 - polls a remote container
         await trio.sleep(0.01)
     return True
