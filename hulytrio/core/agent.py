@@ -158,14 +158,27 @@ class AgentState:
             return None
         return OfferedContainer(uuid, local.kind, local.labels, True)
 
-    def on_registered(self, reply: RegisterReply) -> list[Effect]:
-        """Apply the hub's answer to a registration or claim.
+    def on_registered(self, reply: RegisterReply, *, full: bool = True) -> list[Effect]:
+        """Apply the hub's answer to a registration (``full``) or a lost claim.
 
         Returns ``SetServing(False)`` for offers that now stand by,
-        ``SetServing(True)`` for claims that won, and ``StopContainer`` for
-        containers the hub refused.
+        ``SetServing(True)`` for stateless offers standing by here that a full
+        registration won (e.g. the first to re-register with a restarted hub),
+        and ``StopContainer`` for containers the hub refused.
         """
         out: list[Effect] = []
+        if full:
+            for uuid, local in self._containers.items():
+                if local.stateless:
+                    # A registration starts a new ownership view (perhaps a new
+                    # hub term whose epochs restart): older epochs mean nothing.
+                    local.epoch = 0
+                    if local.status is LocalStatus.STANDBY and uuid not in reply.standby \
+                            and uuid not in reply.terminate:
+                        # fix: the hub made us the owner; a standby that won
+                        # must serve, or requests bounce off it forever.
+                        local.status = LocalStatus.ACTIVE
+                        out.append(SetServing(self.agent_id, uuid, True, 0))
         for uuid in reply.standby:
             local = self._containers.get(uuid)
             if local is None:
@@ -186,7 +199,7 @@ class AgentState:
     def claimed(self, uuid: ContainerUuid, reply: RegisterReply) -> list[Effect]:
         """Apply the answer to a ``Claim`` of ``uuid``: serve it if the claim won."""
         if uuid in reply.standby or uuid in reply.terminate:
-            return self.on_registered(reply)
+            return self.on_registered(reply, full=False)
         local = self._containers.get(uuid)
         if local is None or local.status is not LocalStatus.STANDBY:
             return []
