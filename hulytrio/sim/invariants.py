@@ -135,7 +135,9 @@ class Invariants:
     def set_serving(self, proc: Process, eff: SetServing) -> None:
         """``proc``'s agent switches ``eff.uuid`` to serving or standby."""
         self.checked["epoch-monotonic"] += 1
-        key = (proc.pid, proc.incarnation, eff.uuid)
+        # Epochs are compared within one connection: a registration starts a
+        # new ownership view (and a restarted hub a new term).
+        key = (proc.pid, proc.conn.cid if proc.conn is not None else 0, eff.uuid)
         last = self._proc_epochs.get(key, -1)
         if eff.serving and eff.epoch < last:
             self.violate("epoch-monotonic", f"{proc.pid} serves {eff.uuid} on epoch "

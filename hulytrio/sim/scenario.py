@@ -208,6 +208,8 @@ class ClientSpec:
     references: int = 1
     request_interval: Span | None = Span(1.0, 1.0)
     hold: Seconds | None = None
+    #: each reference asks for its own container (a label unique to client and slot)
+    private: bool = False
     join_at: Seconds = Seconds(0.0)
     #: session seeded bugs (test-only), e.g. "skip-resend"
     seeded_bugs: tuple[str, ...] = ()

@@ -63,6 +63,7 @@ class Workload:
         self.ended: set[int] = set()
         self.stopped = False
         self.dead = False
+        self.generation = 0
         if spec is not None:
             options = GetOptions(spec.uuid, spec.labels)
             self.kind = spec.kind
@@ -134,7 +135,14 @@ class Workload:
         session = self.proc.session
         assert session is not None
         kind = self.kind or "echo"
-        ref = session.get(kind, self.options)
+        options = self.options
+        if self.spec is not None and self.spec.private:
+            # A fresh label per get: a released container is not reused, so it
+            # is orphaned and terminated.
+            self.generation += 1
+            label = f"{self.proc.pid}.{slot}.{self.generation}"
+            options = GetOptions(options.uuid, (*options.labels, label))
+        ref = session.get(kind, options)
         self.slots[slot] = ref
         self.getting[ref] = slot
 

@@ -735,7 +735,7 @@ class Simulation:
                 self._kill(proc)
         elif action == "pause":
             if proc.alive and not proc.paused:
-                self.note("fault", label + (f" for {fault.duration}s" if fault.duration else ""))
+                self.note("fault", label + (f" for {fault.duration:.3f}s" if fault.duration else ""))
                 self._silence(proc, "pause")
                 proc.paused = True
                 self._state(proc, "paused")
@@ -746,7 +746,7 @@ class Simulation:
         elif action == "partition":
             if proc.partition is None:
                 self.note("fault", label + f" ({fault.mode})" +
-                          (f" for {fault.duration}s" if fault.duration else ""))
+                          (f" for {fault.duration:.3f}s" if fault.duration else ""))
                 self._silence(proc, "partition")
                 proc.partition = fault.mode
                 self._state(proc, "partitioned")
@@ -773,7 +773,7 @@ class Simulation:
         elif action == "slow-link":
             span = fault.latency if fault.latency is not None else Span(0.5, 0.5)
             self.note("fault", f"{label} to {span}" +
-                      (f" for {fault.duration}s" if fault.duration else ""))
+                      (f" for {fault.duration:.3f}s" if fault.duration else ""))
             proc.latency = span
             self.max_latency = max(self.max_latency, span.high)
             if fault.duration is not None:
