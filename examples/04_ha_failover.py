@@ -30,8 +30,15 @@ async def start_agent(agent_id: str) -> trio.Process:
 
 
 async def wait_for_agent(client: hulytrio.Client, agent_id: str) -> None:
-    while agent_id not in [a.agent_id for a in await client.agents()]:
-        await trio.sleep(0.05)
+    updates = client.updates()  # listen first, then look: no registration is missed
+    try:
+        if agent_id in [a.agent_id for a in await client.agents()]:
+            return
+        async for event in updates:
+            if any(e.agent.agent_id == agent_id for e in event.agents):
+                return
+    finally:
+        await updates.aclose()
 
 
 async def main() -> None:

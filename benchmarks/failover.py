@@ -1,0 +1,188 @@
+"""Failover figures over real sockets, with the hub and agents as separate processes.
+
+Scenarios (each repeated ``--rounds`` times; median and worst printed):
+
+- ``kill``: two agents offer one stateless container; SIGKILL the serving
+  one; time from the kill until a request is served by the other.  The
+  kernel closes the dead process's TCP connection, so the hub sees it at once.
+- ``freeze``: the same with SIGSTOP: the process hangs with its socket open
+  (a hung host), so only the alive timeout can tell; expect alive timeout
+  plus at most one ping interval.
+- ``close``: SIGTERM (clean shutdown: the agent unregisters); time until
+  the other agent serves.
+- ``hub-restart``: SIGKILL the hub and start a new one on the same port;
+  time from the kill until an existing reference answers again (includes the
+  new hub process's start-up, reported separately).
+
+Usage::
+
+    .venv/bin/python benchmarks/failover.py               # 5 rounds, ~1 min
+    .venv/bin/python benchmarks/failover.py --rounds 10 --alive 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+import hulytrio
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+UUID = "bench-ha"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def spawn(*args: str, env: dict[str, str] | None = None) -> trio.Process:
+    return await trio.lowlevel.open_process(
+        [sys.executable, "-m", "hulytrio", *args, "--log-level", "warning"],
+        cwd=str(HERE), env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=subprocess.DEVNULL)
+
+
+async def hub(port: int, alive: float) -> trio.Process:
+    return await spawn("serve", "--host", "127.0.0.1", "--port", str(port),
+                       "--alive-timeout", str(alive))
+
+
+async def agent(url: str, agent_id: str) -> trio.Process:
+    return await spawn("agent", "--url", url, "--factories", "failover_containers:FACTORIES",
+                       "--agent-id", agent_id, env={"AGENT_ID": agent_id})
+
+
+async def wait_agent(client: hulytrio.Client, agent_id: str) -> None:
+    updates = client.updates()  # listen first, then look: no registration is missed
+    try:
+        if agent_id in [a.agent_id for a in await client.agents()]:
+            return
+        async for event in updates:
+            if any(e.agent.agent_id == agent_id for e in event.agents):
+                return
+    finally:
+        await updates.aclose()
+
+
+async def stop(proc: trio.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+    await proc.wait()
+
+
+async def standby_round(url: str, how: str, n: int) -> float:
+    """One agent-failover measurement; returns seconds until the standby served."""
+    procs = {}
+    try:
+        async with hulytrio.open_client(url) as client:
+            for name in (f"a{n}", f"b{n}"):
+                procs[name] = await agent(url, name)
+                await wait_agent(client, name)
+            ref = await client.get("ha", uuid=UUID)
+            owner = (await ref.request("who"))["agent"]
+            victim = procs[owner]
+            start = trio.current_time()
+            victim.send_signal({"kill": signal.SIGKILL, "freeze": signal.SIGSTOP,
+                                "close": signal.SIGTERM}[how])
+            # A clean close may still answer what reached it before the signal
+            # did: the figure is the time until the standby answers.
+            while (await ref.request("who"))["agent"] == owner:
+                pass
+            return trio.current_time() - start
+    finally:
+        for proc in procs.values():
+            await stop(proc)
+
+
+async def hub_restart_round(alive: float) -> tuple[float, float]:
+    """Returns (kill -> reference usable, new hub process start -> reference usable)."""
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    hub_proc = await hub(port, alive)
+    agent_proc = await agent(url, "steady")
+    try:
+        async with hulytrio.open_client(url) as client:
+            await wait_agent(client, "steady")
+            ref = await client.get("ha", uuid=UUID)
+            await ref.request("before")
+            start = trio.current_time()
+            hub_proc.kill()
+            await hub_proc.wait()
+            spawned = trio.current_time()
+            hub_proc = await hub(port, alive)
+            await ref.request("after")
+            end = trio.current_time()
+            return end - start, end - spawned
+    finally:
+        await stop(agent_proc)
+        await stop(hub_proc)
+
+
+def summary(name: str, values: list[float]) -> dict[str, object]:
+    ms = sorted(v * 1000 for v in values)
+    row = {"scenario": name, "rounds": len(ms), "median_ms": round(statistics.median(ms), 1),
+           "worst_ms": round(ms[-1], 1), "best_ms": round(ms[0], 1)}
+    print(f"{name:<34} median {row['median_ms']:>8} ms   best {row['best_ms']:>8} ms   "
+          f"worst {row['worst_ms']:>8} ms")
+    return row
+
+
+async def main(rounds: int, alive: float, scenarios: list[str]) -> list[dict[str, object]]:
+    rows = []
+    print(f"hulytrio failover, {rounds} rounds, alive timeout {alive} s, ping interval 1 s")
+    if any(s in scenarios for s in ("kill", "freeze", "close")):
+        port = free_port()
+        url = f"ws://127.0.0.1:{port}"
+        hub_proc = await hub(port, alive)
+        try:
+            async with hulytrio.open_client(url) as probe:
+                await probe.wait_connection()
+            for how, label in (("kill", "agent SIGKILL -> standby serving"),
+                               ("freeze", "agent SIGSTOP -> standby serving"),
+                               ("close", "agent SIGTERM -> standby serving")):
+                if how not in scenarios:
+                    continue
+                values = []
+                for n in range(rounds):
+                    with trio.fail_after(alive * 3 + 20):
+                        values.append(await standby_round(url, how, n))
+                rows.append(summary(label, values))
+        finally:
+            await stop(hub_proc)
+    if "hub-restart" in scenarios:
+        total, after_spawn = [], []
+        for _ in range(rounds):
+            with trio.fail_after(30):
+                t, s = await hub_restart_round(alive)
+            total.append(t)
+            after_spawn.append(s)
+        rows.append(summary("hub SIGKILL+restart -> ref usable", total))
+        rows.append(summary("  of which after new hub spawned", after_spawn))
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--alive", type=float, default=3.0, help="hub alive timeout (s)")
+    parser.add_argument("--scenario", default="kill,freeze,close,hub-restart")
+    parser.add_argument("--json", help="append one JSON line per figure to this file")
+    args = parser.parse_args()
+    figures = trio.run(main, args.rounds, args.alive, args.scenario.split(","))
+    if args.json:
+        with open(args.json, "a") as out:
+            for row in figures:
+                out.write(json.dumps(row) + "\n")
