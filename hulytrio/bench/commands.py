@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from .procs import BenchError
+from .profile import summarize
 from .report import format_results, json_line
 from .scenarios import QUICK, SCENARIOS, Result, run
 
@@ -41,6 +42,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds measured (default 3; the reference used 10)")
     parser.add_argument("--json", metavar="PATH",
                         help="also append each result's JSON line to PATH")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="record each process of echo scenarios with py-spy into DIR "
+                             "and print where the time goes")
 
 
 def _selected(args: argparse.Namespace) -> list[str]:
@@ -70,7 +74,8 @@ def _command(args: argparse.Namespace) -> int:
     for name in names:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         try:
-            result = run(SCENARIOS[name], warmup=args.warmup, duration=args.duration)
+            result = run(SCENARIOS[name], warmup=args.warmup, duration=args.duration,
+                         profile=args.profile)
         except BenchError as exc:
             failed += 1
             print(f"{name} FAILED: {exc}", file=sys.stderr, flush=True)
@@ -81,6 +86,10 @@ def _command(args: argparse.Namespace) -> int:
         if args.json:
             with open(args.json, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
+    for result in results:
+        for path in result.profiles:
+            print()
+            print(summarize(path))
     print()
     print(format_results(results))
     if failed:

@@ -23,8 +23,9 @@ def _ratio(ours: float, theirs: float | None) -> str:
 def _usage(result: Result, key: str, fmt: str) -> str:
     procs = result.processes
     clients = [v[key] for name, v in procs.items()
-               if name not in ("hub", "agent")]
-    parts = [fmt.format(procs[name][key]) if name in procs else "-" for name in ("hub", "agent")]
+               if name not in ("hub", "server", "agent")]
+    hub = "hub" if "hub" in procs else "server"
+    parts = [fmt.format(procs[name][key]) if name in procs else "-" for name in (hub, "agent")]
     if clients:
         parts.append(fmt.format(sum(clients) if key == "cpu_s" else max(clients)))
     return "/".join(parts)
@@ -44,10 +45,12 @@ def format_results(results: Sequence[Result]) -> str:
 
     Ratios are ours / the reference's (req/s: higher is better; p50 and p99
     in ms: lower is better).  CPU seconds (in the measured window) and peak
-    RSS are given as hub/agent/clients (clients summed for CPU, max for RSS).
+    RSS are given as hub/agent/clients (clients summed for CPU, max for RSS;
+    the raw-ws yardstick's server counts as the hub); "load" is the
+    machine's 1-minute load average when the scenario started.
     """
     lines: list[str] = []
-    echo = [r for r in results if r.scenario.kind == "echo"]
+    echo = [r for r in results if r.scenario.kind in ("echo", "rawws")]
     if echo:
         rows = []
         for r in echo:
@@ -61,12 +64,13 @@ def format_results(results: Sequence[Result]) -> str:
                 f"{m['p99_ms']}", f"{ref.p99_ms}" if ref and ref.p99_ms else "-",
                 f"{m['max_ms']}", f"{m['errors']}",
                 _usage(r, "cpu_s", "{:.1f}"), _usage(r, "peak_rss_mb", "{:.0f}"),
+                f"{m.get('load_1m_before', '-')}",
             ])
         lines += _table(["scenario", "req/s", "ref req/s", "ratio", "p50 ms", "ref p50",
                          "p95 ms", "p99 ms", "ref p99", "max ms", "errors",
-                         "CPU s h/a/c", "peak MB h/a/c"], rows)
+                         "CPU s h/a/c", "peak MB h/a/c", "load"], rows)
     for r in results:
-        if r.scenario.kind == "echo":
+        if r.scenario.kind in ("echo", "rawws"):
             continue
         ref = REFERENCE.get(r.scenario.name)
         metrics = "  ".join(f"{k}={v}" for k, v in r.metrics.items())

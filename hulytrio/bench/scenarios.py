@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from typing import Any
 import attrs
 
 from .procs import BenchError, Proc, Processes, free_port, wait_for_port
+from .profile import start_profilers
 from .stats import Histogram, ProcSample
 
 __all__ = ["QUICK", "SCENARIOS", "Result", "Scenario", "run"]
@@ -73,6 +75,8 @@ class Result:
     metrics: dict[str, float | int | str] = attrs.Factory(dict)
     #: process name -> {"cpu_s": ..., "peak_rss_mb": ...}
     processes: dict[str, dict[str, float]] = attrs.Factory(dict)
+    #: py-spy raw profiles written (``--profile``)
+    profiles: list[str] = attrs.Factory(list)
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON-able form printed on the scenario's JSON line."""
@@ -105,6 +109,10 @@ def _echo_scenarios() -> dict[str, Scenario]:
 
 SCENARIOS: dict[str, Scenario] = {
     **_echo_scenarios(),
+    "raw-ws-1": Scenario("raw-ws-1", "rawws", "yardstick: plain trio-websocket echo, "
+                         "one message per frame, 1 in flight (no hulytrio code)"),
+    "raw-ws-16": Scenario("raw-ws-16", "rawws", "yardstick: plain trio-websocket echo, "
+                          "one message per frame, 16 in flight", inflight=16),
     "cold-get": Scenario("cold-get", "coldget",
                          "latency of get() of a new container, one after another", count=200),
     "fanout-1000": Scenario("fanout-1000", "fanout",
@@ -121,7 +129,7 @@ SCENARIOS: dict[str, Scenario] = {
 #: The default set (``hulytrio bench`` with no ``--scenario``): the issue's
 #: table, a few variants, and one of each other kind; a few minutes in all.
 QUICK: tuple[str, ...] = (
-    "hub-1", "hub-16", "hub-64", "direct-1", "direct-16", "direct-64",
+    "raw-ws-1", "raw-ws-16", "hub-1", "hub-16", "hub-64", "direct-1", "direct-16", "direct-64",
     "hub-16-x8", "hub-16-10k", "hub-1-1m",
     "cold-get", "fanout-1000", "connect-1000", "memory",
 )
@@ -208,7 +216,7 @@ def _rss(proc: Proc) -> int:
 # --- scenarios --------------------------------------------------------------------------
 
 
-def _run_echo(sc: Scenario, warmup: float, duration: float) -> Result:
+def _run_echo(sc: Scenario, warmup: float, duration: float, profile: str | None) -> Result:
     result = Result(sc)
     with Processes() as ps:
         _, url = _start_hub(ps)
@@ -228,9 +236,18 @@ def _run_echo(sc: Scenario, warmup: float, duration: float) -> Result:
             w.send(command)
         _sleep_until(start + warmup)
         before = ps.sample_all()
+        recorders = (start_profilers(ps.procs, duration, profile, sc.name)
+                     if profile is not None else [])
         _sleep_until(start + warmup + duration)
         result.processes = _usage(ps, before)
         replies = [w.read(SETUP_TIMEOUT) for w in workers]
+        for path, recorder in recorders:
+            try:
+                recorder.wait(30)
+            except subprocess.TimeoutExpired:
+                recorder.kill()
+                recorder.wait()
+            result.profiles.append(path)
     hist = Histogram()
     errors = wrong = 0
     for reply in replies:
@@ -242,7 +259,8 @@ def _run_echo(sc: Scenario, warmup: float, duration: float) -> Result:
     return result
 
 
-def _run_coldget(sc: Scenario, warmup: float, duration: float) -> Result:
+def _run_coldget(sc: Scenario, warmup: float, duration: float, profile: str | None
+             ) -> Result:
     result = Result(sc)
     with Processes() as ps:
         _, url = _start_hub(ps)
@@ -274,7 +292,8 @@ def _connect_crowd(ps: Processes, url: str, sc: Scenario
     return workers, times, idle_rss
 
 
-def _run_connect(sc: Scenario, warmup: float, duration: float) -> Result:
+def _run_connect(sc: Scenario, warmup: float, duration: float, profile: str | None
+             ) -> Result:
     result = Result(sc)
     with Processes() as ps:
         hub, url = _start_hub(ps)
@@ -297,7 +316,8 @@ def _run_connect(sc: Scenario, warmup: float, duration: float) -> Result:
     return result
 
 
-def _run_fanout(sc: Scenario, warmup: float, duration: float) -> Result:
+def _run_fanout(sc: Scenario, warmup: float, duration: float, profile: str | None
+             ) -> Result:
     result = Result(sc)
     markers = [f"fanout-marker-{i}" for i in range(sc.rounds)]
     with Processes() as ps:
@@ -332,7 +352,8 @@ def _run_fanout(sc: Scenario, warmup: float, duration: float) -> Result:
     return result
 
 
-def _run_memory(sc: Scenario, warmup: float, duration: float) -> Result:
+def _run_memory(sc: Scenario, warmup: float, duration: float, profile: str | None
+             ) -> Result:
     # Two fresh hubs: every client receives every registry event and a
     # snapshot on welcome, so 1,000 clients watching 1,000 agents register
     # would measure that fan-out (N x N records), not memory.
@@ -372,14 +393,41 @@ def _run_memory(sc: Scenario, warmup: float, duration: float) -> Result:
     return result
 
 
-_RUNNERS: dict[str, Callable[[Scenario, float, float], Result]] = {
-    "echo": _run_echo, "coldget": _run_coldget, "fanout": _run_fanout,
+def _run_rawws(sc: Scenario, warmup: float, duration: float, profile: str | None
+              ) -> Result:
+    result = Result(sc)
+    with Processes() as ps:
+        port = free_port()
+        server = ps.python("server", "-m", "hulytrio.bench.rawws", "serve", str(port))
+        wait_for_port(server, port)
+        start = time.monotonic() + 0.5
+        load = ps.python("client", "-m", "hulytrio.bench.rawws", "load", str(port),
+                         str(sc.inflight), str(sc.payload), str(start), str(warmup),
+                         str(duration), pipe=True)
+        _sleep_until(start + warmup)
+        before = ps.sample_all()
+        _sleep_until(start + warmup + duration)
+        result.processes = _usage(ps, before)
+        reply = load.read(SETUP_TIMEOUT)
+    hist = Histogram.from_json(reply["hist"])
+    result.metrics = {"requests": hist.count, "req_per_s": round(hist.count / duration, 1),
+                      **_latency_metrics(hist), "errors": 0, "wrong": 0}
+    return result
+
+
+_RUNNERS: dict[str, Callable[[Scenario, float, float, str | None], Result]] = {
+    "echo": _run_echo, "rawws": _run_rawws, "coldget": _run_coldget, "fanout": _run_fanout,
     "connect": _run_connect, "memory": _run_memory,
 }
 
 
-def run(scenario: Scenario, *, warmup: float, duration: float) -> Result:
+def run(scenario: Scenario, *, warmup: float, duration: float, profile: str | None = None
+        ) -> Result:
     """Run ``scenario`` (warm-up and measured seconds for the echo kind); returns its Result.
+
+    With ``profile`` (a directory), every process of an echo scenario is
+    recorded by py-spy during the measured window; ``Result.profiles`` lists
+    the files.
 
     Raises:
         BenchError: if a process failed, did not answer in time, or a request
@@ -387,4 +435,8 @@ def run(scenario: Scenario, *, warmup: float, duration: float) -> Result:
     """
     if sys.platform != "linux":
         raise BenchError("the harness reads /proc: it runs on Linux only")
-    return _RUNNERS[scenario.kind](scenario, warmup, duration)
+    load_1m = os.getloadavg()[0]
+    result = _RUNNERS[scenario.kind](scenario, warmup, duration, profile)
+    # Other work on the machine skews every figure: say how busy it was.
+    result.metrics["load_1m_before"] = round(load_1m, 2)
+    return result
