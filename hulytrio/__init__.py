@@ -11,6 +11,9 @@ The public API (see docs/tutorial.md)::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from hulytrio.core.errors import (
     ConnectionClosed,
     ContainerNotFound,
@@ -25,11 +28,43 @@ from hulytrio.core.errors import (
 from hulytrio.core.events import NetworkEvent
 from hulytrio.core.timeouts import Timeouts
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions
-from hulytrio.transport.agent import Agent
-from hulytrio.transport.client import Client, ContainerReference, Updates, open_client
-from hulytrio.transport.connection import ContainerConnection
-from hulytrio.transport.container import Broadcast, Container, Factory, StatelessContainer
-from hulytrio.transport.server import NetworkServer, serve_network
+
+if TYPE_CHECKING:
+    from hulytrio.transport.agent import Agent
+    from hulytrio.transport.client import Client, ContainerReference, Updates, open_client
+    from hulytrio.transport.connection import ContainerConnection
+    from hulytrio.transport.container import Broadcast, Container, Factory, StatelessContainer
+    from hulytrio.transport.server import NetworkServer, serve_network
+
+# The drivers import trio; ``import hulytrio.core`` (which runs this file)
+# must not, so the driver names are resolved on first use (PEP 562).
+_LAZY = {
+    "Agent": "hulytrio.transport.agent",
+    "Client": "hulytrio.transport.client",
+    "ContainerReference": "hulytrio.transport.client",
+    "Updates": "hulytrio.transport.client",
+    "open_client": "hulytrio.transport.client",
+    "ContainerConnection": "hulytrio.transport.connection",
+    "Broadcast": "hulytrio.transport.container",
+    "Container": "hulytrio.transport.container",
+    "Factory": "hulytrio.transport.container",
+    "StatelessContainer": "hulytrio.transport.container",
+    "NetworkServer": "hulytrio.transport.server",
+    "serve_network": "hulytrio.transport.server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hulytrio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "Agent",
