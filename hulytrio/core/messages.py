@@ -135,9 +135,11 @@ class Close(Message):
 class Get(Message):
     """Acquire a container of ``kind`` (answered with ``GetReply``).
 
-    ``reacquire`` marks a session rebuilding a reference it already had: if
-    the client still holds the container (a promoted stateless one), no
-    second hold is taken, so one release still frees it.
+    ``reacquire`` marks a session rebuilding a reference it already had (the
+    hub may park it during its recovery window, see docs/design.md);
+    ``held`` says that this reference's hold is still counted by the hub (a
+    promoted stateless container): then no second hold is taken, so one
+    release still frees it.
     """
 
     TAG: ClassVar[str] = "get"
@@ -145,6 +147,7 @@ class Get(Message):
     kind: str
     options: GetOptions = attrs.field(factory=GetOptions)
     reacquire: bool = False
+    held: bool = False
 
 
 @attrs.frozen

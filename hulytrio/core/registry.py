@@ -653,12 +653,14 @@ class Registry:
 
     def get(
         self, client_id: ClientId, call_id: int, kind: ContainerKind, options: GetOptions,
-        now: float, *, reacquire: bool = False,
+        now: float, *, reacquire: bool = False, held: bool = False,
     ) -> None:
         """Acquire a container for ``client_id``; answers ``GetReply`` or ``Error``.
 
-        With ``reacquire``, a container the client already holds is answered
-        without taking another hold (a session rebuilding its reference).
+        With ``held``, a container the client already holds is answered
+        without taking another hold (a reference whose hold survived, e.g. a
+        promoted stateless container).  With ``reacquire``, an unknown uuid
+        is parked during the recovery window instead of started.
 
         Order: live uuid -> pending uuid -> live container of the same kind and
         label set -> pending start of the same kind and label set -> start one on
@@ -675,7 +677,7 @@ class Registry:
                     self._error(client_id, call_id, ErrorCode.BAD_KIND,
                                 f"container {uuid!r} is of kind {c.kind!r}, not {kind!r}")
                     return
-                if not (reacquire and client_id in c.holders):
+                if not (held and client_id in c.holders):
                     self._hold(client_id, c)
                 self._send(client_id, GetReply(call_id, c.record()))
                 return

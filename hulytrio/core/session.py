@@ -665,7 +665,8 @@ class ClientSession:
                 # Re-acquire the container we had, under its current uuid.
                 options = GetOptions(ref.record.uuid, ref.asked.labels, ref.asked.extra)
             message = Get(call_id, ref.kind, options,
-                          reacquire=kind == "reacquire" and ref.held)
+                          reacquire=kind == "reacquire",
+                          held=kind == "reacquire" and ref.held)
         elif kind == "release":
             message = Release(call_id, call.data)
         elif kind in ("query", "resync"):
