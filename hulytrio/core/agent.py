@@ -168,16 +168,16 @@ class AgentState:
         """
         out: list[Effect] = []
         if full:
-            for uuid, local in self._containers.items():
-                if local.stateless:
+            for uuid, mine in self._containers.items():
+                if mine.stateless:
                     # A registration starts a new ownership view (perhaps a new
                     # hub term whose epochs restart): older epochs mean nothing.
-                    local.epoch = 0
-                    if local.status is LocalStatus.STANDBY and uuid not in reply.standby \
+                    mine.epoch = 0
+                    if mine.status is LocalStatus.STANDBY and uuid not in reply.standby \
                             and uuid not in reply.terminate:
                         # fix: the hub made us the owner; a standby that won
                         # must serve, or requests bounce off it forever.
-                        local.status = LocalStatus.ACTIVE
+                        mine.status = LocalStatus.ACTIVE
                         out.append(SetServing(self.agent_id, uuid, True, 0))
         for uuid in reply.standby:
             local = self._containers.get(uuid)
