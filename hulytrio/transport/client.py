@@ -59,7 +59,7 @@ from hulytrio.core.effects import (
 )
 from hulytrio.core.errors import HulyError, LocalProtocolError
 from hulytrio.core.events import NetworkEvent
-from hulytrio.core.session import ClientSession
+from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
 
 from .codec import WireError, decode_frame_lenient, decode_payload, encode_payload
@@ -77,6 +77,10 @@ T = TypeVar("T")
 
 #: How long one connection attempt (TCP + WebSocket handshake) may take.
 CONNECT_TIMEOUT = 5.0
+#: Reconnect backoff: 50 ms growing by half to 2 s, jittered.  Flatter than the
+#: core's default so a restarted hub is found within ~0.6 s of listening
+#: again once it has been down for a second (measured: docs/performance.md).
+RECONNECT_BACKOFF = Backoff(initial=0.05, maximum=2.0, factor=1.5)
 #: Registry events buffered per ``updates()`` listener before it is cut off.
 UPDATES_BUFFER = 1024
 
@@ -518,18 +522,22 @@ class _Proxy:
 @asynccontextmanager
 async def open_client(url: str, *, client_id: str | None = None,
                       alive_timeout: float | None = None,
+                      backoff: Backoff = RECONNECT_BACKOFF,
                       seed: int | None = None) -> AsyncIterator[Client]:
     """Connect to the hub at ``url`` for the duration of the ``async with`` block.
 
     Returns at once (the connection is made in the background and remade
     forever with backoff); calls made before the hub answers wait for it.
-    ``await client.wait_connection()`` waits for the first welcome.  On exit,
+    ``await client.wait_connection()`` waits for the first welcome.
+    ``alive_timeout`` asks the hub for this client's own alive timeout;
+    ``backoff`` paces reconnects; ``seed`` fixes the jitter.  On exit,
     hosted agents are unregistered and their containers terminated, and the
     hub is told ``Close``.
     """
     session = ClientSession(client_id if client_id is not None
                             else f"client-{secrets.token_hex(4)}",
-                            rng=random.Random(seed), alive_timeout=alive_timeout)
+                            rng=random.Random(seed), alive_timeout=alive_timeout,
+                            backoff=backoff)
     with single_errors():
         async with trio.open_nursery() as nursery:
             client = Client(url, session, nursery)
