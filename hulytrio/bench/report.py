@@ -31,6 +31,12 @@ def _usage(result: Result, key: str, fmt: str) -> str:
     return "/".join(parts)
 
 
+def _cpu_us(metrics: dict[str, float | int | str]) -> str:
+    hub = metrics.get("hub_cpu_us_per_req", metrics.get("server_cpu_us_per_req"))
+    parts = [hub, metrics.get("agent_cpu_us_per_req"), metrics.get("clients_cpu_us_per_req")]
+    return "/".join("-" if p is None else f"{float(p):.0f}" for p in parts)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     lines = ["  ".join(str(c).rjust(w) for c, w in zip(header, widths, strict=True))]
@@ -63,12 +69,12 @@ def format_results(results: Sequence[Result]) -> str:
                 f"{m['p50_ms']}", f"{ref.p50_ms}" if ref else "-", f"{m['p95_ms']}",
                 f"{m['p99_ms']}", f"{ref.p99_ms}" if ref and ref.p99_ms else "-",
                 f"{m['max_ms']}", f"{m['errors']}",
-                _usage(r, "cpu_s", "{:.1f}"), _usage(r, "peak_rss_mb", "{:.0f}"),
+                _usage(r, "cpu_s", "{:.1f}"), _cpu_us(m), _usage(r, "peak_rss_mb", "{:.0f}"),
                 f"{m.get('load_1m_before', '-')}",
             ])
         lines += _table(["scenario", "req/s", "ref req/s", "ratio", "p50 ms", "ref p50",
                          "p95 ms", "p99 ms", "ref p99", "max ms", "errors",
-                         "CPU s h/a/c", "peak MB h/a/c", "load"], rows)
+                         "CPU s h/a/c", "CPU us/req h/a/c", "peak MB h/a/c", "load"], rows)
     for r in results:
         if r.scenario.kind in ("echo", "rawws"):
             continue

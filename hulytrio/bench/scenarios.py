@@ -197,6 +197,21 @@ def _usage(ps: Processes, before: dict[str, ProcSample | None] | None = None
     return out
 
 
+def _cpu_per_request(processes: dict[str, dict[str, float]], requests: int
+                     ) -> dict[str, float | int | str]:
+    """Return the CPU microseconds each role spent per request in the measured window.
+
+    Unlike req/s this hardly depends on what else the machine is doing, so it
+    is the figure to compare two versions by on a busy machine.
+    """
+    roles: dict[str, float] = {}
+    for name, usage in processes.items():
+        role = name if name in ("hub", "agent", "server") else "clients"
+        roles[role] = roles.get(role, 0.0) + usage["cpu_s"]
+    return {f"{role}_cpu_us_per_req": round(cpu / max(requests, 1) * 1e6, 1)
+            for role, cpu in roles.items()}
+
+
 def _latency_metrics(hist: Histogram, prefix: str = "") -> dict[str, float | int | str]:
     return {
         f"{prefix}p50_ms": round(hist.percentile(0.50) * 1e3, 3),
@@ -255,7 +270,8 @@ def _run_echo(sc: Scenario, warmup: float, duration: float, profile: str | None)
         errors += int(reply["errors"])
         wrong += int(reply["wrong"])
     result.metrics = {"requests": hist.count, "req_per_s": round(hist.count / duration, 1),
-                      **_latency_metrics(hist), "errors": errors, "wrong": wrong}
+                      **_latency_metrics(hist), "errors": errors, "wrong": wrong,
+                      **_cpu_per_request(result.processes, hist.count)}
     return result
 
 
@@ -411,7 +427,8 @@ def _run_rawws(sc: Scenario, warmup: float, duration: float, profile: str | None
         reply = load.read(SETUP_TIMEOUT)
     hist = Histogram.from_json(reply["hist"])
     result.metrics = {"requests": hist.count, "req_per_s": round(hist.count / duration, 1),
-                      **_latency_metrics(hist), "errors": 0, "wrong": 0}
+                      **_latency_metrics(hist), "errors": 0, "wrong": 0,
+                      **_cpu_per_request(result.processes, hist.count)}
     return result
 
 
