@@ -1,0 +1,85 @@
+"""``hulytrio serve`` / ``hulytrio agent`` settings: flags win over env, env over defaults."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+
+import pytest
+
+from hulytrio.transport.commands import agent_settings, load_factories, register, serve_settings
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_serve_defaults():
+    host, port, timeouts = serve_settings(parse("serve"), {})
+    assert (host, port) == ("0.0.0.0", 3737)
+    assert timeouts.alive == 3.0
+    assert timeouts.unused_container == 5.0
+
+
+def test_serve_env_wins_over_defaults():
+    env = {"NETWORK_BIND_ADDRESS": "127.0.0.2", "NETWORK_PORT": "4000",
+           "ALIVE_TIMEOUT": "7", "CONTAINER_TIMEOUT": "60"}
+    host, port, timeouts = serve_settings(parse("serve"), env)
+    assert (host, port) == ("127.0.0.2", 4000)
+    assert timeouts.alive == 7.0
+    assert timeouts.unused_container == 60.0
+
+
+def test_serve_flags_win_over_env():
+    env = {"NETWORK_BIND_ADDRESS": "127.0.0.2", "NETWORK_PORT": "4000", "ALIVE_TIMEOUT": "7"}
+    args = parse("serve", "--host", "127.0.0.1", "--port", "0", "--alive-timeout", "1.5",
+                 "--container-timeout", "0.5")
+    host, port, timeouts = serve_settings(args, env)
+    assert (host, port) == ("127.0.0.1", 0)
+    assert timeouts.alive == 1.5
+    assert timeouts.unused_container == 0.5
+
+
+def test_serve_rejects_bad_env():
+    with pytest.raises(ValueError, match="invalid"):
+        serve_settings(parse("serve"), {"NETWORK_PORT": "http"})
+    with pytest.raises(ValueError, match="> 0"):
+        serve_settings(parse("serve"), {"ALIVE_TIMEOUT": "-1"})
+
+
+def test_agent_settings_follow_the_seed_environment():
+    env = {"NETWORK_HOST": "network-server", "NETWORK_PORT": "3737", "AGENT_ID": "agent-1",
+           "AGENT_PORT": "3738"}
+    url, agent_id, endpoint = agent_settings(parse("agent", "--factories", "m:F"), env)
+    assert url == "ws://network-server:3737"
+    assert agent_id == "agent-1"
+    assert endpoint == "0.0.0.0:3738"
+    args = parse("agent", "--factories", "m:F", "--url", "ws://h:1", "--agent-id", "x",
+                 "--endpoint", "127.0.0.1:9")
+    assert agent_settings(args, env) == ("ws://h:1", "x", "127.0.0.1:9")
+    assert agent_settings(parse("agent", "--factories", "m:F"), {}) == (
+        "ws://127.0.0.1:3737", None, None)
+
+
+def test_load_factories(tmp_path, monkeypatch):
+    (tmp_path / "my_factories_mod.py").write_text(textwrap.dedent("""
+        async def make(options):
+            return None
+        FACTORIES = {"k": make}
+        STATELESS = ["offer"]
+        NOT_A_DICT = [1]
+    """))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    factories, stateless = load_factories("my_factories_mod:FACTORIES")
+    assert list(factories) == ["k"]
+    assert stateless == ["offer"]
+    with pytest.raises(ValueError, match="not a dict"):
+        load_factories("my_factories_mod:NOT_A_DICT")
+    with pytest.raises(ValueError, match=r"package\.module:NAME"):
+        load_factories("my_factories_mod")
+    with pytest.raises(ImportError):
+        load_factories("no_such_module_here:FACTORIES")
