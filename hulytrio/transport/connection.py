@@ -25,7 +25,8 @@ from trio_websocket import ConnectionClosed as WsConnectionClosed
 from trio_websocket import HandshakeError, WebSocketConnection
 
 from hulytrio.core.effects import CloseConnection, DeliverPush, Effect, Reject, Resolve, Send
-from hulytrio.core.endpoint import EndpointClient
+from hulytrio.core.endpoint import EndpointClient, EndpointState
+from hulytrio.core.errors import ConnectionClosed
 
 from .codec import WireError, decode_frame_lenient, decode_payload, encode_payload
 from .dial import dial
@@ -144,6 +145,8 @@ class _Direct:
         return outcome.value
 
     async def request(self, uuid: str, operation: str, data: Any) -> Any:
+        if self.machine.state is not EndpointState.OPEN:
+            raise ConnectionClosed("the connection to the agent's endpoint is closed")
         handle, effects = self.machine.request(uuid, operation, encode_payload(data))
         self.perform(effects)
         payload: bytes = await self.wait(handle)

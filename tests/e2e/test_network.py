@@ -203,6 +203,21 @@ async def test_direct_endpoint_connect_and_events():
             assert await _wait_value(lambda: ref.request("emit", {"tick": 2}), 0)
 
 
+async def test_direct_connection_ends_when_its_agent_goes():
+    with trio.fail_after(10):
+        async with hulytrio.serve_network(port=0) as hub, hulytrio.open_client(hub.url) as c, \
+                hulytrio.open_client(hub.url) as agent_side:
+            agent = await agent_side.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0")
+            ref = await c.get("echo")
+            async with ref.connect() as conn:
+                events = conn.events()
+                assert await events.__anext__() == {"welcome": c.client_id}
+                await agent.aclose()
+                assert [e async for e in events] == [], "the stream ends, nothing more"
+                with pytest.raises(hulytrio.ConnectionClosed):
+                    await conn.request("anyone?")
+
+
 async def test_hub_relayed_connect_without_endpoint():
     with trio.fail_after(10):
         async with hulytrio.serve_network(port=0) as hub, \
