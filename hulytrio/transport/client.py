@@ -27,7 +27,7 @@ import logging
 import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import trio
@@ -57,12 +57,14 @@ from hulytrio.core.effects import (
     StartContainer,
     StopContainer,
 )
-from hulytrio.core.errors import HulyError, LocalProtocolError
+from hulytrio.core.errors import ConnectionClosed, HulyError, LocalProtocolError
 from hulytrio.core.events import NetworkEvent
 from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
 
+from .agent import Agent, AgentRuntime
 from .codec import WireError, decode_frame_lenient, decode_payload, encode_payload
+from .connection import ContainerConnection, open_container_connection
 from .container import Factory, StatelessContainer
 from .deadlines import DeadlineTask
 from .dial import dial
@@ -128,7 +130,6 @@ class Updates:
             return await self._rx.receive()
         except trio.EndOfChannel:
             if self.overflowed:
-                from hulytrio.core.errors import ConnectionClosed
                 raise ConnectionClosed("updates listener fell too far behind") from None
             raise StopAsyncIteration from None
 
@@ -161,7 +162,7 @@ class Client:
         self._updates: dict[int, Updates] = {}
         #: uuid -> push listeners of event streams opened through the hub
         self._push_listeners: dict[str, dict[int, trio.MemorySendChannel[bytes]]] = {}
-        self._agents: dict[str, Any] = {}
+        self._agents: dict[str, AgentRuntime] = {}
         self._refs: dict[int, ContainerReference] = {}
         self._welcomed = trio.Event()
         self._timer = DeadlineTask(session.next_deadline, self._fire)
@@ -220,7 +221,7 @@ class Client:
 
     async def serve_agent(self, factories: dict[str, Factory], *, agent_id: str | None = None,
                           stateless: Sequence[StatelessContainer] = (),
-                          endpoint: str | None = None) -> Any:
+                          endpoint: str | None = None) -> Agent:
         """Host an agent in this client and register it; returns its ``Agent``.
 
         ``factories`` maps each kind to an async factory; ``stateless`` lists
@@ -231,8 +232,6 @@ class Client:
             LocalProtocolError: if an agent with that id is already hosted here.
             OSError: if the endpoint cannot be bound.
         """
-        from .agent import AgentRuntime  # agent.py imports this module
-
         agent_id = agent_id if agent_id is not None else f"agent-{secrets.token_hex(4)}"
         if agent_id in self._agents:
             raise LocalProtocolError(f"agent {agent_id!r} is already hosted here")
@@ -476,14 +475,12 @@ class ContainerReference:
         self._client._refs.pop(self.ref_id, None)
         await self._client._wait(self._client.session.release(self.ref_id))
 
-    def connect(self) -> Any:
+    def connect(self) -> AbstractAsyncContextManager[ContainerConnection]:
         """Return an async context manager yielding a ``ContainerConnection``.
 
         With an agent endpoint the connection goes straight to the agent (the
         reference's "routed" path); otherwise through the hub ("noconnect").
         """
-        from .connection import open_container_connection
-
         return open_container_connection(self)
 
     def cast(self, interface: type[T], *, qualified: bool = False) -> T:
