@@ -39,6 +39,25 @@ async def test_agent_killed_containers_removed_within_alive_timeout(procs):
             assert "doomed" not in await agent_ids(c)
 
 
+async def test_hung_agent_removed_by_alive_timeout(procs):
+    # SIGSTOP: the process keeps its socket open but goes silent (a hung host).
+    with trio.fail_after(30):
+        async with hulytrio.serve_network(port=0, timeouts=FAST) as hub, \
+                hulytrio.open_client(hub.url) as c:
+            proc = await procs.agent(hub.url, "frozen")
+            await wait_for(lambda: _has_agent(c, "frozen"))
+            ref = await c.get("echo")
+            updates = c.updates()
+            stopped_at = trio.current_time()
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                removed_at = await _removed(updates, ref.uuid)
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            took = removed_at - stopped_at
+            assert ALIVE - PING <= took < ALIVE + PING + 0.2, procs.logs()
+
+
 async def test_clean_agent_close_removes_at_once(procs):
     # The default alive timeout (3 s): removal must not wait for it.
     with trio.fail_after(30):
