@@ -106,7 +106,8 @@ class NetworkServer:
         for effect in self.hub.effects():
             if isinstance(effect, Send):
                 peer = self._peers.get(effect.conn)
-                if peer is not None and not peer.outbox.put_nowait(effect.message):
+                if (peer is not None and not peer.outbox.closing
+                        and not peer.outbox.put_nowait(effect.message)):
                     self._drop_slow(peer)
             elif isinstance(effect, CloseConnection):
                 peer = self._peers.get(effect.conn)
@@ -118,8 +119,6 @@ class NetworkServer:
         self._timer.poke()
 
     def _drop_slow(self, peer: _Peer) -> None:
-        if peer.outbox.closing and peer.scope.cancel_called:
-            return
         self._dropped += 1
         log.warning("dropping connection %s (%s): send queue full (%d messages); "
                     "the peer is not reading", peer.conn, peer.address, self.send_queue)
@@ -221,9 +220,12 @@ async def _listen(server: NetworkServer, host: str, port: int, nursery: trio.Nur
                   *, task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED) -> None:
     # The handlers run in the server's own nursery ("one nursery owns every
     # connection"); a small disconnect timeout keeps a dead peer from holding
-    # its slot after its handler returned.
+    # its slot after its handler returned.  trio-websocket closes a connection
+    # (1009) on a message over its limit; ours is twice the frame limit so a
+    # frame somewhat too large gets a protocol Error answer from the codec
+    # instead, while memory stays bounded.
     await serve_websocket(server._handle, host, port, ssl_context=None,
-                          handler_nursery=nursery, max_message_size=server.max_frame_bytes,
+                          handler_nursery=nursery, max_message_size=2 * server.max_frame_bytes,
                           disconnect_timeout=1.0, task_status=task_status)
 
 

@@ -21,6 +21,7 @@ from hulytrio.core.messages import (
     Welcome,
 )
 from hulytrio.transport.codec import decode_frame, encode_frame
+from hulytrio.transport.dial import dial
 
 FAST = hulytrio.Timeouts(alive=1.0, ping_interval=0.2, unused_container=0.3)
 
@@ -266,6 +267,28 @@ async def test_bad_input_gets_an_error_and_disturbs_nobody():
                 assert reply[0].code == "not_found"
             assert (await ref.request("still fine"))["op"] == "still fine"
             assert hub.statistics().bad_frames >= len(garbage) + 1
+
+
+async def test_oversized_frames():
+    with trio.fail_after(10):
+        async with hulytrio.serve_network(port=0, max_frame_bytes=1000) as hub, \
+                trio.open_nursery() as nursery:
+            # dial(): trio-websocket leaves a client's socket open when the
+            # server closes; we own the stream and close it.
+            raw, stream = await dial(nursery, hub.url)
+            async with stream:
+                await raw.send_message(encode_frame([Hello(PROTOCOL_VERSION, "big")]))
+                assert isinstance((await _replies(raw))[0], Welcome)
+                # over the frame limit: answered with an error, the connection lives
+                await raw.send_message(encode_frame([Request(1, "u", "op", b"x" * 1500)]))
+                reply = (await _replies(raw))[0]
+                assert isinstance(reply, Error)
+                assert reply.code == "protocol"
+                # far over it: the WebSocket layer closes the connection (1009)
+                await raw.send_message(encode_frame([Request(2, "u", "op", b"x" * 5000)]))
+                with pytest.raises(trio_websocket.ConnectionClosed):
+                    await _replies(raw)
+                assert raw.closed.code == 1009
 
 
 async def test_slow_consumer_is_dropped_without_stalling_others():
