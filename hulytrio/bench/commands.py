@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .procs import BenchError
-from .profile import summarize
-from .report import format_results, json_line
-from .scenarios import QUICK, SCENARIOS, Result, run
+if TYPE_CHECKING:
+    from .scenarios import Result
+
 
 __all__ = ["main", "register"]
 
@@ -48,6 +47,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _selected(args: argparse.Namespace) -> list[str]:
+    from .scenarios import QUICK, SCENARIOS
+
     if args.all:
         return list(SCENARIOS)
     names = [n.strip() for s in args.scenario for n in s.split(",") if n.strip()]
@@ -55,6 +56,13 @@ def _selected(args: argparse.Namespace) -> list[str]:
 
 
 def _command(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: every ``hulytrio`` command (a hub
+    # restarting, say) imports this module to build the parser.
+    from .procs import BenchError
+    from .profile import summarize
+    from .report import format_results, json_line
+    from .scenarios import QUICK, SCENARIOS, run
+
     if args.list:
         for name, sc in SCENARIOS.items():
             mark = "*" if name in QUICK else " "
