@@ -55,7 +55,7 @@ async def test_hung_agent_removed_by_alive_timeout(procs):
             finally:
                 proc.send_signal(signal.SIGCONT)
             took = removed_at - stopped_at
-            assert ALIVE - PING <= took < ALIVE + PING + 0.2, procs.logs()
+            assert ALIVE - PING <= took < ALIVE + PING + 0.5, procs.logs()
 
 
 async def test_clean_agent_close_removes_at_once(procs):
