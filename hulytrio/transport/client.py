@@ -83,6 +83,10 @@ CONNECT_TIMEOUT = 5.0
 #: core's default so a restarted hub is found within ~0.6 s of listening
 #: again once it has been down for a second (measured: docs/performance.md).
 RECONNECT_BACKOFF = Backoff(initial=0.05, maximum=2.0, factor=1.5)
+#: Messages queued for the hub before the connection counts as dead.  A safety
+#: valve against unbounded memory, far above what a client keeps in flight
+#: (after a reconnect every unanswered call is queued at once).
+SEND_QUEUE = 100_000
 #: Registry events buffered per ``updates()`` listener before it is cut off.
 UPDATES_BUFFER = 1024
 
@@ -102,7 +106,7 @@ class _Connection:
     __slots__ = ("done", "outbox", "scope", "stream", "ws")
 
     def __init__(self) -> None:
-        self.outbox = Outbox()
+        self.outbox = Outbox(SEND_QUEUE)
         self.scope = trio.CancelScope()
         self.ws: WebSocketConnection | None = None
         self.stream: trio.SocketStream | None = None
@@ -305,8 +309,15 @@ class Client:
     def _perform(self, effect: Effect) -> None:
         if isinstance(effect, Send):
             conn = self._conn
-            if conn is not None and conn.ws is not None:
-                conn.outbox.put_nowait(effect.message)
+            if (conn is not None and conn.ws is not None and not conn.outbox.closing
+                    and not conn.outbox.put_nowait(effect.message)):
+                # The hub has not drained this many messages: the connection
+                # is as good as dead.  Drop it; the session reconnects and
+                # resends what had no answer.
+                log.warning("hub connection send queue full (%d); reconnecting",
+                            SEND_QUEUE)
+                conn.outbox.closing = True
+                conn.scope.cancel()
         elif isinstance(effect, Resolve | Reject):
             slot = self._slots.get(effect.handle)
             if slot is not None:
