@@ -461,6 +461,9 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
             unknown = re.match(r"^unknown error \((.*)\)$", text_part, re.S)
             if unknown is not None:
                 text_part = unknown.group(1)
+            literal = re.match(r"^(.*) not in literal typing\.Literal\[(.*)\]$", text_part, re.S)
+            if literal is not None:
+                text_part = f"'{literal.group(1)}' is not one of {literal.group(2)}"
             line = _locate(lines, path)
             where = f"line {line}" if line else "unknown line"
             messages.append(f"{source}: {where}: key '{_dotted(path)}': {text_part}")

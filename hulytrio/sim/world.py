@@ -268,26 +268,45 @@ class Simulation:
 
     def run(self) -> None:
         """Run the scenario to its end (or to convergence in the liveness phase)."""
+        self.run_until(self.end)
+        self.invariants.finish()
+        if self._progress is not None:
+            self._progress(self.end, self.end)
+
+    def run_until(self, limit: float) -> None:
+        """Process every event due by ``limit`` (stopping early once converged)."""
         heap = self._heap
-        end = self.end
-        next_report = 0.0
-        step = end / 100.0 if end > 0 else 1.0
+        next_report = self.now
+        step = self.end / 100.0 if self.end > 0 else 1.0
         pop = heapq.heappop
-        while heap:
+        progress = self._progress
+        while heap and self.converged_at is None:
             t = heap[0][0]
-            if t > end or self.converged_at is not None:
+            if t > limit:
                 break
             _, _, fn, args = pop(heap)
             self.now = t
             fn(*args)
-            if self._progress is not None and t >= next_report:
-                self._progress(t, end)
+            if progress is not None and t >= next_report:
+                progress(t, self.end)
                 next_report = t + step
-        if self.converged_at is None:
-            self.now = max(self.now, end) if not heap or heap[0][0] > end else self.now
-        self.invariants.finish()
-        if self._progress is not None:
-            self._progress(end, end)
+        if self.converged_at is None and limit > self.now:
+            self.now = limit
+
+    def finish_now(self) -> None:
+        """End the fault phase now, then run the liveness phase and the final checks."""
+        self.fault_phase_end = self.now
+        self.end = self.now + float(self.scenario.liveness)
+        self._end_fault_phase()
+        self.run()
+
+    def inject(self, fault: FaultSpec) -> None:
+        """Apply ``fault`` now (its ``at`` is ignored)."""
+        self._fault(fault)
+
+    def operate(self, client: str, op: str, slot: int) -> None:
+        """Run client operation ``op`` on reference ``slot`` now."""
+        self._operation(client, op, slot)
 
     # --- tracing -------------------------------------------------------------------
 

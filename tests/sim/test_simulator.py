@@ -1,0 +1,189 @@
+"""The simulator on the shipped scenarios and on small hand-written ones."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+from hulytrio.sim.report import run_scenario
+from hulytrio.sim.scenario import Seconds, load_scenario, parse_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ROOT / "scenarios"
+
+
+def test_failover_standby_takes_over() -> None:
+    result, sim = run_scenario(load_scenario(SCENARIOS / "failover.toml"))
+    assert result.ok, result.summary
+    assert "failover db-main:" in result.summary
+    assert result.failovers and all(took is not None and took < 5.0
+                                    for _, _, _, took in result.failovers)
+    # The one that took over is not the one that crashed.
+    done = [f for f in sim.failovers if f.needed]
+    assert done[0].by != done[0].failed
+    assert result.requests["pending"] == 0
+    assert result.requests["ok"] > 1000
+
+
+@pytest.mark.parametrize("name", ["reconnect", "partition", "churn"])
+def test_shipped_scenarios_hold(name: str) -> None:
+    result, _ = run_scenario(load_scenario(SCENARIOS / f"{name}.toml"))
+    assert result.ok, result.summary
+
+
+def test_scale_scenario_scaled_down() -> None:
+    """The scale scenario's shape, at a size CI can afford (the full one runs from the CLI)."""
+    sc = load_scenario(SCENARIOS / "scale.toml")
+    agents = tuple(attrs.evolve(a, count=max(2, a.count // 50)) for a in sc.agents)
+    clients = tuple(attrs.evolve(c, count=20, references=10) for c in sc.clients)
+    faults = tuple(f for f in sc.faults if f.at < 15)
+    small = attrs.evolve(sc, agents=agents, clients=clients, faults=faults,
+                         duration=Seconds(15), liveness=Seconds(15))
+    result, sim = run_scenario(small)
+    assert result.ok, result.summary
+    assert sim.hub is not None and len(sim.hub.registry) >= 200
+
+
+def test_same_seed_same_trace_other_seed_other_trace() -> None:
+    sc = load_scenario(SCENARIOS / "failover.toml")
+    a, _ = run_scenario(sc, 7)
+    b, _ = run_scenario(sc, 7)
+    c, _ = run_scenario(sc, 8)
+    assert a.trace_hash == b.trace_hash
+    assert a.trace_hash != c.trace_hash
+
+
+def test_trace_hash_is_independent_of_pythonhashseed(tmp_path: Path) -> None:
+    """Two interpreters with different string hashing give byte-identical traces."""
+    hashes = []
+    for hashseed in ("1", "12345"):
+        out = tmp_path / f"trace{hashseed}.jsonl"
+        env = dict(os.environ, PYTHONHASHSEED=hashseed)
+        proc = subprocess.run(
+            [sys.executable, "-c",
+             "import sys; from hulytrio.sim.commands import main, register; import argparse;"
+             "p = argparse.ArgumentParser(); s = p.add_subparsers(); register(s);"
+             "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))",
+             "simulate", str(SCENARIOS / "partition.toml"), "--seed", "3", "--trace", str(out),
+             "--no-progress"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        line = next(x for x in proc.stdout.splitlines() if x.startswith("trace sha256:"))
+        hashes.append((line.split()[-1], out.read_bytes()))
+    assert hashes[0][0] == hashes[1][0]
+    assert hashes[0][1] == hashes[1][1]
+
+
+def test_adding_a_client_does_not_reshuffle_faults() -> None:
+    sc = load_scenario(SCENARIOS / "churn.toml")
+    from hulytrio.sim.world import Simulation
+
+    more = attrs.evolve(sc, clients=(*sc.clients, attrs.evolve(sc.clients[0], name="extra")))
+    assert Simulation(sc).faults == Simulation(more).faults
+
+
+# --- regressions for core bugs the simulator found ---------------------------------
+
+BASE = """
+name = "regression"
+duration = "20s"
+liveness = "15s"
+
+[[agents]]
+name = "a"
+count = 2
+kinds = ["kv"]
+stateless = [{ uuid = "s", kind = "kv" }]
+
+[[clients]]
+name = "c"
+kind = "kv"
+uuid = "s"
+request_interval = "100ms"
+"""
+
+
+def test_standby_that_wins_a_restarted_hub_serves() -> None:
+    """Found by reconnect.toml: the first agent to re-register with a new hub was a
+    local standby; the hub made it the owner but it never served, and requests
+    bounced between client and agent forever."""
+    text = BASE + """
+[[faults]]
+at = "3s"
+action = "crash"
+target = "owner:s"
+
+[[faults]]
+at = "8s"
+action = "restart"
+target = "a-*"
+
+[[faults]]
+at = "12s"
+action = "hub-restart"
+"""
+    result, _ = run_scenario(parse_scenario(text))
+    assert result.ok, result.summary
+
+
+def test_stateless_epoch_keeps_growing_after_the_uuid_was_dropped() -> None:
+    """Found by failover.toml: when every offer of a stateless uuid went away and one
+    came back, its epoch restarted at 0 within the same hub term."""
+    text = BASE + """
+[[faults]]
+at = "3s"
+action = "crash"
+target = "a-*"
+
+[[faults]]
+at = "10s"
+action = "restart"
+target = "a-*"
+"""
+    result, sim = run_scenario(parse_scenario(text))
+    assert result.ok, result.summary
+    assert sim.hub is not None
+    record = sim.hub.registry.container("s")
+    assert record is not None and record.epoch >= 1
+
+
+# --- seeded bugs: the simulator must catch them -----------------------------------
+
+
+def test_seeded_stateless_double_owner_is_caught() -> None:
+    sc = load_scenario(SCENARIOS / "failover.toml")
+    buggy = attrs.evolve(sc, hub=attrs.evolve(sc.hub, seeded_bugs=("stateless-double-owner",)))
+    clean, _ = run_scenario(sc)
+    result, _ = run_scenario(buggy)
+    assert clean.ok
+    assert not result.ok
+    assert "exclusive-serving" in {v.name for v in result.violations}, result.summary
+
+
+SKIP_RESEND = BASE + """
+[[faults]]
+at = "5s"
+action = "partition"
+target = "c"
+mode = "hang"
+duration = "5s"
+"""
+
+
+def test_seeded_skip_resend_is_caught() -> None:
+    sc = parse_scenario(SKIP_RESEND)
+    clean, _ = run_scenario(sc)
+    assert clean.ok, clean.summary
+    assert clean.probes.get("session rebuild", 0) >= 1
+    clients = tuple(attrs.evolve(c, seeded_bugs=("skip-resend",)) for c in sc.clients)
+    result, _ = run_scenario(attrs.evolve(sc, clients=clients))
+    assert not result.ok
+    names = {v.name for v in result.violations}
+    assert "liveness" in names, result.summary
+    assert any("requests never ended" in u for u in result.unmet)
