@@ -145,14 +145,20 @@ class Hub:
         return self.registry.timers.next_deadline()
 
     def connection_made(self, conn: Conn, now: float) -> None:
-        """A connection opened; it must say ``Hello`` first."""
+        """A connection opened; it must say ``Hello`` within the alive timeout.
+
+        A connection that stays silent that long is closed (it would otherwise
+        hold a socket forever without being a peer).
+        """
         self._now = now
         self._conn_client[conn] = None
         self.stats.connections += 1
+        self.registry.timers.call_at(now + self.timeouts.alive, ("hello", conn))
 
     def connection_lost(self, conn: Conn, now: float) -> None:
         """A connection closed (or the driver gave up on it): end its session at once."""
         self._now = now
+        self.registry.timers.cancel(("hello", conn))
         client_id = self._conn_client.pop(conn, None)
         self.stats.connections -= 1
         if client_id is not None and self._client_conn.get(client_id) == conn:
@@ -166,6 +172,8 @@ class Hub:
         for key in reg.timers.expired(now):
             if key == "flush":
                 self._flush()
+            elif isinstance(key, tuple) and key[0] == "hello":
+                self._hello_expired(key[1])
             else:
                 reg.handle_timer(key, now)
         for client_id in reg.dead_clients:
@@ -176,6 +184,12 @@ class Hub:
                 self._effects.append(CloseConnection(conn, "alive timeout"))
         reg.dead_clients.clear()
         self._collect()
+
+    def _hello_expired(self, conn: Conn) -> None:
+        if conn in self._conn_client and self._conn_client[conn] is None:
+            self.probes.hit("no hello in time")
+            self._conn_client.pop(conn)
+            self._effects.append(CloseConnection(conn, "no hello within the alive timeout"))
 
     def receive(self, conn: Conn, message: Message, now: float) -> None:
         """Handle one decoded ``message`` from ``conn``.
@@ -262,6 +276,7 @@ class Hub:
             self._effects.append(CloseConnection(conn, "bad hello"))
             self._conn_client.pop(conn, None)
             return
+        self.registry.timers.cancel(("hello", conn))
         client_id = msg.peer_id
         old = self._client_conn.get(client_id)
         if old is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hulytrio.core.agent import AgentState
+from hulytrio.core.effects import CloseConnection
 from hulytrio.core.messages import PROTOCOL_VERSION, Get, GetReply, Hello, RegisterAgent
 from hulytrio.core.types import GetOptions, OfferedContainer
 from hulytrio.testing import Cluster
@@ -72,3 +73,20 @@ def test_parked_reacquire_of_a_client_that_leaves_is_dropped() -> None:
     # Nobody holds it: an orphan, terminated after the unused timeout.
     assert hub.registry.orphaned_at("u1") == 0.3
     assert hub.registry.holders("u1") == {}
+
+
+def test_a_connection_that_never_says_hello_is_closed_after_the_alive_timeout() -> None:
+    c = Cluster()
+    hub = c.hub
+    hub.connection_made("silent", 1.0)
+    hub.connection_made("polite", 1.0)
+    hub.receive("polite", Hello(PROTOCOL_VERSION, "polite", 100.0), 1.5)
+    hub.effects()
+    hub.handle_timers(1.0 + hub.timeouts.alive - 0.001)
+    assert hub.effects() == []
+    hub.handle_timers(1.0 + hub.timeouts.alive)
+    closed = [e for e in hub.effects() if isinstance(e, CloseConnection)]
+    assert [e.conn for e in closed] == ["silent"]
+    # A late message from the closed connection is ignored, not answered.
+    hub.receive("silent", Hello(PROTOCOL_VERSION, "silent"), 5.0)
+    assert hub.effects() == []
