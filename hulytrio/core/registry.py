@@ -218,6 +218,10 @@ class Registry:
         self._standbys: dict[ContainerUuid, dict[AgentId, OfferedContainer]] = {}
         #: stateless uuid -> its epoch when its record was dropped (epochs only grow)
         self._last_epoch: dict[ContainerUuid, int] = {}
+        #: holders of containers dropped since the last event flush (seq
+        #: ``_lost_seq``): a re-add in the same window gives them back
+        self._lost_holders: dict[ContainerUuid, dict[ClientId, tuple[_Client, int]]] = {}
+        self._lost_seq = 0
         self._serial = 0
         #: clients declared dead by their alive timer, for the owner to close
         self.dead_clients: list[ClientId] = []
@@ -353,6 +357,14 @@ class Registry:
         self._containers[uuid] = c
         agent.containers[uuid] = None
         self._index(c)
+        lost = self._lost_holders.pop(uuid, None)
+        if lost is not None and self._lost_seq == self.events.seq:
+            # Removed and re-added within one event window: the folded event
+            # tells clients only "added", so they still count on their holds.
+            for client_id, (cl, n) in lost.items():
+                if self._clients.get(client_id) is cl:
+                    c.holders[client_id] = n
+                    cl.holds[uuid] = n
         return c
 
     def _drop_container(self, c: _Container, now: float) -> None:
@@ -364,10 +376,18 @@ class Registry:
         agent = self._agents.get(c.agent_id)
         if agent is not None:
             agent.containers.pop(c.uuid, None)
-        for client_id in c.holders:
+        if self._lost_seq != self.events.seq:
+            # Clients have seen the earlier removals: those holds are gone.
+            self._lost_holders.clear()
+            self._lost_seq = self.events.seq
+        lost: dict[ClientId, tuple[_Client, int]] = {}
+        for client_id, n in c.holders.items():
             cl = self._clients.get(client_id)
             if cl is not None:
                 cl.holds.pop(c.uuid, None)
+                lost[client_id] = (cl, n)
+        if lost:
+            self._lost_holders[c.uuid] = lost
         self.timers.cancel(("orphan", c.uuid))
         self.events.container(ChangeKind.REMOVED, c.record())
         standbys = self._standbys.get(c.uuid)
@@ -842,6 +862,13 @@ class Registry:
             return
         c = self._containers.get(uuid)
         if c is None:
+            lost = self._lost_holders.get(uuid)
+            if lost is not None and client_id in lost:
+                # Not yet told it is gone: this release must not come back
+                # with a re-add in the same window.
+                cl_lost, n = lost.pop(client_id)
+                if n > 1:
+                    lost[client_id] = (cl_lost, n - 1)
             self._send(client_id, Ok(call_id))
             return
         count = c.holders.get(client_id)
