@@ -13,6 +13,7 @@ from hulytrio.core.messages import (
     Start,
     Started,
     Terminate,
+    UnregisterAgent,
 )
 from hulytrio.core.types import ContainerState, GetOptions, OfferedContainer
 
@@ -254,3 +255,46 @@ def test_orphan_kill_sends_terminate_to_the_owner(raw) -> None:
     raw.advance(6.0)
     assert Terminate("ag", uuid) in raw.take("h-ag")
     assert raw.hub.registry.container(uuid) is None
+
+
+def _drop_and_re_add(raw, flush_between):
+    raw.hello("c1", alive=100.0)
+    raw.hello("h", alive=100.0)
+    offer = OfferedContainer("x", "echo")
+    raw.send("h", RegisterAgent(1, "ag", ("echo",), None, (offer,)), 0.0)
+    raw.send("c1", Get(1, "echo", GetOptions("x")), 0.0)
+    raw.advance(1.0)
+    raw.send("h", UnregisterAgent(2, "ag"), 1.0)
+    if flush_between:
+        raw.advance(1.5)
+    raw.send("h", RegisterAgent(3, "ag", ("echo",), None, (offer,)), 1.5)
+    raw.advance(2.0)
+
+
+def test_drop_and_re_add_in_one_window_keeps_the_holders(raw) -> None:
+    _drop_and_re_add(raw, flush_between=False)
+    # The folded event says only "added": the client still counts on its hold.
+    assert raw.hub.registry.holders("x") == {"c1": 1}
+    assert raw.hub.registry.orphaned_at("x") is None
+    assert raw.hub.registry.check() == []
+
+
+def test_drop_seen_by_clients_loses_the_holders(raw) -> None:
+    _drop_and_re_add(raw, flush_between=True)
+    # The client saw "removed" and re-acquires by itself.
+    assert raw.hub.registry.holders("x") == {}
+    assert raw.hub.registry.orphaned_at("x") == 1.5
+
+
+def test_release_while_dropped_is_not_undone_by_a_re_add(raw) -> None:
+    raw.hello("c1", alive=100.0)
+    raw.hello("h", alive=100.0)
+    offer = OfferedContainer("x", "echo")
+    raw.send("h", RegisterAgent(1, "ag", ("echo",), None, (offer,)), 0.0)
+    raw.send("c1", Get(1, "echo", GetOptions("x")), 0.0)
+    raw.advance(1.0)
+    raw.send("h", UnregisterAgent(2, "ag"), 1.0)
+    assert raw.send("c1", Release(3, "x"), 1.0)[-1] == Ok(3)
+    raw.send("h", RegisterAgent(3, "ag", ("echo",), None, (offer,)), 1.0)
+    assert raw.hub.registry.holders("x") == {}
+    assert raw.hub.registry.orphaned_at("x") == 1.0
