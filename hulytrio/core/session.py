@@ -650,9 +650,14 @@ class ClientSession:
         kind = call.kind
         if kind == "request":
             ref = self._refs.get(call.ref_id) if call.ref_id is not None else None
-            if ref is None or ref.record is None or ref.status is not RefStatus.READY:
-                if ref is not None:
-                    ref.waiting[call_id] = None
+            if ref is None or ref.status is RefStatus.RELEASED:
+                # fix: released while this request was in flight and the
+                # connection dropped; it can never be resent, so end it.
+                self._calls.pop(call_id, None)
+                self._effects.append(Reject(call_id, ContainerNotFound("reference released")))
+                return
+            if ref.record is None or ref.status is not RefStatus.READY:
+                ref.waiting[call_id] = None
                 return
             operation, payload = call.data
             message = Request(call_id, ref.record.uuid, operation, payload)
