@@ -1,0 +1,197 @@
+"""get/release cost is flat in the number of containers, shown without a clock.
+
+Two structural measures of one fixed batch of registry operations (new start,
+reuse by uuid, reuse by label set, release to orphan, rescue, orphan kill,
+event flush), taken at 1,000 and at 100,000 live containers:
+
+- *lines*: Python lines executed (``sys.settrace``), which grows with any
+  Python-level loop over containers, agents' container sets or clients;
+- *touched*: elements produced by iterating any of the registry's maps
+  (every dict it owns, every index bucket, every agent's and client's
+  container set, the timers' table), counted by swapping them for a dict
+  subclass whose iterators count; this catches C-level scans too
+  (``list(d)``, ``tuple(d.values())``, ``sorted(d)``).
+
+A get or release that became O(n) would make both grow ~100-fold; the
+self-check at the end shows the measures do see such a scan.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from hulytrio.core.messages import RegisterAgent, Start
+from hulytrio.core.registry import Registry
+from hulytrio.core.timeouts import Timeouts
+from hulytrio.core.types import GetOptions
+
+AGENTS = 10
+CLIENTS = 50
+FOREVER = 1e12  # alive timeout: nobody dies while we move time
+
+
+class CountingDict(dict):  # type: ignore[type-arg]
+    """A dict whose iterators count every element they produce into ``tally``."""
+
+    tally = [0]
+
+    def _count(self, it: Iterator[Any]) -> Iterator[Any]:
+        for x in it:
+            CountingDict.tally[0] += 1
+            yield x
+
+    def __iter__(self):
+        return self._count(super().__iter__())
+
+    def keys(self):
+        return list(self._count(super().keys()))  # type: ignore[return-value]
+
+    def values(self):
+        return list(self._count(super().values()))  # type: ignore[return-value]
+
+    def items(self):
+        return list(self._count(super().items()))  # type: ignore[return-value]
+
+
+def _start_answer(reg: Registry, now: float) -> None:
+    """Answer the Start the registry just sent, as the agent would."""
+    for client_id, msg in reg.outbox:
+        if isinstance(msg, Start):
+            reg.started(client_id, msg.id, msg.uuid, None, now)
+    reg.outbox.clear()
+
+
+def populate(n: int) -> Registry:
+    """A registry with ``n`` held containers over AGENTS agents and CLIENTS clients.
+
+    Half are asked by uuid (so they share one big (kind, ()) index bucket),
+    half by a label set of their own (so there are n/2 selectors).
+    """
+    reg = Registry("hub", Timeouts())
+    for a in range(AGENTS):
+        reg.add_client(f"h{a}", FOREVER, 0.0)
+        reg.register(f"h{a}", RegisterAgent(1, f"ag{a}", ("echo",)), 0.0)
+    for c in range(CLIENTS):
+        reg.add_client(f"c{c}", FOREVER, 0.0)
+    reg.add_client("probe", FOREVER, 0.0)
+    for i in range(n):
+        opts = GetOptions(uuid=f"u{i}") if i % 2 == 0 else GetOptions(labels=(f"t{i}",))
+        reg.get(f"c{i % CLIENTS}", i, "echo", opts, 0.0)
+        _start_answer(reg, 0.0)
+        if i % 1024 == 0:
+            reg.events.flush()
+    reg.events.flush()
+    # Every start timer was cancelled lazily; let them surface and go.
+    for key in reg.timers.expired(31.0):
+        reg.handle_timer(key, 31.0)
+    assert len(reg) == n
+    return reg
+
+
+def instrument(reg: Registry) -> None:
+    """Swap every map the registry owns (and the ones inside them) for a counting dict."""
+    def wrap(d: dict[Any, Any]) -> CountingDict:
+        return CountingDict(d)
+
+    for name, value in list(vars(reg).items()):
+        if type(value) is dict:
+            setattr(reg, name, wrap(value))
+    for name in ("_by_selector", "_pending_by_selector", "_kind_agents", "_standbys"):
+        table = getattr(reg, name)
+        for key in list(dict.keys(table)):
+            dict.__setitem__(table, key, wrap(dict.__getitem__(table, key)))
+    for agent in dict.values(reg._agents):
+        agent.containers = wrap(agent.containers)
+        agent.pending = wrap(agent.pending)
+    for client in dict.values(reg._clients):
+        client.holds = wrap(client.holds)
+        client.agents = wrap(client.agents)
+    reg.timers._deadlines = wrap(reg.timers._deadlines)  # type: ignore[assignment]
+    reg.timers._intervals = wrap(reg.timers._intervals)  # type: ignore[assignment]
+    reg.events._agents = wrap(reg.events._agents)  # type: ignore[assignment]
+    reg.events._containers = wrap(reg.events._containers)  # type: ignore[assignment]
+
+
+def workload(reg: Registry, n: int) -> None:
+    """The measured batch: every kind of get and release, an orphan kill, a flush."""
+    now = 40.0
+    p = "probe"
+    reg.get(p, 1, "echo", GetOptions(labels=("fresh",)), now)        # new start
+    _start_answer(reg, now)
+    reg.get(p, 2, "echo", GetOptions(uuid=f"u{(n // 2) & ~1}"), now)  # reuse by uuid
+    reg.get(p, 3, "echo", GetOptions(), now)                          # reuse, big bucket
+    reg.get(p, 4, "echo", GetOptions(labels=(f"t{n - 1}",)), now)     # reuse by labels
+    holds = sorted(reg.holds(p))
+    assert len(holds) == 4
+    for uuid in holds:
+        reg.release(p, 10, uuid, now)                                 # 1 orphan
+    reg.get(p, 5, "echo", GetOptions(labels=("fresh",)), now + 1)     # rescue it
+    fresh = next(iter(reg.holds(p)))
+    reg.release(p, 11, fresh, now + 2)
+    for key in reg.timers.expired(now + 2 + reg.timeouts.unused_container):
+        reg.handle_timer(key, now + 7)                                # orphan kill
+    assert reg.container(fresh) is None
+    reg.outbox.clear()
+    reg.events.flush()
+
+
+def measure(reg: Registry, n: int, op: Callable[[Registry, int], None] = workload
+            ) -> tuple[int, int]:
+    """Return (Python lines executed, map elements touched) by ``op``."""
+    instrument(reg)
+    lines = [0]
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        if event == "line":
+            lines[0] += 1
+        return tracer
+
+    CountingDict.tally[0] = 0
+    previous = sys.gettrace()  # e.g. coverage's tracer: put it back afterwards
+    sys.settrace(tracer)
+    try:
+        op(reg, n)
+    finally:
+        sys.settrace(previous)
+    return lines[0], CountingDict.tally[0]
+
+
+@pytest.fixture(scope="module")
+def small() -> Registry:
+    reg = populate(1_000)
+    assert reg.check() == []
+    return reg
+
+
+@pytest.fixture(scope="module")
+def large() -> Registry:
+    return populate(100_000)
+
+
+def test_get_release_cost_is_flat_from_1k_to_100k(small, large) -> None:
+    lines_s, touched_s = measure(small, 1_000)
+    lines_l, touched_l = measure(large, 100_000)
+    print(f"lines {lines_s} -> {lines_l}, touched {touched_s} -> {touched_l}")
+    assert lines_s > 100  # the tracer saw the work
+    # Flat: the same batch costs the same at 100x the containers (a little
+    # slack for hash-order-dependent branches; O(n) would be ~100x).
+    assert lines_l <= lines_s * 1.1 + 10, (lines_s, lines_l)
+    assert touched_l <= touched_s + 10, (touched_s, touched_l)
+
+
+def test_the_measures_see_an_o_n_scan() -> None:
+    # Self-check: a get that also scanned the containers would be caught.
+    def scanning(reg: Registry, n: int) -> None:
+        workload(reg, n)
+        reg.list("echo")
+
+    small = measure(populate(1_000), 1_000, scanning)
+    larger = measure(populate(5_000), 5_000, scanning)
+    print(f"with a scan: {small} -> {larger}")
+    assert larger[0] > 3 * small[0]
+    assert larger[1] > 3 * small[1]
