@@ -1,0 +1,166 @@
+"""Registry cost: per-operation get/release time and memory per container.
+
+In-process, core only: a ``Registry`` holding 10^3 .. 10^6 live containers
+(over 10 agents and 50 clients; half asked by uuid so they share one index
+bucket, half with a label set of their own), then timed batches of:
+
+- ``get new``: a get that starts a container (Start + Started round trip);
+- ``get uuid``: a get that reuses a live container by uuid;
+- ``get labels``: a get that reuses a live container by its label set;
+- ``release``: dropping one of several holds;
+- ``release last``: dropping the last hold (the container is orphaned, its
+  timer armed);
+- ``orphan kill``: the unused-timeout timer firing (Terminate + removal).
+
+Memory per container is what ``tracemalloc`` sees allocated by the registry
+(records, indexes, holder maps) divided by the number of containers.
+
+Usage: .venv/bin/python -m benchmarks.registry_bench [--quick]
+Prints a table, then one JSON line with every figure.  ``--quick`` stops at
+10^5 containers.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import platform
+import sys
+import time
+import tracemalloc
+
+from hulytrio.core.messages import RegisterAgent, Start
+from hulytrio.core.registry import Registry
+from hulytrio.core.timeouts import Timeouts
+from hulytrio.core.types import GetOptions
+
+AGENTS = 10
+CLIENTS = 50
+FOREVER = 1e12
+BATCH = 20_000
+NEW_BATCH = 5_000
+
+
+def answer_starts(reg: Registry, now: float) -> str | None:
+    """Answer the Start just sent, as the agent would; return its uuid."""
+    uuid = None
+    for client_id, msg in reg.outbox:
+        if isinstance(msg, Start):
+            reg.started(client_id, msg.id, msg.uuid, None, now)
+            uuid = msg.uuid
+    reg.outbox.clear()
+    return uuid
+
+
+def populate(n: int) -> Registry:
+    reg = Registry("hub", Timeouts())
+    for a in range(AGENTS):
+        reg.add_client(f"h{a}", FOREVER, 0.0)
+        reg.register(f"h{a}", RegisterAgent(1, f"ag{a}", ("echo",)), 0.0)
+    for c in range(CLIENTS):
+        reg.add_client(f"c{c}", FOREVER, 0.0)
+    reg.add_client("probe", FOREVER, 0.0)
+    for i in range(n):
+        opts = GetOptions(uuid=f"u{i}") if i % 2 == 0 else GetOptions(labels=(f"t{i}",))
+        reg.get(f"c{i % CLIENTS}", i, "echo", opts, 0.0)
+        answer_starts(reg, 0.0)
+        if i % 4096 == 0:
+            reg.events.flush()
+    reg.events.flush()
+    for key in reg.timers.expired(31.0):
+        reg.handle_timer(key, 31.0)
+    return reg
+
+
+def per_op(fn, count: int, chunks: int = 4) -> float:
+    """Run ``fn(i)`` for i in range(count); return nanoseconds per call.
+
+    The calls run in ``chunks`` timed slices and the fastest slice counts, so
+    a burst of load from another process does not pass for registry cost.
+    """
+    gc.collect()
+    size = max(count // chunks, 1)
+    best = float("inf")
+    for start in range(0, count, size):
+        stop = min(start + size, count)
+        t0 = time.perf_counter_ns()
+        for i in range(start, stop):
+            fn(i)
+        best = min(best, (time.perf_counter_ns() - t0) / (stop - start))
+    return best
+
+
+def measure(n: int) -> dict[str, float]:
+    reg = populate(n)
+    now = 40.0
+    p = "probe"
+    out: dict[str, float] = {}
+
+    fresh: list[str] = []
+
+    def get_new(i: int) -> None:
+        reg.get(p, i, "echo", GetOptions(labels=(f"new{i}",)), now)
+        uuid = answer_starts(reg, now)
+        assert uuid is not None
+        fresh.append(uuid)
+
+    out["get new"] = per_op(get_new, NEW_BATCH)
+    out["get uuid"] = per_op(
+        lambda i: reg.get(p, i, "echo", GetOptions(uuid=f"u{(i * 7919) % n & ~1}"), now), BATCH)
+    out["get labels"] = per_op(
+        lambda i: reg.get(p, i, "echo", GetOptions(labels=(f"t{((i * 7919) % n) | 1}",)), now),
+        BATCH)
+    # Each new container holds 1, reused ones hold several times: release
+    # the reuse holds first (not last), then the new ones (last: orphaned).
+    holds = reg.holds(p)
+    new = set(fresh)
+    multi = [u for u in holds if u not in new for _ in range(holds[u])]
+    out["release"] = per_op(lambda i: reg.release(p, i, multi[i], now), min(len(multi), BATCH))
+    out["release last"] = per_op(lambda i: reg.release(p, i, fresh[i], now), len(fresh))
+    reg.outbox.clear()
+    keys = reg.timers.expired(now + reg.timeouts.unused_container)
+    out["orphan kill"] = per_op(lambda i: reg.handle_timer(keys[i], now + 5), len(keys))
+    reg.outbox.clear()
+    reg.events.flush()
+    assert len(reg) == n + len(fresh) - len(keys)
+    return out
+
+
+def memory_per_container(n: int) -> float:
+    """Bytes the registry allocates per live container, by tracemalloc."""
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    reg = populate(n)
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert len(reg) == n
+    return used / n
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    sizes = [10**3, 10**4, 10**5] if quick else [10**3, 10**4, 10**5, 10**6]
+    ops = ["get new", "get uuid", "get labels", "release", "release last", "orphan kill"]
+    results: dict[int, dict[str, float]] = {}
+    memory: dict[int, float] = {}
+    for n in sizes:
+        results[n] = measure(n)
+        memory[n] = memory_per_container(n) if n <= 10**5 else float("nan")
+    print("Registry cost per operation (ns), in-process, core only")
+    print(f"{'containers':>12} " + " ".join(f"{op:>12}" for op in ops) + f" {'B/container':>12}")
+    for n in sizes:
+        mem = f"{memory[n]:12.0f}" if memory[n] == memory[n] else f"{'-':>12}"
+        print(f"{n:>12,} " + " ".join(f"{results[n][op]:12.0f}" for op in ops) + f" {mem}")
+    print(json.dumps({
+        "bench": "registry",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "ns_per_op": {str(n): {op: round(v) for op, v in r.items()} for n, r in results.items()},
+        "bytes_per_container": {str(n): round(m) for n, m in memory.items() if m == m},
+    }))
+
+
+if __name__ == "__main__":
+    main()
