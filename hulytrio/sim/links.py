@@ -84,7 +84,8 @@ class Direction:
 class Connection:
     """One connection attempt of a process; the hub's ``conn`` handle."""
 
-    __slots__ = ("cid", "client_open", "down", "hub", "hub_open", "last_arrival", "proc", "up")
+    __slots__ = ("cid", "client_open", "down", "established", "hub", "hub_open", "last_arrival",
+                 "proc", "up")
 
     def __init__(self, cid: int, proc: Process) -> None:
         self.cid = cid
@@ -93,6 +94,8 @@ class Connection:
         self.hub: object | None = None
         self.hub_open = False
         self.client_open = False
+        #: the client saw the connection open (its handshake completed)
+        self.established = False
         #: client -> hub
         self.up = Direction()
         #: hub -> client

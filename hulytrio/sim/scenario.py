@@ -196,7 +196,7 @@ class ClientSpec:
 
     Each client holds ``references`` references to ``kind`` (a fixed ``uuid``
     and/or ``labels`` if given) and sends a request every ``request_interval``
-    (None: no requests).  With ``hold`` it releases each reference after that
+    (absent: no requests of its own; explicit operations only).  With ``hold`` it releases each reference after that
     long and gets a new one; without, references are held for the whole run.
     """
 
@@ -206,7 +206,7 @@ class ClientSpec:
     uuid: str | None = None
     labels: tuple[str, ...] = ()
     references: int = 1
-    request_interval: Span | None = Span(1.0, 1.0)
+    request_interval: Span | None = None
     hold: Seconds | None = None
     #: each reference asks for its own container (a label unique to client and slot)
     private: bool = False

@@ -244,14 +244,22 @@ class Simulation:
         for c in sc.clients:
             for pid in _names(c.name, c.count):
                 self._add_process(Process(pid, None, c), c.join_at)
+        # Scheduled faults and operations run after every other event due at
+        # the same time, exactly as when a test injects them between steps,
+        # so a chaos run written out as a scenario replays the same way.
+        explicit: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         for op in sc.operations:
             if op.client not in self.procs:
                 self.procs[op.client] = Process(op.client, None, None)
                 self._at(0.0, self._start_process, self.procs[op.client])
-            self._at(float(op.at), self._operation, op.client, op.op, op.ref)
+            explicit.append((float(op.at), len(explicit), self._operation,
+                             (op.client, op.op, op.ref)))
         for fault in self.faults:
-            self._at(float(fault.at), self._fault, fault)
-        self._at(self.fault_phase_end, self._end_fault_phase)
+            explicit.append((float(fault.at), len(explicit), self._fault, (fault,)))
+        explicit.append((self.fault_phase_end, len(explicit), self._end_fault_phase, ()))
+        explicit.sort(key=lambda x: (x[0], x[1]))
+        self._explicit = explicit
+        self._next_explicit = 0
         self._at(0.0, self._periodic_check)
 
     def _add_process(self, proc: Process, join_at: float) -> None:
@@ -280,8 +288,16 @@ class Simulation:
         step = self.end / 100.0 if self.end > 0 else 1.0
         pop = heapq.heappop
         progress = self._progress
-        while heap and self.converged_at is None:
-            t = heap[0][0]
+        explicit = self._explicit
+        while self.converged_at is None:
+            t = heap[0][0] if heap else _NEVER
+            i = self._next_explicit
+            if i < len(explicit) and explicit[i][0] < t and explicit[i][0] <= limit:
+                self._next_explicit = i + 1
+                when, _, fn, args = explicit[i]
+                self.now = when
+                fn(*args)
+                continue
             if t > limit:
                 break
             _, _, fn, args = pop(heap)
@@ -455,15 +471,20 @@ class Simulation:
                 continue
             if item is OPENED:
                 conn.client_open = True
+                conn.established = True
                 self.trace("opened", proc.pid, f"conn{conn.cid}")
                 session.connection_made(now)
-            elif not conn.client_open:
-                continue
             elif item is CLOSE:
+                if not conn.client_open and conn.established:
+                    continue
+                # A close before the handshake completed is a failed connect.
                 conn.client_open = False
+                conn.established = True
                 conn.up.closed = True
                 self.trace("closed", proc.pid, f"conn{conn.cid}")
                 session.connection_lost(now)
+            elif not conn.client_open:
+                continue
             else:
                 self.trace("recv", proc.pid, type(item).__name__)
                 session.receive(item, now)
@@ -584,6 +605,15 @@ class Simulation:
         proc.conn = conn
         self.trace("connect", proc.pid, f"conn{conn.cid}")
         self._at(self.now + self._latency(proc), self._connect_arrive, conn)
+        # The driver gives up on a handshake that never completes (a hang).
+        self._at(self.now + float(self.scenario.links.connect_timeout), self._connect_timeout,
+                 conn)
+
+    def _connect_timeout(self, conn: Connection) -> None:
+        if not conn.established and conn.proc.conn is conn:
+            conn.established = True  # given up: a late OPENED is ignored
+            conn.down.dead = True
+            self._connect_failed(conn, "handshake timed out")
 
     def _connect_arrive(self, conn: Connection) -> None:
         proc = conn.proc
@@ -926,6 +956,8 @@ class Simulation:
     # --- phases and checks -------------------------------------------------------
 
     def _end_fault_phase(self) -> None:
+        if self.in_liveness:
+            return
         self.in_liveness = True
         self.trace("liveness", "sim", "")
         self.note("phase", "fault phase over: faults stop, the workload stops issuing")
@@ -937,6 +969,9 @@ class Simulation:
             if proc.partition is not None:
                 self._heal(proc, None)
             proc.latency = None
+        if self.hub is None:
+            self.note("phase", "the hub comes back")
+            self._start_hub()
 
     def _periodic_check(self) -> None:
         self.invariants.periodic()
@@ -963,6 +998,9 @@ class Simulation:
         if s is None:
             return True
         return all(s.ref_status(r) is RefStatus.READY for r in s.references())
+
+
+_NEVER = float("inf")
 
 
 def _names(name: str, count: int) -> list[str]:
