@@ -45,7 +45,7 @@ __all__ = ["QUICK", "SCENARIOS", "Result", "Scenario", "run"]
 CLI_MODULE = os.environ.get("HULYTRIO_BENCH_CLI", "hulytrio")
 
 #: Seconds a process may take to answer a setup command.
-SETUP_TIMEOUT = 60.0
+SETUP_TIMEOUT = 120.0
 
 
 @attrs.frozen
