@@ -17,7 +17,7 @@ import attrs
 from .report import RunResult, run_scenario
 from .scenario import load_scenario
 
-__all__ = ["CampaignResult", "KNOWN_PROBES", "run_campaign"]
+__all__ = ["KNOWN_PROBES", "CampaignResult", "run_campaign"]
 
 #: every probe name in the core, so a campaign can say which were never hit
 KNOWN_PROBES = (

@@ -88,7 +88,7 @@ class Invariants:
     def violate(self, name: str, text: str) -> None:
         """Record that invariant ``name`` broke now."""
         if not self.violations:
-            self.context = list(self.sim.recent)
+            self.context = self.sim.recent_lines()
             self.sim.note("violation", f"{name}: {text}")
         if len(self.violations) < self._max_violations:
             self.violations.append(Violation(self.sim.now, name, text))

@@ -57,6 +57,15 @@ class Seconds(float):
     __slots__ = ()
 
 
+# Default durations (module constants: immutable, shared by every instance).
+_S_0_0 = Seconds(0.0)
+_S_0_01 = Seconds(0.01)
+_S_0_05 = Seconds(0.05)
+_S_1_0 = Seconds(1.0)
+_S_3_0 = Seconds(3.0)
+_S_30_0 = Seconds(30.0)
+_S_5_0 = Seconds(5.0)
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(ms|s|m|h)?\s*$")
 
@@ -87,7 +96,7 @@ def format_seconds(value: float) -> str:
     """Return ``value`` as a duration string that ``parse_seconds`` reads back exactly."""
     ms = value * 1000.0
     if ms == round(ms) and value < 10:
-        return f"{int(round(ms))}ms"
+        return f"{round(ms)}ms"
     return f"{value!r}s"
 
 
@@ -153,11 +162,11 @@ def _positive_count(_inst: object, attr: attrs.Attribute[int], value: int) -> No
 class HubSpec:
     """The hub's timeouts (the reference's defaults) and test-only seeded bugs."""
 
-    alive: Seconds = Seconds(3.0)
-    unused_container: Seconds = Seconds(5.0)
-    ping_interval: Seconds = Seconds(1.0)
-    event_window: Seconds = Seconds(0.01)
-    start: Seconds = Seconds(30.0)
+    alive: Seconds = _S_3_0
+    unused_container: Seconds = _S_5_0
+    ping_interval: Seconds = _S_1_0
+    event_window: Seconds = _S_0_01
+    start: Seconds = _S_30_0
     #: deliberate faults switched on in the core (the simulator's self-test)
     seeded_bugs: tuple[str, ...] = ()
 
@@ -185,7 +194,7 @@ class AgentSpec:
     request_failure_rate: float = attrs.field(default=0.0, validator=_rate)
     start_failure_rate: float = attrs.field(default=0.0, validator=_rate)
     #: when the processes start (later: agents joining under load)
-    join_at: Seconds = Seconds(0.0)
+    join_at: Seconds = _S_0_0
     #: the session's seeded bugs (test-only), e.g. "skip-resend"
     seeded_bugs: tuple[str, ...] = ()
 
@@ -196,7 +205,8 @@ class ClientSpec:
 
     Each client holds ``references`` references to ``kind`` (a fixed ``uuid``
     and/or ``labels`` if given) and sends a request every ``request_interval``
-    (absent: no requests of its own; explicit operations only).  With ``hold`` it releases each reference after that
+    (absent: no requests of its own; explicit operations only).  With
+    ``hold`` it releases each reference after that
     long and gets a new one; without, references are held for the whole run.
     """
 
@@ -210,7 +220,7 @@ class ClientSpec:
     hold: Seconds | None = None
     #: each reference asks for its own container (a label unique to client and slot)
     private: bool = False
-    join_at: Seconds = Seconds(0.0)
+    join_at: Seconds = _S_0_0
     #: session seeded bugs (test-only), e.g. "skip-resend"
     seeded_bugs: tuple[str, ...] = ()
 
@@ -221,7 +231,7 @@ class LinkSpec:
 
     latency: Span = Span(0.001, 0.001)
     #: a connection attempt during a partition fails after this long
-    connect_timeout: Seconds = Seconds(3.0)
+    connect_timeout: Seconds = _S_3_0
 
 
 FAULT_ACTIONS = (
@@ -259,8 +269,8 @@ class RandomFaults:
     """Faults drawn from the seed's ``faults`` stream: ``rate`` per second on ``targets``."""
 
     rate: float
-    actions: tuple[FaultAction, ...] = ("crash", "restart", "partition", "pause",
-                                        "drop-connection")
+    actions: tuple[FaultAction, ...] = (
+        "crash", "restart", "partition", "pause", "drop-connection")
     targets: str = attrs.field(default="*", validator=_pattern)
     duration: Span = Span(1.0, 5.0)
     mode: Literal["hold", "hang"] = "hold"
@@ -305,7 +315,7 @@ class CheckSpec:
     """How often the state invariants are checked and with what slack."""
 
     #: state invariants run every this much virtual time
-    interval: Seconds = Seconds(0.05)
+    interval: Seconds = _S_0_05
     #: ``Registry.check()`` (O(size)) runs at every Nth check (0: only at the end)
     registry_every: int = 1
     #: client views compared with the hub at the end (a sample for big runs)
@@ -321,7 +331,7 @@ class Scenario:
     description: str = ""
     seed: int = 1
     #: after the fault phase: faults stop and the system must converge within this
-    liveness: Seconds = Seconds(30.0)
+    liveness: Seconds = _S_30_0
     hub: HubSpec = HubSpec()
     links: LinkSpec = LinkSpec()
     agents: tuple[AgentSpec, ...] = ()

@@ -86,7 +86,8 @@ class Workload:
 
     def _schedule_request(self) -> None:
         spec = self.spec
-        assert spec is not None and spec.request_interval is not None
+        assert spec is not None
+        assert spec.request_interval is not None
         delay = spec.request_interval.draw(self.rng)
         self.sim._at(self.sim.now + delay, self._tick, self.proc.incarnation)
 
@@ -126,9 +127,8 @@ class Workload:
         elif op == "request":
             if self.slots.get(slot) is not None:
                 self.request(slot)
-        elif op == "release":
-            if self.slots.get(slot) is not None:
-                self.release(slot)
+        elif op == "release" and self.slots.get(slot) is not None:
+            self.release(slot)
 
     def get(self, slot: int) -> None:
         """Get a container into ``slot``."""

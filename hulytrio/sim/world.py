@@ -183,6 +183,7 @@ class Simulation:
         self._hasher = hashlib.sha256()
         self.kept: list[str] | None = [] if keep_trace else None
         self.recent: deque[str] = deque(maxlen=40)
+        self._buf: list[tuple[float, str, str, str]] = []
         self._progress = progress
         self.timeline: list[TimelineEntry] = []
         self.failovers: list[Failover] = []
@@ -193,6 +194,7 @@ class Simulation:
         #: pid -> the connection on which the hub last accepted its Hello
         self.hub_conn_of: dict[str, Connection] = {}
         self.max_latency = max(scenario.links.latency.high, 0.0)
+        self._link_latency = scenario.links.latency
         self.faults = list(scenario.faults) + self._draw_random_faults()
         self.faults.sort(key=lambda f: f.at)
         self.invariants = Invariants(self)
@@ -289,12 +291,15 @@ class Simulation:
         pop = heapq.heappop
         progress = self._progress
         explicit = self._explicit
+        i = self._next_explicit
+        nx = explicit[i][0] if i < len(explicit) else _NEVER
         while self.converged_at is None:
             t = heap[0][0] if heap else _NEVER
-            i = self._next_explicit
-            if i < len(explicit) and explicit[i][0] < t and explicit[i][0] <= limit:
-                self._next_explicit = i + 1
+            if nx < t and nx <= limit:
                 when, _, fn, args = explicit[i]
+                i += 1
+                self._next_explicit = i
+                nx = explicit[i][0] if i < len(explicit) else _NEVER
                 self.now = when
                 fn(*args)
                 continue
@@ -327,18 +332,34 @@ class Simulation:
     # --- tracing -------------------------------------------------------------------
 
     def trace(self, kind: str, who: str, what: str) -> None:
-        """Record one event: hashed always, written/kept when asked."""
-        self.events += 1
-        line = f'{{"t":{self.now:.9f},"ev":"{kind}","at":"{who}","what":"{what}"}}\n'
-        self._hasher.update(line.encode())
-        self.recent.append(line)
+        """Record one event: hashed always, written/kept when asked (formatted in batches)."""
+        buf = self._buf
+        buf.append((self.now, kind, who, what))
+        if len(buf) >= 8192:
+            self._flush_trace()
+
+    def _flush_trace(self) -> None:
+        buf = self._buf
+        if not buf:
+            return
+        self.events += len(buf)
+        lines = [f'{{"t":{t:.9f},"ev":"{k}","at":"{w}","what":"{x}"}}\n' for t, k, w, x in buf]
+        self._buf = []
+        self._hasher.update("".join(lines).encode())
+        self.recent.extend(lines[-40:])
         if self._trace_file is not None:
-            self._trace_file.write(line)
+            self._trace_file.writelines(lines)
         if self.kept is not None:
-            self.kept.append(line)
+            self.kept.extend(lines)
+
+    def recent_lines(self) -> list[str]:
+        """Return the last trace lines (the events leading to now)."""
+        self._flush_trace()
+        return list(self.recent)
 
     def trace_hash(self) -> str:
         """Return the SHA-256 of the trace lines so far."""
+        self._flush_trace()
         return self._hasher.hexdigest()
 
     def note(self, kind: str, text: str) -> None:
@@ -401,16 +422,29 @@ class Simulation:
     # --- links ---------------------------------------------------------------------------
 
     def _latency(self, proc: Process) -> float:
-        span = proc.latency if proc.latency is not None else self.scenario.links.latency
-        return span.draw(proc.rng_link)
+        span = proc.latency if proc.latency is not None else self._link_latency
+        if span.low == span.high:
+            return span.low
+        return proc.rng_link.uniform(span.low, span.high)
 
     def _push(self, conn: Connection, d: Direction, item: Any) -> None:
+        # The hot path of every message: Direction.push and _latency inlined.
         if d.dead:
             return
-        ready = d.push(self.now + self._latency(conn.proc), item)
+        proc = conn.proc
+        span = proc.latency if proc.latency is not None else self._link_latency
+        low = span.low
+        ready = self.now + (low if low == span.high else proc.rng_link.uniform(low, span.high))
+        if ready < d.last:
+            ready = d.last
+        d.last = ready
+        d.queue.append((ready, item))
         if not d.scheduled and not d.blocked:
             d.scheduled = True
-            self._at(ready, self._pump_up if d is conn.up else self._pump_down, conn)
+            self._seq += 1
+            heapq.heappush(self._heap, (ready, self._seq,
+                                        self._pump_up if d is conn.up else self._pump_down,
+                                        (conn,)))
 
     def _reschedule(self, conn: Connection, d: Direction) -> None:
         if d.queue and not d.scheduled and not d.blocked:
@@ -437,7 +471,7 @@ class Simulation:
                     hub.connection_lost(conn, now)
                     self._hub_effects(hub)
                 continue
-            self.trace("recv", "hub", f"{conn.proc.pid}:{type(item).__name__}")
+            self.trace("hub-recv", conn.proc.pid, item.TAG)
             if not conn.hub_open:
                 # A late message on a connection the hub already closed.
                 hub.receive(conn, item, now)
@@ -486,7 +520,7 @@ class Simulation:
             elif not conn.client_open:
                 continue
             else:
-                self.trace("recv", proc.pid, type(item).__name__)
+                self.trace("recv", proc.pid, item.TAG)
                 session.receive(item, now)
             self._proc_effects(proc)
         self._reschedule(conn, d)
@@ -549,7 +583,9 @@ class Simulation:
         d = session.timers.next_deadline()
         if d is not None and (proc.armed is None or d < proc.armed):
             proc.armed = d
-            self._at(d, self._proc_timer, proc, proc.incarnation, d)
+            self._seq += 1
+            heapq.heappush(self._heap, (d, self._seq, self._proc_timer,
+                                        (proc, proc.incarnation, d)))
 
     def _proc_timer(self, proc: Process, inc: int, d: float) -> None:
         if inc != proc.incarnation or proc.armed != d or not proc.alive:
@@ -565,7 +601,11 @@ class Simulation:
         session = proc.session
         if session is None:
             return
-        for eff in session.effects():
+        effects = session.effects()
+        if not effects:
+            self._arm_proc(proc)
+            return
+        for eff in effects:
             t = type(eff)
             if t is Send:
                 conn = proc.conn
@@ -784,7 +824,8 @@ class Simulation:
                 self._kill(proc)
         elif action == "pause":
             if proc.alive and not proc.paused:
-                self.note("fault", label + (f" for {fault.duration:.3f}s" if fault.duration else ""))
+                self.note("fault", label + (f" for {fault.duration:.3f}s"
+                                            if fault.duration else ""))
                 self._silence(proc, "pause")
                 proc.paused = True
                 self._state(proc, "paused")

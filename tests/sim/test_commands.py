@@ -32,7 +32,8 @@ def test_failover_summary_trace_and_timeline(tmp_path: Path, capsys: pytest.Capt
     printed = next(x for x in out.splitlines() if x.startswith("trace sha256:")).split()[-1]
     assert hashlib.sha256(trace.read_bytes()).hexdigest() == printed
     picture = svg.read_text()
-    assert picture.startswith("<svg") and "owner of db-main" in picture
+    assert picture.startswith("<svg")
+    assert "owner of db-main" in picture
     assert run([FAILOVER, "--seed", "2"]) == 0
     assert printed in capsys.readouterr().out
 
@@ -43,7 +44,8 @@ def test_bad_scenario_is_an_error_message_not_a_traceback(
     bad.write_text('name = "x"\nduration = "1s"\n[hub]\nalive = -1\n')
     assert run([str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "line 4" in err and "hub.alive" in err
+    assert "line 4" in err
+    assert "hub.alive" in err
     assert "Traceback" not in err
 
 
@@ -68,7 +70,8 @@ def test_check_determinism(capsys: pytest.CaptureFixture[str]) -> None:
 def test_seeds_campaign_in_processes(capsys: pytest.CaptureFixture[str]) -> None:
     assert run([FAILOVER, "--seeds", "1..4", "--jobs", "2"]) == 0
     out = capsys.readouterr().out
-    assert "4 seeds" in out and "0 failed" in out
+    assert "4 seeds" in out
+    assert "0 failed" in out
     assert "probes never reached:" in out
 
 

@@ -84,7 +84,8 @@ def test_good_file_parses_into_attrs_classes() -> None:
         (("count = 2", 'count = "two"'), "line 10: key 'agents[0].count'"),
         (('alive = "2s"', 'alive = "soon"'), "line 5: key 'hub.alive'"),
         (('mode = "hang"', 'mode = "hang"\nbogus = 1'), "line 24: key 'faults[0].bogus': unknown"),
-        (('action = "partition"', 'action = "explode"'), "line 21: key 'faults[0].action': 'explode' is not one of"),
+        (('action = "partition"', 'action = "explode"'),
+         "line 21: key 'faults[0].action': 'explode' is not one of"),
         (('name = "c"\n', ""), "key 'clients[0].name'"),
     ],
 )

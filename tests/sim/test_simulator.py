@@ -21,7 +21,8 @@ def test_failover_standby_takes_over() -> None:
     result, sim = run_scenario(load_scenario(SCENARIOS / "failover.toml"))
     assert result.ok, result.summary
     assert "failover db-main:" in result.summary
-    assert result.failovers and all(took is not None and took < 5.0
+    assert result.failovers
+    assert all(took is not None and took < 5.0
                                     for _, _, _, took in result.failovers)
     # The one that took over is not the one that crashed.
     done = [f for f in sim.failovers if f.needed]
@@ -46,7 +47,8 @@ def test_scale_scenario_scaled_down() -> None:
                          duration=Seconds(15), liveness=Seconds(15))
     result, sim = run_scenario(small)
     assert result.ok, result.summary
-    assert sim.hub is not None and len(sim.hub.registry) >= 200
+    assert sim.hub is not None
+    assert len(sim.hub.registry) >= 200
 
 
 def test_same_seed_same_trace_other_seed_other_trace() -> None:
@@ -150,7 +152,8 @@ target = "a-*"
     assert result.ok, result.summary
     assert sim.hub is not None
     record = sim.hub.registry.container("s")
-    assert record is not None and record.epoch >= 1
+    assert record is not None
+    assert record.epoch >= 1
 
 
 # --- seeded bugs: the simulator must catch them -----------------------------------
