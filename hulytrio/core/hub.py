@@ -346,7 +346,7 @@ class Hub:
 
     def _on_get(self, conn: Conn, client_id: ClientId, msg: Get, now: float) -> None:
         self.registry.get(client_id, msg.id, msg.kind, msg.options, now,
-                          reacquire=msg.reacquire, held=msg.held)
+                          reacquire=msg.reacquire, held_instance=msg.held_instance)
 
     def _on_release(self, conn: Conn, client_id: ClientId, msg: Release, now: float) -> None:
         self.registry.release(client_id, msg.id, msg.uuid, now)

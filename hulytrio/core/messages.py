@@ -137,9 +137,9 @@ class Get(Message):
 
     ``reacquire`` marks a session rebuilding a reference it already had (the
     hub may park it during its recovery window, see docs/design.md);
-    ``held`` says that this reference's hold is still counted by the hub (a
-    promoted stateless container): then no second hold is taken, so one
-    release still frees it.
+    ``held_instance`` names the container instance this reference held: if
+    it is still live and held by the caller (a promoted stateless
+    container), no second hold is taken, so one release still frees it.
     """
 
     TAG: ClassVar[str] = "get"
@@ -147,7 +147,7 @@ class Get(Message):
     kind: str
     options: GetOptions = attrs.field(factory=GetOptions)
     reacquire: bool = False
-    held: bool = False
+    held_instance: int | None = None
 
 
 @attrs.frozen

@@ -77,6 +77,7 @@ class _Container:
         "endpoint",
         "epoch",
         "holders",
+        "instance",
         "kind",
         "labels",
         "orphaned_at",
@@ -100,6 +101,7 @@ class _Container:
         self.labels = labels
         self.stateless = stateless
         self.epoch = 0
+        self.instance = 0
         #: client id -> number of gets not yet released
         self.holders: dict[ClientId, int] = {}
         self.orphaned_at: float | None = None
@@ -111,7 +113,7 @@ class _Container:
     def record(self) -> ContainerRecord:
         return ContainerRecord(
             self.uuid, self.kind, self.agent_id, self.endpoint, self.labels,
-            self.stateless, self.epoch,
+            self.stateless, self.epoch, self.instance,
         )
 
 
@@ -218,10 +220,6 @@ class Registry:
         self._standbys: dict[ContainerUuid, dict[AgentId, OfferedContainer]] = {}
         #: stateless uuid -> its epoch when its record was dropped (epochs only grow)
         self._last_epoch: dict[ContainerUuid, int] = {}
-        #: holders of containers dropped since the last event flush (seq
-        #: ``_lost_seq``): a re-add in the same window gives them back
-        self._lost_holders: dict[ContainerUuid, dict[ClientId, tuple[_Client, int]]] = {}
-        self._lost_seq = 0
         self._serial = 0
         #: clients declared dead by their alive timer, for the owner to close
         self.dead_clients: list[ClientId] = []
@@ -357,14 +355,10 @@ class Registry:
         self._containers[uuid] = c
         agent.containers[uuid] = None
         self._index(c)
-        lost = self._lost_holders.pop(uuid, None)
-        if lost is not None and self._lost_seq == self.events.seq:
-            # Removed and re-added within one event window: the folded event
-            # tells clients only "added", so they still count on their holds.
-            for client_id, (cl, n) in lost.items():
-                if self._clients.get(client_id) is cl:
-                    c.holders[client_id] = n
-                    cl.holds[uuid] = n
+        # Every instance gets its own number, so a uuid that is dropped and
+        # registered again (folded into one "added" within an event window)
+        # is told apart from the instance a client held.
+        c.instance = self._next_serial()
         return c
 
     def _drop_container(self, c: _Container, now: float) -> None:
@@ -376,18 +370,10 @@ class Registry:
         agent = self._agents.get(c.agent_id)
         if agent is not None:
             agent.containers.pop(c.uuid, None)
-        if self._lost_seq != self.events.seq:
-            # Clients have seen the earlier removals: those holds are gone.
-            self._lost_holders.clear()
-            self._lost_seq = self.events.seq
-        lost: dict[ClientId, tuple[_Client, int]] = {}
-        for client_id, n in c.holders.items():
+        for client_id in c.holders:
             cl = self._clients.get(client_id)
             if cl is not None:
                 cl.holds.pop(c.uuid, None)
-                lost[client_id] = (cl, n)
-        if lost:
-            self._lost_holders[c.uuid] = lost
         self.timers.cancel(("orphan", c.uuid))
         self.events.container(ChangeKind.REMOVED, c.record())
         standbys = self._standbys.get(c.uuid)
@@ -673,14 +659,15 @@ class Registry:
 
     def get(
         self, client_id: ClientId, call_id: int, kind: ContainerKind, options: GetOptions,
-        now: float, *, reacquire: bool = False, held: bool = False,
+        now: float, *, reacquire: bool = False, held_instance: int | None = None,
     ) -> None:
         """Acquire a container for ``client_id``; answers ``GetReply`` or ``Error``.
 
-        With ``held``, a container the client already holds is answered
-        without taking another hold (a reference whose hold survived, e.g. a
-        promoted stateless container).  With ``reacquire``, an unknown uuid
-        is parked during the recovery window instead of started.
+        With ``held_instance``, the instance a reference held: if that very
+        instance is still live and the client holds it, no second hold is
+        taken (the hold survived, e.g. a promoted stateless container).  With
+        ``reacquire``, an unknown uuid is parked during the recovery window
+        instead of started.
 
         Order: live uuid -> pending uuid -> live container of the same kind and
         label set -> pending start of the same kind and label set -> start one on
@@ -697,7 +684,7 @@ class Registry:
                     self._error(client_id, call_id, ErrorCode.BAD_KIND,
                                 f"container {uuid!r} is of kind {c.kind!r}, not {kind!r}")
                     return
-                if not (held and client_id in c.holders):
+                if not (held_instance == c.instance and client_id in c.holders):
                     self._hold(client_id, c)
                 self._send(client_id, GetReply(call_id, c.record()))
                 return
@@ -862,13 +849,6 @@ class Registry:
             return
         c = self._containers.get(uuid)
         if c is None:
-            lost = self._lost_holders.get(uuid)
-            if lost is not None and client_id in lost:
-                # Not yet told it is gone: this release must not come back
-                # with a re-add in the same window.
-                cl_lost, n = lost.pop(client_id)
-                if n > 1:
-                    lost[client_id] = (cl_lost, n - 1)
             self._send(client_id, Ok(call_id))
             return
         count = c.holders.get(client_id)

@@ -161,9 +161,10 @@ class _Ref:
         #: request handles waiting for the reference to be ready
         self.waiting: dict[int, None] = {}
         self.retries = 0
-        #: whether the hub still counts this reference's hold (a re-acquire
-        #: then must not take a second one); False once the hold is known lost
-        self.held = False
+        #: the container instance whose hold the hub may still count for this
+        #: reference (a re-acquire names it, so no second hold is taken);
+        #: None once the hold is known lost
+        self.held: int | None = None
 
 
 class _Call:
@@ -597,9 +598,18 @@ class ClientSession:
             if ref.status is RefStatus.READY:
                 ref.status = RefStatus.ACQUIRING
                 self._effects.append(ReferenceChanged(ref.ref_id, None))
-            ref.acquire_call = None
-            ref.held = False  # a new hub session holds nothing for us
-            self._acquire(ref)
+            ref.held = None  # a new hub session holds nothing for us
+            call_id = ref.acquire_call
+            pending = self._calls.get(call_id) if call_id is not None else None
+            if pending is not None and call_id is not None:
+                # A Get already waits for this reference (perhaps the user's
+                # own): resend that one, or its caller would never hear back.
+                if pending.kind == "reacquire":
+                    pending.data = True
+                self._send_call(call_id, pending)
+            else:
+                ref.acquire_call = None
+                self._acquire(ref, rebuild=True)
         for call_id, call in list(self._calls.items()):
             if call.sent:
                 continue
@@ -632,7 +642,13 @@ class ClientSession:
             self._calls[handle] = _Call("resync", user=False, data=(what, None))
             self._send_call(handle, self._calls[handle])
 
-    def _acquire(self, ref: _Ref, call_id: int | None = None) -> None:
+    def _acquire(self, ref: _Ref, call_id: int | None = None, *, rebuild: bool = False
+                 ) -> None:
+        """Send a ``Get`` for ``ref`` unless one is in flight.
+
+        ``rebuild`` marks the re-acquire after a reconnect (``data=True``): only
+        that one may be parked by a hub in its recovery window.
+        """
         if ref.acquire_call is not None and ref.acquire_call in self._calls:
             return
         if call_id is None:
@@ -640,7 +656,7 @@ class ClientSession:
         ref.acquire_call = call_id
         user = call_id == ref.ref_id
         self._calls[call_id] = _Call("get" if user else "reacquire", user=user,
-                                     ref_id=ref.ref_id)
+                                     ref_id=ref.ref_id, data=rebuild)
         self._send_call(call_id, self._calls[call_id])
 
     def _send_call(self, call_id: int, call: _Call) -> None:
@@ -670,8 +686,8 @@ class ClientSession:
                 # Re-acquire the container we had, under its current uuid.
                 options = GetOptions(ref.record.uuid, ref.asked.labels, ref.asked.extra)
             message = Get(call_id, ref.kind, options,
-                          reacquire=kind == "reacquire",
-                          held=kind == "reacquire" and ref.held)
+                          reacquire=kind == "reacquire" and call.data is True,
+                          held_instance=ref.held if kind == "reacquire" else None)
         elif kind == "release":
             message = Release(call_id, call.data)
         elif kind in ("query", "resync"):
@@ -716,7 +732,7 @@ class ClientSession:
         old = ref.record
         ref.record = msg.container
         ref.status = RefStatus.READY
-        ref.held = True
+        ref.held = msg.container.instance
         ref.retries = 0
         if call.user:
             self._effects.append(Resolve(msg.id, msg.container))
@@ -918,10 +934,15 @@ class ClientSession:
             ce = by_uuid.get(ref.record.uuid)
             if ce is None:
                 continue
-            if ce.change is ChangeKind.REMOVED:
-                # fix: the reference left such references dangling.
+            instance = ce.container.instance
+            if instance < ref.record.instance:
+                continue  # news about an instance older than the one we hold
+            if ce.change is ChangeKind.REMOVED or instance > ref.record.instance:
+                # Our instance is gone (removed, or replaced by a new one under
+                # the same uuid and folded into "added"): the hub dropped our
+                # hold.  fix: the reference left such references dangling.
                 self.probes.hit("reference lost: re-acquiring")
-                ref.held = False  # removed: the hub dropped its holders
+                ref.held = None
                 self._lose(ref)
             elif ce.container != ref.record:
                 ref.record = ce.container

@@ -95,7 +95,10 @@ class ContainerRecord:
     """A container as listed by the hub and carried in events.
 
     ``epoch`` counts ownership changes of a stateless uuid (0 for ordinary
-    containers); it only grows within one hub term.
+    containers); it only grows within one hub term.  ``instance`` numbers
+    this instance of the uuid within one hub's life: a uuid dropped and
+    started again gets a new, larger one (a promoted standby keeps it, as
+    the holds carry over).
     """
 
     uuid: ContainerUuid
@@ -105,6 +108,7 @@ class ContainerRecord:
     labels: tuple[str, ...] = attrs.field(default=(), converter=_labels)
     stateless: bool = False
     epoch: int = 0
+    instance: int = 0
 
 
 @attrs.frozen

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from hulytrio.core.agent import AgentState
 from hulytrio.core.errors import ErrorCode
+from hulytrio.core.events import ChangeKind
 from hulytrio.core.messages import (
     Error,
+    Event,
     Get,
     GetReply,
     Ok,
@@ -16,6 +19,7 @@ from hulytrio.core.messages import (
     UnregisterAgent,
 )
 from hulytrio.core.types import ContainerState, GetOptions, OfferedContainer
+from hulytrio.testing import Cluster
 
 
 def setup(raw, *agents, alive=None):
@@ -271,12 +275,44 @@ def _drop_and_re_add(raw, flush_between):
     raw.advance(2.0)
 
 
-def test_drop_and_re_add_in_one_window_keeps_the_holders(raw) -> None:
+def test_drop_and_re_add_in_one_window_is_a_new_instance(raw) -> None:
     _drop_and_re_add(raw, flush_between=False)
-    # The folded event says only "added": the client still counts on its hold.
-    assert raw.hub.registry.holders("x") == {"c1": 1}
-    assert raw.hub.registry.orphaned_at("x") is None
+    # The re-added uuid is a new instance: the old holds are gone, and the
+    # folded "added" event tells clients so by its larger instance number.
+    assert raw.hub.registry.holders("x") == {}
+    assert raw.hub.registry.orphaned_at("x") == 1.5
+    events = [m.event for m in raw.inbox["c1"] if isinstance(m, Event)]
+    (got,) = [m for m in raw.inbox["c1"] if isinstance(m, GetReply)]
+    (change,) = [ce for ev in events for ce in ev.containers if ce.container.uuid == "x"][-1:]
+    assert change.change is ChangeKind.ADDED
+    assert change.container.instance > got.container.instance
     assert raw.hub.registry.check() == []
+
+
+def test_session_re_acquires_a_container_replaced_within_one_window() -> None:
+    c = Cluster()
+    client = c.add_client("c1")
+    c.add_client("h")
+    agent = AgentState("ag", ("echo",))
+    c.add_agent("h", agent)
+    ref = client.get("echo", GetOptions("x"))
+    c.pump()
+    first = client.reference(ref)
+    assert first is not None
+    c.advance(1.0)
+    # The agent drops and re-offers "x" before the event window closes.
+    c.sessions["h"].unregister_agent("ag")
+    c.pump()
+    c.add_agent("h", AgentState("ag", ("echo",), stateless=()))
+    c.hub.receive("h", RegisterAgent(99, "ag", ("echo",), None,
+                                     (OfferedContainer("x", "echo"),)), c.now)
+    c.advance(2.0)
+    again = client.reference(ref)
+    assert again is not None
+    assert again.instance > first.instance
+    assert c.hub.registry.holders("x") == {"c1": 1}
+    assert c.hub.registry.orphaned_at("x") is None
+    assert c.hub.registry.check() == []
 
 
 def test_drop_seen_by_clients_loses_the_holders(raw) -> None:
@@ -298,3 +334,23 @@ def test_release_while_dropped_is_not_undone_by_a_re_add(raw) -> None:
     raw.send("h", RegisterAgent(3, "ag", ("echo",), None, (offer,)), 1.0)
     assert raw.hub.registry.holders("x") == {}
     assert raw.hub.registry.orphaned_at("x") == 1.0
+
+
+def test_re_acquire_in_the_drop_window_takes_exactly_one_hold(raw) -> None:
+    raw.hello("c1", alive=100.0)
+    raw.hello("h1", alive=100.0)
+    raw.hello("h2", alive=100.0)
+    raw.send("h1", RegisterAgent(1, "ag1", ("echo",)), 0.0)
+    raw.send("c1", Get(1, "echo", GetOptions("x")), 0.0)
+    (start,) = starts(raw, "h1")
+    raw.send("h1", Started(start.id, "x"), 0.0)
+    raw.send("h2", RegisterAgent(1, "ag2", ("echo",)), 0.0)
+    raw.send("h1", UnregisterAgent(2, "ag1"), 1.0)
+    # The client learns from a failed request, before any event, and
+    # re-acquires by itself (believing its hold survived).
+    held = next(m for m in raw.inbox["c1"] if isinstance(m, GetReply)).container.instance
+    raw.send("c1", Get(3, "echo", GetOptions("x"), held_instance=held), 1.0)
+    (start2,) = starts(raw, "h2")
+    raw.send("h2", Started(start2.id, "x"), 1.0)
+    assert raw.hub.registry.holders("x") == {"c1": 1}
+    assert raw.hub.registry.check() == []

@@ -31,7 +31,9 @@ def test_restart_reacquire_is_answered_with_the_original_container() -> None:
     c.restart_hub()
     c.advance(6.0)
     # Same uuid, same agent: the hub did not start a second instance on B.
-    assert client.reference(ref) == original
+    again = client.reference(ref)
+    assert again is not None
+    assert (again.uuid, again.agent_id) == (original.uuid, original.agent_id)
     assert c.running == {"A": {original.uuid: "echo"}, "B": {}}
     assert c.hub.probes.counts.get("re-acquire parked during recovery") == 1
     assert c.hub.registry.holders(original.uuid) == {"client": 1}
