@@ -39,9 +39,11 @@ bench: $(DEV_STAMP)
 
 chaos: $(TEST_STAMP)
 	$(BIN)/hulytrio simulate scenarios/failover.toml --seeds 1..200
+	$(BIN)/hulytrio simulate scenarios/reconnect.toml --seeds 1..200
 	$(BIN)/hulytrio simulate scenarios/partition.toml --seeds 1..200
 	$(BIN)/hulytrio simulate scenarios/churn.toml --seeds 1..200
-	HYPOTHESIS_PROFILE=chaos $(BIN)/python -m pytest tests/sim -q
+	mkdir -p chaos-out
+	HYPOTHESIS_PROFILE=chaos HULYTRIO_CHAOS_OUT=chaos-out $(BIN)/python -m pytest tests/sim -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
