@@ -158,7 +158,7 @@ def test_message_is_tag_then_fields_in_declaration_order():
     assert wire_of(GetReply(8, RECORD)) == [
         "got",
         8,
-        [UUID, "session", "agent-7", "ws://10.0.0.7:9001", ["eu", "tenant-a"], True, 3],
+        [UUID, "session", "agent-7", "ws://10.0.0.7:9001", ["eu", "tenant-a"], True, 3, 0],
     ]
     assert wire_of(SAMPLES[-1])[1][1][0][0] == "added"  # enums travel by value
 
@@ -379,7 +379,7 @@ def test_oversized_frame():
         (["hello", 1, "p", "30"], "field 'alive_timeout' must be float, got str"),
         (["kinds", 1, ["a", 2]], "message 0 (kinds): field 'kinds[1]' must be str, got int"),
         (["kinds", 1, "ab"], "field 'kinds' must be an array, got str"),
-        (["got", 1, [UUID, "k"]], "field 'container' must be an array of 3 to 7 fields"),
+        (["got", 1, [UUID, "k"]], "field 'container' must be an array of 3 to 8 fields"),
         (["got", 1, [UUID, "k", "a", None, [], 1]], "field 'container.stateless' must be bool"),
         (["got", 1, {"uuid": UUID}], "field 'container' must be an array of ContainerRecord"),
         (["get", 1, "k", [None, [], {1: 2}]], "field 'options.extra' must have str keys"),
