@@ -9,28 +9,31 @@ never hit by any seed.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import attrs
 
+from .. import core
 from .report import RunResult, run_scenario
 from .scenario import load_scenario
 
 __all__ = ["KNOWN_PROBES", "CampaignResult", "run_campaign"]
 
+def _core_probes() -> tuple[str, ...]:
+    """Return every probe name the core can hit, read from its source (sorted)."""
+    names: set[str] = set()
+    for path in sorted(Path(core.__file__).parent.glob("*.py")):
+        names.update(_PROBE_CALL.findall(path.read_text(encoding="utf-8")))
+    return tuple(sorted(names))
+
+
+_PROBE_CALL = re.compile(r"""probes\.hit\(\s*["']([^"']+)["']""")
+
 #: every probe name in the core, so a campaign can say which were never hit
-KNOWN_PROBES = (
-    "agent re-registered", "agent superseded by new session", "client connection closed",
-    "client said close", "client timed out", "connection lost", "container stopped by agent",
-    "duplicate uuid rejected", "event gap", "get retried on agent added",
-    "get retry scheduled", "hub restarted", "hub silent: reconnect", "orphan rescued",
-    "orphan terminated", "pending start lost with agent", "reconnect same peer id",
-    "reference lost: re-acquiring", "reference re-acquired", "reference re-keyed",
-    "release while owner dead", "request rerouted after container loss", "session rebuild",
-    "standby activated", "standby claim won", "standby claim", "standby promoted",
-    "start failed", "start timed out", "stateless offer stands by", "view resync",
-)
+KNOWN_PROBES = _core_probes()
 
 
 @attrs.frozen

@@ -190,3 +190,11 @@ def test_seeded_skip_resend_is_caught() -> None:
     names = {v.name for v in result.violations}
     assert "liveness" in names, result.summary
     assert any("requests never ended" in u for u in result.unmet)
+
+
+def test_campaign_knows_every_core_probe() -> None:
+    from hulytrio.sim.campaign import KNOWN_PROBES
+
+    assert {"standby promoted", "session rebuild", "client timed out",
+            "release while owner dead"} <= set(KNOWN_PROBES)
+    assert list(KNOWN_PROBES) == sorted(KNOWN_PROBES)
