@@ -75,18 +75,19 @@ def populate(n: int) -> Registry:
 def per_op(fn, count: int, chunks: int = 4) -> float:
     """Run ``fn(i)`` for i in range(count); return nanoseconds per call.
 
-    The calls run in ``chunks`` timed slices and the fastest slice counts, so
-    a burst of load from another process does not pass for registry cost.
+    CPU time of this process, in ``chunks`` timed slices of which the
+    fastest counts, so load from other processes does not pass for registry
+    cost (on a shared machine wall-clock figures wander by 3x).
     """
     gc.collect()
     size = max(count // chunks, 1)
     best = float("inf")
     for start in range(0, count, size):
         stop = min(start + size, count)
-        t0 = time.perf_counter_ns()
+        t0 = time.process_time_ns()
         for i in range(start, stop):
             fn(i)
-        best = min(best, (time.perf_counter_ns() - t0) / (stop - start))
+        best = min(best, (time.process_time_ns() - t0) / (stop - start))
     return best
 
 
