@@ -1,0 +1,109 @@
+"""The timer engine both drivers use, and an agent's local state."""
+
+from __future__ import annotations
+
+import pytest
+
+from hulytrio.core.agent import AgentState, LocalStatus
+from hulytrio.core.effects import Send, SetServing, StartContainer, StopContainer
+from hulytrio.core.errors import ErrorCode
+from hulytrio.core.messages import Activate, Error, RegisterReply, Request, Start, Started
+from hulytrio.core.timers import Timers
+from hulytrio.core.types import OfferedContainer
+
+
+def test_deadlines_fire_in_order_and_rearming_replaces() -> None:
+    t = Timers()
+    t.call_at(3.0, "c")
+    t.call_at(1.0, "a")
+    t.call_at(2.0, "b")
+    t.call_at(5.0, "a")  # re-armed: the 1.0 entry is stale now
+    t.cancel("b")
+    assert t.next_deadline() == 3.0
+    assert t.expired(4.0) == ["c"]
+    assert t.expired(5.0) == ["a"]
+    assert t.next_deadline() is None
+    assert len(t) == 0
+
+
+def test_periodic_handlers_do_not_drift_and_skip_missed_ticks() -> None:
+    t = Timers()
+    t.call_every(1.0, "tick", first=0.5)
+    assert t.expired(0.5) == ["tick"]
+    assert t.deadline("tick") == 1.5
+    # Woken late: fires once, re-armed on the original grid.
+    assert t.expired(3.7) == ["tick"]
+    assert t.deadline("tick") == 4.5
+    t.cancel("tick")
+    assert t.expired(10.0) == []
+    with pytest.raises(ValueError, match="interval"):
+        t.call_every(0.0, "bad", first=0.0)
+
+
+def test_equal_deadlines_keep_insertion_order() -> None:
+    t = Timers()
+    for key in ("z", "a", "m"):
+        t.call_at(1.0, key)
+    assert t.expired(1.0) == ["z", "a", "m"]
+
+
+def _start(uuid: str, call_id: int = 1, kind: str = "echo") -> Start:
+    return Start(call_id, "ag", kind, uuid, ("t",))
+
+
+def test_agent_deduplicates_pending_starts() -> None:
+    a = AgentState("ag", ("echo",))
+    (effect,) = a.on_start(_start("u1", 1))
+    assert isinstance(effect, StartContainer)
+    assert effect.options.labels == ("t",)
+    assert a.on_start(_start("u1", 2)) == []  # joined, not started twice
+    replies = a.started("u1", "ws://c")
+    assert [e.message for e in replies if isinstance(e, Send)] == [
+        Started(1, "u1", "ws://c"), Started(2, "u1", "ws://c")]
+    # A start of a running uuid is answered at once.
+    assert a.on_start(_start("u1", 3)) == [Send(None, Started(3, "u1", None))]
+
+
+def test_agent_refuses_undeclared_kinds_and_respects_max_containers() -> None:
+    a = AgentState("ag", ("echo",), max_containers=1)
+    (refused,) = a.on_start(_start("u1", kind="db"))
+    assert refused.message.code == ErrorCode.BAD_KIND.value
+    a.on_start(_start("u1", 2))
+    (full,) = a.on_start(_start("u2", 3))
+    assert isinstance(full.message, Error)
+    assert full.message.code == ErrorCode.FULL.value
+
+
+def test_failed_start_answers_every_waiter_and_leaves_nothing() -> None:
+    a = AgentState("ag", ("echo",))
+    a.on_start(_start("u1", 1))
+    a.on_start(_start("u1", 2))
+    errors = a.start_failed("u1", "boom")
+    assert [e.message.id for e in errors] == [1, 2]
+    assert "u1" not in a
+    assert isinstance(a.on_start(_start("u1", 3))[0], StartContainer)
+
+
+def test_standby_does_not_serve_and_activation_is_epoch_checked() -> None:
+    offer = OfferedContainer("db-1", "db", stateless=True)
+    a = AgentState("ag", (), stateless=(offer,))
+    assert a.kinds == ("db",)
+    assert a.on_registered(RegisterReply(1, ("db-1",), ())) == [
+        SetServing("ag", "db-1", False, 0)]
+    assert a.status("db-1") is LocalStatus.STANDBY
+    (err,) = a.on_request(Request(5, "db-1", "op"))
+    assert err.message.code == ErrorCode.NOT_FOUND.value
+    # The offer survives: it is listed again on the next registration.
+    assert [oc.uuid for oc in a.registration(2).containers] == ["db-1"]
+    assert a.on_activate(Activate("ag", "db-1", 3)) == [SetServing("ag", "db-1", True, 3)]
+    assert a.serving() == ("db-1",)
+    assert a.on_activate(Activate("ag", "db-1", 2)) == []  # stale
+    assert a.epoch("db-1") == 3
+
+
+def test_refused_ordinary_container_is_stopped() -> None:
+    a = AgentState("ag", ("echo",))
+    a.on_start(_start("u1"))
+    a.started("u1")
+    assert a.on_registered(RegisterReply(1, (), ("u1",))) == [StopContainer("ag", "u1")]
+    assert "u1" not in a
