@@ -385,3 +385,23 @@ def test_two_references_to_one_container_keep_two_holds_across_a_hub_restart() -
     r = c.sessions["u"].request(g1, "op", b"still")
     c.pump()
     assert c.value("u", r) == b"still"
+
+
+def test_get_waiting_on_a_dead_agent_retries_on_another() -> None:
+    c = Cluster()
+    c.add_client("h1")
+    c.add_agent("h1", AgentState("ag1", ("echo",)))
+    c.add_client("u")
+    c.auto_start = False
+    g = c.sessions["u"].get("echo")
+    c.pump()
+    assert [start.agent_id for _, start in c.held_starts] == ["ag1"]
+    c.auto_start = True
+    c.add_client("h2")
+    c.add_agent("h2", AgentState("ag2", ("echo",)))
+    c.disconnect("h1")
+    del c.sessions["h1"]
+    c.advance(c.now + 1.0)
+    rec = c.value("u", g)
+    assert rec.agent_id == "ag2"  # type: ignore[attr-defined]
+    assert c.hub.registry.holders(rec.uuid) == {"u": 1}  # type: ignore[attr-defined]
