@@ -1,8 +1,9 @@
 """A picture of a run: processes, stateless owners and faults over virtual time (plain SVG).
 
 One row per agent process (green up, orange paused, yellow partitioned,
-grey down), one row per stateless uuid coloured by its owner, the
-containers each agent runs at the end, and a red line at every fault.
+grey down) with the containers it runs at the end, one row per stateless
+uuid coloured by its owner, the number of containers the hub lists over
+time, and a red line at every fault.
 Large runs show the first ``max_rows`` agents.
 """
 
@@ -27,7 +28,7 @@ def render_timeline(sim: Simulation, *, width: int = 1100, max_rows: int = 40) -
     agents = [p for p in sim.procs.values() if p.is_agent][:max_rows]
     uuids = list(sim.invariants.offering)
     rows = len(agents) + len(uuids)
-    height = top + rows * row_h + 60
+    height = top + rows * row_h + 60 + 60
     span = width - left - right
 
     def x(t: float) -> float:
@@ -70,6 +71,17 @@ def render_timeline(sim: Simulation, *, width: int = 1100, max_rows: int = 40) -
                 out.append(f'<text x="{x(t) + 3:.1f}" y="{y + 12}" fill="white">'
                            f'{escape(owner)}</text>')
         y += row_h
+    # containers the hub lists, over time (a line in its own band)
+    band = 60
+    samples = sim.container_samples
+    if samples:
+        peak = max(n for _, n in samples) or 1
+        out.append(f'<text x="10" y="{y + 14}">containers (max {peak})</text>')
+        points = " ".join(f"{x(t):.1f},{y + band - 4 - (band - 8) * n / peak:.1f}"
+                          for t, n in samples)
+        out.append(f'<polyline points="{points}" fill="none" stroke="#1e88e5" '
+                   f'stroke-width="1.5"/>')
+        y += band
     for entry in sim.timeline:
         if entry.kind not in ("fault", "violation"):
             continue

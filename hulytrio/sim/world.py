@@ -191,6 +191,8 @@ class Simulation:
         self.history: list[tuple[float, str, str]] = []
         #: (time, uuid, owner agent id or "") whenever a stateless owner changes
         self.ownership: list[tuple[float, str, str]] = []
+        #: (time, containers the hub lists) at every periodic check, for the picture
+        self.container_samples: list[tuple[float, int]] = []
         #: pid -> the connection on which the hub last accepted its Hello
         self.hub_conn_of: dict[str, Connection] = {}
         self.max_latency = max(scenario.links.latency.high, 0.0)
@@ -1015,6 +1017,8 @@ class Simulation:
             self._start_hub()
 
     def _periodic_check(self) -> None:
+        if self.hub is not None:
+            self.container_samples.append((self.now, len(self.hub.registry)))
         self.invariants.periodic()
         if self.in_liveness and self.converged_at is None and self.invariants.converged():
             self.converged_at = self.now
