@@ -256,11 +256,14 @@ class Invariants:
             return False
         reg = hub.registry
         live = sim.live_processes()
+        servable = sim.servable()
         for proc in live:
             if not sim.session_ready(proc):
                 why.append(f"{proc.pid} is not connected")
             elif proc.is_agent and reg.agent_owner(proc.pid) != proc.pid:
                 why.append(f"agent {proc.pid} is not registered")
+            elif not sim.can_be_served(proc, servable):
+                continue  # nobody can serve it: its gets and requests rightly wait
             elif proc.load is not None and proc.load.outstanding:
                 why.append(f"{proc.pid} has {len(proc.load.outstanding)} requests pending")
             elif not sim.refs_ready(proc):

@@ -1037,12 +1037,46 @@ class Simulation:
         """Return whether ``proc``'s session is welcomed by the hub."""
         return proc.session is not None and proc.session.state is SessionState.READY
 
+    def servable(self) -> tuple[set[str], set[str]]:
+        """Return the kinds and the stateless uuids some live agent process can serve now."""
+        kinds: set[str] = set()
+        uuids: set[str] = set()
+        for p in self.procs.values():
+            if p.alive and p.agent_spec is not None:
+                kinds.update(p.agent_spec.kinds)
+                for st in p.agent_spec.stateless:
+                    kinds.add(st.kind)
+                    uuids.add(st.uuid)
+        return kinds, uuids
+
+    def can_be_served(self, proc: Process, servable: tuple[set[str], set[str]]) -> bool:
+        """Return whether some live agent can serve what ``proc``'s workload asks for.
+
+        A reference whose kind (or stateless uuid) no live agent offers keeps
+        retrying, and its requests wait, as they should: they are not
+        required to finish.
+        """
+        load = proc.load
+        if load is None:
+            return True
+        kinds, uuids = servable
+        kind = load.kind or "echo"
+        uuid = load.options.uuid
+        stateless = {st.uuid for a in self.scenario.agents for st in a.stateless}
+        return kind in kinds and (uuid is None or uuid not in stateless or uuid in uuids)
+
     def refs_ready(self, proc: Process) -> bool:
         """Return whether every reference ``proc`` holds is ready."""
         s = proc.session
         if s is None:
             return True
         return all(s.ref_status(r) is RefStatus.READY for r in s.references())
+
+    def waiting_requests(self) -> int:
+        """Return the requests still pending that no live agent could serve."""
+        servable = self.servable()
+        return sum(len(p.load.outstanding) for p in self.procs.values()
+                   if p.alive and p.load is not None and not self.can_be_served(p, servable))
 
 
 _NEVER = float("inf")
