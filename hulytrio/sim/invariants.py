@@ -15,9 +15,10 @@ deadlines, which are O(size), every ``checks.registry_every`` checks).
   closed produces nothing for anyone else;
 - ``single-owner``: the hub never lists the owner of a stateless uuid among
   its standbys;
-- ``exclusive-serving``: a process whose agent is registered at the hub and
-  that really serves a stateless uuid is the hub's owner of it (a grace of
-  a few link latencies covers the reply in flight after a re-register);
+- ``exclusive-serving``: a process whose agent is registered at the hub
+  through its current connection and that really serves a stateless uuid is
+  the hub's owner of it (a grace of a few link latencies covers the reply in
+  flight after a re-register);
 - ``epoch-monotonic``: within one hub term the epoch of a stateless uuid only
   grows; an agent never switches to serving on an epoch older than one it saw;
 - ``serves-what-runs``: the core never has the driver run a request on a
@@ -214,8 +215,12 @@ class Invariants:
         for pid in pids:
             proc = sim.procs[pid]
             key = (uuid, pid)
+            # Registered *by this incarnation*: a restarted process shares its
+            # peer id with the dead one the hub may not have dropped yet.
+            conn = proc.conn
             rogue = (proc.alive and not proc.paused and proc.serving.get(uuid, False)
-                     and pid != owner and reg.agent_owner(pid) == pid)
+                     and pid != owner and reg.agent_owner(pid) == pid and conn is not None
+                     and conn.hub_open and sim.hub_conn_of.get(pid) is conn)
             if not rogue:
                 self._suspect.pop(key, None)
                 continue
