@@ -44,6 +44,7 @@ __all__ = [
     "dump_scenario",
     "load_scenario",
     "parse_scenario",
+    "process_names",
 ]
 
 
@@ -451,7 +452,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{source}: not valid TOML: {exc}") from None
     try:
-        return _CONVERTER.structure(raw, Scenario)
+        scenario = _CONVERTER.structure(raw, Scenario)
     except Exception as exc:  # cattrs raises exception groups of many kinds
         lines = _key_lines(text)
         messages: list[str] = []
@@ -478,6 +479,28 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
             where = f"line {line}" if line else "unknown line"
             messages.append(f"{source}: {where}: key '{_dotted(path)}': {text_part}")
         raise ScenarioError("\n".join(messages) or f"{source}: {exc}") from None
+    _check_names(scenario, text, source)
+    return scenario
+
+
+def process_names(name: str, count: int) -> list[str]:
+    """Return the process names of a table with ``name`` and ``count``."""
+    return [name] if count == 1 else [f"{name}-{i}" for i in range(1, count + 1)]
+
+
+def _check_names(scenario: Scenario, text: str, source: str) -> None:
+    """Raise ScenarioError if two processes would share a name."""
+    seen: dict[str, str] = {}
+    tables = [("agents", i, a.name, a.count) for i, a in enumerate(scenario.agents)]
+    tables += [("clients", i, c.name, c.count) for i, c in enumerate(scenario.clients)]
+    for table, index, name, count in tables:
+        for pid in process_names(name, count):
+            if pid in seen:
+                line = _locate(_key_lines(text), (table, index, "name"))
+                where = f"line {line}" if line else "unknown line"
+                raise ScenarioError(f"{source}: {where}: key '{table}[{index}].name': process "
+                                    f"name {pid!r} is already used by {seen[pid]}")
+            seen[pid] = f"{table}[{index}]"
 
 
 def _problems(exc: BaseException) -> list[str]:

@@ -59,7 +59,7 @@ from ..core.timeouts import Timeouts
 from ..core.types import OfferedContainer
 from .invariants import Invariants
 from .links import CLOSE, OPENED, Connection, Direction
-from .scenario import AgentSpec, ClientSpec, FaultSpec, Scenario, Span
+from .scenario import AgentSpec, ClientSpec, FaultSpec, Scenario, Span, process_names
 from .workload import Workload
 
 __all__ = ["Failover", "Process", "Simulation", "TimelineEntry"]
@@ -1082,6 +1082,5 @@ class Simulation:
 _NEVER = float("inf")
 
 
-def _names(name: str, count: int) -> list[str]:
-    return [name] if count == 1 else [f"{name}-{i}" for i in range(1, count + 1)]
+_names = process_names
 

@@ -116,3 +116,10 @@ def test_dump_round_trips() -> None:
     explicit = parse_scenario(GOOD + '\n[[operations]]\nat = "3s"\nclient = "c"\nop = "get"\n')
     assert explicit.operations == (OperationSpec(3.0, "c", "get"),)  # type: ignore[arg-type]
     assert parse_scenario(dump_scenario(explicit)) == explicit
+
+
+def test_duplicate_process_names_are_refused() -> None:
+    text = GOOD + '\n[[clients]]\nname = "a"\nkind = "echo"\ncount = 2\n'
+    expected = r"line 27: key 'clients\[1\].name': process name 'a-1'"
+    with pytest.raises(ScenarioError, match=expected):
+        parse_scenario(text)
