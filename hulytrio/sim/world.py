@@ -473,7 +473,10 @@ class Simulation:
                     hub.connection_lost(conn, now)
                     self._hub_effects(hub)
                 continue
-            self.trace("hub-recv", conn.proc.pid, item.TAG)
+            buf = self._buf
+            buf.append((now, "hub-recv", conn.proc.pid, item.TAG))
+            if len(buf) >= 8192:
+                self._flush_trace()
             if not conn.hub_open:
                 # A late message on a connection the hub already closed.
                 hub.receive(conn, item, now)
@@ -522,7 +525,10 @@ class Simulation:
             elif not conn.client_open:
                 continue
             else:
-                self.trace("recv", proc.pid, item.TAG)
+                buf = self._buf
+                buf.append((now, "recv", proc.pid, item.TAG))
+                if len(buf) >= 8192:
+                    self._flush_trace()
                 session.receive(item, now)
             self._proc_effects(proc)
         self._reschedule(conn, d)
@@ -595,7 +601,10 @@ class Simulation:
         proc.armed = None
         if proc.paused or proc.session is None:
             return
-        self.trace("timer", proc.pid, "")
+        buf = self._buf
+        buf.append((self.now, "timer", proc.pid, ""))
+        if len(buf) >= 8192:
+            self._flush_trace()
         proc.session.handle_timers(self.now)
         self._proc_effects(proc)
 
@@ -605,7 +614,15 @@ class Simulation:
             return
         effects = session.effects()
         if not effects:
-            self._arm_proc(proc)
+            # The common case (a pong, a timer re-arming): _arm_proc inlined.
+            if proc.paused or not proc.alive:
+                return
+            d = session.timers.next_deadline()
+            if d is not None and (proc.armed is None or d < proc.armed):
+                proc.armed = d
+                self._seq += 1
+                heapq.heappush(self._heap, (d, self._seq, self._proc_timer,
+                                            (proc, proc.incarnation, d)))
             return
         for eff in effects:
             t = type(eff)
