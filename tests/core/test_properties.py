@@ -11,12 +11,13 @@ Invariants, checked after every step:
 - once the event window has flushed, every ready client's view built from
   events equals the registry;
 - after quiescence, every client's references point at live containers it
-  holds, with the hub's counts.
+  holds, with the hub's counts, and no request waits on a working reference.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -34,10 +35,28 @@ HA = OfferedContainer("ha-1", "ha", stateless=True)
 LABELS = ((), ("t1",), ("t1", "t2"))
 
 
+class WatchedCluster(Cluster):
+    """A cluster that fails, instead of hanging, when messages bounce forever."""
+
+    LIMIT = 20_000
+
+    def pump(self) -> None:
+        self.bounces = 0
+        super().pump()
+
+    def _client_effect(self, *args: Any) -> None:
+        self.bounces += 1
+        if self.bounces > self.LIMIT:
+            raise AssertionError("livelock: effects keep flowing at one instant")
+        super()._client_effect(*args)
+
+
 class ClusterMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.c = Cluster(seed=0)
+        self.c = WatchedCluster(seed=0)
+        #: user -> (request handle, ref id) of every request it made
+        self.requests: dict[str, list[tuple[int, int]]] = {}
 
     # --- helpers -------------------------------------------------------------
 
@@ -104,7 +123,9 @@ class ClusterMachine(RuleBasedStateMachine):
             return
         refs = sorted(self.c.sessions[user].references())
         if refs:
-            self.c.sessions[user].request(data.draw(st.sampled_from(refs)), "op", b"x")
+            ref_id = data.draw(st.sampled_from(refs))
+            handle = self.c.sessions[user].request(ref_id, "op", b"x")
+            self.requests.setdefault(user, []).append((handle, ref_id))
             self.c.pump()
 
     @rule(dt=st.sampled_from((0.001, 0.01, 0.3, 1.0, 2.9, 3.1, 5.0, 7.0)))
@@ -115,6 +136,7 @@ class ClusterMachine(RuleBasedStateMachine):
     def crash(self, name: str) -> None:
         if self.live(name):
             self.c.crash(name)
+            self.requests.pop(name, None)
 
     @rule(name=st.sampled_from(USERS + HOSTS))
     def drop_connection(self, name: str) -> None:
@@ -167,6 +189,10 @@ class ClusterMachine(RuleBasedStateMachine):
                 assert live.agent_id == record.agent_id
                 counts[record.uuid] = counts.get(record.uuid, 0) + 1
             assert reg.holds(name) == counts, (name, reg.holds(name), counts)
+            # No request hangs on a reference that works again.
+            for handle, ref_id in self.requests.get(name, []):
+                if self.c.result(name, handle) is None:
+                    assert s.ref_status(ref_id) is not RefStatus.READY, (name, handle)
 
     # --- invariants --------------------------------------------------------------
 
