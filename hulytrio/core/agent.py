@@ -219,6 +219,13 @@ class AgentState:
             if local.status is LocalStatus.STARTING:
                 local.start_ids.append(msg.id)
                 return []
+            if local.status is LocalStatus.STANDBY:
+                # "Started" would have the hub route to an instance that does
+                # not serve: every request bounces back not_found, is
+                # re-acquired and resent at once, forever.
+                return [Send(None, Error(msg.id, ErrorCode.START_FAILED.value,
+                                         f"container {msg.uuid!r} stands by on agent "
+                                         f"{self.agent_id!r}"))]
             return [Send(None, Started(msg.id, msg.uuid, self.endpoint))]
         if msg.kind not in self.kinds:
             return [Send(None, Error(msg.id, ErrorCode.BAD_KIND.value,
