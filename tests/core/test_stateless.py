@@ -152,3 +152,43 @@ def test_many_standbys_never_two_owners_through_a_chain_of_failures() -> None:
         assert len(serving(c)) == 1
         assert owner(c) == serving(c)[0]
     assert owner(c) == "a5"
+
+
+class _Watched(Cluster):
+    """Fails instead of hanging when effects keep flowing at one instant."""
+
+    def pump(self) -> None:
+        self.bounces = 0
+        super().pump()
+
+    def _client_effect(self, *args) -> None:
+        self.bounces += 1
+        assert self.bounces < 5000, "livelock"
+        super()._client_effect(*args)
+
+
+def test_start_of_a_uuid_that_stands_by_does_not_livelock() -> None:
+    c = _Watched()
+    c.add_client("h1")
+    c.add_agent("h1", AgentState("a1", ("db",)))
+    c.add_client("u")
+    c.auto_start = False
+    g = c.sessions["u"].get("db", GetOptions(DB.uuid))
+    c.pump()
+    # An offer of the uuid arrives while a start of it is pending: it stands by.
+    c.add_client("h0")
+    c.add_agent("h0", AgentState("a0", (), stateless=(DB,)))
+    assert c.sessions["h0"].agent("a0").is_standby(DB.uuid)
+    c.auto_start = True
+    host, start = c.held_starts[0]
+    c.sessions[host].agent_start_failed(start.agent_id, start.uuid, "boom")
+    c.pump()
+    assert c.result("u", g) is not None
+    c.disconnect("h1")
+    del c.sessions["h1"]
+    # The next start of the uuid goes to the standing-by agent: it must not
+    # answer "started" for an instance that does not serve.
+    g2 = c.sessions["u"].get("db", GetOptions(DB.uuid))
+    c.pump()
+    assert c.hub.registry.container(DB.uuid) is None
+    assert c.result("u", g2) is not None
