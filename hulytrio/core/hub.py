@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from .effects import CloseConnection, Effect, Send
 from .errors import ErrorCode
-from .events import NetworkEvent
+from .events import ContainerEvent, NetworkEvent
 from .messages import (
     PROTOCOL_VERSION,
     Claim,
@@ -128,6 +128,8 @@ class Hub:
         #: client id -> {(uuid, agent client)} it is connected to through the hub
         self._connected: dict[ClientId, dict[str, ClientId]] = {}
         self._forward_serial = 0
+        #: sessions that receive only their own events (Hello.events == "own")
+        self._own: dict[ClientId, None] = {}
         #: the time of the latest input (the event window starts from it)
         self._now = 0.0
 
@@ -252,23 +254,53 @@ class Hub:
         self.registry.timers.call_at(self._now + self.timeouts.event_window, "flush")
 
     def _flush(self) -> None:
-        event = self.registry.events.flush()
+        reg = self.registry
+        event = reg.events.flush()
+        interest, reg.interest = reg.interest, {}
         if event is None:
             return
-        self.broadcast(event)
+        self.broadcast(event, interest)
 
-    def broadcast(self, event: NetworkEvent) -> None:
-        """Send ``event`` to every session."""
+    def broadcast(self, event: NetworkEvent,
+                  interest: dict[str, dict[ClientId, None]] | None = None) -> None:
+        """Send ``event`` to every session.
+
+        A session that asked for its own events only gets the agent changes
+        and the container changes ``interest`` (uuid -> sessions) names for it,
+        and nothing when that leaves the event empty.
+        """
         self.stats.events += 1
         msg = Event(event)
-        for conn in self._client_conn.values():
-            self._effects.append(Send(conn, msg))
+        if not self._own:
+            for conn in self._client_conn.values():
+                self._effects.append(Send(conn, msg))
+            return
+        mine: dict[ClientId, list[ContainerEvent]] = {}
+        if interest:
+            for ce in event.containers:
+                for client_id in interest.get(ce.container.uuid, ()):
+                    if client_id in self._own:
+                        mine.setdefault(client_id, []).append(ce)
+        for client_id, conn in self._client_conn.items():
+            if client_id not in self._own:
+                self._effects.append(Send(conn, msg))
+                continue
+            own = mine.get(client_id)
+            if own or event.agents:
+                self._effects.append(Send(conn, Event(
+                    NetworkEvent(event.seq, event.agents, tuple(own or ())))))
 
     def _hello(self, conn: Conn, msg: Hello, now: float) -> None:
         if msg.protocol != PROTOCOL_VERSION:
             self._protocol_error(conn, 0, f"protocol {msg.protocol} not supported "
                                           f"(this hub speaks {PROTOCOL_VERSION})")
             self._effects.append(CloseConnection(conn, "protocol version"))
+            self._conn_client.pop(conn, None)
+            return
+        if msg.events not in ("all", "own"):
+            self._protocol_error(conn, 0, f"hello: events must be 'all' or 'own', "
+                                          f"got {msg.events!r}")
+            self._effects.append(CloseConnection(conn, "bad hello"))
             self._conn_client.pop(conn, None)
             return
         if msg.alive_timeout is not None and not msg.alive_timeout > 0:
@@ -288,6 +320,9 @@ class Hub:
             self._end_session(client_id, now)
         self._conn_client[conn] = client_id
         self._client_conn[client_id] = conn
+        if msg.events == "own":
+            self._own[client_id] = None
+            self.registry.track_interest = True
         self.registry.add_client(client_id, msg.alive_timeout, now)
         alive = msg.alive_timeout if msg.alive_timeout is not None else self.timeouts.alive
         self._effects.append(Send(conn, Welcome(
@@ -315,6 +350,7 @@ class Hub:
             if route is not None and route[1] == agent_client:
                 self._send_to(agent_client, Disconnect(uuid, client_id))
         self._in_flight.pop(client_id, None)
+        self._own.pop(client_id, None)
         if not already_removed:
             self.registry.remove_client(client_id, now)
         self._collect()

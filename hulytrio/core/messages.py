@@ -77,6 +77,11 @@ class Hello(Message):
     """First message of a peer. ``alive_timeout`` asks for a per-peer timeout.
 
     ``credentials`` is reserved for authentication (a token); ``None`` today.
+    ``events`` chooses the registry events this peer receives: ``"all"``
+    (every change, for a full view) or ``"own"`` (agent changes, and changes
+    to the containers it holds or stands by for: what a session needs to
+    follow its own references, at a cost that does not grow with the
+    registry).
     """
 
     TAG: ClassVar[str] = "hello"
@@ -84,6 +89,7 @@ class Hello(Message):
     peer_id: str
     alive_timeout: float | None = None
     credentials: str | None = None
+    events: str = "all"
 
 
 @attrs.frozen

@@ -223,6 +223,10 @@ class Registry:
         self._serial = 0
         #: clients declared dead by their alive timer, for the owner to close
         self.dead_clients: list[ClientId] = []
+        #: whether to record ``interest`` (some session takes only its own events)
+        self.track_interest = False
+        #: uuid -> sessions a queued container change concerns (see _container_changed)
+        self.interest: dict[ContainerUuid, dict[ClientId, None]] = {}
         #: end of the window after the hub's start in which agents re-register
         self._recovery_until: float | None = None
         #: re-acquires of unknown uuids parked until an agent re-registers them
@@ -375,10 +379,28 @@ class Registry:
             if cl is not None:
                 cl.holds.pop(c.uuid, None)
         self.timers.cancel(("orphan", c.uuid))
-        self.events.container(ChangeKind.REMOVED, c.record())
+        self._container_changed(ChangeKind.REMOVED, c)
         standbys = self._standbys.get(c.uuid)
         if standbys is not None and not standbys:
             del self._standbys[c.uuid]
+
+    def _container_changed(self, change: ChangeKind, c: _Container) -> None:
+        """Queue an event for ``c`` and, when asked to, note who it concerns.
+
+        Sessions that receive only their own events (``Hello.events ==
+        "own"``) are sent the changes to containers they hold or stand by
+        for; ``interest`` records them per uuid until the next flush.
+        """
+        self.events.container(change, c.record())
+        if not self.track_interest:
+            return
+        bucket = self.interest.setdefault(c.uuid, {})
+        for client_id in c.holders:
+            bucket[client_id] = None
+        for agent_id in self._standbys.get(c.uuid, ()):
+            agent = self._agents.get(agent_id)
+            if agent is not None:
+                bucket[agent.owner] = None
 
     def _promote_or_drop(self, c: _Container, now: float) -> None:
         """The owner of ``c`` is gone: promote a standby if it is stateless, else drop it."""
@@ -403,7 +425,7 @@ class Registry:
                 if not standbys:
                     del self._standbys[c.uuid]
                 self.probes.hit("standby promoted")
-                self.events.container(ChangeKind.UPDATED, c.record())
+                self._container_changed(ChangeKind.UPDATED, c)
                 self.events.agent(ChangeKind.UPDATED, new_owner.info())
                 self._send(new_owner.owner, Activate(agent_id, c.uuid, c.epoch))
                 return
@@ -513,7 +535,7 @@ class Registry:
                 for uuid in agent.containers:
                     c = self._containers[uuid]
                     c.endpoint = msg.endpoint
-                    self.events.container(ChangeKind.UPDATED, c.record())
+                    self._container_changed(ChangeKind.UPDATED, c)
             change = ChangeKind.UPDATED
         for kind in kinds:
             self._kind_agents.setdefault(kind, {})[agent.agent_id] = None
@@ -550,7 +572,7 @@ class Registry:
                 # A start of this uuid is pending elsewhere; the start wins.
                 return "standby" if oc.stateless else "terminate"
             c = self._add_container(agent, oc.uuid, oc.kind, oc.labels, oc.stateless)
-            self.events.container(ChangeKind.ADDED, c.record())
+            self._container_changed(ChangeKind.ADDED, c)
             for waiter, call_id, _kind, _options in self._parked.pop(oc.uuid, ()):
                 if waiter in self._clients:
                     self._hold(waiter, c)
@@ -566,7 +588,7 @@ class Registry:
                 c.labels = oc.labels
                 c.kind = oc.kind
                 self._index(c)
-                self.events.container(ChangeKind.UPDATED, c.record())
+                self._container_changed(ChangeKind.UPDATED, c)
             return "ok"
         if oc.stateless and "stateless-double-owner" in self.seeded_bugs:
             # Seeded bug for the simulator's self-test: a second agent wins.
@@ -804,7 +826,7 @@ class Registry:
             c = self._add_container(agent, uuid, p.kind, p.labels, stateless=False)
             # fix: record the endpoint the agent reports (the reference stored '').
             c.endpoint = endpoint if endpoint is not None else agent.endpoint
-            self.events.container(ChangeKind.ADDED, c.record())
+            self._container_changed(ChangeKind.ADDED, c)
             self.events.agent(ChangeKind.UPDATED, agent.info())
         elif c.agent_id != agent.agent_id:
             # The uuid the agent answered with belongs to another agent: this

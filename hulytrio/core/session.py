@@ -208,10 +208,16 @@ class ClientSession:
         get_retry_initial: float = 0.05,
         get_retry_max: float = 5.0,
         claim_window: float = 0.01,
+        events: str = "all",
         probes: Probes | None = None,
         seeded_bugs: frozenset[str] = frozenset(),
     ) -> None:
+        if events not in ("all", "own"):
+            raise LocalProtocolError(f"events must be 'all' or 'own', got {events!r}")
         self.client_id = client_id
+        #: "all": every registry event and a full view; "own": only what
+        #: concerns this session (its references, its standbys, agents)
+        self.events = events
         self.rng = rng
         self.alive_timeout = alive_timeout
         self.backoff = backoff
@@ -270,7 +276,8 @@ class ClientSession:
         self._last_heard = now
         # The handshake must finish within the hub's alive timeout as we know it.
         self.timers.call_at(now + self._hub_alive, "hub-alive")
-        self._send(Hello(PROTOCOL_VERSION, self.client_id, self.alive_timeout))
+        self._send(Hello(PROTOCOL_VERSION, self.client_id, self.alive_timeout,
+                         events=self.events))
 
     def connection_lost(self, now: float) -> None:
         """The connection failed or closed: back off and reconnect.
@@ -633,7 +640,7 @@ class ClientSession:
 
     def _resync(self) -> None:
         """Rebuild the registry view from a snapshot (after a reconnect or an event gap)."""
-        if self._resyncing:
+        if self._resyncing or self.events == "own":
             return
         self.probes.hit("view resync")
         self._resyncing = 2
@@ -895,6 +902,12 @@ class ClientSession:
             return  # a duplicate or stale event
         gap = event.seq != self._event_seq + 1
         self._event_seq = event.seq
+        if self.events == "own":
+            # A filtered stream: numbers skip what was not ours, and there is
+            # no full view to keep, only references to follow.
+            self._effects.append(DeliverEvent(event))
+            self._react(event, now)
+            return
         for ae in event.agents:
             if ae.change is ChangeKind.REMOVED:
                 self.view_agents.pop(ae.agent.agent_id, None)

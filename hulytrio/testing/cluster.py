@@ -57,10 +57,11 @@ class Cluster:
         self.now = 0.0
         self._hub_count = 1
 
-    def add_client(self, client_id: str, *, alive_timeout: float | None = None) -> ClientSession:
-        """Create a session and connect it at the current time."""
+    def add_client(self, client_id: str, *, alive_timeout: float | None = None,
+                   events: str = "all") -> ClientSession:
+        """Create a session (receiving ``events``: "all" or "own") and connect it now."""
         s = ClientSession(client_id, rng=random.Random(self.rng.random()),
-                          alive_timeout=alive_timeout)
+                          alive_timeout=alive_timeout, events=events)
         self.sessions[client_id] = s
         self.results[client_id] = {}
         self.events[client_id] = []
