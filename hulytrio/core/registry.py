@@ -822,12 +822,11 @@ class Registry:
             return
         self._take_pending(asked)
         c = self._containers.get(uuid)
+        added = c is None
         if c is None:
             c = self._add_container(agent, uuid, p.kind, p.labels, stateless=False)
             # fix: record the endpoint the agent reports (the reference stored '').
             c.endpoint = endpoint if endpoint is not None else agent.endpoint
-            self._container_changed(ChangeKind.ADDED, c)
-            self.events.agent(ChangeKind.UPDATED, agent.info())
         elif c.agent_id != agent.agent_id:
             # The uuid the agent answered with belongs to another agent: this
             # start cannot be honoured; tell the agent to drop it.
@@ -840,6 +839,10 @@ class Registry:
         for waiter, call_id in p.waiters:
             self._hold(waiter, c)
             self._send(waiter, GetReply(call_id, c.record()))
+        if added:
+            # After the holds, so the event concerns the clients it was started for.
+            self._container_changed(ChangeKind.ADDED, c)
+            self.events.agent(ChangeKind.UPDATED, agent.info())
         if not c.holders:
             self._orphan(c, now)
 

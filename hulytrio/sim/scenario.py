@@ -154,6 +154,11 @@ def _rate(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
         raise ValueError(f"{attr.name} must be within 0..1, got {value!r}")
 
 
+def _events(_inst: object, attr: attrs.Attribute[str], value: str) -> None:
+    if value not in ("all", "own"):
+        raise ValueError(f"{attr.name} must be 'all' or 'own', got {value!r}")
+
+
 def _positive_count(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
     if value < 1:
         raise ValueError(f"{attr.name} must be >= 1, got {value!r}")
@@ -198,6 +203,8 @@ class AgentSpec:
     join_at: Seconds = _S_0_0
     #: the session's seeded bugs (test-only), e.g. "skip-resend"
     seeded_bugs: tuple[str, ...] = ()
+    #: registry events the session takes: "all" (full view) or "own"
+    events: str = attrs.field(default="all", validator=_events)
 
 
 @attrs.frozen
@@ -224,6 +231,8 @@ class ClientSpec:
     join_at: Seconds = _S_0_0
     #: session seeded bugs (test-only), e.g. "skip-resend"
     seeded_bugs: tuple[str, ...] = ()
+    #: registry events the session takes: "all" (full view) or "own"
+    events: str = attrs.field(default="all", validator=_events)
 
 
 @attrs.frozen

@@ -554,13 +554,16 @@ class Simulation:
         proc.rng_agent = random.Random(f"{seed}:agents:{proc.pid}:{inc}")
         proc.rng_link = random.Random(f"{seed}:links:{proc.pid}:{inc}")
         spec_bugs: tuple[str, ...] = ()
+        events = "all"
         if proc.agent_spec is not None:
             spec_bugs = proc.agent_spec.seeded_bugs
+            events = proc.agent_spec.events
         elif proc.client_spec is not None:
             spec_bugs = proc.client_spec.seeded_bugs
+            events = proc.client_spec.events
         session = ClientSession(
             proc.pid, rng=random.Random(f"{seed}:sessions:{proc.pid}:{inc}"),
-            probes=self.probes, seeded_bugs=frozenset(spec_bugs),
+            probes=self.probes, seeded_bugs=frozenset(spec_bugs), events=events,
         )
         proc.session = session
         self.trace("start", proc.pid, str(inc))

@@ -531,21 +531,26 @@ class _Proxy:
 async def open_client(url: str, *, client_id: str | None = None,
                       alive_timeout: float | None = None,
                       backoff: Backoff = RECONNECT_BACKOFF,
-                      seed: int | None = None) -> AsyncIterator[Client]:
+                      seed: int | None = None,
+                      events: str = "all") -> AsyncIterator[Client]:
     """Connect to the hub at ``url`` for the duration of the ``async with`` block.
 
     Returns at once (the connection is made in the background and remade
     forever with backoff); calls made before the hub answers wait for it.
     ``await client.wait_connection()`` waits for the first welcome.
     ``alive_timeout`` asks the hub for this client's own alive timeout;
-    ``backoff`` paces reconnects; ``seed`` fixes the jitter.  On exit,
+    ``backoff`` paces reconnects; ``seed`` fixes the jitter.  ``events``
+    chooses the registry events this client receives: ``"all"`` (default;
+    ``updates()`` sees every change) or ``"own"`` (agent changes and changes
+    to its own containers only: enough to follow its references, and cheap
+    for the hub with many clients).  On exit,
     hosted agents are unregistered and their containers terminated, and the
     hub is told ``Close``.
     """
     session = ClientSession(client_id if client_id is not None
                             else f"client-{secrets.token_hex(4)}",
                             rng=random.Random(seed), alive_timeout=alive_timeout,
-                            backoff=backoff)
+                            backoff=backoff, events=events)
     with single_errors():
         async with trio.open_nursery() as nursery:
             client = Client(url, session, nursery)

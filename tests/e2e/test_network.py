@@ -178,6 +178,29 @@ async def test_updates_report_agents_and_containers():
             await updates.aclose()
 
 
+async def test_own_events_client_sees_only_its_containers():
+    with trio.fail_after(10):
+        async with hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url, events="own") as mine, \
+                hulytrio.open_client(hub.url) as other:
+            await other.serve_agent({"echo": start_echo}, agent_id="host")
+            updates = mine.updates()
+            theirs = await other.get("echo", labels=["theirs"])
+            ours = await mine.get("echo", labels=["ours"])
+            await theirs.release()
+            await ours.release()  # the orphan is terminated: a removal we hold no more
+            ref = await mine.get("echo", labels=["again"])
+            seen: set[str] = set()
+            async for event in updates:
+                seen.update(e.container.uuid for e in event.containers)
+                if ref.uuid in seen:
+                    break
+            # Nothing about the other client's container ever reached us.
+            assert theirs.uuid not in seen
+            assert await ref.request("x", 1)
+            await updates.aclose()
+
+
 async def test_direct_endpoint_connect_and_events():
     with trio.fail_after(10):
         async with hulytrio.serve_network(port=0) as hub, \
