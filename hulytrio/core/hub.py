@@ -182,7 +182,7 @@ class Hub:
             conn = self._client_conn.get(client_id)
             self._end_session(client_id, now, already_removed=True)
             if conn is not None:
-                self._conn_client[conn] = None
+                self._conn_client.pop(conn, None)
                 self._effects.append(CloseConnection(conn, "alive timeout"))
         reg.dead_clients.clear()
         self._collect()
@@ -313,7 +313,8 @@ class Hub:
         old = self._client_conn.get(client_id)
         if old is not None:
             self.probes.hit("reconnect same peer id")
-            self._conn_client[old] = None
+            # Forget the old connection: its late messages are ignored.
+            self._conn_client.pop(old, None)
             self._effects.append(CloseConnection(old, "superseded by a new connection"))
             self._end_session(client_id, now)
         elif self.registry.has_client(client_id):
@@ -335,7 +336,8 @@ class Hub:
                      ) -> None:
         conn = self._client_conn.pop(client_id, None)
         if conn is not None and self._conn_client.get(conn) == client_id:
-            self._conn_client[conn] = None
+            # The session is over; anything more on its connection is ignored.
+            self._conn_client.pop(conn)
         # Requests in flight to this client's agents fail; callers re-acquire.
         for fwd_id in list(self._forwards_to.pop(client_id, {})):
             fwd = self._forwards.pop(fwd_id, None)
@@ -376,7 +378,6 @@ class Hub:
 
     def _on_close(self, conn: Conn, client_id: ClientId, msg: Close, now: float) -> None:
         self.probes.hit("client said close")
-        self._conn_client[conn] = None
         self._end_session(client_id, now)
         self._effects.append(CloseConnection(conn, "peer closed"))
 

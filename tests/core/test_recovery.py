@@ -92,3 +92,18 @@ def test_a_connection_that_never_says_hello_is_closed_after_the_alive_timeout() 
     # A late message from the closed connection is ignored, not answered.
     hub.receive("silent", Hello(PROTOCOL_VERSION, "silent"), 5.0)
     assert hub.effects() == []
+
+
+def test_late_messages_on_a_superseded_connection_are_ignored() -> None:
+    c = Cluster()
+    hub = c.hub
+    hub.connection_made("old", 0.0)
+    hub.receive("old", Hello(PROTOCOL_VERSION, "peer", 100.0), 0.0)
+    hub.connection_made("new", 1.0)
+    hub.receive("new", Hello(PROTOCOL_VERSION, "peer", 100.0), 1.0)
+    effects = hub.effects()
+    assert CloseConnection("old", "superseded by a new connection") in effects
+    # A message still in flight on the old connection: no answer, no error.
+    hub.receive("old", Get(5, "echo"), 1.1)
+    assert hub.effects() == []
+    assert hub.probes.counts["reconnect same peer id"] == 1
