@@ -87,13 +87,16 @@ class EventQueue:
     is deterministic.
     """
 
-    __slots__ = ("_agents", "_containers", "seq")
+    __slots__ = ("_agents", "_containers", "dirty", "seq")
 
     def __init__(self) -> None:
         self._agents: dict[AgentId, AgentEvent] = {}
         self._containers: dict[ContainerUuid, ContainerEvent] = {}
         #: Sequence number of the last flushed event (0: none yet).
         self.seq = 0
+        #: Whether a change is queued (a plain attribute: the hub reads it
+        #: after every message, so it must cost no call).
+        self.dirty = False
 
     def __len__(self) -> int:
         return len(self._agents) + len(self._containers)
@@ -104,6 +107,7 @@ class EventQueue:
         if old is not None:
             change = _fold(old.change, change)
         self._agents[agent.agent_id] = AgentEvent(change, agent)
+        self.dirty = True
 
     def container(self, change: ChangeKind, container: ContainerRecord) -> None:
         """Record a change to ``container``."""
@@ -111,6 +115,7 @@ class EventQueue:
         if old is not None:
             change = _fold(old.change, change)
         self._containers[container.uuid] = ContainerEvent(change, container)
+        self.dirty = True
 
     def flush(self) -> NetworkEvent | None:
         """Return the folded event and empty the queue; None when nothing is queued."""
@@ -122,4 +127,5 @@ class EventQueue:
         )
         self._agents = {}
         self._containers = {}
+        self.dirty = False
         return event

@@ -63,6 +63,11 @@ from .types import ClientId
 
 __all__ = ["Hub", "HubStatistics"]
 
+#: messages without fields are immutable: one instance serves every send
+_PONG = Pong()
+#: marks a connection the hub does not know (never made, or forgotten)
+_GONE: Any = object()
+
 Conn = Hashable
 
 
@@ -202,9 +207,9 @@ class Hub:
         """
         self.stats.messages_in += 1
         self._now = now
-        if conn not in self._conn_client:
+        client_id = self._conn_client.get(conn, _GONE)
+        if client_id is _GONE:
             return
-        client_id = self._conn_client[conn]
         if client_id is None:
             if isinstance(message, Hello):
                 self._hello(conn, message, now)
@@ -243,7 +248,7 @@ class Hub:
                 if conn is not None:
                     self._effects.append(Send(conn, message))
             reg.outbox.clear()
-        if len(reg.events) and "flush" not in reg.timers:
+        if reg.events.dirty and "flush" not in reg.timers:
             # The window starts at the first change; a driver that calls
             # handle_timers at next_deadline() flushes it.
             self._arm_flush()
@@ -371,7 +376,7 @@ class Hub:
     # --- handlers -------------------------------------------------------------
 
     def _on_ping(self, conn: Conn, client_id: ClientId, msg: Ping, now: float) -> None:
-        self._effects.append(Send(conn, Pong()))
+        self._effects.append(Send(conn, _PONG))
 
     def _on_pong(self, conn: Conn, client_id: ClientId, msg: Pong, now: float) -> None:
         pass  # a sign of life; touch() already counted it

@@ -98,6 +98,9 @@ from .types import AgentId, AgentInfo, ContainerRecord, ContainerUuid, GetOption
 
 __all__ = ["Backoff", "ClientSession", "RefStatus", "SessionState"]
 
+#: a message without fields is immutable: one instance serves every ping
+_PING = Ping()
+
 
 class SessionState(enum.Enum):
     """Where the session's connection stands."""
@@ -316,7 +319,7 @@ class ClientSession:
         for key in self.timers.expired(now):
             if key == "ping":
                 if self.state is SessionState.READY:
-                    self._send(Ping())
+                    self._send(_PING)
             elif key == "hub-alive":
                 self._check_hub_alive(now)
             elif key == "reconnect":
