@@ -53,7 +53,14 @@ from hulytrio.core.endpoint import EndpointSession
 from hulytrio.core.errors import ErrorCode, LocalProtocolError
 from hulytrio.core.types import ContainerUuid
 
-from .codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient, decode_payload, encode_payload
+from .codec import (
+    MAX_FRAME_BYTES,
+    RECEIVE_BYTES,
+    WireError,
+    decode_frame_lenient,
+    decode_payload,
+    encode_payload,
+)
 from .container import Container, Factory, StatelessContainer
 from .outbox import Outbox
 
@@ -157,6 +164,7 @@ class AgentRuntime:
         with self._endpoint_scope:
             await serve_websocket(self._handle_endpoint, host, port, ssl_context=None,
                                   max_message_size=MAX_FRAME_BYTES, disconnect_timeout=1.0,
+                                  receive_buffer_size=RECEIVE_BYTES,
                                   task_status=task_status)
 
     async def _handle_endpoint(self, request: WebSocketRequest) -> None:

@@ -56,6 +56,8 @@ __all__ = [
 #: Default limit on the size of one incoming frame (16 MiB).  Checked before
 #: unpacking, so an oversized frame costs nothing but its length check.
 MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
+#: Bytes asked of the socket per read (trio-websocket's default is 4 KiB).
+RECEIVE_BYTES: Final = 64 * 1024
 
 
 class WireError(RemoteProtocolError):

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
-from .codec import MAX_FRAME_BYTES
+from .codec import MAX_FRAME_BYTES, RECEIVE_BYTES
 
 __all__ = ["dial"]
 
@@ -37,7 +37,8 @@ async def dial(nursery: trio.Nursery, url: str, *, message_queue_size: int = 1,
     try:
         ws = await wrap_client_stream(nursery, stream, parts.hostname, resource,
                                       message_queue_size=message_queue_size,
-                                      max_message_size=max_message_size)
+                                      max_message_size=max_message_size,
+                                      receive_buffer_size=RECEIVE_BYTES)
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise

@@ -38,7 +38,7 @@ from hulytrio.core.effects import CloseConnection, Send
 from hulytrio.core.hub import Hub
 from hulytrio.core.timeouts import Timeouts
 
-from .codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
+from .codec import MAX_FRAME_BYTES, RECEIVE_BYTES, WireError, decode_frame_lenient
 from .deadlines import DeadlineTask
 from .errors import single_errors
 from .outbox import Outbox
@@ -226,6 +226,7 @@ async def _listen(server: NetworkServer, host: str, port: int, nursery: trio.Nur
     # instead, while memory stays bounded.
     await serve_websocket(server._handle, host, port, ssl_context=None,
                           handler_nursery=nursery, max_message_size=2 * server.max_frame_bytes,
-                          disconnect_timeout=1.0, task_status=task_status)
+                          disconnect_timeout=1.0, receive_buffer_size=RECEIVE_BYTES,
+                          task_status=task_status)
 
 
