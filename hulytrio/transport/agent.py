@@ -27,6 +27,7 @@ writes its answers, a client that does not read is dropped).
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import socket
@@ -68,6 +69,10 @@ if TYPE_CHECKING:
     from .client import Client
 
 __all__ = ["Agent", "AgentRuntime"]
+
+#: Request workers an agent keeps parked; a burst of blocking requests starts
+#: more, which end once they find nothing to do.
+IDLE_REQUEST_WORKERS = 64
 
 log = logging.getLogger("hulytrio.agent")
 
@@ -133,6 +138,16 @@ class AgentRuntime:
         self._endpoint_scope = trio.CancelScope(shield=True)
         self._tasks = 0
         self._idle = trio.Event()
+        # Requests are queued for a few worker tasks instead of a task each:
+        # spawning a task cost more than running an echo request, and one
+        # worker runs a whole frame's worth of requests in one go when they
+        # do not block (see docs/performance.md).  Whenever a worker starts
+        # a request while more wait, another worker is woken (or started),
+        # so a request that blocks never holds up the ones behind it.
+        self._queue: collections.deque[tuple[RunRequest, Reply, Fail]] = collections.deque()
+        self._parked = trio.lowlevel.ParkingLot()
+        self._runner_coming = False
+        self._requests_closed = False
         self.closed = False
         self.agent = Agent(self)
 
@@ -228,7 +243,7 @@ class AgentRuntime:
                          ) -> None:
                     self._endpoint_perform(peer, es.error(call_id, code, message, type_name))
 
-                self._spawn(self._run_request, effect, reply, fail)
+                self._submit(effect, reply, fail)
             elif isinstance(effect, ConnectContainer):
                 uuid = effect.uuid
 
@@ -253,8 +268,7 @@ class AgentRuntime:
             log.info("agent %s: %s %s (epoch %d)", self.agent_id,
                      "serves" if effect.serving else "stands by for", effect.uuid, effect.epoch)
         elif isinstance(effect, RunRequest):
-            self._spawn(self._run_request, effect, self._hub_reply(effect.call_id),
-                        self._hub_fail(effect.call_id))
+            self._submit(effect, self._hub_reply(effect.call_id), self._hub_fail(effect.call_id))
         elif isinstance(effect, ConnectContainer):
             session, client = self.client.session, self.client
             uuid, client_id = effect.uuid, effect.client_id
@@ -289,9 +303,45 @@ class AgentRuntime:
         try:
             await fn(*args)
         finally:
-            self._tasks -= 1
-            if self._tasks == 0:
-                self._idle.set()
+            self._task_done()
+
+    def _task_done(self) -> None:
+        self._tasks -= 1
+        if self._tasks == 0:
+            self._idle.set()
+
+    def _submit(self, effect: RunRequest, reply: Reply, fail: Fail) -> None:
+        """Queue a request for the workers; it counts as a task until answered."""
+        if self._requests_closed:
+            fail(ErrorCode.NOT_FOUND.value, f"agent {self.agent_id!r} is closing", "")
+            return
+        self._tasks += 1
+        self._queue.append((effect, reply, fail))
+        self._call_runner()
+
+    def _call_runner(self) -> None:
+        """Make sure a worker not stuck in user code is on its way to the queue."""
+        if self._runner_coming:
+            return
+        self._runner_coming = True
+        if not self._parked.unpark():
+            self.client.spawn(self._request_worker)
+
+    async def _request_worker(self) -> None:
+        queue = self._queue
+        while True:
+            self._runner_coming = False
+            while queue:
+                item = queue.popleft()
+                if queue:
+                    self._call_runner()  # in case this request blocks
+                try:
+                    await self._run_request(*item)
+                finally:
+                    self._task_done()
+            if self._requests_closed or len(self._parked) >= IDLE_REQUEST_WORKERS:
+                return
+            await self._parked.park()
 
     async def _start(self, effect: StartContainer) -> None:
         session, uuid = self.client.session, effect.uuid
@@ -391,6 +441,8 @@ class AgentRuntime:
             while self._tasks:
                 self._idle = trio.Event()
                 await self._idle.wait()
+        self._requests_closed = True
+        self._parked.unpark_all()
         self.cancel()
         client._agents.pop(self.agent_id, None)
 
