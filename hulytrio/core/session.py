@@ -928,25 +928,34 @@ class ClientSession:
             self._resync()
 
     def _react(self, event: NetworkEvent, now: float | None = None) -> None:
-        """Act on registry changes: follow moved containers, retry gets, claim."""
-        new_kinds: set[str] = set()
-        for ae in event.agents:
-            if ae.change is not ChangeKind.REMOVED:
-                new_kinds.update(ae.agent.kinds)
-        by_uuid: dict[ContainerUuid, ContainerEvent] = {ce.container.uuid: ce
-                                                        for ce in event.containers}
+        """Act on registry changes: follow moved containers, retry gets, claim.
+
+        Every session sees every event in "all" mode, so the work here is kept
+        to what this session has: nothing is built for a session without
+        references, and the kinds of new agents only when a get waits.
+        """
+        new_kinds: set[str] | None = None
+        by_uuid: dict[ContainerUuid, ContainerEvent] | None = None
         for ref in self._refs.values():
             if ref.status is RefStatus.RELEASED:
                 continue
             if ref.status is RefStatus.ACQUIRING:
-                if ref.kind in new_kinds and ("get-retry", ref.ref_id) in self.timers:
+                if not event.agents or ("get-retry", ref.ref_id) not in self.timers:
+                    continue
+                if new_kinds is None:
+                    new_kinds = {kind for ae in event.agents
+                                 if ae.change is not ChangeKind.REMOVED
+                                 for kind in ae.agent.kinds}
+                if ref.kind in new_kinds:
                     # An agent with the kind appeared: retry at once.
                     self.probes.hit("get retried on agent added")
                     self.timers.cancel(("get-retry", ref.ref_id))
                     self._acquire_now(ref)
                 continue
-            if ref.record is None:
+            if ref.record is None or not event.containers:
                 continue
+            if by_uuid is None:
+                by_uuid = {ce.container.uuid: ce for ce in event.containers}
             ce = by_uuid.get(ref.record.uuid)
             if ce is None:
                 continue
@@ -963,7 +972,7 @@ class ClientSession:
             elif ce.container != ref.record:
                 ref.record = ce.container
                 self._effects.append(ReferenceChanged(ref.ref_id, ce.container))
-        if now is None:
+        if now is None or not self._agents:
             return
         for ce in event.containers:
             if ce.change is not ChangeKind.REMOVED:
