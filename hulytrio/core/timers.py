@@ -68,20 +68,18 @@ class Timers:
         entry = self._deadlines.get(key)
         return None if entry is None else entry[0]
 
-    def _prune(self) -> None:
+    def next_deadline(self) -> float | None:
+        """Return the earliest armed deadline, or None when nothing is armed."""
+        # Drivers ask after every input: the prune loop is inlined here.
         heap = self._heap
         deadlines = self._deadlines
         while heap:
-            _, serial, key = heap[0]
+            deadline, serial, key = heap[0]
             live = deadlines.get(key)
             if live is not None and live[1] == serial:
-                return
+                return deadline
             heapq.heappop(heap)
-
-    def next_deadline(self) -> float | None:
-        """Return the earliest armed deadline, or None when nothing is armed."""
-        self._prune()
-        return self._heap[0][0] if self._heap else None
+        return None
 
     def expired(self, now: float) -> list[Hashable]:
         """Return the keys whose deadline is ``<= now``, earliest first.
