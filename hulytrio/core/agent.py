@@ -126,6 +126,22 @@ class AgentState:
         """Return every uuid with a live instance here (ACTIVE or STANDBY)."""
         return tuple(u for u, c in self._containers.items() if c.status is not LocalStatus.STARTING)
 
+    def select(self, kind: ContainerKind | None = None, labels: tuple[str, ...] = ()
+               ) -> tuple[ContainerUuid, ...]:
+        """Return the running uuids of ``kind`` (any if None) carrying all ``labels``.
+
+        Label selection on the agent side (e.g. "every tenant-a container here",
+        to broadcast to them or drain them); STARTING containers are left out.
+        Returned in start order.
+        """
+        wanted = set(labels)
+        return tuple(
+            u for u, c in self._containers.items()
+            if c.status is not LocalStatus.STARTING
+            and (kind is None or c.kind == kind)
+            and wanted.issubset(c.labels)
+        )
+
     def epoch(self, uuid: ContainerUuid) -> int:
         """Return the ownership epoch this agent last heard for ``uuid`` (0 if none)."""
         local = self._containers.get(uuid)

@@ -107,3 +107,20 @@ def test_refused_ordinary_container_is_stopped() -> None:
     a.started("u1")
     assert a.on_registered(RegisterReply(1, (), ("u1",))) == [StopContainer("ag", "u1")]
     assert "u1" not in a
+
+
+def test_agent_selects_running_containers_by_kind_and_labels() -> None:
+    offer = OfferedContainer("db", "db", ("tenant-a",), stateless=True)
+    a = AgentState("ag", ("echo", "db"), stateless=(offer,))
+    a.on_start(Start(1, "ag", "echo", "e1", ("tenant-a", "eu")))
+    a.on_start(Start(2, "ag", "echo", "e2", ("tenant-b",)))
+    a.on_start(Start(3, "ag", "echo", "e3", ("tenant-a",)))
+    a.started("e1")
+    a.started("e2")  # e3 is still starting: not selected
+    assert a.select() == ("db", "e1", "e2")
+    assert a.select("echo") == ("e1", "e2")
+    assert a.select(labels=("tenant-a",)) == ("db", "e1")
+    assert a.select("echo", ("tenant-a", "eu")) == ("e1",)
+    assert a.select("echo", ("tenant-c",)) == ()
+    a.started("e3")
+    assert a.select("echo", ("tenant-a",)) == ("e1", "e3")
