@@ -36,8 +36,7 @@ within ``claim_window``) when the hub reports the owner's container removed.
 from __future__ import annotations
 
 import enum
-import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -96,6 +95,10 @@ from .probes import Probes
 from .timers import Timers
 from .types import AgentId, AgentInfo, ContainerRecord, ContainerUuid, GetOptions
 
+if TYPE_CHECKING:
+    # Only the type: the generator is always injected, never created here.
+    from random import Random
+
 __all__ = ["Backoff", "ClientSession", "RefStatus", "SessionState"]
 
 #: a message without fields is immutable: one instance serves every ping
@@ -143,7 +146,7 @@ class Backoff:
     factor: float = 2.0
     jitter: float = 0.5
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
+    def delay(self, attempt: int, rng: Random) -> float:
         """Return the delay before attempt number ``attempt`` (1-based)."""
         base = min(self.initial * self.factor ** max(attempt - 1, 0), self.maximum)
         return base * (1.0 - self.jitter * rng.random())
@@ -205,7 +208,7 @@ class ClientSession:
         self,
         client_id: str,
         *,
-        rng: random.Random,
+        rng: Random,
         alive_timeout: float | None = None,
         backoff: Backoff = Backoff(),
         get_retry_initial: float = 0.05,
