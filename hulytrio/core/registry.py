@@ -172,7 +172,8 @@ class _Agent:
 
 
 class _Client:
-    __slots__ = ("agents", "alive_timeout", "client_id", "holds", "last_seen")
+    __slots__ = ("agents", "alive_timeout", "client_id", "holds", "last_seen", "parked",
+                 "waiting")
 
     def __init__(self, client_id: ClientId, alive_timeout: float, now: float) -> None:
         self.client_id = client_id
@@ -181,6 +182,10 @@ class _Client:
         #: uuid -> number of gets not yet released (mirrors _Container.holders)
         self.holds: dict[ContainerUuid, int] = {}
         self.agents: dict[AgentId, None] = {}
+        #: pending starts and parked re-acquires this client waits on, so its
+        #: removal costs what it waits for, not every pending start
+        self.waiting: dict[ContainerUuid, None] = {}
+        self.parked: dict[ContainerUuid, None] = {}
 
 
 class Registry:
@@ -475,15 +480,24 @@ class Registry:
                 self._orphan(c, now)
         # Gets this client is still waiting for: the start goes on, but the
         # container must not be held for a client that is gone.
-        for pending in self._pending.values():
-            if pending.waiters:
+        for uuid in cl.waiting:
+            pending = self._pending.get(uuid)
+            if pending is not None:
                 pending.waiters = [w for w in pending.waiters if w[0] != client_id]
-        for uuid, entries in list(self._parked.items()):
+        for uuid in cl.parked:
+            entries = self._parked.get(uuid)
+            if entries is None:
+                continue
             kept = [e for e in entries if e[0] != client_id]
             if kept:
                 self._parked[uuid] = kept
             else:
                 del self._parked[uuid]
+
+    def _wait(self, client_id: ClientId, call_id: int, p: _Pending) -> None:
+        """``client_id``'s get ``call_id`` waits for pending start ``p``."""
+        p.waiters.append((client_id, call_id))
+        self._clients[client_id].waiting[p.uuid] = None
 
     def _client_expired(self, client_id: ClientId, now: float) -> None:
         cl = self._clients.get(client_id)
@@ -572,11 +586,14 @@ class Registry:
                 # A start of this uuid is pending elsewhere; the start wins.
                 return "standby" if oc.stateless else "terminate"
             c = self._add_container(agent, oc.uuid, oc.kind, oc.labels, oc.stateless)
-            self._container_changed(ChangeKind.ADDED, c)
             for waiter, call_id, _kind, _options in self._parked.pop(oc.uuid, ()):
-                if waiter in self._clients:
+                parked_client = self._clients.get(waiter)
+                if parked_client is not None:
+                    parked_client.parked.pop(oc.uuid, None)
                     self._hold(waiter, c)
                     self._send(waiter, GetReply(call_id, c.record()))
+            # After the parked holds, so the event concerns those clients too.
+            self._container_changed(ChangeKind.ADDED, c)
             if not c.holders and not oc.stateless:
                 # A container nobody holds is an orphan from the start: after a
                 # hub restart, holders have the unused timeout to re-acquire it.
@@ -716,7 +733,7 @@ class Registry:
                     self._error(client_id, call_id, ErrorCode.BAD_KIND,
                                 f"container {uuid!r} is of kind {p.kind!r}, not {kind!r}")
                     return
-                p.waiters.append((client_id, call_id))
+                self._wait(client_id, call_id, p)
                 return
             if (reacquire and self._recovery_until is not None
                     and now < self._recovery_until):
@@ -725,6 +742,7 @@ class Registry:
                 # than start a second instance elsewhere (state would be lost).
                 self.probes.hit("re-acquire parked during recovery")
                 self._parked.setdefault(uuid, []).append((client_id, call_id, kind, options))
+                self._clients[client_id].parked[uuid] = None
                 return
             if uuid in self._standbys:
                 # A stateless uuid whose owner is gone and whose standbys are
@@ -742,7 +760,7 @@ class Registry:
                 return
             pending = self._pending_by_selector.get(selector)
             if pending:
-                self._pending[next(iter(pending))].waiters.append((client_id, call_id))
+                self._wait(client_id, call_id, self._pending[next(iter(pending))])
                 return
         agent = self._pick_agent(kind)
         if agent is None:
@@ -752,8 +770,8 @@ class Registry:
         if uuid is None:
             uuid = f"{kind}-{self.hub_id}-{serial}"
         p = _Pending(uuid, kind, options.labels, agent.agent_id, serial)
-        p.waiters.append((client_id, call_id))
         self._pending[uuid] = p
+        self._wait(client_id, call_id, p)
         self._pending_by_start[serial] = uuid
         self._pending_by_selector.setdefault((kind, options.labels), {})[uuid] = None
         agent.pending[uuid] = None
@@ -782,6 +800,10 @@ class Registry:
         p = self._pending.pop(uuid, None)
         if p is None:
             return None
+        for client_id, _call_id in p.waiters:
+            cl = self._clients.get(client_id)
+            if cl is not None:
+                cl.waiting.pop(uuid, None)
         self._pending_by_start.pop(p.start_id, None)
         self.timers.cancel(("start", p.start_id))
         key = (p.kind, p.labels)
@@ -958,7 +980,9 @@ class Registry:
         elif what == "recovery":
             parked, self._parked = self._parked, {}
             for client_id, call_id, kind, options in parked_gets(parked):
-                if client_id in self._clients:
+                parked_client = self._clients.get(client_id)
+                if parked_client is not None:
+                    parked_client.parked.clear()
                     self.get(client_id, call_id, kind, options, now)
         elif what == "start":
             uuid = self._pending_by_start.get(ident)
