@@ -26,6 +26,16 @@ class Timers:
 
     __slots__ = ("_deadlines", "_heap", "_intervals", "_serial")
 
+    @property
+    def armings(self) -> int:
+        """Return how many times a deadline was armed so far.
+
+        Only arming can bring the next deadline forward, so a driver that
+        already waits for ``next_deadline()`` need not ask again while this
+        number is unchanged.
+        """
+        return self._serial
+
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Hashable]] = []
         # key -> (deadline, serial) of its live entry

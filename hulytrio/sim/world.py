@@ -56,6 +56,7 @@ from ..core.messages import Hello
 from ..core.probes import Probes
 from ..core.session import ClientSession, RefStatus, SessionState
 from ..core.timeouts import Timeouts
+from ..core.timers import Timers
 from ..core.types import OfferedContainer
 from .invariants import Invariants
 from .links import CLOSE, OPENED, Connection, Direction
@@ -97,7 +98,8 @@ class Process:
 
     __slots__ = (
         "agent", "agent_spec", "alive", "armed", "client_spec", "conn", "deferred",
-        "episode", "incarnation", "latency", "left", "load", "partition", "paused", "pid",
+        "episode", "incarnation", "latency", "left", "load", "mark", "mark_timers",
+        "partition", "paused", "pid",
         "rng_agent", "rng_link", "running", "serving", "session", "started", "starting",
     )
 
@@ -120,6 +122,9 @@ class Process:
         self.episode = 0
         self.conn: Connection | None = None
         self.armed: float | None = None
+        #: the session timers' ``armings`` when ``armed`` was last decided
+        self.mark = -1
+        self.mark_timers: Timers | None = None
         #: driver callbacks that came due while paused, replayed on resume
         self.deferred: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
         #: ground truth: uuid -> kind of every container really running here
@@ -173,6 +178,9 @@ class Simulation:
         self.hub: Hub | None = None
         self.hub_term = 0
         self._hub_armed: float | None = None
+        #: the hub timers' ``armings`` when ``_hub_armed`` was last decided
+        self._hub_mark = -1
+        self._hub_mark_timers: Timers | None = None
         self.procs: dict[str, Process] = {}
         self.events = 0
         self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
@@ -385,7 +393,13 @@ class Simulation:
         hub = self.hub
         if hub is None:
             return
-        d = hub.next_deadline()
+        timers = hub.registry.timers
+        if self._hub_armed is not None and timers.armings == self._hub_mark \
+                and timers is self._hub_mark_timers:
+            return  # nothing armed since: the wake-up we have is still the earliest
+        self._hub_mark = timers.armings
+        self._hub_mark_timers = timers
+        d = timers.next_deadline()
         if d is not None and (self._hub_armed is None or d < self._hub_armed):
             self._hub_armed = d
             self._at(d, self._hub_timer, hub, d)
@@ -591,7 +605,13 @@ class Simulation:
         session = proc.session
         if session is None or proc.paused or not proc.alive:
             return
-        d = session.timers.next_deadline()
+        timers = session.timers
+        if proc.armed is not None and timers.armings == proc.mark \
+                and timers is proc.mark_timers:
+            return  # nothing armed since: the wake-up we have is still the earliest
+        proc.mark = timers.armings
+        proc.mark_timers = timers
+        d = timers.next_deadline()
         if d is not None and (proc.armed is None or d < proc.armed):
             proc.armed = d
             self._seq += 1
@@ -620,7 +640,13 @@ class Simulation:
             # The common case (a pong, a timer re-arming): _arm_proc inlined.
             if proc.paused or not proc.alive:
                 return
-            d = session.timers.next_deadline()
+            timers = session.timers
+            if proc.armed is not None and timers.armings == proc.mark \
+                    and timers is proc.mark_timers:
+                return
+            proc.mark = timers.armings
+            proc.mark_timers = timers
+            d = timers.next_deadline()
             if d is not None and (proc.armed is None or d < proc.armed):
                 proc.armed = d
                 self._seq += 1
