@@ -97,21 +97,29 @@ class Timers:
         One-shot keys are disarmed; periodic keys are re-armed at their next
         multiple of the interval after ``now``.
         """
-        out: list[Hashable] = []
         heap = self._heap
+        if not heap or heap[0][0] > now:
+            return []
+        out: list[Hashable] = []
         deadlines = self._deadlines
-        rearm: list[tuple[float, Hashable]] = []
+        intervals = self._intervals
+        pop = heapq.heappop
+        rearm: list[tuple[float, Hashable]] | None = None
         while heap and heap[0][0] <= now:
-            deadline, serial, key = heapq.heappop(heap)
+            deadline, serial, key = pop(heap)
             live = deadlines.get(key)
             if live is None or live[1] != serial:
                 continue
             del deadlines[key]
             out.append(key)
-            interval = self._intervals.get(key)
+            interval = intervals.get(key)
             if interval is not None:
                 steps = int((now - deadline) // interval) + 1
+                if rearm is None:
+                    rearm = []
                 rearm.append((deadline + steps * interval, key))
-        for deadline, key in rearm:
-            self.call_at(deadline, key)
+        if rearm is not None:
+            # After the loop, so a period shorter than the lag fires once.
+            for deadline, key in rearm:
+                self.call_at(deadline, key)
         return out
