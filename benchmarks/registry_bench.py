@@ -29,47 +29,19 @@ import sys
 import time
 import tracemalloc
 
-from hulytrio.core.messages import RegisterAgent, Start
 from hulytrio.core.registry import Registry
-from hulytrio.core.timeouts import Timeouts
 from hulytrio.core.types import GetOptions
+from hulytrio.testing.registry import answer_starts, populated_registry
 
 AGENTS = 10
 CLIENTS = 50
-FOREVER = 1e12
 BATCH = 20_000
 NEW_BATCH = 5_000
 
 
-def answer_starts(reg: Registry, now: float) -> str | None:
-    """Answer the Start just sent, as the agent would; return its uuid."""
-    uuid = None
-    for client_id, msg in reg.outbox:
-        if isinstance(msg, Start):
-            reg.started(client_id, msg.id, msg.uuid, None, now)
-            uuid = msg.uuid
-    reg.outbox.clear()
-    return uuid
-
-
 def populate(n: int) -> Registry:
-    reg = Registry("hub", Timeouts())
-    for a in range(AGENTS):
-        reg.add_client(f"h{a}", FOREVER, 0.0)
-        reg.register(f"h{a}", RegisterAgent(1, f"ag{a}", ("echo",)), 0.0)
-    for c in range(CLIENTS):
-        reg.add_client(f"c{c}", FOREVER, 0.0)
-    reg.add_client("probe", FOREVER, 0.0)
-    for i in range(n):
-        opts = GetOptions(uuid=f"u{i}") if i % 2 == 0 else GetOptions(labels=(f"t{i}",))
-        reg.get(f"c{i % CLIENTS}", i, "echo", opts, 0.0)
-        answer_starts(reg, 0.0)
-        if i % 4096 == 0:
-            reg.events.flush()
-    reg.events.flush()
-    for key in reg.timers.expired(31.0):
-        reg.handle_timer(key, 31.0)
-    return reg
+    """A registry holding ``n`` live containers (see ``populated_registry``)."""
+    return populated_registry(n, agents=AGENTS, clients=CLIENTS)
 
 
 def per_op(fn, count: int, chunks: int = 4) -> float:

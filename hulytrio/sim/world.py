@@ -637,21 +637,8 @@ class Simulation:
             return
         effects = session.effects()
         if not effects:
-            # The common case (a pong, a timer re-arming): _arm_proc inlined.
-            if proc.paused or not proc.alive:
-                return
-            timers = session.timers
-            if proc.armed is not None and timers.armings == proc.mark \
-                    and timers is proc.mark_timers:
-                return
-            proc.mark = timers.armings
-            proc.mark_timers = timers
-            d = timers.next_deadline()
-            if d is not None and (proc.armed is None or d < proc.armed):
-                proc.armed = d
-                self._seq += 1
-                heapq.heappush(self._heap, (d, self._seq, self._proc_timer,
-                                            (proc, proc.incarnation, d)))
+            # The common case (a pong, a timer re-arming): mostly a mark check.
+            self._arm_proc(proc)
             return
         for eff in effects:
             t = type(eff)

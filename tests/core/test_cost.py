@@ -25,14 +25,12 @@ from typing import Any
 
 import pytest
 
-from hulytrio.core.messages import RegisterAgent, Start
 from hulytrio.core.registry import Registry
-from hulytrio.core.timeouts import Timeouts
 from hulytrio.core.types import GetOptions
+from hulytrio.testing.registry import answer_starts, populated_registry
 
 AGENTS = 10
 CLIENTS = 50
-FOREVER = 1e12  # alive timeout: nobody dies while we move time
 
 
 class CountingDict(dict):  # type: ignore[type-arg]
@@ -58,37 +56,9 @@ class CountingDict(dict):  # type: ignore[type-arg]
         return list(self._count(super().items()))  # type: ignore[return-value]
 
 
-def _start_answer(reg: Registry, now: float) -> None:
-    """Answer the Start the registry just sent, as the agent would."""
-    for client_id, msg in reg.outbox:
-        if isinstance(msg, Start):
-            reg.started(client_id, msg.id, msg.uuid, None, now)
-    reg.outbox.clear()
-
-
 def populate(n: int) -> Registry:
-    """A registry with ``n`` held containers over AGENTS agents and CLIENTS clients.
-
-    Half are asked by uuid (so they share one big (kind, ()) index bucket),
-    half by a label set of their own (so there are n/2 selectors).
-    """
-    reg = Registry("hub", Timeouts())
-    for a in range(AGENTS):
-        reg.add_client(f"h{a}", FOREVER, 0.0)
-        reg.register(f"h{a}", RegisterAgent(1, f"ag{a}", ("echo",)), 0.0)
-    for c in range(CLIENTS):
-        reg.add_client(f"c{c}", FOREVER, 0.0)
-    reg.add_client("probe", FOREVER, 0.0)
-    for i in range(n):
-        opts = GetOptions(uuid=f"u{i}") if i % 2 == 0 else GetOptions(labels=(f"t{i}",))
-        reg.get(f"c{i % CLIENTS}", i, "echo", opts, 0.0)
-        _start_answer(reg, 0.0)
-        if i % 1024 == 0:
-            reg.events.flush()
-    reg.events.flush()
-    # Every start timer was cancelled lazily; let them surface and go.
-    for key in reg.timers.expired(31.0):
-        reg.handle_timer(key, 31.0)
+    """A registry with ``n`` held containers (see ``populated_registry``)."""
+    reg = populated_registry(n, agents=AGENTS, clients=CLIENTS)
     assert len(reg) == n
     return reg
 
@@ -122,7 +92,7 @@ def workload(reg: Registry, n: int) -> None:
     now = 40.0
     p = "probe"
     reg.get(p, 1, "echo", GetOptions(labels=("fresh",)), now)        # new start
-    _start_answer(reg, now)
+    answer_starts(reg, now)
     reg.get(p, 2, "echo", GetOptions(uuid=f"u{(n // 2) & ~1}"), now)  # reuse by uuid
     reg.get(p, 3, "echo", GetOptions(), now)                          # reuse, big bucket
     reg.get(p, 4, "echo", GetOptions(labels=(f"t{n - 1}",)), now)     # reuse by labels
