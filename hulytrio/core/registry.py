@@ -266,6 +266,14 @@ class Registry:
         c = self._containers.get(uuid)
         return None if c is None else c.orphaned_at
 
+    def orphans(self) -> builtins.list[tuple[ContainerUuid, float]]:
+        """Return ``(uuid, orphaned_at)`` of every orphaned container, in registration order.
+
+        O(containers) without building records: the simulator's orphan check.
+        """
+        return [(uuid, c.orphaned_at) for uuid, c in self._containers.items()
+                if c.orphaned_at is not None]
+
     def standbys(self, uuid: ContainerUuid) -> tuple[AgentId, ...]:
         """Return the agents standing by for stateless ``uuid``, in promotion order."""
         return tuple(self._standbys.get(uuid, {}))
@@ -993,37 +1001,48 @@ class Registry:
     def check(self) -> builtins.list[str]:
         """Return the registry's broken internal invariants (empty when sound).
 
-        O(size): for tests and the simulator, never the hot path.
+        O(size): for tests and the simulator, never the hot path.  The
+        simulator runs it at every check interval, so its loops bind what
+        they look up once (the checks and their order are the readable list
+        below).
         """
         problems: builtins.list[str] = []
-        for uuid, c in self._containers.items():
-            agent = self._agents.get(c.agent_id)
+        report = problems.append
+        containers = self._containers
+        agents = self._agents
+        clients = self._clients
+        by_selector = self._by_selector
+        no_bucket: dict[ContainerUuid, None] = {}
+        for uuid, c in containers.items():
+            agent = agents.get(c.agent_id)
             if agent is None or uuid not in agent.containers:
-                problems.append(f"container {uuid} not linked to agent {c.agent_id}")
-            for client_id, n in c.holders.items():
+                report(f"container {uuid} not linked to agent {c.agent_id}")
+            holders = c.holders
+            for client_id, n in holders.items():
                 if n <= 0:
-                    problems.append(f"container {uuid}: holder {client_id} count {n}")
-                cl = self._clients.get(client_id)
+                    report(f"container {uuid}: holder {client_id} count {n}")
+                cl = clients.get(client_id)
                 if cl is None or cl.holds.get(uuid) != n:
-                    problems.append(f"container {uuid}: holder {client_id} not mirrored")
-            if c.holders and c.orphaned_at is not None:
-                problems.append(f"container {uuid} held but orphaned")
-            if not c.holders and c.orphaned_at is None and not c.stateless:
-                problems.append(f"container {uuid} unheld but not orphaned")
-            if uuid not in self._by_selector.get((c.kind, c.labels), {}):
-                problems.append(f"container {uuid} missing from its selector index")
-        for agent_id, a in self._agents.items():
+                    report(f"container {uuid}: holder {client_id} not mirrored")
+            if holders:
+                if c.orphaned_at is not None:
+                    report(f"container {uuid} held but orphaned")
+            elif c.orphaned_at is None and not c.stateless:
+                report(f"container {uuid} unheld but not orphaned")
+            if uuid not in by_selector.get((c.kind, c.labels), no_bucket):
+                report(f"container {uuid} missing from its selector index")
+        for agent_id, a in agents.items():
             for uuid in a.containers:
-                c2 = self._containers.get(uuid)
+                c2 = containers.get(uuid)
                 if c2 is None or c2.agent_id != agent_id:
-                    problems.append(f"agent {agent_id} lists {uuid} it does not own")
-            if a.owner not in self._clients:
-                problems.append(f"agent {agent_id} owned by unknown client {a.owner}")
-        for client_id, cl in self._clients.items():
+                    report(f"agent {agent_id} lists {uuid} it does not own")
+            if a.owner not in clients:
+                report(f"agent {agent_id} owned by unknown client {a.owner}")
+        for client_id, cl in clients.items():
             for uuid, n in cl.holds.items():
-                c3 = self._containers.get(uuid)
+                c3 = containers.get(uuid)
                 if c3 is None or c3.holders.get(client_id) != n:
-                    problems.append(f"client {client_id} holds {uuid} not mirrored")
+                    report(f"client {client_id} holds {uuid} not mirrored")
         return problems
 
 

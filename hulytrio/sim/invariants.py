@@ -243,11 +243,11 @@ class Invariants:
             self.violate("registry-sound", "; ".join(problems[:5]))
         self.checked["orphan-deadline"] += 1
         limit = sim.timeouts.unused_container + float(sim.scenario.checks.interval) + _EPS
-        for rec in reg.list():
-            orphaned = reg.orphaned_at(rec.uuid)
-            if orphaned is not None and sim.now - orphaned > limit:
-                self.violate("orphan-deadline", f"{rec.uuid} orphaned at {orphaned:.3f}s still "
-                                                f"lives at {sim.now:.3f}s")
+        now = sim.now
+        for uuid, orphaned in reg.orphans():
+            if now - orphaned > limit:
+                self.violate("orphan-deadline", f"{uuid} orphaned at {orphaned:.3f}s still "
+                                                f"lives at {now:.3f}s")
 
     # --- liveness ----------------------------------------------------------------
 
