@@ -9,11 +9,14 @@ perform them, and wake the machine at its ``next_deadline()``.  Nothing
 here decides what the system does; it only moves messages, keeps time and
 plays the part of the container code.
 
-Time is an event heap of ``(time, seq, action, args)``: the clock jumps from
-one event to the next, so idle virtual time costs nothing.  Each machine
-has at most one live wake-up in the heap (a stale one is skipped when it
-surfaces), so a step costs O(log events) and timeouts cost what expires,
-never O(machines).
+Time is an event queue: a heap of the distinct due times, and for each time
+its events in the order they were scheduled (exactly the order of a heap of
+``(time, seq, action, args)``, at one heap operation per instant rather than
+per event: timers and fixed latencies put many events on one instant).  The
+clock jumps from one instant to the next, so idle virtual time costs
+nothing.  Each machine has at most one live wake-up in the queue (a stale one
+is skipped when it surfaces), so a step costs O(log instants) and timeouts
+cost what expires, never O(machines).
 
 Ground truth: each process records which containers its driver really
 runs and which stateless instances really serve (applying
@@ -183,8 +186,14 @@ class Simulation:
         self._hub_mark_timers: Timers | None = None
         self.procs: dict[str, Process] = {}
         self.events = 0
-        self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
-        self._seq = 0
+        #: the event queue: a heap of distinct due times, and per due time its
+        #: events in scheduling order (see the module docstring)
+        self._times: list[float] = []
+        self._due: dict[float, list[tuple[Callable[..., None], tuple[Any, ...]]]] = {}
+        #: leave the instant being run now: converged, or an event was
+        #: scheduled before it (a queue whose items came due while held or
+        #: paused), which a heap would run next
+        self._yield = False
         self._cid = 0
         self._rng_faults = random.Random(f"{self.seed}:faults")
         self._trace_file = trace
@@ -283,8 +292,13 @@ class Simulation:
     # --- the event heap ------------------------------------------------------------
 
     def _at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (t, self._seq, fn, args))
+        due = self._due.get(t)
+        if due is None:
+            self._due[t] = due = []
+            heapq.heappush(self._times, t)
+            if t < self.now:
+                self._yield = True
+        due.append((fn, args))
 
     def run(self) -> None:
         """Run the scenario to its end (or to convergence in the liveness phase)."""
@@ -295,7 +309,8 @@ class Simulation:
 
     def run_until(self, limit: float) -> None:
         """Process every event due by ``limit`` (stopping early once converged)."""
-        heap = self._heap
+        times = self._times
+        dues = self._due
         next_report = self.now
         step = self.end / 100.0 if self.end > 0 else 1.0
         pop = heapq.heappop
@@ -304,7 +319,7 @@ class Simulation:
         i = self._next_explicit
         nx = explicit[i][0] if i < len(explicit) else _NEVER
         while self.converged_at is None:
-            t = heap[0][0] if heap else _NEVER
+            t = times[0] if times else _NEVER
             if nx < t and nx <= limit:
                 when, _, fn, args = explicit[i]
                 i += 1
@@ -315,9 +330,22 @@ class Simulation:
                 continue
             if t > limit:
                 break
-            _, _, fn, args = pop(heap)
+            # Every event due at t, in scheduling order; one scheduled at t
+            # meanwhile joins the end of this list, as it would in a heap.
+            batch = dues[t]
             self.now = t
-            fn(*args)
+            self._yield = False
+            j = 0
+            for fn, args in batch:
+                j += 1
+                fn(*args)
+                if self._yield:
+                    break
+            if self._yield:
+                del batch[:j]  # left early: the rest of t stays due, in order
+                continue
+            del dues[t]
+            pop(times)
             if progress is not None and t >= next_report:
                 progress(t, self.end)
                 next_report = t + step
@@ -353,7 +381,17 @@ class Simulation:
         if not buf:
             return
         self.events += len(buf)
-        lines = [f'{{"t":{t:.9f},"ev":"{k}","at":"{w}","what":"{x}"}}\n' for t, k, w, x in buf]
+        # Many events share an instant (timers and fixed latencies line up):
+        # the time, the costly part of a line, is formatted once per instant.
+        lines: list[str] = []
+        add = lines.append
+        last = None
+        head = ""
+        for t, k, w, x in buf:
+            if t != last:
+                last = t
+                head = f'{{"t":{t:.9f},"ev":"'
+            add(f'{head}{k}","at":"{w}","what":"{x}"}}\n')
         self._buf = []
         self._hasher.update("".join(lines).encode())
         self.recent.extend(lines[-40:])
@@ -457,10 +495,13 @@ class Simulation:
         d.queue.append((ready, item))
         if not d.scheduled and not d.blocked:
             d.scheduled = True
-            self._seq += 1
-            heapq.heappush(self._heap, (ready, self._seq,
-                                        self._pump_up if d is conn.up else self._pump_down,
-                                        (conn,)))
+            due = self._due.get(ready)
+            if due is None:
+                self._due[ready] = due = []
+                heapq.heappush(self._times, ready)
+                if ready < self.now:
+                    self._yield = True
+            due.append((self._pump_up if d is conn.up else self._pump_down, (conn,)))
 
     def _reschedule(self, conn: Connection, d: Direction) -> None:
         if d.queue and not d.scheduled and not d.blocked:
@@ -614,9 +655,7 @@ class Simulation:
         d = timers.next_deadline()
         if d is not None and (proc.armed is None or d < proc.armed):
             proc.armed = d
-            self._seq += 1
-            heapq.heappush(self._heap, (d, self._seq, self._proc_timer,
-                                        (proc, proc.incarnation, d)))
+            self._at(d, self._proc_timer, proc, proc.incarnation, d)
 
     def _proc_timer(self, proc: Process, inc: int, d: float) -> None:
         if inc != proc.incarnation or proc.armed != d or not proc.alive:
@@ -1055,6 +1094,7 @@ class Simulation:
         self.invariants.periodic()
         if self.in_liveness and self.converged_at is None and self.invariants.converged():
             self.converged_at = self.now
+            self._yield = True
             self.note("phase", f"converged {self.now - self.fault_phase_end:.3f}s into the "
                                f"liveness phase")
             return
