@@ -9,8 +9,13 @@ so each run hunts a little further; ``make chaos`` runs the long campaigns.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from hypothesis import settings
+
+# Shared test helpers (``wsclient``) import as top-level modules.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 settings.register_profile("hulytrio-ci", derandomize=True, database=None)
 if os.environ.get("CI"):

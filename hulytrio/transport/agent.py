@@ -20,7 +20,7 @@ driver performs their effects with user code:
   pushes through the same path, and is a no-op once the stream closed;
 - ``SetServing``: logged (``AgentState`` already refuses requests to a standby).
 
-With an endpoint the agent opens its own trio-websocket server; each
+With an endpoint the agent opens its own WebSocket server; each
 connection runs an ``EndpointSession`` (reader feeds it, a bounded outbox
 writes its answers, a client that does not read is dropped).
 """
@@ -35,8 +35,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
-from trio_websocket import ConnectionClosed as WsConnectionClosed
-from trio_websocket import WebSocketRequest, serve_websocket
 
 from hulytrio.core.agent import AgentState, LocalStatus
 from hulytrio.core.effects import (
@@ -56,7 +54,6 @@ from hulytrio.core.types import ContainerUuid
 
 from .codec import (
     MAX_FRAME_BYTES,
-    RECEIVE_BYTES,
     WireError,
     decode_frame_lenient,
     decode_payload,
@@ -64,6 +61,7 @@ from .codec import (
 )
 from .container import Container, Factory, StatelessContainer
 from .outbox import Outbox
+from .websocket import HandshakeError, WebSocketClosed, accept_websocket
 
 if TYPE_CHECKING:
     from .client import Client
@@ -78,6 +76,8 @@ log = logging.getLogger("hulytrio.agent")
 
 #: Messages queued for one direct-connection client before it is dropped.
 ENDPOINT_SEND_QUEUE = 10_000
+#: Seconds a direct connection has to complete the WebSocket upgrade.
+ENDPOINT_HANDSHAKE_TIMEOUT = 10.0
 
 Reply = Callable[[bytes], None]
 Fail = Callable[[str, str, str], None]
@@ -169,7 +169,7 @@ class AgentRuntime:
         advertised = host
         if host in ("0.0.0.0", "::"):
             advertised = os.environ.get("AGENT_HOST") or socket.gethostname()
-        url = f"ws://{advertised}:{listener.port}"
+        url = f"ws://{advertised}:{listener.socket.getsockname()[1]}"
         log.info("agent %s endpoint listening on %s", self.agent_id, url)
         return url
 
@@ -177,15 +177,19 @@ class AgentRuntime:
                               task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
                               ) -> None:
         with self._endpoint_scope:
-            await serve_websocket(self._handle_endpoint, host, port, ssl_context=None,
-                                  max_message_size=MAX_FRAME_BYTES, disconnect_timeout=1.0,
-                                  receive_buffer_size=RECEIVE_BYTES,
-                                  task_status=task_status)
+            listeners = await trio.open_tcp_listeners(port, host=host)
+            task_status.started(listeners[0])
+            async with trio.open_nursery() as nursery:
+                await trio.serve_listeners(self._handle_endpoint, listeners,
+                                           handler_nursery=nursery)
 
-    async def _handle_endpoint(self, request: WebSocketRequest) -> None:
+    async def _handle_endpoint(self, stream: trio.SocketStream) -> None:
         try:
-            ws = await request.accept()
-        except WsConnectionClosed:
+            with trio.fail_after(ENDPOINT_HANDSHAKE_TIMEOUT):
+                ws = await accept_websocket(stream, max_message_size=MAX_FRAME_BYTES)
+        except (HandshakeError, OSError, trio.TooSlowError) as exc:
+            log.info("agent %s endpoint: upgrade failed: %r", self.agent_id, exc)
+            await trio.aclose_forcefully(stream)
             return
         peer = _EndpointPeer(EndpointSession(self.agent_id, self._serves))
         try:
@@ -194,12 +198,14 @@ class AgentRuntime:
                     nursery.start_soon(peer.outbox.run_writer, ws)
                     while True:
                         try:
-                            data = await ws.get_message()
-                        except WsConnectionClosed:
+                            frames = await ws.receive()
+                        except WebSocketClosed:
                             break
-                        self._endpoint_frame(peer, data)
+                        for data in frames:
+                            self._endpoint_frame(peer, data)
                     nursery.cancel_scope.cancel()
         finally:
+            ws.abort()
             self._endpoint_perform(peer, peer.session.connection_lost())
 
     def _endpoint_frame(self, peer: _EndpointPeer, data: bytes | str) -> None:
@@ -231,8 +237,7 @@ class AgentRuntime:
                                 self.agent_id, es.peer_id)
                     peer.scope.cancel()
             elif isinstance(effect, CloseConnection):
-                if not peer.outbox.close_after_flush(effect.reason):
-                    peer.scope.cancel()
+                peer.outbox.close_after_flush(effect.reason)
             elif isinstance(effect, RunRequest):
                 call_id = effect.call_id
 

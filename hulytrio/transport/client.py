@@ -1,4 +1,4 @@
-"""The client driver: ``open_client`` runs one ``ClientSession`` over trio-websocket.
+"""The client driver: ``open_client`` runs one ``ClientSession`` over a WebSocket.
 
 Theory of operation
 -------------------
@@ -31,13 +31,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import trio
-from trio_websocket import (
-    ConnectionClosed as WsConnectionClosed,
-)
-from trio_websocket import (
-    HandshakeError,
-    WebSocketConnection,
-)
 
 from hulytrio.core.agent import AgentState
 from hulytrio.core.effects import (
@@ -63,13 +56,19 @@ from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
 
 from .agent import Agent, AgentRuntime
-from .codec import WireError, decode_frame_lenient, decode_payload, encode_payload
+from .codec import (
+    MAX_FRAME_BYTES,
+    WireError,
+    decode_frame_lenient,
+    decode_payload,
+    encode_payload,
+)
 from .connection import ContainerConnection, open_container_connection
 from .container import Factory, StatelessContainer
 from .deadlines import DeadlineTask
-from .dial import dial
 from .errors import single_errors
 from .outbox import Outbox
+from .websocket import HandshakeError, WebSocket, WebSocketClosed, connect_websocket
 
 __all__ = ["Client", "ContainerReference", "Updates", "open_client"]
 
@@ -103,13 +102,12 @@ class _Slot:
 
 
 class _Connection:
-    __slots__ = ("done", "outbox", "scope", "stream", "ws")
+    __slots__ = ("done", "outbox", "scope", "ws")
 
     def __init__(self) -> None:
         self.outbox = Outbox(SEND_QUEUE)
         self.scope = trio.CancelScope()
-        self.ws: WebSocketConnection | None = None
-        self.stream: trio.SocketStream | None = None
+        self.ws: WebSocket | None = None
         self.done = trio.Event()
 
 
@@ -348,8 +346,10 @@ class Client:
             conn, self._conn = self._conn, None
             if conn is not None:
                 log.info("closing hub connection: %s", effect.reason)
-                if conn.ws is None or not conn.outbox.close_after_flush(effect.reason):
+                if conn.ws is None:
                     conn.scope.cancel()
+                else:
+                    conn.outbox.close_after_flush(effect.reason)
                 conn.scope.deadline = min(conn.scope.deadline, trio.current_time() + 2)
         elif isinstance(effect, StartContainer | StopContainer | SetServing | RunRequest
                         | ConnectContainer | DisconnectContainer):
@@ -370,56 +370,56 @@ class Client:
         self._conn = conn
         try:
             with conn.scope:
+                ws = await self._open_ws()
+                if ws is None:
+                    return
+                conn.ws = ws
+                if self._conn is not conn:
+                    return
                 async with trio.open_nursery() as nursery:
-                    opened = await self._open_ws(nursery)
-                    if opened is None:
-                        return
-                    ws, conn.stream = opened
-                    conn.ws = ws
-                    if self._conn is not conn:
-                        return
+                    nursery.start_soon(conn.outbox.run_writer, ws)
                     self.session.connection_made(trio.current_time())
                     self._drain()
-                    nursery.start_soon(conn.outbox.run_writer, ws)
                     await self._read(ws)
                     nursery.cancel_scope.cancel()
         finally:
-            if conn.stream is not None:
-                await trio.aclose_forcefully(conn.stream)
+            if conn.ws is not None:
+                conn.ws.abort()
             conn.done.set()
             if self._conn is conn:
                 self._conn = None
                 self.session.connection_lost(trio.current_time())
                 self._drain()
 
-    async def _open_ws(self, nursery: trio.Nursery
-                       ) -> tuple[WebSocketConnection, trio.SocketStream] | None:
+    async def _open_ws(self) -> WebSocket | None:
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                return await dial(nursery, self.url)
-        except (OSError, HandshakeError, trio.TooSlowError, WsConnectionClosed) as exc:
+                return await connect_websocket(self.url, max_message_size=MAX_FRAME_BYTES)
+        except (OSError, HandshakeError, trio.TooSlowError) as exc:
             log.debug("cannot connect to %s: %r", self.url, exc)
             return None
 
-    async def _read(self, ws: WebSocketConnection) -> None:
+    async def _read(self, ws: WebSocket) -> None:
+        session = self.session
         while True:
             try:
-                data = await ws.get_message()
-            except WsConnectionClosed:
+                frames = await ws.receive()
+            except WebSocketClosed:
                 return
-            if isinstance(data, str):
-                log.warning("hub sent a text frame; ignored")
-                continue
-            try:
-                messages, errors = decode_frame_lenient(data)
-            except WireError as exc:
-                log.warning("undecodable frame from the hub: %s", exc)
-                continue
-            for err in errors:
-                log.warning("undecodable message from the hub: %s", err)
             now = trio.current_time()
-            for message in messages:
-                self.session.receive(message, now)
+            for data in frames:
+                if isinstance(data, str):
+                    log.warning("hub sent a text frame; ignored")
+                    continue
+                try:
+                    messages, errors = decode_frame_lenient(data)
+                except WireError as exc:
+                    log.warning("undecodable frame from the hub: %s", exc)
+                    continue
+                for err in errors:
+                    log.warning("undecodable message from the hub: %s", err)
+                for message in messages:
+                    session.receive(message, now)
             self._drain()
 
     # --- shutdown -----------------------------------------------------------------------

@@ -21,17 +21,21 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
-from trio_websocket import ConnectionClosed as WsConnectionClosed
-from trio_websocket import HandshakeError, WebSocketConnection
 
 from hulytrio.core.effects import CloseConnection, DeliverPush, Effect, Reject, Resolve, Send
 from hulytrio.core.endpoint import EndpointClient, EndpointState
 from hulytrio.core.errors import ConnectionClosed
 
-from .codec import WireError, decode_frame_lenient, decode_payload, encode_payload
-from .dial import dial
+from .codec import (
+    MAX_FRAME_BYTES,
+    WireError,
+    decode_frame_lenient,
+    decode_payload,
+    encode_payload,
+)
 from .errors import single_errors
 from .outbox import Outbox
+from .websocket import HandshakeError, WebSocket, WebSocketClosed, connect_websocket
 
 if TYPE_CHECKING:
     from .client import ContainerReference
@@ -110,7 +114,7 @@ class ContainerEvents:
 class _Direct:
     """The driver of one ``EndpointClient`` over a WebSocket."""
 
-    def __init__(self, ws: WebSocketConnection, machine: EndpointClient) -> None:
+    def __init__(self, ws: WebSocket, machine: EndpointClient) -> None:
         self.ws = ws
         self.machine = machine
         self.outbox = Outbox()
@@ -161,20 +165,21 @@ class _Direct:
     async def run_reader(self) -> None:
         while True:
             try:
-                data = await self.ws.get_message()
-            except WsConnectionClosed:
+                frames = await self.ws.receive()
+            except WebSocketClosed:
                 break
-            if isinstance(data, str):
-                continue
-            try:
-                messages, errors = decode_frame_lenient(data)
-            except WireError as exc:
-                log.warning("undecodable frame from an agent endpoint: %s", exc)
-                continue
-            for err in errors:
-                log.warning("undecodable message from an agent endpoint: %s", err)
-            for message in messages:
-                self.perform(self.machine.receive(message))
+            for data in frames:
+                if isinstance(data, str):
+                    continue
+                try:
+                    messages, errors = decode_frame_lenient(data)
+                except WireError as exc:
+                    log.warning("undecodable frame from an agent endpoint: %s", exc)
+                    continue
+                for err in errors:
+                    log.warning("undecodable message from an agent endpoint: %s", err)
+                for message in messages:
+                    self.perform(self.machine.receive(message))
         self.perform(self.machine.connection_lost())
         if self.conn is not None:
             self.conn._tx.close()
@@ -191,26 +196,23 @@ async def open_container_connection(ref: ContainerReference
     """
     endpoint = ref.record.endpoint
     if endpoint:
-        with single_errors():
-            async with trio.open_nursery() as nursery:
-                opened = await _open_endpoint(nursery, endpoint)
-                if opened is not None:
-                    ws, stream = opened
+        ws = await _open_endpoint(endpoint)
+        if ws is not None:
+            with single_errors():
+                async with trio.open_nursery() as nursery:
                     try:
                         async with _run_direct(ref, ws, nursery) as conn:
                             yield conn
                     finally:
-                        with trio.CancelScope(shield=True):
-                            await trio.aclose_forcefully(stream)
+                        ws.abort()
                         nursery.cancel_scope.cancel()
-        if opened is not None:
             return
     async with _open_via_hub(ref) as conn:
         yield conn
 
 
 @asynccontextmanager
-async def _run_direct(ref: ContainerReference, ws: WebSocketConnection, nursery: trio.Nursery
+async def _run_direct(ref: ContainerReference, ws: WebSocket, nursery: trio.Nursery
                       ) -> AsyncIterator[ContainerConnection]:
     direct = _Direct(ws, EndpointClient(ref._client.client_id))
     nursery.start_soon(direct.run_writer)
@@ -232,12 +234,11 @@ async def _run_direct(ref: ContainerReference, ws: WebSocketConnection, nursery:
                 await direct.writer_done.wait()
 
 
-async def _open_endpoint(nursery: trio.Nursery, url: str
-                         ) -> tuple[WebSocketConnection, trio.SocketStream] | None:
+async def _open_endpoint(url: str) -> WebSocket | None:
     try:
         with trio.fail_after(5):
-            return await dial(nursery, url)
-    except (OSError, ValueError, HandshakeError, trio.TooSlowError, WsConnectionClosed) as exc:
+            return await connect_websocket(url, max_message_size=MAX_FRAME_BYTES)
+    except (OSError, ValueError, HandshakeError, trio.TooSlowError) as exc:
         log.warning("agent endpoint %s unreachable (%r); using the hub", url, exc)
         return None
 

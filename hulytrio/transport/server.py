@@ -1,15 +1,17 @@
-"""The hub driver: a trio-websocket server feeding ``hulytrio.core.hub.Hub``.
+"""The hub driver: a WebSocket server feeding ``hulytrio.core.hub.Hub``.
 
 Theory of operation
 -------------------
-``serve_network`` opens one nursery that owns everything: the WebSocket
-listener, one handler per connection and the timer task.  Each connection
-has a reader (the handler itself: decode a frame, feed ``Hub.receive``) and a
-writer (``Outbox.run_writer``), inside a cancel scope of its own, so a
-connection's death cancels only its tasks.  After every input (a frame, a
-connection opened or lost, a deadline) the driver drains ``hub.effects()``:
-``Send`` goes to the target connection's bounded outbox, ``CloseConnection``
-asks its writer to flush and close.  A peer whose outbox is full has stopped
+``serve_network`` opens one nursery that owns everything: the TCP listener,
+one handler per connection and the timer task.  Each connection has a
+reader (the handler itself: read from the socket, decode, feed
+``Hub.receive``) and a writer (``Outbox.run_writer``), inside a cancel scope
+of its own, so a connection's death cancels only its tasks.  After every
+input (a read, a connection opened or lost, a deadline) the driver drains
+``hub.effects()``: the ``Send`` effects are grouped by connection and each
+group goes to that connection's bounded outbox, which writes it at once as
+one frame when the connection is idle (``outbox.py``); ``CloseConnection``
+asks the writer to flush and close.  A peer whose outbox is full has stopped
 reading: it is dropped (logged), so it can neither grow the hub's memory nor
 stall the messages of anyone else.
 
@@ -27,21 +29,17 @@ from contextlib import asynccontextmanager
 
 import attrs
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    WebSocketConnection,
-    WebSocketRequest,
-    serve_websocket,
-)
 
 from hulytrio.core.effects import CloseConnection, Send
 from hulytrio.core.hub import Hub
+from hulytrio.core.messages import Message
 from hulytrio.core.timeouts import Timeouts
 
-from .codec import MAX_FRAME_BYTES, RECEIVE_BYTES, WireError, decode_frame_lenient
+from .codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
 from .deadlines import DeadlineTask
 from .errors import single_errors
 from .outbox import Outbox
+from .websocket import HandshakeError, WebSocket, WebSocketClosed, accept_websocket
 
 __all__ = ["NetworkServer", "ServerStatistics", "serve_network"]
 
@@ -49,6 +47,8 @@ log = logging.getLogger("hulytrio.hub")
 
 #: Messages queued for one peer before it counts as a slow consumer.
 DEFAULT_SEND_QUEUE = 10_000
+#: Seconds a new connection has to complete the WebSocket upgrade.
+HANDSHAKE_TIMEOUT = 10.0
 
 
 @attrs.frozen
@@ -64,13 +64,12 @@ class ServerStatistics:
 class _Peer:
     __slots__ = ("address", "conn", "outbox", "scope", "ws")
 
-    def __init__(self, conn: int, ws: WebSocketConnection, outbox: Outbox) -> None:
+    def __init__(self, conn: int, ws: WebSocket, outbox: Outbox) -> None:
         self.conn = conn
         self.ws = ws
         self.outbox = outbox
         self.scope = trio.CancelScope()
-        remote = ws.remote
-        self.address = remote if isinstance(remote, str) else f"{remote.address}:{remote.port}"
+        self.address = ws.remote
 
 
 class NetworkServer:
@@ -103,20 +102,37 @@ class NetworkServer:
     # --- effects -------------------------------------------------------------------
 
     def _drain(self) -> None:
+        # Sends are grouped per connection first, so one input's answers to
+        # one peer leave as one frame; a close is ordered after the sends
+        # that precede it.
+        grouped: dict[Hashable, list[Message]] = {}
         for effect in self.hub.effects():
             if isinstance(effect, Send):
-                peer = self._peers.get(effect.conn)
-                if (peer is not None and not peer.outbox.closing
-                        and not peer.outbox.put_nowait(effect.message)):
-                    self._drop_slow(peer)
+                group = grouped.get(effect.conn)
+                if group is None:
+                    grouped[effect.conn] = [effect.message]
+                else:
+                    group.append(effect.message)
             elif isinstance(effect, CloseConnection):
+                self._send_grouped(grouped)
+                grouped = {}
                 peer = self._peers.get(effect.conn)
                 if peer is not None:
                     log.info("closing connection %s (%s): %s", peer.conn, peer.address,
                              effect.reason)
-                    if not peer.outbox.close_after_flush(effect.reason):
-                        peer.scope.cancel()
+                    peer.outbox.close_after_flush(effect.reason)
+        self._send_grouped(grouped)
         self._timer.poke()
+
+    def _send_grouped(self, grouped: dict[Hashable, list[Message]]) -> None:
+        for conn, messages in grouped.items():
+            peer = self._peers.get(conn)
+            if peer is None or peer.outbox.closing:
+                continue
+            sent = (peer.outbox.put_nowait(messages[0]) if len(messages) == 1
+                    else peer.outbox.put_many(messages))
+            if not sent:
+                self._drop_slow(peer)
 
     def _drop_slow(self, peer: _Peer) -> None:
         self._dropped += 1
@@ -131,55 +147,59 @@ class NetworkServer:
 
     # --- connections -------------------------------------------------------------
 
-    async def _handle(self, request: WebSocketRequest) -> None:
+    async def _handle(self, stream: trio.SocketStream) -> None:
         try:
-            ws = await request.accept()
-        except ConnectionClosed:
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                ws = await accept_websocket(stream, max_message_size=2 * self.max_frame_bytes)
+        except (HandshakeError, OSError, trio.TooSlowError) as exc:
+            log.info("WebSocket upgrade failed: %r", exc)
+            await trio.aclose_forcefully(stream)
             return
         self._serial += 1
         peer = _Peer(self._serial, ws, Outbox(self.send_queue))
         self._peers[peer.conn] = peer
-        self.hub.connection_made(peer.conn, trio.current_time())
-        self._drain()
         try:
+            self.hub.connection_made(peer.conn, trio.current_time())
+            self._drain()
             with peer.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(peer.outbox.run_writer, ws)
                     await self._read(peer)
                     nursery.cancel_scope.cancel()
         finally:
+            ws.abort()
             del self._peers[peer.conn]
             self.hub.connection_lost(peer.conn, trio.current_time())
             self._drain()
 
     async def _read(self, peer: _Peer) -> None:
-        hub = self.hub
+        hub, ws = self.hub, peer.ws
         while True:
             try:
-                data = await peer.ws.get_message()
-            except ConnectionClosed:
+                frames = await ws.receive()
+            except WebSocketClosed:
                 return
-            self._frames_in += 1
-            if isinstance(data, str):
-                self._bad(peer, 0, "text frames are not part of the protocol; send binary")
-                continue
-            try:
-                messages, errors = decode_frame_lenient(data, self.max_frame_bytes)
-            except WireError as exc:
-                self._bad(peer, 0, str(exc))
-                continue
             now = trio.current_time()
-            for err in errors:
-                self._bad(peer, err.call_id or 0, str(err))
-            for message in messages:
-                hub.receive(peer.conn, message, now)
+            for data in frames:
+                self._frames_in += 1
+                if isinstance(data, str):
+                    self._bad(peer, 0, "text frames are not part of the protocol; send binary")
+                    continue
+                try:
+                    messages, errors = decode_frame_lenient(data, self.max_frame_bytes)
+                except WireError as exc:
+                    self._bad(peer, 0, str(exc))
+                    continue
+                for err in errors:
+                    self._bad(peer, err.call_id or 0, str(err))
+                for message in messages:
+                    hub.receive(peer.conn, message, now)
             self._drain()
 
     def _bad(self, peer: _Peer, call_id: int, text: str) -> None:
         self._bad_frames += 1
         log.warning("bad input from connection %s (%s): %s", peer.conn, peer.address, text)
         self.hub.protocol_error(peer.conn, call_id, text)
-        self._drain()
 
 
 @asynccontextmanager
@@ -205,9 +225,10 @@ async def serve_network(
     server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes)
     with single_errors():
         async with trio.open_nursery() as nursery:
-            listener = await nursery.start(_listen, server, host, port, nursery)
+            listener: trio.SocketListener = await nursery.start(_listen, server, host, port,
+                                                                nursery)
             server.host = host
-            server.port = listener.port
+            server.port = listener.socket.getsockname()[1]
             nursery.start_soon(server._timer.run)
             log.info("hub %s listening on %s", hub.hub_id, server.url)
             try:
@@ -217,16 +238,14 @@ async def serve_network(
 
 
 async def _listen(server: NetworkServer, host: str, port: int, nursery: trio.Nursery,
-                  *, task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED) -> None:
+                  *, task_status: trio.TaskStatus[trio.SocketListener]
+                  = trio.TASK_STATUS_IGNORED) -> None:
     # The handlers run in the server's own nursery ("one nursery owns every
-    # connection"); a small disconnect timeout keeps a dead peer from holding
-    # its slot after its handler returned.  trio-websocket closes a connection
-    # (1009) on a message over its limit; ours is twice the frame limit so a
-    # frame somewhat too large gets a protocol Error answer from the codec
-    # instead, while memory stays bounded.
-    await serve_websocket(server._handle, host, port, ssl_context=None,
-                          handler_nursery=nursery, max_message_size=2 * server.max_frame_bytes,
-                          disconnect_timeout=1.0, receive_buffer_size=RECEIVE_BYTES,
-                          task_status=task_status)
+    # connection").  A message over twice the frame limit closes the
+    # connection (1009); one somewhat over the frame limit gets a protocol
+    # Error answer from the codec instead, while memory stays bounded.
+    listeners = await trio.open_tcp_listeners(port, host=host or None)
+    task_status.started(listeners[0])
+    await trio.serve_listeners(server._handle, listeners, handler_nursery=nursery)
 
 

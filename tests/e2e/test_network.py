@@ -9,6 +9,7 @@ import trio.lowlevel
 import trio_websocket
 from e2e_containers import Echo, start_echo
 from e2e_support import free_port
+from wsclient import dial
 
 import hulytrio
 from hulytrio.core.messages import (
@@ -21,7 +22,6 @@ from hulytrio.core.messages import (
     Welcome,
 )
 from hulytrio.transport.codec import decode_frame, encode_frame
-from hulytrio.transport.dial import dial
 
 FAST = hulytrio.Timeouts(alive=1.0, ping_interval=0.2, unused_container=0.3)
 

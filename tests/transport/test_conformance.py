@@ -16,6 +16,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 import trio_websocket
+from wsclient import dial
 
 import hulytrio
 from hulytrio.core.messages import (
@@ -29,7 +30,6 @@ from hulytrio.core.messages import (
     Welcome,
 )
 from hulytrio.transport.codec import decode_frame, encode_frame
-from hulytrio.transport.dial import dial
 
 
 async def _read(ws: trio_websocket.WebSocketConnection, n: int) -> list[Message]:

@@ -1,75 +1,87 @@
-"""Driver building blocks: the outbox packs queued messages in one frame; deadlines wake."""
+"""Driver building blocks: the outbox writes at once or packs a burst; deadlines wake."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
+from wspair import ws_pair
 
 from hulytrio.core.messages import Ping, Pong, Request
 from hulytrio.core.timers import Timers
 from hulytrio.transport.codec import decode_frame
 from hulytrio.transport.deadlines import DeadlineTask
 from hulytrio.transport.outbox import Outbox
+from hulytrio.transport.websocket import WebSocket, WebSocketClosed
 
 
-class FakeWs:
-    """Records frames; ``gate`` blocks sends until opened."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.gate = trio.Event()
-        self.gate.set()
-        self.closed: tuple[int, str] | None = None
-
-    async def send_message(self, data: bytes) -> None:
-        await self.gate.wait()
-        self.frames.append(data)
-
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        self.closed = (code, reason)
+async def _frames(ws: WebSocket, count: int) -> list[list[object]]:
+    """Receive ``count`` frames; returns each decoded."""
+    out: list[list[object]] = []
+    while len(out) < count:
+        out.extend(decode_frame(data) for data in await ws.receive())  # type: ignore[arg-type]
+    return out
 
 
-async def test_outbox_packs_what_is_queued_into_one_frame():
-    ws = FakeWs()
-    outbox = Outbox(100)
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(outbox.run_writer, ws)
-            # queued before the writer runs: one frame
+async def test_outbox_sends_a_lone_message_at_once_and_packs_a_burst_into_one_frame():
+    with trio.fail_after(10):
+        async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+            outbox = Outbox(100)
+            nursery.start_soon(outbox.run_writer, client)
+            await trio.testing.wait_all_tasks_blocked()
+            # a burst from one task: the first goes out at once, the rest in one frame
             for i in range(10):
                 assert outbox.put_nowait(Request(i, "u", "op"))
+            assert outbox.statistics().frames == 1, "the first message is written at once"
+            frames = await _frames(server, 2)
+            assert [len(f) for f in frames] == [1, 9]
+            assert [m.id for f in frames for m in f] == list(range(10))  # type: ignore[attr-defined]
+            # a lone message later is not delayed
             await trio.testing.wait_all_tasks_blocked()
-            assert len(ws.frames) == 1
-            assert [m.id for m in decode_frame(ws.frames[0])] == list(range(10))
-            # a lone message is not delayed
             outbox.put_nowait(Ping())
+            assert outbox.statistics().frames == 3
+            assert await _frames(server, 1) == [[Ping()]]
+            # several at once go in one frame
             await trio.testing.wait_all_tasks_blocked()
-            assert decode_frame(ws.frames[1]) == [Ping()]
-            # close after flush: what was queued goes out first
+            assert outbox.put_many([Pong(), Ping()])
+            assert await _frames(server, 1) == [[Pong(), Ping()]]
+            # close after flush: what was queued goes out first, then a close frame
             outbox.put_nowait(Pong())
             assert outbox.close_after_flush("bye")
             assert not outbox.put_nowait(Ping()), "nothing is queued after a close"
-    assert decode_frame(ws.frames[2]) == [Pong()]
-    assert ws.closed == (1000, "bye")
+            assert await _frames(server, 1) == [[Pong()]]
+            with pytest.raises(WebSocketClosed) as closed:
+                await server.receive()
+            assert (closed.value.code, closed.value.reason) == (1000, "bye")
     stats = outbox.statistics()
-    assert (stats.frames, stats.messages, stats.queued) == (3, 12, 0)
+    assert (stats.frames, stats.messages, stats.queued) == (5, 14, 0)
 
 
 async def test_outbox_is_bounded_while_the_peer_does_not_read():
-    ws = FakeWs()
-    ws.gate = trio.Event()  # the socket does not drain
-    outbox = Outbox(5)
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(outbox.run_writer, ws)
-            assert outbox.put_nowait(Ping())
-            await trio.testing.wait_all_tasks_blocked()  # the writer is stuck sending it
-            accepted = [outbox.put_nowait(Ping()) for _ in range(10)]
-            assert accepted == [True] * 5 + [False] * 5
-            ws.gate.set()
+    with trio.fail_after(10):
+        async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+            outbox = Outbox(5)
+            nursery.start_soon(outbox.run_writer, client)
             await trio.testing.wait_all_tasks_blocked()
+            # The server does not read: the kernel's buffers fill, the writer
+            # waits for the socket, and then the queue fills up.
+            big = Request(0, "u", "op", b"x" * 65536)
+            accepted = []
+            for _ in range(10_000):
+                accepted.append(outbox.put_nowait(big))
+                if not accepted[-1]:
+                    break
+                await trio.lowlevel.checkpoint()
+            assert accepted[-1] is False, "the queue is bounded"
+            assert client.pending > 0, "the kernel refused bytes"
+            assert outbox.statistics().queued == 5
+            sent = accepted.count(True)
+            # once the peer reads, everything accepted arrives, in order
+            received = 0
+            while received < sent:
+                received += sum(len(decode_frame(d)) for d in await server.receive())  # type: ignore[arg-type]
+            assert received == sent
             nursery.cancel_scope.cancel()
-    assert sum(len(decode_frame(f)) for f in ws.frames) == 6
 
 
 async def test_deadline_task_fires_at_deadlines_and_wakes_early(autojump_clock):

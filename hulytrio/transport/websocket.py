@@ -1,0 +1,411 @@
+"""WebSockets over non-blocking sockets, driven by wsproto with no helper task.
+
+Theory of operation
+-------------------
+trio-websocket runs a reader task per connection that hands every message
+to the consumer through a channel, and sends under a lock with ``send_all``
+(a scheduler yield per send).  On the hub's hot path that costs three task
+switches per hop, and on a 2-core machine those switches, not the bytes,
+bound the request rate (docs/performance.md).  This module keeps wsproto
+for the protocol (the HTTP upgrade, framing, masking, ping/pong, the close
+handshake) and drives a plain non-blocking ``socket.socket`` itself:
+
+- ``WebSocket.receive()`` runs in the caller's task: it reads whatever the
+  kernel has (waiting with ``trio.lowlevel.wait_readable`` only when it has
+  nothing), feeds wsproto, answers pings and close frames, and returns every
+  complete message of that read;
+- ``WebSocket.send_nowait()`` frames the message and hands it to the kernel
+  *at once*, from the caller's task (an optimistic write, like asyncio's
+  transports).  Only what the kernel does not take is kept, and
+  ``wait_sent()`` waits until the socket is writable and sends it; ``pending``
+  is the number of bytes kept, so the driver above can bound it.
+
+A receive that found data without waiting checkpoints every few reads, so a
+peer that always has data ready cannot starve the other tasks.  Text
+messages are returned as ``str`` (the protocol is binary; drivers answer
+them with an error).  A message larger than ``max_message_size`` closes the
+connection with code 1009, as trio-websocket does.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
+from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
+
+__all__ = [
+    "HandshakeError",
+    "WebSocket",
+    "WebSocketClosed",
+    "accept_websocket",
+    "connect_websocket",
+]
+
+#: Bytes asked of the kernel per read.
+READ_BYTES = 64 * 1024
+#: Reads that found data without waiting before a receive yields anyway.
+READS_PER_YIELD = 8
+#: Largest HTTP upgrade request or response accepted.
+MAX_HANDSHAKE_BYTES = 16 * 1024
+
+
+class WebSocketClosed(Exception):
+    """The WebSocket is closed: ``code`` and ``reason`` from the close frame (1006: lost)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"WebSocket closed ({code}{': ' + reason if reason else ''})")
+        self.code = code
+        self.reason = reason
+
+
+class HandshakeError(Exception):
+    """The HTTP upgrade failed: the peer refused, or is not a WebSocket peer."""
+
+
+class WebSocket:
+    """One open WebSocket (see the module docstring); made by ``accept_``/``connect_websocket``."""
+
+    __slots__ = ("_closed", "_closed_event", "_conn", "_fragments", "_fragments_size",
+                 "_inbox", "_out", "_sock", "_streak", "max_message_size", "pending", "remote")
+
+    def __init__(self, sock: socket.socket, conn: WSConnection, *, max_message_size: int,
+                 remote: str, early: list[Event] | None = None) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._conn = conn
+        self.max_message_size = max_message_size
+        self.remote = remote
+        #: bytes the kernel has not taken yet, in order
+        self._out: list[bytes] = []
+        self.pending = 0
+        self._inbox: list[bytes | str] = []
+        self._fragments: list[bytes | str] = []
+        self._fragments_size = 0
+        self._closed: WebSocketClosed | None = None
+        self._closed_event = trio.Event()
+        self._streak = 0
+        if early:
+            self._handle(early)
+
+    @property
+    def closed(self) -> WebSocketClosed | None:
+        """Return how the connection closed, or None while it is open."""
+        return self._closed
+
+    async def wait_closed(self) -> None:
+        """Return once the connection is closed (a close frame received, or lost).
+
+        Something must be reading (``receive``) for a close frame to be seen.
+        """
+        await self._closed_event.wait()
+
+    # --- receiving ----------------------------------------------------------------------
+
+    async def receive(self) -> list[bytes | str]:
+        """Return the next complete messages (at least one), in order.
+
+        Raises:
+            WebSocketClosed: the peer closed (after every message before its
+                close frame was returned), or the connection was lost.
+        """
+        sock = self._sock
+        while True:
+            if self._inbox:
+                messages, self._inbox = self._inbox, []
+                self._streak += 1
+                if self._streak >= READS_PER_YIELD:
+                    self._streak = 0
+                    await trio.lowlevel.checkpoint()
+                else:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                return messages
+            if self._closed is not None:
+                raise self._closed
+            try:
+                data = sock.recv(READ_BYTES)
+            except BlockingIOError:
+                self._streak = 0
+                try:
+                    await trio.lowlevel.wait_readable(sock)
+                except trio.ClosedResourceError:
+                    self._lost("the connection was closed locally")
+                continue
+            except OSError as exc:
+                self._lost(f"{type(exc).__name__}: {exc}")
+                continue
+            if not data:
+                self._lost("the peer closed the TCP connection")
+                continue
+            try:
+                self._conn.receive_data(data)
+                self._handle(self._conn.events())
+            except WsRemoteProtocolError as exc:
+                self._fail(1002, str(exc))
+
+    def _handle(self, events: Iterable[Event]) -> None:
+        for event in events:
+            if isinstance(event, BytesMessage | TextMessage):
+                self._fragment(event.data, event.message_finished)
+            elif isinstance(event, Ping):
+                self._write(self._conn.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                if self._conn.state is ConnectionState.REMOTE_CLOSING:
+                    self._write(self._conn.send(event.response()))
+                self._finish(event.code, event.reason or "")
+
+    def _fragment(self, data: bytes | bytearray | str, finished: bool) -> None:
+        if isinstance(data, bytearray):
+            data = bytes(data)
+        if not self._fragments and finished:
+            if len(data) > self.max_message_size:
+                self._fail(1009, f"message of {len(data)} bytes exceeds the limit of "
+                                 f"{self.max_message_size}")
+                return
+            self._inbox.append(data)
+            return
+        self._fragments.append(data)
+        self._fragments_size += len(data)
+        if self._fragments_size > self.max_message_size:
+            self._fragments.clear()
+            self._fail(1009, f"message exceeds the limit of {self.max_message_size} bytes")
+            return
+        if finished:
+            parts, self._fragments, self._fragments_size = self._fragments, [], 0
+            if isinstance(parts[0], str):
+                self._inbox.append("".join(parts))  # type: ignore[arg-type]
+            else:
+                self._inbox.append(b"".join(parts))  # type: ignore[arg-type]
+
+    # --- sending ------------------------------------------------------------------------
+
+    def send_nowait(self, data: bytes) -> None:
+        """Send ``data`` as one binary message; what the kernel does not take is kept.
+
+        Never blocks.  Sending on a closed WebSocket does nothing (the
+        receiver learns of the close from ``receive``).
+        """
+        if self._closed is not None:
+            return
+        try:
+            frame = self._conn.send(BytesMessage(data))
+        except WsLocalProtocolError:
+            return  # closing: a close frame was already sent
+        self._write(frame)
+
+    def _write(self, data: bytes) -> None:
+        if self._out:
+            self._out.append(data)
+            self.pending += len(data)
+            return
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._lost(f"{type(exc).__name__}: {exc}")
+            return
+        if sent < len(data):
+            rest = data[sent:]
+            self._out.append(rest)
+            self.pending += len(rest)
+
+    async def wait_sent(self) -> None:
+        """Return once the kernel has taken every byte sent so far.
+
+        Raises:
+            WebSocketClosed: if the connection was lost meanwhile.
+        """
+        sock, out = self._sock, self._out
+        while out:
+            try:
+                await trio.lowlevel.wait_writable(sock)
+            except trio.ClosedResourceError:
+                self._lost("the connection was closed locally")
+                continue
+            data = b"".join(out) if len(out) > 1 else out[0]
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                self._lost(f"{type(exc).__name__}: {exc}")
+                continue
+            out.clear()
+            self.pending = len(data) - sent
+            if sent < len(data):
+                out.append(data[sent:])
+        if self._closed is not None and self._closed.code == 1006:
+            raise self._closed
+
+    # --- closing ------------------------------------------------------------------------
+
+    def close_nowait(self, code: int = 1000, reason: str = "") -> None:
+        """Start the close handshake: send a close frame (the peer answers with its own)."""
+        if self._closed is not None or self._conn.state is not ConnectionState.OPEN:
+            return
+        self._write(self._conn.send(CloseConnection(code, reason[:120])))
+
+    def abort(self) -> None:
+        """Close the socket now (a task blocked in ``receive`` sees the connection lost)."""
+        if self._sock.fileno() == -1:
+            return
+        trio.lowlevel.notify_closing(self._sock)
+        self._sock.close()
+        if self._closed is None:
+            self._closed = WebSocketClosed(1006, "the connection was closed locally")
+        self._closed_event.set()
+
+    def _finish(self, code: int, reason: str) -> None:
+        if self._closed is None:
+            self._closed = WebSocketClosed(code, reason)
+        self._closed_event.set()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Close with ``code`` because the peer broke the protocol or a limit."""
+        if self._conn.state is ConnectionState.OPEN:
+            self._write(self._conn.send(CloseConnection(code, reason[:120])))
+        self._finish(code, reason)
+
+    def _lost(self, reason: str) -> None:
+        self._out.clear()
+        self.pending = 0
+        if self._closed is None:
+            self._closed = WebSocketClosed(1006, reason)
+        self._closed_event.set()
+
+
+# --- opening ------------------------------------------------------------------------------
+
+
+def _peer_name(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+async def _read_handshake(sock: socket.socket, conn: WSConnection) -> list[Event]:
+    """Read until the handshake produced events; returns them."""
+    received = 0
+    while True:
+        try:
+            data = sock.recv(READ_BYTES)
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(sock)
+            continue
+        if not data:
+            raise HandshakeError("the peer closed the connection during the handshake")
+        received += len(data)
+        if received > MAX_HANDSHAKE_BYTES:
+            raise HandshakeError("handshake too large")
+        try:
+            conn.receive_data(data)
+            events = list(conn.events())
+        except WsRemoteProtocolError as exc:
+            raise HandshakeError(f"bad handshake: {exc}") from exc
+        if events:
+            return events
+
+
+async def _send_all(sock: socket.socket, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            sent = sock.send(view)
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)
+            continue
+        view = view[sent:]
+
+
+def _detach(stream: trio.SocketStream) -> socket.socket:
+    """Take the stdlib socket out of a trio ``SocketStream`` (TCP_NODELAY already set)."""
+    fd = stream.socket.detach()
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    return sock
+
+
+async def accept_websocket(stream: trio.SocketStream, *, max_message_size: int,
+                           path: str | None = None) -> WebSocket:
+    """Complete the server side of the HTTP upgrade on ``stream``; returns the WebSocket.
+
+    The stream's socket is taken over (the stream must not be used after).
+    ``path``, when given, is the only resource accepted (others get 404).
+    Bound the wait with a trio timeout.
+
+    Raises:
+        HandshakeError: the peer did not send a valid upgrade request.
+        OSError: the connection failed.
+    """
+    sock = _detach(stream)
+    try:
+        conn = WSConnection(ConnectionType.SERVER)
+        events = await _read_handshake(sock, conn)
+        request = events[0]
+        if not isinstance(request, Request):
+            raise HandshakeError(f"expected an upgrade request, got {type(request).__name__}")
+        if path is not None and request.target != path:
+            await _send_all(sock, conn.send(RejectConnection(status_code=404)))
+            raise HandshakeError(f"no WebSocket at {request.target!r}")
+        await _send_all(sock, conn.send(AcceptConnection()))
+        return WebSocket(sock, conn, max_message_size=max_message_size,
+                         remote=_peer_name(sock), early=list(conn.events()))
+    except BaseException:
+        trio.lowlevel.notify_closing(sock)
+        sock.close()
+        raise
+
+
+async def connect_websocket(url: str, *, max_message_size: int) -> WebSocket:
+    """Open a WebSocket to ``url`` (``ws://host:port/path``); returns it.
+
+    Bound the wait with a trio timeout; cancellation closes the socket.
+
+    Raises:
+        ValueError: if ``url`` is not a ``ws://`` URL.
+        OSError: if the TCP connection fails.
+        HandshakeError: if the server refuses the upgrade or is no WebSocket server.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "ws" or not parts.hostname:
+        raise ValueError(f"expected a ws://host:port URL, got {url!r}")
+    port = parts.port or 80
+    resource = parts.path or "/"
+    if parts.query:
+        resource += "?" + parts.query
+    stream = await trio.open_tcp_stream(parts.hostname, port)
+    sock = _detach(stream)
+    try:
+        conn = WSConnection(ConnectionType.CLIENT)
+        host = parts.hostname if parts.port is None else f"{parts.hostname}:{port}"
+        await _send_all(sock, conn.send(Request(host=host, target=resource)))
+        events = await _read_handshake(sock, conn)
+        answer = events[0]
+        if isinstance(answer, RejectConnection):
+            raise HandshakeError(f"the server refused the upgrade (HTTP {answer.status_code})")
+        if not isinstance(answer, AcceptConnection):
+            raise HandshakeError(f"unexpected handshake answer {type(answer).__name__}")
+        return WebSocket(sock, conn, max_message_size=max_message_size,
+                         remote=f"{parts.hostname}:{port}", early=events[1:])
+    except BaseException:
+        trio.lowlevel.notify_closing(sock)
+        sock.close()
+        raise
