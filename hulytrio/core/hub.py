@@ -137,6 +137,9 @@ class Hub:
         self._own: dict[ClientId, None] = {}
         #: the time of the latest input (the event window starts from it)
         self._now = 0.0
+        #: client id -> the Send of a Pong on its connection (pongs are most of
+        #: an idle hub's output; an effect is immutable, so one serves them all)
+        self._pongs: dict[ClientId, Send] = {}
 
     # --- driver interface -------------------------------------------------------
 
@@ -358,6 +361,7 @@ class Hub:
                 self._send_to(agent_client, Disconnect(uuid, client_id))
         self._in_flight.pop(client_id, None)
         self._own.pop(client_id, None)
+        self._pongs.pop(client_id, None)
         if not already_removed:
             self.registry.remove_client(client_id, now)
         self._collect()
@@ -376,7 +380,10 @@ class Hub:
     # --- handlers -------------------------------------------------------------
 
     def _on_ping(self, conn: Conn, client_id: ClientId, msg: Ping, now: float) -> None:
-        self._effects.append(Send(conn, _PONG))
+        pong = self._pongs.get(client_id)
+        if pong is None or pong.conn is not conn:
+            pong = self._pongs[client_id] = Send(conn, _PONG)
+        self._effects.append(pong)
 
     def _on_pong(self, conn: Conn, client_id: ClientId, msg: Pong, now: float) -> None:
         pass  # a sign of life; touch() already counted it

@@ -103,6 +103,8 @@ __all__ = ["Backoff", "ClientSession", "RefStatus", "SessionState"]
 
 #: a message without fields is immutable: one instance serves every ping
 _PING = Ping()
+#: and so is the effect that sends it
+_SEND_PING = Send(None, _PING)
 
 
 class SessionState(enum.Enum):
@@ -322,7 +324,7 @@ class ClientSession:
         for key in self.timers.expired(now):
             if key == "ping":
                 if self.state is SessionState.READY:
-                    self._send(_PING)
+                    self._effects.append(_SEND_PING)
             elif key == "hub-alive":
                 self._check_hub_alive(now)
             elif key == "reconnect":

@@ -53,9 +53,9 @@ class Timers:
 
     def call_at(self, deadline: float, key: Hashable) -> None:
         """Arm ``key`` to expire at ``deadline``, replacing any earlier arming."""
-        self._serial += 1
-        self._deadlines[key] = (deadline, self._serial)
-        heapq.heappush(self._heap, (deadline, self._serial, key))
+        serial = self._serial = self._serial + 1
+        self._deadlines[key] = (deadline, serial)
+        heapq.heappush(self._heap, (deadline, serial, key))
 
     def call_every(self, interval: float, key: Hashable, first: float) -> None:
         """Arm ``key`` to expire at ``first`` and every ``interval`` after it.
@@ -114,12 +114,22 @@ class Timers:
             out.append(key)
             interval = intervals.get(key)
             if interval is not None:
-                steps = int((now - deadline) // interval) + 1
+                lag = now - deadline
+                # The next multiple of the interval after now: one interval
+                # on when on time (the usual case; the same float as one step
+                # below), float floor division only for a timer that lagged.
+                if lag < interval:
+                    nxt = deadline + interval
+                else:
+                    nxt = deadline + (int(lag // interval) + 1) * interval
                 if rearm is None:
-                    rearm = []
-                rearm.append((deadline + steps * interval, key))
+                    rearm = [(nxt, key)]
+                else:
+                    rearm.append((nxt, key))
         if rearm is not None:
             # After the loop, so a period shorter than the lag fires once.
             for deadline, key in rearm:
-                self.call_at(deadline, key)
+                serial = self._serial = self._serial + 1  # call_at, inlined
+                deadlines[key] = (deadline, serial)
+                heapq.heappush(heap, (deadline, serial, key))
         return out
