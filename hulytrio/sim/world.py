@@ -31,6 +31,7 @@ process where it matters, so adding a client reshuffles nothing else.
 from __future__ import annotations
 
 import fnmatch
+import gc
 import hashlib
 import heapq
 import random
@@ -309,6 +310,19 @@ class Simulation:
 
     def run_until(self, limit: float) -> None:
         """Process every event due by ``limit`` (stopping early once converged)."""
+        # A run allocates many short-lived tuples (queue entries, deadlines,
+        # messages) that live a few virtual seconds: with the default young
+        # generation (700) they are promoted, and the full collections that
+        # follow walk every session's registry view.  At 1,000 agents that
+        # was half the run.  A larger young generation lets them die young.
+        thresholds = gc.get_threshold()
+        gc.set_threshold(max(_GC_YOUNG, thresholds[0]), *thresholds[1:])
+        try:
+            self._run_until(limit)
+        finally:
+            gc.set_threshold(*thresholds)
+
+    def _run_until(self, limit: float) -> None:
         times = self._times
         dues = self._due
         next_report = self.now
@@ -427,21 +441,6 @@ class Simulation:
         self.hub_conn_of.clear()
         self.trace("hub-start", "hub", self.hub.hub_id)
 
-    def _arm_hub(self) -> None:
-        hub = self.hub
-        if hub is None:
-            return
-        timers = hub.registry.timers
-        if self._hub_armed is not None and timers.armings == self._hub_mark \
-                and timers is self._hub_mark_timers:
-            return  # nothing armed since: the wake-up we have is still the earliest
-        self._hub_mark = timers.armings
-        self._hub_mark_timers = timers
-        d = timers.next_deadline()
-        if d is not None and (self._hub_armed is None or d < self._hub_armed):
-            self._hub_armed = d
-            self._at(d, self._hub_timer, hub, d)
-
     def _hub_timer(self, hub: Hub, d: float) -> None:
         if hub is not self.hub or self._hub_armed != d:
             return
@@ -451,15 +450,21 @@ class Simulation:
         self._hub_effects(hub)
 
     def _hub_effects(self, hub: Hub) -> list[Connection]:
-        """Perform the hub's effects; returns the connections it closed."""
-        closed: list[Connection] = []
+        """Perform the hub's effects and wake it at its next deadline.
+
+        Returns the connections it closed.
+        """
+        closed: list[Connection] = _NONE_CLOSED
         for eff in hub.effects():
             if type(eff) is Send:
                 conn: Connection = eff.conn  # type: ignore[assignment]
-                if conn.hub_open and not conn.down.closed:
-                    self._push(conn, conn.down, eff.message)
+                down = conn.down
+                if conn.hub_open and not down.closed:
+                    self._push(conn, down, eff.message)
             elif type(eff) is CloseConnection:
                 conn = eff.conn  # type: ignore[assignment]
+                if closed is _NONE_CLOSED:
+                    closed = []
                 closed.append(conn)
                 if not conn.hub_open:
                     continue
@@ -470,7 +475,22 @@ class Simulation:
                 self._push(conn, conn.down, CLOSE)
                 conn.down.closed = True
                 self.trace("hub-close", conn.proc.pid, eff.reason)
-        self._arm_hub()
+        # Arm the hub's wake-up.  Only arming can bring its next deadline
+        # forward: while nothing was armed, the wake-up we have still holds.
+        hub = self.hub  # type: ignore[assignment]
+        if hub is None:
+            return closed
+        timers = hub.registry.timers
+        armed = self._hub_armed
+        if armed is not None and timers.armings == self._hub_mark \
+                and timers is self._hub_mark_timers:
+            return closed
+        self._hub_mark = timers.armings
+        self._hub_mark_timers = timers
+        d = timers.next_deadline()
+        if d is not None and (armed is None or d < armed):
+            self._hub_armed = d
+            self._at(d, self._hub_timer, hub, d)
         return closed
 
     # --- links ---------------------------------------------------------------------------
@@ -516,6 +536,7 @@ class Simulation:
             return
         now = self.now
         queue = d.queue
+        pid = conn.proc.pid
         while queue and queue[0][0] <= now:
             item = queue.popleft()[1]
             hub = self.hub
@@ -524,12 +545,12 @@ class Simulation:
             if item is CLOSE:
                 if conn.hub_open:
                     conn.hub_open = False
-                    self.trace("closed", "hub", conn.proc.pid)
+                    self.trace("closed", "hub", pid)
                     hub.connection_lost(conn, now)
                     self._hub_effects(hub)
                 continue
             buf = self._buf
-            buf.append((now, "hub-recv", conn.proc.pid, item.TAG))
+            buf.append((now, "hub-recv", pid, item.TAG))
             if len(buf) >= 8192:
                 self._flush_trace()
             if not conn.hub_open:
@@ -539,11 +560,11 @@ class Simulation:
                 continue
             conn.last_arrival = now
             if type(item) is Hello:
-                old = self.hub_conn_of.get(conn.proc.pid)
+                old = self.hub_conn_of.get(pid)
                 hub.receive(conn, item, now)
                 closed = self._hub_effects(hub)
                 self.invariants.hello(conn, old, closed)
-                self.hub_conn_of[conn.proc.pid] = conn
+                self.hub_conn_of[pid] = conn
             else:
                 hub.receive(conn, item, now)
                 self._hub_effects(hub)
@@ -559,6 +580,7 @@ class Simulation:
         now = self.now
         queue = d.queue
         session = proc.session
+        pid = proc.pid
         while queue and queue[0][0] <= now:
             item = queue.popleft()[1]
             if not proc.alive or proc.conn is not conn or session is None:
@@ -581,7 +603,7 @@ class Simulation:
                 continue
             else:
                 buf = self._buf
-                buf.append((now, "recv", proc.pid, item.TAG))
+                buf.append((now, "recv", pid, item.TAG))
                 if len(buf) >= 8192:
                     self._flush_trace()
                 session.receive(item, now)
@@ -642,21 +664,6 @@ class Simulation:
             proc.load.start()
         self._proc_effects(proc)
 
-    def _arm_proc(self, proc: Process) -> None:
-        session = proc.session
-        if session is None or proc.paused or not proc.alive:
-            return
-        timers = session.timers
-        if proc.armed is not None and timers.armings == proc.mark \
-                and timers is proc.mark_timers:
-            return  # nothing armed since: the wake-up we have is still the earliest
-        proc.mark = timers.armings
-        proc.mark_timers = timers
-        d = timers.next_deadline()
-        if d is not None and (proc.armed is None or d < proc.armed):
-            proc.armed = d
-            self._at(d, self._proc_timer, proc, proc.incarnation, d)
-
     def _proc_timer(self, proc: Process, inc: int, d: float) -> None:
         if inc != proc.incarnation or proc.armed != d or not proc.alive:
             return
@@ -671,15 +678,11 @@ class Simulation:
         self._proc_effects(proc)
 
     def _proc_effects(self, proc: Process) -> None:
+        """Perform ``proc``'s session's effects and wake it at its next deadline."""
         session = proc.session
         if session is None:
             return
-        effects = session.effects()
-        if not effects:
-            # The common case (a pong, a timer re-arming): mostly a mark check.
-            self._arm_proc(proc)
-            return
-        for eff in effects:
+        for eff in session.effects():
             t = type(eff)
             if t is Send:
                 conn = proc.conn
@@ -711,7 +714,21 @@ class Simulation:
                 self.trace("stop", proc.pid, uuid)
             elif t is SetServing:
                 self._set_serving(proc, eff)  # type: ignore[arg-type]
-        self._arm_proc(proc)
+        # Arm the session's wake-up (no effect replaces the session).  Only
+        # arming can bring its next deadline forward: while nothing was armed,
+        # the wake-up we have still holds (the common case: a pong).
+        if proc.paused or not proc.alive:
+            return
+        timers = session.timers
+        armed = proc.armed
+        if armed is not None and timers.armings == proc.mark and timers is proc.mark_timers:
+            return
+        proc.mark = timers.armings
+        proc.mark_timers = timers
+        d = timers.next_deadline()
+        if d is not None and (armed is None or d < armed):
+            proc.armed = d
+            self._at(d, self._proc_timer, proc, proc.incarnation, d)
 
     def _open(self, proc: Process) -> None:
         self._cid += 1
@@ -1153,6 +1170,10 @@ class Simulation:
 
 
 _NEVER = float("inf")
+#: the garbage collector's young-generation threshold while a run goes on
+_GC_YOUNG = 50_000
+#: what _hub_effects returns when the hub closed nothing (never appended to)
+_NONE_CLOSED: list[Connection] = []
 
 
 _names = process_names
