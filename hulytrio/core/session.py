@@ -345,15 +345,19 @@ class ClientSession:
 
     def receive(self, message: Message, now: float) -> None:
         """Handle one decoded message from the hub."""
-        if self.state not in (SessionState.HANDSHAKE, SessionState.READY):
+        state = self.state
+        if state is not SessionState.READY and state is not SessionState.HANDSHAKE:
             return
         self._last_heard = now
         if isinstance(message, Welcome):
             self._welcome(message, now)
             return
-        if self.state is not SessionState.READY:
+        if state is not SessionState.READY:
             return
-        handler = _HANDLERS.get(type(message))
+        kind = type(message)
+        if kind is Pong:
+            return  # most of an idle session's input: the sign of life is noted above
+        handler = _HANDLERS.get(kind)
         if handler is not None:
             handler(self, message, now)
 

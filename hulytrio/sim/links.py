@@ -44,10 +44,14 @@ CLOSE: Any = _Marker("CLOSE")
 OPENED: Any = _Marker("OPENED")
 
 
+def _no_wake() -> None:
+    """A direction no driver has wired yet delivers nowhere."""
+
+
 class Direction:
     """One direction of a connection: a FIFO of ``(ready_time, item)``."""
 
-    __slots__ = ("blocked", "closed", "dead", "last", "queue", "scheduled")
+    __slots__ = ("blocked", "closed", "dead", "last", "queue", "scheduled", "wake")
 
     def __init__(self) -> None:
         self.queue: deque[tuple[float, Any]] = deque()
@@ -61,6 +65,9 @@ class Direction:
         self.dead = False
         #: the sender closed this direction: later sends are dropped
         self.closed = False
+        #: ``(callback, args)`` the driver's event queue runs to deliver what is
+        #: ready (set by the driver; one shared tuple, not one per message)
+        self.wake: tuple[Any, tuple[Any, ...]] = (_no_wake, ())
 
     def push(self, ready: float, item: Any) -> float:
         """Queue ``item`` to be ready at ``ready`` or after the previous item; returns when."""

@@ -346,17 +346,15 @@ class Simulation:
                 break
             # Every event due at t, in scheduling order; one scheduled at t
             # meanwhile joins the end of this list, as it would in a heap.
-            batch = dues[t]
             self.now = t
             self._yield = False
-            j = 0
-            for fn, args in batch:
-                j += 1
+            events = iter(dues[t])
+            for fn, args in events:
                 fn(*args)
                 if self._yield:
                     break
             if self._yield:
-                del batch[:j]  # left early: the rest of t stays due, in order
+                dues[t] = list(events)  # left early: the rest of t stays due, in order
                 continue
             del dues[t]
             pop(times)
@@ -521,12 +519,13 @@ class Simulation:
                 heapq.heappush(self._times, ready)
                 if ready < self.now:
                     self._yield = True
-            due.append((self._pump_up if d is conn.up else self._pump_down, (conn,)))
+            due.append(d.wake)
 
     def _reschedule(self, conn: Connection, d: Direction) -> None:
         if d.queue and not d.scheduled and not d.blocked:
             d.scheduled = True
-            self._at(d.queue[0][0], self._pump_up if d is conn.up else self._pump_down, conn)
+            fn, args = d.wake
+            self._at(d.queue[0][0], fn, *args)
 
     def _pump_up(self, conn: Connection) -> None:
         """Deliver what is ready from a process to the hub."""
@@ -568,7 +567,8 @@ class Simulation:
             else:
                 hub.receive(conn, item, now)
                 self._hub_effects(hub)
-        self._reschedule(conn, d)
+        if queue and not d.scheduled and not d.blocked:
+            self._reschedule(conn, d)
 
     def _pump_down(self, conn: Connection) -> None:
         """Deliver what is ready from the hub to a process."""
@@ -608,7 +608,8 @@ class Simulation:
                     self._flush_trace()
                 session.receive(item, now)
             self._proc_effects(proc)
-        self._reschedule(conn, d)
+        if queue and not d.scheduled and not d.blocked:
+            self._reschedule(conn, d)
 
     # --- processes -------------------------------------------------------------------
 
@@ -733,6 +734,8 @@ class Simulation:
     def _open(self, proc: Process) -> None:
         self._cid += 1
         conn = Connection(self._cid, proc)
+        conn.up.wake = (self._pump_up, (conn,))
+        conn.down.wake = (self._pump_down, (conn,))
         proc.conn = conn
         self.trace("connect", proc.pid, f"conn{conn.cid}")
         self._at(self.now + self._latency(proc), self._connect_arrive, conn)
