@@ -7,8 +7,8 @@ to the consumer through a channel, and sends under a lock with ``send_all``
 (a scheduler yield per send).  On the hub's hot path that costs three task
 switches per hop, and on a 2-core machine those switches, not the bytes,
 bound the request rate (docs/performance.md).  This module keeps wsproto
-for the protocol (the HTTP upgrade, framing, masking, ping/pong, the close
-handshake) and drives a plain non-blocking ``socket.socket`` itself:
+for the HTTP upgrade, reads and writes frames with ``frames.py``, and drives a plain
+non-blocking ``socket.socket`` itself:
 
 - ``WebSocket.receive()`` runs in the caller's task: it reads whatever the
   kernel has (waiting with ``trio.lowlevel.wait_readable`` only when it has
@@ -30,24 +30,23 @@ connection with code 1009, as trio-websocket does.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Event,
-    Ping,
-    RejectConnection,
-    Request,
-    TextMessage,
-)
-from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
+from wsproto.events import AcceptConnection, Event, RejectConnection, Request
 from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
+
+from .frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    Control,
+    MessageReader,
+    close_payload,
+    encode_frame,
+)
 
 __all__ = [
     "HandshakeError",
@@ -81,27 +80,27 @@ class HandshakeError(Exception):
 class WebSocket:
     """One open WebSocket (see the module docstring); made by ``accept_``/``connect_websocket``."""
 
-    __slots__ = ("_closed", "_closed_event", "_conn", "_fragments", "_fragments_size",
-                 "_inbox", "_out", "_sock", "_streak", "max_message_size", "pending", "remote")
+    __slots__ = ("_close_sent", "_closed", "_closed_event", "_inbox", "_masked", "_out",
+                 "_reader", "_sock", "_streak", "pending", "remote")
 
-    def __init__(self, sock: socket.socket, conn: WSConnection, *, max_message_size: int,
-                 remote: str, early: list[Event] | None = None) -> None:
+    def __init__(self, sock: socket.socket, *, client: bool, max_message_size: int,
+                 remote: str, received: bytes = b"") -> None:
         sock.setblocking(False)
         self._sock = sock
-        self._conn = conn
-        self.max_message_size = max_message_size
+        #: a client masks what it sends and reads unmasked frames; a server the reverse
+        self._masked = client
+        self._reader = MessageReader(masked=not client, max_message_size=max_message_size)
         self.remote = remote
         #: bytes the kernel has not taken yet, in order
         self._out: list[bytes] = []
         self.pending = 0
         self._inbox: list[bytes | str] = []
-        self._fragments: list[bytes | str] = []
-        self._fragments_size = 0
+        self._close_sent = False
         self._closed: WebSocketClosed | None = None
         self._closed_event = trio.Event()
         self._streak = 0
-        if early:
-            self._handle(early)
+        if received:
+            self._feed(received)
 
     @property
     def closed(self) -> WebSocketClosed | None:
@@ -152,45 +151,26 @@ class WebSocket:
             if not data:
                 self._lost("the peer closed the TCP connection")
                 continue
-            try:
-                self._conn.receive_data(data)
-                self._handle(self._conn.events())
-            except WsRemoteProtocolError as exc:
-                self._fail(1002, str(exc))
+            self._feed(data)
 
-    def _handle(self, events: Iterable[Event]) -> None:
-        for event in events:
-            if isinstance(event, BytesMessage | TextMessage):
-                self._fragment(event.data, event.message_finished)
-            elif isinstance(event, Ping):
-                self._write(self._conn.send(event.response()))
-            elif isinstance(event, CloseConnection):
-                if self._conn.state is ConnectionState.REMOTE_CLOSING:
-                    self._write(self._conn.send(event.response()))
-                self._finish(event.code, event.reason or "")
-
-    def _fragment(self, data: bytes | bytearray | str, finished: bool) -> None:
-        if isinstance(data, bytearray):
-            data = bytes(data)
-        if not self._fragments and finished:
-            if len(data) > self.max_message_size:
-                self._fail(1009, f"message of {len(data)} bytes exceeds the limit of "
-                                 f"{self.max_message_size}")
+    def _feed(self, data: bytes) -> None:
+        items, error = self._reader.feed(data)
+        inbox = self._inbox
+        for item in items:
+            if not isinstance(item, Control):
+                inbox.append(item)
+            elif item.opcode == OP_PING:
+                self._write(encode_frame(OP_PONG, item.payload, masked=self._masked))
+            elif item.opcode == OP_CLOSE:
+                if not self._close_sent:
+                    # Answer with the same code, as the RFC suggests.
+                    self._close_sent = True
+                    self._write(encode_frame(OP_CLOSE, close_payload(item.code, item.reason),
+                                             masked=self._masked))
+                self._finish(item.code, item.reason)
                 return
-            self._inbox.append(data)
-            return
-        self._fragments.append(data)
-        self._fragments_size += len(data)
-        if self._fragments_size > self.max_message_size:
-            self._fragments.clear()
-            self._fail(1009, f"message exceeds the limit of {self.max_message_size} bytes")
-            return
-        if finished:
-            parts, self._fragments, self._fragments_size = self._fragments, [], 0
-            if isinstance(parts[0], str):
-                self._inbox.append("".join(parts))  # type: ignore[arg-type]
-            else:
-                self._inbox.append(b"".join(parts))  # type: ignore[arg-type]
+        if error is not None:
+            self._fail(error.code, error.reason)
 
     # --- sending ------------------------------------------------------------------------
 
@@ -200,13 +180,9 @@ class WebSocket:
         Never blocks.  Sending on a closed WebSocket does nothing (the
         receiver learns of the close from ``receive``).
         """
-        if self._closed is not None:
+        if self._close_sent or self._closed is not None:
             return
-        try:
-            frame = self._conn.send(BytesMessage(data))
-        except WsLocalProtocolError:
-            return  # closing: a close frame was already sent
-        self._write(frame)
+        self._write(encode_frame(OP_BINARY, data, masked=self._masked))
 
     def _write(self, data: bytes) -> None:
         if self._out:
@@ -257,9 +233,10 @@ class WebSocket:
 
     def close_nowait(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake: send a close frame (the peer answers with its own)."""
-        if self._closed is not None or self._conn.state is not ConnectionState.OPEN:
+        if self._closed is not None or self._close_sent:
             return
-        self._write(self._conn.send(CloseConnection(code, reason[:120])))
+        self._close_sent = True
+        self._write(encode_frame(OP_CLOSE, close_payload(code, reason), masked=self._masked))
 
     def abort(self) -> None:
         """Close the socket now (a task blocked in ``receive`` sees the connection lost)."""
@@ -278,8 +255,7 @@ class WebSocket:
 
     def _fail(self, code: int, reason: str) -> None:
         """Close with ``code`` because the peer broke the protocol or a limit."""
-        if self._conn.state is ConnectionState.OPEN:
-            self._write(self._conn.send(CloseConnection(code, reason[:120])))
+        self.close_nowait(code, reason)
         self._finish(code, reason)
 
     def _lost(self, reason: str) -> None:
@@ -301,9 +277,14 @@ def _peer_name(sock: socket.socket) -> str:
     return f"{host}:{port}"
 
 
-async def _read_handshake(sock: socket.socket, conn: WSConnection) -> list[Event]:
-    """Read until the handshake produced events; returns them."""
-    received = 0
+async def _read_handshake(sock: socket.socket, conn: WSConnection
+                          ) -> tuple[list[Event], bytes]:
+    """Read the peer's upgrade request or response; returns its events and what followed.
+
+    The HTTP part ends at the first empty line (neither side sends a body),
+    so the bytes after it are already WebSocket frames, for the caller.
+    """
+    received = b""
     while True:
         try:
             data = sock.recv(READ_BYTES)
@@ -312,16 +293,21 @@ async def _read_handshake(sock: socket.socket, conn: WSConnection) -> list[Event
             continue
         if not data:
             raise HandshakeError("the peer closed the connection during the handshake")
-        received += len(data)
-        if received > MAX_HANDSHAKE_BYTES:
-            raise HandshakeError("handshake too large")
+        received += data
+        end = received.find(b"\r\n\r\n")
+        if end < 0:
+            if len(received) > MAX_HANDSHAKE_BYTES:
+                raise HandshakeError("handshake too large")
+            continue
+        head, rest = received[:end + 4], received[end + 4:]
         try:
-            conn.receive_data(data)
+            conn.receive_data(head)
             events = list(conn.events())
         except WsRemoteProtocolError as exc:
             raise HandshakeError(f"bad handshake: {exc}") from exc
-        if events:
-            return events
+        if not events:
+            raise HandshakeError("incomplete handshake")
+        return events, rest
 
 
 async def _send_all(sock: socket.socket, data: bytes) -> None:
@@ -358,7 +344,7 @@ async def accept_websocket(stream: trio.SocketStream, *, max_message_size: int,
     sock = _detach(stream)
     try:
         conn = WSConnection(ConnectionType.SERVER)
-        events = await _read_handshake(sock, conn)
+        events, rest = await _read_handshake(sock, conn)
         request = events[0]
         if not isinstance(request, Request):
             raise HandshakeError(f"expected an upgrade request, got {type(request).__name__}")
@@ -366,8 +352,8 @@ async def accept_websocket(stream: trio.SocketStream, *, max_message_size: int,
             await _send_all(sock, conn.send(RejectConnection(status_code=404)))
             raise HandshakeError(f"no WebSocket at {request.target!r}")
         await _send_all(sock, conn.send(AcceptConnection()))
-        return WebSocket(sock, conn, max_message_size=max_message_size,
-                         remote=_peer_name(sock), early=list(conn.events()))
+        return WebSocket(sock, client=False, max_message_size=max_message_size,
+                         remote=_peer_name(sock), received=rest)
     except BaseException:
         trio.lowlevel.notify_closing(sock)
         sock.close()
@@ -397,14 +383,14 @@ async def connect_websocket(url: str, *, max_message_size: int) -> WebSocket:
         conn = WSConnection(ConnectionType.CLIENT)
         host = parts.hostname if parts.port is None else f"{parts.hostname}:{port}"
         await _send_all(sock, conn.send(Request(host=host, target=resource)))
-        events = await _read_handshake(sock, conn)
+        events, rest = await _read_handshake(sock, conn)
         answer = events[0]
         if isinstance(answer, RejectConnection):
             raise HandshakeError(f"the server refused the upgrade (HTTP {answer.status_code})")
         if not isinstance(answer, AcceptConnection):
             raise HandshakeError(f"unexpected handshake answer {type(answer).__name__}")
-        return WebSocket(sock, conn, max_message_size=max_message_size,
-                         remote=f"{parts.hostname}:{port}", early=events[1:])
+        return WebSocket(sock, client=True, max_message_size=max_message_size,
+                         remote=f"{parts.hostname}:{port}", received=rest)
     except BaseException:
         trio.lowlevel.notify_closing(sock)
         sock.close()
