@@ -145,7 +145,9 @@ class Hub:
 
     def effects(self) -> list[Effect]:
         """Return and clear the effects produced since the last call, in order."""
-        self._collect()
+        reg = self.registry
+        if reg.outbox or reg.events.dirty:
+            self._collect()
         out = self._effects
         self._effects = []
         return out

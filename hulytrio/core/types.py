@@ -36,8 +36,8 @@ def _labels(value: Any) -> tuple[str, ...]:
     Labels select containers by their *set*, so order and repetition carry no
     meaning; one canonical form makes them usable as dict keys.
     """
-    if value is None:
-        return ()
+    if value is None or (type(value) is tuple and not value):
+        return ()  # the usual case (records of unlabelled containers), at once
     if isinstance(value, str):
         return (value,)
     return tuple(sorted(dict.fromkeys(str(v) for v in value)))

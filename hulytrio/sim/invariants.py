@@ -212,18 +212,23 @@ class Invariants:
         reg = sim.hub.registry  # type: ignore[union-attr]
         self.checked["exclusive-serving"] += 1
         now = sim.now
+        procs = sim.procs
+        suspects = self._suspect
         for pid in pids:
-            proc = sim.procs[pid]
-            key = (uuid, pid)
+            proc = procs[pid]
             # Registered *by this incarnation*: a restarted process shares its
             # peer id with the dead one the hub may not have dropped yet.
+            # (Every offering process is examined at every check; the cheap
+            # test that clears a standby comes first.)
             conn = proc.conn
-            rogue = (proc.alive and not proc.paused and proc.serving.get(uuid, False)
-                     and pid != owner and reg.agent_owner(pid) == pid and conn is not None
+            rogue = (proc.serving.get(uuid, False) and pid != owner and proc.alive
+                     and not proc.paused and reg.agent_owner(pid) == pid and conn is not None
                      and conn.hub_open and sim.hub_conn_of.get(pid) is conn)
             if not rogue:
-                self._suspect.pop(key, None)
+                if suspects:
+                    suspects.pop((uuid, pid), None)
                 continue
+            key = (uuid, pid)
             since = self._suspect.setdefault(key, now)
             latency = proc.latency.high if proc.latency is not None else sim.max_latency
             grace = 4 * latency + 2 * float(sim.scenario.checks.interval) + \

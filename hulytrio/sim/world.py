@@ -344,20 +344,31 @@ class Simulation:
                 continue
             if t > limit:
                 break
-            # Every event due at t, in scheduling order; one scheduled at t
-            # meanwhile joins the end of this list, as it would in a heap.
-            self.now = t
-            self._yield = False
-            events = iter(dues[t])
-            for fn, args in events:
-                fn(*args)
-                if self._yield:
-                    break
-            if self._yield:
-                dues[t] = list(events)  # left early: the rest of t stays due, in order
-                continue
-            del dues[t]
+            # Every event due at t, in scheduling order.  One scheduled at t
+            # meanwhile opens a new list for t that runs right after this
+            # one, exactly where a heap would put it.
             pop(times)
+            batch = dues.pop(t)
+            self.now = t
+            if len(batch) == 1:
+                fn, args = batch[0]
+                fn(*args)
+            else:
+                self._yield = False
+                events = iter(batch)
+                for fn, args in events:
+                    fn(*args)
+                    if self._yield:
+                        break
+                if self._yield:
+                    # Left early: the rest of t runs before anything scheduled at t since.
+                    rest = list(events)
+                    if rest:
+                        later = dues.get(t)
+                        if later is None:
+                            heapq.heappush(times, t)
+                        dues[t] = rest + (later or [])
+                    continue
             if progress is not None and t >= next_report:
                 progress(t, self.end)
                 next_report = t + step
@@ -729,7 +740,13 @@ class Simulation:
         d = timers.next_deadline()
         if d is not None and (armed is None or d < armed):
             proc.armed = d
-            self._at(d, self._proc_timer, proc, proc.incarnation, d)
+            due = self._due.get(d)  # _at, inlined
+            if due is None:
+                self._due[d] = due = []
+                heapq.heappush(self._times, d)
+                if d < self.now:
+                    self._yield = True
+            due.append((self._proc_timer, (proc, proc.incarnation, d)))
 
     def _open(self, proc: Process) -> None:
         self._cid += 1
