@@ -8,12 +8,11 @@ reader (the handler itself: read from the socket, decode, feed
 ``Hub.receive``) and a writer (``Outbox.run_writer``), inside a cancel scope
 of its own, so a connection's death cancels only its tasks.  After every
 input (a read, a connection opened or lost, a deadline) the driver drains
-``hub.effects()``: the ``Send`` effects are grouped by connection and each
-group goes to that connection's bounded outbox, which writes it at once as
-one frame when the connection is idle (``outbox.py``); ``CloseConnection``
-asks the writer to flush and close.  A peer whose outbox is full has stopped
-reading: it is dropped (logged), so it can neither grow the hub's memory nor
-stall the messages of anyone else.
+``hub.effects()``: ``Send`` goes to the target connection's bounded outbox,
+which writes everything a scheduler round queued as one frame
+(``outbox.py``); ``CloseConnection`` asks the writer to flush and close.  A
+peer whose outbox is full has stopped reading: it is dropped (logged), so it
+can neither grow the hub's memory nor stall the messages of anyone else.
 
 Bad input never reaches the hub as an exception: an undecodable frame or
 message is answered with an ``Error`` through ``Hub.protocol_error`` and
@@ -32,7 +31,6 @@ import trio
 
 from hulytrio.core.effects import CloseConnection, Send
 from hulytrio.core.hub import Hub
-from hulytrio.core.messages import Message
 from hulytrio.core.timeouts import Timeouts
 
 from .codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
@@ -102,37 +100,19 @@ class NetworkServer:
     # --- effects -------------------------------------------------------------------
 
     def _drain(self) -> None:
-        # Sends are grouped per connection first, so one input's answers to
-        # one peer leave as one frame; a close is ordered after the sends
-        # that precede it.
-        grouped: dict[Hashable, list[Message]] = {}
         for effect in self.hub.effects():
             if isinstance(effect, Send):
-                group = grouped.get(effect.conn)
-                if group is None:
-                    grouped[effect.conn] = [effect.message]
-                else:
-                    group.append(effect.message)
+                peer = self._peers.get(effect.conn)
+                if (peer is not None and not peer.outbox.closing
+                        and not peer.outbox.put_nowait(effect.message)):
+                    self._drop_slow(peer)
             elif isinstance(effect, CloseConnection):
-                self._send_grouped(grouped)
-                grouped = {}
                 peer = self._peers.get(effect.conn)
                 if peer is not None:
                     log.info("closing connection %s (%s): %s", peer.conn, peer.address,
                              effect.reason)
                     peer.outbox.close_after_flush(effect.reason)
-        self._send_grouped(grouped)
         self._timer.poke()
-
-    def _send_grouped(self, grouped: dict[Hashable, list[Message]]) -> None:
-        for conn, messages in grouped.items():
-            peer = self._peers.get(conn)
-            if peer is None or peer.outbox.closing:
-                continue
-            sent = (peer.outbox.put_nowait(messages[0]) if len(messages) == 1
-                    else peer.outbox.put_many(messages))
-            if not sent:
-                self._drop_slow(peer)
 
     def _drop_slow(self, peer: _Peer) -> None:
         self._dropped += 1
