@@ -104,13 +104,21 @@ class Timers:
         deadlines = self._deadlines
         intervals = self._intervals
         pop = heapq.heappop
+        # Periodic keys are re-armed in expiry order, and never fire twice in
+        # one call: a re-arming later than now replaces the fired entry in
+        # place (one heap operation instead of two; it cannot surface before
+        # the loop ends).  One that rounds to now or earlier waits for the end
+        # of the loop, and so does every re-arming after it, so serials are
+        # still handed out in expiry order.
         rearm: list[tuple[float, Hashable]] | None = None
-        while heap and heap[0][0] <= now:
-            deadline, serial, key = pop(heap)
+        while heap:
+            deadline, serial, key = heap[0]
+            if deadline > now:
+                break
             live = deadlines.get(key)
             if live is None or live[1] != serial:
+                pop(heap)
                 continue
-            del deadlines[key]
             out.append(key)
             interval = intervals.get(key)
             if interval is not None:
@@ -122,12 +130,18 @@ class Timers:
                     nxt = deadline + interval
                 else:
                     nxt = deadline + (int(lag // interval) + 1) * interval
+                if rearm is None and nxt > now:
+                    serial = self._serial = self._serial + 1
+                    deadlines[key] = (nxt, serial)
+                    heapq.heapreplace(heap, (nxt, serial, key))
+                    continue
                 if rearm is None:
                     rearm = [(nxt, key)]
                 else:
                     rearm.append((nxt, key))
+            del deadlines[key]
+            pop(heap)
         if rearm is not None:
-            # After the loop, so a period shorter than the lag fires once.
             for deadline, key in rearm:
                 serial = self._serial = self._serial + 1  # call_at, inlined
                 deadlines[key] = (deadline, serial)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hulytrio.core.agent import AgentState, LocalStatus
 from hulytrio.core.effects import Send, SetServing, StartContainer, StopContainer
@@ -45,6 +47,82 @@ def test_equal_deadlines_keep_insertion_order() -> None:
     for key in ("z", "a", "m"):
         t.call_at(1.0, key)
     assert t.expired(1.0) == ["z", "a", "m"]
+
+
+class _ModelTimers:
+    """The plain algorithm ``Timers`` must match: a dict scanned in full.
+
+    ``expired`` fires every due key in (deadline, arming) order, then re-arms
+    the periodic ones at the next multiple of their interval after ``now``,
+    in the order they fired.
+    """
+
+    def __init__(self) -> None:
+        self.armings = 0
+        self.live: dict[str, tuple[float, int]] = {}
+        self.intervals: dict[str, float] = {}
+
+    def call_at(self, deadline: float, key: str) -> None:
+        self.armings += 1
+        self.live[key] = (deadline, self.armings)
+
+    def call_every(self, interval: float, key: str, first: float) -> None:
+        self.intervals[key] = interval
+        self.call_at(first, key)
+
+    def cancel(self, key: str) -> None:
+        self.live.pop(key, None)
+        self.intervals.pop(key, None)
+
+    def next_deadline(self) -> float | None:
+        return min((d for d, _ in self.live.values()), default=None)
+
+    def expired(self, now: float) -> list[str]:
+        due = sorted((entry, key) for key, entry in self.live.items() if entry[0] <= now)
+        for _, key in due:
+            del self.live[key]
+        for (deadline, _), key in due:
+            interval = self.intervals.get(key)
+            if interval is not None:
+                self.call_at(deadline + (int((now - deadline) // interval) + 1) * interval, key)
+        return [key for _, key in due]
+
+
+_KEYS = st.sampled_from(["a", "b", "c", "d"])
+_STEPS = st.one_of(
+    st.tuples(st.just("at"), _KEYS, st.sampled_from([0.0, 1e-16, 0.1, 1.0, 2.5, -0.5])),
+    st.tuples(st.just("every"), _KEYS, st.sampled_from([1e-16, 1e-10, 0.3, 1.0, 7.0])),
+    st.tuples(st.just("cancel"), _KEYS, st.just(0.0)),
+    st.tuples(st.just("advance"), st.just(""), st.sampled_from([0.0, 1e-16, 0.1, 1.0, 4.7])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([0.0, 3.0, 1e6]), st.lists(_STEPS, max_size=60))
+def test_timers_match_the_plain_algorithm(start: float, steps: list[tuple[str, str, float]]
+                                          ) -> None:
+    # Lazy heap, in-place re-arming and the on-time shortcut change nothing
+    # observable: not what fires, not its order, not the deadlines after.
+    t, model = Timers(), _ModelTimers()
+    now = start
+    for op, key, x in steps:
+        if op == "at":
+            t.call_at(now + x, key)
+            model.call_at(now + x, key)
+        elif op == "every":
+            t.call_every(x, key, now)
+            model.call_every(x, key, now)
+        elif op == "cancel":
+            t.cancel(key)
+            model.cancel(key)
+        else:
+            now += x
+            assert t.expired(now) == model.expired(now)
+        assert t.next_deadline() == model.next_deadline()
+        assert t.armings == model.armings
+        for k in ("a", "b", "c", "d"):
+            entry = model.live.get(k)
+            assert t.deadline(k) == (None if entry is None else entry[0])
 
 
 def _start(uuid: str, call_id: int = 1, kind: str = "echo") -> Start:
