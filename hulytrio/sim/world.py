@@ -332,7 +332,10 @@ class Simulation:
         explicit = self._explicit
         i = self._next_explicit
         nx = explicit[i][0] if i < len(explicit) else _NEVER
+        buf_limit = _TRACE_BATCH
         while self.converged_at is None:
+            if len(self._buf) >= buf_limit:
+                self._flush_trace()  # checked per instant; the hot paths only append
             t = times[0] if times else _NEVER
             if nx < t and nx <= limit:
                 when, _, fn, args = explicit[i]
@@ -396,7 +399,7 @@ class Simulation:
         """Record one event: hashed always, written/kept when asked (formatted in batches)."""
         buf = self._buf
         buf.append((self.now, kind, who, what))
-        if len(buf) >= 8192:
+        if len(buf) >= _TRACE_BATCH:
             self._flush_trace()
 
     def _flush_trace(self) -> None:
@@ -559,10 +562,7 @@ class Simulation:
                     hub.connection_lost(conn, now)
                     self._hub_effects(hub)
                 continue
-            buf = self._buf
-            buf.append((now, "hub-recv", pid, item.TAG))
-            if len(buf) >= 8192:
-                self._flush_trace()
+            self._buf.append((now, "hub-recv", pid, item.TAG))
             if not conn.hub_open:
                 # A late message on a connection the hub already closed.
                 hub.receive(conn, item, now)
@@ -613,10 +613,7 @@ class Simulation:
             elif not conn.client_open:
                 continue
             else:
-                buf = self._buf
-                buf.append((now, "recv", pid, item.TAG))
-                if len(buf) >= 8192:
-                    self._flush_trace()
+                self._buf.append((now, "recv", pid, item.TAG))
                 session.receive(item, now)
             self._proc_effects(proc)
         if queue and not d.scheduled and not d.blocked:
@@ -682,10 +679,7 @@ class Simulation:
         proc.armed = None
         if proc.paused or proc.session is None:
             return
-        buf = self._buf
-        buf.append((self.now, "timer", proc.pid, ""))
-        if len(buf) >= 8192:
-            self._flush_trace()
+        self._buf.append((self.now, "timer", proc.pid, ""))
         proc.session.handle_timers(self.now)
         self._proc_effects(proc)
 
@@ -1190,6 +1184,8 @@ class Simulation:
 
 
 _NEVER = float("inf")
+#: trace lines formatted, hashed and written per batch
+_TRACE_BATCH = 8192
 #: the garbage collector's young-generation threshold while a run goes on
 _GC_YOUNG = 50_000
 #: what _hub_effects returns when the hub closed nothing (never appended to)
