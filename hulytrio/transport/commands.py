@@ -23,15 +23,18 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from hulytrio.core.timeouts import Timeouts
 
-from .client import open_client
-from .container import Factory, StatelessContainer
-from .server import serve_network
+from .listen import bind_listeners
+
+if TYPE_CHECKING:
+    from .container import Factory, StatelessContainer
+
+# trio and the drivers are imported by the command that runs, not here: the
+# hub binds its port first, so clients reconnecting to a restarted hub
+# queue in its listen backlog while the rest of it is still being imported.
 
 __all__ = ["agent_settings", "load_factories", "register", "serve_settings"]
 
@@ -124,6 +127,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 async def _until_signal(body: Callable[[], Awaitable[None]]) -> None:
     """Run ``body`` until it returns or SIGTERM/SIGINT arrives (then cancel it cleanly)."""
+    import trio
+
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -145,9 +150,19 @@ def _serve_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("bad setting: %s", exc)
         return 2
+    try:
+        listeners = bind_listeners(host, port)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc)
+        return 1
+
+    import trio
+
+    from .server import serve_network
 
     async def body() -> None:
-        async with serve_network(host, port, timeouts=timeouts) as server:
+        async with serve_network(host, port, timeouts=timeouts,
+                                 listen_sockets=listeners) as server:
             log.info("serving on ws://%s:%d (alive timeout %.3g s, container timeout %.3g s)",
                      host, server.port, timeouts.alive, timeouts.unused_container)
             await trio.sleep_forever()
@@ -168,6 +183,10 @@ def _agent_command(args: argparse.Namespace) -> int:
     except (ValueError, ImportError, AttributeError) as exc:
         log.error("cannot load factories %s: %s", args.factories, exc)
         return 2
+
+    import trio
+
+    from .client import open_client
 
     async def body() -> None:
         async with open_client(url) as client:

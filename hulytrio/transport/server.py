@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Hashable
+import socket
+from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
 
 import attrs
@@ -191,12 +192,16 @@ async def serve_network(
     hub_id: str | None = None,
     send_queue: int = DEFAULT_SEND_QUEUE,
     max_frame_bytes: int = MAX_FRAME_BYTES,
+    listen_sockets: Sequence[socket.socket] | None = None,
 ) -> AsyncIterator[NetworkServer]:
     """Run a hub on ``host:port`` for the duration of the ``async with`` block.
 
     ``port=0`` picks a free port (read it from ``server.port`` / ``server.url``).
     ``hub_id`` defaults to a fresh random id, so clients can tell a restarted
-    hub.  Yields the ``NetworkServer``; on exit every connection is cancelled.
+    hub.  ``listen_sockets``, if given, are already listening (see
+    ``listen.bind_listeners``) and are served instead of binding ``host:port``;
+    they are closed on exit.  Yields the ``NetworkServer``; on exit every
+    connection is cancelled.
 
     Raises:
         OSError: if the address cannot be bound.
@@ -206,7 +211,7 @@ async def serve_network(
     with single_errors():
         async with trio.open_nursery() as nursery:
             listener: trio.SocketListener = await nursery.start(_listen, server, host, port,
-                                                                nursery)
+                                                                nursery, listen_sockets)
             server.host = host
             server.port = listener.socket.getsockname()[1]
             nursery.start_soon(server._timer.run)
@@ -218,13 +223,17 @@ async def serve_network(
 
 
 async def _listen(server: NetworkServer, host: str, port: int, nursery: trio.Nursery,
+                  sockets: Sequence[socket.socket] | None,
                   *, task_status: trio.TaskStatus[trio.SocketListener]
                   = trio.TASK_STATUS_IGNORED) -> None:
     # The handlers run in the server's own nursery ("one nursery owns every
     # connection").  A message over twice the frame limit closes the
     # connection (1009); one somewhat over the frame limit gets a protocol
     # Error answer from the codec instead, while memory stays bounded.
-    listeners = await trio.open_tcp_listeners(port, host=host or None)
+    if sockets is None:
+        listeners = await trio.open_tcp_listeners(port, host=host or None)
+    else:
+        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
     task_status.started(listeners[0])
     await trio.serve_listeners(server._handle, listeners, handler_nursery=nursery)
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import socket
+import subprocess
 import sys
 import textwrap
 
 import pytest
 
 from hulytrio.transport.commands import agent_settings, load_factories, register, serve_settings
+from hulytrio.transport.listen import bind_listeners
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -83,3 +86,41 @@ def test_load_factories(tmp_path, monkeypatch):
         load_factories("my_factories_mod")
     with pytest.raises(ImportError):
         load_factories("no_such_module_here:FACTORIES")
+
+
+def test_serve_binds_its_port_before_it_imports_trio():
+    # A restarted hub's clients queue in the listen backlog while it imports
+    # the rest: the serve path must not pull in trio (or the simulator) before
+    # binding.
+    code = textwrap.dedent("""
+        import sys
+        import hulytrio.transport.listen as listen
+        from hulytrio.cli import build_parser
+
+        seen = []
+        real_bind = listen.bind_listeners
+        def spy(host, port):
+            seen.append(("trio" in sys.modules, "hulytrio.sim.world" in sys.modules))
+            raise OSError("stop here")
+        import hulytrio.transport.commands as commands
+        commands.bind_listeners = spy
+        args = build_parser("serve").parse_args(["serve", "--port", "0"])
+        assert args.func(args) == 1
+        assert seen == [(False, False)], seen
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_bind_listeners_listens_and_reports_errors():
+    socks = bind_listeners("127.0.0.1", 0)
+    try:
+        port = socks[0].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # the kernel accepts before anyone calls accept()
+        with pytest.raises(OSError, match="in use"):
+            bind_listeners("127.0.0.1", port)  # taken
+    finally:
+        for s in socks:
+            s.close()
