@@ -13,6 +13,9 @@ Scenarios (each repeated ``--rounds`` times; median and worst printed):
 - ``hub-restart``: SIGKILL the hub and start a new one on the same port;
   time from the kill until an existing reference answers again (includes the
   new hub process's start-up, reported separately).
+- ``hub-crash``: the hub runs under ``--supervise``; SIGKILL its worker
+  process; time from the kill until an existing reference answers again
+  (the supervisor forks a new worker at once).
 
 Usage::
 
@@ -54,9 +57,9 @@ async def spawn(*args: str, env: dict[str, str] | None = None) -> trio.Process:
         stdout=subprocess.DEVNULL)
 
 
-async def hub(port: int, alive: float) -> trio.Process:
+async def hub(port: int, alive: float, *extra: str) -> trio.Process:
     return await spawn("serve", "--host", "127.0.0.1", "--port", str(port),
-                       "--alive-timeout", str(alive))
+                       "--alive-timeout", str(alive), *extra)
 
 
 async def agent(url: str, agent_id: str) -> trio.Process:
@@ -144,6 +147,33 @@ async def hub_restart_round(alive: float) -> tuple[float, float, float]:
         await stop(hub_proc)
 
 
+def children(pid: int) -> list[int]:
+    """Return the child processes of ``pid`` (Linux)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+async def hub_crash_round(alive: float) -> float:
+    """Returns kill of a supervised hub's worker -> reference usable, in seconds."""
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    hub_proc = await hub(port, alive, "--supervise")
+    agent_proc = await agent(url, "steady")
+    try:
+        async with hulytrio.open_client(url) as client:
+            await wait_agent(client, "steady")
+            ref = await client.get("ha", uuid=UUID)
+            await ref.request("before")
+            [worker] = children(hub_proc.pid)
+            start = trio.current_time()
+            os.kill(worker, signal.SIGKILL)
+            await ref.request("after")
+            return trio.current_time() - start
+    finally:
+        await stop(agent_proc)
+        await stop(hub_proc)
+
+
 def summary(name: str, values: list[float]) -> dict[str, object]:
     ms = sorted(v * 1000 for v in values)
     row = {"scenario": name, "rounds": len(ms), "median_ms": round(statistics.median(ms), 1),
@@ -186,6 +216,12 @@ async def main(rounds: int, alive: float, scenarios: list[str]) -> list[dict[str
         rows.append(summary("hub SIGKILL+restart -> ref usable", total))
         rows.append(summary("  new hub process start-up", startup))
         rows.append(summary("  hub listening -> ref usable", rebuild))
+    if "hub-crash" in scenarios:
+        values = []
+        for _ in range(rounds):
+            with trio.fail_after(30):
+                values.append(await hub_crash_round(alive))
+        rows.append(summary("supervised hub worker SIGKILL -> ref usable", values))
     return rows
 
 
@@ -193,7 +229,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--alive", type=float, default=3.0, help="hub alive timeout (s)")
-    parser.add_argument("--scenario", default="kill,freeze,close,hub-restart")
+    parser.add_argument("--scenario", default="kill,freeze,close,hub-restart,hub-crash")
     parser.add_argument("--json", help="append one JSON line per figure to this file")
     args = parser.parse_args()
     figures = trio.run(main, args.rounds, args.alive, args.scenario.split(","))

@@ -8,6 +8,8 @@ defaults (flags win over the environment, the environment over defaults):
   ``--container-timeout`` / ``CONTAINER_TIMEOUT`` (unused container timeout, 5 s);
 - agent: ``--url`` or ``ws://NETWORK_HOST:NETWORK_PORT``, ``--agent-id`` /
   ``AGENT_ID``, ``--endpoint`` or ``0.0.0.0:AGENT_PORT``;
+- serve: ``--supervise`` / ``HUB_SUPERVISE=1`` (off): a supervisor process
+  restarts the hub within milliseconds if it dies (``supervisor.py``);
 - both: ``--log-level`` / ``LOG_LEVEL`` (info).
 
 SIGTERM and SIGINT stop either command cleanly: an agent unregisters and
@@ -50,6 +52,9 @@ def register(subparsers: Any) -> None:
                        help="seconds a silent peer stays alive (env ALIVE_TIMEOUT; 3)")
     serve.add_argument("--container-timeout", type=float,
                        help="seconds an unreferenced container lives (env CONTAINER_TIMEOUT; 5)")
+    serve.add_argument("--supervise", action=argparse.BooleanOptionalAction, default=None,
+                       help="run the hub in a worker process that is restarted at once "
+                            "if it dies (env HUB_SUPERVISE=1; off)")
     serve.add_argument("--log-level", help="log level (env LOG_LEVEL; info)")
     serve.set_defaults(func=_serve_command)
 
@@ -160,19 +165,33 @@ def _serve_command(args: argparse.Namespace) -> int:
 
     from .server import serve_network
 
-    async def body() -> None:
-        async with serve_network(host, port, timeouts=timeouts,
-                                 listen_sockets=listeners) as server:
-            log.info("serving on ws://%s:%d (alive timeout %.3g s, container timeout %.3g s)",
-                     host, server.port, timeouts.alive, timeouts.unused_container)
-            await trio.sleep_forever()
+    def run_hub(parent_gone: int | None) -> int:
+        async def body() -> None:
+            async with serve_network(host, port, timeouts=timeouts,
+                                     listen_sockets=listeners) as server:
+                log.info("serving on ws://%s:%d (alive timeout %.3g s, "
+                         "container timeout %.3g s)",
+                         host, server.port, timeouts.alive, timeouts.unused_container)
+                if parent_gone is None:
+                    await trio.sleep_forever()
+                await trio.lowlevel.wait_readable(parent_gone)
+                log.warning("the supervisor is gone; stopping")
 
-    try:
-        trio.run(_until_signal, body)
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", host, port, exc)
-        return 1
-    return 0
+        try:
+            trio.run(_until_signal, body)
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", host, port, exc)
+            return 1
+        return 0
+
+    supervised = args.supervise
+    if supervised is None:
+        supervised = os.environ.get("HUB_SUPERVISE", "").lower() in ("1", "true", "yes")
+    if supervised:
+        from .supervisor import supervise
+
+        return supervise(run_hub)
+    return run_hub(None)
 
 
 def _agent_command(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import trio
@@ -148,3 +149,56 @@ async def test_agent_process_direct_endpoint(procs):
 
 async def _has_agent(client: hulytrio.Client, agent_id: str) -> bool:
     return agent_id in await agent_ids(client)
+
+
+def _children(pid: int) -> list[int]:
+    """Return the child processes of ``pid`` (Linux)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_supervised_hub_worker_killed_is_replaced_and_references_work(procs):
+    with trio.fail_after(40):
+        port = free_port()
+        url = f"ws://127.0.0.1:{port}"
+        hub = await procs.hub(port, "--alive-timeout", str(ALIVE), "--supervise")
+        agent = await procs.agent(url, "steady")
+        async with hulytrio.open_client(url) as c:
+            await wait_for(lambda: _has_agent(c, "steady"))
+            ref = await c.get("echo")
+            pid = (await ref.request("before"))["pid"]
+            [worker] = _children(hub.pid)
+            os.kill(worker, signal.SIGKILL)
+            killed_at = trio.current_time()
+            reply = await ref.request("after")
+            assert reply["pid"] == pid
+            assert trio.current_time() - killed_at < 5, procs.logs()
+            [second] = await wait_for(lambda: _children(hub.pid))
+            assert second != worker
+            assert hub.returncode is None, "the supervisor lives on"
+        await kill(agent, signal.SIGTERM)
+        # SIGTERM to the supervisor stops the worker cleanly, then itself.
+        await kill(hub, signal.SIGTERM)
+        assert hub.returncode == 0, procs.logs()
+        await wait_for(lambda: not _alive(second))
+        assert "killed by SIGKILL" in procs.logs()
+
+
+async def test_supervised_hub_worker_ends_when_the_supervisor_is_killed(procs):
+    with trio.fail_after(40):
+        port = free_port()
+        hub = await procs.hub(port, "--supervise")
+        async with hulytrio.open_client(f"ws://127.0.0.1:{port}") as c:
+            await c.wait_connection()
+            [worker] = _children(hub.pid)
+        await kill(hub, signal.SIGKILL)
+        await wait_for(lambda: not _alive(worker))
+        assert "the supervisor is gone" in procs.logs()
