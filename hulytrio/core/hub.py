@@ -232,7 +232,8 @@ class Hub:
                                  f"a peer may not send {message.TAG!r}")
             return
         handler(self, conn, client_id, message, now)
-        self._collect()
+        if reg.outbox or reg.events.dirty:  # most messages (pings) leave nothing to collect
+            self._collect()
 
     def protocol_error(self, conn: Conn, call_id: int, text: str) -> None:
         """Answer an undecodable or illegal message from ``conn`` (driver-detected)."""

@@ -24,26 +24,21 @@ __all__ = ["Timers"]
 class Timers:
     """A set of keyed deadlines with lazy deletion."""
 
-    __slots__ = ("_deadlines", "_heap", "_intervals", "_serial")
-
-    @property
-    def armings(self) -> int:
-        """Return how many times a deadline was armed so far.
-
-        Only arming can bring the next deadline forward, so a driver that
-        already waits for ``next_deadline()`` need not ask again while this
-        number is unchanged.
-        """
-        return self._serial
+    __slots__ = ("_deadlines", "_heap", "_intervals", "armings")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Hashable]] = []
         # key -> (deadline, serial) of its live entry
         self._deadlines: dict[Hashable, tuple[float, int]] = {}
         self._intervals: dict[Hashable, float] = {}
-        # Serials break ties deterministically (insertion order) and tell a
-        # live heap entry from a stale one.
-        self._serial = 0
+        #: How many times a deadline was armed so far (read-only for users).
+        #: Only arming can bring the next deadline forward, so a driver that
+        #: already waits for ``next_deadline()`` need not ask again while this
+        #: number is unchanged.  (A plain attribute, not a property: drivers
+        #: read it after every input.)  It is also the serial of the latest
+        #: arming: serials break ties deterministically (insertion order) and
+        #: tell a live heap entry from a stale one.
+        self.armings = 0
 
     def __len__(self) -> int:
         return len(self._deadlines)
@@ -53,7 +48,7 @@ class Timers:
 
     def call_at(self, deadline: float, key: Hashable) -> None:
         """Arm ``key`` to expire at ``deadline``, replacing any earlier arming."""
-        serial = self._serial = self._serial + 1
+        serial = self.armings = self.armings + 1
         self._deadlines[key] = (deadline, serial)
         heapq.heappush(self._heap, (deadline, serial, key))
 
@@ -131,7 +126,7 @@ class Timers:
                 else:
                     nxt = deadline + (int(lag // interval) + 1) * interval
                 if rearm is None and nxt > now:
-                    serial = self._serial = self._serial + 1
+                    serial = self.armings = self.armings + 1
                     deadlines[key] = (nxt, serial)
                     heapq.heapreplace(heap, (nxt, serial, key))
                     continue
@@ -143,7 +138,7 @@ class Timers:
             pop(heap)
         if rearm is not None:
             for deadline, key in rearm:
-                serial = self._serial = self._serial + 1  # call_at, inlined
+                serial = self.armings = self.armings + 1  # call_at, inlined
                 deadlines[key] = (deadline, serial)
                 heapq.heappush(heap, (deadline, serial, key))
         return out

@@ -520,7 +520,9 @@ class Simulation:
         proc = conn.proc
         span = proc.latency if proc.latency is not None else self._link_latency
         low = span.low
-        ready = self.now + (low if low == span.high else proc.rng_link.uniform(low, span.high))
+        high = span.high
+        # Random.uniform(low, high), inlined: the same draw and arithmetic.
+        ready = self.now + (low if low == high else low + (high - low) * proc.rng_link.random())
         if ready < d.last:
             ready = d.last
         d.last = ready
