@@ -198,3 +198,61 @@ def test_campaign_knows_every_core_probe() -> None:
     assert {"standby promoted", "session rebuild", "client timed out",
             "release while owner dead"} <= set(KNOWN_PROBES)
     assert list(KNOWN_PROBES) == sorted(KNOWN_PROBES)
+
+
+def _heap_order(plans: list[tuple[float, float | None]]) -> list[tuple[float, int]]:
+    """Run ``plans`` (when, offset of the one child each schedules) on a (time, seq) heap."""
+    import heapq
+
+    n = len(plans)
+    heap: list[tuple[float, int, int]] = []
+    seq = 0
+    for i, (t, _) in enumerate(plans):
+        seq += 1
+        heapq.heappush(heap, (t, seq, i))
+    ran: list[tuple[float, int]] = []
+    while heap:
+        t, _, i = heapq.heappop(heap)
+        ran.append((t, i))
+        offset = plans[i][1] if i < n else None
+        if offset is not None:
+            seq += 1
+            heapq.heappush(heap, (t + offset, seq, n + i))
+    return ran
+
+
+def _queue_order(plans: list[tuple[float, float | None]]) -> list[tuple[float, int]]:
+    """Run ``plans`` on the simulator's event queue."""
+    from hulytrio.sim.world import Simulation
+
+    sim = Simulation(parse_scenario(
+        'name = "q"\nduration = "1s"\n[[clients]]\nname = "c"\nkind = "echo"\n', "q.toml"))
+    sim._times.clear()
+    sim._due.clear()
+    sim._explicit = []
+    n = len(plans)
+    ran: list[tuple[float, int]] = []
+
+    def event(i: int) -> None:
+        ran.append((sim.now, i))
+        offset = plans[i][1] if i < n else None
+        if offset is not None:
+            sim._at(sim.now + offset, event, n + i)
+
+    for i, (t, _) in enumerate(plans):
+        sim._at(t, event, i)
+    sim.run_until(100.0)
+    return ran
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_event_queue_runs_in_heap_order(seed: int) -> None:
+    # The queue keeps one list per instant; it must run events exactly as a
+    # heap of (time, seq) would, also when an event schedules another at its
+    # own instant or before it (a link queue whose items came due while held).
+    import random
+
+    rng = random.Random(seed)
+    plans = [(rng.choice([10.0, 10.5, 11.0, 12.0]), rng.choice([None, 0.0, -0.3, 0.5, -2.0]))
+             for _ in range(40)]
+    assert _queue_order(plans) == _heap_order(plans)
