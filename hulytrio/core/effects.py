@@ -33,6 +33,7 @@ __all__ = [
     "SetServing",
     "StartContainer",
     "StopContainer",
+    "StreamEnded",
 ]
 
 
@@ -102,6 +103,13 @@ class DeliverPush(Effect):
 
     uuid: str
     payload: bytes
+
+
+@attrs.frozen
+class StreamEnded(Effect):
+    """Endpoint client: the event stream from ``uuid`` ended (the container stopped there)."""
+
+    uuid: str
 
 
 @attrs.frozen

@@ -14,6 +14,7 @@ bypassing the hub.  The conversation is a subset of the hub protocol::
     Request(id, uuid, op, ..)  ->
                                <-  Response(id, ..) | Error(id, ..)
                                <-  Push(uuid, payload)   (container broadcasts)
+                               <-  Disconnect(uuid)      (the container stopped here)
     Disconnect(uuid)           ->
     Ping                       ->  <- Pong
     Close                      ->  (either side)
@@ -26,8 +27,9 @@ produces (``RunRequest``, ``ConnectContainer``, ``DisconnectContainer``).
 A request id already in flight on the connection is processed once.
 
 ``EndpointClient`` is the client's side: it numbers calls and turns answers
-into ``Resolve`` / ``Reject`` of those numbers, and pushes into
-``DeliverPush``.  Liveness is the TCP connection itself: both ends see a
+into ``Resolve`` / ``Reject`` of those numbers, pushes into ``DeliverPush``,
+and the agent's ``Disconnect`` (the container stopped or moved away) into
+``StreamEnded``.  Liveness is the TCP connection itself: both ends see a
 WebSocket close at once, and a connection that dies is simply reopened by
 the user's next ``ref.connect()``.
 
@@ -52,6 +54,7 @@ from .effects import (
     Resolve,
     RunRequest,
     Send,
+    StreamEnded,
 )
 from .errors import ConnectionClosed, ErrorCode, LocalProtocolError, error_from_code
 from .messages import (
@@ -149,6 +152,16 @@ class EndpointSession:
         """Container ``uuid`` broadcasts ``payload``; returns the ``Push`` if the peer listens."""
         if self.state is EndpointState.OPEN and uuid in self.connected:
             return [Send(None, Push(uuid, payload))]
+        return []
+
+    def container_stopped(self, uuid: ContainerUuid) -> list[Effect]:
+        """Container ``uuid`` stopped on this agent; returns the ``Disconnect`` telling the peer.
+
+        Nothing if the peer had no stream from it.  No ``DisconnectContainer``:
+        the container is gone, there is nobody to tell.
+        """
+        if self.state is EndpointState.OPEN and self.connected.pop(uuid, 0) is None:
+            return [Send(None, Disconnect(uuid))]
         return []
 
     def connection_lost(self) -> list[Effect]:
@@ -268,6 +281,8 @@ class EndpointClient:
             return []
         if isinstance(message, Push):
             return [DeliverPush(message.uuid, message.payload)]
+        if isinstance(message, Disconnect):
+            return [StreamEnded(message.uuid)]
         if isinstance(message, Ping):
             return [Send(None, Pong())]
         if isinstance(message, Response | Ok | Error):

@@ -18,7 +18,9 @@ driver performs their effects with user code:
 - ``ConnectContainer`` / ``DisconnectContainer``: call the container's
   ``connect(client_id, broadcast)`` / ``disconnect(client_id)``; ``broadcast``
   pushes through the same path, and is a no-op once the stream closed;
-- ``SetServing``: logged (``AgentState`` already refuses requests to a standby).
+- ``SetServing``: logged (``AgentState`` already refuses requests to a
+  standby); a container that stops being served ends its direct streams, as
+  a terminated one does, so their clients reconnect to the new owner.
 
 With an endpoint the agent opens its own WebSocket server; each
 connection runs an ``EndpointSession`` (reader feeds it, a bounded outbox
@@ -134,6 +136,8 @@ class AgentRuntime:
                                                            for s in stateless}
         #: open event streams: (route, uuid, client id); route 0 is the hub
         self._streams: dict[tuple[int, str, str], None] = {}
+        #: the open direct connections, by id(peer)
+        self._endpoint_peers: dict[int, _EndpointPeer] = {}
         # Shielded like every client task: it closes with the agent, not before.
         self._endpoint_scope = trio.CancelScope(shield=True)
         self._tasks = 0
@@ -192,6 +196,7 @@ class AgentRuntime:
             await trio.aclose_forcefully(stream)
             return
         peer = _EndpointPeer(EndpointSession(self.agent_id, self._serves))
+        self._endpoint_peers[id(peer)] = peer
         try:
             with peer.scope:
                 async with trio.open_nursery() as nursery:
@@ -206,6 +211,7 @@ class AgentRuntime:
                     nursery.cancel_scope.cancel()
         finally:
             ws.abort()
+            del self._endpoint_peers[id(peer)]
             self._endpoint_perform(peer, peer.session.connection_lost())
 
     def _endpoint_frame(self, peer: _EndpointPeer, data: bytes | str) -> None:
@@ -272,6 +278,9 @@ class AgentRuntime:
         elif isinstance(effect, SetServing):
             log.info("agent %s: %s %s (epoch %d)", self.agent_id,
                      "serves" if effect.serving else "stands by for", effect.uuid, effect.epoch)
+            if not effect.serving:
+                for peer in list(self._endpoint_peers.values()):
+                    self._endpoint_perform(peer, peer.session.container_stopped(effect.uuid))
         elif isinstance(effect, RunRequest):
             self._submit(effect, self._hub_reply(effect.call_id), self._hub_fail(effect.call_id))
         elif isinstance(effect, ConnectContainer):
@@ -372,6 +381,10 @@ class AgentRuntime:
     async def _terminate(self, uuid: str, container: Container) -> None:
         for key in [k for k in self._streams if k[1] == uuid]:
             del self._streams[key]
+        # Direct streams from it end now (the client may reconnect to
+        # wherever the container lives next).
+        for peer in list(self._endpoint_peers.values()):
+            self._endpoint_perform(peer, peer.session.container_stopped(uuid))
         try:
             await container.terminate()
         except Exception:

@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from hulytrio.core.effects import CloseConnection, DeliverPush, Effect, Reject, Resolve, Send
+from hulytrio.core.effects import (
+    CloseConnection,
+    DeliverPush,
+    Effect,
+    Reject,
+    Resolve,
+    Send,
+    StreamEnded,
+)
 from hulytrio.core.endpoint import EndpointClient, EndpointState
 from hulytrio.core.errors import ConnectionClosed
 
@@ -81,7 +89,9 @@ class ContainerConnection:
     def events(self) -> ContainerEvents:
         """Return an async iterator of the container's broadcasts to this client, decoded.
 
-        It ends when the connection closes.
+        It ends when the connection closes, and on a direct connection also
+        when the container stops on (or stops being served by) that agent:
+        connect again to follow it to wherever it runs next.
         """
         return ContainerEvents(self._rx)
 
@@ -135,6 +145,8 @@ class _Direct:
                     slot[0].set()
             elif isinstance(effect, DeliverPush) and self.conn is not None:
                 self.conn._push(effect.payload)
+            elif isinstance(effect, StreamEnded) and self.conn is not None:
+                self.conn._tx.close()
 
     async def wait(self, handle: int) -> Any:
         slot: tuple[trio.Event, list[Any]] = (trio.Event(), [])

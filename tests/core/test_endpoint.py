@@ -15,6 +15,7 @@ from hulytrio.core.effects import (
     Resolve,
     RunRequest,
     Send,
+    StreamEnded,
 )
 from hulytrio.core.endpoint import EndpointClient, EndpointSession, EndpointState
 from hulytrio.core.errors import (
@@ -211,3 +212,22 @@ def test_client_rejects_the_hello_on_an_error_and_ignores_noise():
     assert open_client.receive(Connect(1, "x")) == []
     assert open_client.receive(Close("bye")) == []
     assert open_client.state is EndpointState.CLOSED
+
+
+def test_a_stopped_container_ends_the_peers_stream():
+    pair = Pair()
+    _, effects = pair.client.connect("c1")
+    pair.to_agent(effects)
+    pair.agent_effects.clear()
+    pair.serving.discard("c1")
+    pair.to_client(pair.agent.container_stopped("c1"))
+    assert pair.client_effects[-1] == StreamEnded("c1")
+    assert pair.agent_effects == [], "nobody to tell: the container is gone"
+    assert pair.agent.push("c1", b"late") == []
+    # once only, and nothing for a container the peer had no stream from
+    assert pair.agent.container_stopped("c1") == []
+    assert pair.agent.container_stopped("other") == []
+    # the connection stays open for its other uses
+    _, effects = pair.client.request("c1", "op", b"")
+    pair.to_agent(effects)
+    assert isinstance(pair.client_effects[-1].error, ContainerNotFound)

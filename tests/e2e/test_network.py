@@ -242,6 +242,22 @@ async def test_direct_connection_ends_when_its_agent_goes():
                     await conn.request("anyone?")
 
 
+async def test_direct_stream_ends_when_its_container_is_terminated():
+    with trio.fail_after(10):
+        async with hulytrio.serve_network(port=0, timeouts=FAST) as hub, \
+                hulytrio.open_client(hub.url) as c, hulytrio.open_client(hub.url) as agent_side:
+            await agent_side.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0")
+            ref = await c.get("echo")
+            async with ref.connect() as conn:
+                assert conn.direct
+                events = conn.events()
+                assert await events.__anext__() == {"welcome": c.client_id}
+                await ref.release()  # unused: terminated after FAST.unused_container
+                assert [e async for e in events] == [], "the stream ends, nothing more"
+                with pytest.raises(hulytrio.ContainerNotFound):
+                    await conn.request("still there?")
+
+
 async def test_hub_relayed_connect_without_endpoint():
     with trio.fail_after(10):
         async with hulytrio.serve_network(port=0) as hub, \
