@@ -135,6 +135,19 @@ class RefStatus(enum.Enum):
     RELEASED = "released"
 
 
+# The hot paths compare with these module constants: on CPython 3.11 an enum
+# member looked up through its class goes through the enum metaclass (about
+# four times a plain attribute), and a simulated run feeds sessions millions
+# of inputs.
+_READY = SessionState.READY
+_HANDSHAKE = SessionState.HANDSHAKE
+_BACKOFF = SessionState.BACKOFF
+_REF_ACQUIRING = RefStatus.ACQUIRING
+_REF_READY = RefStatus.READY
+_REF_RELEASED = RefStatus.RELEASED
+_REMOVED = ChangeKind.REMOVED
+
+
 @attrs.frozen
 class Backoff:
     """Exponential backoff with jitter: ``min(initial * factor**(n-1), maximum)``.
@@ -323,16 +336,16 @@ class ClientSession:
         """Fire every deadline that is due at ``now``."""
         for key in self.timers.expired(now):
             if key == "ping":
-                if self.state is SessionState.READY:
+                if self.state is _READY:
                     self._effects.append(_SEND_PING)
             elif key == "hub-alive":
                 self._check_hub_alive(now)
             elif key == "reconnect":
-                if self.state is SessionState.BACKOFF:
+                if self.state is _BACKOFF:
                     self._open(now)
             elif isinstance(key, tuple) and key[0] == "get-retry":
                 ref = self._refs.get(key[1])
-                if ref is not None and ref.status is RefStatus.ACQUIRING:
+                if ref is not None and ref.status is _REF_ACQUIRING:
                     # The failed Get is still the ref's acquire call (unsent):
                     # resend it; _acquire() alone would see it and do nothing.
                     self._acquire_now(ref)
@@ -346,13 +359,13 @@ class ClientSession:
     def receive(self, message: Message, now: float) -> None:
         """Handle one decoded message from the hub."""
         state = self.state
-        if state is not SessionState.READY and state is not SessionState.HANDSHAKE:
+        if state is not _READY and state is not _HANDSHAKE:
             return
         self._last_heard = now
         if isinstance(message, Welcome):
             self._welcome(message, now)
             return
-        if state is not SessionState.READY:
+        if state is not _READY:
             return
         kind = type(message)
         if kind is Pong:
@@ -401,12 +414,12 @@ class ClientSession:
             LocalProtocolError: if ``ref_id`` is unknown or released.
         """
         ref = self._refs.get(ref_id)
-        if ref is None or ref.status is RefStatus.RELEASED:
+        if ref is None or ref.status is _REF_RELEASED:
             raise LocalProtocolError(f"reference {ref_id} is not held")
         handle = self._new_id()
         self._calls[handle] = _Call("request", user=True, ref_id=ref_id,
                                     data=(operation, payload))
-        if ref.status is RefStatus.READY:
+        if ref.status is _REF_READY:
             self._send_call(handle, self._calls[handle])
         else:
             ref.waiting[handle] = None
@@ -551,7 +564,7 @@ class ClientSession:
         # calls of a connection that ended, so they would be stale anyway.
         for effect in effects:
             if isinstance(effect, Send):
-                if self.state is SessionState.READY:
+                if self.state is _READY:
                     self._effects.append(effect)
             else:
                 self._effects.append(effect)
@@ -562,7 +575,8 @@ class ClientSession:
         self._effects.append(OpenConnection(self._attempt))
 
     def _check_hub_alive(self, now: float) -> None:
-        if self.state not in (SessionState.HANDSHAKE, SessionState.READY):
+        state = self.state
+        if state is not _HANDSHAKE and state is not _READY:
             return
         deadline = self._last_heard + self._hub_alive
         if deadline > now:
@@ -679,19 +693,19 @@ class ClientSession:
         self._send_call(call_id, self._calls[call_id])
 
     def _send_call(self, call_id: int, call: _Call) -> None:
-        if self.state is not SessionState.READY:
+        if self.state is not _READY:
             return
         message: Message
         kind = call.kind
         if kind == "request":
             ref = self._refs.get(call.ref_id) if call.ref_id is not None else None
-            if ref is None or ref.status is RefStatus.RELEASED:
+            if ref is None or ref.status is _REF_RELEASED:
                 # fix: released while this request was in flight and the
                 # connection dropped; it can never be resent, so end it.
                 self._calls.pop(call_id, None)
                 self._effects.append(Reject(call_id, ContainerNotFound("reference released")))
                 return
-            if ref.record is None or ref.status is not RefStatus.READY:
+            if ref.record is None or ref.status is not _REF_READY:
                 ref.waiting[call_id] = None
                 return
             operation, payload = call.data
@@ -920,16 +934,21 @@ class ClientSession:
             self._effects.append(DeliverEvent(event))
             self._react(event, now)
             return
+        # Every session applies every event: after a hub start that is
+        # sessions x agents updates, so the loops bind what they use once.
+        removed = _REMOVED
+        view_agents = self.view_agents
         for ae in event.agents:
-            if ae.change is ChangeKind.REMOVED:
-                self.view_agents.pop(ae.agent.agent_id, None)
+            if ae.change is removed:
+                view_agents.pop(ae.agent.agent_id, None)
             else:
-                self.view_agents[ae.agent.agent_id] = ae.agent
+                view_agents[ae.agent.agent_id] = ae.agent
+        view_containers = self.view_containers
         for ce in event.containers:
-            if ce.change is ChangeKind.REMOVED:
-                self.view_containers.pop(ce.container.uuid, None)
+            if ce.change is removed:
+                view_containers.pop(ce.container.uuid, None)
             else:
-                self.view_containers[ce.container.uuid] = ce.container
+                view_containers[ce.container.uuid] = ce.container
         self._effects.append(DeliverEvent(event))
         self._react(event, now)
         if gap:
@@ -946,14 +965,15 @@ class ClientSession:
         new_kinds: set[str] | None = None
         by_uuid: dict[ContainerUuid, ContainerEvent] | None = None
         for ref in self._refs.values():
-            if ref.status is RefStatus.RELEASED:
+            status = ref.status
+            if status is _REF_RELEASED:
                 continue
-            if ref.status is RefStatus.ACQUIRING:
+            if status is _REF_ACQUIRING:
                 if not event.agents or ("get-retry", ref.ref_id) not in self.timers:
                     continue
                 if new_kinds is None:
                     new_kinds = {kind for ae in event.agents
-                                 if ae.change is not ChangeKind.REMOVED
+                                 if ae.change is not _REMOVED
                                  for kind in ae.agent.kinds}
                 if ref.kind in new_kinds:
                     # An agent with the kind appeared: retry at once.
@@ -971,7 +991,7 @@ class ClientSession:
             instance = ce.container.instance
             if instance < ref.record.instance:
                 continue  # news about an instance older than the one we hold
-            if ce.change is ChangeKind.REMOVED or instance > ref.record.instance:
+            if ce.change is _REMOVED or instance > ref.record.instance:
                 # Our instance is gone (removed, or replaced by a new one under
                 # the same uuid and folded into "added"): the hub dropped our
                 # hold.  fix: the reference left such references dangling.
@@ -984,7 +1004,7 @@ class ClientSession:
         if now is None or not self._agents:
             return
         for ce in event.containers:
-            if ce.change is not ChangeKind.REMOVED:
+            if ce.change is not _REMOVED:
                 continue
             for agent in self._agents.values():
                 if agent.is_standby(ce.container.uuid):
