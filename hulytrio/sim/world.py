@@ -290,7 +290,7 @@ class Simulation:
         self.procs[proc.pid] = proc
         self._at(float(join_at), self._start_process, proc)
 
-    # --- the event heap ------------------------------------------------------------
+    # --- the event queue ------------------------------------------------------------
 
     def _at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
         due = self._due.get(t)
@@ -314,7 +314,8 @@ class Simulation:
         # messages) that live a few virtual seconds: with the default young
         # generation (700) they are promoted, and the full collections that
         # follow walk every session's registry view.  At 1,000 agents that
-        # was half the run.  A larger young generation lets them die young.
+        # was a quarter to a half of the run.  A larger young generation lets
+        # them die young.
         thresholds = gc.get_threshold()
         gc.set_threshold(max(_GC_YOUNG, thresholds[0]), *thresholds[1:])
         try:
@@ -466,7 +467,7 @@ class Simulation:
 
         Returns the connections it closed.
         """
-        closed: list[Connection] = _NONE_CLOSED
+        closed: list[Connection] = []
         for eff in hub.effects():
             if type(eff) is Send:
                 conn: Connection = eff.conn  # type: ignore[assignment]
@@ -475,8 +476,6 @@ class Simulation:
                     self._push(conn, down, eff.message)
             elif type(eff) is CloseConnection:
                 conn = eff.conn  # type: ignore[assignment]
-                if closed is _NONE_CLOSED:
-                    closed = []
                 closed.append(conn)
                 if not conn.hub_open:
                     continue
@@ -489,10 +488,10 @@ class Simulation:
                 self.trace("hub-close", conn.proc.pid, eff.reason)
         # Arm the hub's wake-up.  Only arming can bring its next deadline
         # forward: while nothing was armed, the wake-up we have still holds.
-        hub = self.hub  # type: ignore[assignment]
-        if hub is None:
+        current = self.hub
+        if current is None:
             return closed
-        timers = hub.registry.timers
+        timers = current.registry.timers
         armed = self._hub_armed
         if armed is not None and timers.armings == self._hub_mark \
                 and timers is self._hub_mark_timers:
@@ -502,7 +501,7 @@ class Simulation:
         d = timers.next_deadline()
         if d is not None and (armed is None or d < armed):
             self._hub_armed = d
-            self._at(d, self._hub_timer, hub, d)
+            self._at(d, self._hub_timer, current, d)
         return closed
 
     # --- links ---------------------------------------------------------------------------
@@ -1190,8 +1189,6 @@ _NEVER = float("inf")
 _TRACE_BATCH = 8192
 #: the garbage collector's young-generation threshold while a run goes on
 _GC_YOUNG = 50_000
-#: what _hub_effects returns when the hub closed nothing (never appended to)
-_NONE_CLOSED: list[Connection] = []
 
 
 _names = process_names
