@@ -148,7 +148,8 @@ class AgentRuntime:
         # do not block (see docs/performance.md).  Whenever a worker starts
         # a request while more wait, another worker is woken (or started),
         # so a request that blocks never holds up the ones behind it.
-        self._queue: collections.deque[tuple[RunRequest, Reply, Fail]] = collections.deque()
+        self._queue: collections.deque[tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]] = (
+            collections.deque())
         self._parked = trio.lowlevel.ParkingLot()
         self._runner_coming = False
         self._requests_closed = False
@@ -270,7 +271,14 @@ class AgentRuntime:
     def perform_hub_effect(self, effect: Effect) -> None:
         """Perform one agent effect the client session emitted."""
         if isinstance(effect, StartContainer):
-            self._spawn(self._start, effect)
+            # A parked worker starts it (cheaper than a new task: a cold get
+            # waits for this); once the agent closes, a task of its own.
+            if self._requests_closed:
+                self._spawn(self._start, effect)
+            else:
+                self._tasks += 1
+                self._queue.append((self._start, (effect,)))
+                self._call_runner()
         elif isinstance(effect, StopContainer):
             container = self.containers.pop(effect.uuid, None)
             if container is not None:
@@ -330,7 +338,7 @@ class AgentRuntime:
             fail(ErrorCode.NOT_FOUND.value, f"agent {self.agent_id!r} is closing", "")
             return
         self._tasks += 1
-        self._queue.append((effect, reply, fail))
+        self._queue.append((self._run_request, (effect, reply, fail)))
         self._call_runner()
 
     def _call_runner(self) -> None:
@@ -346,11 +354,11 @@ class AgentRuntime:
         while True:
             self._runner_coming = False
             while queue:
-                item = queue.popleft()
+                run, args = queue.popleft()
                 if queue:
-                    self._call_runner()  # in case this request blocks
+                    self._call_runner()  # in case this one blocks
                 try:
-                    await self._run_request(*item)
+                    await run(*args)
                 finally:
                     self._task_done()
             if self._requests_closed or len(self._parked) >= IDLE_REQUEST_WORKERS:
