@@ -58,6 +58,35 @@ async def test_outbox_writes_what_a_round_queued_as_one_frame():
     assert (stats.frames, stats.messages, stats.queued) == (4, 14, 0)
 
 
+async def test_a_burst_as_large_as_the_last_leaves_in_two_halves():
+    with trio.fail_after(10):
+        async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+            outbox = Outbox(100)
+            nursery.start_soon(outbox.run_writer, client)
+            await trio.testing.wait_all_tasks_blocked()
+
+            async def put(i: int) -> None:
+                assert outbox.put_nowait(Request(i, "u", "op"))
+
+            async def burst(first: int) -> None:  # 16 tasks in one round
+                async with trio.open_nursery() as tasks:
+                    for i in range(first, first + 16):
+                        tasks.start_soon(put, i)
+
+            await burst(0)  # no history: one frame
+            assert [len(f) for f in await _frames(server, 1)] == [16]
+            await burst(16)  # as large as the last: half at once, half at the round's end
+            halves = await _frames(server, 2)
+            assert [len(f) for f in halves] == [8, 8]
+            assert sorted(m.id for f in halves for m in f) == list(range(16, 32))  # type: ignore[attr-defined]
+            # small bursts stay whole
+            for _ in range(3):
+                outbox.put_nowait(Ping())
+            assert [len(f) for f in await _frames(server, 1)] == [3]
+            assert outbox.statistics().frames == 4
+            nursery.cancel_scope.cancel()
+
+
 async def test_outbox_is_bounded_while_the_peer_does_not_read():
     with trio.fail_after(10):
         async with ws_pair() as (client, server), trio.open_nursery() as nursery:
