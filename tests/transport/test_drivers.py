@@ -23,20 +23,25 @@ async def _frames(ws: WebSocket, count: int) -> list[list[object]]:
     return out
 
 
+async def _burst(outbox: Outbox, ids: range) -> None:
+    """Queue one request per id, each from its own task, all in one scheduler round."""
+
+    async def put(i: int) -> None:
+        assert outbox.put_nowait(Request(i, "u", "op"))
+
+    async with trio.open_nursery() as tasks:
+        for i in ids:
+            tasks.start_soon(put, i)
+
+
 async def test_outbox_writes_what_a_round_queued_as_one_frame():
     with trio.fail_after(10):
         async with ws_pair() as (client, server), trio.open_nursery() as nursery:
             outbox = Outbox(100)
             nursery.start_soon(outbox.run_writer, client)
             await trio.testing.wait_all_tasks_blocked()
-
-            async def put(i: int) -> None:
-                assert outbox.put_nowait(Request(i, "u", "op"))
-
-            # ten tasks in one round: one frame, in order of queueing
-            async with trio.open_nursery() as burst:
-                for i in range(10):
-                    burst.start_soon(put, i)
+            # ten tasks in one round: one frame
+            await _burst(outbox, range(10))
             assert outbox.statistics().frames == 1
             frames = await _frames(server, 1)
             assert sorted(m.id for m in frames[0]) == list(range(10))  # type: ignore[attr-defined]
@@ -64,18 +69,10 @@ async def test_a_burst_as_large_as_the_last_leaves_in_two_halves():
             outbox = Outbox(100)
             nursery.start_soon(outbox.run_writer, client)
             await trio.testing.wait_all_tasks_blocked()
-
-            async def put(i: int) -> None:
-                assert outbox.put_nowait(Request(i, "u", "op"))
-
-            async def burst(first: int) -> None:  # 16 tasks in one round
-                async with trio.open_nursery() as tasks:
-                    for i in range(first, first + 16):
-                        tasks.start_soon(put, i)
-
-            await burst(0)  # no history: one frame
+            await _burst(outbox, range(16))  # no history: one frame
             assert [len(f) for f in await _frames(server, 1)] == [16]
-            await burst(16)  # as large as the last: half at once, half at the round's end
+            # as large as the last: half at once, half at the round's end
+            await _burst(outbox, range(16, 32))
             halves = await _frames(server, 2)
             assert [len(f) for f in halves] == [8, 8]
             assert sorted(m.id for f in halves for m in f) == list(range(16, 32))  # type: ignore[attr-defined]
