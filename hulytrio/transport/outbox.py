@@ -138,15 +138,6 @@ class Outbox:
         self._round_sent += len(self._queue)
         self._send_queued(ws)
 
-    def put_many(self, messages: Sequence[Message]) -> bool:
-        """Queue ``messages`` (all or none); returns False as ``put_nowait`` does."""
-        if self.closing or len(self._queue) + len(messages) > self.limit:
-            return False
-        self._queue.extend(messages)
-        if not self._dirty:
-            self._mark_dirty()
-        return True
-
     def close_after_flush(self, reason: str) -> bool:
         """Ask the writer to send what is queued, then close; returns True.
 
