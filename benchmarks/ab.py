@@ -1,0 +1,89 @@
+"""Interleaved A/B of ``hulytrio bench`` scenarios: a git revision against the working tree.
+
+This VM's speed drifts by tens of percent within minutes, so two benchmark
+runs taken at different times compare the machine, not the code.  This
+script alternates the two versions round by round and reports the median
+and every run of each, which is how every change in docs/performance.md was
+judged.
+
+The base revision is exported with ``git archive`` into a temporary
+directory; the benchmark's processes (``python -m hulytrio ...``) are started
+with that directory as their working directory, so they import its
+``hulytrio`` (the current directory comes first on ``sys.path`` under
+``-m``), harness included.
+
+Usage::
+
+    .venv/bin/python benchmarks/ab.py --base HEAD~1 --rounds 4 hub-16,direct-64
+    .venv/bin/python benchmarks/ab.py --metric p50_ms cold-get
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def export(rev: str, into: Path) -> None:
+    """Write the ``hulytrio`` package of git revision ``rev`` under ``into``."""
+    archive = subprocess.run(["git", "archive", rev, "hulytrio"], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+
+
+def bench(cwd: Path, scenarios: str, duration: float, metric: str) -> dict[str, float]:
+    """Run the scenarios once with the processes started in ``cwd``; returns metric per scenario."""
+    with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
+        out = Path(f.name)
+    try:
+        subprocess.run([sys.executable, "-m", "hulytrio", "bench", "--scenario",
+                        scenarios, "--duration", str(duration), "--json", str(out)],
+                       cwd=cwd, check=False, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(cwd)})
+        results = {}
+        for line in out.read_text().splitlines():
+            row = json.loads(line)
+            value = row["metrics"].get(metric)
+            if value is not None:
+                results[row["scenario"]] = float(value)
+        return results
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenarios", help="comma-separated hulytrio bench scenarios")
+    parser.add_argument("--base", default="HEAD", help="git revision to compare against")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds measured per run")
+    parser.add_argument("--metric", default="req_per_s", help="metric of the JSON line")
+    args = parser.parse_args(argv)
+    runs: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        export(args.base, base)
+        versions = {args.base: base, "working tree": ROOT}
+        for n in range(args.rounds):
+            for label, cwd in versions.items():
+                for scenario, value in bench(cwd, args.scenarios, args.duration,
+                                             args.metric).items():
+                    runs.setdefault((scenario, label), []).append(value)
+            print(f"round {n + 1}/{args.rounds} done", file=sys.stderr)
+    print(f"{'scenario':<14} {'version':<14} {'median ' + args.metric:>18}  runs")
+    for (scenario, label), values in sorted(runs.items()):
+        print(f"{scenario:<14} {label:<14} {statistics.median(values):>18,.3f}  "
+              f"{[round(v, 3) for v in values]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
