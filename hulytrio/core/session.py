@@ -256,6 +256,10 @@ class ClientSession:
         self._next_id = 0
         self._calls: dict[int, _Call] = {}
         self._refs: dict[int, _Ref] = {}
+        #: uuid -> ids of the references whose record has that uuid (kept in
+        #: step with ``_Ref.record``): a registry event touches only the
+        #: references it names, not every reference the session holds
+        self._refs_by_uuid: dict[ContainerUuid, dict[int, None]] = {}
         self._agents: dict[AgentId, AgentState] = {}
         self._attempt = 0
         self._hub_alive = 3.0
@@ -447,11 +451,11 @@ class ClientSession:
         if was_ready and ref.record is not None and self.state is SessionState.READY:
             self._calls[handle] = _Call("release", user=True, data=ref.record.uuid)
             self._send_call(handle, self._calls[handle])
-            del self._refs[ref_id]
+            self._drop_ref(ref)
         else:
             # Not held at the hub (yet): a Get in flight is released when it lands.
             if ref.acquire_call is None:
-                del self._refs[ref_id]
+                self._drop_ref(ref)
             self._effects.append(Resolve(handle, None))
         return handle
 
@@ -757,13 +761,13 @@ class ClientSession:
         ref.acquire_call = None
         if ref.status is RefStatus.RELEASED:
             # Released while the Get was in flight: give it back.
-            del self._refs[ref.ref_id]
+            self._drop_ref(ref)
             handle = self._new_id()
             self._calls[handle] = _Call("release", user=False, data=msg.container.uuid)
             self._send_call(handle, self._calls[handle])
             return
         old = ref.record
-        ref.record = msg.container
+        self._set_record(ref, msg.container)
         ref.status = RefStatus.READY
         ref.held = msg.container.instance
         ref.retries = 0
@@ -801,7 +805,7 @@ class ClientSession:
             self._finish(msg.id)
             ref.acquire_call = None
             if call.user:
-                del self._refs[ref.ref_id]
+                self._drop_ref(ref)
                 self._reject_waiting(ref, msg)
                 self._effects.append(Reject(msg.id, error_from_code(msg.code, msg.message,
                                                                     msg.type)))
@@ -955,16 +959,55 @@ class ClientSession:
             self.probes.hit("event gap")
             self._resync()
 
+    def _set_record(self, ref: _Ref, record: ContainerRecord) -> None:
+        """Point ``ref`` at ``record``, keeping ``_refs_by_uuid`` in step."""
+        old = ref.record
+        if old is not None and old.uuid != record.uuid:
+            self._unindex(ref.ref_id, old.uuid)
+        ref.record = record
+        self._refs_by_uuid.setdefault(record.uuid, {})[ref.ref_id] = None
+
+    def _drop_ref(self, ref: _Ref) -> None:
+        """Forget ``ref`` for good."""
+        del self._refs[ref.ref_id]
+        if ref.record is not None:
+            self._unindex(ref.ref_id, ref.record.uuid)
+
+    def _unindex(self, ref_id: int, uuid: ContainerUuid) -> None:
+        ids = self._refs_by_uuid.get(uuid)
+        if ids is not None:
+            ids.pop(ref_id, None)
+            if not ids:
+                del self._refs_by_uuid[uuid]
+
     def _react(self, event: NetworkEvent, now: float | None = None) -> None:
         """Act on registry changes: follow moved containers, retry gets, claim.
 
         Every session sees every event in "all" mode, so the work here is kept
-        to what this session has: nothing is built for a session without
-        references, and the kinds of new agents only when a get waits.
+        to what this session has: the references a container change names
+        (``_refs_by_uuid``), the acquiring ones only when agents changed, and
+        the kinds of new agents only when a get waits.
         """
-        new_kinds: set[str] | None = None
         by_uuid: dict[ContainerUuid, ContainerEvent] | None = None
-        for ref in self._refs.values():
+        affected: list[int] = []
+        if event.containers and self._refs_by_uuid:
+            by_uuid = {ce.container.uuid: ce for ce in event.containers}
+            index = self._refs_by_uuid
+            for uuid in by_uuid:
+                ids = index.get(uuid)
+                if ids:
+                    affected.extend(ids)
+        if event.agents:
+            affected.extend(i for i, r in self._refs.items() if r.status is _REF_ACQUIRING)
+        if len(affected) > 1:
+            # The order references were made in (ref ids grow), as before.
+            affected = sorted(set(affected))
+        new_kinds: set[str] | None = None
+        refs = self._refs
+        for ref_id in affected:
+            ref = refs.get(ref_id)
+            if ref is None:
+                continue
             status = ref.status
             if status is _REF_RELEASED:
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 
@@ -405,3 +406,67 @@ def test_get_waiting_on_a_dead_agent_retries_on_another() -> None:
     rec = c.value("u", g)
     assert rec.agent_id == "ag2"  # type: ignore[attr-defined]
     assert c.hub.registry.holders(rec.uuid) == {"u": 1}  # type: ignore[attr-defined]
+
+
+def _holding(n: int) -> tuple[Driver, list[int]]:
+    """A session holding ``n`` references to containers c0..c(n-1)."""
+    d = Driver()
+    d.up(0.0)
+    handles = []
+    for i in range(n):
+        g = d.s.get("echo")
+        d.s.receive(GetReply(g, ContainerRecord(f"c{i}", "echo", "ag")), 0.0)
+        handles.append(g)
+    d.take_sent()
+    d.take_other()
+    return d, handles
+
+
+def _lines_to_receive(d: Driver, message: object) -> int:
+    """Python lines executed while the session takes ``message``."""
+    lines = [0]
+
+    def tracer(frame, event, arg):
+        if event == "line":
+            lines[0] += 1
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        d.s.receive(message, 1.0)
+    finally:
+        sys.settrace(previous)
+    return lines[0]
+
+
+def test_a_registry_event_costs_what_it_names_not_what_the_session_holds() -> None:
+    costs = []
+    for n in (10, 2_000):
+        d, handles = _holding(n)
+        moved = ContainerRecord("c3", "echo", "ag", "ws://elsewhere")
+        event = Event(NetworkEvent(1, (), (ContainerEvent(ChangeKind.UPDATED, moved),)))
+        costs.append(_lines_to_receive(d, event))
+        assert ReferenceChanged(handles[3], moved) in d.take_other()
+        assert d.s.reference(handles[3]) == moved
+    assert costs[1] == costs[0], costs
+
+
+def test_released_and_re_keyed_references_leave_the_uuid_index() -> None:
+    d, handles = _holding(3)
+    d.s.release(handles[0])
+    d.take_sent()
+    # re-keyed: the hub answers a re-acquire with a new uuid
+    d.s.receive(Event(NetworkEvent(1, (), (ContainerEvent(ChangeKind.REMOVED,
+                                                          ContainerRecord("c1", "echo", "ag")),))),
+                1.0)
+    (get,) = [m for m in d.take_sent() if isinstance(m, Get)]
+    d.s.receive(GetReply(get.id, ContainerRecord("n1", "echo", "ag")), 1.0)
+    assert d.s._refs_by_uuid == {"n1": {handles[1]: None}, "c2": {handles[2]: None}}
+    # news about the old uuid no longer touches the reference
+    d.take_other()
+    d.s.receive(Event(NetworkEvent(2, (), (ContainerEvent(ChangeKind.REMOVED,
+                                                          ContainerRecord("c1", "echo", "ag")),))),
+                2.0)
+    assert not any(isinstance(e, ReferenceChanged) for e in d.take_other())
+    assert d.s.ref_status(handles[1]) is RefStatus.READY
