@@ -183,7 +183,8 @@ def summary(name: str, values: list[float]) -> dict[str, object]:
     return row
 
 
-async def main(rounds: int, alive: float, scenarios: list[str]) -> list[dict[str, object]]:
+async def measure(rounds: int, alive: float, scenarios: list[str]) -> list[dict[str, object]]:
+    """Run ``scenarios``, ``rounds`` times each; returns one summary row per figure."""
     rows = []
     print(f"hulytrio failover, {rounds} rounds, alive timeout {alive} s, ping interval 1 s")
     if any(s in scenarios for s in ("kill", "freeze", "close")):
@@ -225,15 +226,21 @@ async def main(rounds: int, alive: float, scenarios: list[str]) -> list[dict[str
     return rows
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """The command line (also what ``python -m benchmarks`` runs, with defaults)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--alive", type=float, default=3.0, help="hub alive timeout (s)")
     parser.add_argument("--scenario", default="kill,freeze,close,hub-restart,hub-crash")
     parser.add_argument("--json", help="append one JSON line per figure to this file")
-    args = parser.parse_args()
-    figures = trio.run(main, args.rounds, args.alive, args.scenario.split(","))
+    args = parser.parse_args(argv)
+    figures = trio.run(measure, args.rounds, args.alive, args.scenario.split(","))
     if args.json:
         with open(args.json, "a") as out:
             for row in figures:
                 out.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
