@@ -89,6 +89,10 @@ class EndpointState(enum.Enum):
     CLOSED = "closed"
 
 
+#: The member looked up once (through its class it costs ~4x on CPython 3.11).
+_OPEN = EndpointState.OPEN
+
+
 class EndpointSession:
     """The agent's side of one direct connection (see module docstring).
 
@@ -269,6 +273,10 @@ class EndpointClient:
 
     def receive(self, message: Message) -> list[Effect]:
         """Handle one decoded message; returns ``Resolve`` / ``Reject`` / ``DeliverPush``."""
+        if type(message) is Response and self.state is _OPEN:  # the hot path
+            if self._calls.pop(message.id, 0) is not None:
+                return []
+            return [Resolve(message.id, message.payload)]
         if self.state is EndpointState.CLOSED:
             return []
         if self.state is EndpointState.HELLO:

@@ -121,6 +121,16 @@ class ContainerEvents:
         return decode_payload(payload)
 
 
+class _Waiter:
+    """Where the outcome of one call lands."""
+
+    __slots__ = ("event", "outcome")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.outcome: Resolve | Reject | None = None
+
+
 class _Direct:
     """The driver of one ``EndpointClient`` over a WebSocket."""
 
@@ -129,35 +139,35 @@ class _Direct:
         self.machine = machine
         self.outbox = Outbox()
         self.writer_done = trio.Event()
-        self.slots: dict[int, tuple[trio.Event, list[Any]]] = {}
+        self.slots: dict[int, _Waiter] = {}
         self.conn: ContainerConnection | None = None
 
     def perform(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
                 self.outbox.put_nowait(effect.message)
+            elif isinstance(effect, (Resolve, Reject)):
+                waiter = self.slots.get(effect.handle)
+                if waiter is not None and waiter.outcome is None:
+                    waiter.outcome = effect
+                    waiter.event.set()
             elif isinstance(effect, CloseConnection):
                 self.outbox.close_after_flush(effect.reason)
-            elif isinstance(effect, Resolve | Reject):
-                slot = self.slots.get(effect.handle)
-                if slot is not None:
-                    slot[1].append(effect)
-                    slot[0].set()
             elif isinstance(effect, DeliverPush) and self.conn is not None:
                 self.conn._push(effect.payload)
             elif isinstance(effect, StreamEnded) and self.conn is not None:
                 self.conn._tx.close()
 
     async def wait(self, handle: int) -> Any:
-        slot: tuple[trio.Event, list[Any]] = (trio.Event(), [])
-        self.slots[handle] = slot
+        waiter = self.slots[handle] = _Waiter()
         try:
-            await slot[0].wait()
+            await waiter.event.wait()
         finally:
             del self.slots[handle]
-        outcome = slot[1][0]
+        outcome = waiter.outcome
         if isinstance(outcome, Reject):
             raise outcome.error
+        assert outcome is not None
         return outcome.value
 
     async def request(self, uuid: str, operation: str, data: Any) -> Any:
