@@ -15,7 +15,10 @@ containers, agents and clients, except listing:
 - ``_by_selector[(kind, labels)]``: live containers per kind and exact label
   set, for reuse by ``get``;
 - ``_pending_by_selector[(kind, labels)]``: pending starts likewise;
-- ``_kind_agents[kind]``: agents with the kind, in round-robin order;
+- ``_kind_agents[kind]``: agents with the kind;
+- ``_kind_room[kind]``: the same agents but those found full, in round-robin
+  order: an agent found full is set aside (``parked``) until it has room
+  again, so a pick skips each full agent once, not on every ``get``;
 - per-client holds and per-agent containers, for O(own) clean-up.
 
 Container lifecycle (``ContainerState``)::
@@ -141,7 +144,7 @@ class _Pending:
 class _Agent:
     __slots__ = (
         "agent_id", "containers", "endpoint", "kinds", "max_containers", "owner",
-        "pending", "standby",
+        "parked", "pending", "standby",
     )
 
     def __init__(
@@ -161,6 +164,8 @@ class _Agent:
         self.pending: dict[ContainerUuid, None] = {}
         #: stateless offers this agent stands by for
         self.standby: dict[ContainerUuid, OfferedContainer] = {}
+        #: found full and taken out of ``Registry._kind_room`` until it has room
+        self.parked = False
 
     def info(self) -> AgentInfo:
         return AgentInfo(self.agent_id, self.kinds, self.endpoint, len(self.containers))
@@ -221,6 +226,7 @@ class Registry:
         self._by_selector: dict[Selector, dict[ContainerUuid, None]] = {}
         self._pending_by_selector: dict[Selector, dict[ContainerUuid, None]] = {}
         self._kind_agents: dict[ContainerKind, dict[AgentId, None]] = {}
+        self._kind_room: dict[ContainerKind, dict[AgentId, None]] = {}
         #: stateless uuid -> agents standing by for it, in offer order
         self._standbys: dict[ContainerUuid, dict[AgentId, OfferedContainer]] = {}
         #: stateless uuid -> its epoch when its record was dropped (epochs only grow)
@@ -387,6 +393,8 @@ class Registry:
         agent = self._agents.get(c.agent_id)
         if agent is not None:
             agent.containers.pop(c.uuid, None)
+            if agent.parked:
+                self._unpark(agent)
         for client_id in c.holders:
             cl = self._clients.get(client_id)
             if cl is not None:
@@ -428,6 +436,8 @@ class Registry:
                 old = self._agents.get(c.agent_id)
                 if old is not None:
                     old.containers.pop(c.uuid, None)
+                    if old.parked:
+                        self._unpark(old)
                 self._unindex(c)
                 c.agent_id = agent_id
                 c.endpoint = new_owner.endpoint
@@ -550,7 +560,9 @@ class Registry:
             for kind in agent.kinds:
                 if kind not in kinds:
                     self._kind_agents.get(kind, {}).pop(agent.agent_id, None)
+                    self._kind_room.get(kind, {}).pop(agent.agent_id, None)
             agent.kinds = kinds
+            agent.parked = False  # its limit may have changed: looked at again
             agent.max_containers = msg.max_containers
             if agent.endpoint != msg.endpoint:
                 agent.endpoint = msg.endpoint
@@ -561,6 +573,7 @@ class Registry:
             change = ChangeKind.UPDATED
         for kind in kinds:
             self._kind_agents.setdefault(kind, {})[agent.agent_id] = None
+            self._kind_room.setdefault(kind, {})[agent.agent_id] = None
 
         standby: list[ContainerUuid] = []
         terminate: list[ContainerUuid] = []
@@ -617,7 +630,10 @@ class Registry:
             return "ok"
         if oc.stateless and "stateless-double-owner" in self.seeded_bugs:
             # Seeded bug for the simulator's self-test: a second agent wins.
-            self._agents[c.agent_id].containers.pop(c.uuid, None)
+            old_owner = self._agents[c.agent_id]
+            old_owner.containers.pop(c.uuid, None)
+            if old_owner.parked:
+                self._unpark(old_owner)
             c.agent_id = agent.agent_id
             agent.containers[c.uuid] = None
             return "ok"
@@ -684,6 +700,11 @@ class Registry:
                 bucket.pop(agent_id, None)
                 if not bucket:
                     del self._kind_agents[kind]
+            room = self._kind_room.get(kind)
+            if room is not None:
+                room.pop(agent_id, None)
+                if not room:
+                    del self._kind_room[kind]
         for uuid in agent.standby:
             bucket2 = self._standbys.get(uuid)
             if bucket2 is not None:
@@ -790,19 +811,39 @@ class Registry:
         )
 
     def _pick_agent(self, kind: ContainerKind) -> _Agent | None:
-        """Round-robin over the agents with ``kind`` and room, O(1) amortised."""
-        bucket = self._kind_agents.get(kind)
-        if not bucket:
-            return None
-        for _ in range(len(bucket)):
+        """Round-robin over the agents with ``kind`` and room, O(1) amortised.
+
+        An agent found full is parked (out of ``_kind_room`` for all its
+        kinds) until a container or pending start of it goes, so each full
+        agent is skipped once, not on every pick.
+        """
+        bucket = self._kind_room.get(kind)
+        while bucket:
             agent_id = next(iter(bucket))
-            # Rotate: the chosen one goes to the back of the line.
-            del bucket[agent_id]
-            bucket[agent_id] = None
             agent = self._agents[agent_id]
             if agent.has_room():
+                # Rotate: the chosen one goes to the back of the line.
+                del bucket[agent_id]
+                bucket[agent_id] = None
                 return agent
+            self._park(agent)
         return None
+
+    def _park(self, agent: _Agent) -> None:
+        agent.parked = True
+        for kind in agent.kinds:
+            room = self._kind_room.get(kind)
+            if room is not None:
+                room.pop(agent.agent_id, None)
+                if not room:
+                    del self._kind_room[kind]
+
+    def _unpark(self, agent: _Agent) -> None:
+        """Put a parked ``agent`` back in line if it has room again."""
+        if agent.has_room():
+            agent.parked = False
+            for kind in agent.kinds:
+                self._kind_room.setdefault(kind, {})[agent.agent_id] = None
 
     def _take_pending(self, uuid: ContainerUuid) -> _Pending | None:
         p = self._pending.pop(uuid, None)
@@ -823,6 +864,8 @@ class Registry:
         agent = self._agents.get(p.agent_id)
         if agent is not None:
             agent.pending.pop(uuid, None)
+            if agent.parked:
+                self._unpark(agent)
         return p
 
     def _fail_pending(self, uuid: ContainerUuid, code: ErrorCode, text: str) -> None:
@@ -1025,6 +1068,7 @@ class Registry:
         clients = self._clients
         by_selector = self._by_selector
         no_bucket: dict[ContainerUuid, None] = {}
+        no_agents: dict[AgentId, None] = {}
         holders_seen = 0
         for uuid, c in containers.items():
             agent = agents.get(c.agent_id)
@@ -1046,10 +1090,16 @@ class Registry:
             if uuid not in by_selector.get((c.kind, c.labels), no_bucket):
                 return False
         listed = 0
+        kind_room = self._kind_room
         for a in agents.values():
             if a.owner not in clients:
                 return False
             listed += len(a.containers)
+            if a.parked and a.has_room():
+                return False
+            for kind in a.kinds:
+                if (a.agent_id in kind_room.get(kind, no_agents)) is a.parked:
+                    return False
         if listed != len(containers):
             return False
         held = 0
@@ -1091,6 +1141,12 @@ class Registry:
                     report(f"agent {agent_id} lists {uuid} it does not own")
             if a.owner not in clients:
                 report(f"agent {agent_id} owned by unknown client {a.owner}")
+            if a.parked and a.has_room():
+                report(f"agent {agent_id} set aside as full but has room")
+            for kind in a.kinds:
+                if (agent_id in self._kind_room.get(kind, {})) is a.parked:
+                    state = "set aside as full but still" if a.parked else "not"
+                    report(f"agent {agent_id} {state} in line for kind {kind}")
         for client_id, cl in clients.items():
             for uuid, n in cl.holds.items():
                 c3 = containers.get(uuid)

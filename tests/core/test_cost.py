@@ -25,9 +25,11 @@ from typing import Any
 
 import pytest
 
+from hulytrio.core.messages import RegisterAgent, Start
 from hulytrio.core.registry import Registry
+from hulytrio.core.timeouts import Timeouts
 from hulytrio.core.types import GetOptions
-from hulytrio.testing.registry import answer_starts, populated_registry
+from hulytrio.testing.registry import FOREVER, answer_starts, populated_registry
 
 AGENTS = 10
 CLIENTS = 50
@@ -165,3 +167,41 @@ def test_the_measures_see_an_o_n_scan() -> None:
     print(f"with a scan: {small} -> {larger}")
     assert larger[0] > 3 * small[0]
     assert larger[1] > 3 * small[1]
+
+
+def _full_agents(n: int) -> Registry:
+    """``n`` agents of kind "echo" with room for one container each, every one full.
+
+    A last get finds no room anywhere: on its way it set every full agent
+    aside (the one-off cost of finding them full).
+    """
+    reg = Registry("hub", Timeouts())
+    reg.add_client("c", FOREVER, 0.0)
+    for a in range(n):
+        reg.add_client(f"h{a}", FOREVER, 0.0)
+        reg.register(f"h{a}", RegisterAgent(1, f"ag{a}", ("echo",), max_containers=1), 0.0)
+    for i in range(n):
+        reg.get("c", i, "echo", GetOptions(uuid=f"u{i}"), 0.0)
+        answer_starts(reg, 0.0)
+    reg.get("c", n, "echo", GetOptions(uuid="no-room"), 0.0)
+    reg.outbox.clear()
+    return reg
+
+
+def _free_one_then_start(reg: Registry, n: int) -> None:
+    """Free the agent third from the end of the line, then start a new container."""
+    reg.release("c", 20_000, f"u{n - 3}", 0.0)
+    for key in reg.timers.expired(10.0):
+        reg.handle_timer(key, 10.0)
+    reg.get("c", 20_001, "echo", GetOptions(uuid="again"), 10.0)
+
+
+def test_picking_an_agent_skips_full_agents_once_not_on_every_get() -> None:
+    small, large = _full_agents(10), _full_agents(1_000)
+    small_cost = measure(small, 10, _free_one_then_start)
+    large_cost = measure(large, 1_000, _free_one_then_start)
+    assert large_cost[0] <= small_cost[0] * 1.1, (small_cost, large_cost)
+    for reg, n in ((small, 10), (large, 1_000)):
+        # The freed agent was back in line, and the only one picked.
+        assert [m.agent_id for _, m in reg.outbox if isinstance(m, Start)] == [f"ag{n - 3}"]
+        assert reg.check() == []
