@@ -88,5 +88,6 @@ def format_results(results: Sequence[Result]) -> str:
         lines.append("")
         lines.append(f"{r.scenario.name}: {r.scenario.description}")
         lines.append(f"  {metrics}")
-        lines.append(f"  CPU/peak RSS: {usage}")
+        if usage:
+            lines.append(f"  CPU/peak RSS: {usage}")
     return "\n".join(lines)

@@ -19,10 +19,14 @@ Kinds of scenario:
 - ``connect``: 1,000 clients connect at once; how long until all are welcomed,
   and the hub's memory per connected client.
 - ``memory``: the hub's memory per connected client and per idle agent.
+- ``failover``: standby serving after an agent is killed, hung or closed,
+  and an existing reference usable again after the hub is killed and
+  restarted (cold, and under ``--supervise``); ``hulytrio.bench.failover``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import subprocess
@@ -124,6 +128,10 @@ SCENARIOS: dict[str, Scenario] = {
     "memory": Scenario("memory", "memory",
                        "hub memory per connected client and per idle agent (1,000 each)",
                        count=1000, procs=4),
+    "failover": Scenario("failover", "failover",
+                         "agent SIGKILL / SIGSTOP / SIGTERM -> standby serving; hub "
+                         "restart (cold, supervised) -> existing reference usable (ms)",
+                         rounds=5),
 }
 
 #: The default set (``hulytrio bench`` with no ``--scenario``): the issue's
@@ -432,9 +440,24 @@ def _run_rawws(sc: Scenario, warmup: float, duration: float, profile: str | None
     return result
 
 
+def _run_failover(sc: Scenario, warmup: float, duration: float, profile: str | None
+                  ) -> Result:
+    import trio
+
+    from . import failover
+
+    rows = trio.run(functools.partial(failover.measure, sc.rounds, 3.0,
+                                      list(failover.SCENARIOS), show=False))
+    result = Result(sc)
+    for row in rows:
+        result.metrics[f"{row['key']}_median_ms"] = row["median_ms"]  # type: ignore[assignment]
+        result.metrics[f"{row['key']}_worst_ms"] = row["worst_ms"]  # type: ignore[assignment]
+    return result
+
+
 _RUNNERS: dict[str, Callable[[Scenario, float, float, str | None], Result]] = {
     "echo": _run_echo, "rawws": _run_rawws, "coldget": _run_coldget, "fanout": _run_fanout,
-    "connect": _run_connect, "memory": _run_memory,
+    "connect": _run_connect, "memory": _run_memory, "failover": _run_failover,
 }
 
 
