@@ -38,7 +38,8 @@ def _connected(seed: int) -> tuple[Simulation, Process, list[Any]]:
     sim = Simulation(parse_scenario(SCENARIO, "links.toml"), seed=seed)
     sim.run_until(1.0)
     proc = sim.procs["c"]
-    assert proc.conn is not None and proc.conn.client_open
+    assert proc.conn is not None
+    assert proc.conn.client_open
     received: list[Any] = []
     session = proc.session
     assert session is not None
@@ -92,7 +93,8 @@ def test_a_close_is_seen_after_the_messages_in_flight() -> None:
 def test_a_broken_connection_is_seen_at_once() -> None:
     sim, proc, _ = _connected(2)
     conn = proc.conn
-    assert conn is not None and conn.hub_open
+    assert conn is not None
+    assert conn.hub_open
     start = sim.now
     sim.inject(FaultSpec(at=start, action="drop-connection", target="c"))
     lost_at = None
