@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hulytrio.core.agent import AgentState
+from hulytrio.core.agent import AgentState, LocalStatus
 from hulytrio.core.effects import (
     CloseConnection,
     OpenConnection,
@@ -16,11 +16,13 @@ from hulytrio.core.effects import (
     Resolve,
     RunRequest,
     Send,
+    SetServing,
 )
 from hulytrio.core.errors import ContainerNotFound, ErrorCode, LocalProtocolError
 from hulytrio.core.events import ChangeKind, ContainerEvent, NetworkEvent
 from hulytrio.core.messages import (
     PROTOCOL_VERSION,
+    Claim,
     Error,
     Event,
     Get,
@@ -29,13 +31,14 @@ from hulytrio.core.messages import (
     Ping,
     Pong,
     Query,
+    RegisterReply,
     Request,
     Response,
     Retry,
     Welcome,
 )
 from hulytrio.core.session import Backoff, ClientSession, RefStatus, SessionState
-from hulytrio.core.types import ContainerRecord, GetOptions
+from hulytrio.core.types import ContainerRecord, GetOptions, OfferedContainer
 from hulytrio.testing import Cluster
 
 
@@ -470,3 +473,48 @@ def test_released_and_re_keyed_references_leave_the_uuid_index() -> None:
                 2.0)
     assert not any(isinstance(e, ReferenceChanged) for e in d.take_other())
     assert d.s.ref_status(handles[1]) is RefStatus.READY
+
+
+def test_a_standby_claims_its_uuid_when_the_hub_reports_the_owner_gone() -> None:
+    # The fallback behind the hub's own promotion: if a stateless container is
+    # removed while an agent here stands by for it, the agent claims it after
+    # a jittered delay, and serves once the hub says the claim won.
+    d = Driver()
+    d.up(0.0)
+    offer = OfferedContainer("db-1", "db", stateless=True)
+    agent = AgentState("ag", ("db",), stateless=(offer,))
+    d.s.register_agent(agent)
+    (register,) = d.take_sent()
+    d.s.receive(RegisterReply(register.id, standby=("db-1",)), 0.0)
+    d.take_other()
+    assert agent.is_standby("db-1")
+    owner = ContainerRecord("db-1", "db", "other-agent", stateless=True)
+    d.s.receive(Event(NetworkEvent(1, (), (ContainerEvent(ChangeKind.ADDED, owner),))), 0.5)
+    d.s.receive(Event(NetworkEvent(2, (), (ContainerEvent(ChangeKind.REMOVED, owner),))), 1.0)
+    assert d.take_sent() == [], "not at once: after a jittered delay"
+    d.s.handle_timers(1.0 + d.s.claim_window)
+    (claim,) = [m for m in d.take_sent() if isinstance(m, Claim)]
+    assert (claim.agent_id, claim.container) == ("ag", offer)
+    d.s.receive(RegisterReply(claim.id), 1.1)  # won: not listed as standby
+    serving = [e for e in d.take_other() if isinstance(e, SetServing)]
+    assert [(e.uuid, e.serving) for e in serving] == [("db-1", True)]
+    assert agent.status("db-1") is LocalStatus.ACTIVE
+    assert d.s.probes.counts.get("standby claim") == 1
+
+
+def test_no_claim_when_the_uuid_is_owned_again_before_the_delay_ends() -> None:
+    d = Driver()
+    d.up(0.0)
+    offer = OfferedContainer("db-1", "db", stateless=True)
+    agent = AgentState("ag", ("db",), stateless=(offer,))
+    d.s.register_agent(agent)
+    (register,) = d.take_sent()
+    d.s.receive(RegisterReply(register.id, standby=("db-1",)), 0.0)
+    owner = ContainerRecord("db-1", "db", "other-agent", stateless=True)
+    moved = ContainerRecord("db-1", "db", "third-agent", stateless=True, epoch=1)
+    d.s.receive(Event(NetworkEvent(1, (), (ContainerEvent(ChangeKind.ADDED, owner),))), 0.5)
+    d.s.receive(Event(NetworkEvent(2, (), (ContainerEvent(ChangeKind.REMOVED, owner),))), 1.0)
+    d.s.receive(Event(NetworkEvent(3, (), (ContainerEvent(ChangeKind.ADDED, moved),))), 1.001)
+    d.s.handle_timers(1.0 + d.s.claim_window)
+    assert not any(isinstance(m, Claim) for m in d.take_sent())
+    assert agent.is_standby("db-1")
