@@ -27,6 +27,7 @@ Kinds of scenario:
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -419,6 +420,9 @@ def _run_memory(sc: Scenario, warmup: float, duration: float, profile: str | Non
 
 def _run_rawws(sc: Scenario, warmup: float, duration: float, profile: str | None
               ) -> Result:
+    if importlib.util.find_spec("trio_websocket") is None:
+        raise BenchError("the raw-ws yardstick needs trio-websocket, which hulytrio itself "
+                         "no longer uses: pip install 'hulytrio[test]'")
     result = Result(sc)
     with Processes() as ps:
         port = free_port()

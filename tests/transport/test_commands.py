@@ -124,3 +124,19 @@ def test_bind_listeners_listens_and_reports_errors():
     finally:
         for s in socks:
             s.close()
+
+
+def test_the_transport_needs_no_trio_websocket():
+    # trio-websocket is a test dependency only (an independent peer, the
+    # bench yardstick): serving, connecting and agents must work without it.
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["trio_websocket"] = None  # any import of it fails
+        import hulytrio.transport.server, hulytrio.transport.client
+        import hulytrio.transport.agent, hulytrio.transport.connection
+        import hulytrio.transport.commands, hulytrio.cli
+        hulytrio.cli.build_parser()
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
