@@ -475,26 +475,34 @@ def test_released_and_re_keyed_references_leave_the_uuid_index() -> None:
     assert d.s.ref_status(handles[1]) is RefStatus.READY
 
 
-def test_a_standby_claims_its_uuid_when_the_hub_reports_the_owner_gone() -> None:
-    # The fallback behind the hub's own promotion: if a stateless container is
-    # removed while an agent here stands by for it, the agent claims it after
-    # a jittered delay, and serves once the hub says the claim won.
+DB_OFFER = OfferedContainer("db-1", "db", stateless=True)
+DB_OWNER = ContainerRecord("db-1", "db", "other-agent", stateless=True)
+
+
+def _standing_by_then_owner_gone() -> tuple[Driver, AgentState]:
+    """A session whose agent stands by for db-1; the hub then reports the owner's db-1 gone."""
     d = Driver()
     d.up(0.0)
-    offer = OfferedContainer("db-1", "db", stateless=True)
-    agent = AgentState("ag", ("db",), stateless=(offer,))
+    agent = AgentState("ag", ("db",), stateless=(DB_OFFER,))
     d.s.register_agent(agent)
     (register,) = d.take_sent()
     d.s.receive(RegisterReply(register.id, standby=("db-1",)), 0.0)
     d.take_other()
     assert agent.is_standby("db-1")
-    owner = ContainerRecord("db-1", "db", "other-agent", stateless=True)
-    d.s.receive(Event(NetworkEvent(1, (), (ContainerEvent(ChangeKind.ADDED, owner),))), 0.5)
-    d.s.receive(Event(NetworkEvent(2, (), (ContainerEvent(ChangeKind.REMOVED, owner),))), 1.0)
+    d.s.receive(Event(NetworkEvent(1, (), (ContainerEvent(ChangeKind.ADDED, DB_OWNER),))), 0.5)
+    d.s.receive(Event(NetworkEvent(2, (), (ContainerEvent(ChangeKind.REMOVED, DB_OWNER),))), 1.0)
+    return d, agent
+
+
+def test_a_standby_claims_its_uuid_when_the_hub_reports_the_owner_gone() -> None:
+    # The fallback behind the hub's own promotion: if a stateless container is
+    # removed while an agent here stands by for it, the agent claims it after
+    # a jittered delay, and serves once the hub says the claim won.
+    d, agent = _standing_by_then_owner_gone()
     assert d.take_sent() == [], "not at once: after a jittered delay"
     d.s.handle_timers(1.0 + d.s.claim_window)
     (claim,) = [m for m in d.take_sent() if isinstance(m, Claim)]
-    assert (claim.agent_id, claim.container) == ("ag", offer)
+    assert (claim.agent_id, claim.container) == ("ag", DB_OFFER)
     d.s.receive(RegisterReply(claim.id), 1.1)  # won: not listed as standby
     serving = [e for e in d.take_other() if isinstance(e, SetServing)]
     assert [(e.uuid, e.serving) for e in serving] == [("db-1", True)]
@@ -503,17 +511,8 @@ def test_a_standby_claims_its_uuid_when_the_hub_reports_the_owner_gone() -> None
 
 
 def test_no_claim_when_the_uuid_is_owned_again_before_the_delay_ends() -> None:
-    d = Driver()
-    d.up(0.0)
-    offer = OfferedContainer("db-1", "db", stateless=True)
-    agent = AgentState("ag", ("db",), stateless=(offer,))
-    d.s.register_agent(agent)
-    (register,) = d.take_sent()
-    d.s.receive(RegisterReply(register.id, standby=("db-1",)), 0.0)
-    owner = ContainerRecord("db-1", "db", "other-agent", stateless=True)
+    d, agent = _standing_by_then_owner_gone()
     moved = ContainerRecord("db-1", "db", "third-agent", stateless=True, epoch=1)
-    d.s.receive(Event(NetworkEvent(1, (), (ContainerEvent(ChangeKind.ADDED, owner),))), 0.5)
-    d.s.receive(Event(NetworkEvent(2, (), (ContainerEvent(ChangeKind.REMOVED, owner),))), 1.0)
     d.s.receive(Event(NetworkEvent(3, (), (ContainerEvent(ChangeKind.ADDED, moved),))), 1.001)
     d.s.handle_timers(1.0 + d.s.claim_window)
     assert not any(isinstance(m, Claim) for m in d.take_sent())
