@@ -50,7 +50,7 @@ from hulytrio.core.effects import (
     StartContainer,
     StopContainer,
 )
-from hulytrio.core.errors import ConnectionClosed, HulyError, LocalProtocolError
+from hulytrio.core.errors import ConnectionClosed, LocalProtocolError
 from hulytrio.core.events import NetworkEvent
 from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
@@ -68,6 +68,7 @@ from .container import Factory, StatelessContainer
 from .deadlines import DeadlineTask
 from .errors import single_errors
 from .outbox import Outbox
+from .waiter import Waiter
 from .websocket import HandshakeError, WebSocket, WebSocketClosed, connect_websocket
 
 __all__ = ["Client", "ContainerReference", "Updates", "open_client"]
@@ -88,17 +89,6 @@ RECONNECT_BACKOFF = Backoff(initial=0.05, maximum=2.0, factor=1.5)
 SEND_QUEUE = 100_000
 #: Registry events buffered per ``updates()`` listener before it is cut off.
 UPDATES_BUFFER = 1024
-
-
-class _Slot:
-    """Where the outcome of one handle lands."""
-
-    __slots__ = ("error", "event", "value")
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.value: Any = None
-        self.error: HulyError | None = None
 
 
 class _Connection:
@@ -159,7 +149,7 @@ class Client:
         self.url = url
         self.session = session
         self._nursery = nursery
-        self._slots: dict[int, _Slot] = {}
+        self._slots: dict[int, Waiter] = {}
         self._conn: _Connection | None = None
         self._updates: dict[int, Updates] = {}
         #: uuid -> push listeners of event streams opened through the hub
@@ -279,16 +269,12 @@ class Client:
 
     async def _wait(self, handle: int) -> Any:
         """Wait for ``handle``'s outcome; returns its value or raises its error."""
-        slot = _Slot()
-        self._slots[handle] = slot
+        waiter = self._slots[handle] = Waiter()
         self._drain()
         try:
-            await slot.event.wait()
+            return await waiter.wait()
         finally:
             self._slots.pop(handle, None)
-        if slot.error is not None:
-            raise slot.error
-        return slot.value
 
     # --- effects -----------------------------------------------------------------------
 
@@ -317,13 +303,9 @@ class Client:
                 conn.outbox.closing = True
                 conn.scope.cancel()
         elif isinstance(effect, Resolve | Reject):
-            slot = self._slots.get(effect.handle)
-            if slot is not None:
-                if isinstance(effect, Resolve):
-                    slot.value = effect.value
-                else:
-                    slot.error = effect.error
-                slot.event.set()
+            waiter = self._slots.get(effect.handle)
+            if waiter is not None:
+                waiter.set(effect)
         elif isinstance(effect, DeliverEvent):
             for key, listener in list(self._updates.items()):
                 if not listener._deliver(effect.event):

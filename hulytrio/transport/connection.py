@@ -43,6 +43,7 @@ from .codec import (
 )
 from .errors import single_errors
 from .outbox import Outbox
+from .waiter import Waiter
 from .websocket import HandshakeError, WebSocket, WebSocketClosed, connect_websocket
 
 if TYPE_CHECKING:
@@ -121,16 +122,6 @@ class ContainerEvents:
         return decode_payload(payload)
 
 
-class _Waiter:
-    """Where the outcome of one call lands."""
-
-    __slots__ = ("event", "outcome")
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.outcome: Resolve | Reject | None = None
-
-
 class _Direct:
     """The driver of one ``EndpointClient`` over a WebSocket."""
 
@@ -139,7 +130,7 @@ class _Direct:
         self.machine = machine
         self.outbox = Outbox()
         self.writer_done = trio.Event()
-        self.slots: dict[int, _Waiter] = {}
+        self.slots: dict[int, Waiter] = {}
         self.conn: ContainerConnection | None = None
 
     def perform(self, effects: list[Effect]) -> None:
@@ -148,9 +139,8 @@ class _Direct:
                 self.outbox.put_nowait(effect.message)
             elif isinstance(effect, (Resolve, Reject)):
                 waiter = self.slots.get(effect.handle)
-                if waiter is not None and waiter.outcome is None:
-                    waiter.outcome = effect
-                    waiter.event.set()
+                if waiter is not None:
+                    waiter.set(effect)
             elif isinstance(effect, CloseConnection):
                 self.outbox.close_after_flush(effect.reason)
             elif isinstance(effect, DeliverPush) and self.conn is not None:
@@ -159,16 +149,11 @@ class _Direct:
                 self.conn._tx.close()
 
     async def wait(self, handle: int) -> Any:
-        waiter = self.slots[handle] = _Waiter()
+        waiter = self.slots[handle] = Waiter()
         try:
-            await waiter.event.wait()
+            return await waiter.wait()
         finally:
             del self.slots[handle]
-        outcome = waiter.outcome
-        if isinstance(outcome, Reject):
-            raise outcome.error
-        assert outcome is not None
-        return outcome.value
 
     async def request(self, uuid: str, operation: str, data: Any) -> Any:
         if self.machine.state is not EndpointState.OPEN:
