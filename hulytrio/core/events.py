@@ -29,7 +29,7 @@ import enum
 
 import attrs
 
-from .types import AgentId, AgentInfo, ContainerRecord, ContainerUuid
+from .types import AgentId, AgentInfo, ContainerRecord, ContainerUuid, fast_init
 
 __all__ = ["AgentEvent", "ChangeKind", "ContainerEvent", "EventQueue", "NetworkEvent"]
 
@@ -129,3 +129,7 @@ class EventQueue:
         self._containers = {}
         self.dirty = False
         return event
+
+
+for _cls in (AgentEvent, ContainerEvent, NetworkEvent):
+    fast_init(_cls)

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import attrs
 
 from .events import NetworkEvent
-from .types import AgentId, AgentInfo, ContainerRecord, GetOptions, OfferedContainer
+from .types import AgentId, AgentInfo, ContainerRecord, GetOptions, OfferedContainer, fast_init
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -425,3 +425,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Connect, Disconnect, Push, Event,
     )
 }
+
+# The core makes messages for every request and reply: a cheaper constructor
+# (same signature, still frozen).
+for _cls in MESSAGE_TYPES.values():
+    fast_init(_cls)

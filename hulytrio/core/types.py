@@ -7,7 +7,8 @@ the core, the drivers and user code without defensive copies.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import attrs
 
@@ -41,6 +42,70 @@ def _labels(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     return tuple(sorted(dict.fromkeys(str(v) for v in value)))
+
+
+_T = TypeVar("_T")
+
+#: class -> the ``__init__`` attrs generated for it (kept for tests that
+#: compare it with the one ``fast_init`` puts in its place)
+ATTRS_INITS: dict[type, Callable[..., None]] = {}
+
+
+def fast_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen, slotted attrs class a cheaper ``__init__``; returns the class.
+
+    attrs' frozen ``__init__`` sets each field through ``object.__setattr__``
+    (bound once per call); this one calls each slot's own setter, half the
+    cost for the records and messages the core makes for every request.
+    Same signature, defaults, factories and converters, and instances stay
+    immutable (only ``__init__`` bypasses the frozen ``__setattr__``, as
+    attrs' own does).
+
+    Raises:
+        TypeError: for a class this cannot copy exactly (not slotted, or
+            with validators, ``init=False`` or keyword-only fields, or
+            pre/post-init hooks).
+    """
+    fields = getattr(cls, "__attrs_attrs__", None)
+    if fields is None or "__slots__" not in cls.__dict__:
+        raise TypeError(f"{cls.__name__} is not a slotted attrs class")
+    if hasattr(cls, "__attrs_post_init__") or hasattr(cls, "__attrs_pre_init__"):
+        raise TypeError(f"{cls.__name__} has init hooks")
+    params: list[str] = []
+    body: list[str] = []
+    scope: dict[str, Any] = {"NOTHING": attrs.NOTHING}
+    for i, f in enumerate(fields):
+        if not f.init or f.kw_only or f.validator is not None or f.alias is None:
+            raise TypeError(f"{cls.__name__}.{f.name} needs attrs' own __init__")
+        arg = f.alias
+        scope[f"_set{i}"] = getattr(cls, f.name).__set__
+        value = arg
+        if isinstance(f.default, attrs.Factory):  # type: ignore[arg-type]
+            if f.default.takes_self:
+                raise TypeError(f"{cls.__name__}.{f.name} has a factory taking self")
+            scope[f"_factory{i}"] = f.default.factory
+            params.append(f"{arg}=NOTHING")
+            value = f"(_factory{i}() if {arg} is NOTHING else {arg})"
+        elif f.default is not attrs.NOTHING:
+            scope[f"_default{i}"] = f.default
+            params.append(f"{arg}=_default{i}")
+        else:
+            params.append(arg)
+        if f.converter is not None:
+            if isinstance(f.converter, attrs.Converter):
+                raise TypeError(f"{cls.__name__}.{f.name} has a converter taking more")
+            # attrs converts defaults (and made ones) too
+            scope[f"_conv{i}"] = f.converter
+            value = f"_conv{i}({value})"
+        body.append(f"    _set{i}(self, {value})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass")
+    exec(compile(source, f"<fast_init {cls.__qualname__}>", "exec"), scope)
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__
+    ATTRS_INITS[cls] = cls.__init__
+    cls.__init__ = init  # type: ignore[method-assign]
+    return cls
 
 
 def labels_key(labels: Any) -> tuple[str, ...]:
@@ -119,3 +184,7 @@ class AgentInfo:
     kinds: tuple[ContainerKind, ...]
     endpoint: str | None = None
     containers: int = 0
+
+
+for _cls in (GetOptions, OfferedContainer, ContainerRecord, AgentInfo):
+    fast_init(_cls)
