@@ -34,7 +34,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -81,8 +81,13 @@ ENDPOINT_SEND_QUEUE = 10_000
 #: Seconds a direct connection has to complete the WebSocket upgrade.
 ENDPOINT_HANDSHAKE_TIMEOUT = 10.0
 
-Reply = Callable[[bytes], None]
-Fail = Callable[[str, str, str], None]
+
+class _Route(Protocol):
+    """Where the answer to a request goes: the hub, or one direct connection."""
+
+    def reply(self, call_id: int, payload: bytes) -> None: ...
+
+    def fail(self, call_id: int, code: str, message: str, type_name: str) -> None: ...
 
 
 class Agent:
@@ -115,12 +120,39 @@ class Agent:
 
 
 class _EndpointPeer:
-    __slots__ = ("outbox", "scope", "session")
+    """One direct connection to the agent's endpoint; the route of its requests' answers."""
 
-    def __init__(self, session: EndpointSession) -> None:
+    __slots__ = ("outbox", "runtime", "scope", "session")
+
+    def __init__(self, runtime: AgentRuntime, session: EndpointSession) -> None:
+        self.runtime = runtime
         self.session = session
         self.outbox = Outbox(ENDPOINT_SEND_QUEUE)
         self.scope = trio.CancelScope()
+
+    def reply(self, call_id: int, payload: bytes) -> None:
+        self.runtime._endpoint_perform(self, self.session.reply(call_id, payload))
+
+    def fail(self, call_id: int, code: str, message: str, type_name: str) -> None:
+        self.runtime._endpoint_perform(self, self.session.error(call_id, code, message,
+                                                                type_name))
+
+
+class _HubRoute:
+    """The route of answers to requests that came through the hub."""
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def reply(self, call_id: int, payload: bytes) -> None:
+        self.client.session.agent_reply(call_id, payload)
+        self.client._drain()
+
+    def fail(self, call_id: int, code: str, message: str, type_name: str) -> None:
+        self.client.session.agent_error(call_id, code, message, type_name)
+        self.client._drain()
 
 
 class AgentRuntime:
@@ -129,6 +161,7 @@ class AgentRuntime:
     def __init__(self, client: Client, agent_id: str, factories: dict[str, Factory],
                  stateless: tuple[StatelessContainer, ...]) -> None:
         self.client = client
+        self._hub_route = _HubRoute(client)
         self.agent_id = agent_id
         self.factories = factories
         self.state = AgentState(agent_id, tuple(factories))
@@ -196,7 +229,7 @@ class AgentRuntime:
             log.info("agent %s endpoint: upgrade failed: %r", self.agent_id, exc)
             await trio.aclose_forcefully(stream)
             return
-        peer = _EndpointPeer(EndpointSession(self.agent_id, self._serves))
+        peer = _EndpointPeer(self, EndpointSession(self.agent_id, self._serves))
         self._endpoint_peers[id(peer)] = peer
         try:
             with peer.scope:
@@ -246,16 +279,7 @@ class AgentRuntime:
             elif isinstance(effect, CloseConnection):
                 peer.outbox.close_after_flush(effect.reason)
             elif isinstance(effect, RunRequest):
-                call_id = effect.call_id
-
-                def reply(payload: bytes, call_id: int = call_id) -> None:
-                    self._endpoint_perform(peer, es.reply(call_id, payload))
-
-                def fail(code: str, message: str, type_name: str, call_id: int = call_id
-                         ) -> None:
-                    self._endpoint_perform(peer, es.error(call_id, code, message, type_name))
-
-                self._submit(effect, reply, fail)
+                self._submit(effect, peer)
             elif isinstance(effect, ConnectContainer):
                 uuid = effect.uuid
 
@@ -290,7 +314,7 @@ class AgentRuntime:
                 for peer in list(self._endpoint_peers.values()):
                     self._endpoint_perform(peer, peer.session.container_stopped(effect.uuid))
         elif isinstance(effect, RunRequest):
-            self._submit(effect, self._hub_reply(effect.call_id), self._hub_fail(effect.call_id))
+            self._submit(effect, self._hub_route)
         elif isinstance(effect, ConnectContainer):
             session, client = self.client.session, self.client
             uuid, client_id = effect.uuid, effect.client_id
@@ -302,18 +326,6 @@ class AgentRuntime:
             self._spawn(self._connect, 0, uuid, client_id, push)
         elif isinstance(effect, DisconnectContainer):
             self._spawn(self._disconnect, 0, effect.uuid, effect.client_id)
-
-    def _hub_reply(self, call_id: int) -> Reply:
-        def reply(payload: bytes) -> None:
-            self.client.session.agent_reply(call_id, payload)
-            self.client._drain()
-        return reply
-
-    def _hub_fail(self, call_id: int) -> Fail:
-        def fail(code: str, message: str, type_name: str) -> None:
-            self.client.session.agent_error(call_id, code, message, type_name)
-            self.client._drain()
-        return fail
 
     # --- user code -----------------------------------------------------------------------
 
@@ -332,13 +344,14 @@ class AgentRuntime:
         if self._tasks == 0:
             self._idle.set()
 
-    def _submit(self, effect: RunRequest, reply: Reply, fail: Fail) -> None:
+    def _submit(self, effect: RunRequest, route: _Route) -> None:
         """Queue a request for the workers; it counts as a task until answered."""
         if self._requests_closed:
-            fail(ErrorCode.NOT_FOUND.value, f"agent {self.agent_id!r} is closing", "")
+            route.fail(effect.call_id, ErrorCode.NOT_FOUND.value,
+                       f"agent {self.agent_id!r} is closing", "")
             return
         self._tasks += 1
-        self._queue.append((self._run_request, (effect, reply, fail)))
+        self._queue.append((self._run_request, (effect, route)))
         self._call_runner()
 
     def _call_runner(self) -> None:
@@ -398,27 +411,31 @@ class AgentRuntime:
         except Exception:
             log.exception("agent %s: terminate() of %s raised", self.agent_id, uuid)
 
-    async def _run_request(self, effect: RunRequest, reply: Reply, fail: Fail) -> None:
+    async def _run_request(self, effect: RunRequest, route: _Route) -> None:
+        call_id = effect.call_id
         container = self.containers.get(effect.uuid)
         if container is None:
-            fail(ErrorCode.NOT_FOUND.value, f"container {effect.uuid!r} is gone", "")
+            route.fail(call_id, ErrorCode.NOT_FOUND.value, f"container {effect.uuid!r} is gone",
+                       "")
             return
         try:
             data = decode_payload(effect.payload)
         except WireError as exc:
-            fail(ErrorCode.PROTOCOL.value, f"undecodable request payload: {exc}", "")
+            route.fail(call_id, ErrorCode.PROTOCOL.value, f"undecodable request payload: {exc}",
+                       "")
             return
         try:
             result = await container.request(effect.operation, data, effect.client_id)
         except Exception as exc:
-            fail(ErrorCode.REMOTE.value, str(exc), type(exc).__name__)
+            route.fail(call_id, ErrorCode.REMOTE.value, str(exc), type(exc).__name__)
             return
         try:
             payload = encode_payload(result)
         except LocalProtocolError as exc:
-            fail(ErrorCode.REMOTE.value, f"result cannot be encoded: {exc}", "TypeError")
+            route.fail(call_id, ErrorCode.REMOTE.value, f"result cannot be encoded: {exc}",
+                       "TypeError")
             return
-        reply(payload)
+        route.reply(call_id, payload)
 
     async def _connect(self, route: int, uuid: str, client_id: str,
                        push: Callable[[bytes], Awaitable[None]]) -> None:
