@@ -87,18 +87,27 @@ class Workload:
     def _schedule_request(self) -> None:
         spec = self.spec
         assert spec is not None
-        assert spec.request_interval is not None
-        delay = spec.request_interval.draw(self.rng)
+        span = spec.request_interval
+        assert span is not None
+        # Span.draw and Random.uniform, inlined (every tick): the same draw.
+        low = span.low
+        high = span.high
+        delay = low if low == high else low + (high - low) * self.rng.random()
         self.sim._at(self.sim.now + delay, self._tick, self.proc.incarnation)
 
     def _tick(self, inc: int) -> None:
-        if self.dead or self.stopped or inc != self.proc.incarnation:
+        proc = self.proc
+        if self.dead or self.stopped or inc != proc.incarnation:
             return
-        if not self.proc.paused:
-            held = [s for s, r in self.slots.items() if r is not None and r not in self.getting]
+        if not proc.paused:
+            getting = self.getting
+            held: list[int] = []
+            for s, r in self.slots.items():
+                if r is not None and r not in getting:
+                    held.append(s)
             if held:
-                self.request(held[self.rng.randrange(len(held))])
-                self.sim._proc_effects(self.proc)
+                self.request(held[randbelow(self.rng, len(held))])
+                self.sim._proc_effects(proc)
         self._schedule_request()
 
     def _release_later(self, slot: int, ref: int) -> None:
@@ -235,6 +244,19 @@ class Workload:
         self.stats.pending -= n
         self.outstanding.clear()
         self.request_ref.clear()
+
+
+def randbelow(rng: random.Random, n: int) -> int:
+    """Return ``rng.randrange(n)`` for ``n > 0``: the same draws, at a third of the calls.
+
+    CPython's ``randrange(n)`` checks its arguments and calls
+    ``_randbelow_with_getrandbits(n)``, which is this (a test compares them).
+    """
+    k = n.bit_length()
+    r = rng.getrandbits(k)
+    while r >= n:
+        r = rng.getrandbits(k)
+    return r
 
 
 def _code(error: HulyError) -> str:

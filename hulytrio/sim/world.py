@@ -830,7 +830,13 @@ class Simulation:
     def _run_request(self, proc: Process, eff: RunRequest) -> None:
         self.invariants.run_request(proc, eff)
         spec = proc.agent_spec
-        delay = spec.request_latency.draw(proc.rng_agent) if spec is not None else 0.0
+        delay = 0.0
+        if spec is not None:
+            # Span.draw and Random.uniform, inlined: the same draw.
+            span = spec.request_latency
+            low = span.low
+            high = span.high
+            delay = low if low == high else low + (high - low) * proc.rng_agent.random()
         self._at(self.now + delay, self._request_done, proc, proc.incarnation, eff)
 
     def _request_done(self, proc: Process, inc: int, eff: RunRequest) -> None:
@@ -846,7 +852,7 @@ class Simulation:
             proc.session.agent_error(eff.call_id, ErrorCode.REMOTE.value,
                                      "simulated container failure", "SimulatedFailure")
         else:
-            self.trace("reply", proc.pid, str(eff.call_id))
+            self._buf.append((self.now, "reply", proc.pid, str(eff.call_id)))
             proc.session.agent_reply(eff.call_id, eff.payload)
         self._proc_effects(proc)
 
