@@ -990,11 +990,12 @@ class ClientSession:
         """
         by_uuid: dict[ContainerUuid, ContainerEvent] | None = None
         affected: list[int] = []
-        if event.containers and self._refs_by_uuid:
-            by_uuid = {ce.container.uuid: ce for ce in event.containers}
-            index = self._refs_by_uuid
-            for uuid in by_uuid:
-                ids = index.get(uuid)
+        index = self._refs_by_uuid
+        if index:
+            # Most events name none of our references: look them up first,
+            # index the event by uuid only when some reference needs it (below).
+            for change in event.containers:
+                ids = index.get(change.container.uuid)
                 if ids:
                     affected.extend(ids)
         if event.agents:

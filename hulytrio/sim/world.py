@@ -471,9 +471,29 @@ class Simulation:
         for eff in hub.effects():
             if type(eff) is Send:
                 conn: Connection = eff.conn  # type: ignore[assignment]
-                down = conn.down
-                if conn.hub_open and not down.closed:
-                    self._push(conn, down, eff.message)
+                link = conn.down
+                if conn.hub_open and not link.closed and not link.dead:
+                    # _push, inlined: every message the hub sends passes here.
+                    proc = conn.proc
+                    span = proc.latency if proc.latency is not None else self._link_latency
+                    low = span.low
+                    high = span.high
+                    now = self.now
+                    ready = now + (low if low == high else
+                                   low + (high - low) * proc.rng_link.random())
+                    if ready < link.last:
+                        ready = link.last
+                    link.last = ready
+                    link.queue.append((ready, eff.message))
+                    if not link.scheduled and not link.blocked:
+                        link.scheduled = True
+                        due = self._due.get(ready)
+                        if due is None:
+                            self._due[ready] = due = []
+                            heapq.heappush(self._times, ready)
+                            if ready < now:
+                                self._yield = True
+                        due.append(link.wake)
             elif type(eff) is CloseConnection:
                 conn = eff.conn  # type: ignore[assignment]
                 closed.append(conn)
@@ -513,7 +533,8 @@ class Simulation:
         return proc.rng_link.uniform(span.low, span.high)
 
     def _push(self, conn: Connection, d: Direction, item: Any) -> None:
-        # The hot path of every message: Direction.push and _latency inlined.
+        # Direction.push and _latency inlined; _hub_effects and _proc_effects
+        # inline this in turn for their sends (keep the three in step).
         if d.dead:
             return
         proc = conn.proc
@@ -693,8 +714,30 @@ class Simulation:
             t = type(eff)
             if t is Send:
                 conn = proc.conn
-                if conn is not None and conn.client_open and not conn.up.closed:
-                    self._push(conn, conn.up, eff.message)  # type: ignore[attr-defined]
+                if conn is not None and conn.client_open:
+                    link = conn.up
+                    if link.closed or link.dead:
+                        continue
+                    # _push, inlined: every message a process sends passes here.
+                    span = proc.latency if proc.latency is not None else self._link_latency
+                    low = span.low
+                    high = span.high
+                    now = self.now
+                    ready = now + (low if low == high else
+                                   low + (high - low) * proc.rng_link.random())
+                    if ready < link.last:
+                        ready = link.last
+                    link.last = ready
+                    link.queue.append((ready, eff.message))  # type: ignore[attr-defined]
+                    if not link.scheduled and not link.blocked:
+                        link.scheduled = True
+                        due = self._due.get(ready)
+                        if due is None:
+                            self._due[ready] = due = []
+                            heapq.heappush(self._times, ready)
+                            if ready < now:
+                                self._yield = True
+                        due.append(link.wake)
             elif t is Resolve or t is Reject:
                 if proc.load is not None:
                     proc.load.on_result(eff)  # type: ignore[arg-type]
