@@ -5,7 +5,7 @@ until the core emits the ``Resolve`` or ``Reject`` of that number.  A trio
 ``Event`` would do, but its parking lot serves any number of waiters and
 costs about 4,000 instructions more per call here; with exactly one waiter
 the task can be parked and rescheduled directly (measured with
-``benchmarks/direct_cpu.py``, docs/performance.md).
+``benchmarks/cpu_per_request.py``, docs/performance.md).
 """
 
 from __future__ import annotations
