@@ -190,7 +190,7 @@ class Simulation:
         #: the event queue: a heap of distinct due times, and per due time its
         #: events in scheduling order (see the module docstring)
         self._times: list[float] = []
-        self._due: dict[float, list[tuple[Callable[..., None], tuple[Any, ...]]]] = {}
+        self._due: dict[float, _Event | list[_Event]] = {}
         #: leave the instant being run now: converged, or an event was
         #: scheduled before it (a queue whose items came due while held or
         #: paused), which a heap would run next
@@ -293,13 +293,18 @@ class Simulation:
     # --- the event queue ------------------------------------------------------------
 
     def _at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
+        # An instant holds its one event as is (most instants have one: link
+        # latencies are drawn), and a list once a second one comes.
         due = self._due.get(t)
         if due is None:
-            self._due[t] = due = []
-            heapq.heappush(self._times, t)
+            self._due[t] = (fn, args)
+            _heappush(self._times, t)
             if t < self.now:
                 self._yield = True
-        due.append((fn, args))
+        elif type(due) is list:
+            due.append((fn, args))
+        else:
+            self._due[t] = [due, (fn, args)]  # type: ignore[list-item]
 
     def run(self) -> None:
         """Run the scenario to its end (or to convergence in the liveness phase)."""
@@ -349,13 +354,13 @@ class Simulation:
             if t > limit:
                 break
             # Every event due at t, in scheduling order.  One scheduled at t
-            # meanwhile opens a new list for t that runs right after this
+            # meanwhile opens a new entry for t that runs right after this
             # one, exactly where a heap would put it.
             pop(times)
-            batch = dues.pop(t)
+            batch: Any = dues.pop(t)  # one event, or a list of them
             self.now = t
-            if len(batch) == 1:
-                fn, args = batch[0]
+            if type(batch) is tuple:
+                fn, args = batch
                 fn(*args)
             else:
                 self._yield = False
@@ -370,8 +375,12 @@ class Simulation:
                     if rest:
                         later = dues.get(t)
                         if later is None:
-                            heapq.heappush(times, t)
-                        dues[t] = rest + (later or [])
+                            _heappush(times, t)
+                        elif type(later) is list:
+                            rest += later
+                        else:
+                            rest.append(later)
+                        dues[t] = rest
                     continue
             if progress is not None and t >= next_report:
                 progress(t, self.end)
@@ -487,13 +496,16 @@ class Simulation:
                     link.queue.append((ready, eff.message))
                     if not link.scheduled and not link.blocked:
                         link.scheduled = True
-                        due = self._due.get(ready)
+                        due = self._due.get(ready)  # _at, inlined
                         if due is None:
-                            self._due[ready] = due = []
-                            heapq.heappush(self._times, ready)
+                            self._due[ready] = link.wake
+                            _heappush(self._times, ready)
                             if ready < now:
                                 self._yield = True
-                        due.append(link.wake)
+                        elif type(due) is list:
+                            due.append(link.wake)
+                        else:
+                            self._due[ready] = [due, link.wake]  # type: ignore[list-item]
             elif type(eff) is CloseConnection:
                 conn = eff.conn  # type: ignore[assignment]
                 closed.append(conn)
@@ -549,13 +561,16 @@ class Simulation:
         d.queue.append((ready, item))
         if not d.scheduled and not d.blocked:
             d.scheduled = True
-            due = self._due.get(ready)
+            due = self._due.get(ready)  # _at, inlined
             if due is None:
-                self._due[ready] = due = []
-                heapq.heappush(self._times, ready)
+                self._due[ready] = d.wake
+                _heappush(self._times, ready)
                 if ready < self.now:
                     self._yield = True
-            due.append(d.wake)
+            elif type(due) is list:
+                due.append(d.wake)
+            else:
+                self._due[ready] = [due, d.wake]  # type: ignore[list-item]
 
     def _reschedule(self, conn: Connection, d: Direction) -> None:
         if d.queue and not d.scheduled and not d.blocked:
@@ -731,13 +746,16 @@ class Simulation:
                     link.queue.append((ready, eff.message))  # type: ignore[attr-defined]
                     if not link.scheduled and not link.blocked:
                         link.scheduled = True
-                        due = self._due.get(ready)
+                        due = self._due.get(ready)  # _at, inlined
                         if due is None:
-                            self._due[ready] = due = []
-                            heapq.heappush(self._times, ready)
+                            self._due[ready] = link.wake
+                            _heappush(self._times, ready)
                             if ready < now:
                                 self._yield = True
-                        due.append(link.wake)
+                        elif type(due) is list:
+                            due.append(link.wake)
+                        else:
+                            self._due[ready] = [due, link.wake]  # type: ignore[list-item]
             elif t is Resolve or t is Reject:
                 if proc.load is not None:
                     proc.load.on_result(eff)  # type: ignore[arg-type]
@@ -778,13 +796,17 @@ class Simulation:
         d = timers.next_deadline()
         if d is not None and (armed is None or d < armed):
             proc.armed = d
+            event = (self._proc_timer, (proc, proc.incarnation, d))
             due = self._due.get(d)  # _at, inlined
             if due is None:
-                self._due[d] = due = []
-                heapq.heappush(self._times, d)
+                self._due[d] = event
+                _heappush(self._times, d)
                 if d < self.now:
                     self._yield = True
-            due.append((self._proc_timer, (proc, proc.incarnation, d)))
+            elif type(due) is list:
+                due.append(event)
+            else:
+                self._due[d] = [due, event]  # type: ignore[list-item]
 
     def _open(self, proc: Process) -> None:
         self._cid += 1
@@ -1234,6 +1256,9 @@ class Simulation:
 
 
 _NEVER = float("inf")
+_heappush = heapq.heappush
+#: one entry of the event queue: a callback and its arguments
+_Event = tuple[Callable[..., None], tuple[Any, ...]]
 #: trace lines formatted, hashed and written per batch
 _TRACE_BATCH = 8192
 #: the garbage collector's young-generation threshold while a run goes on
