@@ -39,6 +39,8 @@ def _labels(value: Any) -> tuple[str, ...]:
     """
     if value is None or (type(value) is tuple and not value):
         return ()  # the usual case (records of unlabelled containers), at once
+    if type(value) is tuple and len(value) == 1 and type(value[0]) is str:
+        return value  # one label (a record of a labelled container): canonical already
     if isinstance(value, str):
         return (value,)
     return tuple(sorted(dict.fromkeys(str(v) for v in value)))
