@@ -446,10 +446,15 @@ class Hub:
             return
         self._in_flight[client_id] = n + 1
         agent_client = route[1]
-        fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "request"))
+        # Every request passes here: _new_forward and _send_to, inlined.
+        fwd_id = self._forward_serial = self._forward_serial + 1
+        self._forwards[fwd_id] = _Forward(client_id, msg.id, agent_client, "request")
+        self._forwards_to.setdefault(agent_client, {})[fwd_id] = None
         self.stats.forwarded += 1
-        self._send_to(agent_client, Request(fwd_id, msg.uuid, msg.operation, msg.payload,
-                                            client_id))
+        forward = Request(fwd_id, msg.uuid, msg.operation, msg.payload, client_id)
+        agent_conn = self._client_conn.get(agent_client)
+        if agent_conn is not None:
+            self._effects.append(Send(agent_conn, forward))
 
     def _new_forward(self, fwd: _Forward) -> int:
         self._forward_serial += 1
@@ -470,7 +475,10 @@ class Hub:
         if fwd is None or fwd.agent_client != client_id:
             return  # a late answer for a caller that is gone
         self._finish_forward(msg.id, fwd)
-        self._send_to(fwd.caller, Response(fwd.caller_id, msg.payload))
+        reply = Response(fwd.caller_id, msg.payload)
+        caller_conn = self._client_conn.get(fwd.caller)  # _send_to, inlined
+        if caller_conn is not None:
+            self._effects.append(Send(caller_conn, reply))
 
     def _on_ok(self, conn: Conn, client_id: ClientId, msg: Ok, now: float) -> None:
         fwd = self._forwards.get(msg.id)

@@ -193,7 +193,7 @@ class _Call:
 
     __slots__ = ("agent_id", "data", "kind", "ref_id", "sent", "user")
 
-    def __init__(self, kind: str, *, user: bool, ref_id: int | None = None,
+    def __init__(self, kind: str, user: bool, ref_id: int | None = None,
                  agent_id: str | None = None, data: Any = None) -> None:
         self.kind = kind
         self.user = user  # resolve/reject a user handle on completion
@@ -420,11 +420,11 @@ class ClientSession:
         ref = self._refs.get(ref_id)
         if ref is None or ref.status is _REF_RELEASED:
             raise LocalProtocolError(f"reference {ref_id} is not held")
-        handle = self._new_id()
-        self._calls[handle] = _Call("request", user=True, ref_id=ref_id,
-                                    data=(operation, payload))
+        # The hot user operation: _new_id inlined, the call built positionally.
+        handle = self._next_id = self._next_id + 1
+        call = self._calls[handle] = _Call("request", True, ref_id, None, (operation, payload))
         if ref.status is _REF_READY:
-            self._send_call(handle, self._calls[handle])
+            self._send_call(handle, call)
         else:
             ref.waiting[handle] = None
         return handle
@@ -744,7 +744,7 @@ class ClientSession:
         else:  # pragma: no cover - every kind is listed above
             raise AssertionError(kind)
         call.sent = True
-        self._send(message)
+        self._effects.append(Send(None, message))  # _send, inlined
 
     def _finish(self, call_id: int) -> _Call | None:
         return self._calls.pop(call_id, None)
@@ -858,7 +858,7 @@ class ClientSession:
         self.timers.call_at(now + msg.after, ("resend", msg.id))
 
     def _on_response(self, msg: Response, now: float) -> None:
-        if self._finish(msg.id) is not None:
+        if self._calls.pop(msg.id, None) is not None:  # _finish, inlined
             self._effects.append(Resolve(msg.id, msg.payload))
 
     def _on_ok(self, msg: Ok, now: float) -> None:
