@@ -468,7 +468,10 @@ class Hub:
         bucket = self._forwards_to.get(fwd.agent_client)
         if bucket is not None:
             bucket.pop(fwd_id, None)
-        self._in_flight_done(fwd)
+        if fwd.kind == "request":  # _in_flight_done, inlined (every answer passes here)
+            n = self._in_flight.get(fwd.caller, 0)
+            if n > 0:
+                self._in_flight[fwd.caller] = n - 1
 
     def _on_response(self, conn: Conn, client_id: ClientId, msg: Response, now: float) -> None:
         fwd = self._forwards.get(msg.id)

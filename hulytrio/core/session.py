@@ -999,7 +999,9 @@ class ClientSession:
                 if ids:
                     affected.extend(ids)
         if event.agents:
-            affected.extend(i for i, r in self._refs.items() if r.status is _REF_ACQUIRING)
+            for ref_id, r in self._refs.items():
+                if r.status is _REF_ACQUIRING:
+                    affected.append(ref_id)
         if len(affected) > 1:
             # The order references were made in (ref ids grow), as before.
             affected = sorted(set(affected))
@@ -1105,12 +1107,18 @@ class ClientSession:
             self._emit(agent.on_activate(msg))
 
     def _on_request(self, msg: Request, now: float) -> None:
-        agent = self._agent_for_uuid(msg.uuid)
-        if agent is None:
+        # Every forwarded request passes here: _agent_for_uuid and _emit, inlined.
+        uuid = msg.uuid
+        for agent in self._agents.values():
+            if uuid in agent:
+                break
+        else:
             self._send(Error(msg.id, ErrorCode.NOT_FOUND.value,
                              f"container {msg.uuid!r} is not running here"))
             return
-        self._emit(agent.on_request(msg))
+        for effect in agent.on_request(msg):
+            if not isinstance(effect, Send) or self.state is _READY:
+                self._effects.append(effect)
 
     def _on_connect(self, msg: Connect, now: float) -> None:
         agent = self._agent_for_uuid(msg.uuid)
