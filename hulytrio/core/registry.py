@@ -34,7 +34,7 @@ Rules the reference got wrong and this registry fixes are marked "fix:".
 from __future__ import annotations
 
 import builtins
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 from .errors import ErrorCode
 from .events import ChangeKind, EventQueue
@@ -401,9 +401,10 @@ class Registry:
                 cl.holds.pop(c.uuid, None)
         self.timers.cancel(("orphan", c.uuid))
         self._container_changed(ChangeKind.REMOVED, c)
-        standbys = self._standbys.get(c.uuid)
-        if standbys is not None and not standbys:
-            del self._standbys[c.uuid]
+        if c.uuid in self._standbys:
+            # Offers that stood by for an instance that was not one of theirs
+            # (a start of the uuid won the race with them): one serves it now.
+            self._activate_standby(c.uuid)
 
     def _container_changed(self, change: ChangeKind, c: _Container) -> None:
         """Queue an event for ``c`` and, when asked to, note who it concerns.
@@ -605,7 +606,14 @@ class Registry:
         if c is None:
             if oc.uuid in self._pending:
                 # A start of this uuid is pending elsewhere; the start wins.
-                return "standby" if oc.stateless else "terminate"
+                # The offer stands by for it (and takes over if the start
+                # fails or its instance goes: ``_activate_standby``).
+                if not oc.stateless:
+                    return "terminate"
+                self.probes.hit("stateless offer stands by for a start")
+                self._standbys.setdefault(oc.uuid, {})[agent.agent_id] = oc
+                agent.standby[oc.uuid] = oc
+                return "standby"
             c = self._add_container(agent, oc.uuid, oc.kind, oc.labels, oc.stateless)
             for waiter, call_id, _kind, _options in self._parked.pop(oc.uuid, ()):
                 parked_client = self._clients.get(waiter)
@@ -869,11 +877,61 @@ class Registry:
         return p
 
     def _fail_pending(self, uuid: ContainerUuid, code: ErrorCode, text: str) -> None:
+        """A start of ``uuid`` failed (``code``, ``text``): its waiters get an error.
+
+        Unless a stateless offer of ``uuid`` stood by for that start (it
+        registered while the start was pending): then that offer becomes the
+        owner and the waiters hold it.  Without this the offer would stand by
+        for an owner that never comes, and every later get of the uuid would
+        be told "no owner right now".
+        """
         p = self._take_pending(uuid)
         if p is None:
             return
-        for client_id, call_id in p.waiters:
-            self._error(client_id, call_id, code, text)
+        waiters = p.waiters
+        c = self._activate_standby(uuid, waiters if p.kind == self._offered_kind(uuid) else ())
+        if c is None or c.kind != p.kind:
+            for client_id, call_id in waiters:
+                self._error(client_id, call_id, code, text)
+
+    def _offered_kind(self, uuid: ContainerUuid) -> ContainerKind | None:
+        """Return the kind of the first offer standing by for ``uuid`` (None: none)."""
+        for offer in self._standbys.get(uuid, {}).values():
+            return offer.kind
+        return None
+
+    def _activate_standby(
+        self, uuid: ContainerUuid, waiters: Iterable[tuple[ClientId, int]] = (),
+    ) -> _Container | None:
+        """Make the first live standby of unowned ``uuid`` its owner; returns its record.
+
+        ``waiters`` (gets of the uuid) hold it and are answered.  The agent is
+        told with ``Activate``, everyone with an added event.  Returns None,
+        and forgets the standbys, if none of their agents is registered.
+        """
+        standbys = self._standbys.get(uuid)
+        while standbys:
+            agent_id = next(iter(standbys))
+            offer = standbys.pop(agent_id)
+            agent = self._agents.get(agent_id)
+            if agent is None:
+                continue
+            agent.standby.pop(uuid, None)
+            if not standbys:
+                del self._standbys[uuid]
+            self.probes.hit("standby activated for an unowned uuid")
+            c = self._add_container(agent, uuid, offer.kind, offer.labels, stateless=True)
+            self._send(agent.owner, Activate(agent_id, uuid, c.epoch))
+            for client_id, call_id in waiters:
+                if client_id in self._clients:
+                    self._hold(client_id, c)
+                    self._send(client_id, GetReply(call_id, c.record()))
+            # After the holds, so the event concerns the clients that waited.
+            self._container_changed(ChangeKind.ADDED, c)
+            self.events.agent(ChangeKind.UPDATED, agent.info())
+            return c
+        self._standbys.pop(uuid, None)
+        return None
 
     def started(
         self, client_id: ClientId, start_id: int, uuid: ContainerUuid, endpoint: str | None,

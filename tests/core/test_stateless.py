@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hulytrio.core.agent import AgentState, LocalStatus
+from hulytrio.core.effects import Reject, Resolve
 from hulytrio.core.messages import Activate, RegisterAgent
 from hulytrio.core.types import GetOptions, OfferedContainer
 from hulytrio.testing import Cluster
@@ -167,7 +168,10 @@ class _Watched(Cluster):
         super()._client_effect(*args)
 
 
-def test_start_of_a_uuid_that_stands_by_does_not_livelock() -> None:
+def _offer_arrives_during_a_start() -> tuple[_Watched, int]:
+    """A user gets DB's uuid from a1 (which hosts "db" but does not offer DB);
+    while that start is held, a0 registers its offer of DB: it stands by.
+    Returns the cluster and the user's get handle."""
     c = _Watched()
     c.add_client("h1")
     c.add_agent("h1", AgentState("a1", ("db",)))
@@ -175,20 +179,88 @@ def test_start_of_a_uuid_that_stands_by_does_not_livelock() -> None:
     c.auto_start = False
     g = c.sessions["u"].get("db", GetOptions(DB.uuid))
     c.pump()
-    # An offer of the uuid arrives while a start of it is pending: it stands by.
     c.add_client("h0")
     c.add_agent("h0", AgentState("a0", (), stateless=(DB,)))
     assert c.sessions["h0"].agent("a0").is_standby(DB.uuid)
+    assert c.hub.registry.standbys(DB.uuid) == ("a0",)
+    return c, g
+
+
+def _assert_a0_owns_and_u_holds_it(c: _Watched, g: int) -> None:
+    assert owner(c) == "a0"
+    assert c.hub.registry.standbys(DB.uuid) == ()
+    assert c.sessions["h0"].agent("a0").status(DB.uuid) is LocalStatus.ACTIVE
+    result = c.result("u", g)
+    assert isinstance(result, Resolve)
+    assert result.value.agent_id == "a0"
+    assert c.hub.registry.holders(DB.uuid) == {"u": 1}
+    assert c.hub.registry.check() == []
+
+
+def test_a_failed_start_hands_the_uuid_to_the_offer_standing_by_for_it() -> None:
+    c, g = _offer_arrives_during_a_start()
     c.auto_start = True
     host, start = c.held_starts[0]
     c.sessions[host].agent_start_failed(start.agent_id, start.uuid, "boom")
     c.pump()
-    assert c.result("u", g) is not None
+    _assert_a0_owns_and_u_holds_it(c, g)
+    assert c.hub.probes.counts["standby activated for an unowned uuid"] == 1
+    # The agent that failed the start leaves; the uuid stays with a0.
     c.disconnect("h1")
     del c.sessions["h1"]
-    # The next start of the uuid goes to the standing-by agent: it must not
-    # answer "started" for an instance that does not serve.
     g2 = c.sessions["u"].get("db", GetOptions(DB.uuid))
     c.pump()
+    result = c.result("u", g2)
+    assert isinstance(result, Resolve)
+    assert result.value.agent_id == "a0"
+
+
+def test_a_start_that_times_out_hands_the_uuid_to_the_offer_standing_by() -> None:
+    c, g = _offer_arrives_during_a_start()
+    c.advance(c.now + c.hub.registry.timeouts.start + 0.1)
+    _assert_a0_owns_and_u_holds_it(c, g)
+
+
+def test_a_start_lost_with_its_agent_hands_the_uuid_to_the_offer_standing_by() -> None:
+    c, g = _offer_arrives_during_a_start()
+    c.disconnect("h1")
+    del c.sessions["h1"]
+    c.pump()
+    _assert_a0_owns_and_u_holds_it(c, g)
+
+
+def test_a_failed_start_with_nobody_standing_by_still_fails_the_get() -> None:
+    c = _Watched()
+    c.add_client("h1")
+    c.add_agent("h1", AgentState("a1", ("db",)))
+    c.add_client("u")
+    c.auto_start = False
+    g = c.sessions["u"].get("db", GetOptions(DB.uuid))
+    c.pump()
+    c.auto_start = True
+    host, start = c.held_starts[0]
+    c.sessions[host].agent_start_failed(start.agent_id, start.uuid, "boom")
+    c.pump()
+    assert isinstance(c.result("u", g), Reject)
     assert c.hub.registry.container(DB.uuid) is None
-    assert c.result("u", g2) is not None
+
+
+def test_an_offer_standing_by_for_a_started_instance_takes_over_when_it_goes() -> None:
+    c, g = _offer_arrives_during_a_start()
+    c.auto_start = True
+    host, start = c.held_starts[0]
+    c.sessions[host].agent_started(start.agent_id, start.uuid)
+    c.pump()
+    result = c.result("u", g)
+    assert isinstance(result, Resolve)
+    assert result.value.agent_id == "a1"  # the start won the race
+    assert c.hub.registry.standbys(DB.uuid) == ("a0",)
+    assert c.sessions["h0"].agent("a0").is_standby(DB.uuid)
+    c.disconnect("h1")
+    del c.sessions["h1"]
+    c.advance(c.now + 1.0)
+    assert owner(c) == "a0"
+    assert c.hub.registry.standbys(DB.uuid) == ()
+    assert c.sessions["h0"].agent("a0").status(DB.uuid) is LocalStatus.ACTIVE
+    assert c.hub.registry.holders(DB.uuid) == {"u": 1}  # the reference re-acquired it
+    assert c.hub.registry.check() == []

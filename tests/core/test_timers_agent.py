@@ -179,6 +179,22 @@ def test_standby_does_not_serve_and_activation_is_epoch_checked() -> None:
     assert a.epoch("db-1") == 3
 
 
+def test_a_start_of_a_uuid_standing_by_here_is_refused_not_answered_started() -> None:
+    # "Started" would route requests to an instance that does not serve: they
+    # would bounce not_found -> re-acquire -> resend at once, forever.  The
+    # hub no longer sends such a start (it knows the standby); this guards
+    # against one sent from a stale view.
+    offer = OfferedContainer("db-1", "db", stateless=True)
+    a = AgentState("ag", (), stateless=(offer,))
+    a.on_registered(RegisterReply(1, ("db-1",), ()))
+    (err,) = a.on_start(Start(7, "ag", "db", "db-1"))
+    assert isinstance(err, Send)
+    assert isinstance(err.message, Error)
+    assert err.message.id == 7
+    assert err.message.code == ErrorCode.START_FAILED.value
+    assert a.status("db-1") is LocalStatus.STANDBY
+
+
 def test_refused_ordinary_container_is_stopped() -> None:
     a = AgentState("ag", ("echo",))
     a.on_start(_start("u1"))
