@@ -61,7 +61,8 @@ def fast_init(cls: type[_T]) -> type[_T]:
     cost for the records and messages the core makes for every request.
     Same signature, defaults, factories and converters, and instances stay
     immutable (only ``__init__`` bypasses the frozen ``__setattr__``, as
-    attrs' own does).
+    attrs' own does).  It is compiled when the first instance is made, so
+    importing the core costs what it did (a hub start makes few kinds).
 
     Raises:
         TypeError: for a class this cannot copy exactly (not slotted, or
@@ -73,18 +74,38 @@ def fast_init(cls: type[_T]) -> type[_T]:
         raise TypeError(f"{cls.__name__} is not a slotted attrs class")
     if hasattr(cls, "__attrs_post_init__") or hasattr(cls, "__attrs_pre_init__"):
         raise TypeError(f"{cls.__name__} has init hooks")
+    for f in fields:
+        if not f.init or f.kw_only or f.validator is not None or f.alias is None:
+            raise TypeError(f"{cls.__name__}.{f.name} needs attrs' own __init__")
+        if isinstance(f.default, attrs.Factory) and f.default.takes_self:  # type: ignore[arg-type]
+            raise TypeError(f"{cls.__name__}.{f.name} has a factory taking self")
+        if isinstance(f.converter, attrs.Converter):
+            raise TypeError(f"{cls.__name__}.{f.name} has a converter taking more")
+    original = cls.__init__
+
+    def first_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init = _compile_init(cls, fields)
+        init.__doc__ = original.__doc__
+        setattr(cls, "__init__", init)  # noqa: B010 (mypy forbids assigning a method)
+        init(self, *args, **kwargs)
+
+    first_init.__wrapped__ = original  # type: ignore[attr-defined]  # its signature
+    first_init.__qualname__ = f"{cls.__qualname__}.__init__"
+    ATTRS_INITS[cls] = original
+    setattr(cls, "__init__", first_init)  # noqa: B010
+    return cls
+
+
+def _compile_init(cls: type, fields: tuple[Any, ...]) -> Callable[..., None]:
+    """Return ``fast_init``'s ``__init__`` for ``cls`` (its fields checked already)."""
     params: list[str] = []
     body: list[str] = []
     scope: dict[str, Any] = {"NOTHING": attrs.NOTHING}
     for i, f in enumerate(fields):
-        if not f.init or f.kw_only or f.validator is not None or f.alias is None:
-            raise TypeError(f"{cls.__name__}.{f.name} needs attrs' own __init__")
         arg = f.alias
         scope[f"_set{i}"] = getattr(cls, f.name).__set__
         value = arg
         if isinstance(f.default, attrs.Factory):  # type: ignore[arg-type]
-            if f.default.takes_self:
-                raise TypeError(f"{cls.__name__}.{f.name} has a factory taking self")
             scope[f"_factory{i}"] = f.default.factory
             params.append(f"{arg}=NOTHING")
             value = f"(_factory{i}() if {arg} is NOTHING else {arg})"
@@ -94,20 +115,15 @@ def fast_init(cls: type[_T]) -> type[_T]:
         else:
             params.append(arg)
         if f.converter is not None:
-            if isinstance(f.converter, attrs.Converter):
-                raise TypeError(f"{cls.__name__}.{f.name} has a converter taking more")
             # attrs converts defaults (and made ones) too
             scope[f"_conv{i}"] = f.converter
             value = f"_conv{i}({value})"
         body.append(f"    _set{i}(self, {value})")
     source = f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass")
     exec(compile(source, f"<fast_init {cls.__qualname__}>", "exec"), scope)
-    init = scope["__init__"]
+    init: Callable[..., None] = scope["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__doc__ = cls.__init__.__doc__
-    ATTRS_INITS[cls] = cls.__init__
-    cls.__init__ = init  # type: ignore[method-assign]
-    return cls
+    return init
 
 
 def labels_key(labels: Any) -> tuple[str, ...]:

@@ -90,3 +90,21 @@ def test_refuses_what_it_cannot_copy() -> None:
     for cls in (Checked, Hooked, Loose):
         with pytest.raises(TypeError):
             fast_init(cls)
+
+
+def test_compiled_at_the_first_instance_not_at_import() -> None:
+    # Importing the core compiles nothing (a hub's start-up stays as cheap):
+    # each class's constructor is compiled when its first instance is made.
+    import subprocess
+    import sys
+
+    code = (
+        "from hulytrio.core.messages import Welcome\n"
+        "before = Welcome.__init__.__code__.co_filename\n"
+        "Welcome(1, 'h', 3.0, 1.0)\n"
+        "print(before, Welcome.__init__.__code__.co_filename, sep='|')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip().split("|")
+    assert out[0].endswith("types.py")
+    assert out[1] == "<fast_init Welcome>"
