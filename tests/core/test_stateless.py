@@ -168,10 +168,9 @@ class _Watched(Cluster):
         super()._client_effect(*args)
 
 
-def _offer_arrives_during_a_start() -> tuple[_Watched, int]:
-    """A user gets DB's uuid from a1 (which hosts "db" but does not offer DB);
-    while that start is held, a0 registers its offer of DB: it stands by.
-    Returns the cluster and the user's get handle."""
+def _start_held_on_a1() -> tuple[_Watched, int]:
+    """A user gets DB's uuid from a1, which hosts "db" but does not offer DB;
+    the start is held.  Returns the cluster and the user's get handle."""
     c = _Watched()
     c.add_client("h1")
     c.add_agent("h1", AgentState("a1", ("db",)))
@@ -179,6 +178,12 @@ def _offer_arrives_during_a_start() -> tuple[_Watched, int]:
     c.auto_start = False
     g = c.sessions["u"].get("db", GetOptions(DB.uuid))
     c.pump()
+    return c, g
+
+
+def _offer_arrives_during_a_start() -> tuple[_Watched, int]:
+    """While a1's start of DB's uuid is held, a0 registers its offer of DB: it stands by."""
+    c, g = _start_held_on_a1()
     c.add_client("h0")
     c.add_agent("h0", AgentState("a0", (), stateless=(DB,)))
     assert c.sessions["h0"].agent("a0").is_standby(DB.uuid)
@@ -230,13 +235,7 @@ def test_a_start_lost_with_its_agent_hands_the_uuid_to_the_offer_standing_by() -
 
 
 def test_a_failed_start_with_nobody_standing_by_still_fails_the_get() -> None:
-    c = _Watched()
-    c.add_client("h1")
-    c.add_agent("h1", AgentState("a1", ("db",)))
-    c.add_client("u")
-    c.auto_start = False
-    g = c.sessions["u"].get("db", GetOptions(DB.uuid))
-    c.pump()
+    c, g = _start_held_on_a1()
     c.auto_start = True
     host, start = c.held_starts[0]
     c.sessions[host].agent_start_failed(start.agent_id, start.uuid, "boom")
