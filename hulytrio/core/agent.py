@@ -14,8 +14,17 @@ Local container lifecycle (``LocalStatus``)::
 
     Start -> STARTING --started--> ACTIVE --Terminate--> (gone)
                       \\--failed--> (gone)
-    stateless offer: STANDBY <--RegisterReply.standby-- ACTIVE
+    stateless offer: STANDBY --RegisterReply (not standby)--> ACTIVE
+                     ACTIVE --registration sent (fence)--> STANDBY (fenced)
+                     STANDBY --RegisterReply.standby--> STANDBY (demoted)
                      STANDBY --Activate--> ACTIVE
+
+A stateless offer serves only under a registration the hub has answered on
+the current connection: it starts standing by, and every (re-)registration
+fences it until the answer (``fence``), so an agent whose answer is held up
+(a stalled link, a hub that chose another owner meanwhile) never serves next
+to the hub's owner.  A fenced offer answers ``not_found`` like a standby but
+keeps its event streams, unless the answer demotes it.
 
 A STANDBY instance must not serve: requests for it are answered
 ``not_found`` so the caller re-routes.  The offer is never forgotten (fix:
@@ -69,7 +78,7 @@ class LocalStatus(enum.Enum):
 
 
 class _Local:
-    __slots__ = ("epoch", "kind", "labels", "start_ids", "stateless", "status")
+    __slots__ = ("epoch", "fenced", "kind", "labels", "start_ids", "stateless", "status")
 
     def __init__(self, kind: ContainerKind, labels: tuple[str, ...], stateless: bool,
                  status: LocalStatus) -> None:
@@ -78,6 +87,8 @@ class _Local:
         self.stateless = stateless
         self.status = status
         self.epoch = 0
+        #: a serving stateless offer paused while its registration is answered
+        self.fenced = False
         #: hub call ids waiting for this start (duplicated Starts are joined)
         self.start_ids: list[int] = []
 
@@ -107,9 +118,9 @@ class AgentState:
         for oc in stateless:
             if oc.kind not in self.kinds:
                 self.kinds = (*self.kinds, oc.kind)
-            # Optimistically serving until the hub says otherwise; requests
-            # only reach us once the hub routes to us, i.e. once we own it.
-            self._containers[oc.uuid] = _Local(oc.kind, oc.labels, True, LocalStatus.ACTIVE)
+            # Not serving until the hub's answer to the registration makes us
+            # the owner (see module docstring).
+            self._containers[oc.uuid] = _Local(oc.kind, oc.labels, True, LocalStatus.STANDBY)
 
     # --- views ---------------------------------------------------------------
 
@@ -167,6 +178,23 @@ class AgentState:
         return RegisterAgent(call_id, self.agent_id, self.kinds, self.endpoint, offered,
                              self.max_containers)
 
+    def fence(self) -> list[Effect]:
+        """A registration is being sent: serving stateless offers pause until it is answered.
+
+        Returns ``SetServing(False, fenced=True)`` for each offer that served.
+        The answer (``on_registered``) resumes or demotes them.
+        """
+        out: list[Effect] = []
+        for uuid, local in self._containers.items():
+            if local.stateless and local.status is LocalStatus.ACTIVE:
+                local.status = LocalStatus.STANDBY
+                local.fenced = True
+                # The registration starts a new ownership view (perhaps a new
+                # hub term, whose epochs restart): older epochs mean nothing.
+                local.epoch = 0
+                out.append(SetServing(self.agent_id, uuid, False, 0, fenced=True))
+        return out
+
     def offer(self, uuid: ContainerUuid) -> OfferedContainer | None:
         """Return the offer for a stateless ``uuid`` standing by here, or None."""
         local = self._containers.get(uuid)
@@ -191,17 +219,20 @@ class AgentState:
                     mine.epoch = 0
                     if mine.status is LocalStatus.STANDBY and uuid not in reply.standby \
                             and uuid not in reply.terminate:
-                        # fix: the hub made us the owner; a standby that won
+                        # The hub made us the owner (first to register, or a
+                        # fenced owner confirmed); fix: a standby that won
                         # must serve, or requests bounce off it forever.
                         mine.status = LocalStatus.ACTIVE
+                        mine.fenced = False
                         out.append(SetServing(self.agent_id, uuid, True, 0))
         for uuid in reply.standby:
             local = self._containers.get(uuid)
             if local is None:
                 continue
             if local.stateless:
-                if local.status is not LocalStatus.STANDBY:
+                if local.status is not LocalStatus.STANDBY or local.fenced:
                     local.status = LocalStatus.STANDBY
+                    local.fenced = False
                     out.append(SetServing(self.agent_id, uuid, False, local.epoch))
             else:
                 del self._containers[uuid]
@@ -220,6 +251,7 @@ class AgentState:
         if local is None or local.status is not LocalStatus.STANDBY:
             return []
         local.status = LocalStatus.ACTIVE
+        local.fenced = False
         return [SetServing(self.agent_id, uuid, True, local.epoch)]
 
     # --- hub orders ---------------------------------------------------------------
@@ -307,6 +339,7 @@ class AgentState:
         if local.status is LocalStatus.ACTIVE:
             return []
         local.status = LocalStatus.ACTIVE
+        local.fenced = False
         return [SetServing(self.agent_id, msg.uuid, True, msg.epoch)]
 
     def on_request(self, msg: Request) -> list[Effect]:

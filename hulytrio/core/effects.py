@@ -132,12 +132,17 @@ class StopContainer(Effect):
 
 @attrs.frozen
 class SetServing(Effect):
-    """Agent: stateless ``uuid`` now serves (owner) or must not serve (standby)."""
+    """Agent: stateless ``uuid`` now serves (owner) or must not serve (standby).
+
+    ``fenced``: not serving only until the hub answers a registration (keep
+    the container's streams; a demotion follows as ``serving=False`` without it).
+    """
 
     agent_id: str
     uuid: str
     serving: bool
     epoch: int = 0
+    fenced: bool = False
 
 
 @attrs.frozen

@@ -734,6 +734,8 @@ class ClientSession:
             agent = self._agents.get(call.agent_id or "")
             if agent is None:
                 return
+            # Serve stateless offers only once the hub has answered this.
+            self._effects.extend(agent.fence())
             message = agent.registration(call_id)
         elif kind == "unregister":
             message = UnregisterAgent(call_id, call.agent_id or "")

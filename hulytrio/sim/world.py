@@ -698,9 +698,10 @@ class Simulation:
             proc.agent = AgentState(proc.pid, a.kinds, endpoint=f"sim://{proc.pid}",
                                     stateless=offers, max_containers=a.max_containers)
             for s in a.stateless:
-                # Pre-existing instances, optimistically serving (as AgentState is).
+                # Pre-existing instances, standing by until the hub's answer
+                # to the registration makes one the owner (as AgentState does).
                 proc.running[s.uuid] = s.kind
-                proc.serving[s.uuid] = True
+                proc.serving[s.uuid] = False
                 self.invariants.offered(s.uuid, proc)
             session.register_agent(proc.agent)
         proc.load = None

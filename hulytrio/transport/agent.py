@@ -20,7 +20,8 @@ driver performs their effects with user code:
   pushes through the same path, and is a no-op once the stream closed;
 - ``SetServing``: logged (``AgentState`` already refuses requests to a
   standby); a container that stops being served ends its direct streams, as
-  a terminated one does, so their clients reconnect to the new owner.
+  a terminated one does, so their clients reconnect to the new owner.  A
+  *fenced* pause (a registration awaiting the hub's answer) keeps them.
 
 With an endpoint the agent opens its own WebSocket server; each
 connection runs an ``EndpointSession`` (reader feeds it, a bounded outbox
@@ -308,6 +309,11 @@ class AgentRuntime:
             if container is not None:
                 self._spawn(self._terminate, effect.uuid, container)
         elif isinstance(effect, SetServing):
+            if effect.fenced:
+                # Paused until the hub answers our registration: streams stay.
+                log.debug("agent %s: %s paused until the hub confirms it", self.agent_id,
+                          effect.uuid)
+                return
             log.info("agent %s: %s %s (epoch %d)", self.agent_id,
                      "serves" if effect.serving else "stands by for", effect.uuid, effect.epoch)
             if not effect.serving:

@@ -118,12 +118,19 @@ def test_standby_containers_are_refused_through_agent_state():
     state = AgentState("a1", ("ha",), stateless=(OfferedContainer("h1", "ha", (), True),))
     session = EndpointSession("a1", lambda u: state.status(u) is LocalStatus.ACTIVE)
     session.receive(Hello(PROTOCOL_VERSION, "c"))
-    assert isinstance(session.receive(Request(1, "h1", "op"))[0], RunRequest)
-    state.on_registered(RegisterReply(1, standby=("h1",)))
-    answer = session.receive(Request(2, "h1", "op"))[0]
-    assert isinstance(answer, Send)
-    assert isinstance(answer.message, Error)
-    assert answer.message.code == "not_found"
+
+    def refused(call_id: int) -> bool:
+        answer = session.receive(Request(call_id, "h1", "op"))[0]
+        return (isinstance(answer, Send) and isinstance(answer.message, Error)
+                and answer.message.code == "not_found")
+
+    assert refused(1)  # an offer serves only once the hub has answered its registration
+    state.on_registered(RegisterReply(1))
+    assert isinstance(session.receive(Request(2, "h1", "op"))[0], RunRequest)
+    state.fence()  # re-registering: paused until answered
+    assert refused(3)
+    state.on_registered(RegisterReply(2, standby=("h1",)))
+    assert refused(4)
 
 
 def test_connect_push_disconnect():

@@ -166,8 +166,9 @@ def test_standby_does_not_serve_and_activation_is_epoch_checked() -> None:
     offer = OfferedContainer("db-1", "db", stateless=True)
     a = AgentState("ag", (), stateless=(offer,))
     assert a.kinds == ("db",)
-    assert a.on_registered(RegisterReply(1, ("db-1",), ())) == [
-        SetServing("ag", "db-1", False, 0)]
+    # An offer stands by from the start; told so, there is nothing to change.
+    assert a.status("db-1") is LocalStatus.STANDBY
+    assert a.on_registered(RegisterReply(1, ("db-1",), ())) == []
     assert a.status("db-1") is LocalStatus.STANDBY
     (err,) = a.on_request(Request(5, "db-1", "op"))
     assert err.message.code == ErrorCode.NOT_FOUND.value
@@ -177,6 +178,32 @@ def test_standby_does_not_serve_and_activation_is_epoch_checked() -> None:
     assert a.serving() == ("db-1",)
     assert a.on_activate(Activate("ag", "db-1", 2)) == []  # stale
     assert a.epoch("db-1") == 3
+
+
+def test_an_offer_serves_only_under_an_answered_registration() -> None:
+    offer = OfferedContainer("db-1", "db", stateless=True)
+    a = AgentState("ag", (), stateless=(offer,))
+    assert a.serving() == ()
+    assert a.fence() == []  # nothing serves yet: nothing to pause
+    assert a.on_registered(RegisterReply(1)) == [SetServing("ag", "db-1", True, 0)]
+    assert a.serving() == ("db-1",)
+    # Re-registering (a reconnect): paused, streams kept, until the answer.
+    assert a.fence() == [SetServing("ag", "db-1", False, 0, fenced=True)]
+    assert a.serving() == ()
+    assert a.on_registered(RegisterReply(2)) == [SetServing("ag", "db-1", True, 0)]
+    assert a.serving() == ("db-1",)
+    # A registration starts a new ownership view: the epoch seen before is void.
+    a.on_activate(Activate("ag", "db-1", 3))
+    assert a.fence() == [SetServing("ag", "db-1", False, 0, fenced=True)]
+    assert a.epoch("db-1") == 0
+    assert a.on_registered(RegisterReply(3)) == [SetServing("ag", "db-1", True, 0)]
+    # The next answer says another agent owns it now: a real demotion.
+    a.fence()
+    assert a.on_registered(RegisterReply(4, ("db-1",), ())) == [
+        SetServing("ag", "db-1", False, 0)]
+    assert a.is_standby("db-1")
+    # A standby is not paused by a registration: it did not serve.
+    assert a.fence() == []
 
 
 def test_a_start_of_a_uuid_standing_by_here_is_refused_not_answered_started() -> None:
