@@ -407,3 +407,37 @@ async def _wait_value(call, expected) -> bool:
     while await call() != expected:  # noqa: ASYNC110 - polls a remote container
         await trio.sleep(0.01)
     return True
+
+
+async def test_a_direct_stream_to_a_stateless_owner_survives_a_hub_restart():
+    """Re-registering fences the owner until the new hub answers; its streams stay open."""
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+
+    async def hub_task(task_status=trio.TASK_STATUS_IGNORED):
+        with trio.CancelScope() as scope:
+            async with hulytrio.serve_network(port=port, timeouts=FAST):
+                task_status.started(scope)
+                await trio.sleep_forever()
+
+    with trio.fail_after(15):
+        async with trio.open_nursery() as hubs, hulytrio.open_client(url) as agent_side, \
+                hulytrio.open_client(url) as c:
+            first = await hubs.start(hub_task)
+            agent = await agent_side.serve_agent(
+                {}, agent_id="owner", endpoint="127.0.0.1:0",
+                stateless=[hulytrio.StatelessContainer("ha-1", "ha", Echo("ha-1"))])
+            ref = await c.get("ha", uuid="ha-1")
+            async with ref.connect() as conn:
+                assert conn.direct
+                events = conn.events()
+                assert await events.__anext__() == {"welcome": c.client_id}
+                first.cancel()
+                second = await hubs.start(hub_task)
+                # Through the new hub: the agent has re-registered and been answered.
+                assert (await ref.request("after restart"))["uuid"] == "ha-1"
+                assert agent.serving() == ("ha-1",)
+                # The direct stream was paused, not ended: it still carries events.
+                assert await conn.request("emit", {"tick": 1}) == 1
+                assert await events.__anext__() == {"tick": 1}
+            second.cancel()
