@@ -191,6 +191,13 @@ def _offer_arrives_during_a_start() -> tuple[_Watched, int]:
     return c, g
 
 
+def _fail_held_start(c: _Watched) -> None:
+    c.auto_start = True
+    host, start = c.held_starts[0]
+    c.sessions[host].agent_start_failed(start.agent_id, start.uuid, "boom")
+    c.pump()
+
+
 def _assert_a0_owns_and_u_holds_it(c: _Watched, g: int) -> None:
     assert owner(c) == "a0"
     assert c.hub.registry.standbys(DB.uuid) == ()
@@ -204,10 +211,7 @@ def _assert_a0_owns_and_u_holds_it(c: _Watched, g: int) -> None:
 
 def test_a_failed_start_hands_the_uuid_to_the_offer_standing_by_for_it() -> None:
     c, g = _offer_arrives_during_a_start()
-    c.auto_start = True
-    host, start = c.held_starts[0]
-    c.sessions[host].agent_start_failed(start.agent_id, start.uuid, "boom")
-    c.pump()
+    _fail_held_start(c)
     _assert_a0_owns_and_u_holds_it(c, g)
     assert c.hub.probes.counts["standby activated for an unowned uuid"] == 1
     # The agent that failed the start leaves; the uuid stays with a0.
@@ -236,10 +240,7 @@ def test_a_start_lost_with_its_agent_hands_the_uuid_to_the_offer_standing_by() -
 
 def test_a_failed_start_with_nobody_standing_by_still_fails_the_get() -> None:
     c, g = _start_held_on_a1()
-    c.auto_start = True
-    host, start = c.held_starts[0]
-    c.sessions[host].agent_start_failed(start.agent_id, start.uuid, "boom")
-    c.pump()
+    _fail_held_start(c)
     assert isinstance(c.result("u", g), Reject)
     assert c.hub.registry.container(DB.uuid) is None
 
