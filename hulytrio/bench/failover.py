@@ -33,6 +33,8 @@ import signal
 import statistics
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import trio
 
@@ -120,29 +122,51 @@ async def wait_listening(port: int) -> float:
         return trio.current_time()
 
 
-async def hub_restart_round(alive: float) -> tuple[float, float, float]:
-    """Returns (kill -> reference usable, new hub spawned -> listening, listening -> usable)."""
+class _HubRound:
+    """One hub round's processes and the reference the measuring client holds."""
+
+    def __init__(self, port: int, hub_proc: trio.Process, ref: hulytrio.ContainerReference
+                 ) -> None:
+        self.port = port
+        self.hub_proc = hub_proc  # replaced when the round starts a new hub
+        self.ref = ref
+
+
+@asynccontextmanager
+async def _hub_round(alive: float, *hub_args: str) -> AsyncIterator[_HubRound]:
+    """Start a hub (with ``hub_args``) and an agent; yield a round holding the HA reference.
+
+    The agent and whichever hub process the round ends with are stopped on exit.
+    """
     port = free_port()
     url = f"ws://127.0.0.1:{port}"
-    hub_proc = await hub(port, alive)
+    hub_proc = await hub(port, alive, *hub_args)
     agent_proc = await agent(url, "steady")
+    rnd: _HubRound | None = None
     try:
         async with hulytrio.open_client(url) as client:
             await wait_agent(client, "steady")
             ref = await client.get("ha", uuid=UUID)
             await ref.request("before")
-            start = trio.current_time()
-            hub_proc.kill()
-            await hub_proc.wait()
-            spawned = trio.current_time()
-            hub_proc = await hub(port, alive)
-            listening = await wait_listening(port)
-            await ref.request("after")
-            end = trio.current_time()
-            return end - start, listening - spawned, end - listening
+            rnd = _HubRound(port, hub_proc, ref)
+            yield rnd
     finally:
         await stop(agent_proc)
-        await stop(hub_proc)
+        await stop(rnd.hub_proc if rnd is not None else hub_proc)
+
+
+async def hub_restart_round(alive: float) -> tuple[float, float, float]:
+    """Returns (kill -> reference usable, new hub spawned -> listening, listening -> usable)."""
+    async with _hub_round(alive) as rnd:
+        start = trio.current_time()
+        rnd.hub_proc.kill()
+        await rnd.hub_proc.wait()
+        spawned = trio.current_time()
+        rnd.hub_proc = await hub(rnd.port, alive)
+        listening = await wait_listening(rnd.port)
+        await rnd.ref.request("after")
+        end = trio.current_time()
+        return end - start, listening - spawned, end - listening
 
 
 def children(pid: int) -> list[int]:
@@ -153,23 +177,12 @@ def children(pid: int) -> list[int]:
 
 async def hub_crash_round(alive: float) -> float:
     """Returns kill of a supervised hub's worker -> reference usable, in seconds."""
-    port = free_port()
-    url = f"ws://127.0.0.1:{port}"
-    hub_proc = await hub(port, alive, "--supervise")
-    agent_proc = await agent(url, "steady")
-    try:
-        async with hulytrio.open_client(url) as client:
-            await wait_agent(client, "steady")
-            ref = await client.get("ha", uuid=UUID)
-            await ref.request("before")
-            [worker] = children(hub_proc.pid)
-            start = trio.current_time()
-            os.kill(worker, signal.SIGKILL)
-            await ref.request("after")
-            return trio.current_time() - start
-    finally:
-        await stop(agent_proc)
-        await stop(hub_proc)
+    async with _hub_round(alive, "--supervise") as rnd:
+        [worker] = children(rnd.hub_proc.pid)
+        start = trio.current_time()
+        os.kill(worker, signal.SIGKILL)
+        await rnd.ref.request("after")
+        return trio.current_time() - start
 
 
 def summary(key: str, name: str, values: list[float], *, show: bool = True
