@@ -58,12 +58,10 @@ from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedC
 from .agent import Agent, AgentRuntime
 from .codec import (
     MAX_FRAME_BYTES,
-    WireError,
-    decode_frame_lenient,
     decode_payload,
     encode_payload,
 )
-from .connection import ContainerConnection, open_container_connection
+from .connection import ContainerConnection, open_container_connection, received_messages
 from .container import Factory, StatelessContainer
 from .deadlines import DeadlineTask
 from .errors import single_errors
@@ -390,17 +388,7 @@ class Client:
                 return
             now = trio.current_time()
             for data in frames:
-                if isinstance(data, str):
-                    log.warning("hub sent a text frame; ignored")
-                    continue
-                try:
-                    messages, errors = decode_frame_lenient(data)
-                except WireError as exc:
-                    log.warning("undecodable frame from the hub: %s", exc)
-                    continue
-                for err in errors:
-                    log.warning("undecodable message from the hub: %s", err)
-                for message in messages:
+                for message in received_messages(data, "the hub"):
                     session.receive(message, now)
             self._drain()
 

@@ -33,6 +33,7 @@ from hulytrio.core.effects import (
 )
 from hulytrio.core.endpoint import EndpointClient, EndpointState
 from hulytrio.core.errors import ConnectionClosed
+from hulytrio.core.messages import Message
 
 from .codec import (
     MAX_FRAME_BYTES,
@@ -55,6 +56,25 @@ log = logging.getLogger("hulytrio.client")
 
 #: Container events buffered per connection; beyond it new events are dropped (logged).
 EVENTS_BUFFER = 10_000
+
+
+def received_messages(data: bytes | str, source: str) -> list[Message]:
+    """Return the messages of one frame a client received from ``source`` (for logs).
+
+    What cannot be used is logged and dropped: a text frame, an undecodable
+    frame, each undecodable message (the rest of its frame is kept).
+    """
+    if isinstance(data, str):
+        log.warning("text frame from %s; ignored", source)
+        return []
+    try:
+        messages, errors = decode_frame_lenient(data)
+    except WireError as exc:
+        log.warning("undecodable frame from %s: %s", source, exc)
+        return []
+    for err in errors:
+        log.warning("undecodable message from %s: %s", source, err)
+    return messages
 
 
 class ContainerConnection:
@@ -176,16 +196,7 @@ class _Direct:
             except WebSocketClosed:
                 break
             for data in frames:
-                if isinstance(data, str):
-                    continue
-                try:
-                    messages, errors = decode_frame_lenient(data)
-                except WireError as exc:
-                    log.warning("undecodable frame from an agent endpoint: %s", exc)
-                    continue
-                for err in errors:
-                    log.warning("undecodable message from an agent endpoint: %s", err)
-                for message in messages:
+                for message in received_messages(data, "an agent endpoint"):
                     self.perform(self.machine.receive(message))
         self.perform(self.machine.connection_lost())
         if self.conn is not None:
