@@ -23,8 +23,11 @@ A stateless offer serves only under a registration the hub has answered on
 the current connection: it starts standing by, and every (re-)registration
 fences it until the answer (``fence``), so an agent whose answer is held up
 (a stalled link, a hub that chose another owner meanwhile) never serves next
-to the hub's owner.  A fenced offer answers ``not_found`` like a standby but
-keeps its event streams, unless the answer demotes it.
+to the hub's owner.  A fenced offer keeps its event streams, unless the
+answer demotes it, and its endpoint answers direct calls ``Retry`` (they wait
+out the round trip: ``is_fenced``).  Through the hub no call reaches it
+fenced (the hub answers a registration before it forwards anything on that
+connection); one that did would get ``not_found`` and be re-routed.
 
 A STANDBY instance must not serve: requests for it are answered
 ``not_found`` so the caller re-routes.  The offer is never forgotten (fix:
@@ -128,6 +131,11 @@ class AgentState:
         """Return the local status of ``uuid``, or None if this agent has no such container."""
         local = self._containers.get(uuid)
         return None if local is None else local.status
+
+    def is_fenced(self, uuid: ContainerUuid) -> bool:
+        """Return whether ``uuid`` served here and paused for an unanswered registration."""
+        local = self._containers.get(uuid)
+        return local is not None and local.fenced
 
     def serving(self) -> tuple[ContainerUuid, ...]:
         """Return the uuids this agent serves right now (ACTIVE), in start order."""

@@ -10,9 +10,9 @@ bypassing the hub.  The conversation is a subset of the hub protocol::
     Hello(protocol, client id) ->
                                <-  Welcome(protocol, agent id, ...)
     Connect(id, uuid)          ->                     (start the event stream)
-                               <-  Ok(id) | Error(id, not_found)
+                               <-  Ok(id) | Error(id, not_found) | Retry(id, after)
     Request(id, uuid, op, ..)  ->
-                               <-  Response(id, ..) | Error(id, ..)
+                               <-  Response(id, ..) | Error(id, ..) | Retry(id, after)
                                <-  Push(uuid, payload)   (container broadcasts)
                                <-  Disconnect(uuid)      (the container stopped here)
     Disconnect(uuid)           ->
@@ -24,14 +24,23 @@ hello, answers only for containers the agent serves *now* (a standby or a
 terminated container is ``not_found``, so the client falls back to the hub
 and re-acquires), and turns calls into the same agent effects the hub path
 produces (``RunRequest``, ``ConnectContainer``, ``DisconnectContainer``).
-A request id already in flight on the connection is processed once.
+A request id already in flight on the connection is processed once.  A
+stateless owner *fenced* while its registration awaits the hub's answer
+(see ``core/agent.py``) is neither serving nor gone: its calls are answered
+``Retry(id, FENCED_RETRY_AFTER)``, so they wait out that round trip instead
+of failing.
 
 ``EndpointClient`` is the client's side: it numbers calls and turns answers
 into ``Resolve`` / ``Reject`` of those numbers, pushes into ``DeliverPush``,
 and the agent's ``Disconnect`` (the container stopped or moved away) into
-``StreamEnded``.  Liveness is the TCP connection itself: both ends see a
-WebSocket close at once, and a connection that dies is simply reopened by
-the user's next ``ref.connect()``.
+``StreamEnded``.  A ``Retry`` re-sends the call after the delay it names,
+doubled for each further ``Retry`` of the same call up to ``RETRY_MAX``
+(the driver wakes it at ``next_deadline()``); a call retried this way
+waits as long as the agent stays fenced, as a call through the hub waits
+while the hub is away, so callers bound it with a timeout of their own.
+Liveness is the TCP connection itself: both ends see a WebSocket close at
+once, and a connection that dies is simply reopened by the user's next
+``ref.connect()``.
 
 Endpoint connection lifecycle (``EndpointState``)::
 
@@ -71,11 +80,19 @@ from .messages import (
     Push,
     Request,
     Response,
+    Retry,
     Welcome,
 )
+from .timers import Timers
 from .types import AgentId, ContainerUuid
 
-__all__ = ["EndpointClient", "EndpointSession", "EndpointState"]
+__all__ = ["FENCED_RETRY_AFTER", "RETRY_MAX", "EndpointClient", "EndpointSession", "EndpointState"]
+
+#: What a fenced offer asks callers to wait before resending (seconds): the
+#: fence lasts one round trip to the hub, so a short first wait mostly wins.
+FENCED_RETRY_AFTER = 0.02
+#: The longest wait between resends of one call that keeps being retried.
+RETRY_MAX = 1.0
 
 
 class EndpointState(enum.Enum):
@@ -96,14 +113,18 @@ _OPEN = EndpointState.OPEN
 class EndpointSession:
     """The agent's side of one direct connection (see module docstring).
 
-    ``serves(uuid)`` tells whether the agent serves ``uuid`` right now.
+    ``serves(uuid)`` tells whether the agent serves ``uuid`` right now, and
+    ``fenced(uuid)`` whether it will again once the hub answers its
+    registration (calls to it are then answered ``Retry``).
     ``alive_timeout`` and ``ping_interval`` are announced in the ``Welcome``.
     """
 
-    def __init__(self, agent_id: AgentId, serves: Callable[[ContainerUuid], bool], *,
+    def __init__(self, agent_id: AgentId, serves: Callable[[ContainerUuid], bool],
+                 fenced: Callable[[ContainerUuid], bool] | None = None, *,
                  alive_timeout: float = 3.0, ping_interval: float = 1.0) -> None:
         self.agent_id = agent_id
         self.serves = serves
+        self.fenced = fenced
         self.alive_timeout = alive_timeout
         self.ping_interval = ping_interval
         self.state = EndpointState.HELLO
@@ -188,6 +209,17 @@ class EndpointSession:
         self._in_flight.discard(call_id)
         return True
 
+    def _refusal(self, call_id: int, uuid: ContainerUuid) -> Effect:
+        # A fenced owner serves again after one round trip to the hub (or
+        # hands over to another agent, when a Retry then meets not_found).
+        if self.fenced is not None and self.fenced(uuid):
+            return Send(None, Retry(call_id, FENCED_RETRY_AFTER))
+        return self._not_found(call_id, uuid)
+
+    def _not_found(self, call_id: int, uuid: ContainerUuid) -> Effect:
+        return Send(None, Error(call_id, ErrorCode.NOT_FOUND.value,
+                                f"container {uuid!r} is not served by agent {self.agent_id!r}"))
+
     def _hello(self, message: Message) -> list[Effect]:
         if not isinstance(message, Hello):
             self.state = EndpointState.CLOSED
@@ -208,18 +240,16 @@ class EndpointSession:
         if msg.id in self._in_flight:
             return []  # a duplicate of a request still running: answered once
         if not self.serves(msg.uuid):
-            return [Send(None, Error(msg.id, ErrorCode.NOT_FOUND.value,
-                                     f"container {msg.uuid!r} is not served by agent "
-                                     f"{self.agent_id!r}"))]
+            return [self._refusal(msg.id, msg.uuid)]
         self._in_flight.add(msg.id)
         return [RunRequest(self.agent_id, msg.uuid, msg.id, msg.operation, msg.payload,
                            self.peer_id)]
 
     def _connect(self, msg: Connect) -> list[Effect]:
-        if not self.serves(msg.uuid) or self.peer_id is None:
-            return [Send(None, Error(msg.id, ErrorCode.NOT_FOUND.value,
-                                     f"container {msg.uuid!r} is not served by agent "
-                                     f"{self.agent_id!r}"))]
+        if self.peer_id is None:  # a stream needs a client id to address it
+            return [self._not_found(msg.id, msg.uuid)]
+        if not self.serves(msg.uuid):
+            return [self._refusal(msg.id, msg.uuid)]
         out: list[Effect] = [Send(None, Ok(msg.id))]
         if msg.uuid not in self.connected:
             self.connected[msg.uuid] = None
@@ -232,14 +262,20 @@ class EndpointClient:
 
     Call ``hello()`` once the connection is open, then ``connect`` /
     ``request``; every call returns a handle that a later ``Resolve`` /
-    ``Reject`` answers.  The hello itself resolves handle 0.
+    ``Reject`` answers.  The hello itself resolves handle 0.  A driver feeds
+    ``receive(message, now)`` and calls ``handle_timers(now)`` at
+    ``next_deadline()`` (the resends of retried calls).
     """
 
     def __init__(self, client_id: str) -> None:
         self.client_id = client_id
         self.state = EndpointState.HELLO
         self._next_id = 0
-        self._calls: dict[int, None] = {}
+        #: calls awaiting an answer: handle -> the message, kept to resend it
+        self._calls: dict[int, Request | Connect] = {}
+        #: handle -> how many times the call was answered Retry
+        self._retries: dict[int, int] = {}
+        self.timers = Timers()
 
     def hello(self) -> list[Effect]:
         """Return the ``Hello`` to send first."""
@@ -252,7 +288,8 @@ class EndpointClient:
             LocalProtocolError: if the connection is not open.
         """
         handle = self._call()
-        return handle, [Send(None, Connect(handle, uuid, self.client_id))]
+        message = self._calls[handle] = Connect(handle, uuid, self.client_id)
+        return handle, [Send(None, message)]
 
     def request(self, uuid: ContainerUuid, operation: str, payload: bytes
                 ) -> tuple[int, list[Effect]]:
@@ -262,7 +299,8 @@ class EndpointClient:
             LocalProtocolError: if the connection is not open.
         """
         handle = self._call()
-        return handle, [Send(None, Request(handle, uuid, operation, payload))]
+        message = self._calls[handle] = Request(handle, uuid, operation, payload)
+        return handle, [Send(None, message)]
 
     def disconnect(self, uuid: ContainerUuid) -> list[Effect]:
         """Close the event stream from ``uuid`` and the connection; returns the effects."""
@@ -271,11 +309,18 @@ class EndpointClient:
         return [Send(None, Disconnect(uuid, self.client_id)), Send(None, Close("done")),
                 *self.connection_lost()]
 
-    def receive(self, message: Message) -> list[Effect]:
-        """Handle one decoded message; returns ``Resolve`` / ``Reject`` / ``DeliverPush``."""
+    def receive(self, message: Message, now: float) -> list[Effect]:
+        """Handle one decoded message received at ``now``.
+
+        Returns ``Resolve`` / ``Reject`` / ``DeliverPush`` / ``StreamEnded``
+        and ``Send`` effects; a ``Retry`` only arms a resend (see
+        ``next_deadline``).
+        """
         if type(message) is Response and self.state is _OPEN:  # the hot path
-            if self._calls.pop(message.id, 0) is not None:
+            if self._calls.pop(message.id, None) is None:
                 return []
+            if self._retries:
+                self._forget_retries(message.id)
             return [Resolve(message.id, message.payload)]
         if self.state is EndpointState.CLOSED:
             return []
@@ -293,9 +338,13 @@ class EndpointClient:
             return [StreamEnded(message.uuid)]
         if isinstance(message, Ping):
             return [Send(None, Pong())]
+        if isinstance(message, Retry):
+            self._retry(message, now)
+            return []
         if isinstance(message, Response | Ok | Error):
-            if self._calls.pop(message.id, 0) is not None:
+            if self._calls.pop(message.id, None) is None:
                 return []
+            self._forget_retries(message.id)
             if isinstance(message, Response):
                 return [Resolve(message.id, message.payload)]
             if isinstance(message, Ok):
@@ -306,6 +355,19 @@ class EndpointClient:
             return self.connection_lost()
         return []
 
+    def next_deadline(self) -> float | None:
+        """Return when ``handle_timers`` must next run (a resend is due), or None."""
+        return self.timers.next_deadline()
+
+    def handle_timers(self, now: float) -> list[Effect]:
+        """Resend the retried calls due by ``now``; returns their ``Send`` effects."""
+        out: list[Effect] = []
+        for handle in self.timers.expired(now):
+            message = self._calls.get(handle)  # type: ignore[call-overload]
+            if message is not None and self.state is _OPEN:
+                out.append(Send(None, message))
+        return out
+
     def connection_lost(self) -> list[Effect]:
         """The connection ended: every call in flight fails with ``ConnectionClosed``."""
         if self.state is EndpointState.CLOSED:
@@ -315,11 +377,26 @@ class EndpointClient:
         out: list[Effect] = [Reject(0, ConnectionClosed("endpoint closed"))] if was_hello else []
         out.extend(Reject(h, ConnectionClosed("endpoint connection closed")) for h in self._calls)
         self._calls.clear()
+        self._retries.clear()
+        self.timers = Timers()
         return out
+
+    def _retry(self, message: Retry, now: float) -> None:
+        if message.id not in self._calls:
+            return  # answered meanwhile, or never ours
+        # The agent names its wait; a call retried again and again backs off
+        # (doubling, up to RETRY_MAX) so a long fence costs little traffic.
+        tries = self._retries.get(message.id, 0)
+        self._retries[message.id] = tries + 1
+        delay = max(message.after, min(message.after * 2 ** tries, RETRY_MAX))
+        self.timers.call_at(now + delay, message.id)
+
+    def _forget_retries(self, handle: int) -> None:
+        if self._retries.pop(handle, None) is not None:
+            self.timers.cancel(handle)
 
     def _call(self) -> int:
         if self.state is not EndpointState.OPEN:
             raise LocalProtocolError(f"endpoint connection is {self.state.value}")
         self._next_id += 1
-        self._calls[self._next_id] = None
         return self._next_id

@@ -230,7 +230,7 @@ class AgentRuntime:
             log.info("agent %s endpoint: upgrade failed: %r", self.agent_id, exc)
             await trio.aclose_forcefully(stream)
             return
-        peer = _EndpointPeer(self, EndpointSession(self.agent_id, self._serves))
+        peer = _EndpointPeer(self, EndpointSession(self.agent_id, self._serves, self._fenced))
         self._endpoint_peers[id(peer)] = peer
         try:
             with peer.scope:
@@ -268,6 +268,9 @@ class AgentRuntime:
 
     def _serves(self, uuid: ContainerUuid) -> bool:
         return self.state.status(uuid) is LocalStatus.ACTIVE and uuid in self.containers
+
+    def _fenced(self, uuid: ContainerUuid) -> bool:
+        return self.state.is_fenced(uuid) and uuid in self.containers
 
     def _endpoint_perform(self, peer: _EndpointPeer, effects: list[Effect]) -> None:
         es = peer.session

@@ -42,6 +42,7 @@ from .codec import (
     decode_payload,
     encode_payload,
 )
+from .deadlines import DeadlineTask
 from .errors import single_errors
 from .outbox import Outbox
 from .waiter import Waiter
@@ -152,6 +153,11 @@ class _Direct:
         self.writer_done = trio.Event()
         self.slots: dict[int, Waiter] = {}
         self.conn: ContainerConnection | None = None
+        #: wakes the machine to resend calls the agent answered ``Retry``
+        self.deadlines = DeadlineTask(machine.next_deadline, self._fire)
+
+    def _fire(self, now: float) -> None:
+        self.perform(self.machine.handle_timers(now))
 
     def perform(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -195,9 +201,13 @@ class _Direct:
                 frames = await self.ws.receive()
             except WebSocketClosed:
                 break
+            now = trio.current_time()
+            armings = self.machine.timers.armings
             for data in frames:
                 for message in received_messages(data, "an agent endpoint"):
-                    self.perform(self.machine.receive(message))
+                    self.perform(self.machine.receive(message, now))
+            if self.machine.timers.armings != armings:
+                self.deadlines.poke()
         self.perform(self.machine.connection_lost())
         if self.conn is not None:
             self.conn._tx.close()
@@ -235,6 +245,7 @@ async def _run_direct(ref: ContainerReference, ws: WebSocket, nursery: trio.Nurs
     direct = _Direct(ws, EndpointClient(ref._client.client_id))
     nursery.start_soon(direct.run_writer)
     nursery.start_soon(direct.run_reader)
+    nursery.start_soon(direct.deadlines.run)
     try:
         direct.perform(direct.machine.hello())
         await direct.wait(0)

@@ -17,7 +17,13 @@ from hulytrio.core.effects import (
     Send,
     StreamEnded,
 )
-from hulytrio.core.endpoint import EndpointClient, EndpointSession, EndpointState
+from hulytrio.core.endpoint import (
+    FENCED_RETRY_AFTER,
+    RETRY_MAX,
+    EndpointClient,
+    EndpointSession,
+    EndpointState,
+)
 from hulytrio.core.errors import (
     ConnectionClosed,
     ContainerNotFound,
@@ -37,6 +43,7 @@ from hulytrio.core.messages import (
     RegisterReply,
     Request,
     Response,
+    Retry,
     Start,
     Welcome,
 )
@@ -48,7 +55,10 @@ class Pair:
 
     def __init__(self, serving: set[str] | None = None) -> None:
         self.serving = serving if serving is not None else {"c1"}
-        self.agent = EndpointSession("a1", lambda uuid: uuid in self.serving)
+        self.fenced: set[str] = set()
+        self.now = 0.0
+        self.agent = EndpointSession("a1", lambda uuid: uuid in self.serving,
+                                     lambda uuid: uuid in self.fenced)
         self.client = EndpointClient("client-1")
         self.agent_effects: list[Effect] = []
         self.client_effects: list[Effect] = []
@@ -64,7 +74,7 @@ class Pair:
     def to_client(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
-                self.to_agent(self.client.receive(effect.message))
+                self.to_agent(self.client.receive(effect.message, self.now))
             else:
                 self.agent_effects.append(effect)
 
@@ -131,6 +141,94 @@ def test_standby_containers_are_refused_through_agent_state():
     assert refused(3)
     state.on_registered(RegisterReply(2, standby=("h1",)))
     assert refused(4)
+
+
+def test_a_fenced_owner_asks_callers_to_retry_and_serves_them_once_answered():
+    state = AgentState("a1", ("ha",), stateless=(OfferedContainer("h1", "ha", (), True),))
+    pair = Pair()
+    pair.agent.serves = lambda u: state.status(u) is LocalStatus.ACTIVE
+    pair.agent.fenced = state.is_fenced
+    state.on_registered(RegisterReply(1))
+    assert not state.is_fenced("h1")
+    state.fence()  # the agent reconnected and re-registers
+    assert state.is_fenced("h1")
+
+    handle, effects = pair.client.request("h1", "op", b"x")
+    pair.to_agent(effects)
+    assert pair.agent_effects == [], "a fenced offer runs nothing"
+    assert pair.client_effects[1:] == [], "the caller is not answered yet: it will resend"
+    assert pair.client.next_deadline() == FENCED_RETRY_AFTER
+    assert pair.client.handle_timers(FENCED_RETRY_AFTER / 2) == []
+
+    state.on_registered(RegisterReply(2))  # the hub confirms the owner
+    pair.now = FENCED_RETRY_AFTER
+    pair.to_agent(pair.client.handle_timers(pair.now))
+    assert pair.agent_effects == [RunRequest("a1", "h1", handle, "op", b"x", "client-1")]
+    pair.to_client(pair.agent.reply(handle, b"done"))
+    assert pair.client_effects[-1] == Resolve(handle, b"done")
+    assert pair.client.next_deadline() is None
+
+
+def test_a_call_retried_again_and_again_backs_off_up_to_a_cap():
+    pair = Pair(serving=set())
+    pair.fenced.add("c1")  # the hub never answers: fenced for good
+    _, effects = pair.client.request("c1", "op", b"")
+    pair.to_agent(effects)
+    waits = []
+    for _ in range(9):
+        due = pair.client.next_deadline()
+        assert due is not None
+        waits.append(round(due - pair.now, 6))
+        pair.now = due
+        pair.to_agent(pair.client.handle_timers(due))
+    assert waits[:3] == [FENCED_RETRY_AFTER, 2 * FENCED_RETRY_AFTER, 4 * FENCED_RETRY_AFTER]
+    assert waits[-1] == RETRY_MAX
+    assert max(waits) == RETRY_MAX
+    assert pair.client_effects[1:] == [], "still waiting, never failed"
+    # The agent is demoted (another agent owns the uuid now): the resend fails for good.
+    pair.fenced.clear()
+    pair.now = pair.client.next_deadline()
+    pair.to_agent(pair.client.handle_timers(pair.now))
+    assert isinstance(pair.client_effects[-1].error, ContainerNotFound)
+    assert pair.client.next_deadline() is None
+
+
+def test_a_stream_to_a_fenced_owner_opens_once_it_serves():
+    pair = Pair(serving=set())
+    pair.fenced.add("c1")
+    handle, effects = pair.client.connect("c1")
+    pair.to_agent(effects)
+    assert not any(isinstance(e, ConnectContainer) for e in pair.agent_effects)
+    pair.fenced.clear()
+    pair.serving.add("c1")
+    pair.now = pair.client.next_deadline()
+    pair.to_agent(pair.client.handle_timers(pair.now))
+    assert pair.agent_effects == [ConnectContainer("a1", "c1", "client-1")]
+    assert pair.client_effects[-1] == Resolve(handle, None)
+
+
+def test_a_retry_waiting_call_fails_when_the_connection_closes_and_is_not_resent():
+    pair = Pair(serving=set())
+    pair.fenced.add("c1")
+    handle, effects = pair.client.request("c1", "op", b"")
+    pair.to_agent(effects)
+    out = pair.client.connection_lost()
+    assert len(out) == 1
+    assert out[0].handle == handle
+    assert isinstance(out[0].error, ConnectionClosed)
+    assert pair.client.next_deadline() is None
+    assert pair.client.handle_timers(10.0) == []
+
+
+def test_a_retry_for_a_call_not_in_flight_is_ignored():
+    pair = Pair()
+    assert pair.client.receive(Retry(42, 0.5), 0.0) == []
+    assert pair.client.next_deadline() is None
+    handle, effects = pair.client.request("c1", "op", b"")
+    pair.to_agent(effects)
+    pair.to_client(pair.agent.reply(handle, b"ok"))
+    assert pair.client.receive(Retry(handle, 0.5), 0.0) == [], "answered already"
+    assert pair.client.next_deadline() is None
 
 
 def test_connect_push_disconnect():
@@ -206,18 +304,18 @@ def test_hub_only_messages_are_protocol_errors_and_ping_pongs():
 def test_client_rejects_the_hello_on_an_error_and_ignores_noise():
     client = EndpointClient("c")
     client.hello()
-    assert client.receive(Response(1, b"")) == []  # nothing before the welcome
-    out = client.receive(Error(0, "protocol", "go away"))
+    assert client.receive(Response(1, b""), 0.0) == []  # nothing before the welcome
+    out = client.receive(Error(0, "protocol", "go away"), 0.0)
     assert isinstance(out[0], Reject)
     assert isinstance(out[0].error, ProtocolError)
     assert client.state is EndpointState.CLOSED
-    assert client.receive(Welcome(PROTOCOL_VERSION, "a", 3.0, 1.0)) == []
+    assert client.receive(Welcome(PROTOCOL_VERSION, "a", 3.0, 1.0), 0.0) == []
     open_client = EndpointClient("c")
-    open_client.receive(Welcome(PROTOCOL_VERSION, "a", 3.0, 1.0))
-    assert open_client.receive(Response(99, b"")) == []  # not a call of ours
-    assert open_client.receive(Ping()) == [Send(None, Pong())]
-    assert open_client.receive(Connect(1, "x")) == []
-    assert open_client.receive(Close("bye")) == []
+    open_client.receive(Welcome(PROTOCOL_VERSION, "a", 3.0, 1.0), 0.0)
+    assert open_client.receive(Response(99, b""), 0.0) == []  # not a call of ours
+    assert open_client.receive(Ping(), 0.0) == [Send(None, Pong())]
+    assert open_client.receive(Connect(1, "x"), 0.0) == []
+    assert open_client.receive(Close("bye"), 0.0) == []
     assert open_client.state is EndpointState.CLOSED
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import trio
 
 import hulytrio
+from hulytrio.core.messages import RegisterReply
 from hulytrio.transport import agent as agent_module
 
 
@@ -97,3 +98,38 @@ async def test_many_concurrent_requests_are_each_answered_once():
                     for i in range(500):
                         nursery.start_soon(direct, i)
             assert answers == {i: i for i in range(500)}
+
+
+async def test_a_direct_call_to_a_fenced_owner_waits_for_the_hubs_answer():
+    """A fenced stateless owner answers ``retry``: the call is resent, not failed."""
+    with trio.fail_after(20):
+        async with hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as host, \
+                hulytrio.open_client(hub.url) as caller:
+            agent = await host.serve_agent(
+                {}, agent_id="owner", endpoint="127.0.0.1:0",
+                stateless=[hulytrio.StatelessContainer("ha-1", "ha", Gate())])
+            ref = await caller.get("ha", uuid="ha-1")
+            async with ref.connect() as conn, trio.open_nursery() as nursery:
+                assert conn.direct
+                assert await conn.request("echo", 1) == 1
+                # What a re-registration does (the agent reconnected): pause
+                # the owner until the hub's answer.  The hub is left out so
+                # the pause lasts as long as the test wants.
+                state = agent._runtime.state
+                state.fence()
+                assert agent.serving() == ()
+                answered = trio.Event()
+                results: list[Any] = []
+
+                async def call() -> None:
+                    results.append(await conn.request("echo", 2))
+                    answered.set()
+
+                nursery.start_soon(call)
+                with trio.move_on_after(0.3):
+                    await answered.wait()
+                assert not answered.is_set(), "the call waits while the owner is fenced"
+                state.on_registered(RegisterReply(0))  # the hub confirms the owner
+                await answered.wait()
+                assert results == [2]
