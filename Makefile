@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: serve test lint bench chaos clean
+.PHONY: serve test lint bench chaos compiled sim-speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check hulytrio tests benchmarks examples
+	$(BIN)/ruff check hulytrio tests benchmarks examples tools
 	$(BIN)/mypy
 
 bench: $(DEV_STAMP)
@@ -45,5 +45,15 @@ chaos: $(TEST_STAMP)
 	mkdir -p chaos-out
 	HYPOTHESIS_PROFILE=chaos HULYTRIO_CHAOS_OUT=chaos-out $(BIN)/python -m pytest tests/sim -q
 
+# The simulator's hot modules compiled with mypyc into build/compiled (the
+# working tree stays pure Python); use it with PYTHONPATH=build/compiled.
+compiled: $(TEST_STAMP)
+	$(BIN)/python tools/build_compiled.py build/compiled
+
+# Simulator speed, pure Python and compiled, side by side.
+sim-speed: compiled
+	$(BIN)/python -m benchmarks.sim_speed
+	$(BIN)/python -m benchmarks.sim_speed --compiled
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build

@@ -1,6 +1,10 @@
 """Simulator speed: core events per second, and idle clusters over long virtual times.
 
-Usage: python -m benchmarks.sim_speed [--quick]
+Usage: python -m benchmarks.sim_speed [--quick] [--compiled]
+
+``--compiled`` measures the mypyc build in build/compiled (``make compiled``,
+see tools/build_compiled.py) instead of the pure-Python working tree; the
+first line printed says which build ran.
 
 Prints, for each case, the virtual time, wall time, core events and events
 per second (all invariant checks on, at the scenarios' default interval),
@@ -19,8 +23,11 @@ a message delivered, a timer firing, a container started or a request run
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import attrs
 
@@ -36,6 +43,9 @@ from hulytrio.sim.scenario import (
     load_scenario,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
+COMPILED_BUILD = ROOT / "build" / "compiled"
+
 
 def idle(agents: int, seconds: float) -> Scenario:
     """``agents`` agent processes (one stateless uuid among them) and one client, pinging."""
@@ -50,7 +60,7 @@ def idle(agents: int, seconds: float) -> Scenario:
 
 def busy(seconds: float) -> Scenario:
     """The churn scenario (faults, load, failovers) for ``seconds`` of virtual time."""
-    sc = load_scenario("scenarios/churn.toml")
+    sc = load_scenario(ROOT / "scenarios" / "churn.toml")
     return attrs.evolve(sc, duration=Seconds(seconds))
 
 
@@ -67,10 +77,41 @@ def measure(label: str, scenario: Scenario, target: str) -> tuple[float, float]:
     return wall, rate
 
 
+def run_compiled(args: list[str]) -> int:
+    """Run this benchmark again in a process that imports the compiled build first."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from build_compiled import STAMP, stale_sources
+
+    if not (COMPILED_BUILD / "hulytrio" / STAMP).is_file():
+        print(f"no compiled build in {COMPILED_BUILD}: run `make compiled`", file=sys.stderr)
+        return 2
+
+    stale = stale_sources(COMPILED_BUILD)
+    if stale:
+        print(f"the compiled build is older than {', '.join(stale)}: run `make compiled`",
+              file=sys.stderr)
+        return 2
+    # Started from inside the build, whose package then comes first on the path.
+    code = (f"import sys; sys.path.append({str(ROOT)!r}); "
+            "from benchmarks.sim_speed import main; sys.exit(main())")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=COMPILED_BUILD,
+                          env=env, check=False).returncode
+
+
+def build_name() -> str:
+    """Return which build of the simulator this process runs."""
+    from hulytrio.sim import world
+
+    return "compiled (mypyc)" if world.__file__.endswith(".so") else "pure Python"
+
+
 def main() -> int:
+    if "--compiled" in sys.argv:
+        return run_compiled([a for a in sys.argv[1:] if a != "--compiled"])
     quick = "--quick" in sys.argv
     scale = 0.1 if quick else 1.0
-    print("simulator speed (invariant checks on)")
+    print(f"simulator speed (invariant checks on), {build_name()}")
     measure("churn (faults, load, failover)", busy(120 * scale), ">= 200,000 events/s")
     measure("100 agents, 1 virtual hour", idle(100, 3600 * scale), "<= 5 s wall")
     measure("1,000 agents, 10 virtual minutes", idle(1000, 600 * scale), "<= 10 s wall")
