@@ -31,7 +31,7 @@ from pathlib import Path
 
 import attrs
 
-from hulytrio.sim.report import run_scenario
+from hulytrio.sim.report import build_name, run_scenario
 from hulytrio.sim.scenario import (
     AgentSpec,
     CheckSpec,
@@ -97,13 +97,6 @@ def run_compiled(args: list[str]) -> int:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([sys.executable, "-c", code, *args], cwd=COMPILED_BUILD,
                           env=env, check=False).returncode
-
-
-def build_name() -> str:
-    """Return which build of the simulator this process runs."""
-    from hulytrio.sim import world
-
-    return "compiled (mypyc)" if world.__file__.endswith(".so") else "pure Python"
 
 
 def main() -> int:

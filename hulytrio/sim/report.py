@@ -8,6 +8,7 @@ from typing import IO, Any
 
 import attrs
 
+from . import world
 from .invariants import Violation
 from .scenario import Scenario
 from .world import Simulation
@@ -113,6 +114,11 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1000:.1f}ms"
 
 
+def build_name() -> str:
+    """Return which build of the simulator runs: "compiled" (``make compiled``) or "pure Python"."""
+    return "compiled" if world.__file__.endswith((".so", ".pyd")) else "pure Python"
+
+
 def summarize(sim: Simulation, r: RunResult) -> str:
     """Return the readable summary of a run."""
     sc = sim.scenario
@@ -125,7 +131,7 @@ def summarize(sim: Simulation, r: RunResult) -> str:
         out.append(f"  {sc.description}")
     rate = r.events / r.wall if r.wall > 0 else 0.0
     out.append(f"{agents} agent and {clients} client processes; {r.events} core events in "
-               f"{r.wall:.2f}s wall ({rate:,.0f}/s), {r.virtual:.1f}s virtual")
+               f"{r.wall:.2f}s wall ({rate:,.0f}/s, {build_name()}), {r.virtual:.1f}s virtual")
     out.append("")
     out.append("timeline:")
     shown = sim.timeline if len(sim.timeline) <= 60 else sim.timeline[:40] + sim.timeline[-15:]
