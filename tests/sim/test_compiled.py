@@ -101,3 +101,31 @@ def test_the_compiled_build_catches_a_seeded_bug(compiled: Path, tmp_path: Path)
     done = simulate([str(buggy), "--seed", "5"], tmp_path, compiled)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "exclusive-serving" in done.stdout
+
+
+SMOKE = """
+import trio, hulytrio
+from hulytrio.core import session
+
+class Echo(hulytrio.Container):
+    async def request(self, operation, data=None, client_id=None):
+        return {"op": operation, "data": data}
+
+async def start(options):
+    return Echo()
+
+async def main():
+    async with hulytrio.serve_network(host="127.0.0.1", port=0) as hub:
+        async with hulytrio.open_client(hub.url) as client:
+            await client.serve_agent({"echo": start})
+            ref = await client.get("echo")
+            print(await ref.request("hello", 1), session.__file__.endswith(".so"))
+
+trio.run(main)
+"""
+
+
+def test_a_real_hub_and_agent_run_on_the_compiled_core(compiled: Path, tmp_path: Path) -> None:
+    done = python(["-c", SMOKE], tmp_path, compiled)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "{'op': 'hello', 'data': 1} True"
