@@ -6,7 +6,8 @@ import pytest
 
 from hulytrio.core.agent import AgentState, LocalStatus
 from hulytrio.core.effects import Reject, Resolve
-from hulytrio.core.messages import Activate, RegisterAgent
+from hulytrio.core.errors import ErrorCode
+from hulytrio.core.messages import Activate, Claim, Error, Event, RegisterAgent, RegisterReply
 from hulytrio.core.types import GetOptions, OfferedContainer
 from hulytrio.testing import Cluster
 
@@ -264,3 +265,78 @@ def test_an_offer_standing_by_for_a_started_instance_takes_over_when_it_goes() -
     assert c.sessions["h0"].agent("a0").status(DB.uuid) is LocalStatus.ACTIVE
     assert c.hub.registry.holders(DB.uuid) == {"u": 1}  # the reference re-acquired it
     assert c.hub.registry.check() == []
+
+
+# --- the hub's answer to a standby's Claim (Registry.claim) ------------------------
+#
+# The session claims when it sees its uuid removed while it stands by
+# (test_session.py).  With this hub a Claim always follows its agent's
+# registration on the same connection, which has made the agent the owner or a
+# known standby, so in the simulator a claim only ever finds the uuid owned:
+# by its own agent (answered won, nothing changes:
+# tests/sim/regressions/offer-sees-owner-removed-while-registering.toml) or by
+# another (answered standby).  These tests feed the hub every case by hand.
+
+
+def _claim(raw, conn: str, agent_id: str, call_id: int = 9) -> list:
+    return raw.send(conn, Claim(call_id, agent_id, DB), 1.0)
+
+
+def owner_of(raw) -> str:
+    rec = raw.hub.registry.container(DB.uuid)
+    assert rec is not None
+    return rec.agent_id
+
+
+def test_a_claim_of_an_unowned_uuid_wins(make_raw) -> None:
+    raw = make_raw()
+    raw.hello("h0")
+    raw.send("h0", RegisterAgent(1, "a0", ("db",)))  # hosts the kind, offered nothing
+    assert _claim(raw, "h0", "a0") == [RegisterReply(9)]
+    rec = raw.hub.registry.container(DB.uuid)
+    assert (rec.agent_id, rec.stateless, rec.labels) == ("a0", True, DB.labels)
+    assert raw.hub.probes.counts["standby claim won"] == 1
+    assert raw.hub.registry.check() == []
+
+
+def test_a_claim_of_a_uuid_another_agent_owns_makes_a_standby(make_raw) -> None:
+    raw = make_raw()
+    raw.hello("h0")
+    raw.send("h0", RegisterAgent(1, "a0", ("db",), None, (DB,)))
+    raw.hello("h1")
+    raw.send("h1", RegisterAgent(1, "a1", ("db",)))
+    assert _claim(raw, "h1", "a1") == [RegisterReply(9, standby=(DB.uuid,))]
+    assert owner_of(raw) == "a0"
+    assert raw.hub.registry.standbys(DB.uuid) == ("a1",)
+    assert "standby claim won" not in raw.hub.probes.counts
+    raw.take("h1")
+    raw.lost("h0", 2.0)
+    assert [m for m in raw.take("h1") if isinstance(m, Activate)] == [Activate("a1", DB.uuid, 1)]
+    assert raw.hub.registry.check() == []
+
+
+def test_a_claim_by_the_owner_is_answered_won_and_changes_nothing(make_raw) -> None:
+    # The only case the simulator reaches: the claimer's registration got there first.
+    raw = make_raw()
+    raw.hello("h0")
+    raw.send("h0", RegisterAgent(1, "a0", ("db",), None, (DB,)))
+    before = raw.hub.registry.container(DB.uuid)
+    raw.advance(1.0)
+    raw.take("h0")
+    assert _claim(raw, "h0", "a0") == [RegisterReply(9)]
+    assert raw.hub.registry.container(DB.uuid) == before
+    assert raw.hub.probes.counts["standby claim won"] == 1
+    raw.advance(2.0)
+    events = [m.event for m in raw.take("h0") if isinstance(m, Event)]
+    assert [e.containers for e in events] == [()]  # an agent update, no container change
+
+
+def test_a_claim_for_an_agent_another_client_registered_is_refused(make_raw) -> None:
+    raw = make_raw()
+    raw.hello("h0")
+    raw.send("h0", RegisterAgent(1, "a0", ("db",)))
+    raw.hello("h1")
+    (reply,) = _claim(raw, "h1", "a0")
+    assert isinstance(reply, Error)
+    assert (reply.id, reply.code) == (9, ErrorCode.UNAUTHORIZED.value)
+    assert raw.hub.registry.container(DB.uuid) is None
