@@ -625,6 +625,13 @@ class ClientSession:
     def _rebuild(self) -> None:
         """After a reconnect: agents, then references, then everything else."""
         self.probes.hit("session rebuild")
+        # A snapshot is the two answers of one hub session.  A resync the old
+        # connection half answered would be finished by the new hub with the
+        # other half only, mixing two registries; start it over (the _resync
+        # below).  fix: the half answered before the loss stayed in the view.
+        for stale in [i for i, c in self._calls.items() if c.kind == "resync"]:
+            del self._calls[stale]
+        self._resyncing = 0
         for agent in self._agents.values():
             handle = self._new_id()
             self._calls[handle] = _Call("register", user=False, agent_id=agent.agent_id)

@@ -22,12 +22,14 @@ from hulytrio.core.errors import ContainerNotFound, ErrorCode, LocalProtocolErro
 from hulytrio.core.events import ChangeKind, ContainerEvent, NetworkEvent
 from hulytrio.core.messages import (
     PROTOCOL_VERSION,
+    AgentsReply,
     Claim,
     Error,
     Event,
     Get,
     GetReply,
     Hello,
+    ListReply,
     Ping,
     Pong,
     Query,
@@ -38,7 +40,7 @@ from hulytrio.core.messages import (
     Welcome,
 )
 from hulytrio.core.session import Backoff, ClientSession, RefStatus, SessionState
-from hulytrio.core.types import ContainerRecord, GetOptions, OfferedContainer
+from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
 from hulytrio.testing import Cluster
 
 
@@ -331,6 +333,33 @@ def test_event_gap_triggers_a_resync_from_a_snapshot() -> None:
     d.s.receive(Event(NetworkEvent(3, (), (ContainerEvent(ChangeKind.ADDED, REC),))), 0.1)
     assert sorted(m.what for m in d.take_sent() if isinstance(m, Query)) == ["agents", "list"]
     assert d.s.probes.counts["event gap"] == 1
+
+
+def test_a_resync_cut_short_by_a_reconnect_starts_over_on_the_new_hub() -> None:
+    # A snapshot is the two answers of one hub session.  The old hub answered
+    # "agents" and went away before "list": the new hub must answer both, or
+    # the view keeps the old hub's agents for good (no event ever fixes it).
+    # tests/sim/regressions/resync-half-answered-before-a-hub-crash.toml
+    d = Driver()
+    d.up(0.0)
+    d.take_sent()
+    d.s.receive(Event(NetworkEvent(3, (), ())), 0.1)  # a gap
+    queries = {m.what: m for m in d.take_sent() if isinstance(m, Query)}
+    assert sorted(queries) == ["agents", "list"]
+    d.s.receive(AgentsReply(queries["agents"].id, (AgentInfo("old", ("kv",)),)), 0.2)
+    d.s.connection_lost(0.3)
+    d.s.handle_timers(d.s.next_deadline())  # reconnect
+    d.up(1.0, hub_id="hub2")
+    again = {m.what: m for m in d.take_sent() if isinstance(m, Query)}
+    assert sorted(again) == ["agents", "list"]
+    new = AgentInfo("new", ("kv",))
+    d.s.receive(AgentsReply(again["agents"].id, (new,)), 1.1)
+    d.s.receive(ListReply(again["list"].id, ()), 1.1)
+    assert d.s.view_agents == {"new": new}
+    assert d.s.view_containers == {}
+    # A late answer to the abandoned query changes nothing.
+    d.s.receive(ListReply(queries["list"].id, (REC,)), 1.2)
+    assert d.s.view_containers == {}
 
 
 def test_agent_side_errors_are_forwarded_with_their_type() -> None:
