@@ -659,17 +659,25 @@ class Registry:
     ) -> None:
         """A standby asks to own stateless ``oc.uuid``; answers ``RegisterReply``.
 
-        The claim wins when nobody owns the uuid; otherwise the offer is kept as
-        a standby (``standby`` lists the uuid).
+        The claim wins when nobody owns the uuid, and is answered the same
+        when the claimer owns it already; otherwise the offer is kept as a
+        standby (``standby`` lists the uuid).
         """
         agent = self._agents.get(agent_id)
         if agent is None or agent.owner != client_id:
             self._error(client_id, call_id, ErrorCode.UNAUTHORIZED,
                         f"agent {agent_id!r} is not registered by this client")
             return
+        held = self._containers.get(oc.uuid)
+        owned_already = held is not None and held.agent_id == agent_id
         outcome = self._offer(agent, oc, now)
         if outcome == "ok":
-            self.probes.hit("standby claim won")
+            if owned_already:
+                # The claimer's registration, ahead of the claim on its
+                # connection, made it the owner: the claim changes nothing.
+                self.probes.hit("standby claim by the owner")
+            else:
+                self.probes.hit("standby claim won")
             self.events.agent(ChangeKind.UPDATED, agent.info())
         self._send(
             client_id,

@@ -325,7 +325,8 @@ def test_a_claim_by_the_owner_is_answered_won_and_changes_nothing(make_raw) -> N
     raw.take("h0")
     assert _claim(raw, "h0", "a0") == [RegisterReply(9)]
     assert raw.hub.registry.container(DB.uuid) == before
-    assert raw.hub.probes.counts["standby claim won"] == 1
+    assert raw.hub.probes.counts["standby claim by the owner"] == 1
+    assert "standby claim won" not in raw.hub.probes.counts
     raw.advance(2.0)
     events = [m.event for m in raw.take("h0") if isinstance(m, Event)]
     assert [e.containers for e in events] == [()]  # an agent update, no container change
