@@ -960,6 +960,10 @@ class Registry:
         if agent is None or agent.owner != client_id:
             return
         self._take_pending(asked)
+        if uuid != asked:
+            # Started under another uuid (a misbehaving agent): an offer
+            # standing by for the start of ``asked`` would wait for ever.
+            self._activate_standby(asked)
         c = self._containers.get(uuid)
         added = c is None
         if c is None:

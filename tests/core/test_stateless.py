@@ -7,7 +7,17 @@ import pytest
 from hulytrio.core.agent import AgentState, LocalStatus
 from hulytrio.core.effects import Reject, Resolve
 from hulytrio.core.errors import ErrorCode
-from hulytrio.core.messages import Activate, Claim, Error, Event, RegisterAgent, RegisterReply
+from hulytrio.core.messages import (
+    Activate,
+    Claim,
+    Error,
+    Event,
+    Get,
+    RegisterAgent,
+    RegisterReply,
+    Start,
+    Started,
+)
 from hulytrio.core.types import GetOptions, OfferedContainer
 from hulytrio.testing import Cluster
 
@@ -341,3 +351,32 @@ def test_a_claim_for_an_agent_another_client_registered_is_refused(make_raw) -> 
     assert isinstance(reply, Error)
     assert (reply.id, reply.code) == (9, ErrorCode.UNAUTHORIZED.value)
     assert raw.hub.registry.container(DB.uuid) is None
+
+
+# --- a start answered with another uuid --------------------------------------------
+
+
+@pytest.mark.parametrize("answered_owner", [None, "a2"])
+def test_a_start_answered_with_another_uuid_hands_the_asked_uuid_to_its_standby(
+        make_raw, answered_owner) -> None:
+    """An agent that starts the container under another uuid (a misbehaving peer)
+    must not leave an offer standing by for the asked uuid with no owner to wait for."""
+    raw = make_raw()
+    raw.hello("h1")
+    raw.send("h1", RegisterAgent(1, "a1", ("db",)))
+    if answered_owner is not None:  # the answered uuid is owned elsewhere already
+        raw.hello("h2")
+        raw.send("h2", RegisterAgent(1, "a2", ("db",), None,
+                                     (OfferedContainer("other", "db", (), True),)))
+    raw.hello("u")
+    raw.send("u", Get(5, "db", GetOptions(DB.uuid)))
+    start = next(m for m in raw.take("h1") if isinstance(m, Start))
+    raw.hello("h0")  # a0 offers the asked uuid while the start is pending: it stands by
+    assert raw.send("h0", RegisterAgent(1, "a0", ("db",), None, (DB,)), 0.1) == [
+        RegisterReply(1, standby=(DB.uuid,))]
+    raw.send("h1", Started(start.id, "other"), 0.2)
+    assert owner_of(raw) == "a0", "the offer no longer waits for a start that will not come"
+    assert raw.hub.registry.standbys(DB.uuid) == ()
+    activated = [(m.agent_id, m.uuid) for m in raw.take("h0") if isinstance(m, Activate)]
+    assert activated == [("a0", DB.uuid)]
+    assert raw.hub.registry.check() == []
