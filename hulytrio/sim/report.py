@@ -142,9 +142,9 @@ def summarize(sim: Simulation, r: RunResult) -> str:
     out.append("")
     if r.failovers:
         out.append("failovers:")
-        for uuid, failed, started, took in r.failovers:
+        for uuid, lost_owner, started, took in r.failovers:
             done = f"served again after {took:.3f}s" if took is not None else "NOT served again"
-            out.append(f"  {uuid}: owner {failed} hit at {started:.3f}s, {done}")
+            out.append(f"  {uuid}: owner {lost_owner} hit at {started:.3f}s, {done}")
     q = r.requests
     failed = sum(q["failed"].values())
     out.append(f"requests: {q['issued']} issued, {q['ok']} ok, {q['failed_injected']} failed "
