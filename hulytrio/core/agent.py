@@ -13,7 +13,7 @@ outcome (``started``, ``start_failed``, ``stopped``).
 Local container lifecycle (``LocalStatus``)::
 
     Start -> STARTING --started--> ACTIVE --Terminate--> (gone)
-                      \\--failed--> (gone)
+                      \\--failed, Terminate or registration sent--> (gone)
     stateless offer: STANDBY --RegisterReply (not standby)--> ACTIVE
                      ACTIVE --registration sent (fence)--> STANDBY (fenced)
                      STANDBY --RegisterReply.standby--> STANDBY (demoted)
@@ -189,10 +189,19 @@ class AgentState:
     def fence(self) -> list[Effect]:
         """A registration is being sent: serving stateless offers pause until it is answered.
 
-        Returns ``SetServing(False, fenced=True)`` for each offer that served.
-        The answer (``on_registered``) resumes or demotes them.
+        Returns ``SetServing(False, fenced=True)`` for each offer that served
+        (the answer, ``on_registered``, resumes or demotes them), and
+        ``StopContainer`` for each container still starting: a registration
+        opens a new hub session, and the session that asked for those starts
+        has ended (the hub failed them: nobody waits for them, and their
+        ``Started`` would name a start the hub no longer knows).  fix: such a
+        start ran for ever, unlisted by the hub.
         """
         out: list[Effect] = []
+        starting = [u for u, c in self._containers.items() if c.status is LocalStatus.STARTING]
+        for uuid in starting:
+            del self._containers[uuid]
+            out.append(StopContainer(self.agent_id, uuid))
         for uuid, local in self._containers.items():
             if local.stateless and local.status is LocalStatus.ACTIVE:
                 local.status = LocalStatus.STANDBY

@@ -25,6 +25,7 @@ Container lifecycle (``ContainerState``)::
 
     get -> PENDING --started--> ACTIVE <--get-- ORPHANED
                  \\--failed--> (gone)    --release (no holders)--> ORPHANED
+                 \\--start timeout--> Terminate sent, gone
     ORPHANED --unused timeout--> Terminate sent, gone
     agent gone: ACTIVE/ORPHANED -> gone, or a standby is promoted (stateless)
 
@@ -1109,6 +1110,12 @@ class Registry:
             uuid = self._pending_by_start.get(ident)
             if uuid is not None:
                 self.probes.hit("start timed out")
+                # The agent may still be starting it, or its Started may be on
+                # the way (ignored: the start is forgotten).  fix: it then ran
+                # for ever, unlisted; now the agent drops it either way.
+                starter = self._agents.get(self._pending[uuid].agent_id)
+                if starter is not None:
+                    self._send(starter.owner, Terminate(starter.agent_id, uuid))
                 self._fail_pending(uuid, ErrorCode.START_FAILED, "the agent did not answer in time")
 
     def check(self) -> builtins.list[str]:
