@@ -169,7 +169,7 @@ class Invariants:
         if not still:
             return
         self.checked["timely-detection"] += 1
-        if hub.registry.has_client(proc.pid):
+        if hub.registry.has_client(proc.peer):
             self.violate("timely-detection",
                          f"{proc.pid} silent since {sim.now - bound:.3f}s is still registered "
                          f"{bound:.3f}s later")
@@ -217,13 +217,15 @@ class Invariants:
         for pid in pids:
             proc = procs[pid]
             # Registered *by this incarnation*: a restarted process shares its
-            # peer id with the dead one the hub may not have dropped yet.
+            # peer id (or, with a fresh peer id, its agent id) with the dead
+            # one the hub may not have dropped yet.
             # (Every offering process is examined at every check; the cheap
             # test that clears a standby comes first.)
             conn = proc.conn
             rogue = (proc.serving.get(uuid, False) and pid != owner and proc.alive
-                     and not proc.paused and reg.agent_owner(pid) == pid and conn is not None
-                     and conn.hub_open and sim.hub_conn_of.get(pid) is conn)
+                     and not proc.paused and reg.agent_owner(pid) == proc.peer
+                     and conn is not None and conn.hub_open
+                     and sim.hub_conn_of.get(proc.peer) is conn)
             if not rogue:
                 if suspects:
                     suspects.pop((uuid, pid), None)
@@ -270,7 +272,7 @@ class Invariants:
         for proc in live:
             if not sim.session_ready(proc):
                 why.append(f"{proc.pid} is not connected")
-            elif proc.is_agent and reg.agent_owner(proc.pid) != proc.pid:
+            elif proc.is_agent and reg.agent_owner(proc.pid) != proc.peer:
                 why.append(f"agent {proc.pid} is not registered")
             elif not sim.can_be_served(proc, servable):
                 continue  # nobody can serve it: its gets and requests rightly wait
@@ -284,7 +286,8 @@ class Invariants:
             return False
         for uuid, pids in self.offering.items():
             servers = [p for p in pids if sim.procs[p].alive and sim.procs[p].serving.get(uuid)]
-            eligible = [p for p in pids if sim.procs[p].alive]
+            # A live process whose instance has not exited (container-exit).
+            eligible = [p for p in pids if sim.procs[p].alive and uuid in sim.procs[p].running]
             rec = reg.container(uuid)
             if not eligible:
                 continue

@@ -205,6 +205,9 @@ class AgentSpec:
     seeded_bugs: tuple[str, ...] = ()
     #: registry events the session takes: "all" (full view) or "own"
     events: str = attrs.field(default="all", validator=_events)
+    #: every restart gets a new peer id (``name#2``, ...), as a real process
+    #: whose client id is drawn at start; false: restarts reuse ``name``
+    fresh_peer_id: bool = False
 
 
 @attrs.frozen
@@ -233,6 +236,8 @@ class ClientSpec:
     seeded_bugs: tuple[str, ...] = ()
     #: registry events the session takes: "all" (full view) or "own"
     events: str = attrs.field(default="all", validator=_events)
+    #: every restart gets a new peer id (see ``AgentSpec.fresh_peer_id``)
+    fresh_peer_id: bool = False
 
 
 @attrs.frozen
@@ -246,11 +251,11 @@ class LinkSpec:
 
 FAULT_ACTIONS = (
     "crash", "restart", "pause", "resume", "partition", "heal", "drop-connection",
-    "slow-link", "leave", "join", "hub-crash", "hub-restart",
+    "slow-link", "leave", "join", "hub-crash", "hub-restart", "container-exit",
 )
 FaultAction = Literal[
     "crash", "restart", "pause", "resume", "partition", "heal", "drop-connection",
-    "slow-link", "leave", "join", "hub-crash", "hub-restart",
+    "slow-link", "leave", "join", "hub-crash", "hub-restart", "container-exit",
 ]
 
 
@@ -263,7 +268,9 @@ class FaultSpec:
     stateless uuid at that moment).  ``duration`` (pause, partition,
     slow-link) undoes the fault after that long.  ``mode`` (partition):
     ``hold`` (TCP buffers; delivered after the heal) or ``hang`` (the
-    connection is dead but no side sees a close).
+    connection is dead but no side sees a close).  ``uuid``
+    (container-exit): the container that ends on its own; absent, every
+    container the target runs.
     """
 
     at: Seconds
@@ -272,6 +279,7 @@ class FaultSpec:
     duration: Seconds | None = None
     mode: Literal["hold", "hang"] = "hold"
     latency: Span | None = None
+    uuid: str | None = None
 
 
 @attrs.frozen

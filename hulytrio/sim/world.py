@@ -103,13 +103,16 @@ class Process:
     __slots__ = (
         "agent", "agent_spec", "alive", "armed", "client_spec", "conn", "deferred",
         "episode", "incarnation", "latency", "left", "load", "mark", "mark_timers",
-        "partition", "paused", "pid",
-        "rng_agent", "rng_link", "running", "serving", "session", "started", "starting",
+        "partition", "paused", "peer", "pid",
+        "rng_agent", "rng_link", "running", "serving", "session", "started", "starting", "starts",
     )
 
     def __init__(self, pid: str, agent_spec: AgentSpec | None, client_spec: ClientSpec | None
                  ) -> None:
         self.pid = pid
+        #: the peer id of the current (or last) session: ``pid``, or a new one
+        #: per start with ``fresh_peer_id``
+        self.peer = pid
         self.agent_spec = agent_spec
         self.client_spec = client_spec
         self.session: ClientSession | None = None
@@ -122,6 +125,8 @@ class Process:
         self.partition: str | None = None
         self.latency: Span | None = None
         self.incarnation = 0
+        #: how many times the process has started
+        self.starts = 0
         #: bumped whenever the process falls silent (crash, pause, partition)
         self.episode = 0
         self.conn: Connection | None = None
@@ -211,7 +216,7 @@ class Simulation:
         self.ownership: list[tuple[float, str, str]] = []
         #: (time, containers the hub lists) at every periodic check, for the picture
         self.container_samples: list[tuple[float, int]] = []
-        #: pid -> the connection on which the hub last accepted its Hello
+        #: peer id -> the connection on which the hub last accepted its Hello
         self.hub_conn_of: dict[str, Connection] = {}
         self.max_latency = max(scenario.links.latency.high, 0.0)
         self._link_latency = scenario.links.latency
@@ -609,11 +614,14 @@ class Simulation:
                 continue
             conn.last_arrival = now
             if type(item) is Hello:
-                old = self.hub_conn_of.get(pid)
+                # Keyed by peer id: a Hello supersedes only its own peer's
+                # connection (a process with a fresh peer id per start has several).
+                peer = item.peer_id
+                old = self.hub_conn_of.get(peer)
                 hub.receive(conn, item, now)
                 closed = self._hub_effects(hub)
                 self.invariants.hello(conn, old, closed)
-                self.hub_conn_of[pid] = conn
+                self.hub_conn_of[peer] = conn
             else:
                 hub.receive(conn, item, now)
                 self._hub_effects(hub)
@@ -680,14 +688,19 @@ class Simulation:
         proc.rng_link = random.Random(f"{seed}:links:{proc.pid}:{inc}")
         spec_bugs: tuple[str, ...] = ()
         events = "all"
+        fresh = False
         if proc.agent_spec is not None:
             spec_bugs = proc.agent_spec.seeded_bugs
             events = proc.agent_spec.events
+            fresh = proc.agent_spec.fresh_peer_id
         elif proc.client_spec is not None:
             spec_bugs = proc.client_spec.seeded_bugs
             events = proc.client_spec.events
+            fresh = proc.client_spec.fresh_peer_id
+        proc.starts += 1
+        proc.peer = f"{proc.pid}#{proc.starts}" if fresh and proc.starts > 1 else proc.pid
         session = ClientSession(
-            proc.pid, rng=random.Random(f"{seed}:sessions:{proc.pid}:{inc}"),
+            proc.peer, rng=random.Random(f"{seed}:sessions:{proc.pid}:{inc}"),
             probes=self.probes, seeded_bugs=frozenset(spec_bugs), events=events,
         )
         proc.session = session
@@ -1040,6 +1053,22 @@ class Simulation:
                     if not d.closed:
                         self._push(conn, d, CLOSE)
                         d.closed = True
+        elif action == "container-exit":
+            # A container ends on its own (it crashed; its agent lives on):
+            # the driver tells the session, as the trio driver does.
+            session = proc.session
+            if proc.alive and not proc.paused and session is not None and proc.is_agent:
+                uuids = [fault.uuid] if fault.uuid is not None else list(proc.running)
+                for uuid in uuids:
+                    if uuid not in proc.running:
+                        continue
+                    self.note("fault", f"{label} {uuid}")
+                    self._failovers_for(proc, "container-exit", uuid)
+                    del proc.running[uuid]
+                    proc.serving.pop(uuid, None)
+                    self.trace("exit", proc.pid, uuid)
+                    session.agent_stopped(proc.pid, uuid)
+                self._proc_effects(proc)
         elif action == "slow-link":
             span = fault.latency if fault.latency is not None else Span(0.5, 0.5)
             self.note("fault", f"{label} to {span}" +
@@ -1055,11 +1084,13 @@ class Simulation:
         self._failovers_for(proc, cause)
         self.invariants.silenced(proc)
 
-    def _failovers_for(self, proc: Process, cause: str) -> None:
+    def _failovers_for(self, proc: Process, cause: str, only: str | None = None) -> None:
         hub = self.hub
         if hub is None or not proc.is_agent:
             return
         for uuid in hub.registry.agent_containers(proc.pid):
+            if only is not None and uuid != only:
+                continue
             rec = hub.registry.container(uuid)
             if rec is not None and rec.stateless and not any(
                     f.uuid == uuid and f.ended is None and f.needed for f in self.failovers):
@@ -1079,7 +1110,7 @@ class Simulation:
                     not owner.serving.get(f.uuid, False):
                 continue
             if owner.pid == f.failed and f.cause not in ("hub-crash", "hub-restart"):
-                if owner.partition is None and hub.registry.agent_owner(owner.pid) == owner.pid:
+                if owner.partition is None and hub.registry.agent_owner(owner.pid) == owner.peer:
                     # The same process serves as owner again: the hub never
                     # noticed the fault (shorter than the alive timeout), or
                     # it came back first; no failover was needed.
@@ -1225,7 +1256,8 @@ class Simulation:
                 kinds.update(p.agent_spec.kinds)
                 for st in p.agent_spec.stateless:
                     kinds.add(st.kind)
-                    uuids.add(st.uuid)
+                    if st.uuid in p.running:  # its instance may have exited
+                        uuids.add(st.uuid)
         return kinds, uuids
 
     def can_be_served(self, proc: Process, servable: tuple[set[str], set[str]]) -> bool:

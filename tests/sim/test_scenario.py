@@ -118,6 +118,15 @@ def test_dump_round_trips() -> None:
     assert parse_scenario(dump_scenario(explicit)) == explicit
 
 
+@pytest.mark.parametrize("name", ["restart-with-a-new-peer-id",
+                                  "containers-exit-while-their-agent-lives"])
+def test_dump_round_trips_fresh_peer_ids_and_container_exits(name: str) -> None:
+    s = load_scenario(SCENARIOS.parent / "tests" / "sim" / "regressions" / f"{name}.toml")
+    assert any(a.fresh_peer_id for a in s.agents) or any(
+        f.action == "container-exit" for f in s.faults)
+    assert parse_scenario(dump_scenario(s)) == s
+
+
 def test_duplicate_process_names_are_refused() -> None:
     text = GOOD + '\n[[clients]]\nname = "a"\nkind = "echo"\ncount = 2\n'
     expected = r"line 27: key 'clients\[1\].name': process name 'a-1'"
