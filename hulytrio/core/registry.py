@@ -373,8 +373,11 @@ class Registry:
         stateless: bool,
     ) -> _Container:
         c = _Container(uuid, kind, agent.agent_id, agent.endpoint, labels, stateless)
-        if stateless and uuid in self._last_epoch:
-            # A new owner after the record was dropped is an ownership change too.
+        if uuid in self._last_epoch:
+            # A new owner after the record was dropped is an ownership change
+            # too, also when the uuid is started afresh on an agent that hosts
+            # its kind without offering it.  fix: that instance had epoch 0,
+            # below the epochs the hub had already published for the uuid.
             c.epoch = self._last_epoch.pop(uuid) + 1
         self._containers[uuid] = c
         agent.containers[uuid] = None
@@ -388,7 +391,9 @@ class Registry:
     def _drop_container(self, c: _Container, now: float) -> None:
         """Forget ``c`` entirely: holders lose it, clients are told."""
         del self._containers[c.uuid]
-        if c.stateless:
+        if c.stateless or c.epoch:
+            # (An ordinary container has an epoch only as the successor of a
+            # stateless one, so this stays one entry per stateless uuid.)
             self._last_epoch[c.uuid] = c.epoch
         self._unindex(c)
         agent = self._agents.get(c.agent_id)

@@ -128,6 +128,38 @@ def test_epoch_grows_with_every_failover() -> None:
     assert epochs == sorted(set(epochs))
 
 
+def test_a_stateless_uuid_started_afresh_keeps_its_epoch_growing(make_raw) -> None:
+    """Every offer of a uuid goes, and a get starts the uuid on an agent that
+    hosts its kind without offering it: the started instance continues the
+    uuid's epochs (fix: it had epoch 0, below the epochs the hub had already
+    published; found by the simulator's epoch-monotonic invariant), and so
+    does an offer that takes over from it later."""
+    raw = make_raw()
+    raw.hello("h0", alive=100.0)
+    raw.send("h0", RegisterAgent(1, "a0", ("db",), None, (DB,)))
+    raw.hello("h1", alive=100.0)
+    raw.send("h1", RegisterAgent(1, "a1", ("db",), None, (DB,)))
+    raw.hello("hw", alive=100.0)
+    raw.send("hw", RegisterAgent(1, "w", ("db",), None, ()))
+    raw.lost("h0", 1.0)  # a1 promoted: epoch 1
+    assert raw.hub.registry.container(DB.uuid).epoch == 1
+    raw.lost("h1", 2.0)  # no offer left: the uuid is dropped
+    assert raw.hub.registry.container(DB.uuid) is None
+    raw.hello("u", 2.0, alive=100.0)
+    raw.send("u", Get(5, "db", GetOptions(DB.uuid, DB.labels)), 2.0)
+    (start,) = [m for m in raw.take("hw") if isinstance(m, Start)]
+    raw.send("hw", Started(start.id, DB.uuid), 2.5)
+    rec = raw.hub.registry.container(DB.uuid)
+    assert (rec.agent_id, rec.stateless, rec.epoch) == ("w", False, 2)
+    # An offer comes back and stands by; w's instance goes; the offer takes over.
+    raw.hello("h0", 3.0, alive=100.0)
+    raw.send("h0", RegisterAgent(1, "a0", ("db",), None, (DB,)), 3.0)
+    raw.lost("hw", 4.0)
+    rec = raw.hub.registry.container(DB.uuid)
+    assert (rec.agent_id, rec.stateless, rec.epoch) == ("a0", True, 3)
+    assert raw.hub.registry.check() == []
+
+
 def test_stateless_container_is_never_orphan_killed() -> None:
     c = ha_cluster(1)
     g = c.sessions["u"].get("db", GetOptions(DB.uuid))
