@@ -433,7 +433,7 @@ class Simulation:
                 last = t
                 # %-formatting: faster than an f-string with a format spec,
                 # which the compiled build turns into a str.format call.
-                head = '{"t":%.9f,"ev":"' % t
+                head = '{"t":%.9f,"ev":"' % t  # noqa: UP031
             add(f'{head}{k}","at":"{w}","what":"{x}"}}\n')
         self._buf = []
         self._hasher.update("".join(lines).encode())
