@@ -59,7 +59,7 @@ from .messages import (
 from .probes import Probes
 from .registry import Registry
 from .timeouts import Timeouts
-from .types import ClientId
+from .types import ClientId, ContainerUuid
 
 __all__ = ["Hub", "HubStatistics"]
 
@@ -86,15 +86,17 @@ class HubStatistics:
 
 
 class _Forward:
-    __slots__ = ("agent_client", "caller", "caller_id", "kind")
+    __slots__ = ("agent_client", "caller", "caller_id", "kind", "uuid")
 
     def __init__(
-        self, caller: ClientId, caller_id: int, agent_client: ClientId, kind: str
+        self, caller: ClientId, caller_id: int, agent_client: ClientId, kind: str,
+        uuid: ContainerUuid,
     ) -> None:
         self.caller = caller
         self.caller_id = caller_id
         self.agent_client = agent_client
         self.kind = kind  # "request" or "connect"
+        self.uuid = uuid
 
 
 class Hub:
@@ -350,13 +352,8 @@ class Hub:
             # The session is over; anything more on its connection is ignored.
             self._conn_client.pop(conn)
         # Requests in flight to this client's agents fail; callers re-acquire.
-        for fwd_id in list(self._forwards_to.pop(client_id, {})):
-            fwd = self._forwards.pop(fwd_id, None)
-            if fwd is None:
-                continue
-            self._in_flight_done(fwd)
-            self._send_to(fwd.caller, Error(fwd.caller_id, ErrorCode.AGENT_GONE.value,
-                                            "the container's agent went away"))
+        self._fail_forwards(client_id)
+        self._forwards_to.pop(client_id, None)
         # Streams this client had open through the hub end; tell the agents.
         for uuid, agent_client in self._connected.pop(client_id, {}).items():
             route = self.registry.route(uuid)
@@ -368,6 +365,29 @@ class Hub:
         if not already_removed:
             self.registry.remove_client(client_id, now)
         self._collect()
+
+    def _fail_forwards(self, agent_client: ClientId,
+                       uuids: tuple[ContainerUuid, ...] | None = None) -> None:
+        """Fail the calls forwarded to ``agent_client`` (for ``uuids`` only, if given).
+
+        Their callers are told ``agent_gone`` and re-acquire.  Used when the
+        session ends, and when an agent it hosted moves to a new session (a
+        restarted process under a new peer id): the old session may take an
+        alive timeout to end, and its calls would wait that long for nothing.
+        """
+        bucket = self._forwards_to.get(agent_client)
+        if not bucket:
+            return
+        for fwd_id in list(bucket):
+            fwd = self._forwards.get(fwd_id)
+            if fwd is None:
+                continue
+            if uuids is not None and fwd.uuid not in uuids:
+                continue
+            self._finish_forward(fwd_id, fwd)
+            self._in_flight_done(fwd)
+            self._send_to(fwd.caller, Error(fwd.caller_id, ErrorCode.AGENT_GONE.value,
+                                            "the container's agent went away"))
 
     def _send_to(self, client_id: ClientId, message: Message) -> None:
         conn = self._client_conn.get(client_id)
@@ -405,7 +425,11 @@ class Hub:
 
     def _on_register(self, conn: Conn, client_id: ClientId, msg: RegisterAgent, now: float
                      ) -> None:
-        self.registry.register(client_id, msg, now)
+        reg = self.registry
+        reg.register(client_id, msg, now)
+        for old_session, uuids in reg.superseded:
+            self._fail_forwards(old_session, uuids)
+        reg.superseded.clear()
 
     def _on_unregister(self, conn: Conn, client_id: ClientId, msg: UnregisterAgent, now: float
                        ) -> None:
@@ -448,7 +472,8 @@ class Hub:
         agent_client = route[1]
         # Every request passes here: _new_forward and _send_to, inlined.
         fwd_id = self._forward_serial = self._forward_serial + 1
-        self._forwards[fwd_id] = _Forward(client_id, msg.id, agent_client, "request")
+        self._forwards[fwd_id] = _Forward(client_id, msg.id, agent_client, "request",
+                                          msg.uuid)
         self._forwards_to.setdefault(agent_client, {})[fwd_id] = None
         self.stats.forwarded += 1
         forward = Request(fwd_id, msg.uuid, msg.operation, msg.payload, client_id)
@@ -498,7 +523,7 @@ class Hub:
             return
         agent_client = route[1]
         self._connected.setdefault(client_id, {})[msg.uuid] = agent_client
-        fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "connect"))
+        fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "connect", msg.uuid))
         self._send_to(agent_client, Connect(fwd_id, msg.uuid, client_id))
 
     def _on_disconnect(self, conn: Conn, client_id: ClientId, msg: Disconnect, now: float

@@ -235,6 +235,9 @@ class Registry:
         self._serial = 0
         #: clients declared dead by their alive timer, for the owner to close
         self.dead_clients: list[ClientId] = []
+        #: agents that moved to a new session: (old session, the uuids the
+        #: agent ran there), for the owner to fail what it forwarded there
+        self.superseded: list[tuple[ClientId, tuple[ContainerUuid, ...]]] = []
         #: whether to record ``interest`` (some session takes only its own events)
         self.track_interest = False
         #: uuid -> sessions a queued container change concerns (see _container_changed)
@@ -553,6 +556,7 @@ class Registry:
             # The agent id moved to another session (a restarted process whose
             # old session is not yet timed out): the new session supersedes.
             self.probes.hit("agent superseded by new session")
+            self.superseded.append((existing.owner, tuple(existing.containers)))
             self._remove_agent(msg.agent_id, now)
             existing = None
         kinds = tuple(dict.fromkeys(msg.kinds))

@@ -59,6 +59,11 @@ def _expectations(sim: Simulation) -> list[str]:
         unmet.append(f"no_lost_requests: {lost} requests never ended")
     if ex.requests_succeed and stats.failed:
         unmet.append(f"requests_succeed: failures {dict(sorted(stats.failed.items()))}")
+    if ex.requests_within is not None and stats.latencies:
+        slowest = max(stats.latencies)
+        if slowest > ex.requests_within:
+            unmet.append(f"requests_within: the slowest request took {slowest:.3f}s "
+                         f"(> {ex.requests_within}s)")
     for probe in ex.required_probes:
         if probe not in sim.probes.counts:
             unmet.append(f"required_probes: {probe!r} was never reached")

@@ -317,12 +317,15 @@ class Expectations:
     ``no_lost_requests``: every request issued by a process that lived to
     the end ended (with a result or an error).  ``requests_succeed``: none
     of them ended in an error other than a configured container failure.
+    ``requests_within``: every request that succeeded took at most this,
+    re-routes and resends included (None: not checked).
     ``required_probes``: core probes the run must reach.
     """
 
     failover_within: Seconds | None = None
     no_lost_requests: bool = True
     requests_succeed: bool = False
+    requests_within: Seconds | None = None
     required_probes: tuple[str, ...] = ()
     #: invariant names the run must break (seeded-bug scenarios)
     broken_invariants: tuple[str, ...] = ()

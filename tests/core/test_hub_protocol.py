@@ -21,6 +21,7 @@ from hulytrio.core.messages import (
     Started,
     Welcome,
 )
+from hulytrio.core.types import OfferedContainer
 
 
 def served(raw, *, max_in_flight=None):
@@ -136,6 +137,33 @@ def test_late_answer_for_a_gone_caller_is_dropped(raw) -> None:
     (fwd,) = raw.take("h")
     raw.lost("c", 1.0)
     raw.send("h", Response(fwd.id, b"late"), 1.0)
+    assert raw.take("c") == []
+    assert raw.hub.registry.check() == []
+
+
+def test_calls_to_a_superseded_agent_fail_at_once_and_only_those(raw) -> None:
+    """An agent id registered from a new session (a process restarted under a
+    new peer id): calls the hub forwarded to its containers in the old
+    session fail now, not when that session times out; others there wait."""
+    raw.hello("h")
+    raw.send("h", RegisterAgent(1, "ag", ("echo",), None, (OfferedContainer("x", "echo"),)))
+    raw.send("h", RegisterAgent(2, "keep", ("kv",), None, (OfferedContainer("y", "kv"),)))
+    raw.hello("c")
+    raw.send("c", Request(5, "x", "op"))
+    raw.send("c", Request(6, "y", "op"))
+    forwarded = {m.uuid: m for m in raw.take("h") if isinstance(m, Request)}
+    assert set(forwarded) == {"x", "y"}
+    raw.take("c")
+    raw.hello("h2", 0.5)
+    raw.send("h2", RegisterAgent(1, "ag", ("echo",), None, (OfferedContainer("x", "echo"),)),
+             0.5)
+    errors = [m for m in raw.take("c") if isinstance(m, Error)]
+    assert [(e.id, e.code) for e in errors] == [(5, ErrorCode.AGENT_GONE.value)]
+    # The old session still hosts "keep": its call is answered as usual.
+    raw.send("h", Response(forwarded["y"].id, b"ok"), 0.6)
+    assert [m for m in raw.take("c") if isinstance(m, Response)] == [Response(6, b"ok")]
+    # A late answer from the old session for the failed call goes nowhere.
+    raw.send("h", Response(forwarded["x"].id, b"late"), 0.7)
     assert raw.take("c") == []
     assert raw.hub.registry.check() == []
 
