@@ -293,6 +293,17 @@ class Invariants:
                 continue
             if rec is None:
                 why.append(f"stateless {uuid} has no owner while {eligible[0]} could serve")
+            elif rec.agent_id not in pids and not rec.stateless:
+                # An ordinary instance of the uuid owns it (its start won over
+                # an offer that came meanwhile, docs/design.md); the offers stand
+                # by behind it and take over when it goes.  It must really serve.
+                owner = sim.procs.get(rec.agent_id)
+                if servers:
+                    why.append(f"stateless {uuid}: hub owner {rec.agent_id} (an ordinary "
+                               f"instance), also served by {servers}")
+                elif owner is None or not owner.alive or uuid not in owner.active():
+                    why.append(f"stateless {uuid}: hub owner {rec.agent_id} (an ordinary "
+                               f"instance) does not run it")
             elif servers != [rec.agent_id]:
                 why.append(f"stateless {uuid}: hub owner {rec.agent_id}, really served by "
                            f"{servers or 'nobody'}")
