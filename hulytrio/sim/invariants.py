@@ -284,27 +284,22 @@ class Invariants:
                 return False
         if why:
             return False
+        agents = [p for p in live if p.is_agent]
         for uuid, pids in self.offering.items():
-            servers = [p for p in pids if sim.procs[p].alive and sim.procs[p].serving.get(uuid)]
             # A live process whose instance has not exited (container-exit).
             eligible = [p for p in pids if sim.procs[p].alive and uuid in sim.procs[p].running]
-            rec = reg.container(uuid)
             if not eligible:
                 continue
+            rec = reg.container(uuid)
             if rec is None:
                 why.append(f"stateless {uuid} has no owner while {eligible[0]} could serve")
-            elif rec.agent_id not in pids and not rec.stateless:
-                # An ordinary instance of the uuid owns it (its start won over
-                # an offer that came meanwhile, docs/design.md); the offers stand
-                # by behind it and take over when it goes.  It must really serve.
-                owner = sim.procs.get(rec.agent_id)
-                if servers:
-                    why.append(f"stateless {uuid}: hub owner {rec.agent_id} (an ordinary "
-                               f"instance), also served by {servers}")
-                elif owner is None or not owner.alive or uuid not in owner.active():
-                    why.append(f"stateless {uuid}: hub owner {rec.agent_id} (an ordinary "
-                               f"instance) does not run it")
-            elif servers != [rec.agent_id]:
+                continue
+            # Whoever really serves it, by the ground truth: an offer the hub
+            # made the owner, or an ordinary instance of the uuid (its start
+            # won over an offer, or it was started afresh after the offer's
+            # instance ended: docs/design.md); offers stand by behind it.
+            servers = [p.pid for p in agents if uuid in p.active()]
+            if servers != [rec.agent_id]:
                 why.append(f"stateless {uuid}: hub owner {rec.agent_id}, really served by "
                            f"{servers or 'nobody'}")
         for proc in live:

@@ -50,11 +50,21 @@ latency = "2ms"
 
 [[agents]]
 name = "a"
-count = 3
+count = 2
 kinds = ["kv", "echo"]
 stateless = [{ uuid = "s", kind = "kv" }]
 start_delay = "20ms"
 request_latency = "3ms"
+
+# restarts under a new peer id, as a real process does (the hub sees its
+# agent id registered from a second session: "agent superseded")
+[[agents]]
+name = "f"
+kinds = ["kv", "echo"]
+stateless = [{ uuid = "s", kind = "kv" }]
+start_delay = "20ms"
+request_latency = "3ms"
+fresh_peer_id = true
 
 [[clients]]
 name = "c"
@@ -70,7 +80,7 @@ references = 2
 no_lost_requests = true
 """
 
-PROCESSES = ("a-1", "a-2", "a-3", "c", "w")
+PROCESSES = ("a-1", "a-2", "f", "c", "w")
 CLIENTS = ("c", "w")
 
 
@@ -105,7 +115,7 @@ class ChaosMachine(RuleBasedStateMachine):
         self.sim.run_until(self.sim.now + dt)
 
     @rule(action=st.sampled_from(["crash", "restart", "leave", "join", "drop-connection",
-                                  "resume", "heal"]),
+                                  "resume", "heal", "container-exit"]),
           who=st.sampled_from(PROCESSES))
     def instant_fault(self, action: str, who: str) -> None:
         self._inject(FaultSpec(self._now(), action, who))  # type: ignore[arg-type]
