@@ -284,7 +284,7 @@ class Invariants:
                 return False
         if why:
             return False
-        agents = [p for p in live if p.is_agent]
+        live_agents = [p for p in live if p.is_agent]
         for uuid, pids in self.offering.items():
             # A live process whose instance has not exited (container-exit).
             eligible = [p for p in pids if sim.procs[p].alive and uuid in sim.procs[p].running]
@@ -298,7 +298,7 @@ class Invariants:
             # made the owner, or an ordinary instance of the uuid (its start
             # won over an offer, or it was started afresh after the offer's
             # instance ended: docs/design.md); offers stand by behind it.
-            servers = [p.pid for p in agents if uuid in p.active()]
+            servers = [p.pid for p in live_agents if uuid in p.active()]
             if servers != [rec.agent_id]:
                 why.append(f"stateless {uuid}: hub owner {rec.agent_id}, really served by "
                            f"{servers or 'nobody'}")
