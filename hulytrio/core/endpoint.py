@@ -363,7 +363,8 @@ class EndpointClient:
         """Resend the retried calls due by ``now``; returns their ``Send`` effects."""
         out: list[Effect] = []
         for handle in self.timers.expired(now):
-            message = self._calls.get(handle)  # type: ignore[call-overload]
+            # Timer keys here are call handles (ints); isinstance narrows them.
+            message = self._calls.get(handle) if isinstance(handle, int) else None
             if message is not None and self.state is _OPEN:
                 out.append(Send(None, message))
         return out
