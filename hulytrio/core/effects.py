@@ -8,7 +8,7 @@ gave it; a client session has one connection, so its sends carry no address.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -18,18 +18,22 @@ from .messages import Message
 from .types import ContainerRecord, GetOptions, fast_init
 
 __all__ = [
+    "BaseEffect",
     "CloseConnection",
     "ConnectContainer",
     "DeliverEvent",
     "DeliverPush",
     "DisconnectContainer",
     "Effect",
+    "EndpointEffect",
+    "HubEffect",
     "OpenConnection",
     "ReferenceChanged",
     "Reject",
     "Resolve",
     "RunRequest",
     "Send",
+    "SessionEffect",
     "SetServing",
     "StartContainer",
     "StopContainer",
@@ -37,14 +41,14 @@ __all__ = [
 ]
 
 
-class Effect:
-    """Base of every effect (a marker)."""
+class BaseEffect:
+    """Base of every effect class (a marker); drivers match on the unions below."""
 
     __slots__ = ()
 
 
 @attrs.frozen
-class Send(Effect):
+class Send(BaseEffect):
     """Send ``message`` on connection ``conn`` (None: the session's only connection)."""
 
     conn: Hashable | None
@@ -52,7 +56,7 @@ class Send(Effect):
 
 
 @attrs.frozen
-class CloseConnection(Effect):
+class CloseConnection(BaseEffect):
     """Close connection ``conn`` (None: the session's connection) for ``reason``."""
 
     conn: Hashable | None
@@ -60,14 +64,14 @@ class CloseConnection(Effect):
 
 
 @attrs.frozen
-class OpenConnection(Effect):
+class OpenConnection(BaseEffect):
     """Session: open a connection to the hub now (``attempt`` counts from 1)."""
 
     attempt: int
 
 
 @attrs.frozen
-class Resolve(Effect):
+class Resolve(BaseEffect):
     """Session: the operation ``handle`` succeeded with ``value``."""
 
     handle: int
@@ -75,7 +79,7 @@ class Resolve(Effect):
 
 
 @attrs.frozen
-class Reject(Effect):
+class Reject(BaseEffect):
     """Session: the operation ``handle`` failed with ``error``."""
 
     handle: int
@@ -83,14 +87,14 @@ class Reject(Effect):
 
 
 @attrs.frozen
-class DeliverEvent(Effect):
+class DeliverEvent(BaseEffect):
     """Session: a registry event for ``client.updates()`` listeners."""
 
     event: NetworkEvent
 
 
 @attrs.frozen
-class ReferenceChanged(Effect):
+class ReferenceChanged(BaseEffect):
     """Session: reference ``ref`` now points at ``record`` (None: lost, re-acquiring)."""
 
     ref: int
@@ -98,7 +102,7 @@ class ReferenceChanged(Effect):
 
 
 @attrs.frozen
-class DeliverPush(Effect):
+class DeliverPush(BaseEffect):
     """Session: container ``uuid`` pushed ``payload`` to this client."""
 
     uuid: str
@@ -106,14 +110,14 @@ class DeliverPush(Effect):
 
 
 @attrs.frozen
-class StreamEnded(Effect):
+class StreamEnded(BaseEffect):
     """Endpoint client: the event stream from ``uuid`` ended (the container stopped there)."""
 
     uuid: str
 
 
 @attrs.frozen
-class StartContainer(Effect):
+class StartContainer(BaseEffect):
     """Agent: start a container; answer with ``ClientSession.agent_started`` or ``_failed``."""
 
     agent_id: str
@@ -123,7 +127,7 @@ class StartContainer(Effect):
 
 
 @attrs.frozen
-class StopContainer(Effect):
+class StopContainer(BaseEffect):
     """Agent: terminate container ``uuid`` (await its ``terminate()``)."""
 
     agent_id: str
@@ -131,7 +135,7 @@ class StopContainer(Effect):
 
 
 @attrs.frozen
-class SetServing(Effect):
+class SetServing(BaseEffect):
     """Agent: stateless ``uuid`` now serves (owner) or must not serve (standby).
 
     ``fenced``: not serving only until the hub answers a registration (keep
@@ -146,7 +150,7 @@ class SetServing(Effect):
 
 
 @attrs.frozen
-class RunRequest(Effect):
+class RunRequest(BaseEffect):
     """Agent: run ``operation`` on ``uuid``; answer with ``ClientSession.agent_reply``."""
 
     agent_id: str
@@ -158,7 +162,7 @@ class RunRequest(Effect):
 
 
 @attrs.frozen
-class ConnectContainer(Effect):
+class ConnectContainer(BaseEffect):
     """Agent: ``client_id`` connected to ``uuid`` through the hub (call its ``connect``)."""
 
     agent_id: str
@@ -167,12 +171,32 @@ class ConnectContainer(Effect):
 
 
 @attrs.frozen
-class DisconnectContainer(Effect):
+class DisconnectContainer(BaseEffect):
     """Agent: ``client_id`` disconnected from ``uuid`` (call its ``disconnect``)."""
 
     agent_id: str
     uuid: str
     client_id: str
+
+
+# What each machine can emit.  A driver matches on the union of the machine it
+# drives and ends with ``assert_never``, so mypy strict fails a driver that
+# forgets an effect.
+#: The hub's outputs (``Hub.effects()``).
+HubEffect: TypeAlias = Send | CloseConnection
+#: A client session's outputs (``ClientSession``, with the agents it hosts).
+SessionEffect: TypeAlias = (
+    Send | CloseConnection | OpenConnection | Resolve | Reject | DeliverEvent
+    | ReferenceChanged | DeliverPush | StartContainer | StopContainer | SetServing
+    | RunRequest | ConnectContainer | DisconnectContainer
+)
+#: A direct endpoint's outputs (``EndpointServer`` and ``EndpointClient``).
+EndpointEffect: TypeAlias = (
+    Send | CloseConnection | Resolve | Reject | DeliverPush | StreamEnded
+    | RunRequest | ConnectContainer | DisconnectContainer
+)
+#: Any effect of any machine.
+Effect: TypeAlias = HubEffect | SessionEffect | EndpointEffect
 
 
 # Drivers drain effects after every input: a cheaper constructor (same

@@ -759,7 +759,7 @@ class Simulation:
                     if ready < link.last:
                         ready = link.last
                     link.last = ready
-                    link.queue.append((ready, eff.message))  # type: ignore[attr-defined]
+                    link.queue.append((ready, eff.message))  # type: ignore[union-attr]
                     if not link.scheduled and not link.blocked:
                         link.scheduled = True
                         due = self._due.get(ready)  # _at, inlined
@@ -787,11 +787,11 @@ class Simulation:
                     conn.client_open = False
                     self._push(conn, conn.up, CLOSE)
                     conn.up.closed = True
-                    self.trace("client-close", proc.pid, eff.reason)  # type: ignore[attr-defined]
+                    self.trace("client-close", proc.pid, eff.reason)  # type: ignore[union-attr]
             elif t is StartContainer:
                 self._start_container(proc, eff)  # type: ignore[arg-type]
             elif t is StopContainer:
-                uuid = eff.uuid  # type: ignore[attr-defined]
+                uuid = eff.uuid  # type: ignore[union-attr]
                 proc.starting.pop(uuid, None)
                 proc.running.pop(uuid, None)
                 proc.serving.pop(uuid, None)
