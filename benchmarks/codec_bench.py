@@ -31,7 +31,7 @@ import orjson
 from hulytrio.core.events import AgentEvent, ChangeKind, ContainerEvent, NetworkEvent
 from hulytrio.core.messages import Event, GetReply, Message, Ping, Request, Response
 from hulytrio.core.types import AgentInfo, ContainerRecord
-from hulytrio.transport import codec
+from hulytrio.wire import codec
 
 # --- the messages -------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 One message set serves every connection: a peer (a client, which may also
 host agents) talks to the hub, and a client talks to an agent's own endpoint.
-Each class has a short wire ``TAG``; the codec in ``hulytrio.transport.codec``
+Each class has a short wire ``TAG``; the codec in ``hulytrio.wire.codec``
 turns them into bytes.  See docs/protocol.md for the table of fields.
 
 Calls carry an ``id`` chosen by the sender, unique among its calls in flight

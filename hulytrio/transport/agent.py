@@ -55,7 +55,7 @@ from hulytrio.core.endpoint import EndpointSession
 from hulytrio.core.errors import ErrorCode, LocalProtocolError
 from hulytrio.core.types import ContainerUuid
 
-from .codec import (
+from ..wire.codec import (
     MAX_FRAME_BYTES,
     WireError,
     decode_frame_lenient,

@@ -56,7 +56,7 @@ from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
 
 from .agent import Agent, AgentRuntime
-from .codec import (
+from ..wire.codec import (
     MAX_FRAME_BYTES,
     decode_payload,
     encode_payload,

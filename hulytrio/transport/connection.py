@@ -35,7 +35,7 @@ from hulytrio.core.endpoint import EndpointClient, EndpointState
 from hulytrio.core.errors import ConnectionClosed
 from hulytrio.core.messages import Message
 
-from .codec import (
+from ..wire.codec import (
     MAX_FRAME_BYTES,
     WireError,
     decode_frame_lenient,

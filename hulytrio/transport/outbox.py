@@ -34,7 +34,7 @@ import trio
 
 from hulytrio.core.messages import Message
 
-from .codec import encode_frame
+from ..wire.codec import encode_frame
 from .websocket import WebSocket, WebSocketClosed
 
 __all__ = ["CLOSE_WAIT", "Outbox", "OutboxStatistics"]

@@ -34,7 +34,7 @@ from hulytrio.core.effects import CloseConnection, Send
 from hulytrio.core.hub import Hub
 from hulytrio.core.timeouts import Timeouts
 
-from .codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
+from ..wire.codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
 from .deadlines import DeadlineTask
 from .errors import single_errors
 from .outbox import Outbox

@@ -21,7 +21,7 @@ from hulytrio.core.messages import (
     Request,
     Welcome,
 )
-from hulytrio.transport.codec import decode_frame, encode_frame
+from hulytrio.wire.codec import decode_frame, encode_frame
 
 FAST = hulytrio.Timeouts(alive=1.0, ping_interval=0.2, unused_container=0.3)
 

@@ -14,7 +14,7 @@ import trio
 import hulytrio
 from hulytrio.core.messages import PROTOCOL_VERSION, Hello, Welcome
 from hulytrio.transport import client as client_module
-from hulytrio.transport.codec import decode_frame, encode_frame
+from hulytrio.wire.codec import decode_frame, encode_frame
 from hulytrio.transport.websocket import WebSocket, accept_websocket
 
 

@@ -29,7 +29,7 @@ from hulytrio.core.messages import (
     Query,
     Welcome,
 )
-from hulytrio.transport.codec import decode_frame, encode_frame
+from hulytrio.wire.codec import decode_frame, encode_frame
 
 
 async def _read(ws: trio_websocket.WebSocketConnection, n: int) -> list[Message]:

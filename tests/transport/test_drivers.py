@@ -9,7 +9,7 @@ from wspair import ws_pair
 
 from hulytrio.core.messages import Ping, Pong, Request
 from hulytrio.core.timers import Timers
-from hulytrio.transport.codec import decode_frame
+from hulytrio.wire.codec import decode_frame
 from hulytrio.transport.deadlines import DeadlineTask
 from hulytrio.transport.outbox import Outbox
 from hulytrio.transport.websocket import WebSocket, WebSocketClosed

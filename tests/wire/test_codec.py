@@ -49,7 +49,7 @@ from hulytrio.core.messages import (
     Welcome,
 )
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
-from hulytrio.transport.codec import (
+from hulytrio.wire.codec import (
     MAX_FRAME_BYTES,
     WireError,
     decode_frame,
