@@ -30,9 +30,12 @@ serve: $(STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff, mypy strict, and the architecture contracts of pyproject.toml
+# ([tool.importlinter]; docs/design.md, "Architecture contracts").
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check hulytrio tests benchmarks examples tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks

@@ -1,4 +1,4 @@
-"""Interleaved A/B of ``hulytrio bench`` scenarios: a git revision against the working tree.
+"""Interleaved A/B of ``benchmarks.harness`` scenarios: a git revision against the working tree.
 
 This VM's speed drifts by tens of percent within minutes, so two benchmark
 runs taken at different times compare the machine, not the code.  This
@@ -6,11 +6,13 @@ script alternates the two versions round by round and reports the median
 and every run of each, which is how every change in docs/performance.md was
 judged.
 
-The base revision is exported with ``git archive`` into a temporary
-directory; the benchmark's processes (``python -m hulytrio ...``) are started
-with that directory as their working directory, so they import its
-``hulytrio`` (the current directory comes first on ``sys.path`` under
-``-m``), harness included.
+The base revision's ``hulytrio`` package is exported with ``git archive``
+into a temporary directory; the harness and its processes (``python -m
+...``) are started with that directory as their working directory, so they
+import its ``hulytrio`` (the current directory comes first on ``sys.path``
+under ``-m``).  The harness itself is always the working tree's
+(``benchmarks/`` is found after it on ``PYTHONPATH``): both versions are
+measured by the same yardstick.
 
 Usage::
 
@@ -44,10 +46,11 @@ def bench(cwd: Path, scenarios: str, duration: float, metric: str) -> dict[str, 
     with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
         out = Path(f.name)
     try:
-        subprocess.run([sys.executable, "-m", "hulytrio", "bench", "--scenario",
+        subprocess.run([sys.executable, "-m", "benchmarks.harness", "--scenario",
                         scenarios, "--duration", str(duration), "--json", str(out)],
                        cwd=cwd, check=False, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(cwd)})
+                       stderr=subprocess.DEVNULL,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), str(ROOT)])})
         results = {}
         for line in out.read_text().splitlines():
             row = json.loads(line)
@@ -61,7 +64,7 @@ def bench(cwd: Path, scenarios: str, duration: float, metric: str) -> dict[str, 
 
 def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenarios", help="comma-separated hulytrio bench scenarios")
+    parser.add_argument("scenarios", help="comma-separated scenarios of benchmarks.harness")
     parser.add_argument("--base", default="HEAD", help="git revision to compare against")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=2.0, help="seconds measured per run")

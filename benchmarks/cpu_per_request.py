@@ -1,6 +1,6 @@
 """CPU cost of one echo request, every side in one process (hub, agent, client).
 
-The throughput scenarios of ``hulytrio bench`` run three processes, and on a
+The throughput scenarios of ``benchmarks.harness`` run three processes, and on a
 2-vCPU VM their req/s swing by +-40% with what else runs and with how often
 a vCPU has to be woken.  This benchmark removes both: hub, agent (with its
 own endpoint) and client share one trio run over loopback sockets, so the
@@ -29,7 +29,7 @@ import time
 import trio
 
 import hulytrio
-from hulytrio.bench.echo import FACTORIES
+from benchmarks.harness.echo import FACTORIES
 
 PAYLOAD = "x" * 100
 WARM = 200

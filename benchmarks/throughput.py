@@ -1,15 +1,15 @@
-"""Throughput, latency, fan-out and memory: ``hulytrio bench`` from ``python -m benchmarks``.
+"""Throughput, latency, fan-out and memory: the harness's scenarios from ``python -m benchmarks``.
 
 Every scenario starts its own hub, agent and load processes on loopback (see
-``hulytrio.bench``).  With no argument this runs the quick default set (a few
+``benchmarks.harness``).  With no argument this runs the quick default set (a few
 minutes, 1 s warm-up + 3 s measured per echo scenario).  ``--table`` runs the
 issue's table the way the reference was measured: echo of ~100 bytes through
 the hub and direct, 1/16/64 in flight, one client, 2 s warm-up + 10 s
 measured, our figures beside the reference's::
 
-    .venv/bin/python benchmarks/throughput.py                 # quick set
-    .venv/bin/python benchmarks/throughput.py --table         # ~2 min
-    .venv/bin/python benchmarks/throughput.py --table --runs 3 --json out.jsonl
+    .venv/bin/python -m benchmarks.throughput                # quick set
+    .venv/bin/python -m benchmarks.throughput --table        # ~2 min
+    .venv/bin/python -m benchmarks.throughput --table --runs 3 --json out.jsonl
 
 With ``--runs N`` (N > 1) a last table gives, per scenario, the median over
 the runs and their range, next to the reference's figures.
@@ -25,8 +25,8 @@ import sys
 import tempfile
 from typing import Any
 
-from hulytrio.bench.commands import main as bench_main
-from hulytrio.bench.reference import REFERENCE
+from benchmarks.harness.commands import main as bench_main
+from benchmarks.harness.reference import REFERENCE
 
 TABLE = ("raw-ws-1", "raw-ws-16", "hub-1", "hub-16", "hub-64", "direct-1", "direct-16",
          "direct-64")

@@ -1,8 +1,10 @@
 """The ``hulytrio`` command: one sub-command per module that registers it.
 
 Each sub-command lives with the code it drives (``transport.commands`` for
-``serve``/``agent``, ``sim.commands`` for ``simulate``, ``benchmarks`` for
-``bench``); this module only collects them, so ``hulytrio --help`` lists all.
+``serve``/``agent``, ``sim.commands`` for ``simulate``); this module only
+collects them, so ``hulytrio --help`` lists all.  The benchmarks are not a
+sub-command: they live in the source checkout (``python -m
+benchmarks.harness``, docs/performance.md), not in the installed package.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ COMMANDS = {
     "serve": "hulytrio.transport.commands",
     "agent": "hulytrio.transport.commands",
     "simulate": "hulytrio.sim.commands",
-    "bench": "hulytrio.bench.commands",
 }
 
 

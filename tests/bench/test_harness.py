@@ -1,6 +1,6 @@
 """The benchmark harness itself: histograms, process cleanup, one short real run.
 
-No timing is asserted here: speed lives in ``hulytrio bench``, not in tests.
+No timing is asserted here: speed lives in ``python -m benchmarks.harness``, not in tests.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from hulytrio.bench import scenarios
-from hulytrio.bench.procs import BenchError, Proc, Processes
-from hulytrio.bench.report import format_results, json_line
-from hulytrio.bench.stats import Histogram, sample_process
+from benchmarks.harness import scenarios
+from benchmarks.harness.procs import BenchError, Proc, Processes
+from benchmarks.harness.report import format_results, json_line
+from benchmarks.harness.stats import Histogram, sample_process
 
 
 def test_histogram_percentiles_within_bucket_width():

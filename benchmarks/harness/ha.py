@@ -1,6 +1,6 @@
 """The container the failover benchmark runs in its agent processes.
 
-``python -m hulytrio agent --factories hulytrio.bench.ha:FACTORIES``: kind
+``python -m hulytrio agent --factories benchmarks.harness.ha:FACTORIES``: kind
 "who" answers with the serving agent's id, and the stateless "bench-ha"
 offer is the container whose failover is timed.
 """

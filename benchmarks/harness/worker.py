@@ -1,6 +1,6 @@
 """The benchmark's load process: clients driven by JSON commands on stdin.
 
-Run as ``python -m hulytrio.bench.worker --url ws://HOST:PORT``.  It reads one
+Run as ``python -m benchmarks.harness.worker --url ws://HOST:PORT``.  It reads one
 JSON command per line and prints one JSON reply per command (``{"error":
 ...}`` if the command failed); logs go to stderr.  Commands:
 
@@ -56,7 +56,7 @@ from .stats import Histogram
 
 __all__ = ["Worker", "main"]
 
-log = logging.getLogger("hulytrio.bench")
+log = logging.getLogger("benchmarks.harness")
 
 Call = Callable[[str, Any], Awaitable[Any]]
 
@@ -265,7 +265,7 @@ async def _serve(url: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve commands from stdin until it closes; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m hulytrio.bench.worker")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.harness.worker")
     parser.add_argument("--url", required=True, help="the hub, ws://HOST:PORT")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

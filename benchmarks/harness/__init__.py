@@ -1,4 +1,7 @@
-"""The benchmark harness behind ``hulytrio bench``.
+"""The benchmark harness: ``python -m benchmarks.harness`` (see ``commands``).
+
+It lives in the source checkout, not in the installed package: it needs the
+test extras (trio-websocket for the raw-ws yardstick) and Linux's ``/proc``.
 
 Every scenario runs the real thing: a hub (``python -m hulytrio serve``), an
 echo agent and load clients, each a separate process on 127.0.0.1.  The

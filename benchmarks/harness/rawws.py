@@ -1,7 +1,7 @@
 """A yardstick for the machine: plain trio-websocket echo, one message per frame.
 
-``python -m hulytrio.bench.rawws serve PORT`` echoes every message back;
-``python -m hulytrio.bench.rawws load PORT INFLIGHT PAYLOAD START WARMUP
+``python -m benchmarks.harness.rawws serve PORT`` echoes every message back;
+``python -m benchmarks.harness.rawws load PORT INFLIGHT PAYLOAD START WARMUP
 DURATION`` keeps ``INFLIGHT`` messages outstanding on one connection and
 prints one JSON line with a latency ``Histogram`` of the measured window.
 No hulytrio code is involved, so its figures say how fast this machine is

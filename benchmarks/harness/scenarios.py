@@ -2,7 +2,7 @@
 
 Every scenario starts a fresh hub (``python -m hulytrio serve``) on a free
 loopback port, plus what it needs: an echo agent (``python -m hulytrio
-agent``), and load processes (``python -m hulytrio.bench.worker``) driven
+agent``), and load processes (``python -m benchmarks.harness.worker``) driven
 over their stdin.  It returns a ``Result``: named metrics plus the CPU
 seconds and peak memory of every process.  Whatever happens, every process
 is killed before ``run`` returns or raises.
@@ -21,7 +21,7 @@ Kinds of scenario:
 - ``memory``: the hub's memory per connected client and per idle agent.
 - ``failover``: standby serving after an agent is killed, hung or closed,
   and an existing reference usable again after the hub is killed and
-  restarted (cold, and under ``--supervise``); ``hulytrio.bench.failover``.
+  restarted (cold, and under ``--supervise``); ``benchmarks.harness.failover``.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ SCENARIOS: dict[str, Scenario] = {
                          rounds=5),
 }
 
-#: The default set (``hulytrio bench`` with no ``--scenario``): the issue's
+#: The default set (``python -m benchmarks.harness`` with no ``--scenario``): the issue's
 #: table, a few variants, and one of each other kind; a few minutes in all.
 QUICK: tuple[str, ...] = (
     "raw-ws-1", "raw-ws-16", "hub-1", "hub-16", "hub-64", "direct-1", "direct-16", "direct-64",
@@ -158,7 +158,7 @@ def _start_hub(ps: Processes) -> tuple[Proc, str]:
 def _start_agent(ps: Processes, url: str) -> Proc:
     port = free_port()
     agent = ps.python("agent", "-m", CLI_MODULE, "agent", "--url", url,
-                      "--factories", "hulytrio.bench.echo:FACTORIES",
+                      "--factories", "benchmarks.harness.echo:FACTORIES",
                       "--agent-id", "bench-echo", "--endpoint", f"127.0.0.1:{port}",
                       "--log-level", "warning")
     wait_for_port(agent, port)
@@ -166,7 +166,7 @@ def _start_agent(ps: Processes, url: str) -> Proc:
 
 
 def _start_workers(ps: Processes, url: str, n: int, prefix: str = "client") -> list[Proc]:
-    workers = [ps.python(f"{prefix}{i}" if n > 1 else prefix, "-m", "hulytrio.bench.worker",
+    workers = [ps.python(f"{prefix}{i}" if n > 1 else prefix, "-m", "benchmarks.harness.worker",
                          "--url", url, pipe=True) for i in range(n)]
     for w in workers:
         w.read(SETUP_TIMEOUT)
@@ -426,10 +426,10 @@ def _run_rawws(sc: Scenario, warmup: float, duration: float, profile: str | None
     result = Result(sc)
     with Processes() as ps:
         port = free_port()
-        server = ps.python("server", "-m", "hulytrio.bench.rawws", "serve", str(port))
+        server = ps.python("server", "-m", "benchmarks.harness.rawws", "serve", str(port))
         wait_for_port(server, port)
         start = time.monotonic() + 0.5
-        load = ps.python("client", "-m", "hulytrio.bench.rawws", "load", str(port),
+        load = ps.python("client", "-m", "benchmarks.harness.rawws", "load", str(port),
                          str(sc.inflight), str(sc.payload), str(start), str(warmup),
                          str(duration), pipe=True)
         _sleep_until(start + warmup)

@@ -21,17 +21,38 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 from .stats import ProcSample, sample_process
 
-__all__ = ["BenchError", "Proc", "Processes", "free_port", "wait_for_port"]
+__all__ = ["BenchError", "Proc", "Processes", "child_environment", "free_port",
+           "wait_for_port"]
+
+#: The checkout holding ``benchmarks/``: the harness's processes import its
+#: modules by name (``-m benchmarks.harness.worker``, ``--factories
+#: benchmarks.harness.echo:FACTORIES``), from any working directory.
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 class BenchError(Exception):
     """A scenario could not run (a process died, did not answer, or answered wrongly)."""
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return the environment of a process the harness starts: ours plus ``extra``.
+
+    The checkout goes *last* on ``PYTHONPATH``: it supplies ``benchmarks``, and
+    whatever ``hulytrio`` comes first (a compiled build, or the working
+    directory under ``-m``, which is how ``benchmarks/ab.py`` runs an older
+    revision) stays first.
+    """
+    env = {**os.environ, **(extra or {})}
+    path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([*path, str(CHECKOUT)])
+    return env
 
 
 def free_port() -> int:
@@ -54,6 +75,7 @@ class Proc:
             stdin=subprocess.PIPE if pipe else subprocess.DEVNULL,
             stdout=subprocess.PIPE if pipe else subprocess.DEVNULL,
             stderr=self._stderr,
+            env=child_environment(),
             start_new_session=True,  # its own group: killing it takes its children too
         )
         self._buffer = b""

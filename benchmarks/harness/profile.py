@@ -1,6 +1,6 @@
 """Sampling profiles of the scenario's processes with py-spy (no code change needed).
 
-``hulytrio bench --profile DIR`` records every process of an echo scenario
+``python -m benchmarks.harness --profile DIR`` records every process of an echo scenario
 during its measured window (``py-spy record --format raw``: one line per
 distinct stack with its sample count) and prints where the time went: the
 functions with the most samples on the CPU, inclusive and self.  py-spy is

@@ -1,6 +1,6 @@
-"""``hulytrio bench``: run benchmark scenarios and print a table and JSON lines.
+"""``python -m benchmarks.harness``: run benchmark scenarios, print a table and JSON lines.
 
-``hulytrio bench`` runs the quick default set (a few minutes);
+With no argument it runs the quick default set (a few minutes);
 ``--scenario NAME`` (repeatable, or comma-separated) picks scenarios,
 ``--all`` runs every one, ``--list`` lists them.  ``--warmup`` and
 ``--duration`` set the echo scenarios' warm-up and measured seconds.
@@ -10,23 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .scenarios import Result
+from .procs import BenchError
+from .profile import summarize
+from .report import format_results, json_line
+from .scenarios import QUICK, SCENARIOS, Result, run
 
-
-__all__ = ["main", "register"]
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``bench`` sub-command to ``subparsers``."""
-    parser = subparsers.add_parser(
-        "bench", help="run benchmark scenarios (hub, agent, clients as processes)",
-        description="Each scenario starts its own hub, agent and load processes on "
-                    "127.0.0.1, measures, and kills them all.")
-    _arguments(parser)
-    parser.set_defaults(func=_command)
+__all__ = ["main"]
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +37,6 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _selected(args: argparse.Namespace) -> list[str]:
-    from .scenarios import QUICK, SCENARIOS
-
     if args.all:
         return list(SCENARIOS)
     names = [n.strip() for s in args.scenario for n in s.split(",") if n.strip()]
@@ -56,13 +44,6 @@ def _selected(args: argparse.Namespace) -> list[str]:
 
 
 def _command(args: argparse.Namespace) -> int:
-    # Imported here, not at the top: every ``hulytrio`` command (a hub
-    # restarting, say) imports this module to build the parser.
-    from .procs import BenchError
-    from .profile import summarize
-    from .report import format_results, json_line
-    from .scenarios import QUICK, SCENARIOS, run
-
     if args.list:
         for name, sc in SCENARIOS.items():
             mark = "*" if name in QUICK else " "
@@ -106,7 +87,10 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``hulytrio bench`` with ``argv``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="hulytrio bench")
+    """Run the scenarios ``argv`` names (see module docstring); returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.harness",
+        description="Each scenario starts its own hub, agent and load processes on "
+                    "127.0.0.1, measures, and kills them all.")
     _arguments(parser)
     return _command(parser.parse_args(argv))

@@ -19,9 +19,9 @@ Scenarios (each repeated ``--rounds`` times; median and worst printed):
 
 Usage::
 
-    .venv/bin/hulytrio bench --scenario failover          # 5 rounds, ~1 min
-    .venv/bin/python benchmarks/failover.py               # the same, as a table
-    .venv/bin/python benchmarks/failover.py --rounds 10 --alive 3 --scenario kill,close
+    .venv/bin/python -m benchmarks.harness --scenario failover  # 5 rounds, ~1 min
+    .venv/bin/python -m benchmarks.failover          # the same, as a table
+    .venv/bin/python -m benchmarks.failover --rounds 10 --alive 3 --scenario kill,close
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import trio
 
 import hulytrio
 
-from .procs import free_port
+from .procs import child_environment, free_port
 
 __all__ = ["SCENARIOS", "main", "measure"]
 
@@ -53,7 +53,7 @@ async def spawn(*args: str, env: dict[str, str] | None = None) -> trio.Process:
     """Start ``python -m hulytrio ARGS`` quietly (the working directory is inherited)."""
     return await trio.lowlevel.open_process(
         [sys.executable, "-m", "hulytrio", *args, "--log-level", "error"],
-        env={**os.environ, **(env or {})},
+        env=child_environment(env),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -63,7 +63,7 @@ async def hub(port: int, alive: float, *extra: str) -> trio.Process:
 
 
 async def agent(url: str, agent_id: str) -> trio.Process:
-    return await spawn("agent", "--url", url, "--factories", "hulytrio.bench.ha:FACTORIES",
+    return await spawn("agent", "--url", url, "--factories", "benchmarks.harness.ha:FACTORIES",
                        "--agent-id", agent_id, env={"AGENT_ID": agent_id})
 
 
