@@ -15,7 +15,8 @@ import attrs
 from .errors import HulyError
 from .events import NetworkEvent
 from .messages import Message
-from .types import ContainerRecord, GetOptions, fast_init
+from .fastinit import fast_init
+from .types import ContainerRecord, GetOptions
 
 __all__ = [
     "BaseEffect",
@@ -47,6 +48,7 @@ class BaseEffect:
     __slots__ = ()
 
 
+@fast_init
 @attrs.frozen
 class Send(BaseEffect):
     """Send ``message`` on connection ``conn`` (None: the session's only connection)."""
@@ -55,6 +57,7 @@ class Send(BaseEffect):
     message: Message
 
 
+@fast_init
 @attrs.frozen
 class CloseConnection(BaseEffect):
     """Close connection ``conn`` (None: the session's connection) for ``reason``."""
@@ -63,6 +66,7 @@ class CloseConnection(BaseEffect):
     reason: str
 
 
+@fast_init
 @attrs.frozen
 class OpenConnection(BaseEffect):
     """Session: open a connection to the hub now (``attempt`` counts from 1)."""
@@ -70,6 +74,7 @@ class OpenConnection(BaseEffect):
     attempt: int
 
 
+@fast_init
 @attrs.frozen
 class Resolve(BaseEffect):
     """Session: the operation ``handle`` succeeded with ``value``."""
@@ -78,6 +83,7 @@ class Resolve(BaseEffect):
     value: Any
 
 
+@fast_init
 @attrs.frozen
 class Reject(BaseEffect):
     """Session: the operation ``handle`` failed with ``error``."""
@@ -86,6 +92,7 @@ class Reject(BaseEffect):
     error: HulyError
 
 
+@fast_init
 @attrs.frozen
 class DeliverEvent(BaseEffect):
     """Session: a registry event for ``client.updates()`` listeners."""
@@ -93,6 +100,7 @@ class DeliverEvent(BaseEffect):
     event: NetworkEvent
 
 
+@fast_init
 @attrs.frozen
 class ReferenceChanged(BaseEffect):
     """Session: reference ``ref`` now points at ``record`` (None: lost, re-acquiring)."""
@@ -101,6 +109,7 @@ class ReferenceChanged(BaseEffect):
     record: ContainerRecord | None
 
 
+@fast_init
 @attrs.frozen
 class DeliverPush(BaseEffect):
     """Session: container ``uuid`` pushed ``payload`` to this client."""
@@ -109,6 +118,7 @@ class DeliverPush(BaseEffect):
     payload: bytes
 
 
+@fast_init
 @attrs.frozen
 class StreamEnded(BaseEffect):
     """Endpoint client: the event stream from ``uuid`` ended (the container stopped there)."""
@@ -116,6 +126,7 @@ class StreamEnded(BaseEffect):
     uuid: str
 
 
+@fast_init
 @attrs.frozen
 class StartContainer(BaseEffect):
     """Agent: start a container; answer with ``ClientSession.agent_started`` or ``_failed``."""
@@ -126,6 +137,7 @@ class StartContainer(BaseEffect):
     options: GetOptions
 
 
+@fast_init
 @attrs.frozen
 class StopContainer(BaseEffect):
     """Agent: terminate container ``uuid`` (await its ``terminate()``)."""
@@ -134,6 +146,7 @@ class StopContainer(BaseEffect):
     uuid: str
 
 
+@fast_init
 @attrs.frozen
 class SetServing(BaseEffect):
     """Agent: stateless ``uuid`` now serves (owner) or must not serve (standby).
@@ -149,6 +162,7 @@ class SetServing(BaseEffect):
     fenced: bool = False
 
 
+@fast_init
 @attrs.frozen
 class RunRequest(BaseEffect):
     """Agent: run ``operation`` on ``uuid``; answer with ``ClientSession.agent_reply``."""
@@ -161,6 +175,7 @@ class RunRequest(BaseEffect):
     client_id: str | None
 
 
+@fast_init
 @attrs.frozen
 class ConnectContainer(BaseEffect):
     """Agent: ``client_id`` connected to ``uuid`` through the hub (call its ``connect``)."""
@@ -170,6 +185,7 @@ class ConnectContainer(BaseEffect):
     client_id: str
 
 
+@fast_init
 @attrs.frozen
 class DisconnectContainer(BaseEffect):
     """Agent: ``client_id`` disconnected from ``uuid`` (call its ``disconnect``)."""
@@ -197,11 +213,3 @@ EndpointEffect: TypeAlias = (
 )
 #: Any effect of any machine.
 Effect: TypeAlias = HubEffect | SessionEffect | EndpointEffect
-
-
-# Drivers drain effects after every input: a cheaper constructor (same
-# signature, still frozen).
-for _cls in (CloseConnection, ConnectContainer, DeliverEvent, DeliverPush, DisconnectContainer,
-             OpenConnection, ReferenceChanged, Reject, Resolve, RunRequest, Send, SetServing,
-             StartContainer, StopContainer, StreamEnded):
-    fast_init(_cls)

@@ -29,7 +29,8 @@ import enum
 
 import attrs
 
-from .types import AgentId, AgentInfo, ContainerRecord, ContainerUuid, fast_init
+from .fastinit import fast_init
+from .types import AgentId, AgentInfo, ContainerRecord, ContainerUuid
 
 __all__ = ["AgentEvent", "ChangeKind", "ContainerEvent", "EventQueue", "NetworkEvent"]
 
@@ -45,6 +46,7 @@ class ChangeKind(enum.Enum):
     REMOVED = "removed"
 
 
+@fast_init
 @attrs.frozen
 class AgentEvent:
     """One agent's change within a ``NetworkEvent``."""
@@ -53,6 +55,7 @@ class AgentEvent:
     agent: AgentInfo
 
 
+@fast_init
 @attrs.frozen
 class ContainerEvent:
     """One container's change within a ``NetworkEvent``."""
@@ -61,6 +64,7 @@ class ContainerEvent:
     container: ContainerRecord
 
 
+@fast_init
 @attrs.frozen
 class NetworkEvent:
     """A batch of coalesced registry changes, numbered by ``seq``."""
@@ -129,7 +133,3 @@ class EventQueue:
         self._containers = {}
         self.dirty = False
         return event
-
-
-for _cls in (AgentEvent, ContainerEvent, NetworkEvent):
-    fast_init(_cls)

@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 import attrs
 
 from .events import NetworkEvent
-from .types import AgentId, AgentInfo, ContainerRecord, GetOptions, OfferedContainer, fast_init
+from .fastinit import fast_init
+from .types import AgentId, AgentInfo, ContainerRecord, GetOptions, OfferedContainer
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -72,6 +73,7 @@ class Message:
 # --- session ---------------------------------------------------------------
 
 
+@fast_init
 @attrs.frozen
 class Hello(Message):
     """First message of a peer. ``alive_timeout`` asks for a per-peer timeout.
@@ -92,6 +94,7 @@ class Hello(Message):
     events: str = "all"
 
 
+@fast_init
 @attrs.frozen
 class Welcome(Message):
     """The hub's answer to ``Hello``.
@@ -112,6 +115,7 @@ class Welcome(Message):
     redirect: str | None = None
 
 
+@fast_init
 @attrs.frozen
 class Ping(Message):
     """Sign of life; answered with ``Pong``."""
@@ -119,6 +123,7 @@ class Ping(Message):
     TAG: ClassVar[str] = "ping"
 
 
+@fast_init
 @attrs.frozen
 class Pong(Message):
     """Answer to ``Ping``."""
@@ -126,6 +131,7 @@ class Pong(Message):
     TAG: ClassVar[str] = "pong"
 
 
+@fast_init
 @attrs.frozen
 class Close(Message):
     """The sender is closing this connection on purpose, with a reason."""
@@ -137,6 +143,7 @@ class Close(Message):
 # --- client -> hub calls ----------------------------------------------------
 
 
+@fast_init
 @attrs.frozen
 class Get(Message):
     """Acquire a container of ``kind`` (answered with ``GetReply``).
@@ -156,6 +163,7 @@ class Get(Message):
     held_instance: int | None = None
 
 
+@fast_init
 @attrs.frozen
 class Release(Message):
     """Drop one hold on ``uuid`` (answered with ``Ok``)."""
@@ -165,6 +173,7 @@ class Release(Message):
     uuid: str
 
 
+@fast_init
 @attrs.frozen
 class RegisterAgent(Message):
     """Register (or re-register) an agent hosted by the sending peer.
@@ -183,6 +192,7 @@ class RegisterAgent(Message):
     max_containers: int | None = None
 
 
+@fast_init
 @attrs.frozen
 class UnregisterAgent(Message):
     """Remove an agent this peer registered (answered with ``Ok``)."""
@@ -192,6 +202,7 @@ class UnregisterAgent(Message):
     agent_id: AgentId
 
 
+@fast_init
 @attrs.frozen
 class Claim(Message):
     """A standby asks to own the stateless ``uuid`` it offers (answered ``RegisterReply``)."""
@@ -202,6 +213,7 @@ class Claim(Message):
     container: OfferedContainer
 
 
+@fast_init
 @attrs.frozen
 class Query(Message):
     """Read the registry: ``what`` is ``"list"``, ``"agents"`` or ``"kinds"``."""
@@ -212,6 +224,7 @@ class Query(Message):
     kind: str | None = None
 
 
+@fast_init
 @attrs.frozen
 class ContainerStopped(Message):
     """An agent reports that one of its containers is gone (one-way)."""
@@ -224,6 +237,7 @@ class ContainerStopped(Message):
 # --- replies ----------------------------------------------------------------
 
 
+@fast_init
 @attrs.frozen
 class Ok(Message):
     """A call succeeded with nothing to return."""
@@ -232,6 +246,7 @@ class Ok(Message):
     id: int
 
 
+@fast_init
 @attrs.frozen
 class GetReply(Message):
     """Answer to ``Get``: the container now held by the caller."""
@@ -241,6 +256,7 @@ class GetReply(Message):
     container: ContainerRecord
 
 
+@fast_init
 @attrs.frozen
 class RegisterReply(Message):
     """Answer to ``RegisterAgent``/``Claim``.
@@ -255,6 +271,7 @@ class RegisterReply(Message):
     terminate: tuple[str, ...] = ()
 
 
+@fast_init
 @attrs.frozen
 class ListReply(Message):
     """Answer to ``Query("list")``."""
@@ -264,6 +281,7 @@ class ListReply(Message):
     containers: tuple[ContainerRecord, ...]
 
 
+@fast_init
 @attrs.frozen
 class AgentsReply(Message):
     """Answer to ``Query("agents")``."""
@@ -273,6 +291,7 @@ class AgentsReply(Message):
     agents: tuple[AgentInfo, ...]
 
 
+@fast_init
 @attrs.frozen
 class KindsReply(Message):
     """Answer to ``Query("kinds")``: the sorted union of the agents' kinds."""
@@ -282,6 +301,7 @@ class KindsReply(Message):
     kinds: tuple[str, ...]
 
 
+@fast_init
 @attrs.frozen
 class Error(Message):
     """A call failed.
@@ -297,6 +317,7 @@ class Error(Message):
     type: str = ""
 
 
+@fast_init
 @attrs.frozen
 class Retry(Message):
     """Back-pressure: too many calls in flight; resend call ``id`` after ``after`` s."""
@@ -309,6 +330,7 @@ class Retry(Message):
 # --- hub -> agent -----------------------------------------------------------
 
 
+@fast_init
 @attrs.frozen
 class Start(Message):
     """Ask the peer's agent ``agent_id`` to start a container (answered ``Started``)."""
@@ -322,6 +344,7 @@ class Start(Message):
     extra: dict[str, Any] | None = None
 
 
+@fast_init
 @attrs.frozen
 class Started(Message):
     """Answer to ``Start``: the container runs as ``uuid`` at ``endpoint``."""
@@ -332,6 +355,7 @@ class Started(Message):
     endpoint: str | None = None
 
 
+@fast_init
 @attrs.frozen
 class Terminate(Message):
     """Order the agent to terminate ``uuid`` (one-way)."""
@@ -341,6 +365,7 @@ class Terminate(Message):
     uuid: str
 
 
+@fast_init
 @attrs.frozen
 class Activate(Message):
     """Promote a standing-by stateless offer: ``agent_id`` now owns ``uuid``."""
@@ -354,6 +379,7 @@ class Activate(Message):
 # --- container traffic (client -> hub -> agent, or client -> agent endpoint) --
 
 
+@fast_init
 @attrs.frozen
 class Request(Message):
     """Call ``operation`` on container ``uuid``; ``payload`` is the encoded data.
@@ -369,6 +395,7 @@ class Request(Message):
     client_id: str | None = None
 
 
+@fast_init
 @attrs.frozen
 class Response(Message):
     """Answer to ``Request``: the encoded result."""
@@ -378,6 +405,7 @@ class Response(Message):
     payload: bytes = b""
 
 
+@fast_init
 @attrs.frozen
 class Connect(Message):
     """Open an event stream from container ``uuid`` (answered ``Ok``)."""
@@ -388,6 +416,7 @@ class Connect(Message):
     client_id: str | None = None
 
 
+@fast_init
 @attrs.frozen
 class Disconnect(Message):
     """Close the event stream from container ``uuid`` (one-way)."""
@@ -397,6 +426,7 @@ class Disconnect(Message):
     client_id: str | None = None
 
 
+@fast_init
 @attrs.frozen
 class Push(Message):
     """One event a container broadcast to a connected client (encoded payload)."""
@@ -407,6 +437,7 @@ class Push(Message):
     client_id: str | None = None
 
 
+@fast_init
 @attrs.frozen
 class Event(Message):
     """A coalesced registry event broadcast by the hub."""
@@ -425,8 +456,3 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Connect, Disconnect, Push, Event,
     )
 }
-
-# The core makes messages for every request and reply: a cheaper constructor
-# (same signature, still frozen).
-for _cls in MESSAGE_TYPES.values():
-    fast_init(_cls)
