@@ -32,8 +32,8 @@ ContainerKind = str
 ContainerUuid = str
 
 
-def _labels(value: Any) -> tuple[str, ...]:
-    """Normalise labels to a sorted tuple without duplicates.
+def labels_key(value: Any) -> tuple[str, ...]:
+    """Return the canonical form of labels: a sorted tuple without duplicates.
 
     Labels select containers by their *set*, so order and repetition carry no
     meaning; one canonical form makes them usable as dict keys.
@@ -45,11 +45,6 @@ def _labels(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     return tuple(sorted(dict.fromkeys(str(v) for v in value)))
-
-
-def labels_key(labels: Any) -> tuple[str, ...]:
-    """Return the canonical (sorted, de-duplicated) form of ``labels``."""
-    return _labels(labels)
 
 
 class ContainerState(enum.Enum):
@@ -77,7 +72,7 @@ class GetOptions:
     """
 
     uuid: ContainerUuid | None = None
-    labels: tuple[str, ...] = attrs.field(default=(), converter=_labels)
+    labels: tuple[str, ...] = attrs.field(default=(), converter=labels_key)
     extra: dict[str, Any] | None = None
 
 
@@ -92,7 +87,7 @@ class OfferedContainer:
 
     uuid: ContainerUuid
     kind: ContainerKind
-    labels: tuple[str, ...] = attrs.field(default=(), converter=_labels)
+    labels: tuple[str, ...] = attrs.field(default=(), converter=labels_key)
     stateless: bool = False
 
 
@@ -112,7 +107,7 @@ class ContainerRecord:
     kind: ContainerKind
     agent_id: AgentId
     endpoint: str | None = None
-    labels: tuple[str, ...] = attrs.field(default=(), converter=_labels)
+    labels: tuple[str, ...] = attrs.field(default=(), converter=labels_key)
     stateless: bool = False
     epoch: int = 0
     instance: int = 0
