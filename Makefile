@@ -27,13 +27,17 @@ $(DEV_STAMP): $(BIN)/python pyproject.toml
 serve: $(STAMP)
 	$(BIN)/hulytrio serve --host 127.0.0.1 --port 3737
 
-# Real components the tests start themselves on 127.0.0.1 (etcd, for the
-# leader-lease tests): installed from Debian when missing and when this user
-# may (root with apt-get); otherwise those tests skip and say why.
+# Real components the tests start themselves on 127.0.0.1 (etcd for the
+# leader-lease tests, PostgreSQL for the state store's): installed from
+# Debian when missing and when this user may (root with apt-get); otherwise
+# those tests skip and say why.
+MISSING_DEBS = $(shell command -v etcd >/dev/null 2>&1 || echo etcd-server) \
+	$(shell ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || echo postgresql)
 system-deps:
-	@command -v etcd >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server) \
-		>/dev/null 2>&1; } || echo "etcd could not be installed: the etcd lease tests will skip"
+	@[ -z "$(strip $(MISSING_DEBS))" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		$(strip $(MISSING_DEBS))) >/dev/null 2>&1; } \
+		|| echo "could not install $(strip $(MISSING_DEBS)): the tests that need them will skip"
 
 test: $(TEST_STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
