@@ -31,9 +31,11 @@ def ours(size: int) -> Callable[[], None]:
 
     def round_trip() -> None:
         got, error = server.feed(encode_frame(OP_BINARY, payload, masked=True))
-        assert error is None and got[0] == payload
+        assert error is None
+        assert got[0] == payload
         got, error = client.feed(encode_frame(OP_BINARY, payload, masked=False))
-        assert error is None and got[0] == payload
+        assert error is None
+        assert got[0] == payload
     return round_trip
 
 
@@ -50,11 +52,13 @@ def theirs(size: int) -> Callable[[], None]:
         client.send_binary(payload)
         server.receive_data(b"".join(client.data_to_send()))
         event = server.events_received()[0]
-        assert isinstance(event, Frame) and event.data == payload
+        assert isinstance(event, Frame)
+        assert event.data == payload
         server.send_binary(payload)
         client.receive_data(b"".join(server.data_to_send()))
         event = client.events_received()[0]
-        assert isinstance(event, Frame) and event.data == payload
+        assert isinstance(event, Frame)
+        assert event.data == payload
     return round_trip
 
 
