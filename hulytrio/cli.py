@@ -22,6 +22,7 @@ COMMANDS = {
     "serve": "hulytrio.transport.commands",
     "agent": "hulytrio.transport.commands",
     "simulate": "hulytrio.sim.commands",
+    "state": "hulytrio.state.commands",
 }
 
 
