@@ -14,8 +14,8 @@ import attrs
 
 from .errors import HulyError
 from .events import NetworkEvent
-from .messages import Message
 from .fastinit import fast_init
+from .messages import Message
 from .types import ContainerRecord, GetOptions
 
 __all__ = [
