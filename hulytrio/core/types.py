@@ -134,8 +134,9 @@ def labels_key(labels: Any) -> tuple[str, ...]:
 class ContainerState(enum.Enum):
     """Lifecycle of a container as the hub sees it.
 
-    PENDING -> ACTIVE -> ORPHANED -> (TERMINATED, i.e. gone from the registry);
-    ORPHANED -> ACTIVE when a client gets it again before its deadline.
+    PENDING -> ACTIVE -> ORPHANED -> TERMINATED (gone from the registry);
+    ORPHANED -> ACTIVE when a client gets it again before its deadline.  The
+    registry's table of legal moves is ``registry_entries.CONTAINER_TRANSITIONS``.
     """
 
     #: An agent was asked to start it and has not answered yet.
@@ -144,6 +145,8 @@ class ContainerState(enum.Enum):
     ACTIVE = "active"
     #: Running, held by nobody; terminated at ``orphaned_at + unused timeout``.
     ORPHANED = "orphaned"
+    #: Gone from the registry (final): stopped, failed, timed out or its agent left.
+    TERMINATED = "terminated"
 
 
 @attrs.frozen
