@@ -25,6 +25,8 @@ An offered container (an agent's registration) is born ACTIVE; a start is
 born PENDING.  A pending start keeps its own entry (``PendingStart``) until
 its agent answers; the container entry made from it takes the PENDING ->
 ACTIVE move.  TERMINATED is final: the entry is out of every index.
+ORPHANED -> ORPHANED restarts the unused timeout (a start answered with the
+uuid of an orphan the agent runs).
 
 Client session (``PeerState``)::
 
@@ -69,7 +71,9 @@ _TERMINATED = ContainerState.TERMINATED
 CONTAINER_TRANSITIONS: TransitionTable[ContainerState] = TransitionTable("container", {
     _PENDING: {_ACTIVE, _TERMINATED},
     _ACTIVE: {_ORPHANED, _TERMINATED},
-    _ORPHANED: {_ACTIVE, _TERMINATED},
+    # ORPHANED -> ORPHANED: an agent answered a start with the uuid of an
+    # orphan it runs already; the orphan's unused timeout starts again.
+    _ORPHANED: {_ACTIVE, _ORPHANED, _TERMINATED},
 })
 
 
