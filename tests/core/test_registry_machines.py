@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from hulytrio.core.entries import (
@@ -17,6 +20,7 @@ from hulytrio.core.messages import RegisterAgent
 from hulytrio.core.registry import Registry
 from hulytrio.core.standby import STANDBY_TRANSITIONS, Standbys, StandbyState
 from hulytrio.core.timeouts import Timeouts
+from hulytrio.core.transitions import TransitionTable
 from hulytrio.core.types import ContainerState, GetOptions, OfferedContainer
 from hulytrio.testing.registry import FOREVER, answer_starts
 
@@ -125,3 +129,38 @@ def test_the_tables_name_their_machines() -> None:
     assert ContainerState.TERMINATED not in CONTAINER_TRANSITIONS.moves()
     assert PeerState.DEAD not in PEER_TRANSITIONS.moves()
     assert StandbyState.DISBANDED not in STANDBY_TRANSITIONS.moves()
+
+
+def test_a_start_answered_with_an_orphans_uuid_restarts_its_unused_timeout() -> None:
+    reg = Registry("hub", Timeouts())
+    reg.add_client("h", FOREVER, 0.0)
+    reg.add_client("c", FOREVER, 0.0)
+    reg.register("h", RegisterAgent(1, "ag", ("echo",)), 0.0)
+    reg.get("c", 2, "echo", GetOptions(uuid="x"), 0.0)
+    answer_starts(reg, 0.0)
+    reg.release("c", 3, "x", 1.0)
+    reg.remove_client("c", 1.0)  # nobody waits for the next start
+    reg.add_client("d", FOREVER, 1.0)
+    reg.get("d", 4, "echo", GetOptions(uuid="y"), 1.0)
+    reg.remove_client("d", 1.5)
+    reg.take_effects()
+    (start_id,) = reg._pending_by_start
+    reg.started("h", start_id, "x", None, 2.0)  # a misbehaving agent: x, not y
+    assert reg.container_state("x") is ContainerState.ORPHANED
+    assert reg.orphaned_at("x") == 2.0
+    assert reg.check() == []
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "machines" / "registry.md"
+
+
+@pytest.mark.parametrize("table", [CONTAINER_TRANSITIONS, PEER_TRANSITIONS, STANDBY_TRANSITIONS],
+                         ids=lambda t: t.name)
+def test_the_docs_list_exactly_the_codes_moves(table: TransitionTable[Any]) -> None:
+    text = DOC.read_text()
+    section = text.split(f"<!-- table: {table.name} -->\n", 1)[1].split("\n\n", 1)[0]
+    lines = section.splitlines()
+    assert lines[0].startswith("| from | to |")
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:3]) for line in lines[2:]}
+    code = {(old.name, new.name) for old, targets in table.moves().items() for new in targets}
+    assert rows == code
