@@ -235,7 +235,7 @@ Effect: TypeAlias = HubEffect | SessionEffect | EndpointEffect
 
 # Drivers drain effects after every input: a cheaper constructor (same
 # signature, still frozen).
-for _cls in (AgentSuperseded, ClientDead, CloseConnection, ConnectContainer, DeliverEvent, DeliverPush, DisconnectContainer,
+for _cls in (CloseConnection, ConnectContainer, DeliverEvent, DeliverPush, DisconnectContainer,
              OpenConnection, ReferenceChanged, Reject, Resolve, RunRequest, Send, SetServing,
              StartContainer, StopContainer, StreamEnded):
     fast_init(_cls)

@@ -32,7 +32,8 @@ def _entry(state: ContainerState) -> ContainerEntry:
 def test_a_terminated_container_cannot_come_back() -> None:
     c = _entry(ContainerState.ACTIVE)
     c.transition(ContainerState.TERMINATED)
-    with pytest.raises(LocalProtocolError, match="illegal container transition TERMINATED -> ACTIVE"):
+    with pytest.raises(LocalProtocolError,
+                       match="illegal container transition TERMINATED -> ACTIVE"):
         c.transition(ContainerState.ACTIVE)
     assert c.state is ContainerState.TERMINATED
 
@@ -115,7 +116,8 @@ def test_a_standby_group_moves_behind_the_start_it_waited_for_and_disbands() -> 
     assert standbys.state("s") is StandbyState.BEHIND_OWNER
     # B's agent is gone: C is the next standby, and the group disbands.
     taken = standbys.next_standby("s", {"C": c})
-    assert taken is not None and taken[0] is c
+    assert taken is not None
+    assert taken[0] is c
     assert "s" not in standbys
     assert standbys.state("s") is StandbyState.DISBANDED
     assert c.standby == {}
