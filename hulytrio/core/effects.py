@@ -187,6 +187,7 @@ class DisconnectContainer(BaseEffect):
     client_id: str
 
 
+@fast_init
 @attrs.frozen
 class ClientDead(BaseEffect):
     """Registry: ``client_id`` was silent past its alive timeout and is removed.
@@ -198,6 +199,7 @@ class ClientDead(BaseEffect):
     client_id: str
 
 
+@fast_init
 @attrs.frozen
 class AgentSuperseded(BaseEffect):
     """Registry: an agent moved from session ``old_session`` to a new one.
