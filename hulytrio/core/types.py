@@ -136,7 +136,7 @@ class ContainerState(enum.Enum):
 
     PENDING -> ACTIVE -> ORPHANED -> TERMINATED (gone from the registry);
     ORPHANED -> ACTIVE when a client gets it again before its deadline.  The
-    registry's table of legal moves is ``registry_entries.CONTAINER_TRANSITIONS``.
+    registry's table of legal moves is ``entries.CONTAINER_TRANSITIONS``.
     """
 
     #: An agent was asked to start it and has not answered yet.
