@@ -55,16 +55,17 @@ def problems(
         if not linked:
             report(f"container {uuid} not linked to agent {c.agent_id}")
         holders = c.holders
-        for client_id, n in holders.items():
-            holders_seen += 1
-            if n <= 0:
-                report(f"container {uuid}: holder {client_id} count {n}")
-            try:
-                mirrored = clients[client_id].holds[uuid] == n
-            except KeyError:
-                mirrored = False
-            if not mirrored:
-                report(f"container {uuid}: holder {client_id} not mirrored")
+        if holders:  # (most containers of a busy run have one holder or none)
+            for client_id, n in holders.items():
+                holders_seen += 1
+                if n <= 0:
+                    report(f"container {uuid}: holder {client_id} count {n}")
+                try:
+                    mirrored = clients[client_id].holds[uuid] == n
+                except KeyError:
+                    mirrored = False
+                if not mirrored:
+                    report(f"container {uuid}: holder {client_id} not mirrored")
         state = c.state
         if holders:
             if state is _ORPHANED:

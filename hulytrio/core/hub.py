@@ -89,6 +89,10 @@ class HubTimer(enum.IntEnum):
     #: ``(HELLO, conn)``: a new connection has not said hello in time
     HELLO = 2
 
+    # Enum's own __hash__ is Python code; an int's is C (every key is hashed
+    # on every arming and lookup).
+    __hash__ = int.__hash__
+
 
 _FLUSH = (HubTimer.FLUSH, None)
 

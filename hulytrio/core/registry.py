@@ -110,6 +110,10 @@ class RegistryTimer(enum.IntEnum):
     #: ``(RECOVERY, None)``: the recovery window after the hub's start closes
     RECOVERY = 4
 
+    # Enum's own __hash__ is Python code; an int's is C (every key is hashed
+    # on every arming and lookup).
+    __hash__ = int.__hash__
+
 
 class Registry:
     """Agents, containers, clients and the rules that tie them together.
