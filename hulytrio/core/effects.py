@@ -3,6 +3,11 @@
 A driver drains a machine's effects after every input and performs them in
 order.  The hub addresses connections by the opaque ``conn`` handle its driver
 gave it; a client session has one connection, so its sends carry no address.
+
+The registry is a machine inside the hub: it addresses peers by client id
+(its ``Send.conn`` is a client id, which the hub maps to the connection) and
+tells the hub, in the same one list, what only the hub can act on
+(``ClientDead``, ``AgentSuperseded``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from .messages import Message
 from .types import ContainerRecord, GetOptions
 
 __all__ = [
+    "AgentSuperseded",
     "BaseEffect",
+    "ClientDead",
     "CloseConnection",
     "ConnectContainer",
     "DeliverEvent",
@@ -30,6 +37,7 @@ __all__ = [
     "HubEffect",
     "OpenConnection",
     "ReferenceChanged",
+    "RegistryEffect",
     "Reject",
     "Resolve",
     "RunRequest",
@@ -195,11 +203,39 @@ class DisconnectContainer(BaseEffect):
     client_id: str
 
 
+@fast_init
+@attrs.frozen
+class ClientDead(BaseEffect):
+    """Registry: ``client_id`` was silent past its alive timeout and is removed.
+
+    The hub ends the session (fails what it forwarded there) and closes its
+    connection.
+    """
+
+    client_id: str
+
+
+@fast_init
+@attrs.frozen
+class AgentSuperseded(BaseEffect):
+    """Registry: an agent moved from session ``old_session`` to a new one.
+
+    ``uuids`` are the containers it ran under the old session: calls the hub
+    forwarded there for them fail now, not when the old session times out.
+    """
+
+    old_session: str
+    uuids: tuple[str, ...]
+
+
 # What each machine can emit.  A driver matches on the union of the machine it
 # drives and ends with ``assert_never``, so mypy strict fails a driver that
 # forgets an effect.
 #: The hub's outputs (``Hub.effects()``).
 HubEffect: TypeAlias = Send | CloseConnection
+#: The registry's outputs (``Registry.take_effects()``), for the hub only:
+#: ``Send.conn`` is a client id there.
+RegistryEffect: TypeAlias = Send | ClientDead | AgentSuperseded
 #: A client session's outputs (``ClientSession``, with the agents it hosts).
 SessionEffect: TypeAlias = (
     Send | CloseConnection | OpenConnection | Resolve | Reject | DeliverEvent

@@ -20,14 +20,23 @@ Container requests are forwarded to the owning agent's session under a hub
 id; the answer goes back to the caller under the caller's id.  The payload is
 never decoded here.  When the agent's session ends, every request in flight
 to it fails with ``agent_gone`` (the client session re-acquires and resends).
+
+The ``Registry`` decides everything about agents, containers and holds.  The
+hub takes its effects in one list (``Registry.take_effects()``): sends by
+client id, which the hub maps to connections, and the two things only the hub
+can act on, ``ClientDead`` and ``AgentSuperseded``.  Each keeps its own
+deadlines: the hub's (``HubTimer``: the event window's flush, a new
+connection's hello) and the registry's run in one order of time
+(``handle_timers``); ``timers`` is the read-only view drivers wait on.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Hashable
 from typing import Any, ClassVar
 
-from .effects import CloseConnection, Effect, Send
+from .effects import AgentSuperseded, ClientDead, CloseConnection, Effect, RegistryEffect, Send
 from .errors import ErrorCode
 from .events import ContainerEvent, NetworkEvent
 from .messages import (
@@ -59,9 +68,10 @@ from .messages import (
 from .probes import Probes
 from .registry import Registry
 from .timeouts import Timeouts
+from .timers import Timers
 from .types import ClientId, ContainerUuid
 
-__all__ = ["Hub", "HubStatistics"]
+__all__ = ["Hub", "HubStatistics", "HubTimer", "HubTimers"]
 
 #: messages without fields are immutable: one instance serves every send
 _PONG = Pong()
@@ -69,6 +79,45 @@ _PONG = Pong()
 _GONE: Any = object()
 
 Conn = Hashable
+
+
+class HubTimer(enum.IntEnum):
+    """The kinds of the hub's own deadlines; a key is ``(kind, what)``."""
+
+    #: ``(FLUSH, None)``: the event window ends; broadcast the coalesced event
+    FLUSH = 1
+    #: ``(HELLO, conn)``: a new connection has not said hello in time
+    HELLO = 2
+
+    # Enum's own __hash__ is Python code; an int's is C (every key is hashed
+    # on every arming and lookup).
+    __hash__ = int.__hash__
+
+
+_FLUSH = (HubTimer.FLUSH, None)
+
+
+class HubTimers:
+    """Read-only view of every deadline of a hub (its own and its registry's).
+
+    ``armings`` counts the deadlines armed so far: only an arming can bring
+    ``next_deadline()`` forward, so a driver that already waits for it need
+    not ask again while the count is unchanged.
+    """
+
+    __slots__ = ("_own", "_registry", "next_deadline")
+
+    def __init__(self, own: Timers, registry: Timers, next_deadline: Callable[[], float | None]
+                 ) -> None:
+        self._own = own
+        self._registry = registry
+        #: the hub's ``next_deadline``
+        self.next_deadline = next_deadline
+
+    @property
+    def armings(self) -> int:
+        """Return how many deadlines the hub and its registry armed so far."""
+        return self._own.armings + self._registry.armings
 
 
 class HubStatistics:
@@ -124,6 +173,9 @@ class Hub:
         self.registry = Registry(hub_id, self.timeouts, probes=self.probes,
                                  seeded_bugs=seeded_bugs)
         self.stats = HubStatistics()
+        self._timers = Timers()
+        #: every deadline of the hub, read-only (drivers wait on it)
+        self.timers = HubTimers(self._timers, self.registry.timers, self.next_deadline)
         self._effects: list[Effect] = []
         self._conn_client: dict[Conn, ClientId | None] = {}
         self._client_conn: dict[ClientId, Conn] = {}
@@ -148,7 +200,7 @@ class Hub:
     def effects(self) -> list[Effect]:
         """Return and clear the effects produced since the last call, in order."""
         reg = self.registry
-        if reg.outbox or reg.events.dirty:
+        if reg.effects or reg.events.dirty:
             self._collect()
         out = self._effects
         self._effects = []
@@ -156,7 +208,11 @@ class Hub:
 
     def next_deadline(self) -> float | None:
         """Return when ``handle_timers`` must be called next, or None."""
-        return self.registry.timers.next_deadline()
+        mine = self._timers.next_deadline()
+        theirs = self.registry.timers.next_deadline()
+        if mine is None or (theirs is not None and theirs < mine):
+            return theirs
+        return mine
 
     def connection_made(self, conn: Conn, now: float) -> None:
         """A connection opened; it must say ``Hello`` within the alive timeout.
@@ -167,12 +223,12 @@ class Hub:
         self._now = now
         self._conn_client[conn] = None
         self.stats.connections += 1
-        self.registry.timers.call_at(now + self.timeouts.alive, ("hello", conn))
+        self._timers.call_at(now + self.timeouts.alive, (HubTimer.HELLO, conn))
 
     def connection_lost(self, conn: Conn, now: float) -> None:
         """A connection closed (or the driver gave up on it): end its session at once."""
         self._now = now
-        self.registry.timers.cancel(("hello", conn))
+        self._timers.cancel((HubTimer.HELLO, conn))
         client_id = self._conn_client.pop(conn, None)
         self.stats.connections -= 1
         if client_id is not None and self._client_conn.get(client_id) == conn:
@@ -183,20 +239,46 @@ class Hub:
         """Fire every deadline that is due at ``now``."""
         self._now = now
         reg = self.registry
-        for key in reg.timers.expired(now):
-            if key == "flush":
-                self._flush()
-            elif isinstance(key, tuple) and key[0] == "hello":
-                self._hello_expired(key[1])
+        own = self._timers
+        # The registry's deadlines and ours, one instant at a time, earliest
+        # first (at a tie the registry's first): a flush sees exactly the
+        # changes made before it.
+        while True:
+            mine = own.next_deadline()
+            theirs = reg.timers.next_deadline()
+            if theirs is not None and theirs <= now and (mine is None or theirs <= mine):
+                reg.handle_timers(now, due=theirs)
+            elif mine is not None and mine <= now:
+                for key in own.expired(mine):
+                    match key:
+                        case (HubTimer.FLUSH, None):
+                            self._flush()
+                        case (HubTimer.HELLO, conn):
+                            self._hello_expired(conn)
+                        case _:
+                            raise AssertionError(f"not a hub timer key: {key!r}")
             else:
-                reg.handle_timer(key, now)
-        for client_id in reg.dead_clients:
+                break
+        out = reg.take_effects()
+        first = True
+        for effect in out:
+            if type(effect) is not ClientDead:
+                continue
+            # The registry removed the client already; end its session here.
+            # The registry's sends go out after the first dead session's own
+            # clean-up (the order the drivers and every trace rely on).
+            client_id = effect.client_id
             conn = self._client_conn.get(client_id)
-            self._end_session(client_id, now, already_removed=True)
+            self._close_session(client_id)
+            if first:
+                first = False
+                self._deliver(out)
+            self._collect()
             if conn is not None:
                 self._conn_client.pop(conn, None)
                 self._effects.append(CloseConnection(conn, "alive timeout"))
-        reg.dead_clients.clear()
+        if first:
+            self._deliver(out)
         self._collect()
 
     def _hello_expired(self, conn: Conn) -> None:
@@ -234,7 +316,7 @@ class Hub:
                                  f"a peer may not send {message.TAG!r}")
             return
         handler(self, conn, client_id, message, now)
-        if reg.outbox or reg.events.dirty:  # most messages (pings) leave nothing to collect
+        if reg.effects or reg.events.dirty:  # most messages (pings) leave nothing to collect
             self._collect()
 
     def protocol_error(self, conn: Conn, call_id: int, text: str) -> None:
@@ -248,28 +330,31 @@ class Hub:
         self._effects.append(Send(conn, Error(call_id, ErrorCode.PROTOCOL.value, text)))
 
     def _collect(self) -> None:
-        """Turn the registry's outbox into sends, and arm the event flush."""
+        """Perform the registry's effects, and arm the event flush."""
         reg = self.registry
-        if reg.outbox:
-            for client_id, message in reg.outbox:
-                conn = self._client_conn.get(client_id)
-                if conn is not None:
-                    self._effects.append(Send(conn, message))
-            reg.outbox.clear()
-        if reg.events.dirty and "flush" not in reg.timers:
+        if reg.effects:
+            self._deliver(reg.take_effects())
+        if reg.events.dirty and _FLUSH not in self._timers:
             # The window starts at the first change; a driver that calls
-            # handle_timers at next_deadline() flushes it.
-            self._arm_flush()
+            # handle_timers at next_deadline() flushes it.  It is relative to
+            # the time of the last input (timers know no "now").
+            self._timers.call_at(self._now + self.timeouts.event_window, _FLUSH)
 
-    def _arm_flush(self) -> None:
-        # The flush deadline is relative to the time of the last input; the
-        # registry's timers know no "now", so we keep the latest one seen.
-        self.registry.timers.call_at(self._now + self.timeouts.event_window, "flush")
+    def _deliver(self, effects: list[RegistryEffect]) -> None:
+        """Perform ``effects`` of the registry in order (``ClientDead``: see handle_timers)."""
+        for effect in effects:
+            match effect:
+                case Send(conn=str() as client_id, message=message):
+                    conn = self._client_conn.get(client_id)
+                    if conn is not None:
+                        self._effects.append(Send(conn, message))
+                case AgentSuperseded(old_session=old_session, uuids=uuids):
+                    self._fail_forwards(old_session, uuids)
+                case ClientDead():
+                    pass  # only a timer declares a client dead: handle_timers ends it
 
     def _flush(self) -> None:
-        reg = self.registry
-        event = reg.events.flush()
-        interest, reg.interest = reg.interest, {}
+        event, interest = self.registry.flush_events()
         if event is None:
             return
         self.broadcast(event, interest)
@@ -321,7 +406,7 @@ class Hub:
             self._effects.append(CloseConnection(conn, "bad hello"))
             self._conn_client.pop(conn, None)
             return
-        self.registry.timers.cancel(("hello", conn))
+        self._timers.cancel((HubTimer.HELLO, conn))
         client_id = msg.peer_id
         old = self._client_conn.get(client_id)
         if old is not None:
@@ -336,7 +421,7 @@ class Hub:
         self._client_conn[client_id] = conn
         if msg.events == "own":
             self._own[client_id] = None
-            self.registry.track_interest = True
+            self.registry.track_interest()
         self.registry.add_client(client_id, msg.alive_timeout, now)
         alive = msg.alive_timeout if msg.alive_timeout is not None else self.timeouts.alive
         self._effects.append(Send(conn, Welcome(
@@ -345,8 +430,14 @@ class Hub:
         )))
         self._collect()
 
-    def _end_session(self, client_id: ClientId, now: float, *, already_removed: bool = False
-                     ) -> None:
+    def _end_session(self, client_id: ClientId, now: float) -> None:
+        """End ``client_id``'s session: the hub's side, then the registry's."""
+        self._close_session(client_id)
+        self.registry.remove_client(client_id, now)
+        self._collect()
+
+    def _close_session(self, client_id: ClientId) -> None:
+        """The hub's side of a session's end: its connection, forwards and streams."""
         conn = self._client_conn.pop(client_id, None)
         if conn is not None and self._conn_client.get(conn) == client_id:
             # The session is over; anything more on its connection is ignored.
@@ -362,9 +453,6 @@ class Hub:
         self._in_flight.pop(client_id, None)
         self._own.pop(client_id, None)
         self._pongs.pop(client_id, None)
-        if not already_removed:
-            self.registry.remove_client(client_id, now)
-        self._collect()
 
     def _fail_forwards(self, agent_client: ClientId,
                        uuids: tuple[ContainerUuid, ...] | None = None) -> None:
@@ -425,11 +513,7 @@ class Hub:
 
     def _on_register(self, conn: Conn, client_id: ClientId, msg: RegisterAgent, now: float
                      ) -> None:
-        reg = self.registry
-        reg.register(client_id, msg, now)
-        for old_session, uuids in reg.superseded:
-            self._fail_forwards(old_session, uuids)
-        reg.superseded.clear()
+        self.registry.register(client_id, msg, now)
 
     def _on_unregister(self, conn: Conn, client_id: ClientId, msg: UnregisterAgent, now: float
                        ) -> None:
@@ -470,16 +554,10 @@ class Hub:
             return
         self._in_flight[client_id] = n + 1
         agent_client = route[1]
-        # Every request passes here: _new_forward and _send_to, inlined.
-        fwd_id = self._forward_serial = self._forward_serial + 1
-        self._forwards[fwd_id] = _Forward(client_id, msg.id, agent_client, "request",
-                                          msg.uuid)
-        self._forwards_to.setdefault(agent_client, {})[fwd_id] = None
+        fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "request", msg.uuid))
         self.stats.forwarded += 1
-        forward = Request(fwd_id, msg.uuid, msg.operation, msg.payload, client_id)
-        agent_conn = self._client_conn.get(agent_client)
-        if agent_conn is not None:
-            self._effects.append(Send(agent_conn, forward))
+        self._send_to(agent_client, Request(fwd_id, msg.uuid, msg.operation, msg.payload,
+                                            client_id))
 
     def _new_forward(self, fwd: _Forward) -> int:
         self._forward_serial += 1
@@ -493,20 +571,14 @@ class Hub:
         bucket = self._forwards_to.get(fwd.agent_client)
         if bucket is not None:
             bucket.pop(fwd_id, None)
-        if fwd.kind == "request":  # _in_flight_done, inlined (every answer passes here)
-            n = self._in_flight.get(fwd.caller, 0)
-            if n > 0:
-                self._in_flight[fwd.caller] = n - 1
+        self._in_flight_done(fwd)
 
     def _on_response(self, conn: Conn, client_id: ClientId, msg: Response, now: float) -> None:
         fwd = self._forwards.get(msg.id)
         if fwd is None or fwd.agent_client != client_id:
             return  # a late answer for a caller that is gone
         self._finish_forward(msg.id, fwd)
-        reply = Response(fwd.caller_id, msg.payload)
-        caller_conn = self._client_conn.get(fwd.caller)  # _send_to, inlined
-        if caller_conn is not None:
-            self._effects.append(Send(caller_conn, reply))
+        self._send_to(fwd.caller, Response(fwd.caller_id, msg.payload))
 
     def _on_ok(self, conn: Conn, client_id: ClientId, msg: Ok, now: float) -> None:
         fwd = self._forwards.get(msg.id)

@@ -5,29 +5,29 @@ Theory of operation
 Peers are addressed by client id.  A client may host agents; an agent lives
 exactly as long as the client session that registered it (the client's pings
 keep its agents alive).  Every operation takes ``now`` and records its
-outputs: messages for peers (``outbox``, as ``(client_id, message)``) and
-registry changes (``events``).  Deadlines live in ``timers``; the owner (the
-``Hub``) calls ``handle_timer`` for each expired key.
+outputs in one list, ``take_effects()``: messages for peers (``Send`` with a
+client id for ``conn``) and what only the hub can act on (``ClientDead``,
+``AgentSuperseded``); registry changes go to ``events``.  Its deadlines live
+in its own ``timers``; the owner (the ``Hub``) calls ``handle_timers`` when
+``timers.next_deadline()`` is due.
+
+The registry is a facade over units that each keep one concern:
+
+- ``entries``: the container, pending start, agent and client entries, and
+  the container and peer lifecycles (their transition tables);
+- ``placement``: the selector indexes (reuse by ``get``) and the round-robin
+  line of agents per kind;
+- ``standby``: the hub side of stateless standby (groups of offers per uuid);
+- ``recovery``: re-acquires parked while agents re-register after a start;
+- ``seeded_bugs``: deliberate faults for the simulator's self-test;
+- ``check``: the self-check of every index.
 
 Indexes keep every operation O(1) or O(log n) (timers) in the number of
-containers, agents and clients, except listing:
+containers, agents and clients, except listing; per-client holds and
+per-agent containers make clean-up O(own).
 
-- ``_by_selector[(kind, labels)]``: live containers per kind and exact label
-  set, for reuse by ``get``;
-- ``_pending_by_selector[(kind, labels)]``: pending starts likewise;
-- ``_kind_agents[kind]``: agents with the kind;
-- ``_kind_room[kind]``: the same agents but those found full, in round-robin
-  order: an agent found full is set aside (``parked``) until it has room
-  again, so a pick skips each full agent once, not on every ``get``;
-- per-client holds and per-agent containers, for O(own) clean-up.
-
-Container lifecycle (``ContainerState``)::
-
-    get -> PENDING --started--> ACTIVE <--get-- ORPHANED
-                 \\--failed--> (gone)    --release (no holders)--> ORPHANED
-                 \\--start timeout--> Terminate sent, gone
-    ORPHANED --unused timeout--> Terminate sent, gone
-    agent gone: ACTIVE/ORPHANED -> gone, or a standby is promoted (stateless)
+Container lifecycle: see ``entries`` (PENDING -> ACTIVE <-> ORPHANED ->
+TERMINATED).  Every state change goes through ``ContainerEntry.transition``.
 
 Rules the reference got wrong and this registry fixes are marked "fix:".
 """
@@ -35,10 +35,14 @@ Rules the reference got wrong and this registry fixes are marked "fix:".
 from __future__ import annotations
 
 import builtins
-from collections.abc import Hashable, Iterable
+import enum
+from collections.abc import Iterable
 
+from . import check, seeded_bugs
+from .effects import AgentSuperseded, ClientDead, RegistryEffect, Send
+from .entries import AgentEntry, ClientEntry, ContainerEntry, PeerState, PendingStart
 from .errors import ErrorCode
-from .events import ChangeKind, EventQueue
+from .events import ChangeKind, EventQueue, NetworkEvent
 from .messages import (
     Activate,
     AgentsReply,
@@ -53,7 +57,10 @@ from .messages import (
     Start,
     Terminate,
 )
+from .placement import AgentLine, SelectorIndex
 from .probes import Probes
+from .recovery import Recovery
+from .standby import Standbys, StandbyState
 from .timeouts import Timeouts
 from .timers import Timers
 from .types import (
@@ -68,140 +75,53 @@ from .types import (
     OfferedContainer,
 )
 
-__all__ = ["Registry"]
+__all__ = ["Offer", "Registry", "RegistryTimer"]
 
-Selector = tuple[ContainerKind, tuple[str, ...]]
-#: (client id, call id, kind, options) of a get waiting for recovery
-_ParkedGet = tuple[ClientId, int, ContainerKind, GetOptions]
-
-
-class _Container:
-    __slots__ = (
-        "agent_id",
-        "endpoint",
-        "epoch",
-        "holders",
-        "instance",
-        "kind",
-        "labels",
-        "orphaned_at",
-        "stateless",
-        "uuid",
-    )
-
-    def __init__(
-        self,
-        uuid: ContainerUuid,
-        kind: ContainerKind,
-        agent_id: AgentId,
-        endpoint: str | None,
-        labels: tuple[str, ...],
-        stateless: bool,
-    ) -> None:
-        self.uuid = uuid
-        self.kind = kind
-        self.agent_id = agent_id
-        self.endpoint = endpoint
-        self.labels = labels
-        self.stateless = stateless
-        self.epoch = 0
-        self.instance = 0
-        #: client id -> number of gets not yet released
-        self.holders: dict[ClientId, int] = {}
-        self.orphaned_at: float | None = None
-
-    @property
-    def state(self) -> ContainerState:
-        return ContainerState.ACTIVE if self.orphaned_at is None else ContainerState.ORPHANED
-
-    def record(self) -> ContainerRecord:
-        return ContainerRecord(
-            self.uuid, self.kind, self.agent_id, self.endpoint, self.labels,
-            self.stateless, self.epoch, self.instance,
-        )
+_PENDING = ContainerState.PENDING
+_ACTIVE = ContainerState.ACTIVE
+_ORPHANED = ContainerState.ORPHANED
+_TERMINATED = ContainerState.TERMINATED
 
 
-class _Pending:
-    __slots__ = ("agent_id", "extra", "kind", "labels", "start_id", "uuid", "waiters")
+class Offer(enum.Enum):
+    """What became of one container an agent offered (registration or claim)."""
 
-    def __init__(
-        self,
-        uuid: ContainerUuid,
-        kind: ContainerKind,
-        labels: tuple[str, ...],
-        agent_id: AgentId,
-        start_id: int,
-    ) -> None:
-        self.uuid = uuid
-        self.kind = kind
-        self.labels = labels
-        self.agent_id = agent_id
-        self.start_id = start_id
-        self.extra: object = None
-        #: (client id, call id) of every get waiting on this start
-        self.waiters: list[tuple[ClientId, int]] = []
+    #: It is the agent's: registered, or already its own.
+    OK = "ok"
+    #: A stateless uuid somebody else owns (or starts): the agent stands by.
+    STANDBY = "standby"
+    #: The agent must drop it (another agent owns the uuid, or a kind it lacks).
+    TERMINATE = "terminate"
 
 
-class _Agent:
-    __slots__ = (
-        "agent_id", "containers", "endpoint", "kinds", "max_containers", "owner",
-        "parked", "pending", "standby",
-    )
+class RegistryTimer(enum.IntEnum):
+    """The kinds of the registry's deadlines; a key is ``(kind, what)``.
 
-    def __init__(
-        self,
-        agent_id: AgentId,
-        owner: ClientId,
-        kinds: tuple[ContainerKind, ...],
-        endpoint: str | None,
-        max_containers: int | None,
-    ) -> None:
-        self.agent_id = agent_id
-        self.owner = owner
-        self.kinds = kinds
-        self.endpoint = endpoint
-        self.max_containers = max_containers
-        self.containers: dict[ContainerUuid, None] = {}
-        self.pending: dict[ContainerUuid, None] = {}
-        #: stateless offers this agent stands by for
-        self.standby: dict[ContainerUuid, OfferedContainer] = {}
-        #: found full and taken out of ``Registry._kind_room`` until it has room
-        self.parked = False
+    An ``IntEnum`` so the key tuples hash and compare in C (the timer wheel
+    does both on every arming).
+    """
 
-    def info(self) -> AgentInfo:
-        return AgentInfo(self.agent_id, self.kinds, self.endpoint, len(self.containers))
+    #: ``(ALIVE, client_id)``: the client has been silent for its alive timeout
+    ALIVE = 1
+    #: ``(ORPHAN, uuid)``: the unused timeout of an orphaned container
+    ORPHAN = 2
+    #: ``(START, start_id)``: the agent did not answer a start in time
+    START = 3
+    #: ``(RECOVERY, None)``: the recovery window after the hub's start closes
+    RECOVERY = 4
 
-    def has_room(self) -> bool:
-        if self.max_containers is None:
-            return True
-        return len(self.containers) + len(self.pending) < self.max_containers
-
-
-class _Client:
-    __slots__ = ("agents", "alive_timeout", "client_id", "holds", "last_seen", "parked",
-                 "waiting")
-
-    def __init__(self, client_id: ClientId, alive_timeout: float, now: float) -> None:
-        self.client_id = client_id
-        self.alive_timeout = alive_timeout
-        self.last_seen = now
-        #: uuid -> number of gets not yet released (mirrors _Container.holders)
-        self.holds: dict[ContainerUuid, int] = {}
-        self.agents: dict[AgentId, None] = {}
-        #: pending starts and parked re-acquires this client waits on, so its
-        #: removal costs what it waits for, not every pending start
-        self.waiting: dict[ContainerUuid, None] = {}
-        self.parked: dict[ContainerUuid, None] = {}
+    # Enum's own __hash__ is Python code; an int's is C (every key is hashed
+    # on every arming and lookup).
+    __hash__ = int.__hash__
 
 
 class Registry:
     """Agents, containers, clients and the rules that tie them together.
 
-    ``outbox`` collects ``(client_id, message)`` pairs to deliver; ``events``
-    collects registry changes to broadcast; ``timers`` holds the deadlines
-    (keys: ``("alive", client_id)``, ``("orphan", uuid)``,
-    ``("start", start_id)``).  ``seeded_bugs`` switches on deliberate faults
-    for the simulator's self-test; production never sets it.
+    ``events`` collects registry changes to broadcast; ``timers`` holds the
+    registry's deadlines (``RegistryTimer`` keys).  ``seeded_bugs`` switches
+    on deliberate faults for the simulator's self-test; production never
+    sets it.
     """
 
     def __init__(
@@ -216,36 +136,50 @@ class Registry:
         self.timeouts = timeouts
         self.probes = probes if probes is not None else Probes()
         self.seeded_bugs = seeded_bugs
-        self.outbox: list[tuple[ClientId, Message]] = []
+        #: outputs in order, taken by the hub (``take_effects``)
+        self.effects: list[RegistryEffect] = []
         self.events = EventQueue()
         self.timers = Timers()
-        self._agents: dict[AgentId, _Agent] = {}
-        self._containers: dict[ContainerUuid, _Container] = {}
-        self._clients: dict[ClientId, _Client] = {}
-        self._pending: dict[ContainerUuid, _Pending] = {}
+        self._agents: dict[AgentId, AgentEntry] = {}
+        self._containers: dict[ContainerUuid, ContainerEntry] = {}
+        self._clients: dict[ClientId, ClientEntry] = {}
+        self._pending: dict[ContainerUuid, PendingStart] = {}
         self._pending_by_start: dict[int, ContainerUuid] = {}
-        self._by_selector: dict[Selector, dict[ContainerUuid, None]] = {}
-        self._pending_by_selector: dict[Selector, dict[ContainerUuid, None]] = {}
-        self._kind_agents: dict[ContainerKind, dict[AgentId, None]] = {}
-        self._kind_room: dict[ContainerKind, dict[AgentId, None]] = {}
-        #: stateless uuid -> agents standing by for it, in offer order
-        self._standbys: dict[ContainerUuid, dict[AgentId, OfferedContainer]] = {}
+        #: live containers per selector, for reuse by ``get``
+        self._live = SelectorIndex()
+        #: pending starts per selector, likewise
+        self._starting = SelectorIndex()
+        self._line = AgentLine()
+        self._standbys = Standbys()
         #: stateless uuid -> its epoch when its record was dropped (epochs only grow)
         self._last_epoch: dict[ContainerUuid, int] = {}
         self._serial = 0
-        #: clients declared dead by their alive timer, for the owner to close
-        self.dead_clients: list[ClientId] = []
-        #: agents that moved to a new session: (old session, the uuids the
-        #: agent ran there), for the owner to fail what it forwarded there
-        self.superseded: list[tuple[ClientId, tuple[ContainerUuid, ...]]] = []
-        #: whether to record ``interest`` (some session takes only its own events)
-        self.track_interest = False
+        #: whether to record ``_interest`` (some session takes only its own events)
+        self._track_interest = False
         #: uuid -> sessions a queued container change concerns (see _container_changed)
-        self.interest: dict[ContainerUuid, dict[ClientId, None]] = {}
-        #: end of the window after the hub's start in which agents re-register
-        self._recovery_until: float | None = None
-        #: re-acquires of unknown uuids parked until an agent re-registers them
-        self._parked: dict[ContainerUuid, list[_ParkedGet]] = {}
+        self._interest: dict[ContainerUuid, dict[ClientId, None]] = {}
+        self._recovery = Recovery()
+
+    # --- the seam with the hub -------------------------------------------------
+
+    def take_effects(self) -> builtins.list[RegistryEffect]:
+        """Return and clear the effects produced since the last call, in order."""
+        out = self.effects
+        self.effects = []
+        return out
+
+    def track_interest(self) -> None:
+        """Some session takes only its own events: note whom each change concerns."""
+        self._track_interest = True
+
+    def flush_events(self) -> tuple[NetworkEvent | None, dict[ContainerUuid, dict[ClientId, None]]]:
+        """Return the coalesced event of the window (None: nothing changed) and its interest.
+
+        The interest maps each changed uuid to the sessions it concerns
+        (holders and standbys), recorded once ``track_interest()`` was called.
+        """
+        interest, self._interest = self._interest, {}
+        return self.events.flush(), interest
 
     # --- read-only views ----------------------------------------------------
 
@@ -259,7 +193,7 @@ class Registry:
         c = self._containers.get(uuid)
         if c is not None:
             return c.state
-        return ContainerState.PENDING if uuid in self._pending else None
+        return _PENDING if uuid in self._pending else None
 
     def holders(self, uuid: ContainerUuid) -> dict[ClientId, int]:
         """Return a copy of the holders of ``uuid`` (client id -> count)."""
@@ -286,7 +220,11 @@ class Registry:
 
     def standbys(self, uuid: ContainerUuid) -> tuple[AgentId, ...]:
         """Return the agents standing by for stateless ``uuid``, in promotion order."""
-        return tuple(self._standbys.get(uuid, {}))
+        return tuple(self._standbys.agents(uuid))
+
+    def standby_state(self, uuid: ContainerUuid) -> StandbyState:
+        """Return the state of ``uuid``'s standby group (DISBANDED: it has none)."""
+        return self._standbys.state(uuid)
 
     def list(self, kind: ContainerKind | None = None) -> tuple[ContainerRecord, ...]:
         """Return the live containers (of ``kind`` if given), in registration order."""
@@ -310,7 +248,7 @@ class Registry:
 
     def kinds(self) -> tuple[ContainerKind, ...]:
         """Return the sorted, de-duplicated kinds of all agents (fix: de-duplicated)."""
-        return tuple(sorted(k for k, agents in self._kind_agents.items() if agents))
+        return tuple(sorted(self._line.kinds()))
 
     def clients(self) -> tuple[ClientId, ...]:
         """Return the known client ids, in arrival order."""
@@ -320,6 +258,10 @@ class Registry:
         """Return whether ``client_id`` is registered."""
         return client_id in self._clients
 
+    def has_agent(self, agent_id: AgentId) -> bool:
+        """Return whether ``agent_id`` is registered."""
+        return agent_id in self._agents
+
     def pending_count(self) -> int:
         """Return the number of container starts awaiting their agent."""
         return len(self._pending)
@@ -327,10 +269,20 @@ class Registry:
     def __len__(self) -> int:
         return len(self._containers)
 
+    def route(self, uuid: ContainerUuid) -> tuple[AgentId, ClientId] | None:
+        """Return (agent id, owning client id) serving ``uuid``, or None if unknown."""
+        c = self._containers.get(uuid)
+        if c is None:
+            return None
+        agent = self._agents.get(c.agent_id)
+        if agent is None:
+            return None
+        return agent.agent_id, agent.owner
+
     # --- helpers ------------------------------------------------------------
 
     def _send(self, client_id: ClientId, message: Message) -> None:
-        self.outbox.append((client_id, message))
+        self.effects.append(Send(client_id, message))
 
     def _error(self, client_id: ClientId, call_id: int, code: ErrorCode, text: str) -> None:
         self._send(client_id, Error(call_id, code.value, text))
@@ -339,43 +291,36 @@ class Registry:
         self._serial += 1
         return self._serial
 
-    def _index(self, c: _Container) -> None:
-        self._by_selector.setdefault((c.kind, c.labels), {})[c.uuid] = None
-
-    def _unindex(self, c: _Container) -> None:
-        key = (c.kind, c.labels)
-        bucket = self._by_selector.get(key)
-        if bucket is not None:
-            bucket.pop(c.uuid, None)
-            if not bucket:
-                del self._by_selector[key]
-
-    def _orphan(self, c: _Container, now: float) -> None:
+    def _orphan(self, c: ContainerEntry, now: float) -> None:
         if c.stateless:
             # A stateless container is pre-existing: nobody started it for a
             # client, so nobody's release may kill it.
             return
+        c.transition(_ORPHANED)
         c.orphaned_at = now
-        self.timers.call_at(now + self.timeouts.unused_container, ("orphan", c.uuid))
+        self.timers.call_at(now + self.timeouts.unused_container, (RegistryTimer.ORPHAN, c.uuid))
 
-    def _hold(self, client_id: ClientId, c: _Container) -> None:
+    def _hold(self, client_id: ClientId, c: ContainerEntry) -> None:
         c.holders[client_id] = c.holders.get(client_id, 0) + 1
         cl = self._clients[client_id]
         cl.holds[c.uuid] = cl.holds.get(c.uuid, 0) + 1
-        if c.orphaned_at is not None:
+        if c.state is _ORPHANED:
             self.probes.hit("orphan rescued")
+            c.transition(_ACTIVE)
             c.orphaned_at = None
-            self.timers.cancel(("orphan", c.uuid))
+            self.timers.cancel((RegistryTimer.ORPHAN, c.uuid))
 
     def _add_container(
         self,
-        agent: _Agent,
+        agent: AgentEntry,
         uuid: ContainerUuid,
         kind: ContainerKind,
         labels: tuple[str, ...],
         stateless: bool,
-    ) -> _Container:
-        c = _Container(uuid, kind, agent.agent_id, agent.endpoint, labels, stateless)
+        state: ContainerState = _ACTIVE,
+    ) -> ContainerEntry:
+        """Register a container of ``agent`` born in ``state`` (PENDING: move it on)."""
+        c = ContainerEntry(uuid, kind, agent.agent_id, agent.endpoint, labels, stateless, state)
         if uuid in self._last_epoch:
             # A new owner after the record was dropped is an ownership change
             # too, also when the uuid is started afresh on an agent that hosts
@@ -384,87 +329,111 @@ class Registry:
             c.epoch = self._last_epoch.pop(uuid) + 1
         self._containers[uuid] = c
         agent.containers[uuid] = None
-        self._index(c)
+        self._live.add((kind, labels), uuid)
         # Every instance gets its own number, so a uuid that is dropped and
         # registered again (folded into one "added" within an event window)
         # is told apart from the instance a client held.
         c.instance = self._next_serial()
         return c
 
-    def _drop_container(self, c: _Container, now: float) -> None:
+    def _leave_agent(self, agent: AgentEntry, uuid: ContainerUuid) -> None:
+        """``uuid`` is no longer ``agent``'s: it may have room again."""
+        agent.containers.pop(uuid, None)
+        if agent.parked:
+            self._line.unpark(agent)
+
+    def _drop_container(self, c: ContainerEntry, now: float) -> None:
         """Forget ``c`` entirely: holders lose it, clients are told."""
+        c.transition(_TERMINATED)
         del self._containers[c.uuid]
         if c.stateless or c.epoch:
             # (An ordinary container has an epoch only as the successor of a
             # stateless one, so this stays one entry per stateless uuid.)
             self._last_epoch[c.uuid] = c.epoch
-        self._unindex(c)
+        self._live.remove((c.kind, c.labels), c.uuid)
         agent = self._agents.get(c.agent_id)
         if agent is not None:
-            agent.containers.pop(c.uuid, None)
-            if agent.parked:
-                self._unpark(agent)
+            self._leave_agent(agent, c.uuid)
         for client_id in c.holders:
             cl = self._clients.get(client_id)
             if cl is not None:
                 cl.holds.pop(c.uuid, None)
-        self.timers.cancel(("orphan", c.uuid))
+        self.timers.cancel((RegistryTimer.ORPHAN, c.uuid))
         self._container_changed(ChangeKind.REMOVED, c)
         if c.uuid in self._standbys:
             # Offers that stood by for an instance that was not one of theirs
             # (a start of the uuid won the race with them): one serves it now.
             self._activate_standby(c.uuid)
 
-    def _container_changed(self, change: ChangeKind, c: _Container) -> None:
+    def _container_changed(self, change: ChangeKind, c: ContainerEntry) -> None:
         """Queue an event for ``c`` and, when asked to, note who it concerns.
 
         Sessions that receive only their own events (``Hello.events ==
         "own"``) are sent the changes to containers they hold or stand by
-        for; ``interest`` records them per uuid until the next flush.
+        for; ``_interest`` records them per uuid until the next flush.
         """
         self.events.container(change, c.record())
-        if not self.track_interest:
+        if not self._track_interest:
             return
-        bucket = self.interest.setdefault(c.uuid, {})
+        bucket = self._interest.setdefault(c.uuid, {})
         for client_id in c.holders:
             bucket[client_id] = None
-        for agent_id in self._standbys.get(c.uuid, ()):
+        for agent_id in self._standbys.agents(c.uuid):
             agent = self._agents.get(agent_id)
             if agent is not None:
                 bucket[agent.owner] = None
 
-    def _promote_or_drop(self, c: _Container, now: float) -> None:
+    # --- stateless standby: the registry's side of ``standby`` -------------------
+
+    def _promote_or_drop(self, c: ContainerEntry, now: float) -> None:
         """The owner of ``c`` is gone: promote a standby if it is stateless, else drop it."""
-        standbys = self._standbys.get(c.uuid)
-        if c.stateless and standbys:
-            for agent_id in list(standbys):
-                offer = standbys.pop(agent_id)
-                new_owner = self._agents.get(agent_id)
-                if new_owner is None:
-                    continue
-                new_owner.standby.pop(c.uuid, None)
+        if c.stateless and c.uuid in self._standbys:
+            taken = self._standbys.next_standby(c.uuid, self._agents)
+            if taken is not None:
+                new_owner, offer = taken
                 old = self._agents.get(c.agent_id)
                 if old is not None:
-                    old.containers.pop(c.uuid, None)
-                    if old.parked:
-                        self._unpark(old)
-                self._unindex(c)
-                c.agent_id = agent_id
+                    self._leave_agent(old, c.uuid)
+                self._live.remove((c.kind, c.labels), c.uuid)
+                c.agent_id = new_owner.agent_id
                 c.endpoint = new_owner.endpoint
                 c.labels = offer.labels
                 c.epoch += 1
                 new_owner.containers[c.uuid] = None
-                self._index(c)
-                if not standbys:
-                    del self._standbys[c.uuid]
+                self._live.add((c.kind, c.labels), c.uuid)
                 self.probes.hit("standby promoted")
                 self._container_changed(ChangeKind.UPDATED, c)
                 self.events.agent(ChangeKind.UPDATED, new_owner.info())
-                self._send(new_owner.owner, Activate(agent_id, c.uuid, c.epoch))
+                self._send(new_owner.owner, Activate(new_owner.agent_id, c.uuid, c.epoch))
                 return
         self._drop_container(c, now)
 
-    # --- clients ------------------------------------------------------------
+    def _activate_standby(
+        self, uuid: ContainerUuid, waiters: Iterable[tuple[ClientId, int]] = (),
+    ) -> ContainerEntry | None:
+        """Make the first live standby of unowned ``uuid`` its owner; returns its entry.
+
+        ``waiters`` (gets of the uuid) hold it and are answered.  The agent is
+        told with ``Activate``, everyone with an added event.  Returns None
+        if none of the standbys' agents is registered.
+        """
+        taken = self._standbys.next_standby(uuid, self._agents)
+        if taken is None:
+            return None
+        agent, offer = taken
+        self.probes.hit("standby activated for an unowned uuid")
+        c = self._add_container(agent, uuid, offer.kind, offer.labels, stateless=True)
+        self._send(agent.owner, Activate(agent.agent_id, uuid, c.epoch))
+        for client_id, call_id in waiters:
+            if client_id in self._clients:
+                self._hold(client_id, c)
+                self._send(client_id, GetReply(call_id, c.record()))
+        # After the holds, so the event concerns the clients that waited.
+        self._container_changed(ChangeKind.ADDED, c)
+        self.events.agent(ChangeKind.UPDATED, agent.info())
+        return c
+
+    # --- clients: liveness ----------------------------------------------------
 
     def add_client(self, client_id: ClientId, alive_timeout: float | None, now: float) -> None:
         """Register a client session; it is dead after ``alive_timeout`` of silence.
@@ -475,12 +444,12 @@ class Registry:
         if client_id in self._clients:
             raise ValueError(f"client {client_id!r} is already registered")
         timeout = alive_timeout if alive_timeout is not None else self.timeouts.alive
-        self._clients[client_id] = _Client(client_id, timeout, now)
-        self.timers.call_at(now + timeout, ("alive", client_id))
-        if self._recovery_until is None:
-            # The hub's first session opens its recovery window (see get()).
-            self._recovery_until = now + self.timeouts.alive
-            self.timers.call_at(self._recovery_until, ("recovery", None))
+        self._clients[client_id] = ClientEntry(client_id, timeout, now)
+        self.timers.call_at(now + timeout, (RegistryTimer.ALIVE, client_id))
+        # The hub's first session opens its recovery window (see get()).
+        until = self._recovery.open(now, self.timeouts.alive)
+        if until is not None:
+            self.timers.call_at(until, (RegistryTimer.RECOVERY, None))
 
     def touch(self, client_id: ClientId, now: float) -> None:
         """Note a sign of life from ``client_id`` (O(1): the timer is re-armed lazily)."""
@@ -496,7 +465,8 @@ class Registry:
         cl = self._clients.pop(client_id, None)
         if cl is None:
             return
-        self.timers.cancel(("alive", client_id))
+        cl.transition(PeerState.DEAD)
+        self.timers.cancel((RegistryTimer.ALIVE, client_id))
         for agent_id in list(cl.agents):
             self._remove_agent(agent_id, now)
         for uuid in list(cl.holds):
@@ -512,20 +482,7 @@ class Registry:
             pending = self._pending.get(uuid)
             if pending is not None:
                 pending.waiters = [w for w in pending.waiters if w[0] != client_id]
-        for uuid in cl.parked:
-            entries = self._parked.get(uuid)
-            if entries is None:
-                continue
-            kept = [e for e in entries if e[0] != client_id]
-            if kept:
-                self._parked[uuid] = kept
-            else:
-                del self._parked[uuid]
-
-    def _wait(self, client_id: ClientId, call_id: int, p: _Pending) -> None:
-        """``client_id``'s get ``call_id`` waits for pending start ``p``."""
-        p.waiters.append((client_id, call_id))
-        self._clients[client_id].waiting[p.uuid] = None
+        self._recovery.forget_client(client_id, cl.parked)
 
     def _client_expired(self, client_id: ClientId, now: float) -> None:
         cl = self._clients.get(client_id)
@@ -534,13 +491,13 @@ class Registry:
         deadline = cl.last_seen + cl.alive_timeout
         if deadline > now:
             # Heard from since the timer was armed: re-arm at the real deadline.
-            self.timers.call_at(deadline, ("alive", client_id))
+            self.timers.call_at(deadline, (RegistryTimer.ALIVE, client_id))
             return
         self.probes.hit("client timed out")
-        self.dead_clients.append(client_id)
+        self.effects.append(ClientDead(client_id))
         self.remove_client(client_id, now)
 
-    # --- agents -------------------------------------------------------------
+    # --- agents: registration -------------------------------------------------
 
     def register(self, client_id: ClientId, msg: RegisterAgent, now: float) -> None:
         """Register or re-register agent ``msg.agent_id`` for ``client_id``.
@@ -556,12 +513,12 @@ class Registry:
             # The agent id moved to another session (a restarted process whose
             # old session is not yet timed out): the new session supersedes.
             self.probes.hit("agent superseded by new session")
-            self.superseded.append((existing.owner, tuple(existing.containers)))
+            self.effects.append(AgentSuperseded(existing.owner, tuple(existing.containers)))
             self._remove_agent(msg.agent_id, now)
             existing = None
         kinds = tuple(dict.fromkeys(msg.kinds))
         if existing is None:
-            agent = _Agent(msg.agent_id, client_id, kinds, msg.endpoint, msg.max_containers)
+            agent = AgentEntry(msg.agent_id, client_id, kinds, msg.endpoint, msg.max_containers)
             self._agents[msg.agent_id] = agent
             self._clients[client_id].agents[msg.agent_id] = None
             change = ChangeKind.ADDED
@@ -570,8 +527,7 @@ class Registry:
             self.probes.hit("agent re-registered")
             for kind in agent.kinds:
                 if kind not in kinds:
-                    self._kind_agents.get(kind, {}).pop(agent.agent_id, None)
-                    self._kind_room.get(kind, {}).pop(agent.agent_id, None)
+                    self._line.drop_kind(agent.agent_id, kind)
             agent.kinds = kinds
             agent.parked = False  # its limit may have changed: looked at again
             agent.max_containers = msg.max_containers
@@ -582,36 +538,35 @@ class Registry:
                     c.endpoint = msg.endpoint
                     self._container_changed(ChangeKind.UPDATED, c)
             change = ChangeKind.UPDATED
-        for kind in kinds:
-            self._kind_agents.setdefault(kind, {})[agent.agent_id] = None
-            self._kind_room.setdefault(kind, {})[agent.agent_id] = None
+        self._line.join(agent)
 
-        standby: list[ContainerUuid] = []
-        terminate: list[ContainerUuid] = []
+        standby: builtins.list[ContainerUuid] = []
+        terminate: builtins.list[ContainerUuid] = []
         offered: dict[ContainerUuid, None] = {}
         for oc in msg.containers:
             offered[oc.uuid] = None
-            outcome = self._offer(agent, oc, now)
-            if outcome == "standby":
-                standby.append(oc.uuid)
-            elif outcome == "terminate":
-                terminate.append(oc.uuid)
+            match self._offer(agent, oc, now):
+                case Offer.STANDBY:
+                    standby.append(oc.uuid)
+                case Offer.TERMINATE:
+                    terminate.append(oc.uuid)
+                case Offer.OK:
+                    pass
         if existing is not None:
             # fix: containers it still lists stay linked; the ones it no
             # longer lists are gone.
             for uuid in [u for u in agent.containers if u not in offered]:
                 self._promote_or_drop(self._containers[uuid], now)
             for uuid in [u for u in agent.standby if u not in offered]:
-                del agent.standby[uuid]
-                self._standbys.get(uuid, {}).pop(agent.agent_id, None)
+                self._standbys.withdraw(agent, uuid)
         self.events.agent(change, agent.info())
         self._send(client_id, RegisterReply(msg.id, tuple(standby), tuple(terminate)))
 
-    def _offer(self, agent: _Agent, oc: OfferedContainer, now: float) -> str:
-        """Apply one offered container; return "ok", "standby" or "terminate"."""
+    def _offer(self, agent: AgentEntry, oc: OfferedContainer, now: float) -> Offer:
+        """Apply one offered container; return what became of it."""
         if oc.kind not in agent.kinds:
             # fix: the reference accepted containers of undeclared kinds.
-            return "terminate"
+            return Offer.TERMINATE
         c = self._containers.get(oc.uuid)
         if c is None:
             if oc.uuid in self._pending:
@@ -619,13 +574,12 @@ class Registry:
                 # The offer stands by for it (and takes over if the start
                 # fails or its instance goes: ``_activate_standby``).
                 if not oc.stateless:
-                    return "terminate"
+                    return Offer.TERMINATE
                 self.probes.hit("stateless offer stands by for a start")
-                self._standbys.setdefault(oc.uuid, {})[agent.agent_id] = oc
-                agent.standby[oc.uuid] = oc
-                return "standby"
+                self._standbys.stand_by(agent, oc, StandbyState.BEHIND_START)
+                return Offer.STANDBY
             c = self._add_container(agent, oc.uuid, oc.kind, oc.labels, oc.stateless)
-            for waiter, call_id, _kind, _options in self._parked.pop(oc.uuid, ()):
+            for waiter, call_id, _kind, _options in self._recovery.take(oc.uuid):
                 parked_client = self._clients.get(waiter)
                 if parked_client is not None:
                     parked_client.parked.pop(oc.uuid, None)
@@ -637,31 +591,25 @@ class Registry:
                 # A container nobody holds is an orphan from the start: after a
                 # hub restart, holders have the unused timeout to re-acquire it.
                 self._orphan(c, now)
-            return "ok"
+            return Offer.OK
         if c.agent_id == agent.agent_id:
             if c.labels != oc.labels or c.kind != oc.kind:
-                self._unindex(c)
+                self._live.remove((c.kind, c.labels), c.uuid)
                 c.labels = oc.labels
                 c.kind = oc.kind
-                self._index(c)
+                self._live.add((c.kind, c.labels), c.uuid)
                 self._container_changed(ChangeKind.UPDATED, c)
-            return "ok"
-        if oc.stateless and "stateless-double-owner" in self.seeded_bugs:
-            # Seeded bug for the simulator's self-test: a second agent wins.
-            old_owner = self._agents[c.agent_id]
-            old_owner.containers.pop(c.uuid, None)
-            if old_owner.parked:
-                self._unpark(old_owner)
-            c.agent_id = agent.agent_id
-            agent.containers[c.uuid] = None
-            return "ok"
+            return Offer.OK
+        if oc.stateless and seeded_bugs.STATELESS_DOUBLE_OWNER in self.seeded_bugs:
+            self._leave_agent(self._agents[c.agent_id], c.uuid)
+            seeded_bugs.second_owner_wins(c, agent)
+            return Offer.OK
         if oc.stateless:
             self.probes.hit("stateless offer stands by")
-            self._standbys.setdefault(oc.uuid, {})[agent.agent_id] = oc
-            agent.standby[oc.uuid] = oc
-            return "standby"
+            self._standbys.stand_by(agent, oc, StandbyState.BEHIND_OWNER)
+            return Offer.STANDBY
         self.probes.hit("duplicate uuid rejected")
-        return "terminate"
+        return Offer.TERMINATE
 
     def claim(
         self, client_id: ClientId, call_id: int, agent_id: AgentId, oc: OfferedContainer,
@@ -681,7 +629,7 @@ class Registry:
         held = self._containers.get(oc.uuid)
         owned_already = held is not None and held.agent_id == agent_id
         outcome = self._offer(agent, oc, now)
-        if outcome == "ok":
+        if outcome is Offer.OK:
             if owned_already:
                 # The claimer's registration, ahead of the claim on its
                 # connection, made it the owner: the claim changes nothing.
@@ -693,8 +641,8 @@ class Registry:
             client_id,
             RegisterReply(
                 call_id,
-                (oc.uuid,) if outcome == "standby" else (),
-                (oc.uuid,) if outcome == "terminate" else (),
+                (oc.uuid,) if outcome is Offer.STANDBY else (),
+                (oc.uuid,) if outcome is Offer.TERMINATE else (),
             ),
         )
 
@@ -720,23 +668,8 @@ class Registry:
         owner = self._clients.get(agent.owner)
         if owner is not None:
             owner.agents.pop(agent_id, None)
-        for kind in agent.kinds:
-            bucket = self._kind_agents.get(kind)
-            if bucket is not None:
-                bucket.pop(agent_id, None)
-                if not bucket:
-                    del self._kind_agents[kind]
-            room = self._kind_room.get(kind)
-            if room is not None:
-                room.pop(agent_id, None)
-                if not room:
-                    del self._kind_room[kind]
-        for uuid in agent.standby:
-            bucket2 = self._standbys.get(uuid)
-            if bucket2 is not None:
-                bucket2.pop(agent_id, None)
-                if not bucket2:
-                    del self._standbys[uuid]
+        self._line.leave(agent)
+        self._standbys.withdraw_agent(agent)
         for uuid in list(agent.containers):
             self._promote_or_drop(self._containers[uuid], now)
         for uuid in list(agent.pending):
@@ -745,9 +678,21 @@ class Registry:
         # fix: an agent with no containers still produces a removed event.
         self.events.agent(ChangeKind.REMOVED, agent.info())
 
-    def has_agent(self, agent_id: AgentId) -> bool:
-        """Return whether ``agent_id`` is registered."""
-        return agent_id in self._agents
+    def container_stopped(self, client_id: ClientId, agent_id: AgentId, uuid: ContainerUuid,
+                          now: float) -> None:
+        """The agent says ``uuid`` is gone: drop it (or promote a standby)."""
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.owner != client_id:
+            return
+        if uuid in agent.standby:
+            self._standbys.withdraw(agent, uuid)
+            return
+        c = self._containers.get(uuid)
+        if c is None or c.agent_id != agent_id:
+            return
+        self.probes.hit("container stopped by agent")
+        self._promote_or_drop(c, now)
+        self.events.agent(ChangeKind.UPDATED, agent.info())
 
     # --- get / start / release ------------------------------------------------
 
@@ -790,13 +735,12 @@ class Registry:
                     return
                 self._wait(client_id, call_id, p)
                 return
-            if (reacquire and self._recovery_until is not None
-                    and now < self._recovery_until):
+            if reacquire and self._recovery.is_open(now):
                 # A session rebuilding after a hub restart asks for a container
                 # whose agent has not re-registered yet: wait for it rather
                 # than start a second instance elsewhere (state would be lost).
                 self.probes.hit("re-acquire parked during recovery")
-                self._parked.setdefault(uuid, []).append((client_id, call_id, kind, options))
+                self._recovery.park(uuid, (client_id, call_id, kind, options))
                 self._clients[client_id].parked[uuid] = None
                 return
             if uuid in self._standbys:
@@ -807,71 +751,41 @@ class Registry:
                 return
         else:
             selector = (kind, options.labels)
-            live = self._by_selector.get(selector)
-            if live:
-                c = self._containers[next(iter(live))]
+            live = self._live.first(selector)
+            if live is not None:
+                c = self._containers[live]
                 self._hold(client_id, c)
                 self._send(client_id, GetReply(call_id, c.record()))
                 return
-            pending = self._pending_by_selector.get(selector)
-            if pending:
-                self._wait(client_id, call_id, self._pending[next(iter(pending))])
+            starting = self._starting.first(selector)
+            if starting is not None:
+                self._wait(client_id, call_id, self._pending[starting])
                 return
-        agent = self._pick_agent(kind)
+        agent = self._line.pick(kind, self._agents)
         if agent is None:
             self._error(client_id, call_id, ErrorCode.NO_AGENT, f"no agent for kind {kind!r}")
             return
         serial = self._next_serial()
         if uuid is None:
             uuid = f"{kind}-{self.hub_id}-{serial}"
-        p = _Pending(uuid, kind, options.labels, agent.agent_id, serial)
+        p = PendingStart(uuid, kind, options.labels, agent.agent_id, serial)
         self._pending[uuid] = p
         self._wait(client_id, call_id, p)
         self._pending_by_start[serial] = uuid
-        self._pending_by_selector.setdefault((kind, options.labels), {})[uuid] = None
+        self._starting.add((kind, options.labels), uuid)
         agent.pending[uuid] = None
-        self.timers.call_at(now + self.timeouts.start, ("start", serial))
+        self.timers.call_at(now + self.timeouts.start, (RegistryTimer.START, serial))
         self._send(
             agent.owner,
             Start(serial, agent.agent_id, kind, uuid, options.labels, options.extra),
         )
 
-    def _pick_agent(self, kind: ContainerKind) -> _Agent | None:
-        """Round-robin over the agents with ``kind`` and room, O(1) amortised.
+    def _wait(self, client_id: ClientId, call_id: int, p: PendingStart) -> None:
+        """``client_id``'s get ``call_id`` waits for pending start ``p``."""
+        p.waiters.append((client_id, call_id))
+        self._clients[client_id].waiting[p.uuid] = None
 
-        An agent found full is parked (out of ``_kind_room`` for all its
-        kinds) until a container or pending start of it goes, so each full
-        agent is skipped once, not on every pick.
-        """
-        bucket = self._kind_room.get(kind)
-        while bucket:
-            agent_id = next(iter(bucket))
-            agent = self._agents[agent_id]
-            if agent.has_room():
-                # Rotate: the chosen one goes to the back of the line.
-                del bucket[agent_id]
-                bucket[agent_id] = None
-                return agent
-            self._park(agent)
-        return None
-
-    def _park(self, agent: _Agent) -> None:
-        agent.parked = True
-        for kind in agent.kinds:
-            room = self._kind_room.get(kind)
-            if room is not None:
-                room.pop(agent.agent_id, None)
-                if not room:
-                    del self._kind_room[kind]
-
-    def _unpark(self, agent: _Agent) -> None:
-        """Put a parked ``agent`` back in line if it has room again."""
-        if agent.has_room():
-            agent.parked = False
-            for kind in agent.kinds:
-                self._kind_room.setdefault(kind, {})[agent.agent_id] = None
-
-    def _take_pending(self, uuid: ContainerUuid) -> _Pending | None:
+    def _take_pending(self, uuid: ContainerUuid) -> PendingStart | None:
         p = self._pending.pop(uuid, None)
         if p is None:
             return None
@@ -880,18 +794,13 @@ class Registry:
             if cl is not None:
                 cl.waiting.pop(uuid, None)
         self._pending_by_start.pop(p.start_id, None)
-        self.timers.cancel(("start", p.start_id))
-        key = (p.kind, p.labels)
-        bucket = self._pending_by_selector.get(key)
-        if bucket is not None:
-            bucket.pop(uuid, None)
-            if not bucket:
-                del self._pending_by_selector[key]
+        self.timers.cancel((RegistryTimer.START, p.start_id))
+        self._starting.remove((p.kind, p.labels), uuid)
         agent = self._agents.get(p.agent_id)
         if agent is not None:
             agent.pending.pop(uuid, None)
             if agent.parked:
-                self._unpark(agent)
+                self._line.unpark(agent)
         return p
 
     def _fail_pending(self, uuid: ContainerUuid, code: ErrorCode, text: str) -> None:
@@ -907,49 +816,11 @@ class Registry:
         if p is None:
             return
         waiters = p.waiters
-        c = self._activate_standby(uuid, waiters if p.kind == self._offered_kind(uuid) else ())
+        c = self._activate_standby(
+            uuid, waiters if p.kind == self._standbys.first_kind(uuid) else ())
         if c is None or c.kind != p.kind:
             for client_id, call_id in waiters:
                 self._error(client_id, call_id, code, text)
-
-    def _offered_kind(self, uuid: ContainerUuid) -> ContainerKind | None:
-        """Return the kind of the first offer standing by for ``uuid`` (None: none)."""
-        for offer in self._standbys.get(uuid, {}).values():
-            return offer.kind
-        return None
-
-    def _activate_standby(
-        self, uuid: ContainerUuid, waiters: Iterable[tuple[ClientId, int]] = (),
-    ) -> _Container | None:
-        """Make the first live standby of unowned ``uuid`` its owner; returns its record.
-
-        ``waiters`` (gets of the uuid) hold it and are answered.  The agent is
-        told with ``Activate``, everyone with an added event.  Returns None,
-        and forgets the standbys, if none of their agents is registered.
-        """
-        standbys = self._standbys.get(uuid)
-        while standbys:
-            agent_id = next(iter(standbys))
-            offer = standbys.pop(agent_id)
-            agent = self._agents.get(agent_id)
-            if agent is None:
-                continue
-            agent.standby.pop(uuid, None)
-            if not standbys:
-                del self._standbys[uuid]
-            self.probes.hit("standby activated for an unowned uuid")
-            c = self._add_container(agent, uuid, offer.kind, offer.labels, stateless=True)
-            self._send(agent.owner, Activate(agent_id, uuid, c.epoch))
-            for client_id, call_id in waiters:
-                if client_id in self._clients:
-                    self._hold(client_id, c)
-                    self._send(client_id, GetReply(call_id, c.record()))
-            # After the holds, so the event concerns the clients that waited.
-            self._container_changed(ChangeKind.ADDED, c)
-            self.events.agent(ChangeKind.UPDATED, agent.info())
-            return c
-        self._standbys.pop(uuid, None)
-        return None
 
     def started(
         self, client_id: ClientId, start_id: int, uuid: ContainerUuid, endpoint: str | None,
@@ -977,9 +848,13 @@ class Registry:
         c = self._containers.get(uuid)
         added = c is None
         if c is None:
-            c = self._add_container(agent, uuid, p.kind, p.labels, stateless=False)
+            c = self._add_container(agent, uuid, p.kind, p.labels, stateless=False,
+                                    state=_PENDING)
+            c.transition(_ACTIVE)
             # fix: record the endpoint the agent reports (the reference stored '').
             c.endpoint = endpoint if endpoint is not None else agent.endpoint
+            if uuid in self._standbys:
+                self._standbys.owner_arrived(uuid)
         elif c.agent_id != agent.agent_id:
             # The uuid the agent answered with belongs to another agent: this
             # start cannot be honoured; tell the agent to drop it.
@@ -1047,204 +922,77 @@ class Registry:
                 self._orphan(c, now)
         self._send(client_id, Ok(call_id))
 
-    def container_stopped(self, client_id: ClientId, agent_id: AgentId, uuid: ContainerUuid,
-                          now: float) -> None:
-        """The agent says ``uuid`` is gone: drop it (or promote a standby)."""
-        agent = self._agents.get(agent_id)
-        if agent is None or agent.owner != client_id:
-            return
-        if uuid in agent.standby:
-            del agent.standby[uuid]
-            self._standbys.get(uuid, {}).pop(agent_id, None)
-            return
-        c = self._containers.get(uuid)
-        if c is None or c.agent_id != agent_id:
-            return
-        self.probes.hit("container stopped by agent")
-        self._promote_or_drop(c, now)
-        self.events.agent(ChangeKind.UPDATED, agent.info())
-
     # --- queries --------------------------------------------------------------
 
     def query(self, client_id: ClientId, call_id: int, what: str, kind: str | None) -> None:
         """Answer a ``Query``: ``ListReply``, ``AgentsReply``, ``KindsReply`` or ``Error``."""
-        if what == "list":
-            self._send(client_id, ListReply(call_id, self.list(kind)))
-        elif what == "agents":
-            self._send(client_id, AgentsReply(call_id, self.agents()))
-        elif what == "kinds":
-            self._send(client_id, KindsReply(call_id, self.kinds()))
-        else:
-            self._error(client_id, call_id, ErrorCode.PROTOCOL, f"unknown query {what!r}")
-
-    # --- routing ----------------------------------------------------------------
-
-    def route(self, uuid: ContainerUuid) -> tuple[AgentId, ClientId] | None:
-        """Return (agent id, owning client id) serving ``uuid``, or None if unknown."""
-        c = self._containers.get(uuid)
-        if c is None:
-            return None
-        agent = self._agents.get(c.agent_id)
-        if agent is None:
-            return None
-        return agent.agent_id, agent.owner
+        match what:
+            case "list":
+                self._send(client_id, ListReply(call_id, self.list(kind)))
+            case "agents":
+                self._send(client_id, AgentsReply(call_id, self.agents()))
+            case "kinds":
+                self._send(client_id, KindsReply(call_id, self.kinds()))
+            case _:
+                self._error(client_id, call_id, ErrorCode.PROTOCOL, f"unknown query {what!r}")
 
     # --- time -------------------------------------------------------------------
 
-    def handle_timer(self, key: Hashable, now: float) -> None:
-        """Act on one expired timer key (alive, orphan or start)."""
-        assert isinstance(key, tuple)
-        what, ident = key
-        if what == "alive":
-            self._client_expired(ident, now)
-        elif what == "orphan":
-            c = self._containers.get(ident)
-            if c is None or c.orphaned_at is None:
-                return
-            self.probes.hit("orphan terminated")
-            agent = self._agents.get(c.agent_id)
-            if agent is not None:
-                self._send(agent.owner, Terminate(agent.agent_id, c.uuid))
-            self._drop_container(c, now)
-            if agent is not None:
-                self.events.agent(ChangeKind.UPDATED, agent.info())
-        elif what == "recovery":
-            parked, self._parked = self._parked, {}
-            for client_id, call_id, kind, options in parked_gets(parked):
-                parked_client = self._clients.get(client_id)
-                if parked_client is not None:
-                    parked_client.parked.clear()
-                    self.get(client_id, call_id, kind, options, now)
-        elif what == "start":
-            uuid = self._pending_by_start.get(ident)
-            if uuid is not None:
-                self.probes.hit("start timed out")
-                # The agent may still be starting it, or its Started may be on
-                # the way (ignored: the start is forgotten).  fix: it then ran
-                # for ever, unlisted; now the agent drops it either way.
-                starter = self._agents.get(self._pending[uuid].agent_id)
-                if starter is not None:
-                    self._send(starter.owner, Terminate(starter.agent_id, uuid))
-                self._fail_pending(uuid, ErrorCode.START_FAILED, "the agent did not answer in time")
+    def handle_timers(self, now: float, due: float | None = None) -> None:
+        """Act on every deadline up to ``due`` (default: ``now``); handlers see ``now``.
+
+        The hub passes ``due`` to run the registry's deadlines and its own in
+        one order of time.
+        """
+        for key in self.timers.expired(now if due is None else due):
+            match key:
+                case (RegistryTimer.ALIVE, str() as client_id):
+                    self._client_expired(client_id, now)
+                case (RegistryTimer.ORPHAN, str() as uuid):
+                    self._orphan_expired(uuid, now)
+                case (RegistryTimer.RECOVERY, None):
+                    self._recovery_ended(now)
+                case (RegistryTimer.START, int() as start_id):
+                    self._start_expired(start_id)
+                case _:
+                    raise AssertionError(f"not a registry timer key: {key!r}")
+
+    def _orphan_expired(self, uuid: ContainerUuid, now: float) -> None:
+        c = self._containers.get(uuid)
+        if c is None or c.state is not _ORPHANED:
+            return
+        self.probes.hit("orphan terminated")
+        agent = self._agents.get(c.agent_id)
+        if agent is not None:
+            self._send(agent.owner, Terminate(agent.agent_id, c.uuid))
+        self._drop_container(c, now)
+        if agent is not None:
+            self.events.agent(ChangeKind.UPDATED, agent.info())
+
+    def _recovery_ended(self, now: float) -> None:
+        for client_id, call_id, kind, options in self._recovery.close():
+            parked_client = self._clients.get(client_id)
+            if parked_client is not None:
+                parked_client.parked.clear()
+                self.get(client_id, call_id, kind, options, now)
+
+    def _start_expired(self, start_id: int) -> None:
+        uuid = self._pending_by_start.get(start_id)
+        if uuid is None:
+            return
+        self.probes.hit("start timed out")
+        # The agent may still be starting it, or its Started may be on the
+        # way (ignored: the start is forgotten).  fix: it then ran for ever,
+        # unlisted; now the agent drops it either way.
+        starter = self._agents.get(self._pending[uuid].agent_id)
+        if starter is not None:
+            self._send(starter.owner, Terminate(starter.agent_id, uuid))
+        self._fail_pending(uuid, ErrorCode.START_FAILED, "the agent did not answer in time")
 
     def check(self) -> builtins.list[str]:
         """Return the registry's broken internal invariants (empty when sound).
 
-        O(size): for tests and the simulator, never the hot path.  The
-        simulator runs it at every check interval: a sound registry is
-        confirmed by ``_sound()`` in one pass over the containers; only one
-        that fails it is walked again by ``_problems()`` to name every problem.
+        O(size): for tests and the simulator, never the hot path (``check.problems``).
         """
-        if self._sound():
-            return []
-        return self._problems()
-
-    def _sound(self) -> bool:
-        """Return whether ``_problems()`` would find nothing, at less cost.
-
-        The per-container tests are those of ``_problems()``.  Its reverse
-        walks follow from them and two counts: when every container is listed
-        by its agent, the agents list nothing else exactly when they list as
-        many uuids as there are containers; when every holder is mirrored by
-        a client's hold, the clients hold nothing else exactly when they have
-        as many holds as there are holders.
-        """
-        containers = self._containers
-        agents = self._agents
-        clients = self._clients
-        by_selector = self._by_selector
-        no_agents: dict[AgentId, None] = {}
-        holders_seen = 0
-        # The simulator runs this every 50 ms of a busy run: the lookups are
-        # subscripts (no method call), and a missing agent, client, hold or
-        # selector bucket, a KeyError, is an unsound registry.
-        try:
-            for uuid, c in containers.items():
-                if uuid not in agents[c.agent_id].containers:
-                    return False
-                holders = c.holders
-                if holders:
-                    if c.orphaned_at is not None:
-                        return False
-                    for client_id, n in holders.items():
-                        holders_seen += 1
-                        if n <= 0 or clients[client_id].holds[uuid] != n:
-                            return False
-                elif c.orphaned_at is None and not c.stateless:
-                    return False
-                if uuid not in by_selector[(c.kind, c.labels)]:
-                    return False
-        except KeyError:
-            return False
-        listed = 0
-        kind_room = self._kind_room
-        for a in agents.values():
-            if a.owner not in clients:
-                return False
-            listed += len(a.containers)
-            if a.parked and a.has_room():
-                return False
-            for kind in a.kinds:
-                if (a.agent_id in kind_room.get(kind, no_agents)) is a.parked:
-                    return False
-        if listed != len(containers):
-            return False
-        held = 0
-        for cl in clients.values():
-            held += len(cl.holds)
-        return held == holders_seen
-
-    def _problems(self) -> builtins.list[str]:
-        """Walk every index and name each broken link, in a fixed order."""
-        problems: builtins.list[str] = []
-        report = problems.append
-        containers = self._containers
-        agents = self._agents
-        clients = self._clients
-        by_selector = self._by_selector
-        no_bucket: dict[ContainerUuid, None] = {}
-        for uuid, c in containers.items():
-            agent = agents.get(c.agent_id)
-            if agent is None or uuid not in agent.containers:
-                report(f"container {uuid} not linked to agent {c.agent_id}")
-            holders = c.holders
-            for client_id, n in holders.items():
-                if n <= 0:
-                    report(f"container {uuid}: holder {client_id} count {n}")
-                cl = clients.get(client_id)
-                if cl is None or cl.holds.get(uuid) != n:
-                    report(f"container {uuid}: holder {client_id} not mirrored")
-            if holders:
-                if c.orphaned_at is not None:
-                    report(f"container {uuid} held but orphaned")
-            elif c.orphaned_at is None and not c.stateless:
-                report(f"container {uuid} unheld but not orphaned")
-            if uuid not in by_selector.get((c.kind, c.labels), no_bucket):
-                report(f"container {uuid} missing from its selector index")
-        for agent_id, a in agents.items():
-            for uuid in a.containers:
-                c2 = containers.get(uuid)
-                if c2 is None or c2.agent_id != agent_id:
-                    report(f"agent {agent_id} lists {uuid} it does not own")
-            if a.owner not in clients:
-                report(f"agent {agent_id} owned by unknown client {a.owner}")
-            if a.parked and a.has_room():
-                report(f"agent {agent_id} set aside as full but has room")
-            for kind in a.kinds:
-                if (agent_id in self._kind_room.get(kind, {})) is a.parked:
-                    state = "set aside as full but still" if a.parked else "not"
-                    report(f"agent {agent_id} {state} in line for kind {kind}")
-        for client_id, cl in clients.items():
-            for uuid, n in cl.holds.items():
-                c3 = containers.get(uuid)
-                if c3 is None or c3.holders.get(client_id) != n:
-                    report(f"client {client_id} holds {uuid} not mirrored")
-        return problems
-
-
-
-def parked_gets(
-    parked: dict[ContainerUuid, list[_ParkedGet]],
-) -> list[_ParkedGet]:
-    """Return parked gets in the order they arrived per uuid, uuids in parking order."""
-    return [entry for entries in parked.values() for entry in entries]
+        return check.problems(self._containers, self._agents, self._clients,
+                              self._live.buckets, self._line.room)

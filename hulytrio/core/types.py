@@ -50,8 +50,9 @@ def labels_key(value: Any) -> tuple[str, ...]:
 class ContainerState(enum.Enum):
     """Lifecycle of a container as the hub sees it.
 
-    PENDING -> ACTIVE -> ORPHANED -> (TERMINATED, i.e. gone from the registry);
-    ORPHANED -> ACTIVE when a client gets it again before its deadline.
+    PENDING -> ACTIVE -> ORPHANED -> TERMINATED (gone from the registry);
+    ORPHANED -> ACTIVE when a client gets it again before its deadline.  The
+    registry's table of legal moves is ``entries.CONTAINER_TRANSITIONS``.
     """
 
     #: An agent was asked to start it and has not answered yet.
@@ -60,6 +61,8 @@ class ContainerState(enum.Enum):
     ACTIVE = "active"
     #: Running, held by nobody; terminated at ``orphaned_at + unused timeout``.
     ORPHANED = "orphaned"
+    #: Gone from the registry (final): stopped, failed, timed out or its agent left.
+    TERMINATED = "terminated"
 
 
 @fast_init

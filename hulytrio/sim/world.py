@@ -55,7 +55,7 @@ from ..core.effects import (
     StopContainer,
 )
 from ..core.errors import ErrorCode
-from ..core.hub import Hub
+from ..core.hub import Hub, HubTimers
 from ..core.messages import Hello
 from ..core.probes import Probes
 from ..core.session import ClientSession, RefStatus, SessionState
@@ -189,7 +189,7 @@ class Simulation:
         self._hub_armed: float | None = None
         #: the hub timers' ``armings`` when ``_hub_armed`` was last decided
         self._hub_mark = -1
-        self._hub_mark_timers: Timers | None = None
+        self._hub_mark_timers: HubTimers | None = None
         self.procs: dict[str, Process] = {}
         self.events = 0
         #: the event queue: a heap of distinct due times, and per due time its
@@ -530,7 +530,7 @@ class Simulation:
         current = self.hub
         if current is None:
             return closed
-        timers = current.registry.timers
+        timers = current.timers
         armed = self._hub_armed
         if armed is not None and timers.armings == self._hub_mark \
                 and timers is self._hub_mark_timers:

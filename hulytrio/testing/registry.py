@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..core.effects import Send
 from ..core.messages import RegisterAgent, Start
 from ..core.registry import Registry
 from ..core.timeouts import Timeouts
@@ -14,16 +15,18 @@ FOREVER = 1e12
 
 
 def answer_starts(reg: Registry, now: float) -> str | None:
-    """Answer every ``Start`` in the outbox as the agent would; return the last uuid.
+    """Answer every ``Start`` among the registry's effects as the agent would.
 
-    Clears the outbox.
+    Returns the last uuid started (None: there was no start).  Takes the
+    registry's effects.
     """
     uuid = None
-    for client_id, msg in reg.outbox:
-        if isinstance(msg, Start):
-            reg.started(client_id, msg.id, msg.uuid, None, now)
-            uuid = msg.uuid
-    reg.outbox.clear()
+    for effect in reg.take_effects():
+        if isinstance(effect, Send) and isinstance(effect.message, Start):
+            assert isinstance(effect.conn, str)
+            reg.started(effect.conn, effect.message.id, effect.message.uuid, None, now)
+            uuid = effect.message.uuid
+    reg.take_effects()  # the answers to the gets the starts were for
     return uuid
 
 
@@ -52,7 +55,6 @@ def populated_registry(n: int, *, agents: int = 10, clients: int = 50,
             reg.events.flush()
     reg.events.flush()
     # Every start timer was cancelled lazily; let them surface and go.
-    for key in reg.timers.expired(31.0):
-        reg.handle_timer(key, 31.0)
-    reg.outbox.clear()
+    reg.handle_timers(31.0)
+    reg.take_effects()
     return reg

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from hulytrio.core.effects import Send
 from hulytrio.core.messages import RegisterAgent, Start
 from hulytrio.core.registry import Registry
 from hulytrio.core.timeouts import Timeouts
@@ -73,8 +74,14 @@ def instrument(reg: Registry) -> None:
     for name, value in list(vars(reg).items()):
         if type(value) is dict:
             setattr(reg, name, wrap(value))
-    for name in ("_by_selector", "_pending_by_selector", "_kind_agents", "_standbys"):
-        table = getattr(reg, name)
+    # The registry's units (slotted): every map they own, and the index buckets.
+    for unit in (reg._live, reg._starting, reg._line, reg._standbys, reg._recovery):
+        for name in type(unit).__slots__:
+            value = getattr(unit, name)
+            if type(value) is dict:
+                setattr(unit, name, wrap(value))
+    for table in (reg._live.buckets, reg._starting.buckets, reg._line._kind_agents,
+                  reg._line.room):
         for key in list(dict.keys(table)):
             dict.__setitem__(table, key, wrap(dict.__getitem__(table, key)))
     for agent in dict.values(reg._agents):
@@ -105,10 +112,9 @@ def workload(reg: Registry, n: int) -> None:
     reg.get(p, 5, "echo", GetOptions(labels=("fresh",)), now + 1)     # rescue it
     fresh = next(iter(reg.holds(p)))
     reg.release(p, 11, fresh, now + 2)
-    for key in reg.timers.expired(now + 2 + reg.timeouts.unused_container):
-        reg.handle_timer(key, now + 7)                                # orphan kill
+    reg.handle_timers(now + 7, due=now + 2 + reg.timeouts.unused_container)  # orphan kill
     assert reg.container(fresh) is None
-    reg.outbox.clear()
+    reg.take_effects()
     reg.events.flush()
 
 
@@ -184,15 +190,14 @@ def _full_agents(n: int) -> Registry:
         reg.get("c", i, "echo", GetOptions(uuid=f"u{i}"), 0.0)
         answer_starts(reg, 0.0)
     reg.get("c", n, "echo", GetOptions(uuid="no-room"), 0.0)
-    reg.outbox.clear()
+    reg.take_effects()
     return reg
 
 
 def _free_one_then_start(reg: Registry, n: int) -> None:
     """Free the agent third from the end of the line, then start a new container."""
     reg.release("c", 20_000, f"u{n - 3}", 0.0)
-    for key in reg.timers.expired(10.0):
-        reg.handle_timer(key, 10.0)
+    reg.handle_timers(10.0)
     reg.get("c", 20_001, "echo", GetOptions(uuid="again"), 10.0)
 
 
@@ -203,5 +208,7 @@ def test_picking_an_agent_skips_full_agents_once_not_on_every_get() -> None:
     assert large_cost[0] <= small_cost[0] * 1.1, (small_cost, large_cost)
     for reg, n in ((small, 10), (large, 1_000)):
         # The freed agent was back in line, and the only one picked.
-        assert [m.agent_id for _, m in reg.outbox if isinstance(m, Start)] == [f"ag{n - 3}"]
+        starts = [e.message.agent_id for e in reg.effects
+                  if isinstance(e, Send) and isinstance(e.message, Start)]
+        assert starts == [f"ag{n - 3}"]
         assert reg.check() == []

@@ -18,6 +18,7 @@ from hulytrio.core.messages import (
     Terminate,
     UnregisterAgent,
 )
+from hulytrio.core.registry import RegistryTimer
 from hulytrio.core.types import ContainerState, GetOptions, OfferedContainer
 from hulytrio.testing import Cluster
 
@@ -229,6 +230,7 @@ def test_agent_gone_removes_containers_fails_waiters_drops_orphans(raw) -> None:
     orphan = get_started(raw, "c1", 2, GetOptions(labels=("o",)), agent="other")
     orphan2 = get_started(raw, "c1", 3, GetOptions(labels=("o2",)))
     raw.send("c1", Release(4, orphan2), 0.0)
+    assert (RegistryTimer.ORPHAN, orphan2) in raw.hub.registry.timers
     filler = get_started(raw, "c1", 6, GetOptions(labels=("filler",)), agent="other")
     raw.take("c1")
     raw.send("c2", Get(5, "echo", GetOptions(labels=("p",))))
@@ -246,7 +248,7 @@ def test_agent_gone_removes_containers_fails_waiters_drops_orphans(raw) -> None:
     # and nothing at all is sent to the dead agent's connection.
     raw.advance(10.0)
     assert raw.take("h-ag") == []
-    assert ("orphan", orphan2) not in reg.timers
+    assert (RegistryTimer.ORPHAN, orphan2) not in reg.timers
     assert reg.check() == []
 
 
