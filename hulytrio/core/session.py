@@ -56,12 +56,12 @@ from .effects import (
     CloseConnection,
     DeliverEvent,
     DeliverPush,
-    Effect,
     OpenConnection,
     ReferenceChanged,
     Reject,
     Resolve,
     Send,
+    SessionEffect,
 )
 from .errors import (
     ConnectionClosed,
@@ -271,7 +271,7 @@ class ClientSession:
         self.refs = References()
         #: this client's view of the registry, built from events
         self.view = RegistryView()
-        self._effects: list[Effect] = []
+        self._effects: list[SessionEffect] = []
         self._agents: dict[AgentId, AgentState] = {}
         self._attempt = 0
         self._hub_alive = 3.0
@@ -293,7 +293,7 @@ class ClientSession:
 
     # --- driver interface -------------------------------------------------------
 
-    def effects(self) -> list[Effect]:
+    def effects(self) -> list[SessionEffect]:
         """Return and clear the effects produced since the last call, in order."""
         out = self._effects
         self._effects = []
@@ -764,7 +764,7 @@ class ClientSession:
     def _send(self, message: Message) -> None:
         self._effects.append(Send(None, message))
 
-    def _emit(self, effects: list[Effect]) -> None:
+    def _emit(self, effects: list[SessionEffect]) -> None:
         # Agent replies go to the hub only while connected; the hub forgets
         # calls of a connection that ended, so they would be stale anyway.
         ready = self.state is SessionState.READY
