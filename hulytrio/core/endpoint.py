@@ -335,43 +335,45 @@ class EndpointClient:
         and ``Send`` effects; a ``Retry`` only arms a resend (see
         ``next_deadline``).
         """
-        if type(message) is Response and self.state is EndpointState.OPEN:  # the hot path
-            if self._calls.pop(message.id, None) is None:
+        state = self.state
+        if state is not EndpointState.OPEN:
+            if state is EndpointState.HELLO:
+                return self._receive_hello(message)
+            return []
+        # Answers first: they are most of a busy connection's input.
+        match message:
+            case Response() | Ok() | Error():
+                if self._calls.pop(message.id, None) is None:
+                    return []
+                if self._retries:
+                    self._forget_retries(message.id)
+                if isinstance(message, Response):
+                    return [Resolve(message.id, message.payload)]
+                if isinstance(message, Ok):
+                    return [Resolve(message.id, None)]
+                return [Reject(message.id, error_from_code(message.code, message.message,
+                                                           message.type))]
+            case Push():
+                return [DeliverPush(message.uuid, message.payload)]
+            case Disconnect():
+                return [StreamEnded(message.uuid)]
+            case Ping():
+                return [Send(None, Pong())]
+            case Retry():
+                self._retry(message, now)
                 return []
-            if self._retries:
-                self._forget_retries(message.id)
-            return [Resolve(message.id, message.payload)]
-        if self.state is EndpointState.CLOSED:
-            return []
-        if self.state is EndpointState.HELLO:
-            if isinstance(message, Welcome):
-                self._transition(EndpointState.OPEN)
-                return [Resolve(0, message)]
-            if isinstance(message, Error):
-                return [Reject(0, error_from_code(message.code, message.message, message.type)),
-                        *self.connection_lost()]
-            return []
-        if isinstance(message, Push):
-            return [DeliverPush(message.uuid, message.payload)]
-        if isinstance(message, Disconnect):
-            return [StreamEnded(message.uuid)]
-        if isinstance(message, Ping):
-            return [Send(None, Pong())]
-        if isinstance(message, Retry):
-            self._retry(message, now)
-            return []
-        if isinstance(message, Response | Ok | Error):
-            if self._calls.pop(message.id, None) is None:
-                return []
-            self._forget_retries(message.id)
-            if isinstance(message, Response):
-                return [Resolve(message.id, message.payload)]
-            if isinstance(message, Ok):
-                return [Resolve(message.id, None)]
-            return [Reject(message.id, error_from_code(message.code, message.message,
-                                                       message.type))]
-        if isinstance(message, Close):
-            return self.connection_lost()
+            case Close():
+                return self.connection_lost()
+        return []
+
+    def _receive_hello(self, message: Message) -> list[Effect]:
+        # Before the Welcome: only the Welcome or a refusal (Error) counts.
+        if isinstance(message, Welcome):
+            self._transition(EndpointState.OPEN)
+            return [Resolve(0, message)]
+        if isinstance(message, Error):
+            return [Reject(0, error_from_code(message.code, message.message, message.type)),
+                    *self.connection_lost()]
         return []
 
     def next_deadline(self) -> float | None:

@@ -263,6 +263,10 @@ class ClientSession:
         self.probes = probes if probes is not None else Probes()
         self.seeded_bugs = seeded_bugs
         self.state = SessionState.IDLE
+        # ``state is READY``, kept by ``_transition``: read on every message
+        # and every send, where a member looked up through its Enum class
+        # costs ~60 ns on CPython 3.11 (churn events +5% without it).
+        self._ready = False
         #: the hub's id from the last Welcome (changes when the hub restarts)
         self.hub_id: str | None = None
         self.welcomes = 0
@@ -290,6 +294,7 @@ class ClientSession:
     def _transition(self, new: SessionState) -> None:
         # The one place the connection lifecycle moves (SESSION_TRANSITIONS).
         self.state = SESSION_TRANSITIONS.check(self.state, new)
+        self._ready = new is SessionState.READY
 
     # --- driver interface -------------------------------------------------------
 
@@ -358,7 +363,7 @@ class ClientSession:
         for key in self.timers.expired(now):
             match key:
                 case SessionTimer.PING:
-                    if self.state is SessionState.READY:
+                    if self._ready:
                         self._effects.append(_SEND_PING)
                 case SessionTimer.HUB_ALIVE:
                     self._check_hub_alive(now)
@@ -382,8 +387,7 @@ class ClientSession:
 
     def receive(self, message: Message, now: float) -> None:
         """Handle one decoded message from the hub (ignored unless connected)."""
-        state = self.state
-        if state is SessionState.READY:
+        if self._ready:
             self._last_heard = now
             kind = type(message)
             if kind is Pong:
@@ -391,7 +395,7 @@ class ClientSession:
             handler = _HANDLERS.get(kind)
             if handler is not None:
                 handler(self, message, now)
-        elif state is SessionState.HANDSHAKE:
+        elif self.state is SessionState.HANDSHAKE:
             self._last_heard = now
             if isinstance(message, Welcome):
                 self._welcome(message, now)
@@ -703,7 +707,7 @@ class ClientSession:
 
     def _send_call(self, call: Call) -> None:
         """Send ``call`` if the session is READY (else it waits for the next ``Welcome``)."""
-        if self.state is not SessionState.READY:
+        if not self._ready:
             return
         message: Message
         match call.kind:
@@ -745,7 +749,7 @@ class ClientSession:
 
     def _send_request(self, call: Call) -> None:
         """Send a REQUEST call, or park it on its reference until that is ready."""
-        if self.state is not SessionState.READY:
+        if not self._ready:
             return
         ref = self.refs.by_id.get(call.ref_id) if call.ref_id is not None else None
         if ref is None or ref.status is RefStatus.RELEASED:
@@ -767,7 +771,7 @@ class ClientSession:
     def _emit(self, effects: list[SessionEffect]) -> None:
         # Agent replies go to the hub only while connected; the hub forgets
         # calls of a connection that ended, so they would be stale anyway.
-        ready = self.state is SessionState.READY
+        ready = self._ready
         for effect in effects:
             if ready or not isinstance(effect, Send):
                 self._effects.append(effect)
@@ -923,16 +927,16 @@ class ClientSession:
     def _on_event(self, msg: Event, now: float) -> None:
         event = msg.event
         view = self.view
-        if not view.is_new(event):
+        if event.seq <= view.seq:
             return  # a duplicate or stale event
+        gap = view.follow(event)
         if self.events == "own":
             # A filtered stream: numbers skip what was not ours, and there is
             # no full view to keep, only references to follow.
-            view.follow(event)
             self._effects.append(DeliverEvent(event))
             self._react(event, now)
             return
-        gap = view.apply(event)
+        view.apply(event)
         self._effects.append(DeliverEvent(event))
         self._react(event, now)
         if gap:
@@ -941,9 +945,10 @@ class ClientSession:
 
     def _react(self, event: NetworkEvent, now: float | None = None) -> None:
         """Act on registry changes: follow moved containers, retry gets, claim."""
-        affected = self.refs.affected_by(event)
-        if affected:
-            self._follow(event, affected)
+        if self.refs.by_id:  # most sessions in a churn hold no reference
+            affected = self.refs.affected_by(event)
+            if affected:
+                self._follow(event, affected)
         if now is None or not self._agents:
             return
         for ce in event.containers:

@@ -43,22 +43,18 @@ class RegistryView:
         self.seq = seq
         self.resyncing = 0
 
-    def is_new(self, event: NetworkEvent) -> bool:
-        """Return whether ``event`` is newer than the last one applied (not a duplicate)."""
-        return event.seq > self.seq
-
     def follow(self, event: NetworkEvent) -> bool:
-        """Note ``event``'s number without applying it ("own" mode).
+        """Note the number of a new ``event`` (one newer than ``seq``).
 
-        Returns whether numbers were skipped (always expected in "own" mode).
+        Returns whether numbers were skipped before it (events were missed;
+        in "own" mode skipped numbers are expected).
         """
         gap = event.seq != self.seq + 1
         self.seq = event.seq
         return gap
 
-    def apply(self, event: NetworkEvent) -> bool:
-        """Apply a new ``event`` to the view; returns whether events were missed before it."""
-        gap = self.follow(event)
+    def apply(self, event: NetworkEvent) -> None:
+        """Apply ``event``'s changes to the view ("all" mode; ``follow`` notes its number)."""
         # Every session applies every event: after a hub start that is
         # sessions x agents updates, so the loops bind what they use once.
         removed = ChangeKind.REMOVED
@@ -74,7 +70,6 @@ class RegistryView:
                 containers.pop(ce.container.uuid, None)
             else:
                 containers[ce.container.uuid] = ce.container
-        return gap
 
     def snapshot_done(self) -> None:
         """One snapshot answer arrived, or will never arrive (its call failed)."""
