@@ -10,7 +10,7 @@ it carries its traffic and its pings).  The hub asks it to start containers
 ``SetServing`` / ``RunRequest`` for the driver, which calls back with the
 outcome (``started``, ``start_failed``, ``stopped``).
 
-Local container lifecycle (``LocalStatus``)::
+Local container lifecycle (``LocalStatus``, table ``LOCAL_TRANSITIONS``)::
 
     Start -> STARTING --started--> ACTIVE --Terminate--> (gone)
                       \\--failed, Terminate or registration sent--> (gone)
@@ -42,9 +42,9 @@ import enum
 from .effects import (
     ConnectContainer,
     DisconnectContainer,
-    Effect,
     RunRequest,
     Send,
+    SessionEffect,
     SetServing,
     StartContainer,
     StopContainer,
@@ -64,9 +64,10 @@ from .messages import (
     Started,
     Terminate,
 )
+from .transitions import TransitionTable
 from .types import AgentId, ContainerKind, ContainerUuid, GetOptions, OfferedContainer
 
-__all__ = ["AgentState", "LocalStatus"]
+__all__ = ["LOCAL_TRANSITIONS", "AgentState", "LocalStatus"]
 
 
 class LocalStatus(enum.Enum):
@@ -78,6 +79,17 @@ class LocalStatus(enum.Enum):
     ACTIVE = "active"
     #: A stateless offer that lost to another agent: running, not serving.
     STANDBY = "standby"
+
+
+#: The moves a local container may make (leaving the agent is not a state:
+#: the container is forgotten).  STANDBY -> STANDBY is a fenced offer the
+#: hub's answer demotes; STARTING -> ACTIVE is also an ``Activate`` arriving
+#: for a container still starting (the hub's input, so not an error).
+LOCAL_TRANSITIONS: TransitionTable[LocalStatus] = TransitionTable("local container", {
+    LocalStatus.STARTING: (LocalStatus.ACTIVE,),
+    LocalStatus.ACTIVE: (LocalStatus.STANDBY,),
+    LocalStatus.STANDBY: (LocalStatus.ACTIVE, LocalStatus.STANDBY),
+})
 
 
 class _Local:
@@ -94,6 +106,10 @@ class _Local:
         self.fenced = False
         #: hub call ids waiting for this start (duplicated Starts are joined)
         self.start_ids: list[int] = []
+
+    def _transition(self, new: LocalStatus) -> None:
+        # The one place a local container changes state (LOCAL_TRANSITIONS).
+        self.status = LOCAL_TRANSITIONS.check(self.status, new)
 
 
 class AgentState:
@@ -186,7 +202,7 @@ class AgentState:
         return RegisterAgent(call_id, self.agent_id, self.kinds, self.endpoint, offered,
                              self.max_containers)
 
-    def fence(self) -> list[Effect]:
+    def fence(self) -> list[SessionEffect]:
         """A registration is being sent: serving stateless offers pause until it is answered.
 
         Returns ``SetServing(False, fenced=True)`` for each offer that served
@@ -197,14 +213,14 @@ class AgentState:
         ``Started`` would name a start the hub no longer knows).  fix: such a
         start ran for ever, unlisted by the hub.
         """
-        out: list[Effect] = []
+        out: list[SessionEffect] = []
         starting = [u for u, c in self._containers.items() if c.status is LocalStatus.STARTING]
         for uuid in starting:
             del self._containers[uuid]
             out.append(StopContainer(self.agent_id, uuid))
         for uuid, local in self._containers.items():
             if local.stateless and local.status is LocalStatus.ACTIVE:
-                local.status = LocalStatus.STANDBY
+                local._transition(LocalStatus.STANDBY)
                 local.fenced = True
                 # The registration starts a new ownership view (perhaps a new
                 # hub term, whose epochs restart): older epochs mean nothing.
@@ -219,7 +235,7 @@ class AgentState:
             return None
         return OfferedContainer(uuid, local.kind, local.labels, True)
 
-    def on_registered(self, reply: RegisterReply, *, full: bool = True) -> list[Effect]:
+    def on_registered(self, reply: RegisterReply, *, full: bool = True) -> list[SessionEffect]:
         """Apply the hub's answer to a registration (``full``) or a lost claim.
 
         Returns ``SetServing(False)`` for offers that now stand by,
@@ -227,7 +243,7 @@ class AgentState:
         registration won (e.g. the first to re-register with a restarted hub),
         and ``StopContainer`` for containers the hub refused.
         """
-        out: list[Effect] = []
+        out: list[SessionEffect] = []
         if full:
             for uuid, mine in self._containers.items():
                 if mine.stateless:
@@ -239,7 +255,7 @@ class AgentState:
                         # The hub made us the owner (first to register, or a
                         # fenced owner confirmed); fix: a standby that won
                         # must serve, or requests bounce off it forever.
-                        mine.status = LocalStatus.ACTIVE
+                        mine._transition(LocalStatus.ACTIVE)
                         mine.fenced = False
                         out.append(SetServing(self.agent_id, uuid, True, 0))
         for uuid in reply.standby:
@@ -248,7 +264,7 @@ class AgentState:
                 continue
             if local.stateless:
                 if local.status is not LocalStatus.STANDBY or local.fenced:
-                    local.status = LocalStatus.STANDBY
+                    local._transition(LocalStatus.STANDBY)
                     local.fenced = False
                     out.append(SetServing(self.agent_id, uuid, False, local.epoch))
             else:
@@ -260,20 +276,20 @@ class AgentState:
                 out.append(StopContainer(self.agent_id, uuid))
         return out
 
-    def claimed(self, uuid: ContainerUuid, reply: RegisterReply) -> list[Effect]:
+    def claimed(self, uuid: ContainerUuid, reply: RegisterReply) -> list[SessionEffect]:
         """Apply the answer to a ``Claim`` of ``uuid``: serve it if the claim won."""
         if uuid in reply.standby or uuid in reply.terminate:
             return self.on_registered(reply, full=False)
         local = self._containers.get(uuid)
         if local is None or local.status is not LocalStatus.STANDBY:
             return []
-        local.status = LocalStatus.ACTIVE
+        local._transition(LocalStatus.ACTIVE)
         local.fenced = False
         return [SetServing(self.agent_id, uuid, True, local.epoch)]
 
     # --- hub orders ---------------------------------------------------------------
 
-    def on_start(self, msg: Start) -> list[Effect]:
+    def on_start(self, msg: Start) -> list[SessionEffect]:
         """Start a container as the hub asks; a start of a uuid already here is joined.
 
         Returns a ``StartContainer`` effect, or a reply: ``Started`` (already
@@ -305,7 +321,7 @@ class AgentState:
         options = GetOptions(msg.uuid, msg.labels, msg.extra)
         return [StartContainer(self.agent_id, msg.uuid, msg.kind, options)]
 
-    def started(self, uuid: ContainerUuid, endpoint: str | None = None) -> list[Effect]:
+    def started(self, uuid: ContainerUuid, endpoint: str | None = None) -> list[SessionEffect]:
         """The driver started ``uuid``: answer every waiting ``Start``.
 
         ``endpoint`` overrides the agent's endpoint for this container (a
@@ -315,12 +331,12 @@ class AgentState:
         local = self._containers.get(uuid)
         if local is None or local.status is not LocalStatus.STARTING:
             return []
-        local.status = LocalStatus.ACTIVE
+        local._transition(LocalStatus.ACTIVE)
         ids, local.start_ids = local.start_ids, []
         where = endpoint if endpoint is not None else self.endpoint
         return [Send(None, Started(i, uuid, where)) for i in ids]
 
-    def start_failed(self, uuid: ContainerUuid, message: str) -> list[Effect]:
+    def start_failed(self, uuid: ContainerUuid, message: str) -> list[SessionEffect]:
         """The driver could not start ``uuid``: answer every waiting ``Start`` with an error."""
         local = self._containers.get(uuid)
         if local is None or local.status is not LocalStatus.STARTING:
@@ -329,18 +345,18 @@ class AgentState:
         return [Send(None, Error(i, ErrorCode.START_FAILED.value, message))
                 for i in local.start_ids]
 
-    def on_terminate(self, msg: Terminate) -> list[Effect]:
+    def on_terminate(self, msg: Terminate) -> list[SessionEffect]:
         """The hub orders ``msg.uuid`` terminated; returns ``StopContainer`` if it runs here."""
         local = self._containers.pop(msg.uuid, None)
         if local is None:
             return []
-        out: list[Effect] = [StopContainer(self.agent_id, msg.uuid)]
+        out: list[SessionEffect] = [StopContainer(self.agent_id, msg.uuid)]
         if local.status is LocalStatus.STARTING:
             out.extend(Send(None, Error(i, ErrorCode.START_FAILED.value, "terminated"))
                        for i in local.start_ids)
         return out
 
-    def on_activate(self, msg: Activate) -> list[Effect]:
+    def on_activate(self, msg: Activate) -> list[SessionEffect]:
         """The hub promoted this agent's standby for ``msg.uuid``.
 
         Returns ``SetServing(True)``; an activation with an epoch older than
@@ -355,11 +371,11 @@ class AgentState:
         local.epoch = msg.epoch
         if local.status is LocalStatus.ACTIVE:
             return []
-        local.status = LocalStatus.ACTIVE
+        local._transition(LocalStatus.ACTIVE)
         local.fenced = False
         return [SetServing(self.agent_id, msg.uuid, True, msg.epoch)]
 
-    def on_request(self, msg: Request) -> list[Effect]:
+    def on_request(self, msg: Request) -> list[SessionEffect]:
         """Run a forwarded request, or answer ``not_found`` if ``msg.uuid`` does not serve here."""
         local = self._containers.get(msg.uuid)
         if local is None or local.status is not LocalStatus.ACTIVE:
@@ -369,7 +385,7 @@ class AgentState:
         return [RunRequest(self.agent_id, msg.uuid, msg.id, msg.operation, msg.payload,
                            msg.client_id)]
 
-    def on_connect(self, msg: Connect) -> list[Effect]:
+    def on_connect(self, msg: Connect) -> list[SessionEffect]:
         """A client connects to ``msg.uuid`` through the hub: ``Ok`` and ``ConnectContainer``."""
         local = self._containers.get(msg.uuid)
         if local is None or local.status is not LocalStatus.ACTIVE or msg.client_id is None:
@@ -377,20 +393,20 @@ class AgentState:
                                      f"container {msg.uuid!r} does not serve here"))]
         return [ConnectContainer(self.agent_id, msg.uuid, msg.client_id), Send(None, Ok(msg.id))]
 
-    def on_disconnect(self, msg: Disconnect) -> list[Effect]:
+    def on_disconnect(self, msg: Disconnect) -> list[SessionEffect]:
         """A client's stream from ``msg.uuid`` ended: ``DisconnectContainer``."""
         if msg.uuid not in self._containers or msg.client_id is None:
             return []
         return [DisconnectContainer(self.agent_id, msg.uuid, msg.client_id)]
 
-    def stopped(self, uuid: ContainerUuid) -> list[Effect]:
+    def stopped(self, uuid: ContainerUuid) -> list[SessionEffect]:
         """``uuid`` ended on its own (crashed, finished): tell the hub."""
         if self._containers.pop(uuid, None) is None:
             return []
         return [Send(None, ContainerStopped(self.agent_id, uuid))]
 
-    def stop_all(self) -> list[Effect]:
+    def stop_all(self) -> list[SessionEffect]:
         """The agent shuts down: ``StopContainer`` for everything here."""
-        out: list[Effect] = [StopContainer(self.agent_id, u) for u in self._containers]
+        out: list[SessionEffect] = [StopContainer(self.agent_id, u) for u in self._containers]
         self._containers.clear()
         return out

@@ -42,7 +42,7 @@ Liveness is the TCP connection itself: both ends see a WebSocket close at
 once, and a connection that dies is simply reopened by the user's next
 ``ref.connect()``.
 
-Endpoint connection lifecycle (``EndpointState``)::
+Endpoint connection lifecycle (``EndpointState``, table ``ENDPOINT_TRANSITIONS``, both sides)::
 
     HELLO --Hello (right protocol)--> OPEN --Close / lost--> CLOSED
     HELLO --anything else--> CLOSED (with an Error)
@@ -84,9 +84,17 @@ from .messages import (
     Welcome,
 )
 from .timers import Timers
+from .transitions import TransitionTable
 from .types import AgentId, ContainerUuid
 
-__all__ = ["FENCED_RETRY_AFTER", "RETRY_MAX", "EndpointClient", "EndpointSession", "EndpointState"]
+__all__ = [
+    "ENDPOINT_TRANSITIONS",
+    "FENCED_RETRY_AFTER",
+    "RETRY_MAX",
+    "EndpointClient",
+    "EndpointSession",
+    "EndpointState",
+]
 
 #: What a fenced offer asks callers to wait before resending (seconds): the
 #: fence lasts one round trip to the hub, so a short first wait mostly wins.
@@ -106,8 +114,11 @@ class EndpointState(enum.Enum):
     CLOSED = "closed"
 
 
-#: The member looked up once (through its class it costs ~4x on CPython 3.11).
-_OPEN = EndpointState.OPEN
+#: The moves of either side of a direct connection (see the module docstring).
+ENDPOINT_TRANSITIONS: TransitionTable[EndpointState] = TransitionTable("endpoint connection", {
+    EndpointState.HELLO: (EndpointState.OPEN, EndpointState.CLOSED),
+    EndpointState.OPEN: (EndpointState.CLOSED,),
+})
 
 
 class EndpointSession:
@@ -133,6 +144,10 @@ class EndpointSession:
         #: uuids the peer has an event stream from (insertion-ordered)
         self.connected: dict[ContainerUuid, None] = {}
         self._in_flight: set[int] = set()
+
+    def _transition(self, new: EndpointState) -> None:
+        # The one place this side's connection changes state (ENDPOINT_TRANSITIONS).
+        self.state = ENDPOINT_TRANSITIONS.check(self.state, new)
 
     def receive(self, message: Message) -> list[Effect]:
         """Handle one decoded message; returns what the driver must do."""
@@ -193,7 +208,7 @@ class EndpointSession:
         """The connection ended; returns ``DisconnectContainer`` for every open stream."""
         if self.state is EndpointState.CLOSED:
             return []
-        self.state = EndpointState.CLOSED
+        self._transition(EndpointState.CLOSED)
         self._in_flight.clear()
         peer, streams = self.peer_id, list(self.connected)
         self.connected.clear()
@@ -222,16 +237,16 @@ class EndpointSession:
 
     def _hello(self, message: Message) -> list[Effect]:
         if not isinstance(message, Hello):
-            self.state = EndpointState.CLOSED
+            self._transition(EndpointState.CLOSED)
             return [self.protocol_error(getattr(message, "id", 0),
                                         f"{message.TAG!r} before hello"),
                     CloseConnection(None, "no hello")]
         if message.protocol != PROTOCOL_VERSION:
-            self.state = EndpointState.CLOSED
+            self._transition(EndpointState.CLOSED)
             return [self.protocol_error(0, f"protocol {message.protocol} not supported "
                                            f"(this endpoint speaks {PROTOCOL_VERSION})"),
                     CloseConnection(None, "protocol version")]
-        self.state = EndpointState.OPEN
+        self._transition(EndpointState.OPEN)
         self.peer_id = message.peer_id
         return [Send(None, Welcome(PROTOCOL_VERSION, self.agent_id, self.alive_timeout,
                                    self.ping_interval))]
@@ -277,6 +292,10 @@ class EndpointClient:
         self._retries: dict[int, int] = {}
         self.timers = Timers()
 
+    def _transition(self, new: EndpointState) -> None:
+        # The one place this side's connection changes state (ENDPOINT_TRANSITIONS).
+        self.state = ENDPOINT_TRANSITIONS.check(self.state, new)
+
     def hello(self) -> list[Effect]:
         """Return the ``Hello`` to send first."""
         return [Send(None, Hello(PROTOCOL_VERSION, self.client_id))]
@@ -316,43 +335,45 @@ class EndpointClient:
         and ``Send`` effects; a ``Retry`` only arms a resend (see
         ``next_deadline``).
         """
-        if type(message) is Response and self.state is _OPEN:  # the hot path
-            if self._calls.pop(message.id, None) is None:
+        state = self.state
+        if state is not EndpointState.OPEN:
+            if state is EndpointState.HELLO:
+                return self._receive_hello(message)
+            return []
+        # Answers first: they are most of a busy connection's input.
+        match message:
+            case Response() | Ok() | Error():
+                if self._calls.pop(message.id, None) is None:
+                    return []
+                if self._retries:
+                    self._forget_retries(message.id)
+                if isinstance(message, Response):
+                    return [Resolve(message.id, message.payload)]
+                if isinstance(message, Ok):
+                    return [Resolve(message.id, None)]
+                return [Reject(message.id, error_from_code(message.code, message.message,
+                                                           message.type))]
+            case Push():
+                return [DeliverPush(message.uuid, message.payload)]
+            case Disconnect():
+                return [StreamEnded(message.uuid)]
+            case Ping():
+                return [Send(None, Pong())]
+            case Retry():
+                self._retry(message, now)
                 return []
-            if self._retries:
-                self._forget_retries(message.id)
-            return [Resolve(message.id, message.payload)]
-        if self.state is EndpointState.CLOSED:
-            return []
-        if self.state is EndpointState.HELLO:
-            if isinstance(message, Welcome):
-                self.state = EndpointState.OPEN
-                return [Resolve(0, message)]
-            if isinstance(message, Error):
-                return [Reject(0, error_from_code(message.code, message.message, message.type)),
-                        *self.connection_lost()]
-            return []
-        if isinstance(message, Push):
-            return [DeliverPush(message.uuid, message.payload)]
-        if isinstance(message, Disconnect):
-            return [StreamEnded(message.uuid)]
-        if isinstance(message, Ping):
-            return [Send(None, Pong())]
-        if isinstance(message, Retry):
-            self._retry(message, now)
-            return []
-        if isinstance(message, Response | Ok | Error):
-            if self._calls.pop(message.id, None) is None:
-                return []
-            self._forget_retries(message.id)
-            if isinstance(message, Response):
-                return [Resolve(message.id, message.payload)]
-            if isinstance(message, Ok):
-                return [Resolve(message.id, None)]
-            return [Reject(message.id, error_from_code(message.code, message.message,
-                                                       message.type))]
-        if isinstance(message, Close):
-            return self.connection_lost()
+            case Close():
+                return self.connection_lost()
+        return []
+
+    def _receive_hello(self, message: Message) -> list[Effect]:
+        # Before the Welcome: only the Welcome or a refusal (Error) counts.
+        if isinstance(message, Welcome):
+            self._transition(EndpointState.OPEN)
+            return [Resolve(0, message)]
+        if isinstance(message, Error):
+            return [Reject(0, error_from_code(message.code, message.message, message.type)),
+                    *self.connection_lost()]
         return []
 
     def next_deadline(self) -> float | None:
@@ -365,7 +386,7 @@ class EndpointClient:
         for handle in self.timers.expired(now):
             # Timer keys here are call handles (ints); isinstance narrows them.
             message = self._calls.get(handle) if isinstance(handle, int) else None
-            if message is not None and self.state is _OPEN:
+            if message is not None and self.state is EndpointState.OPEN:
                 out.append(Send(None, message))
         return out
 
@@ -374,7 +395,7 @@ class EndpointClient:
         if self.state is EndpointState.CLOSED:
             return []
         was_hello = self.state is EndpointState.HELLO
-        self.state = EndpointState.CLOSED
+        self._transition(EndpointState.CLOSED)
         out: list[Effect] = [Reject(0, ConnectionClosed("endpoint closed"))] if was_hello else []
         out.extend(Reject(h, ConnectionClosed("endpoint connection closed")) for h in self._calls)
         self._calls.clear()

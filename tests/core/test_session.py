@@ -494,7 +494,7 @@ def test_released_and_re_keyed_references_leave_the_uuid_index() -> None:
                 1.0)
     (get,) = [m for m in d.take_sent() if isinstance(m, Get)]
     d.s.receive(GetReply(get.id, ContainerRecord("n1", "echo", "ag")), 1.0)
-    assert d.s._refs_by_uuid == {"n1": {handles[1]: None}, "c2": {handles[2]: None}}
+    assert d.s.refs.index() == {"n1": (handles[1],), "c2": (handles[2],)}
     # news about the old uuid no longer touches the reference
     d.take_other()
     d.s.receive(Event(NetworkEvent(2, (), (ContainerEvent(ChangeKind.REMOVED,
