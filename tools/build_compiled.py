@@ -43,8 +43,11 @@ COMPILED = (
     "hulytrio/core/registry.py",
     "hulytrio/core/session.py",
     "hulytrio/core/timers.py",
+    "hulytrio/sim/clock.py",
     "hulytrio/sim/invariants.py",
     "hulytrio/sim/links.py",
+    "hulytrio/sim/process.py",
+    "hulytrio/sim/trace.py",
     "hulytrio/sim/workload.py",
     "hulytrio/sim/world.py",
 )
