@@ -114,7 +114,7 @@ class Clock:
                 self.now = when
                 event.fire()
                 continue
-            if t > limit:
+            if t > limit or not times:
                 break
             between(t)
             # Every event due at t, in scheduling order.  One scheduled at t
@@ -144,7 +144,7 @@ class Clock:
                     else:
                         rest.append(later)  # type: ignore[arg-type]
                     dues[t] = rest
-        if not self.stopped and limit > self.now:
+        if not self.stopped and self.now < limit < _NEVER:
             self.now = limit
 
 

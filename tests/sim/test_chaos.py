@@ -33,7 +33,7 @@ from hulytrio.sim.scenario import (
     load_scenario,
     parse_scenario,
 )
-from hulytrio.sim.world import Simulation
+from hulytrio.sim.report import simulation
 
 HERE = Path(__file__).resolve().parent
 REGRESSIONS = HERE / "regressions"
@@ -103,7 +103,7 @@ class ChaosMachine(RuleBasedStateMachine):
             clients=tuple(attrs.evolve(c, seeded_bugs=self.session_bugs)
                           for c in base.clients),
         )
-        self.sim = Simulation(self.scenario)
+        self.sim = simulation(self.scenario)
         self.faults: list[FaultSpec] = []
         self.ops: list[OperationSpec] = []
 
