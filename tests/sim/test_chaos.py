@@ -22,7 +22,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from hulytrio.sim.report import run_scenario
+from hulytrio.sim.report import run_scenario, simulation
 from hulytrio.sim.scenario import (
     FaultSpec,
     OperationSpec,
@@ -33,7 +33,6 @@ from hulytrio.sim.scenario import (
     load_scenario,
     parse_scenario,
 )
-from hulytrio.sim.report import simulation
 
 HERE = Path(__file__).resolve().parent
 REGRESSIONS = HERE / "regressions"
