@@ -126,7 +126,7 @@ class _SimEnd:
             d.close()
 
     async def receive_all(self) -> list[Message]:
-        self.clock.run_until(math.inf, lambda _t: None)
+        self.clock.run_until(math.inf)
         assert self.incoming.seen_close is not None, "the close was seen"
         return self.incoming.got
 

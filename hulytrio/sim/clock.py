@@ -91,11 +91,11 @@ class Clock:
         self._scripted = []
         self._next_scripted = 0
 
-    def run_until(self, limit: float, between: Callable[[float], None]) -> None:
+    def run_until(self, limit: float, between: Callable[[float], None] | None = None) -> None:
         """Fire every event due by ``limit`` in time order, or until ``stop()``.
 
-        ``between(t)`` is called before each instant runs (trace batches,
-        progress reports).  Time ends at ``limit`` unless stopped earlier.
+        ``between(t)``, if given, is called before each instant runs
+        (progress reports).  Time ends at ``limit`` unless stopped earlier.
         """
         times = self._times
         dues = self._due
@@ -116,7 +116,8 @@ class Clock:
                 continue
             if t > limit or not times:
                 break
-            between(t)
+            if between is not None:
+                between(t)
             # Every event due at t, in scheduling order.  One scheduled at t
             # meanwhile opens a new entry for t that runs right after this
             # one, exactly where a heap would put it.

@@ -55,9 +55,11 @@ class Trace:
     def record(self, kind: str, who: str, what: str) -> None:
         """Record one event now (formatted later, in a batch)."""
         self.pending.append((self.clock.now, kind, who, what))
+        if len(self.pending) >= BATCH:
+            self.flush()
 
-    def flush_if_full(self, _t: float = 0.0) -> None:
-        """Format the pending events once a batch is full (called between instants)."""
+    def flush_if_full(self) -> None:
+        """Format the pending events once a batch is full (the driver calls it now and then)."""
         if len(self.pending) >= BATCH:
             self.flush()
 

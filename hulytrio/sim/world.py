@@ -36,7 +36,7 @@ import functools
 import gc
 import random
 from collections.abc import Callable
-from typing import IO, Any, Protocol, assert_never, cast
+from typing import IO, Any, Protocol, assert_never
 
 import attrs
 
@@ -294,21 +294,19 @@ class Simulation:
         thresholds = gc.get_threshold()
         gc.set_threshold(max(_GC_YOUNG, thresholds[0]), *thresholds[1:])
         try:
-            self.clock.run_until(limit, self._between if self._progress is not None
-                                 else self.record.flush_if_full)
+            self.clock.run_until(limit, self._between if self._progress is not None else None)
         finally:
             gc.set_threshold(*thresholds)
 
     def _between(self, t: float) -> None:
-        self.record.flush_if_full()
         if self._progress is not None and t >= self._next_report:
             self._progress(t, self.end)
             self._next_report = t + (self.end / 100.0 if self.end > 0 else 1.0)
 
     def finish_now(self) -> None:
         """End the fault phase now, then run the liveness phase and the final checks."""
-        self.fault_phase_end = self.now
-        self.end = self.now + float(self.scenario.liveness)
+        self.fault_phase_end = self.clock.now
+        self.end = self.clock.now + float(self.scenario.liveness)
         self.end_fault_phase()
         self.run()
 
@@ -324,7 +322,7 @@ class Simulation:
 
     def trace(self, kind: str, who: str, what: str) -> None:
         """Record one event now in the trace."""
-        self.record.record(kind, who, what)
+        self.record.pending.append((self.clock.now, kind, who, what))
 
     @property
     def events(self) -> int:
@@ -356,7 +354,7 @@ class Simulation:
         self.record.note(kind, text)
 
     def _state(self, proc: Process, state: str) -> None:
-        self.history.append((self.now, proc.pid, state))
+        self.history.append((self.clock.now, proc.pid, state))
 
     # --- the hub ---------------------------------------------------------------------
 
@@ -373,8 +371,8 @@ class Simulation:
         if hub is not self.hub or self._hub_armed != d:
             return
         self._hub_armed = None
-        self.trace("timer", "hub", "")
-        hub.handle_timers(self.now)
+        self.record.pending.append((self.clock.now, "timer", "hub", ""))  # trace(), inlined
+        hub.handle_timers(self.clock.now)
         self._hub_effects(hub)
 
     def _hub_effects(self, hub: Hub) -> list[Connection]:
@@ -383,22 +381,25 @@ class Simulation:
         Returns the connections it closed.
         """
         closed: list[Connection] = []
-        for eff in cast("list[HubEffect]", hub.effects()):
+        # The hub emits only HubEffects; Hub.effects() is typed wider (list[Effect]).
+        # (Annotations, not cast() calls: this loop runs per message.)
+        effects: list[HubEffect] = hub.effects()  # type: ignore[assignment]
+        for eff in effects:
             match eff:
                 case Send():
-                    conn = cast("Connection", eff.conn)
+                    conn: Connection = eff.conn  # type: ignore[assignment]
                     link = conn.down
                     if conn.hub_open and not link.closed:
                         link.push(eff.message)
                 case CloseConnection():
-                    conn = cast("Connection", eff.conn)
+                    conn = eff.conn  # type: ignore[assignment]
                     closed.append(conn)
                     if not conn.hub_open:
                         continue
                     if eff.reason == "alive timeout":
                         self.invariants.declared_dead(conn)
                     conn.hub_open = False
-                    hub.connection_lost(conn, self.now)
+                    hub.connection_lost(conn, self.clock.now)
                     conn.down.push(CLOSE)
                     conn.down.closed = True
                     self.trace("hub-close", conn.name, eff.reason)
@@ -430,7 +431,7 @@ class Simulation:
         d.scheduled = False
         if d.blocked:
             return
-        now = self.now
+        now = self.clock.now
         queue = d.queue
         pid = conn.name
         pending = self.record.pending
@@ -473,7 +474,7 @@ class Simulation:
         d.scheduled = False
         if d.blocked or proc.paused:
             return
-        now = self.now
+        now = self.clock.now
         queue = d.queue
         session = proc.session
         pid = proc.pid
@@ -542,7 +543,7 @@ class Simulation:
         proc.session = session
         self.trace("start", proc.pid, str(inc))
         self._state(proc, "up")
-        session.connect(self.now)
+        session.connect(self.clock.now)
         if proc.agent_spec is not None:
             a = proc.agent_spec
             offers = tuple(OfferedContainer(s.uuid, s.kind, s.labels, True) for s in a.stateless)
@@ -571,8 +572,8 @@ class Simulation:
         proc.armed = None
         if proc.paused or proc.session is None:
             return
-        self.trace("timer", proc.pid, "")
-        proc.session.handle_timers(self.now)
+        self.record.pending.append((self.clock.now, "timer", proc.pid, ""))  # trace(), inlined
+        proc.session.handle_timers(self.clock.now)
         self.perform(proc)
 
     def perform(self, proc: Process) -> None:
@@ -580,7 +581,9 @@ class Simulation:
         session = proc.session
         if session is None:
             return
-        for eff in cast("list[SessionEffect]", session.effects()):
+        # A session emits only SessionEffects; its effects() is typed wider.
+        effects: list[SessionEffect] = session.effects()  # type: ignore[assignment]
+        for eff in effects:
             match eff:
                 case Send():
                     conn = proc.conn
@@ -650,9 +653,9 @@ class Simulation:
         conn.down.wake = _DeliverToProcess(self, conn, proc)
         proc.conn = conn
         self.trace("connect", proc.pid, f"conn{conn.cid}")
-        self.clock.at(self.now + proc.link.draw(), _Arrive(self, conn, proc))
+        self.clock.at(self.clock.now + proc.link.draw(), _Arrive(self, conn, proc))
         # The driver gives up on a handshake that never completes (a hang).
-        self.clock.at(self.now + float(self.scenario.links.connect_timeout),
+        self.clock.at(self.clock.now + float(self.scenario.links.connect_timeout),
                       _HandshakeTimeout(self, conn, proc))
 
     def handshake_timeout(self, conn: Connection, proc: Process) -> None:
@@ -668,18 +671,18 @@ class Simulation:
             return
         hub = self.hub
         if proc.partition is not None:
-            self.clock.at(self.now + float(self.scenario.links.connect_timeout),
+            self.clock.at(self.clock.now + float(self.scenario.links.connect_timeout),
                           _ConnectFailed(self, conn, proc, "timed out"))
             return
         if hub is None:
-            self.clock.at(self.now + proc.link.draw(),
+            self.clock.at(self.clock.now + proc.link.draw(),
                           _ConnectFailed(self, conn, proc, "refused"))
             return
         conn.hub = hub
         conn.hub_open = True
-        conn.last_arrival = self.now
+        conn.last_arrival = self.clock.now
         self.trace("accept", "hub", f"{proc.pid}:conn{conn.cid}")
-        hub.connection_made(conn, self.now)
+        hub.connection_made(conn, self.clock.now)
         self._hub_effects(hub)
         conn.down.push(OPENED)
 
@@ -691,7 +694,7 @@ class Simulation:
             proc.deferred.append(_ConnectFailed(self, conn, proc, why))
             return
         self.trace("connect-failed", proc.pid, why)
-        proc.session.connection_lost(self.now)
+        proc.session.connection_lost(self.clock.now)
         self.perform(proc)
 
     # --- the container driver (ground truth) -----------------------------------------
@@ -700,7 +703,7 @@ class Simulation:
         proc.starting[eff.uuid] = eff.kind
         spec = proc.agent_spec
         delay = spec.start_delay.draw(proc.rng_agent) if spec is not None else 0.0
-        self.clock.at(self.now + delay, _Started(self, proc, proc.incarnation, eff))
+        self.clock.at(self.clock.now + delay, _Started(self, proc, proc.incarnation, eff))
 
     def start_done(self, proc: Process, inc: int, eff: StartContainer) -> None:
         """The container ``eff`` asked for has started (or failed to) in ``proc``."""
@@ -740,7 +743,7 @@ class Simulation:
             low = span.low
             high = span.high
             delay = low if low == high else low + (high - low) * proc.rng_agent.random()
-        self.clock.at(self.now + delay, _Replied(self, proc, proc.incarnation, eff))
+        self.clock.at(self.clock.now + delay, _Replied(self, proc, proc.incarnation, eff))
 
     def request_done(self, proc: Process, inc: int, eff: RunRequest) -> None:
         """The container code in ``proc`` finished the request ``eff``: the session replies."""
@@ -756,7 +759,7 @@ class Simulation:
             proc.session.agent_error(eff.call_id, ErrorCode.REMOTE.value,
                                      "simulated container failure", "SimulatedFailure")
         else:
-            self.trace("reply", proc.pid, str(eff.call_id))
+            self.record.pending.append((self.clock.now, "reply", proc.pid, str(eff.call_id)))
             proc.session.agent_reply(eff.call_id, eff.payload)
         self.perform(proc)
 
@@ -836,7 +839,7 @@ class Simulation:
             if proc.alive and proc.session is not None:
                 self.note("fault", label)
                 self._failovers_for(proc, "leave")
-                proc.session.close(self.now)
+                proc.session.close(self.clock.now)
                 self.perform(proc)
                 proc.left = True
                 self._kill(proc)
@@ -848,7 +851,7 @@ class Simulation:
                 proc.paused = True
                 self._state(proc, "paused")
                 if fault.duration is not None:
-                    self.clock.at(self.now + fault.duration,
+                    self.clock.at(self.clock.now + fault.duration,
                                   _Resume(self, proc, proc.incarnation))
         elif action == "resume":
             self.resume(proc, proc.incarnation)
@@ -868,7 +871,7 @@ class Simulation:
                         else:
                             d.blocked = True
                 if fault.duration is not None:
-                    self.clock.at(self.now + fault.duration, _Heal(self, proc, proc.episode))
+                    self.clock.at(self.clock.now + fault.duration, _Heal(self, proc, proc.episode))
         elif action == "heal":
             self.heal(proc, None)
         elif action == "drop-connection":
@@ -900,7 +903,7 @@ class Simulation:
             proc.link.latency = span
             self.max_latency = max(self.max_latency, span.high)
             if fault.duration is not None:
-                self.clock.at(self.now + fault.duration, _Unslow(self, proc))
+                self.clock.at(self.clock.now + fault.duration, _Unslow(self, proc))
 
     def _silence(self, proc: Process, cause: str) -> None:
         """``proc`` stops talking: the hub must notice in time; its stateless uuids fail over."""
@@ -918,7 +921,7 @@ class Simulation:
             rec = hub.registry.container(uuid)
             if rec is not None and rec.stateless and not any(
                     f.uuid == uuid and f.ended is None and f.needed for f in self.failovers):
-                self.failovers.append(Failover(uuid, cause, proc.pid, self.now))
+                self.failovers.append(Failover(uuid, cause, proc.pid, self.clock.now))
 
     def failover_progress(self, uuid: str | None = None) -> None:
         """Close the failovers that are done: a live, unpaused process serves as the hub's owner."""
@@ -940,7 +943,7 @@ class Simulation:
                     # it came back first; no failover was needed.
                     f.needed = False
                 continue
-            f.ended = self.now
+            f.ended = self.clock.now
             f.by = owner.pid
             self.note("reaction", f"failover {f.uuid}: {owner.pid} serves, "
                                   f"{f.ended - f.started:.3f}s after the {f.cause} of {f.failed}")
@@ -979,7 +982,7 @@ class Simulation:
         if conn is not None:
             conn.down.reschedule()
         if proc.session is not None:
-            proc.session.handle_timers(self.now)
+            proc.session.handle_timers(self.clock.now)
             self.perform(proc)
 
     def heal(self, proc: Process, episode: int | None) -> None:
@@ -992,7 +995,7 @@ class Simulation:
         self._state(proc, "paused" if proc.paused else "up")
         conn = proc.conn
         if conn is not None:
-            earliest = self.now + proc.link.draw()
+            earliest = self.clock.now + proc.link.draw()
             for d in (conn.up, conn.down):
                 if d.blocked:
                     d.blocked = False
@@ -1016,7 +1019,7 @@ class Simulation:
                 for uuid in hub.registry.agent_containers(proc.pid):
                     rec = hub.registry.container(uuid)
                     if rec is not None and rec.stateless:
-                        self.failovers.append(Failover(uuid, cause, proc.pid, self.now))
+                        self.failovers.append(Failover(uuid, cause, proc.pid, self.clock.now))
         self.hub = None
         self._hub_armed = None
         for proc in self.procs.values():
@@ -1051,15 +1054,16 @@ class Simulation:
     def check(self) -> None:
         """Run the periodic invariant checks; stop the run once converged in the liveness phase."""
         if self.hub is not None:
-            self.container_samples.append((self.now, len(self.hub.registry)))
+            self.container_samples.append((self.clock.now, len(self.hub.registry)))
+        self.record.flush_if_full()  # the hot paths only append
         self.invariants.periodic()
         if self.in_liveness and self.converged_at is None and self.invariants.converged():
-            self.converged_at = self.now
+            self.converged_at = self.clock.now
             self.clock.stop()
-            self.note("phase", f"converged {self.now - self.fault_phase_end:.3f}s into the "
+            self.note("phase", f"converged {self.clock.now - self.fault_phase_end:.3f}s into the "
                                f"liveness phase")
             return
-        self.clock.at(self.now + float(self.scenario.checks.interval), _Check(self))
+        self.clock.at(self.clock.now + float(self.scenario.checks.interval), _Check(self))
 
     # --- views for invariants and reports ----------------------------------------------
 

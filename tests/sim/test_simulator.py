@@ -243,7 +243,7 @@ def _queue_order(plans: list[tuple[float, float | None]]) -> list[tuple[float, i
 
     for i, (t, _) in enumerate(plans):
         clock.at(t, Planned(i))
-    clock.run_until(100.0, lambda _t: None)
+    clock.run_until(100.0)
     return ran
 
 
