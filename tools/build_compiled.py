@@ -52,8 +52,11 @@ COMPILED = (
     "hulytrio/core/session.py",
     "hulytrio/core/timers.py",
     "hulytrio/core/view.py",
+    "hulytrio/sim/clock.py",
     "hulytrio/sim/invariants.py",
     "hulytrio/sim/links.py",
+    "hulytrio/sim/process.py",
+    "hulytrio/sim/trace.py",
     "hulytrio/sim/workload.py",
     "hulytrio/sim/world.py",
 )

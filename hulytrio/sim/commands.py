@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -55,6 +56,25 @@ def _progress_bar(stream: TextIO) -> Callable[[float, float], None]:
     return show
 
 
+def _unwritable(args: argparse.Namespace) -> str | None:
+    """Return why an output file cannot be written, or None.
+
+    Checked before the run: a run can take minutes, and a missing folder
+    found after it would lose the run (and show a traceback).
+    """
+    for option, path in (("--trace", args.trace), ("--timeline", args.timeline)):
+        if path is None:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            return f"{option} {path}: the folder {folder} does not exist"
+        if os.path.isdir(path):
+            return f"{option} {path}: is a folder, not a file"
+        if not os.access(folder, os.W_OK):
+            return f"{option} {path}: the folder {folder} is not writable"
+    return None
+
+
 def _parse_seeds(text: str) -> list[int]:
     lo, sep, hi = text.partition("..")
     if not sep:
@@ -72,6 +92,10 @@ def main(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problem = _unwritable(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.seeds is not None:
         try:

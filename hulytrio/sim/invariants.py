@@ -32,17 +32,17 @@ deadlines, which are O(size), every ``checks.registry_every`` checks).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from ..core.effects import CloseConnection, Effect, RunRequest, Send, SetServing
 from ..core.hub import Hub
+from .clock import Event
+from .links import Connection
+from .process import Process
 from .workload import RequestStats
-
-if TYPE_CHECKING:
-    from .links import Connection
-    from .world import Process, Simulation
+from .world import Simulation
 
 __all__ = ["INVARIANTS", "Invariants", "Violation"]
 
@@ -108,9 +108,9 @@ class Invariants:
         alive = sim.timeouts.alive
         if silent + _EPS < alive:
             self.violate("no-false-death",
-                         f"hub declared {conn.proc.pid} dead after {silent:.3f}s of silence "
+                         f"hub declared {conn.name} dead after {silent:.3f}s of silence "
                          f"(alive timeout {alive}s)")
-        sim.note("reaction", f"hub declares {conn.proc.pid} dead "
+        sim.note("reaction", f"hub declares {conn.name} dead "
                              f"({silent:.3f}s after its last message arrived)")
 
     def late_message(self, conn: Connection, effects: list[Effect]) -> None:
@@ -120,7 +120,7 @@ class Invariants:
             target = eff.conn if isinstance(eff, Send | CloseConnection) else None
             if target is not conn:
                 self.violate("late-message-ignored",
-                             f"a late message from {conn.proc.pid} on closed conn{conn.cid} "
+                             f"a late message from {conn.name} on closed conn{conn.cid} "
                              f"made the hub do {type(eff).__name__} elsewhere")
                 return
 
@@ -130,7 +130,7 @@ class Invariants:
         if old is None or old is conn or old.hub is not conn.hub:
             return
         if old.hub_open:
-            self.violate("supersede", f"{conn.proc.pid} said hello on conn{conn.cid} but the "
+            self.violate("supersede", f"{conn.name} said hello on conn{conn.cid} but the "
                                       f"hub kept its old conn{old.cid} open")
 
     def set_serving(self, proc: Process, eff: SetServing) -> None:
@@ -159,9 +159,9 @@ class Invariants:
         sim = self.sim
         t = sim.timeouts
         bound = t.alive + t.ping_interval + sim.max_latency
-        sim._at(sim.now + bound + _EPS, self._detect, proc, proc.episode, sim.hub, bound)
+        sim.clock.at(sim.now + bound + _EPS, _Detect(self, proc, proc.episode, sim.hub, bound))
 
-    def _detect(self, proc: Process, episode: int, hub: Hub | None, bound: float) -> None:
+    def detect(self, proc: Process, episode: int, hub: Hub | None, bound: float) -> None:
         sim = self.sim
         if hub is None or hub is not sim.hub or episode != proc.episode:
             return
@@ -232,7 +232,8 @@ class Invariants:
                 continue
             key = (uuid, pid)
             since = self._suspect.setdefault(key, now)
-            latency = proc.latency.high if proc.latency is not None else sim.max_latency
+            slow = proc.link.latency
+            latency = slow.high if slow is not None else sim.max_latency
             grace = 4 * latency + 2 * float(sim.scenario.checks.interval) + \
                 sim.timeouts.event_window + 0.05
             if now - since > grace:
@@ -349,3 +350,21 @@ class Invariants:
         for v in self.violations:
             broken[v.name] = broken.get(v.name, 0) + 1
         return {name: (self.checked[name], broken.get(name, 0)) for name in INVARIANTS}
+
+
+class _Detect(Event):
+    """Time to check that the hub noticed ``proc`` fall silent."""
+
+    __slots__ = ("bound", "episode", "hub", "invariants", "proc")
+
+    def __init__(self, invariants: Invariants, proc: Process, episode: int, hub: Hub | None,
+                 bound: float) -> None:
+        self.invariants = invariants
+        self.proc = proc
+        self.episode = episode
+        self.hub = hub
+        self.bound = bound
+
+    def fire(self) -> None:
+        """Check ``timely-detection``."""
+        self.invariants.detect(self.proc, self.episode, self.hub, self.bound)

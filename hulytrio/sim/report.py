@@ -9,11 +9,29 @@ from typing import IO, Any
 import attrs
 
 from . import world
-from .invariants import Violation
+from .invariants import Invariants, Violation
 from .scenario import Scenario
 from .world import Simulation
 
-__all__ = ["RunResult", "run_scenario", "summarize"]
+__all__ = ["RunResult", "run_scenario", "simulation", "summarize"]
+
+
+def simulation(
+    scenario: Scenario,
+    seed: int | None = None,
+    *,
+    trace: IO[str] | None = None,
+    keep_trace: bool = False,
+    progress: Callable[[float, float], None] | None = None,
+) -> Simulation:
+    """Return a world for ``scenario`` with ``seed`` (None: the scenario's), not yet run.
+
+    This is where the layers are wired: the world drives the core machines
+    on its clock, the invariant checker (``Invariants``) observes it, and
+    each process's workload is made by the world from its client spec.
+    """
+    return Simulation(scenario, observe=Invariants, seed=seed, trace=trace,
+                      keep_trace=keep_trace, progress=progress)
 
 
 @attrs.frozen
@@ -83,7 +101,7 @@ def run_scenario(
     progress: Callable[[float, float], None] | None = None,
 ) -> tuple[RunResult, Simulation]:
     """Run ``scenario`` with ``seed`` (None: the scenario's); returns the result and the world."""
-    sim = Simulation(scenario, seed=seed, trace=trace, keep_trace=keep_trace, progress=progress)
+    sim = simulation(scenario, seed, trace=trace, keep_trace=keep_trace, progress=progress)
     start = time.perf_counter()
     sim.run()
     wall = time.perf_counter() - start

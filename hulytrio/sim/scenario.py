@@ -247,6 +247,9 @@ class LinkSpec:
     latency: Span = Span(0.001, 0.001)
     #: a connection attempt during a partition fails after this long
     connect_timeout: Seconds = _S_3_0
+    #: every message is encoded into a wire frame and decoded again on its way
+    #: (hulytrio/wire/codec.py), as the WebSocket transport does
+    codec: bool = False
 
 
 FAULT_ACTIONS = (

@@ -4,22 +4,45 @@ The workload calls the session's user operations (``get``, ``request``,
 ``release``) as application code would, and reads the ``Resolve`` /
 ``Reject`` effects the session answers with.  It keeps the per-run request
 ledger the invariants use: every request must end exactly once.
+
+It knows its process only as a ``Host`` (a session, an incarnation, paused or
+not) and the run's checks only as a ``Ledger``; after it calls the session it
+asks ``perform()`` to have the driver carry out the session's effects.
 """
 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from ..core.effects import Reject, Resolve
 from ..core.errors import HulyError, LocalProtocolError
+from ..core.session import ClientSession
 from ..core.types import GetOptions
+from .clock import Clock, Event
+from .scenario import ClientSpec
 
-if TYPE_CHECKING:
-    from .scenario import ClientSpec
-    from .world import Process, Simulation
+__all__ = ["Host", "Ledger", "RequestStats", "Workload"]
 
-__all__ = ["RequestStats", "Workload"]
+
+class Host(Protocol):
+    """What a workload sees of its process."""
+
+    pid: str
+    incarnation: int
+    paused: bool
+    session: ClientSession | None
+
+
+class Ledger(Protocol):
+    """Where a workload accounts for its requests (the invariant checker)."""
+
+    requests: RequestStats
+    checked: dict[str, int]
+
+    def violate(self, name: str, text: str) -> None:
+        """Record that invariant ``name`` broke now."""
 
 
 class RequestStats:
@@ -44,13 +67,15 @@ class RequestStats:
 class Workload:
     """The workload of one client process (see module docstring)."""
 
-    def __init__(self, sim: Simulation, proc: Process, spec: ClientSpec | None,
-                 rng: random.Random) -> None:
-        self.sim = sim
+    def __init__(self, proc: Host, spec: ClientSpec | None, rng: random.Random, *,
+                 clock: Clock, ledger: Ledger, perform: Callable[[], None]) -> None:
         self.proc = proc
         self.spec = spec
         self.rng = rng
-        self.stats = sim.invariants.requests
+        self.clock = clock
+        self.ledger = ledger
+        self.perform = perform
+        self.stats = ledger.requests
         #: reference slot -> ref id (None: empty)
         self.slots: dict[int, int | None] = {}
         #: get handle (= ref id) -> slot, while the get is pending
@@ -61,6 +86,10 @@ class Workload:
         self.request_ref: dict[int, int] = {}
         self.releasing: dict[int, None] = {}
         self.ended: set[int] = set()
+        #: ref id -> the container uuid it points at now ("": lost, re-acquiring)
+        self.pointing: dict[int, str] = {}
+        #: container uuid -> payloads it pushed to this client
+        self.pushed: dict[str, int] = {}
         self.stopped = False
         self.dead = False
         self.generation = 0
@@ -93,9 +122,9 @@ class Workload:
         low = span.low
         high = span.high
         delay = low if low == high else low + (high - low) * self.rng.random()
-        self.sim._at(self.sim.now + delay, self._tick, self.proc.incarnation)
+        self.clock.at(self.clock.now + delay, _Tick(self, self.proc.incarnation))
 
-    def _tick(self, inc: int) -> None:
+    def tick(self, inc: int) -> None:
         proc = self.proc
         if self.dead or self.stopped or inc != proc.incarnation:
             return
@@ -107,24 +136,24 @@ class Workload:
                     held.append(s)
             if held:
                 self.request(held[randbelow(self.rng, len(held))])
-                self.sim._proc_effects(proc)
+                self.perform()
         self._schedule_request()
 
     def _release_later(self, slot: int, ref: int) -> None:
         spec = self.spec
         if spec is None or spec.hold is None:
             return
-        self.sim._at(self.sim.now + float(spec.hold), self._hold_over, self.proc.incarnation,
-                     slot, ref)
+        self.clock.at(self.clock.now + float(spec.hold),
+                      _HoldOver(self, self.proc.incarnation, slot, ref))
 
-    def _hold_over(self, inc: int, slot: int, ref: int) -> None:
+    def hold_over(self, inc: int, slot: int, ref: int) -> None:
         if self.dead or self.stopped or inc != self.proc.incarnation or self.proc.paused:
             return
         if self.slots.get(slot) != ref:
             return
         self.release(slot)
         self.get(slot)
-        self.sim._proc_effects(self.proc)
+        self.perform()
 
     # --- operations --------------------------------------------------------------
 
@@ -165,7 +194,7 @@ class Workload:
             handle = session.request(ref, "work", b"x")
         except LocalProtocolError:
             return
-        self.outstanding[handle] = self.sim.now
+        self.outstanding[handle] = self.clock.now
         self.request_ref[handle] = ref
         self.stats.issued += 1
         self.stats.pending += 1
@@ -178,6 +207,7 @@ class Workload:
             return
         self.slots[slot] = None
         self.getting.pop(ref, None)
+        self.pointing.pop(ref, None)
         try:
             handle = session.release(ref)
         except LocalProtocolError:
@@ -195,11 +225,11 @@ class Workload:
                 # A get that cannot succeed (e.g. start failed): try again later.
                 self.slots[slot] = None
                 if not self.stopped:
-                    self.sim._at(self.sim.now + 1.0, self._reget, self.proc.incarnation, slot)
+                    self.clock.at(self.clock.now + 1.0, _Reget(self, self.proc.incarnation, slot))
             return
         started = self.outstanding.pop(h, None)
         if started is not None or h in self.ended:
-            self.sim.invariants.checked["request-ends-once"] += 1
+            self.ledger.checked["request-ends-once"] += 1
         if started is not None:
             self.ended.add(h)
             self.stats.pending -= 1
@@ -208,7 +238,7 @@ class Workload:
                 self.stats.failed_after_release += 1
             elif type(eff) is Resolve:
                 self.stats.ok += 1
-                self.stats.latencies.append(self.sim.now - started)
+                self.stats.latencies.append(self.clock.now - started)
             else:
                 error = eff.error  # type: ignore[union-attr]
                 code = _code(error)
@@ -218,17 +248,26 @@ class Workload:
                     self.stats.failed[code] = self.stats.failed.get(code, 0) + 1
             return
         if h in self.ended:
-            self.sim.invariants.violate(
+            self.ledger.violate(
                 "request-ends-once", f"{self.proc.pid}: request {h} ended a second time")
             return
         self.releasing.pop(h, None)
 
-    def _reget(self, inc: int, slot: int) -> None:
+    def reget(self, inc: int, slot: int) -> None:
         if self.dead or self.stopped or inc != self.proc.incarnation:
             return
         if self.slots.get(slot) is None:
             self.get(slot)
-            self.sim._proc_effects(self.proc)
+            self.perform()
+
+    def reference_changed(self, ref: int, uuid: str | None) -> None:
+        """The session's reference ``ref`` now points at ``uuid`` (None: lost, re-acquiring)."""
+        if ref in self.getting or ref in self.slots.values():
+            self.pointing[ref] = uuid or ""
+
+    def delivered(self, uuid: str) -> None:
+        """Container ``uuid`` pushed an event to this client."""
+        self.pushed[uuid] = self.pushed.get(uuid, 0) + 1
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -244,6 +283,51 @@ class Workload:
         self.stats.pending -= n
         self.outstanding.clear()
         self.request_ref.clear()
+
+
+class _Tick(Event):
+    """Time for the workload's next request (of incarnation ``inc`` of its process)."""
+
+    __slots__ = ("inc", "load")
+
+    def __init__(self, load: Workload, inc: int) -> None:
+        self.load = load
+        self.inc = inc
+
+    def fire(self) -> None:
+        """Send a request, schedule the next."""
+        self.load.tick(self.inc)
+
+
+class _HoldOver(Event):
+    """A reference held for ``hold`` is released and got again."""
+
+    __slots__ = ("inc", "load", "ref", "slot")
+
+    def __init__(self, load: Workload, inc: int, slot: int, ref: int) -> None:
+        self.load = load
+        self.inc = inc
+        self.slot = slot
+        self.ref = ref
+
+    def fire(self) -> None:
+        """Release and get again, if the slot still holds that reference."""
+        self.load.hold_over(self.inc, self.slot, self.ref)
+
+
+class _Reget(Event):
+    """A get that failed is tried again."""
+
+    __slots__ = ("inc", "load", "slot")
+
+    def __init__(self, load: Workload, inc: int, slot: int) -> None:
+        self.load = load
+        self.inc = inc
+        self.slot = slot
+
+    def fire(self) -> None:
+        """Get into the slot if it is still empty."""
+        self.load.reget(self.inc, self.slot)
 
 
 def randbelow(rng: random.Random, n: int) -> int:

@@ -9,14 +9,15 @@ perform them, and wake the machine at its ``next_deadline()``.  Nothing
 here decides what the system does; it only moves messages, keeps time and
 plays the part of the container code.
 
-Time is an event queue: a heap of the distinct due times, and for each time
-its events in the order they were scheduled (exactly the order of a heap of
-``(time, seq, action, args)``, at one heap operation per instant rather than
-per event: timers and fixed latencies put many events on one instant).  The
-clock jumps from one instant to the next, so idle virtual time costs
-nothing.  Each machine has at most one live wake-up in the queue (a stale one
-is skipped when it surfaces), so a step costs O(log instants) and timeouts
-cost what expires, never O(machines).
+Layers (docs/simulator.md has the module map): the ``Clock`` (clock.py) runs
+typed events in time order; links (links.py) own latency, order, holds and
+closes; the ``Trace`` (trace.py) records; this world drives the core machines
+through ``next_deadline()`` / ``handle_timers(now)`` and performs their
+effects; the invariant checker and the workloads plug in where
+``report.simulation`` wires them (this module imports neither checker nor
+report).  Each machine has at most one live wake-up on the clock (a stale
+one is skipped when it surfaces), so a step costs O(log instants) and
+timeouts cost what expires, never O(machines).
 
 Ground truth: each process records which containers its driver really
 runs and which stateless instances really serve (applying
@@ -31,25 +32,30 @@ process where it matters, so adding a client reshuffles nothing else.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import gc
-import hashlib
-import heapq
 import random
-from collections import deque
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, Protocol, assert_never
 
 import attrs
 
 from ..core.agent import AgentState
 from ..core.effects import (
     CloseConnection,
+    ConnectContainer,
     DeliverEvent,
+    DeliverPush,
+    DisconnectContainer,
+    Effect,
+    HubEffect,
     OpenConnection,
+    ReferenceChanged,
     Reject,
     Resolve,
     RunRequest,
     Send,
+    SessionEffect,
     SetServing,
     StartContainer,
     StopContainer,
@@ -60,14 +66,15 @@ from ..core.messages import Hello
 from ..core.probes import Probes
 from ..core.session import ClientSession, RefStatus, SessionState
 from ..core.timeouts import Timeouts
-from ..core.timers import Timers
 from ..core.types import OfferedContainer
-from .invariants import Invariants
-from .links import CLOSE, OPENED, Connection, Direction
-from .scenario import AgentSpec, ClientSpec, FaultSpec, Scenario, Span, process_names
-from .workload import Workload
+from .clock import Clock, Event
+from .links import CLOSE, OPENED, Connection, LinkProfile
+from .process import Process
+from .scenario import FaultSpec, Scenario, Span, process_names
+from .trace import TimelineEntry, Trace
+from .workload import RequestStats, Workload
 
-__all__ = ["Failover", "Process", "Simulation", "TimelineEntry"]
+__all__ = ["Failover", "Observer", "Process", "Simulation", "TimelineEntry"]
 
 
 @attrs.define
@@ -88,78 +95,58 @@ class Failover:
         return None if self.ended is None else self.ended - self.started
 
 
-@attrs.frozen
-class TimelineEntry:
-    """One line of the run's story: a fault, or the system's reaction to one."""
+class Observer(Protocol):
+    """What the world tells the invariant checker (``invariants.Invariants``), and asks it."""
 
-    time: float
-    kind: str
-    text: str
+    requests: RequestStats
+    checked: dict[str, int]
+    offering: dict[str, dict[str, None]]
+    violations: list[Any]
+    context: list[str]
 
+    def violate(self, name: str, text: str) -> None:
+        """Record that invariant ``name`` broke now."""
 
-class Process:
-    """A simulated OS process: one session, maybe one agent, and its ground truth."""
+    def offered(self, uuid: str, proc: Process) -> None:
+        """``proc`` offers stateless ``uuid``."""
 
-    __slots__ = (
-        "agent", "agent_spec", "alive", "armed", "client_spec", "conn", "deferred",
-        "episode", "incarnation", "latency", "left", "load", "mark", "mark_timers",
-        "partition", "paused", "peer", "pid",
-        "rng_agent", "rng_link", "running", "serving", "session", "started", "starting", "starts",
-    )
+    def declared_dead(self, conn: Connection) -> None:
+        """The hub closed ``conn`` for its alive timeout."""
 
-    def __init__(self, pid: str, agent_spec: AgentSpec | None, client_spec: ClientSpec | None
-                 ) -> None:
-        self.pid = pid
-        #: the peer id of the current (or last) session: ``pid``, or a new one
-        #: per start with ``fresh_peer_id``
-        self.peer = pid
-        self.agent_spec = agent_spec
-        self.client_spec = client_spec
-        self.session: ClientSession | None = None
-        self.agent: AgentState | None = None
-        self.load: Workload | None = None
-        self.alive = False
-        self.started = False
-        self.left = False
-        self.paused = False
-        self.partition: str | None = None
-        self.latency: Span | None = None
-        self.incarnation = 0
-        #: how many times the process has started
-        self.starts = 0
-        #: bumped whenever the process falls silent (crash, pause, partition)
-        self.episode = 0
-        self.conn: Connection | None = None
-        self.armed: float | None = None
-        #: the session timers' ``armings`` when ``armed`` was last decided
-        self.mark = -1
-        self.mark_timers: Timers | None = None
-        #: driver callbacks that came due while paused, replayed on resume
-        self.deferred: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
-        #: ground truth: uuid -> kind of every container really running here
-        self.running: dict[str, str] = {}
-        #: ground truth: stateless uuid -> whether this instance really serves
-        self.serving: dict[str, bool] = {}
-        #: starts the driver is performing (uuid -> kind)
-        self.starting: dict[str, str] = {}
-        self.rng_agent = random.Random(0)
-        self.rng_link = random.Random(0)
+    def late_message(self, conn: Connection, effects: list[Effect]) -> None:
+        """The hub was handed a message on ``conn`` after it had closed it."""
 
-    @property
-    def is_agent(self) -> bool:
-        """Return whether this process hosts an agent."""
-        return self.agent_spec is not None
+    def hello(self, conn: Connection, old: Connection | None, closed: list[Connection]) -> None:
+        """The hub processed a Hello on ``conn``."""
 
-    def active(self) -> set[str]:
-        """Return the uuids this process really runs and serves."""
-        return {u for u in self.running if self.serving.get(u, True)}
+    def set_serving(self, proc: Process, eff: SetServing) -> None:
+        """``proc``'s agent switches a stateless uuid to serving or standby."""
+
+    def run_request(self, proc: Process, eff: RunRequest) -> None:
+        """The core asks ``proc``'s driver to run a request."""
+
+    def silenced(self, proc: Process) -> None:
+        """``proc`` fell silent."""
+
+    def periodic(self) -> None:
+        """Run the state invariants."""
+
+    def converged(self) -> bool:
+        """Return whether the system has converged."""
+
+    def finish(self) -> None:
+        """End of run."""
+
+    def summary_counts(self) -> dict[str, Any]:
+        """Return how often each invariant was checked and broken."""
 
 
 class Simulation:
     """One run of a scenario with one seed (see module docstring).
 
-    ``trace`` (a text file) receives every event as a JSON line; the SHA-256
-    of those lines is ``trace_hash()`` whether or not they are written.
+    ``observe`` makes the invariant checker for this world.  ``trace`` (a
+    text file) receives every event as a JSON line; the SHA-256 of those
+    lines is ``trace_hash()`` whether or not they are written.
     ``keep_trace`` keeps them in memory (for ``--check-determinism``).
     """
 
@@ -167,6 +154,7 @@ class Simulation:
         self,
         scenario: Scenario,
         *,
+        observe: Callable[[Simulation], Observer],
         seed: int | None = None,
         trace: IO[str] | None = None,
         keep_trace: bool = False,
@@ -178,7 +166,8 @@ class Simulation:
         self.timeouts = Timeouts(alive=h.alive, unused_container=h.unused_container,
                                  ping_interval=h.ping_interval, event_window=h.event_window,
                                  start=h.start)
-        self.now = 0.0
+        self.clock = Clock()
+        self.record = Trace(self.clock, trace, keep_trace)
         self.fault_phase_end = float(scenario.duration)
         self.end = self.fault_phase_end + float(scenario.liveness)
         self.in_liveness = False
@@ -191,24 +180,10 @@ class Simulation:
         self._hub_mark = -1
         self._hub_mark_timers: HubTimers | None = None
         self.procs: dict[str, Process] = {}
-        self.events = 0
-        #: the event queue: a heap of distinct due times, and per due time its
-        #: events in scheduling order (see the module docstring)
-        self._times: list[float] = []
-        self._due: dict[float, _Event | list[_Event]] = {}
-        #: leave the instant being run now: converged, or an event was
-        #: scheduled before it (a queue whose items came due while held or
-        #: paused), which a heap would run next
-        self._yield = False
         self._cid = 0
         self._rng_faults = random.Random(f"{self.seed}:faults")
-        self._trace_file = trace
-        self._hasher = hashlib.sha256()
-        self.kept: list[str] | None = [] if keep_trace else None
-        self.recent: deque[str] = deque(maxlen=40)
-        self._buf: list[tuple[float, str, str, str]] = []
         self._progress = progress
-        self.timeline: list[TimelineEntry] = []
+        self._next_report = 0.0
         self.failovers: list[Failover] = []
         #: (time, pid, state) for the picture: up / paused / partitioned / down
         self.history: list[tuple[float, str, str]] = []
@@ -219,10 +194,9 @@ class Simulation:
         #: peer id -> the connection on which the hub last accepted its Hello
         self.hub_conn_of: dict[str, Connection] = {}
         self.max_latency = max(scenario.links.latency.high, 0.0)
-        self._link_latency = scenario.links.latency
         self.faults = list(scenario.faults) + self._draw_random_faults()
         self.faults.sort(key=lambda f: f.at)
-        self.invariants = Invariants(self)
+        self.invariants = observe(self)
         self._build()
 
     # --- building --------------------------------------------------------------
@@ -267,49 +241,40 @@ class Simulation:
         self._start_hub()
         for a in sc.agents:
             for pid in _names(a.name, a.count):
-                self._add_process(Process(pid, a, None), a.join_at)
+                self._add_process(Process(pid, a, None, self._link()), a.join_at)
         for c in sc.clients:
             for pid in _names(c.name, c.count):
-                self._add_process(Process(pid, None, c), c.join_at)
+                self._add_process(Process(pid, None, c, self._link()), c.join_at)
         # Scheduled faults and operations run after every other event due at
         # the same time, exactly as when a test injects them between steps,
         # so a chaos run written out as a scenario replays the same way.
-        explicit: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        scripted: list[tuple[float, Event]] = []
         for op in sc.operations:
             if op.client not in self.procs:
-                self.procs[op.client] = Process(op.client, None, None)
-                self._at(0.0, self._start_process, self.procs[op.client])
-            explicit.append((float(op.at), len(explicit), self._operation,
-                             (op.client, op.op, op.ref)))
+                self.procs[op.client] = Process(op.client, None, None, self._link())
+                self.clock.at(0.0, _Start(self, self.procs[op.client]))
+            scripted.append((float(op.at), _Operation(self, op.client, op.op, op.ref)))
         for fault in self.faults:
-            explicit.append((float(fault.at), len(explicit), self._fault, (fault,)))
-        explicit.append((self.fault_phase_end, len(explicit), self._end_fault_phase, ()))
-        explicit.sort(key=lambda x: (x[0], x[1]))
-        self._explicit = explicit
-        self._next_explicit = 0
-        self._at(0.0, self._periodic_check)
+            scripted.append((float(fault.at), _Fault(self, fault)))
+        scripted.append((self.fault_phase_end, _EndFaultPhase(self)))
+        self.clock.script(scripted)
+        self.clock.at(0.0, _Check(self))
+
+    def _link(self) -> LinkProfile:
+        return LinkProfile(self.scenario.links.latency, codec=self.scenario.links.codec)
 
     def _add_process(self, proc: Process, join_at: float) -> None:
         if proc.pid in self.procs:
             raise ValueError(f"two processes are named {proc.pid!r}")
         self.procs[proc.pid] = proc
-        self._at(float(join_at), self._start_process, proc)
+        self.clock.at(float(join_at), _Start(self, proc))
 
-    # --- the event queue ------------------------------------------------------------
+    # --- running ------------------------------------------------------------------
 
-    def _at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
-        # An instant holds its one event as is (most instants have one: link
-        # latencies are drawn), and a list once a second one comes.
-        due = self._due.get(t)
-        if due is None:
-            self._due[t] = (fn, args)
-            _heappush(self._times, t)
-            if t < self.now:
-                self._yield = True
-        elif type(due) is list:
-            due.append((fn, args))
-        else:
-            self._due[t] = [due, (fn, args)]  # type: ignore[list-item]
+    @property
+    def now(self) -> float:
+        """Return the virtual time now."""
+        return self.clock.now
 
     def run(self) -> None:
         """Run the scenario to its end (or to convergence in the liveness phase)."""
@@ -329,136 +294,67 @@ class Simulation:
         thresholds = gc.get_threshold()
         gc.set_threshold(max(_GC_YOUNG, thresholds[0]), *thresholds[1:])
         try:
-            self._run_until(limit)
+            self.clock.run_until(limit, self._between if self._progress is not None else None)
         finally:
             gc.set_threshold(*thresholds)
 
-    def _run_until(self, limit: float) -> None:
-        times = self._times
-        dues = self._due
-        next_report = self.now
-        step = self.end / 100.0 if self.end > 0 else 1.0
-        pop = heapq.heappop
-        progress = self._progress
-        explicit = self._explicit
-        i = self._next_explicit
-        nx = explicit[i][0] if i < len(explicit) else _NEVER
-        buf_limit = _TRACE_BATCH
-        while self.converged_at is None:
-            if len(self._buf) >= buf_limit:
-                self._flush_trace()  # checked per instant; the hot paths only append
-            t = times[0] if times else _NEVER
-            if nx < t and nx <= limit:
-                when, _, fn, args = explicit[i]
-                i += 1
-                self._next_explicit = i
-                nx = explicit[i][0] if i < len(explicit) else _NEVER
-                self.now = when
-                fn(*args)
-                continue
-            if t > limit:
-                break
-            # Every event due at t, in scheduling order.  One scheduled at t
-            # meanwhile opens a new entry for t that runs right after this
-            # one, exactly where a heap would put it.
-            pop(times)
-            batch: Any = dues.pop(t)  # one event, or a list of them
-            self.now = t
-            if type(batch) is tuple:
-                fn, args = batch
-                fn(*args)
-            else:
-                self._yield = False
-                events = iter(batch)
-                for fn, args in events:
-                    fn(*args)
-                    if self._yield:
-                        break
-                if self._yield:
-                    # Left early: the rest of t runs before anything scheduled at t since.
-                    rest = list(events)
-                    if rest:
-                        later = dues.get(t)
-                        if later is None:
-                            _heappush(times, t)
-                        elif type(later) is list:
-                            rest += later
-                        else:
-                            rest.append(later)
-                        dues[t] = rest
-                    continue
-            if progress is not None and t >= next_report:
-                progress(t, self.end)
-                next_report = t + step
-        if self.converged_at is None and limit > self.now:
-            self.now = limit
+    def _between(self, t: float) -> None:
+        if self._progress is not None and t >= self._next_report:
+            self._progress(t, self.end)
+            self._next_report = t + (self.end / 100.0 if self.end > 0 else 1.0)
 
     def finish_now(self) -> None:
         """End the fault phase now, then run the liveness phase and the final checks."""
-        self.fault_phase_end = self.now
-        self.end = self.now + float(self.scenario.liveness)
-        self._end_fault_phase()
+        self.fault_phase_end = self.clock.now
+        self.end = self.clock.now + float(self.scenario.liveness)
+        self.end_fault_phase()
         self.run()
 
     def inject(self, fault: FaultSpec) -> None:
         """Apply ``fault`` now (its ``at`` is ignored)."""
-        self._fault(fault)
+        self.fault(fault)
 
     def operate(self, client: str, op: str, slot: int) -> None:
         """Run client operation ``op`` on reference ``slot`` now."""
-        self._operation(client, op, slot)
+        self.operation(client, op, slot)
 
     # --- tracing -------------------------------------------------------------------
 
     def trace(self, kind: str, who: str, what: str) -> None:
-        """Record one event: hashed always, written/kept when asked (formatted in batches)."""
-        buf = self._buf
-        buf.append((self.now, kind, who, what))
-        if len(buf) >= _TRACE_BATCH:
-            self._flush_trace()
+        """Record one event now in the trace."""
+        self.record.pending.append((self.clock.now, kind, who, what))
 
-    def _flush_trace(self) -> None:
-        buf = self._buf
-        if not buf:
-            return
-        self.events += len(buf)
-        # Many events share an instant (timers and fixed latencies line up):
-        # the time, the costly part of a line, is formatted once per instant.
-        lines: list[str] = []
-        add = lines.append
-        last = None
-        head = ""
-        for t, k, w, x in buf:
-            if t != last:
-                last = t
-                # %-formatting: faster than an f-string with a format spec,
-                # which the compiled build turns into a str.format call.
-                head = '{"t":%.9f,"ev":"' % t  # noqa: UP031
-            add(f'{head}{k}","at":"{w}","what":"{x}"}}\n')
-        self._buf = []
-        self._hasher.update("".join(lines).encode())
-        self.recent.extend(lines[-40:])
-        if self._trace_file is not None:
-            self._trace_file.writelines(lines)
-        if self.kept is not None:
-            self.kept.extend(lines)
+    @property
+    def events(self) -> int:
+        """Return how many events the trace holds."""
+        self.record.flush()
+        return self.record.events
+
+    @property
+    def kept(self) -> list[str] | None:
+        """Return the trace lines kept in memory (``keep_trace``), or None."""
+        self.record.flush()
+        return self.record.kept
+
+    @property
+    def timeline(self) -> list[TimelineEntry]:
+        """Return the run's story so far."""
+        return self.record.timeline
 
     def recent_lines(self) -> list[str]:
         """Return the last trace lines (the events leading to now)."""
-        self._flush_trace()
-        return list(self.recent)
+        return self.record.recent_lines()
 
     def trace_hash(self) -> str:
         """Return the SHA-256 of the trace lines so far."""
-        self._flush_trace()
-        return self._hasher.hexdigest()
+        return self.record.hash()
 
     def note(self, kind: str, text: str) -> None:
         """Add a line to the run's timeline (faults and reactions)."""
-        self.timeline.append(TimelineEntry(self.now, kind, text))
+        self.record.note(kind, text)
 
     def _state(self, proc: Process, state: str) -> None:
-        self.history.append((self.now, proc.pid, state))
+        self.history.append((self.clock.now, proc.pid, state))
 
     # --- the hub ---------------------------------------------------------------------
 
@@ -470,12 +366,13 @@ class Simulation:
         self.hub_conn_of.clear()
         self.trace("hub-start", "hub", self.hub.hub_id)
 
-    def _hub_timer(self, hub: Hub, d: float) -> None:
+    def hub_wake(self, hub: Hub, d: float) -> None:
+        """The hub's timers are due (``d``: the deadline this wake-up was armed for)."""
         if hub is not self.hub or self._hub_armed != d:
             return
         self._hub_armed = None
-        self.trace("timer", "hub", "")
-        hub.handle_timers(self.now)
+        self.record.pending.append((self.clock.now, "timer", "hub", ""))  # trace(), inlined
+        hub.handle_timers(self.clock.now)
         self._hub_effects(hub)
 
     def _hub_effects(self, hub: Hub) -> list[Connection]:
@@ -484,47 +381,30 @@ class Simulation:
         Returns the connections it closed.
         """
         closed: list[Connection] = []
-        for eff in hub.effects():
-            if type(eff) is Send:
-                conn: Connection = eff.conn  # type: ignore[assignment]
-                link = conn.down
-                if conn.hub_open and not link.closed and not link.dead:
-                    # _push, inlined: every message the hub sends passes here.
-                    proc = conn.proc
-                    span = proc.latency if proc.latency is not None else self._link_latency
-                    low = span.low
-                    high = span.high
-                    now = self.now
-                    ready = now + (low if low == high else
-                                   low + (high - low) * proc.rng_link.random())
-                    if ready < link.last:
-                        ready = link.last
-                    link.last = ready
-                    link.queue.append((ready, eff.message))
-                    if not link.scheduled and not link.blocked:
-                        link.scheduled = True
-                        due = self._due.get(ready)  # _at, inlined
-                        if due is None:
-                            self._due[ready] = link.wake
-                            _heappush(self._times, ready)
-                            if ready < now:
-                                self._yield = True
-                        elif type(due) is list:
-                            due.append(link.wake)
-                        else:
-                            self._due[ready] = [due, link.wake]  # type: ignore[list-item]
-            elif type(eff) is CloseConnection:
-                conn = eff.conn  # type: ignore[assignment]
-                closed.append(conn)
-                if not conn.hub_open:
-                    continue
-                if eff.reason == "alive timeout":
-                    self.invariants.declared_dead(conn)
-                conn.hub_open = False
-                hub.connection_lost(conn, self.now)
-                self._push(conn, conn.down, CLOSE)
-                conn.down.closed = True
-                self.trace("hub-close", conn.proc.pid, eff.reason)
+        # The hub emits only HubEffects; Hub.effects() is typed wider (list[Effect]).
+        # (Annotations, not cast() calls: this loop runs per message.)
+        effects: list[HubEffect] = hub.effects()  # type: ignore[assignment]
+        for eff in effects:
+            match eff:
+                case Send():
+                    conn: Connection = eff.conn  # type: ignore[assignment]
+                    link = conn.down
+                    if conn.hub_open and not link.closed:
+                        link.push(eff.message)
+                case CloseConnection():
+                    conn = eff.conn  # type: ignore[assignment]
+                    closed.append(conn)
+                    if not conn.hub_open:
+                        continue
+                    if eff.reason == "alive timeout":
+                        self.invariants.declared_dead(conn)
+                    conn.hub_open = False
+                    hub.connection_lost(conn, self.clock.now)
+                    conn.down.push(CLOSE)
+                    conn.down.closed = True
+                    self.trace("hub-close", conn.name, eff.reason)
+                case _:
+                    assert_never(eff)
         # Arm the hub's wake-up.  Only arming can bring its next deadline
         # forward: while nothing was armed, the wake-up we have still holds.
         current = self.hub
@@ -540,60 +420,21 @@ class Simulation:
         d = timers.next_deadline()
         if d is not None and (armed is None or d < armed):
             self._hub_armed = d
-            self._at(d, self._hub_timer, current, d)
+            self.clock.at(d, _HubWake(self, current, d))
         return closed
 
     # --- links ---------------------------------------------------------------------------
 
-    def _latency(self, proc: Process) -> float:
-        span = proc.latency if proc.latency is not None else self._link_latency
-        if span.low == span.high:
-            return span.low
-        return proc.rng_link.uniform(span.low, span.high)
-
-    def _push(self, conn: Connection, d: Direction, item: Any) -> None:
-        # Direction.push and _latency inlined; _hub_effects and _proc_effects
-        # inline this in turn for their sends (keep the three in step).
-        if d.dead:
-            return
-        proc = conn.proc
-        span = proc.latency if proc.latency is not None else self._link_latency
-        low = span.low
-        high = span.high
-        # Random.uniform(low, high), inlined: the same draw and arithmetic.
-        ready = self.now + (low if low == high else low + (high - low) * proc.rng_link.random())
-        if ready < d.last:
-            ready = d.last
-        d.last = ready
-        d.queue.append((ready, item))
-        if not d.scheduled and not d.blocked:
-            d.scheduled = True
-            due = self._due.get(ready)  # _at, inlined
-            if due is None:
-                self._due[ready] = d.wake
-                _heappush(self._times, ready)
-                if ready < self.now:
-                    self._yield = True
-            elif type(due) is list:
-                due.append(d.wake)
-            else:
-                self._due[ready] = [due, d.wake]  # type: ignore[list-item]
-
-    def _reschedule(self, conn: Connection, d: Direction) -> None:
-        if d.queue and not d.scheduled and not d.blocked:
-            d.scheduled = True
-            fn, args = d.wake
-            self._at(d.queue[0][0], fn, *args)
-
-    def _pump_up(self, conn: Connection) -> None:
+    def deliver_to_hub(self, conn: Connection) -> None:
         """Deliver what is ready from a process to the hub."""
         d = conn.up
         d.scheduled = False
         if d.blocked:
             return
-        now = self.now
+        now = self.clock.now
         queue = d.queue
-        pid = conn.proc.pid
+        pid = conn.name
+        pending = self.record.pending
         while queue and queue[0][0] <= now:
             item = queue.popleft()[1]
             hub = self.hub
@@ -606,7 +447,7 @@ class Simulation:
                     hub.connection_lost(conn, now)
                     self._hub_effects(hub)
                 continue
-            self._buf.append((now, "hub-recv", pid, item.TAG))
+            pending.append((now, "hub-recv", pid, item.TAG))  # trace(), inlined: per message
             if not conn.hub_open:
                 # A late message on a connection the hub already closed.
                 hub.receive(conn, item, now)
@@ -625,20 +466,19 @@ class Simulation:
             else:
                 hub.receive(conn, item, now)
                 self._hub_effects(hub)
-        if queue and not d.scheduled and not d.blocked:
-            self._reschedule(conn, d)
+        d.reschedule()
 
-    def _pump_down(self, conn: Connection) -> None:
+    def deliver_to_process(self, conn: Connection, proc: Process) -> None:
         """Deliver what is ready from the hub to a process."""
         d = conn.down
         d.scheduled = False
-        proc = conn.proc
         if d.blocked or proc.paused:
             return
-        now = self.now
+        now = self.clock.now
         queue = d.queue
         session = proc.session
         pid = proc.pid
+        pending = self.record.pending
         while queue and queue[0][0] <= now:
             item = queue.popleft()[1]
             if not proc.alive or proc.conn is not conn or session is None:
@@ -660,15 +500,15 @@ class Simulation:
             elif not conn.client_open:
                 continue
             else:
-                self._buf.append((now, "recv", pid, item.TAG))
+                pending.append((now, "recv", pid, item.TAG))  # trace(), inlined: per message
                 session.receive(item, now)
-            self._proc_effects(proc)
-        if queue and not d.scheduled and not d.blocked:
-            self._reschedule(conn, d)
+            self.perform(proc)
+        d.reschedule()
 
     # --- processes -------------------------------------------------------------------
 
-    def _start_process(self, proc: Process) -> None:
+    def start_process(self, proc: Process) -> None:
+        """Start ``proc`` (a no-op while it is alive): a new session, agent and workload."""
         if proc.alive:
             return
         proc.alive = True
@@ -678,14 +518,11 @@ class Simulation:
         proc.incarnation += 1
         proc.episode += 1
         proc.armed = None
-        proc.deferred = []
-        proc.running = {}
-        proc.serving = {}
-        proc.starting = {}
+        proc.forget()
         inc = proc.incarnation
         seed = self.seed
         proc.rng_agent = random.Random(f"{seed}:agents:{proc.pid}:{inc}")
-        proc.rng_link = random.Random(f"{seed}:links:{proc.pid}:{inc}")
+        proc.link.rng = random.Random(f"{seed}:links:{proc.pid}:{inc}")
         spec_bugs: tuple[str, ...] = ()
         events = "all"
         fresh = False
@@ -706,7 +543,7 @@ class Simulation:
         proc.session = session
         self.trace("start", proc.pid, str(inc))
         self._state(proc, "up")
-        session.connect(self.now)
+        session.connect(self.clock.now)
         if proc.agent_spec is not None:
             a = proc.agent_spec
             offers = tuple(OfferedContainer(s.uuid, s.kind, s.labels, True) for s in a.stateless)
@@ -721,83 +558,78 @@ class Simulation:
             session.register_agent(proc.agent)
         proc.load = None
         if proc.client_spec is not None or proc.agent_spec is None:
-            proc.load = Workload(self, proc, proc.client_spec,
-                                 random.Random(f"{seed}:workload:{proc.pid}:{inc}"))
+            proc.load = Workload(proc, proc.client_spec,
+                                 random.Random(f"{seed}:workload:{proc.pid}:{inc}"),
+                                 clock=self.clock, ledger=self.invariants,
+                                 perform=functools.partial(self.perform, proc))
             proc.load.start()
-        self._proc_effects(proc)
+        self.perform(proc)
 
-    def _proc_timer(self, proc: Process, inc: int, d: float) -> None:
+    def process_wake(self, proc: Process, inc: int, d: float) -> None:
+        """``proc``'s session timers are due (``d``: the deadline this wake-up was armed for)."""
         if inc != proc.incarnation or proc.armed != d or not proc.alive:
             return
         proc.armed = None
         if proc.paused or proc.session is None:
             return
-        self._buf.append((self.now, "timer", proc.pid, ""))
-        proc.session.handle_timers(self.now)
-        self._proc_effects(proc)
+        self.record.pending.append((self.clock.now, "timer", proc.pid, ""))  # trace(), inlined
+        proc.session.handle_timers(self.clock.now)
+        self.perform(proc)
 
-    def _proc_effects(self, proc: Process) -> None:
+    def perform(self, proc: Process) -> None:
         """Perform ``proc``'s session's effects and wake it at its next deadline."""
         session = proc.session
         if session is None:
             return
-        for eff in session.effects():
-            t = type(eff)
-            if t is Send:
-                conn = proc.conn
-                if conn is not None and conn.client_open:
-                    link = conn.up
-                    if link.closed or link.dead:
-                        continue
-                    # _push, inlined: every message a process sends passes here.
-                    span = proc.latency if proc.latency is not None else self._link_latency
-                    low = span.low
-                    high = span.high
-                    now = self.now
-                    ready = now + (low if low == high else
-                                   low + (high - low) * proc.rng_link.random())
-                    if ready < link.last:
-                        ready = link.last
-                    link.last = ready
-                    link.queue.append((ready, eff.message))  # type: ignore[union-attr]
-                    if not link.scheduled and not link.blocked:
-                        link.scheduled = True
-                        due = self._due.get(ready)  # _at, inlined
-                        if due is None:
-                            self._due[ready] = link.wake
-                            _heappush(self._times, ready)
-                            if ready < now:
-                                self._yield = True
-                        elif type(due) is list:
-                            due.append(link.wake)
-                        else:
-                            self._due[ready] = [due, link.wake]  # type: ignore[list-item]
-            elif t is Resolve or t is Reject:
-                if proc.load is not None:
-                    proc.load.on_result(eff)  # type: ignore[arg-type]
-            elif t is DeliverEvent:
-                pass
-            elif t is RunRequest:
-                self._run_request(proc, eff)  # type: ignore[arg-type]
-            elif t is OpenConnection:
-                self._open(proc)
-            elif t is CloseConnection:
-                conn = proc.conn
-                if conn is not None and conn.client_open:
-                    conn.client_open = False
-                    self._push(conn, conn.up, CLOSE)
-                    conn.up.closed = True
-                    self.trace("client-close", proc.pid, eff.reason)  # type: ignore[union-attr]
-            elif t is StartContainer:
-                self._start_container(proc, eff)  # type: ignore[arg-type]
-            elif t is StopContainer:
-                uuid = eff.uuid  # type: ignore[union-attr]
-                proc.starting.pop(uuid, None)
-                proc.running.pop(uuid, None)
-                proc.serving.pop(uuid, None)
-                self.trace("stop", proc.pid, uuid)
-            elif t is SetServing:
-                self._set_serving(proc, eff)  # type: ignore[arg-type]
+        # A session emits only SessionEffects; its effects() is typed wider.
+        effects: list[SessionEffect] = session.effects()  # type: ignore[assignment]
+        for eff in effects:
+            match eff:
+                case Send():
+                    conn = proc.conn
+                    if conn is not None and conn.client_open and not conn.up.closed:
+                        conn.up.push(eff.message)
+                case Resolve() | Reject():
+                    if proc.load is not None:
+                        proc.load.on_result(eff)
+                case DeliverEvent():
+                    pass  # the session keeps its registry view; no listener to feed here
+                case ReferenceChanged():
+                    if proc.load is not None:
+                        record = eff.record
+                        proc.load.reference_changed(eff.ref, record.uuid if record else None)
+                case DeliverPush():
+                    if proc.load is not None:
+                        proc.load.delivered(eff.uuid)
+                case RunRequest():
+                    self._run_request(proc, eff)
+                case OpenConnection():
+                    self._open(proc)
+                case CloseConnection():
+                    conn = proc.conn
+                    if conn is not None and conn.client_open:
+                        conn.client_open = False
+                        conn.up.push(CLOSE)
+                        conn.up.closed = True
+                        self.trace("client-close", proc.pid, eff.reason)
+                case StartContainer():
+                    self._start_container(proc, eff)
+                case StopContainer():
+                    uuid = eff.uuid
+                    proc.starting.pop(uuid, None)
+                    proc.running.pop(uuid, None)
+                    proc.serving.pop(uuid, None)
+                    for key in [k for k in proc.connected if k[0] == uuid]:
+                        del proc.connected[key]
+                    self.trace("stop", proc.pid, uuid)
+                case SetServing():
+                    self._set_serving(proc, eff)
+                case ConnectContainer():
+                    proc.connected[(eff.uuid, eff.client_id)] = None
+                case DisconnectContainer():
+                    proc.connected.pop((eff.uuid, eff.client_id), None)
+                case _:
+                    assert_never(eff)
         # Arm the session's wake-up (no effect replaces the session).  Only
         # arming can bring its next deadline forward: while nothing was armed,
         # the wake-up we have still holds (the common case: a pong).
@@ -812,66 +644,58 @@ class Simulation:
         d = timers.next_deadline()
         if d is not None and (armed is None or d < armed):
             proc.armed = d
-            event = (self._proc_timer, (proc, proc.incarnation, d))
-            due = self._due.get(d)  # _at, inlined
-            if due is None:
-                self._due[d] = event
-                _heappush(self._times, d)
-                if d < self.now:
-                    self._yield = True
-            elif type(due) is list:
-                due.append(event)
-            else:
-                self._due[d] = [due, event]  # type: ignore[list-item]
+            self.clock.at(d, _Wake(self, proc, proc.incarnation, d))
 
     def _open(self, proc: Process) -> None:
         self._cid += 1
-        conn = Connection(self._cid, proc)
-        conn.up.wake = (self._pump_up, (conn,))
-        conn.down.wake = (self._pump_down, (conn,))
+        conn = Connection(self._cid, proc.pid, self.clock, proc.link)
+        conn.up.wake = _DeliverToHub(self, conn)
+        conn.down.wake = _DeliverToProcess(self, conn, proc)
         proc.conn = conn
         self.trace("connect", proc.pid, f"conn{conn.cid}")
-        self._at(self.now + self._latency(proc), self._connect_arrive, conn)
+        self.clock.at(self.clock.now + proc.link.draw(), _Arrive(self, conn, proc))
         # The driver gives up on a handshake that never completes (a hang).
-        self._at(self.now + float(self.scenario.links.connect_timeout), self._connect_timeout,
-                 conn)
+        self.clock.at(self.clock.now + float(self.scenario.links.connect_timeout),
+                      _HandshakeTimeout(self, conn, proc))
 
-    def _connect_timeout(self, conn: Connection) -> None:
-        if not conn.established and conn.proc.conn is conn:
+    def handshake_timeout(self, conn: Connection, proc: Process) -> None:
+        """``proc``'s driver gives up on ``conn``'s handshake if it has not completed."""
+        if not conn.established and proc.conn is conn:
             conn.established = True  # given up: a late OPENED is ignored
             conn.down.dead = True
-            self._connect_failed(conn, "handshake timed out")
+            self.connect_failed(conn, proc, "handshake timed out")
 
-    def _connect_arrive(self, conn: Connection) -> None:
-        proc = conn.proc
+    def arrive(self, conn: Connection, proc: Process) -> None:
+        """``proc``'s connection attempt ``conn`` reaches the hub (or fails to)."""
         if proc.conn is not conn or not proc.alive:
             return
         hub = self.hub
         if proc.partition is not None:
-            self._at(self.now + float(self.scenario.links.connect_timeout),
-                     self._connect_failed, conn, "timed out")
+            self.clock.at(self.clock.now + float(self.scenario.links.connect_timeout),
+                          _ConnectFailed(self, conn, proc, "timed out"))
             return
         if hub is None:
-            self._at(self.now + self._latency(proc), self._connect_failed, conn, "refused")
+            self.clock.at(self.clock.now + proc.link.draw(),
+                          _ConnectFailed(self, conn, proc, "refused"))
             return
         conn.hub = hub
         conn.hub_open = True
-        conn.last_arrival = self.now
+        conn.last_arrival = self.clock.now
         self.trace("accept", "hub", f"{proc.pid}:conn{conn.cid}")
-        hub.connection_made(conn, self.now)
+        hub.connection_made(conn, self.clock.now)
         self._hub_effects(hub)
-        self._push(conn, conn.down, OPENED)
+        conn.down.push(OPENED)
 
-    def _connect_failed(self, conn: Connection, why: str) -> None:
-        proc = conn.proc
+    def connect_failed(self, conn: Connection, proc: Process, why: str) -> None:
+        """``proc``'s connection attempt ``conn`` failed (``why``): the session hears it."""
         if proc.conn is not conn or not proc.alive or proc.session is None:
             return
         if proc.paused:
-            proc.deferred.append((self._connect_failed, (conn, why)))
+            proc.deferred.append(_ConnectFailed(self, conn, proc, why))
             return
         self.trace("connect-failed", proc.pid, why)
-        proc.session.connection_lost(self.now)
-        self._proc_effects(proc)
+        proc.session.connection_lost(self.clock.now)
+        self.perform(proc)
 
     # --- the container driver (ground truth) -----------------------------------------
 
@@ -879,13 +703,14 @@ class Simulation:
         proc.starting[eff.uuid] = eff.kind
         spec = proc.agent_spec
         delay = spec.start_delay.draw(proc.rng_agent) if spec is not None else 0.0
-        self._at(self.now + delay, self._start_done, proc, proc.incarnation, eff)
+        self.clock.at(self.clock.now + delay, _Started(self, proc, proc.incarnation, eff))
 
-    def _start_done(self, proc: Process, inc: int, eff: StartContainer) -> None:
+    def start_done(self, proc: Process, inc: int, eff: StartContainer) -> None:
+        """The container ``eff`` asked for has started (or failed to) in ``proc``."""
         if inc != proc.incarnation or not proc.alive or proc.session is None:
             return
         if proc.paused:
-            proc.deferred.append((self._start_done, (proc, inc, eff)))
+            proc.deferred.append(_Started(self, proc, inc, eff))
             return
         if proc.starting.pop(eff.uuid, None) is None:
             return  # terminated while starting
@@ -898,7 +723,7 @@ class Simulation:
             proc.running[eff.uuid] = eff.kind
             self.trace("started", proc.pid, eff.uuid)
             proc.session.agent_started(eff.agent_id, eff.uuid)
-        self._proc_effects(proc)
+        self.perform(proc)
 
     def _set_serving(self, proc: Process, eff: SetServing) -> None:
         self.trace("serving" if eff.serving else "standby", proc.pid, eff.uuid)
@@ -918,13 +743,14 @@ class Simulation:
             low = span.low
             high = span.high
             delay = low if low == high else low + (high - low) * proc.rng_agent.random()
-        self._at(self.now + delay, self._request_done, proc, proc.incarnation, eff)
+        self.clock.at(self.clock.now + delay, _Replied(self, proc, proc.incarnation, eff))
 
-    def _request_done(self, proc: Process, inc: int, eff: RunRequest) -> None:
+    def request_done(self, proc: Process, inc: int, eff: RunRequest) -> None:
+        """The container code in ``proc`` finished the request ``eff``: the session replies."""
         if inc != proc.incarnation or not proc.alive or proc.session is None:
             return
         if proc.paused:
-            proc.deferred.append((self._request_done, (proc, inc, eff)))
+            proc.deferred.append(_Replied(self, proc, inc, eff))
             return
         spec = proc.agent_spec
         if spec is not None and spec.request_failure_rate > 0 and \
@@ -933,19 +759,20 @@ class Simulation:
             proc.session.agent_error(eff.call_id, ErrorCode.REMOTE.value,
                                      "simulated container failure", "SimulatedFailure")
         else:
-            self._buf.append((self.now, "reply", proc.pid, str(eff.call_id)))
+            self.record.pending.append((self.clock.now, "reply", proc.pid, str(eff.call_id)))
             proc.session.agent_reply(eff.call_id, eff.payload)
-        self._proc_effects(proc)
+        self.perform(proc)
 
     # --- workload operations ------------------------------------------------------------
 
-    def _operation(self, pid: str, op: str, slot: int) -> None:
+    def operation(self, pid: str, op: str, slot: int) -> None:
+        """Run the scenario's client operation ``op`` on reference ``slot`` of ``pid``."""
         proc = self.procs[pid]
         if not proc.alive or proc.paused or proc.load is None:
             return
         self.trace("op", pid, f"{op}:{slot}")
         proc.load.explicit(op, slot)
-        self._proc_effects(proc)
+        self.perform(proc)
 
     # --- faults ------------------------------------------------------------------
 
@@ -967,7 +794,8 @@ class Simulation:
             seen.setdefault(p.pid, p)
         return list(seen.values())
 
-    def _fault(self, fault: FaultSpec) -> None:
+    def fault(self, fault: FaultSpec) -> None:
+        """Apply the scripted ``fault`` now (skipped in the liveness phase)."""
         if self.in_liveness:
             return
         action = fault.action
@@ -1002,17 +830,17 @@ class Simulation:
             if proc.alive:
                 self._silence(proc, "restart")
                 self._kill(proc)
-            self._start_process(proc)
+            self.start_process(proc)
         elif action == "join":
             if not proc.alive:
                 self.note("fault", label)
-                self._start_process(proc)
+                self.start_process(proc)
         elif action == "leave":
             if proc.alive and proc.session is not None:
                 self.note("fault", label)
                 self._failovers_for(proc, "leave")
-                proc.session.close(self.now)
-                self._proc_effects(proc)
+                proc.session.close(self.clock.now)
+                self.perform(proc)
                 proc.left = True
                 self._kill(proc)
         elif action == "pause":
@@ -1023,9 +851,10 @@ class Simulation:
                 proc.paused = True
                 self._state(proc, "paused")
                 if fault.duration is not None:
-                    self._at(self.now + fault.duration, self._resume, proc, proc.incarnation)
+                    self.clock.at(self.clock.now + fault.duration,
+                                  _Resume(self, proc, proc.incarnation))
         elif action == "resume":
-            self._resume(proc, proc.incarnation)
+            self.resume(proc, proc.incarnation)
         elif action == "partition":
             if proc.partition is None:
                 self.note("fault", label + f" ({fault.mode})" +
@@ -1042,17 +871,15 @@ class Simulation:
                         else:
                             d.blocked = True
                 if fault.duration is not None:
-                    self._at(self.now + fault.duration, self._heal, proc, proc.episode)
+                    self.clock.at(self.clock.now + fault.duration, _Heal(self, proc, proc.episode))
         elif action == "heal":
-            self._heal(proc, None)
+            self.heal(proc, None)
         elif action == "drop-connection":
             conn = proc.conn
             if conn is not None and proc.alive:
                 self.note("fault", label)
-                for d in (conn.up, conn.down):
-                    if not d.closed:
-                        self._push(conn, d, CLOSE)
-                        d.closed = True
+                conn.up.close()
+                conn.down.close()
         elif action == "container-exit":
             # A container ends on its own (it crashed; its agent lives on):
             # the driver tells the session, as the trio driver does.
@@ -1068,15 +895,15 @@ class Simulation:
                     proc.serving.pop(uuid, None)
                     self.trace("exit", proc.pid, uuid)
                     session.agent_stopped(proc.pid, uuid)
-                self._proc_effects(proc)
+                self.perform(proc)
         elif action == "slow-link":
             span = fault.latency if fault.latency is not None else Span(0.5, 0.5)
             self.note("fault", f"{label} to {span}" +
                       (f" for {fault.duration:.3f}s" if fault.duration else ""))
-            proc.latency = span
+            proc.link.latency = span
             self.max_latency = max(self.max_latency, span.high)
             if fault.duration is not None:
-                self._at(self.now + fault.duration, self._unslow, proc)
+                self.clock.at(self.clock.now + fault.duration, _Unslow(self, proc))
 
     def _silence(self, proc: Process, cause: str) -> None:
         """``proc`` stops talking: the hub must notice in time; its stateless uuids fail over."""
@@ -1094,7 +921,7 @@ class Simulation:
             rec = hub.registry.container(uuid)
             if rec is not None and rec.stateless and not any(
                     f.uuid == uuid and f.ended is None and f.needed for f in self.failovers):
-                self.failovers.append(Failover(uuid, cause, proc.pid, self.now))
+                self.failovers.append(Failover(uuid, cause, proc.pid, self.clock.now))
 
     def failover_progress(self, uuid: str | None = None) -> None:
         """Close the failovers that are done: a live, unpaused process serves as the hub's owner."""
@@ -1116,7 +943,7 @@ class Simulation:
                     # it came back first; no failover was needed.
                     f.needed = False
                 continue
-            f.ended = self.now
+            f.ended = self.clock.now
             f.by = owner.pid
             self.note("reaction", f"failover {f.uuid}: {owner.pid} serves, "
                                   f"{f.ended - f.started:.3f}s after the {f.cause} of {f.failed}")
@@ -1125,12 +952,9 @@ class Simulation:
         proc.alive = False
         proc.paused = False
         proc.partition = None
-        proc.latency = None
+        proc.link.latency = None
         proc.incarnation += 1
-        proc.running = {}
-        proc.serving = {}
-        proc.starting = {}
-        proc.deferred = []
+        proc.forget()
         if proc.load is not None:
             proc.load.process_died()
         conn = proc.conn
@@ -1139,11 +963,12 @@ class Simulation:
             conn.down.queue.clear()
             conn.up.blocked = False
             conn.up.dead = False
-            self._reschedule(conn, conn.up)
+            conn.up.reschedule()
         proc.conn = None
         self._state(proc, "down")
 
-    def _resume(self, proc: Process, inc: int) -> None:
+    def resume(self, proc: Process, inc: int) -> None:
+        """A paused ``proc`` (of incarnation ``inc``) runs again: what came due meanwhile fires."""
         if inc != proc.incarnation or not proc.paused or not proc.alive:
             return
         self.trace("resume", proc.pid, "")
@@ -1151,16 +976,17 @@ class Simulation:
         proc.paused = False
         self._state(proc, "partitioned" if proc.partition else "up")
         deferred, proc.deferred = proc.deferred, []
-        for fn, args in deferred:
-            fn(*args)
+        for event in deferred:
+            event.fire()
         conn = proc.conn
         if conn is not None:
-            self._reschedule(conn, conn.down)
+            conn.down.reschedule()
         if proc.session is not None:
-            proc.session.handle_timers(self.now)
-            self._proc_effects(proc)
+            proc.session.handle_timers(self.clock.now)
+            self.perform(proc)
 
-    def _heal(self, proc: Process, episode: int | None) -> None:
+    def heal(self, proc: Process, episode: int | None) -> None:
+        """``proc``'s partition (of silence ``episode``; None: any) heals."""
         if proc.partition is None or (episode is not None and episode != proc.episode):
             return
         self.trace("heal", proc.pid, "")
@@ -1169,17 +995,18 @@ class Simulation:
         self._state(proc, "paused" if proc.paused else "up")
         conn = proc.conn
         if conn is not None:
-            earliest = self.now + self._latency(proc)
+            earliest = self.clock.now + proc.link.draw()
             for d in (conn.up, conn.down):
                 if d.blocked:
                     d.blocked = False
                     d.release(earliest)
-                    self._reschedule(conn, d)
+                    d.reschedule()
 
-    def _unslow(self, proc: Process) -> None:
-        if proc.latency is not None:
+    def unslow(self, proc: Process) -> None:
+        """``proc``'s slow link is back to the scenario's latency."""
+        if proc.link.latency is not None:
             self.note("fault", f"link of {proc.pid} back to normal")
-        proc.latency = None
+        proc.link.latency = None
 
     def _hub_crash(self, cause: str) -> None:
         hub = self.hub
@@ -1192,7 +1019,7 @@ class Simulation:
                 for uuid in hub.registry.agent_containers(proc.pid):
                     rec = hub.registry.container(uuid)
                     if rec is not None and rec.stateless:
-                        self.failovers.append(Failover(uuid, cause, proc.pid, self.now))
+                        self.failovers.append(Failover(uuid, cause, proc.pid, self.clock.now))
         self.hub = None
         self._hub_armed = None
         for proc in self.procs.values():
@@ -1201,13 +1028,12 @@ class Simulation:
                 conn.hub_open = False
                 # The peer's OS answers with a reset: the client sees a close.
                 conn.down.dead = False
-                if not conn.down.closed:
-                    self._push(conn, conn.down, CLOSE)
-                    conn.down.closed = True
+                conn.down.close()
 
     # --- phases and checks -------------------------------------------------------
 
-    def _end_fault_phase(self) -> None:
+    def end_fault_phase(self) -> None:
+        """Faults stop, workloads stop issuing, every process is reachable again."""
         if self.in_liveness:
             return
         self.in_liveness = True
@@ -1217,25 +1043,27 @@ class Simulation:
             if proc.load is not None:
                 proc.load.stop()
             if proc.paused:
-                self._resume(proc, proc.incarnation)
+                self.resume(proc, proc.incarnation)
             if proc.partition is not None:
-                self._heal(proc, None)
-            proc.latency = None
+                self.heal(proc, None)
+            proc.link.latency = None
         if self.hub is None:
             self.note("phase", "the hub comes back")
             self._start_hub()
 
-    def _periodic_check(self) -> None:
+    def check(self) -> None:
+        """Run the periodic invariant checks; stop the run once converged in the liveness phase."""
         if self.hub is not None:
-            self.container_samples.append((self.now, len(self.hub.registry)))
+            self.container_samples.append((self.clock.now, len(self.hub.registry)))
+        self.record.flush_if_full()  # the hot paths only append
         self.invariants.periodic()
         if self.in_liveness and self.converged_at is None and self.invariants.converged():
-            self.converged_at = self.now
-            self._yield = True
-            self.note("phase", f"converged {self.now - self.fault_phase_end:.3f}s into the "
+            self.converged_at = self.clock.now
+            self.clock.stop()
+            self.note("phase", f"converged {self.clock.now - self.fault_phase_end:.3f}s into the "
                                f"liveness phase")
             return
-        self._at(self.now + float(self.scenario.checks.interval), self._periodic_check)
+        self.clock.at(self.clock.now + float(self.scenario.checks.interval), _Check(self))
 
     # --- views for invariants and reports ----------------------------------------------
 
@@ -1290,15 +1118,263 @@ class Simulation:
                    if p.alive and p.load is not None and not self.can_be_served(p, servable))
 
 
-_NEVER = float("inf")
-_heappush = heapq.heappush
-#: one entry of the event queue: a callback and its arguments
-_Event = tuple[Callable[..., None], tuple[Any, ...]]
-#: trace lines formatted, hashed and written per batch
-_TRACE_BATCH = 8192
 #: the garbage collector's young-generation threshold while a run goes on
 _GC_YOUNG = 50_000
 
 
 _names = process_names
 
+
+# --- the world's events (each fires one handler above) ----------------------------
+
+
+class _Start(Event):
+    """A process starts (or joins)."""
+
+    __slots__ = ("proc", "world",)
+
+    def __init__(self, world: Simulation, proc: Process) -> None:
+        self.world = world
+        self.proc = proc
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.start_process(self.proc)
+
+
+class _Check(Event):
+    """The periodic invariant checks are due."""
+
+    __slots__ = ("world",)
+
+    def __init__(self, world: Simulation) -> None:
+        self.world = world
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.check()
+
+
+class _Fault(Event):
+    """A scripted fault is due."""
+
+    __slots__ = ("fault", "world",)
+
+    def __init__(self, world: Simulation, fault: FaultSpec) -> None:
+        self.world = world
+        self.fault = fault
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.fault(self.fault)
+
+
+class _Operation(Event):
+    """A scripted client operation is due."""
+
+    __slots__ = ("op", "pid", "slot", "world",)
+
+    def __init__(self, world: Simulation, pid: str, op: str, slot: int) -> None:
+        self.world = world
+        self.pid = pid
+        self.op = op
+        self.slot = slot
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.operation(self.pid, self.op, self.slot)
+
+
+class _EndFaultPhase(Event):
+    """The fault phase ends."""
+
+    __slots__ = ("world",)
+
+    def __init__(self, world: Simulation) -> None:
+        self.world = world
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.end_fault_phase()
+
+
+class _HubWake(Event):
+    """The hub's timers are due."""
+
+    __slots__ = ("deadline", "hub", "world",)
+
+    def __init__(self, world: Simulation, hub: Hub, deadline: float) -> None:
+        self.world = world
+        self.hub = hub
+        self.deadline = deadline
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.hub_wake(self.hub, self.deadline)
+
+
+class _Wake(Event):
+    """A session's timers are due."""
+
+    __slots__ = ("deadline", "inc", "proc", "world",)
+
+    def __init__(self, world: Simulation, proc: Process, inc: int, deadline: float) -> None:
+        self.world = world
+        self.proc = proc
+        self.inc = inc
+        self.deadline = deadline
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.process_wake(self.proc, self.inc, self.deadline)
+
+
+class _DeliverToHub(Event):
+    """Messages from a process are ready at the hub."""
+
+    __slots__ = ("conn", "world",)
+
+    def __init__(self, world: Simulation, conn: Connection) -> None:
+        self.world = world
+        self.conn = conn
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.deliver_to_hub(self.conn)
+
+
+class _DeliverToProcess(Event):
+    """Messages from the hub are ready at a process."""
+
+    __slots__ = ("conn", "proc", "world",)
+
+    def __init__(self, world: Simulation, conn: Connection, proc: Process) -> None:
+        self.world = world
+        self.conn = conn
+        self.proc = proc
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.deliver_to_process(self.conn, self.proc)
+
+
+class _Arrive(Event):
+    """A connection attempt reaches the hub's side."""
+
+    __slots__ = ("conn", "proc", "world",)
+
+    def __init__(self, world: Simulation, conn: Connection, proc: Process) -> None:
+        self.world = world
+        self.conn = conn
+        self.proc = proc
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.arrive(self.conn, self.proc)
+
+
+class _HandshakeTimeout(Event):
+    """The driver's connect timeout for a handshake."""
+
+    __slots__ = ("conn", "proc", "world",)
+
+    def __init__(self, world: Simulation, conn: Connection, proc: Process) -> None:
+        self.world = world
+        self.conn = conn
+        self.proc = proc
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.handshake_timeout(self.conn, self.proc)
+
+
+class _ConnectFailed(Event):
+    """A connection attempt fails."""
+
+    __slots__ = ("conn", "proc", "why", "world",)
+
+    def __init__(self, world: Simulation, conn: Connection, proc: Process, why: str) -> None:
+        self.world = world
+        self.conn = conn
+        self.proc = proc
+        self.why = why
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.connect_failed(self.conn, self.proc, self.why)
+
+
+class _Started(Event):
+    """A container start finishes."""
+
+    __slots__ = ("eff", "inc", "proc", "world",)
+
+    def __init__(self, world: Simulation, proc: Process, inc: int, eff: StartContainer) -> None:
+        self.world = world
+        self.proc = proc
+        self.inc = inc
+        self.eff = eff
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.start_done(self.proc, self.inc, self.eff)
+
+
+class _Replied(Event):
+    """A container finishes a request."""
+
+    __slots__ = ("eff", "inc", "proc", "world",)
+
+    def __init__(self, world: Simulation, proc: Process, inc: int, eff: RunRequest) -> None:
+        self.world = world
+        self.proc = proc
+        self.inc = inc
+        self.eff = eff
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.request_done(self.proc, self.inc, self.eff)
+
+
+class _Resume(Event):
+    """A pause ends."""
+
+    __slots__ = ("inc", "proc", "world",)
+
+    def __init__(self, world: Simulation, proc: Process, inc: int) -> None:
+        self.world = world
+        self.proc = proc
+        self.inc = inc
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.resume(self.proc, self.inc)
+
+
+class _Heal(Event):
+    """A partition heals."""
+
+    __slots__ = ("episode", "proc", "world",)
+
+    def __init__(self, world: Simulation, proc: Process, episode: int) -> None:
+        self.world = world
+        self.proc = proc
+        self.episode = episode
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.heal(self.proc, self.episode)
+
+
+class _Unslow(Event):
+    """A slow link is back to normal."""
+
+    __slots__ = ("proc", "world",)
+
+    def __init__(self, world: Simulation, proc: Process) -> None:
+        self.world = world
+        self.proc = proc
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.unslow(self.proc)

@@ -22,7 +22,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from hulytrio.sim.report import run_scenario
+from hulytrio.sim.report import run_scenario, simulation
 from hulytrio.sim.scenario import (
     FaultSpec,
     OperationSpec,
@@ -33,7 +33,6 @@ from hulytrio.sim.scenario import (
     load_scenario,
     parse_scenario,
 )
-from hulytrio.sim.world import Simulation
 
 HERE = Path(__file__).resolve().parent
 REGRESSIONS = HERE / "regressions"
@@ -103,7 +102,7 @@ class ChaosMachine(RuleBasedStateMachine):
             clients=tuple(attrs.evolve(c, seeded_bugs=self.session_bugs)
                           for c in base.clients),
         )
-        self.sim = Simulation(self.scenario)
+        self.sim = simulation(self.scenario)
         self.faults: list[FaultSpec] = []
         self.ops: list[OperationSpec] = []
 

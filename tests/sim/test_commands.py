@@ -90,3 +90,17 @@ def test_campaign_reports_failing_seeds(tmp_path: Path, capsys: pytest.CaptureFi
 def test_bad_seed_range(capsys: pytest.CaptureFixture[str]) -> None:
     assert run([FAILOVER, "--seeds", "5..1"]) == 2
     assert "below" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--trace", "--timeline"])
+def test_an_output_into_a_missing_folder_fails_before_the_run(
+        option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "no" / "such" / "dir" / "out.svg"
+    assert run([FAILOVER, option, str(target)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "", "nothing ran"
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: {option} {target}:")
+    assert "does not exist" in lines[0]
+    assert not target.parent.exists()
