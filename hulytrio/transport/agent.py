@@ -53,6 +53,7 @@ from hulytrio.core.effects import (
 )
 from hulytrio.core.endpoint import EndpointSession
 from hulytrio.core.errors import ErrorCode, LocalProtocolError
+from hulytrio.core.messages import Message
 from hulytrio.core.types import ContainerUuid
 
 from ..wire.codec import (
@@ -63,8 +64,9 @@ from ..wire.codec import (
     encode_payload,
 )
 from .container import Container, Factory, StatelessContainer
+from .limits import refusal
 from .outbox import Outbox
-from .websocket import HandshakeError, WebSocketClosed, accept_websocket
+from .websocket import HandshakeError, WebSocket, WebSocketClosed, accept_websocket
 
 if TYPE_CHECKING:
     from .client import Client
@@ -128,8 +130,18 @@ class _EndpointPeer:
     def __init__(self, runtime: AgentRuntime, session: EndpointSession) -> None:
         self.runtime = runtime
         self.session = session
-        self.outbox = Outbox(ENDPOINT_SEND_QUEUE)
+        self.outbox = Outbox(ENDPOINT_SEND_QUEUE, oversized=self._oversized)
         self.scope = trio.CancelScope()
+
+    def _oversized(self, message: Message, size: int) -> None:
+        """A message is too large for any frame: see ``limits.refusal``."""
+        refused = refusal(message, size, self.outbox.max_frame_bytes)
+        log.warning("agent %s endpoint: %s; not sent to %s", self.runtime.agent_id,
+                    refused.text, self.session.peer_id)
+        if refused.send is not None:
+            self.outbox.put_nowait(refused.send)
+        if refused.answer is not None:
+            self.runtime._endpoint_perform(self, self.session.receive(refused.answer))
 
     def reply(self, call_id: int, payload: bytes) -> None:
         self.runtime._endpoint_perform(self, self.session.reply(call_id, payload))
@@ -223,6 +235,7 @@ class AgentRuntime:
                                            handler_nursery=nursery)
 
     async def _handle_endpoint(self, stream: trio.SocketStream) -> None:
+        """Serve one direct connection; nothing it raises reaches the others."""
         try:
             with trio.fail_after(ENDPOINT_HANDSHAKE_TIMEOUT):
                 ws = await accept_websocket(stream, max_message_size=MAX_FRAME_BYTES)
@@ -230,6 +243,14 @@ class AgentRuntime:
             log.info("agent %s endpoint: upgrade failed: %r", self.agent_id, exc)
             await trio.aclose_forcefully(stream)
             return
+        try:
+            await self._serve_endpoint_peer(ws)
+        except Exception as exc:
+            # A bug meeting one client's input ends that connection only.
+            log.error("agent %s endpoint: connection from %s failed: %r", self.agent_id,
+                      ws.remote, exc)
+
+    async def _serve_endpoint_peer(self, ws: WebSocket) -> None:
         peer = _EndpointPeer(self, EndpointSession(self.agent_id, self._serves, self._fenced))
         self._endpoint_peers[id(peer)] = peer
         try:
@@ -244,6 +265,9 @@ class AgentRuntime:
                         for data in frames:
                             self._endpoint_frame(peer, data)
                     nursery.cancel_scope.cancel()
+        except Exception:
+            ws.close_nowait(1011, "internal error")
+            raise
         finally:
             ws.abort()
             del self._endpoint_peers[id(peer)]

@@ -52,20 +52,22 @@ from hulytrio.core.effects import (
 )
 from hulytrio.core.errors import ConnectionClosed, LocalProtocolError
 from hulytrio.core.events import NetworkEvent
+from hulytrio.core.messages import Message
 from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
 
-from .agent import Agent, AgentRuntime
 from ..wire.codec import (
     MAX_FRAME_BYTES,
     decode_payload,
     encode_payload,
 )
+from .agent import Agent, AgentRuntime
 from .connection import ContainerConnection, open_container_connection, received_messages
 from .container import Factory, StatelessContainer
 from .deadlines import DeadlineTask
 from .errors import single_errors
-from .outbox import Outbox
+from .limits import refusal
+from .outbox import Outbox, Oversized
 from .waiter import Waiter
 from .websocket import HandshakeError, WebSocket, WebSocketClosed, connect_websocket
 
@@ -92,8 +94,8 @@ UPDATES_BUFFER = 1024
 class _Connection:
     __slots__ = ("done", "outbox", "scope", "ws")
 
-    def __init__(self) -> None:
-        self.outbox = Outbox(SEND_QUEUE)
+    def __init__(self, oversized: Oversized) -> None:
+        self.outbox = Outbox(SEND_QUEUE, oversized=oversized)
         self.scope = trio.CancelScope()
         self.ws: WebSocket | None = None
         self.done = trio.Event()
@@ -343,10 +345,21 @@ class Client:
         self.session.handle_timers(now)
         self._drain()
 
+    def _oversized(self, message: Message, size: int) -> None:
+        """A message for the hub is too large for any frame: see ``limits.refusal``."""
+        refused = refusal(message, size, MAX_FRAME_BYTES)
+        log.warning("%s; not sent to the hub", refused.text)
+        conn = self._conn
+        if refused.send is not None and conn is not None:
+            conn.outbox.put_nowait(refused.send)
+        if refused.answer is not None:
+            self.session.receive(refused.answer, trio.current_time())
+        self._drain()
+
     # --- the connection -------------------------------------------------------------
 
     async def _run_connection(self) -> None:
-        conn = _Connection()
+        conn = _Connection(self._oversized)
         self._conn = conn
         try:
             with conn.scope:
@@ -362,6 +375,12 @@ class Client:
                     self._drain()
                     await self._read(ws)
                     nursery.cancel_scope.cancel()
+        except Exception as exc:
+            # A bug meeting the hub's input ends this connection only: the
+            # session reconnects, and the client's other tasks carry on.
+            log.error("hub connection failed: %r", exc)
+            if conn.ws is not None:
+                conn.ws.close_nowait(1011, "internal error")
         finally:
             if conn.ws is not None:
                 conn.ws.abort()

@@ -44,6 +44,7 @@ from ..wire.codec import (
 )
 from .deadlines import DeadlineTask
 from .errors import single_errors
+from .limits import refusal
 from .outbox import Outbox
 from .waiter import Waiter
 from .websocket import HandshakeError, WebSocket, WebSocketClosed, connect_websocket
@@ -149,7 +150,7 @@ class _Direct:
     def __init__(self, ws: WebSocket, machine: EndpointClient) -> None:
         self.ws = ws
         self.machine = machine
-        self.outbox = Outbox()
+        self.outbox = Outbox(oversized=self._oversized)
         self.writer_done = trio.Event()
         self.slots: dict[int, Waiter] = {}
         self.conn: ContainerConnection | None = None
@@ -158,6 +159,15 @@ class _Direct:
 
     def _fire(self, now: float) -> None:
         self.perform(self.machine.handle_timers(now))
+
+    def _oversized(self, message: Message, size: int) -> None:
+        """A message is too large for any frame: see ``limits.refusal``."""
+        refused = refusal(message, size, self.outbox.max_frame_bytes)
+        log.warning("%s; not sent to the agent endpoint", refused.text)
+        if refused.send is not None:
+            self.outbox.put_nowait(refused.send)
+        if refused.answer is not None:
+            self.perform(self.machine.receive(refused.answer, trio.current_time()))
 
     def perform(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -196,11 +206,24 @@ class _Direct:
             self.writer_done.set()
 
     async def run_reader(self) -> None:
+        try:
+            await self._read()
+        except Exception as exc:
+            # A bug meeting the endpoint's input ends this connection only:
+            # its calls fail with ConnectionClosed below.
+            log.error("direct connection to %s failed: %r", self.ws.remote, exc)
+            self.ws.close_nowait(1011, "internal error")
+            self.ws.abort()
+        self.perform(self.machine.connection_lost())
+        if self.conn is not None:
+            self.conn._tx.close()
+
+    async def _read(self) -> None:
         while True:
             try:
                 frames = await self.ws.receive()
             except WebSocketClosed:
-                break
+                return
             now = trio.current_time()
             armings = self.machine.timers.armings
             for data in frames:
@@ -208,9 +231,6 @@ class _Direct:
                     self.perform(self.machine.receive(message, now))
             if self.machine.timers.armings != armings:
                 self.deadlines.poke()
-        self.perform(self.machine.connection_lost())
-        if self.conn is not None:
-            self.conn._tx.close()
 
 
 @asynccontextmanager
