@@ -26,11 +26,12 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
+from typing import assert_never, cast
 
 import attrs
 import trio
 
-from hulytrio.core.effects import CloseConnection, Send
+from hulytrio.core.effects import CloseConnection, HubEffect, Send
 from hulytrio.core.hub import Hub
 from hulytrio.core.messages import Message
 from hulytrio.core.timeouts import Timeouts
@@ -103,18 +104,23 @@ class NetworkServer:
     # --- effects -------------------------------------------------------------------
 
     def _drain(self) -> None:
-        for effect in self.hub.effects():
-            if isinstance(effect, Send):
-                peer = self._peers.get(effect.conn)
-                if (peer is not None and not peer.outbox.closing
-                        and not peer.outbox.put_nowait(effect.message)):
-                    self._drop_slow(peer)
-            elif isinstance(effect, CloseConnection):
-                peer = self._peers.get(effect.conn)
-                if peer is not None:
-                    log.info("closing connection %s (%s): %s", peer.conn, peer.address,
-                             effect.reason)
-                    peer.outbox.close_after_flush(effect.reason)
+        # The core annotates its outputs as any Effect; the hub emits
+        # HubEffect only (core/effects.py).
+        for effect in cast("list[HubEffect]", self.hub.effects()):
+            match effect:
+                case Send():
+                    peer = self._peers.get(effect.conn)
+                    if (peer is not None and not peer.outbox.closing
+                            and not peer.outbox.put_nowait(effect.message)):
+                        self._drop_slow(peer)
+                case CloseConnection():
+                    peer = self._peers.get(effect.conn)
+                    if peer is not None:
+                        log.info("closing connection %s (%s): %s", peer.conn, peer.address,
+                                 effect.reason)
+                        peer.outbox.close_after_flush(effect.reason)
+                case _:
+                    assert_never(effect)
         self._timer.poke()
 
     def _drop_slow(self, peer: _Peer) -> None:
