@@ -31,28 +31,37 @@ writes its answers, a client that does not read is dropped).
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeAlias, assert_never, cast
 
+import attrs
 import trio
 
 from hulytrio.core.agent import AgentState, LocalStatus
 from hulytrio.core.effects import (
     CloseConnection,
     ConnectContainer,
+    DeliverPush,
     DisconnectContainer,
     Effect,
+    EndpointEffect,
+    Reject,
+    Resolve,
     RunRequest,
     Send,
     SetServing,
     StartContainer,
     StopContainer,
+    StreamEnded,
 )
 from hulytrio.core.endpoint import EndpointSession
 from hulytrio.core.errors import ErrorCode, LocalProtocolError
+from hulytrio.core.messages import Message
+from hulytrio.core.session import ClientSession
 from hulytrio.core.types import ContainerUuid
 
 from ..wire.codec import (
@@ -63,13 +72,17 @@ from ..wire.codec import (
     encode_payload,
 )
 from .container import Container, Factory, StatelessContainer
+from .limits import refusal
 from .outbox import Outbox
-from .websocket import HandshakeError, WebSocketClosed, accept_websocket
+from .websocket import HandshakeError, WebSocket, WebSocketClosed, accept_websocket
 
-if TYPE_CHECKING:
-    from .client import Client
+__all__ = ["Agent", "AgentHost", "AgentRuntime", "HostedAgentEffect"]
 
-__all__ = ["Agent", "AgentRuntime"]
+#: The session effects addressed to an agent it hosts (``AgentRuntime.perform_hub_effect``).
+HostedAgentEffect: TypeAlias = (
+    StartContainer | StopContainer | SetServing | RunRequest | ConnectContainer
+    | DisconnectContainer
+)
 
 #: Request workers an agent keeps parked; a burst of blocking requests starts
 #: more, which end once they find nothing to do.
@@ -81,6 +94,28 @@ log = logging.getLogger("hulytrio.agent")
 ENDPOINT_SEND_QUEUE = 10_000
 #: Seconds a direct connection has to complete the WebSocket upgrade.
 ENDPOINT_HANDSHAKE_TIMEOUT = 10.0
+
+
+@attrs.frozen
+class AgentHost:
+    """What an agent runtime uses of the client that hosts it (the client builds it).
+
+    Bound methods, so a call through the host costs what a call on the
+    client would.
+    """
+
+    #: the client's session, where the agent's state lives
+    session: ClientSession
+    #: perform what the session emitted; called after every input fed to it
+    drain: Callable[[], None]
+    #: wait for a session call's outcome: returns its value or raises its error
+    wait: Callable[[int], Awaitable[Any]]
+    #: run ``fn(*args)`` in the client's nursery, shielded until the client closes
+    spawn: Callable[..., None]
+    #: ``nursery.start`` in the client's nursery: returns what the task reports started
+    start: Callable[..., Awaitable[Any]]
+    #: the agent with this id closed: the client forgets it
+    forget: Callable[[str], None]
 
 
 class _Route(Protocol):
@@ -107,6 +142,11 @@ class Agent:
         """Return the URL of the agent's own server (None without one)."""
         return self._runtime.state.endpoint
 
+    @property
+    def state(self) -> AgentState:
+        """Return the agent's core state machine (for inspection, and tests that drive it)."""
+        return self._runtime.state
+
     def containers(self) -> dict[str, Container]:
         """Return the containers running here (serving or standing by), by uuid."""
         return dict(self._runtime.containers)
@@ -128,8 +168,18 @@ class _EndpointPeer:
     def __init__(self, runtime: AgentRuntime, session: EndpointSession) -> None:
         self.runtime = runtime
         self.session = session
-        self.outbox = Outbox(ENDPOINT_SEND_QUEUE)
+        self.outbox = Outbox(ENDPOINT_SEND_QUEUE, oversized=self._oversized)
         self.scope = trio.CancelScope()
+
+    def _oversized(self, message: Message, size: int) -> None:
+        """A message is too large for any frame: see ``limits.refusal``."""
+        refused = refusal(message, size, self.outbox.max_frame_bytes)
+        log.warning("agent %s endpoint: %s; not sent to %s", self.runtime.agent_id,
+                    refused.text, self.session.peer_id)
+        if refused.send is not None:
+            self.outbox.put_nowait(refused.send)
+        if refused.answer is not None:
+            self.runtime._endpoint_perform(self, self.session.receive(refused.answer))
 
     def reply(self, call_id: int, payload: bytes) -> None:
         self.runtime._endpoint_perform(self, self.session.reply(call_id, payload))
@@ -142,27 +192,27 @@ class _EndpointPeer:
 class _HubRoute:
     """The route of answers to requests that came through the hub."""
 
-    __slots__ = ("client",)
+    __slots__ = ("host",)
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
+    def __init__(self, host: AgentHost) -> None:
+        self.host = host
 
     def reply(self, call_id: int, payload: bytes) -> None:
-        self.client.session.agent_reply(call_id, payload)
-        self.client._drain()
+        self.host.session.agent_reply(call_id, payload)
+        self.host.drain()
 
     def fail(self, call_id: int, code: str, message: str, type_name: str) -> None:
-        self.client.session.agent_error(call_id, code, message, type_name)
-        self.client._drain()
+        self.host.session.agent_error(call_id, code, message, type_name)
+        self.host.drain()
 
 
 class AgentRuntime:
     """Performs one agent's effects (see module docstring)."""
 
-    def __init__(self, client: Client, agent_id: str, factories: dict[str, Factory],
+    def __init__(self, host: AgentHost, agent_id: str, factories: dict[str, Factory],
                  stateless: tuple[StatelessContainer, ...]) -> None:
-        self.client = client
-        self._hub_route = _HubRoute(client)
+        self.host = host
+        self._hub_route = _HubRoute(host)
         self.agent_id = agent_id
         self.factories = factories
         self.state = AgentState(agent_id, tuple(factories))
@@ -203,8 +253,7 @@ class AgentRuntime:
         if not sep or not port_text.isdigit():
             raise ValueError(f"endpoint must be HOST:PORT, got {spec!r}")
         host = host or "0.0.0.0"
-        listener: Any = await self.client._nursery.start(self._serve_endpoint, host,
-                                                         int(port_text))
+        listener: Any = await self.host.start(self._serve_endpoint, host, int(port_text))
         advertised = host
         if host in ("0.0.0.0", "::"):
             advertised = os.environ.get("AGENT_HOST") or socket.gethostname()
@@ -223,6 +272,7 @@ class AgentRuntime:
                                            handler_nursery=nursery)
 
     async def _handle_endpoint(self, stream: trio.SocketStream) -> None:
+        """Serve one direct connection; nothing it raises reaches the others."""
         try:
             with trio.fail_after(ENDPOINT_HANDSHAKE_TIMEOUT):
                 ws = await accept_websocket(stream, max_message_size=MAX_FRAME_BYTES)
@@ -230,6 +280,14 @@ class AgentRuntime:
             log.info("agent %s endpoint: upgrade failed: %r", self.agent_id, exc)
             await trio.aclose_forcefully(stream)
             return
+        try:
+            await self._serve_endpoint_peer(ws)
+        except Exception as exc:
+            # A bug meeting one client's input ends that connection only.
+            log.error("agent %s endpoint: connection from %s failed: %r", self.agent_id,
+                      ws.remote, exc)
+
+    async def _serve_endpoint_peer(self, ws: WebSocket) -> None:
         peer = _EndpointPeer(self, EndpointSession(self.agent_id, self._serves, self._fenced))
         self._endpoint_peers[id(peer)] = peer
         try:
@@ -244,6 +302,9 @@ class AgentRuntime:
                         for data in frames:
                             self._endpoint_frame(peer, data)
                     nursery.cancel_scope.cancel()
+        except Exception:
+            ws.close_nowait(1011, "internal error")
+            raise
         finally:
             ws.abort()
             del self._endpoint_peers[id(peer)]
@@ -272,75 +333,87 @@ class AgentRuntime:
     def _fenced(self, uuid: ContainerUuid) -> bool:
         return self.state.is_fenced(uuid) and uuid in self.containers
 
-    def _endpoint_perform(self, peer: _EndpointPeer, effects: list[Effect]) -> None:
+    def _endpoint_perform(self, peer: _EndpointPeer, effects: Sequence[Effect]) -> None:
         es = peer.session
-        for effect in effects:
-            if isinstance(effect, Send):
-                if not peer.outbox.put_nowait(effect.message) and not peer.outbox.closing:
-                    log.warning("agent %s endpoint: dropping %s, it does not read",
-                                self.agent_id, es.peer_id)
-                    peer.scope.cancel()
-            elif isinstance(effect, CloseConnection):
-                peer.outbox.close_after_flush(effect.reason)
-            elif isinstance(effect, RunRequest):
-                self._submit(effect, peer)
-            elif isinstance(effect, ConnectContainer):
-                uuid = effect.uuid
+        # The core annotates its outputs as any Effect; an endpoint session
+        # emits EndpointEffect only (core/effects.py).
+        for effect in cast("Sequence[EndpointEffect]", effects):
+            match effect:
+                case Send():
+                    if not peer.outbox.put_nowait(effect.message) and not peer.outbox.closing:
+                        log.warning("agent %s endpoint: dropping %s, it does not read",
+                                    self.agent_id, es.peer_id)
+                        peer.scope.cancel()
+                case CloseConnection():
+                    peer.outbox.close_after_flush(effect.reason)
+                case RunRequest():
+                    self._submit(effect, peer)
+                case ConnectContainer():
+                    self._spawn(self._connect, id(peer), effect.uuid, effect.client_id,
+                                functools.partial(self._endpoint_push, peer, effect.uuid))
+                case DisconnectContainer():
+                    self._spawn(self._disconnect, id(peer), effect.uuid, effect.client_id)
+                case Resolve() | Reject() | DeliverPush() | StreamEnded():
+                    pass  # the calling side's effects (EndpointClient); a server emits none
+                case _:
+                    assert_never(effect)
 
-                async def push(payload: bytes, uuid: str = uuid) -> None:
-                    self._endpoint_perform(peer, es.push(uuid, payload))
-
-                self._spawn(self._connect, id(peer), effect.uuid, effect.client_id, push)
-            elif isinstance(effect, DisconnectContainer):
-                self._spawn(self._disconnect, id(peer), effect.uuid, effect.client_id)
+    async def _endpoint_push(self, peer: _EndpointPeer, uuid: str, payload: bytes) -> None:
+        self._endpoint_perform(peer, peer.session.push(uuid, payload))
 
     # --- hub effects -----------------------------------------------------------------
 
-    def perform_hub_effect(self, effect: Effect) -> None:
+    def perform_hub_effect(self, effect: HostedAgentEffect) -> None:
         """Perform one agent effect the client session emitted."""
-        if isinstance(effect, StartContainer):
-            # A parked worker starts it (cheaper than a new task: a cold get
-            # waits for this); once the agent closes, a task of its own.
-            if self._requests_closed:
-                self._spawn(self._start, effect)
-            else:
-                self._tasks += 1
-                self._queue.append((self._start, (effect,)))
-                self._call_runner()
-        elif isinstance(effect, StopContainer):
-            container = self.containers.pop(effect.uuid, None)
-            if container is not None:
-                self._spawn(self._terminate, effect.uuid, container)
-        elif isinstance(effect, SetServing):
-            if effect.fenced:
-                # Paused until the hub answers our registration: streams stay.
-                log.debug("agent %s: %s paused until the hub confirms it", self.agent_id,
-                          effect.uuid)
-                return
-            log.info("agent %s: %s %s (epoch %d)", self.agent_id,
-                     "serves" if effect.serving else "stands by for", effect.uuid, effect.epoch)
-            if not effect.serving:
-                for peer in list(self._endpoint_peers.values()):
-                    self._endpoint_perform(peer, peer.session.container_stopped(effect.uuid))
-        elif isinstance(effect, RunRequest):
-            self._submit(effect, self._hub_route)
-        elif isinstance(effect, ConnectContainer):
-            session, client = self.client.session, self.client
-            uuid, client_id = effect.uuid, effect.client_id
+        match effect:
+            case StartContainer():
+                # A parked worker starts it (cheaper than a new task: a cold get
+                # waits for this); once the agent closes, a task of its own.
+                if self._requests_closed:
+                    self._spawn(self._start, effect)
+                else:
+                    self._tasks += 1
+                    self._queue.append((self._start, (effect,)))
+                    self._call_runner()
+            case StopContainer():
+                container = self.containers.pop(effect.uuid, None)
+                if container is not None:
+                    self._spawn(self._terminate, effect.uuid, container)
+            case SetServing():
+                self._set_serving(effect)
+            case RunRequest():
+                self._submit(effect, self._hub_route)
+            case ConnectContainer():
+                session, drain = self.host.session, self.host.drain
+                uuid, client_id = effect.uuid, effect.client_id
 
-            async def push(payload: bytes) -> None:
-                session.agent_push(uuid, client_id, payload)
-                client._drain()
+                async def push(payload: bytes) -> None:
+                    session.agent_push(uuid, client_id, payload)
+                    drain()
 
-            self._spawn(self._connect, 0, uuid, client_id, push)
-        elif isinstance(effect, DisconnectContainer):
-            self._spawn(self._disconnect, 0, effect.uuid, effect.client_id)
+                self._spawn(self._connect, 0, uuid, client_id, push)
+            case DisconnectContainer():
+                self._spawn(self._disconnect, 0, effect.uuid, effect.client_id)
+            case _:
+                assert_never(effect)
+
+    def _set_serving(self, effect: SetServing) -> None:
+        if effect.fenced:
+            # Paused until the hub answers our registration: streams stay.
+            log.debug("agent %s: %s paused until the hub confirms it", self.agent_id,
+                      effect.uuid)
+            return
+        log.info("agent %s: %s %s (epoch %d)", self.agent_id,
+                 "serves" if effect.serving else "stands by for", effect.uuid, effect.epoch)
+        if not effect.serving:
+            for peer in list(self._endpoint_peers.values()):
+                self._endpoint_perform(peer, peer.session.container_stopped(effect.uuid))
 
     # --- user code -----------------------------------------------------------------------
 
     def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         self._tasks += 1
-        self.client.spawn(self._task, fn, args)
+        self.host.spawn(self._task, fn, args)
 
     async def _task(self, fn: Callable[..., Awaitable[None]], args: tuple[Any, ...]) -> None:
         try:
@@ -369,7 +442,7 @@ class AgentRuntime:
             return
         self._runner_coming = True
         if not self._parked.unpark():
-            self.client.spawn(self._request_worker)
+            self.host.spawn(self._request_worker)
 
     async def _request_worker(self) -> None:
         queue = self._queue
@@ -388,7 +461,7 @@ class AgentRuntime:
             await self._parked.park()
 
     async def _start(self, effect: StartContainer) -> None:
-        session, uuid = self.client.session, effect.uuid
+        session, uuid = self.host.session, effect.uuid
         factory = self.factories.get(effect.kind)
         try:
             if factory is None:
@@ -398,7 +471,7 @@ class AgentRuntime:
             log.warning("agent %s: starting %s %s failed: %r", self.agent_id, effect.kind,
                         uuid, exc)
             session.agent_start_failed(self.agent_id, uuid, f"{type(exc).__name__}: {exc}")
-            self.client._drain()
+            self.host.drain()
             return
         if self.closed or self.state.status(uuid) is not LocalStatus.STARTING:
             # Terminated (or the agent closed) while the factory ran.
@@ -406,7 +479,7 @@ class AgentRuntime:
             return
         self.containers[uuid] = container
         session.agent_started(self.agent_id, uuid)
-        self.client._drain()
+        self.host.drain()
 
     async def _terminate(self, uuid: str, container: Container) -> None:
         for key in [k for k in self._streams if k[1] == uuid]:
@@ -481,10 +554,10 @@ class AgentRuntime:
         if self.closed:
             return
         self.closed = True
-        client = self.client
-        handle = client.session.unregister_agent(self.agent_id)
+        host = self.host
+        handle = host.session.unregister_agent(self.agent_id)
         with trio.move_on_after(2):
-            await client._wait(handle)
+            await host.wait(handle)
         # Containers the session did not know yet (stateless never registered).
         for uuid, container in list(self.containers.items()):
             del self.containers[uuid]
@@ -496,7 +569,7 @@ class AgentRuntime:
         self._requests_closed = True
         self._parked.unpark_all()
         self.cancel()
-        client._agents.pop(self.agent_id, None)
+        host.forget(self.agent_id)
 
     def cancel(self) -> None:
         """Close the endpoint server and its connections at once."""

@@ -28,7 +28,7 @@ import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never, cast
 
 import trio
 
@@ -39,19 +39,20 @@ from hulytrio.core.effects import (
     DeliverEvent,
     DeliverPush,
     DisconnectContainer,
-    Effect,
     OpenConnection,
     ReferenceChanged,
     Reject,
     Resolve,
     RunRequest,
     Send,
+    SessionEffect,
     SetServing,
     StartContainer,
     StopContainer,
 )
 from hulytrio.core.errors import ConnectionClosed, LocalProtocolError
 from hulytrio.core.events import NetworkEvent
+from hulytrio.core.messages import Message
 from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
 
@@ -60,12 +61,18 @@ from ..wire.codec import (
     decode_payload,
     encode_payload,
 )
-from .agent import Agent, AgentRuntime
-from .connection import ContainerConnection, open_container_connection, received_messages
+from .agent import Agent, AgentHost, AgentRuntime
+from .connection import (
+    ContainerConnection,
+    open_endpoint,
+    received_messages,
+    run_direct_connection,
+)
 from .container import Factory, StatelessContainer
 from .deadlines import DeadlineTask
 from .errors import single_errors
-from .outbox import Outbox
+from .limits import refusal
+from .outbox import Outbox, Oversized
 from .waiter import Waiter
 from .websocket import HandshakeError, WebSocket, WebSocketClosed, connect_websocket
 
@@ -92,8 +99,8 @@ UPDATES_BUFFER = 1024
 class _Connection:
     __slots__ = ("done", "outbox", "scope", "ws")
 
-    def __init__(self) -> None:
-        self.outbox = Outbox(SEND_QUEUE)
+    def __init__(self, oversized: Oversized) -> None:
+        self.outbox = Outbox(SEND_QUEUE, oversized=oversized)
         self.scope = trio.CancelScope()
         self.ws: WebSocket | None = None
         self.done = trio.Event()
@@ -151,8 +158,10 @@ class Client:
         self._conn: _Connection | None = None
         self._updates: dict[int, Updates] = {}
         #: uuid -> push listeners of event streams opened through the hub
-        self._push_listeners: dict[str, dict[int, trio.MemorySendChannel[bytes]]] = {}
+        self._push_listeners: dict[str, dict[int, ContainerConnection]] = {}
         self._agents: dict[str, AgentRuntime] = {}
+        self._agent_host = AgentHost(session, self._drain, self._wait, self.spawn,
+                                     nursery.start, self._forget_agent)
         self._refs: dict[int, ContainerReference] = {}
         self._welcomed = trio.Event()
         self._timer = DeadlineTask(session.next_deadline, self._fire)
@@ -225,7 +234,7 @@ class Client:
         agent_id = agent_id if agent_id is not None else f"agent-{secrets.token_hex(4)}"
         if agent_id in self._agents:
             raise LocalProtocolError(f"agent {agent_id!r} is already hosted here")
-        runtime = AgentRuntime(self, agent_id, dict(factories), tuple(stateless))
+        runtime = AgentRuntime(self._agent_host, agent_id, dict(factories), tuple(stateless))
         advertised = None
         if endpoint is not None:
             advertised = await runtime.open_endpoint(endpoint)
@@ -282,71 +291,121 @@ class Client:
             effects = session.effects()
             if not effects:
                 break
-            for effect in effects:
+            # The core annotates its outputs as any Effect; a session emits
+            # SessionEffect only (core/effects.py).
+            for effect in cast("list[SessionEffect]", effects):
                 self._perform(effect)
         if session.welcomes and not self._welcomed.is_set():
             self._welcomed.set()
         self._timer.poke()
 
-    def _perform(self, effect: Effect) -> None:
-        if isinstance(effect, Send):
-            conn = self._conn
-            if (conn is not None and conn.ws is not None and not conn.outbox.closing
-                    and not conn.outbox.put_nowait(effect.message)):
-                # The hub has not drained this many messages: the connection
-                # is as good as dead.  Drop it; the session reconnects and
-                # resends what had no answer.
-                log.warning("hub connection send queue full (%d); reconnecting",
-                            SEND_QUEUE)
-                conn.outbox.closing = True
-                conn.scope.cancel()
-        elif isinstance(effect, (Resolve, Reject)):  # a tuple: 3x faster than a union
-            waiter = self._slots.get(effect.handle)
-            if waiter is not None:
-                waiter.set(effect)
-        elif isinstance(effect, DeliverEvent):
-            for key, listener in list(self._updates.items()):
-                if not listener._deliver(effect.event):
-                    log.warning("updates() listener fell behind; cut off")
-                    self._updates.pop(key, None)
-        elif isinstance(effect, DeliverPush):
-            for tx in list(self._push_listeners.get(effect.uuid, {}).values()):
-                try:
-                    tx.send_nowait(effect.payload)
-                except (trio.WouldBlock, trio.ClosedResourceError):
-                    log.warning("event stream of %s is not being read; event dropped",
-                                effect.uuid)
-        elif isinstance(effect, ReferenceChanged):
-            ref = self._refs.get(effect.ref)
-            if ref is not None and effect.record is not None:
-                ref._record = effect.record
-        elif isinstance(effect, OpenConnection):
-            self.spawn(self._run_connection)
-        elif isinstance(effect, CloseConnection):
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                log.info("closing hub connection: %s", effect.reason)
-                if conn.ws is None:
+    def _perform(self, effect: SessionEffect) -> None:
+        # Ordered by frequency: a routed request is a Send and a Resolve here.
+        match effect:
+            case Send():
+                conn = self._conn
+                if (conn is not None and conn.ws is not None and not conn.outbox.closing
+                        and not conn.outbox.put_nowait(effect.message)):
+                    # The hub has not drained this many messages: the connection
+                    # is as good as dead.  Drop it; the session reconnects and
+                    # resends what had no answer.
+                    log.warning("hub connection send queue full (%d); reconnecting",
+                                SEND_QUEUE)
+                    conn.outbox.closing = True
                     conn.scope.cancel()
-                else:
-                    conn.outbox.close_after_flush(effect.reason)
-                conn.scope.deadline = min(conn.scope.deadline, trio.current_time() + 2)
-        elif isinstance(effect, StartContainer | StopContainer | SetServing | RunRequest
-                        | ConnectContainer | DisconnectContainer):
-            runtime = self._agents.get(effect.agent_id)
-            if runtime is not None:
-                runtime.perform_hub_effect(effect)
-        else:  # pragma: no cover - every effect a session emits is listed above
-            raise AssertionError(effect)
+            case Resolve() | Reject():
+                waiter = self._slots.get(effect.handle)
+                if waiter is not None:
+                    waiter.set(effect)
+            case (RunRequest() | StartContainer() | StopContainer() | SetServing()
+                  | ConnectContainer() | DisconnectContainer()):
+                runtime = self._agents.get(effect.agent_id)
+                if runtime is not None:
+                    runtime.perform_hub_effect(effect)
+            case DeliverEvent():
+                for key, listener in list(self._updates.items()):
+                    if not listener._deliver(effect.event):
+                        log.warning("updates() listener fell behind; cut off")
+                        self._updates.pop(key, None)
+            case DeliverPush():
+                for conn_ in list(self._push_listeners.get(effect.uuid, {}).values()):
+                    conn_.push_nowait(effect.payload)
+            case ReferenceChanged():
+                ref = self._refs.get(effect.ref)
+                if ref is not None and effect.record is not None:
+                    ref._record = effect.record
+            case OpenConnection():
+                self.spawn(self._run_connection)
+            case CloseConnection():
+                self._close_connection(effect.reason)
+            case _:
+                assert_never(effect)
+
+    def _close_connection(self, reason: str) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            log.info("closing hub connection: %s", reason)
+            if conn.ws is None:
+                conn.scope.cancel()
+            else:
+                conn.outbox.close_after_flush(reason)
+            conn.scope.deadline = min(conn.scope.deadline, trio.current_time() + 2)
+
+    def _forget_agent(self, agent_id: str) -> None:
+        self._agents.pop(agent_id, None)
+
+    # --- container connections ------------------------------------------------------
+
+    @asynccontextmanager
+    async def _connect(self, ref: ContainerReference) -> AsyncIterator[ContainerConnection]:
+        """``ref.connect()``: straight to the agent's endpoint if it has one, else the hub."""
+        endpoint = ref.record.endpoint
+        if endpoint:
+            ws = await open_endpoint(endpoint)
+            if ws is not None:
+                async with run_direct_connection(ref, ws, self.client_id) as conn:
+                    yield conn
+                return
+        async with self._open_via_hub(ref) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _open_via_hub(self, ref: ContainerReference
+                            ) -> AsyncIterator[ContainerConnection]:
+        conn = ContainerConnection(ref, None)
+        uuid = ref.uuid
+        listeners = self._push_listeners.setdefault(uuid, {})
+        listeners[id(conn)] = conn
+        try:
+            await self._wait(self.session.connect_container(ref.ref_id))
+            yield conn
+        finally:
+            listeners.pop(id(conn), None)
+            if not listeners:
+                self._push_listeners.pop(uuid, None)
+            conn.end_events()
+            self.session.disconnect_container(uuid)
+            self._drain()
 
     def _fire(self, now: float) -> None:
         self.session.handle_timers(now)
         self._drain()
 
+    def _oversized(self, message: Message, size: int) -> None:
+        """A message for the hub is too large for any frame: see ``limits.refusal``."""
+        refused = refusal(message, size, MAX_FRAME_BYTES)
+        log.warning("%s; not sent to the hub", refused.text)
+        conn = self._conn
+        if refused.send is not None and conn is not None:
+            conn.outbox.put_nowait(refused.send)
+        if refused.answer is not None:
+            self.session.receive(refused.answer, trio.current_time())
+        self._drain()
+
     # --- the connection -------------------------------------------------------------
 
     async def _run_connection(self) -> None:
-        conn = _Connection()
+        conn = _Connection(self._oversized)
         self._conn = conn
         try:
             with conn.scope:
@@ -362,6 +421,12 @@ class Client:
                     self._drain()
                     await self._read(ws)
                     nursery.cancel_scope.cancel()
+        except Exception as exc:
+            # A bug meeting the hub's input ends this connection only: the
+            # session reconnects, and the client's other tasks carry on.
+            log.error("hub connection failed: %r", exc)
+            if conn.ws is not None:
+                conn.ws.close_nowait(1011, "internal error")
         finally:
             if conn.ws is not None:
                 conn.ws.abort()
@@ -462,7 +527,7 @@ class ContainerReference:
         With an agent endpoint the connection goes straight to the agent (the
         reference's "routed" path); otherwise through the hub ("noconnect").
         """
-        return open_container_connection(self)
+        return self._client._connect(self)
 
     def cast(self, interface: type[T], *, qualified: bool = False) -> T:
         """Return a proxy whose method calls become requests named after the method.

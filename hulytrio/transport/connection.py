@@ -1,14 +1,17 @@
 """``ref.connect()``: an event stream (and request path) to one container.
 
-Two paths, chosen by the container's record:
+Two paths, chosen by the container's record (``ContainerReference.connect``
+in ``client.py`` chooses):
 
 - the record has an endpoint (its agent runs its own server): a WebSocket
   straight to the agent, driven by the core ``EndpointClient``; requests on
   the connection and the container's broadcasts bypass the hub (the
-  reference's "routed" endpoint);
+  reference's "routed" endpoint).  This module: ``open_endpoint`` and
+  ``run_direct_connection``;
 - no endpoint ("noconnect"): the hub relays the stream (``Connect`` /
   ``Push`` / ``Disconnect`` through the client session); requests go
-  through the hub like ``ref.request``.
+  through the hub like ``ref.request``.  The client driver runs it and
+  feeds the ``ContainerConnection`` through ``push_nowait`` / ``end_events``.
 
 If the agent's endpoint cannot be reached, the hub path is used instead.
 """
@@ -16,18 +19,22 @@ If the agent's endpoint cannot be reached, the hub path is used instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, assert_never, cast
 
 import trio
 
 from hulytrio.core.effects import (
     CloseConnection,
+    ConnectContainer,
     DeliverPush,
+    DisconnectContainer,
     Effect,
+    EndpointEffect,
     Reject,
     Resolve,
+    RunRequest,
     Send,
     StreamEnded,
 )
@@ -44,14 +51,19 @@ from ..wire.codec import (
 )
 from .deadlines import DeadlineTask
 from .errors import single_errors
+from .limits import refusal
 from .outbox import Outbox
 from .waiter import Waiter
 from .websocket import HandshakeError, WebSocket, WebSocketClosed, connect_websocket
 
-if TYPE_CHECKING:
-    from .client import ContainerReference
-
-__all__ = ["ContainerConnection", "ContainerEvents", "open_container_connection"]
+__all__ = [
+    "ConnectionTarget",
+    "ContainerConnection",
+    "ContainerEvents",
+    "open_endpoint",
+    "received_messages",
+    "run_direct_connection",
+]
 
 log = logging.getLogger("hulytrio.client")
 
@@ -78,10 +90,23 @@ def received_messages(data: bytes | str, source: str) -> list[Message]:
     return messages
 
 
+class ConnectionTarget(Protocol):
+    """The container a connection is to (a ``ContainerReference``)."""
+
+    @property
+    def uuid(self) -> str:
+        """Return the container's uuid (it may change while the reference follows it)."""
+        ...
+
+    async def request(self, operation: str, data: Any = None) -> Any:
+        """Call ``operation`` through the hub; returns the decoded result."""
+        ...
+
+
 class ContainerConnection:
     """An open connection to one container: ``request`` and ``events()``."""
 
-    def __init__(self, ref: ContainerReference, direct: _Direct | None) -> None:
+    def __init__(self, ref: ConnectionTarget, direct: _Direct | None) -> None:
         self._ref = ref
         self._direct = direct
         self._tx, self._rx = trio.open_memory_channel[bytes](EVENTS_BUFFER)
@@ -117,13 +142,18 @@ class ContainerConnection:
         """
         return ContainerEvents(self._rx)
 
-    def _push(self, payload: bytes) -> None:
+    def push_nowait(self, payload: bytes) -> None:
+        """Hand one pushed event (encoded) to ``events()``; dropped (logged) when not read."""
         try:
             self._tx.send_nowait(payload)
         except trio.WouldBlock:
             log.warning("events of %s are not being read; event dropped", self.uuid)
         except trio.ClosedResourceError:
             pass
+
+    def end_events(self) -> None:
+        """End ``events()`` (the stream closed); events pushed later are dropped."""
+        self._tx.close()
 
 
 class ContainerEvents:
@@ -149,7 +179,7 @@ class _Direct:
     def __init__(self, ws: WebSocket, machine: EndpointClient) -> None:
         self.ws = ws
         self.machine = machine
-        self.outbox = Outbox()
+        self.outbox = Outbox(oversized=self._oversized)
         self.writer_done = trio.Event()
         self.slots: dict[int, Waiter] = {}
         self.conn: ContainerConnection | None = None
@@ -159,20 +189,38 @@ class _Direct:
     def _fire(self, now: float) -> None:
         self.perform(self.machine.handle_timers(now))
 
-    def perform(self, effects: list[Effect]) -> None:
-        for effect in effects:
-            if isinstance(effect, Send):
-                self.outbox.put_nowait(effect.message)
-            elif isinstance(effect, (Resolve, Reject)):
-                waiter = self.slots.get(effect.handle)
-                if waiter is not None:
-                    waiter.set(effect)
-            elif isinstance(effect, CloseConnection):
-                self.outbox.close_after_flush(effect.reason)
-            elif isinstance(effect, DeliverPush) and self.conn is not None:
-                self.conn._push(effect.payload)
-            elif isinstance(effect, StreamEnded) and self.conn is not None:
-                self.conn._tx.close()
+    def _oversized(self, message: Message, size: int) -> None:
+        """A message is too large for any frame: see ``limits.refusal``."""
+        refused = refusal(message, size, self.outbox.max_frame_bytes)
+        log.warning("%s; not sent to the agent endpoint", refused.text)
+        if refused.send is not None:
+            self.outbox.put_nowait(refused.send)
+        if refused.answer is not None:
+            self.perform(self.machine.receive(refused.answer, trio.current_time()))
+
+    def perform(self, effects: Sequence[Effect]) -> None:
+        # The core annotates its outputs as any Effect; an endpoint client
+        # emits EndpointEffect only (core/effects.py).
+        for effect in cast("Sequence[EndpointEffect]", effects):
+            match effect:
+                case Send():
+                    self.outbox.put_nowait(effect.message)
+                case Resolve() | Reject():
+                    waiter = self.slots.get(effect.handle)
+                    if waiter is not None:
+                        waiter.set(effect)
+                case CloseConnection():
+                    self.outbox.close_after_flush(effect.reason)
+                case DeliverPush():
+                    if self.conn is not None:
+                        self.conn.push_nowait(effect.payload)
+                case StreamEnded():
+                    if self.conn is not None:
+                        self.conn.end_events()
+                case RunRequest() | ConnectContainer() | DisconnectContainer():
+                    pass  # the serving side's effects (EndpointSession); a client emits none
+                case _:
+                    assert_never(effect)
 
     async def wait(self, handle: int) -> Any:
         waiter = self.slots[handle] = Waiter()
@@ -196,11 +244,24 @@ class _Direct:
             self.writer_done.set()
 
     async def run_reader(self) -> None:
+        try:
+            await self._read()
+        except Exception as exc:
+            # A bug meeting the endpoint's input ends this connection only:
+            # its calls fail with ConnectionClosed below.
+            log.error("direct connection to %s failed: %r", self.ws.remote, exc)
+            self.ws.close_nowait(1011, "internal error")
+            self.ws.abort()
+        self.perform(self.machine.connection_lost())
+        if self.conn is not None:
+            self.conn.end_events()
+
+    async def _read(self) -> None:
         while True:
             try:
                 frames = await self.ws.receive()
             except WebSocketClosed:
-                break
+                return
             now = trio.current_time()
             armings = self.machine.timers.armings
             for data in frames:
@@ -208,41 +269,34 @@ class _Direct:
                     self.perform(self.machine.receive(message, now))
             if self.machine.timers.armings != armings:
                 self.deadlines.poke()
-        self.perform(self.machine.connection_lost())
-        if self.conn is not None:
-            self.conn._tx.close()
 
 
 @asynccontextmanager
-async def open_container_connection(ref: ContainerReference
-                                    ) -> AsyncIterator[ContainerConnection]:
-    """Open a connection to ``ref``'s container (see module docstring).
+async def run_direct_connection(ref: ConnectionTarget, ws: WebSocket, client_id: str
+                                ) -> AsyncIterator[ContainerConnection]:
+    """Run a direct connection to ``ref``'s container over ``ws`` (from ``open_endpoint``).
+
+    Yields the ``ContainerConnection`` once the endpoint accepted the stream;
+    on exit disconnects and closes ``ws``.
 
     Raises:
-        ContainerNotFound: the container does not serve (any more).
-        ConnectionClosed: the client closed.
+        ContainerNotFound: the container does not serve there (any more).
+        ConnectionClosed: the connection closed before the endpoint answered.
     """
-    endpoint = ref.record.endpoint
-    if endpoint:
-        ws = await _open_endpoint(endpoint)
-        if ws is not None:
-            with single_errors():
-                async with trio.open_nursery() as nursery:
-                    try:
-                        async with _run_direct(ref, ws, nursery) as conn:
-                            yield conn
-                    finally:
-                        ws.abort()
-                        nursery.cancel_scope.cancel()
-            return
-    async with _open_via_hub(ref) as conn:
-        yield conn
+    with single_errors():
+        async with trio.open_nursery() as nursery:
+            try:
+                async with _run_direct(ref, ws, client_id, nursery) as conn:
+                    yield conn
+            finally:
+                ws.abort()
+                nursery.cancel_scope.cancel()
 
 
 @asynccontextmanager
-async def _run_direct(ref: ContainerReference, ws: WebSocket, nursery: trio.Nursery
-                      ) -> AsyncIterator[ContainerConnection]:
-    direct = _Direct(ws, EndpointClient(ref._client.client_id))
+async def _run_direct(ref: ConnectionTarget, ws: WebSocket, client_id: str,
+                      nursery: trio.Nursery) -> AsyncIterator[ContainerConnection]:
+    direct = _Direct(ws, EndpointClient(client_id))
     nursery.start_soon(direct.run_writer)
     nursery.start_soon(direct.run_reader)
     nursery.start_soon(direct.deadlines.run)
@@ -263,30 +317,11 @@ async def _run_direct(ref: ContainerReference, ws: WebSocket, nursery: trio.Nurs
                 await direct.writer_done.wait()
 
 
-async def _open_endpoint(url: str) -> WebSocket | None:
+async def open_endpoint(url: str) -> WebSocket | None:
+    """Open a WebSocket to an agent's endpoint; returns it, or None (logged) if unreachable."""
     try:
         with trio.fail_after(5):
             return await connect_websocket(url, max_message_size=MAX_FRAME_BYTES)
     except (OSError, ValueError, HandshakeError, trio.TooSlowError) as exc:
         log.warning("agent endpoint %s unreachable (%r); using the hub", url, exc)
         return None
-
-
-@asynccontextmanager
-async def _open_via_hub(ref: ContainerReference) -> AsyncIterator[ContainerConnection]:
-    client = ref._client
-    conn = ContainerConnection(ref, None)
-    uuid = ref.uuid
-    listeners = client._push_listeners.setdefault(uuid, {})
-    listeners[id(conn)] = conn._tx
-    try:
-        await client._wait(client.session.connect_container(ref.ref_id))
-        yield conn
-    finally:
-        listeners.pop(id(conn), None)
-        if not listeners:
-            client._push_listeners.pop(uuid, None)
-        conn._tx.close()
-        client.session.disconnect_container(uuid)
-        client._drain()
-

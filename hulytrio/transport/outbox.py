@@ -26,18 +26,21 @@ everyone else.
 from __future__ import annotations
 
 import collections
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
 
 from hulytrio.core.messages import Message
 
-from ..wire.codec import encode_frame
+from ..wire.codec import MAX_FRAME_BYTES, encode_frame
 from .websocket import WebSocket, WebSocketClosed
 
-__all__ = ["CLOSE_WAIT", "Outbox", "OutboxStatistics"]
+__all__ = ["CLOSE_WAIT", "Outbox", "OutboxStatistics", "Oversized"]
+
+log = logging.getLogger("hulytrio.transport")
 
 #: A round that queues as many messages as the last one sends the first half
 #: at once, as soon as it is queued, and the rest when the round ends: the
@@ -48,6 +51,9 @@ __all__ = ["CLOSE_WAIT", "Outbox", "OutboxStatistics"]
 #: (docs/performance.md).  Bursts under twice this many stay one frame.
 MIN_SPLIT = 4
 _NEVER = 1 << 62
+
+#: The most a msgpack array header takes (the frame of a batch is this plus its messages).
+_ARRAY_HEADER = 5
 
 #: Seconds a closing connection waits for the peer's close frame before it is cut.
 CLOSE_WAIT = 1.0
@@ -98,12 +104,27 @@ def _round_flush() -> _RoundFlush:
         return flush
 
 
-class Outbox:
-    """A bounded queue of messages for one connection (``limit``: inf for unbounded)."""
+#: Called (soon, from the run loop) with a message too large to send alone and its size.
+Oversized = Callable[[Message, int], None]
 
-    def __init__(self, limit: float = math.inf, *, max_batch: int = 4096) -> None:
+
+class Outbox:
+    """A bounded queue of messages for one connection (``limit``: inf for unbounded).
+
+    No frame it writes is larger than ``max_frame_bytes`` (the peer's limit):
+    a batch that encodes larger is split by bytes, and a message too large
+    to go alone is not sent but handed to ``oversized`` (or logged and
+    dropped without one), which fails its call.
+    """
+
+    def __init__(self, limit: float = math.inf, *, max_batch: int = 4096,
+                 max_frame_bytes: int = MAX_FRAME_BYTES,
+                 oversized: Oversized | None = None) -> None:
         self.limit = limit
         self.max_batch = max_batch
+        self.max_frame_bytes = max_frame_bytes
+        self._oversized = oversized
+        self._token: trio.lowlevel.TrioToken | None = None
         self.frames = 0
         self.messages = 0
         self.closing = False
@@ -176,11 +197,16 @@ class Outbox:
         if ws.pending:
             return  # the writer is waiting for the socket; it flushes after
         self._send_queued(ws)
-        if ws.pending:
-            # The kernel refused part of it: the writer takes over.  Woken
-            # through the run loop, since the flush runs between rounds.
-            assert self._flusher is not None
-            self._flusher.token.run_sync_soon(self._wake)
+
+    def _backlogged(self) -> None:
+        """The kernel refused part of a write (``ws.on_backlog``): the writer takes over.
+
+        Woken through the run loop, since the write may have happened in the
+        flush between rounds, where a task rescheduled directly would wait
+        for the next I/O event.
+        """
+        assert self._token is not None
+        self._token.run_sync_soon(self._wake)
 
     def _send_queued(self, ws: WebSocket) -> None:
         queue = self._queue
@@ -190,11 +216,52 @@ class Outbox:
                 batch: Sequence[Message] = queue
             else:
                 batch = [queue.popleft() for _ in range(count)]
-            ws.send_nowait(encode_frame(batch))
-            if batch is queue:
-                queue.clear()
-            self.frames += 1
+            frame = encode_frame(batch)
+            if len(frame) <= self.max_frame_bytes:
+                ws.send_nowait(frame)
+                self.frames += 1
+                if batch is queue:
+                    queue.clear()
+            else:
+                messages = list(batch)
+                if batch is queue:
+                    queue.clear()
+                self._send_by_size(ws, messages)
             self.messages += count
+
+    def _send_by_size(self, ws: WebSocket, batch: list[Message]) -> None:
+        """Send ``batch`` as frames of at most ``max_frame_bytes`` (it encoded larger).
+
+        Rare, so it encodes each message alone to measure it; a frame is its
+        messages' encodings after an array header of at most 5 bytes.
+        """
+        limit = self.max_frame_bytes
+        group: list[Message] = []
+        size = _ARRAY_HEADER
+        for message in batch:
+            one = len(encode_frame((message,))) - 1  # without its one-byte array header
+            if one + _ARRAY_HEADER > limit:
+                self._refuse(message, one)
+                continue
+            if size + one > limit:
+                ws.send_nowait(encode_frame(group))
+                self.frames += 1
+                group, size = [], _ARRAY_HEADER
+            group.append(message)
+            size += one
+        if group:
+            ws.send_nowait(encode_frame(group))
+            self.frames += 1
+
+    def _refuse(self, message: Message, size: int) -> None:
+        """Hand ``message`` (``size`` bytes, too large for any frame) to the driver."""
+        if self._oversized is None or self._token is None:
+            log.warning("dropped a %r message of %d bytes: over the peer's frame limit "
+                        "of %d bytes", message.TAG, size, self.max_frame_bytes)
+            return
+        # From the run loop, not here: the driver feeds its machine and queues
+        # answers, which must not happen inside the flush between rounds.
+        self._token.run_sync_soon(self._oversized, message, size)
 
     async def run_writer(self, ws: WebSocket) -> None:
         """Serve the connection's slow path until it ends; returns when it does.
@@ -205,6 +272,8 @@ class Outbox:
         ``CLOSE_WAIT`` seconds the socket is closed.
         """
         self._ws = ws
+        self._token = trio.lowlevel.current_trio_token()
+        ws.on_backlog = self._backlogged
         if self._queue and not self._dirty:
             self._mark_dirty()  # queued before the connection was up
         try:
@@ -227,4 +296,5 @@ class Outbox:
         except WebSocketClosed:
             return
         finally:
+            ws.on_backlog = None
             self._ws = None

@@ -26,17 +26,20 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
+from typing import assert_never, cast
 
 import attrs
 import trio
 
-from hulytrio.core.effects import CloseConnection, Send
+from hulytrio.core.effects import CloseConnection, HubEffect, Send
 from hulytrio.core.hub import Hub
+from hulytrio.core.messages import Message
 from hulytrio.core.timeouts import Timeouts
 
 from ..wire.codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
 from .deadlines import DeadlineTask
 from .errors import single_errors
+from .limits import refusal
 from .outbox import Outbox
 from .websocket import HandshakeError, WebSocket, WebSocketClosed, accept_websocket
 
@@ -101,18 +104,23 @@ class NetworkServer:
     # --- effects -------------------------------------------------------------------
 
     def _drain(self) -> None:
-        for effect in self.hub.effects():
-            if isinstance(effect, Send):
-                peer = self._peers.get(effect.conn)
-                if (peer is not None and not peer.outbox.closing
-                        and not peer.outbox.put_nowait(effect.message)):
-                    self._drop_slow(peer)
-            elif isinstance(effect, CloseConnection):
-                peer = self._peers.get(effect.conn)
-                if peer is not None:
-                    log.info("closing connection %s (%s): %s", peer.conn, peer.address,
-                             effect.reason)
-                    peer.outbox.close_after_flush(effect.reason)
+        # The core annotates its outputs as any Effect; the hub emits
+        # HubEffect only (core/effects.py).
+        for effect in cast("list[HubEffect]", self.hub.effects()):
+            match effect:
+                case Send():
+                    peer = self._peers.get(effect.conn)
+                    if (peer is not None and not peer.outbox.closing
+                            and not peer.outbox.put_nowait(effect.message)):
+                        self._drop_slow(peer)
+                case CloseConnection():
+                    peer = self._peers.get(effect.conn)
+                    if peer is not None:
+                        log.info("closing connection %s (%s): %s", peer.conn, peer.address,
+                                 effect.reason)
+                        peer.outbox.close_after_flush(effect.reason)
+                case _:
+                    assert_never(effect)
         self._timer.poke()
 
     def _drop_slow(self, peer: _Peer) -> None:
@@ -129,28 +137,64 @@ class NetworkServer:
     # --- connections -------------------------------------------------------------
 
     async def _handle(self, stream: trio.SocketStream) -> None:
+        """Serve one connection; nothing it raises reaches the nursery of the others."""
+        address = _address(stream)
+        try:
+            ws = await self._accept(stream)
+            if ws is not None:
+                await self._serve(ws)
+        except Exception as exc:
+            # A bug meeting one peer's input: that connection ends, the hub
+            # and every other connection carry on.
+            log.error("connection from %s failed: %r", address, exc)
+
+    async def _accept(self, stream: trio.SocketStream) -> WebSocket | None:
+        """Complete the WebSocket upgrade; returns the WebSocket, or None (logged)."""
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT):
-                ws = await accept_websocket(stream, max_message_size=2 * self.max_frame_bytes)
+                return await accept_websocket(stream, max_message_size=2 * self.max_frame_bytes)
         except (HandshakeError, OSError, trio.TooSlowError) as exc:
             log.info("WebSocket upgrade failed: %r", exc)
             await trio.aclose_forcefully(stream)
-            return
+            return None
+
+    async def _serve(self, ws: WebSocket) -> None:
         self._serial += 1
-        peer = _Peer(self._serial, ws, Outbox(self.send_queue))
-        self._peers[peer.conn] = peer
+        conn = self._serial
+        outbox = Outbox(self.send_queue, max_frame_bytes=min(self.max_frame_bytes,
+                                                             MAX_FRAME_BYTES),
+                        oversized=lambda message, size: self._oversized(conn, message, size))
+        peer = _Peer(conn, ws, outbox)
+        self._peers[conn] = peer
         try:
-            self.hub.connection_made(peer.conn, trio.current_time())
+            self.hub.connection_made(conn, trio.current_time())
             self._drain()
             with peer.scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(peer.outbox.run_writer, ws)
+                    nursery.start_soon(outbox.run_writer, ws)
                     await self._read(peer)
                     nursery.cancel_scope.cancel()
+        except Exception as exc:
+            log.error("connection %s (%s) failed: %r", conn, peer.address, exc)
+            ws.close_nowait(1011, "internal error")
         finally:
             ws.abort()
-            del self._peers[peer.conn]
-            self.hub.connection_lost(peer.conn, trio.current_time())
+            del self._peers[conn]
+            self.hub.connection_lost(conn, trio.current_time())
+            self._drain()
+
+    def _oversized(self, conn: int, message: Message, size: int) -> None:
+        """A message for ``conn`` is too large for any frame: see ``limits.refusal``."""
+        peer = self._peers.get(conn)
+        if peer is None:
+            return
+        limit = peer.outbox.max_frame_bytes
+        refused = refusal(message, size, limit)
+        log.warning("connection %s (%s): %s; not sent", conn, peer.address, refused.text)
+        if refused.send is not None:
+            peer.outbox.put_nowait(refused.send)
+        if refused.answer is not None:
+            self.hub.receive(conn, refused.answer, trio.current_time())
             self._drain()
 
     async def _read(self, peer: _Peer) -> None:
@@ -181,6 +225,14 @@ class NetworkServer:
         self._bad_frames += 1
         log.warning("bad input from connection %s (%s): %s", peer.conn, peer.address, text)
         self.hub.protocol_error(peer.conn, call_id, text)
+
+
+def _address(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
 
 
 @asynccontextmanager

@@ -29,7 +29,9 @@ connection with code 1009, as trio-websocket does.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import trio
@@ -62,6 +64,8 @@ READ_BYTES = 64 * 1024
 READS_PER_YIELD = 8
 #: Largest HTTP upgrade request or response accepted.
 MAX_HANDSHAKE_BYTES = 16 * 1024
+#: The answer to an upgrade request that cannot be parsed.
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class WebSocketClosed(Exception):
@@ -81,7 +85,7 @@ class WebSocket:
     """One open WebSocket (see the module docstring); made by ``accept_``/``connect_websocket``."""
 
     __slots__ = ("_close_sent", "_closed", "_closed_event", "_inbox", "_masked", "_out",
-                 "_reader", "_sock", "_streak", "pending", "remote")
+                 "_reader", "_sock", "_streak", "on_backlog", "pending", "remote")
 
     def __init__(self, sock: socket.socket, *, client: bool, max_message_size: int,
                  remote: str, received: bytes = b"") -> None:
@@ -94,6 +98,10 @@ class WebSocket:
         #: bytes the kernel has not taken yet, in order
         self._out: list[bytes] = []
         self.pending = 0
+        #: called when a write leaves bytes the kernel did not take (``pending``
+        #: becomes non-zero), from whichever task wrote: whoever serves
+        #: ``wait_sent`` must be woken, or the rest is never sent
+        self.on_backlog: Callable[[], None] | None = None
         self._inbox: list[bytes | str] = []
         self._close_sent = False
         self._closed: WebSocketClosed | None = None
@@ -200,6 +208,8 @@ class WebSocket:
             rest = data[sent:]
             self._out.append(rest)
             self.pending += len(rest)
+            if self.on_backlog is not None:
+                self.on_backlog()
 
     async def wait_sent(self) -> None:
         """Return once the kernel has taken every byte sent so far.
@@ -303,7 +313,10 @@ async def _read_handshake(sock: socket.socket, conn: WSConnection
         try:
             conn.receive_data(head)
             events = list(conn.events())
-        except WsRemoteProtocolError as exc:
+        except (WsRemoteProtocolError, ValueError) as exc:
+            # wsproto decodes header values with the ascii and idna codecs and
+            # lets their UnicodeError (a ValueError) out: one non-ASCII byte in
+            # Host or Connection is a bad handshake, not a crash.
             raise HandshakeError(f"bad handshake: {exc}") from exc
         if not events:
             raise HandshakeError("incomplete handshake")
@@ -338,13 +351,19 @@ async def accept_websocket(stream: trio.SocketStream, *, max_message_size: int,
     Bound the wait with a trio timeout.
 
     Raises:
-        HandshakeError: the peer did not send a valid upgrade request.
+        HandshakeError: the peer did not send a valid upgrade request (it
+            was answered 400 Bad Request, if the socket still took it).
         OSError: the connection failed.
     """
     sock = _detach(stream)
     try:
         conn = WSConnection(ConnectionType.SERVER)
-        events, rest = await _read_handshake(sock, conn)
+        try:
+            events, rest = await _read_handshake(sock, conn)
+        except HandshakeError:
+            with contextlib.suppress(OSError):
+                await _send_all(sock, BAD_REQUEST)
+            raise
         request = events[0]
         if not isinstance(request, Request):
             raise HandshakeError(f"expected an upgrade request, got {type(request).__name__}")

@@ -116,7 +116,7 @@ async def test_a_direct_call_to_a_fenced_owner_waits_for_the_hubs_answer():
                 # What a re-registration does (the agent reconnected): pause
                 # the owner until the hub's answer.  The hub is left out so
                 # the pause lasts as long as the test wants.
-                state = agent._runtime.state
+                state = agent.state
                 state.fence()
                 assert agent.serving() == ()
                 answered = trio.Event()

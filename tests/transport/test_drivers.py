@@ -133,3 +133,50 @@ async def test_deadline_task_fires_at_deadlines_and_wakes_early(autojump_clock):
             nursery.cancel_scope.cancel()
     assert [(round(t - start, 6), keys) for t, keys in fired] == [(2, ["early"]),
                                                                  (10, ["late"])]
+
+
+async def test_a_burst_sent_early_that_the_kernel_only_partly_takes_still_arrives():
+    # Regression: the early half of a burst (``MIN_SPLIT``) that the kernel
+    # took only part of never woke the writer, and the round's flush then
+    # left the rest to that writer: the connection wedged for good.
+    with trio.fail_after(10):
+        async with ws_pair(max_message_size=64 << 20) as (client, server), \
+                trio.open_nursery() as nursery:
+            outbox = Outbox(100)
+            nursery.start_soon(outbox.run_writer, client)
+            await trio.testing.wait_all_tasks_blocked()
+            await _burst(outbox, range(8))  # the round the next one is compared with
+            assert [len(f) for f in await _frames(server, 1)] == [8]
+            big = b"x" * (1 << 20)
+            for i in range(8):  # as many as the last: the first half goes early
+                assert outbox.put_nowait(Request(i, "u", "op", big))
+            assert client.pending > 0, "the kernel took only part of the early half"
+            ids = []
+            while len(ids) < 8:
+                for data in await server.receive():
+                    ids.extend(m.id for m in decode_frame(data, 64 << 20))  # type: ignore[arg-type, attr-defined]
+            assert ids == list(range(8))
+            nursery.cancel_scope.cancel()
+
+
+async def test_no_frame_is_built_over_the_limit_and_an_oversized_message_is_handed_back():
+    refused: list[tuple[object, int]] = []
+    with trio.fail_after(10):
+        async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+            outbox = Outbox(100, max_frame_bytes=1000,
+                            oversized=lambda message, size: refused.append((message, size)))
+            nursery.start_soon(outbox.run_writer, client)
+            await trio.testing.wait_all_tasks_blocked()
+            messages = [Request(i, "u", "op", b"y" * 300) for i in range(10)]
+            too_big = Request(99, "u", "op", b"z" * 1000)
+            for message in [*messages[:5], too_big, *messages[5:]]:
+                assert outbox.put_nowait(message)
+            received: list[object] = []
+            while len(received) < 10:
+                for data in await server.receive():
+                    assert len(data) <= 1000, "a frame over the peer's limit"
+                    received.extend(decode_frame(data))  # type: ignore[arg-type]
+            assert received == messages, "the rest arrives, in order"
+            await trio.testing.wait_all_tasks_blocked()
+            assert [(m, size > 1000) for m, size in refused] == [(too_big, True)]
+            nursery.cancel_scope.cancel()
