@@ -377,7 +377,8 @@ def _make_converter() -> cattrs.Converter:
     sections = {"network": NetworkConfig, "agent": AgentConfig, "logging": LoggingConfig,
                 "monitoring": MonitoringConfig}
     for section, cls in sections.items():
-        renames = {_camel_to_snake(name): override(rename=name) for name in _SECTIONS[section]}
+        renames: dict[str, Any] = {_camel_to_snake(name): override(rename=name)
+                                   for name in _SECTIONS[section]}
         converter.register_structure_hook(
             cls, make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True,
                                         **renames))
@@ -401,11 +402,8 @@ def _read_file(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read it: {exc.strerror or exc}") from None
     try:
-        data: object
-        if path.endswith(".toml"):
-            data = tomllib.loads(text.decode())
-        else:
-            data = json.loads(text)
+        data: object = (tomllib.loads(text.decode()) if path.endswith(".toml")
+                        else json.loads(text))
     except (ValueError, UnicodeDecodeError) as exc:
         kind = "TOML" if path.endswith(".toml") else "JSON"
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -460,12 +458,12 @@ def load_config(*, config_file: str | None = None, env: Mapping[str, str] | None
             raw[by_flag[flag].path] = (value, f"flag {flag}")
 
     nested: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
-    for path, (value, origin) in raw.items():
+    for path, (raw_value, origin) in raw.items():
         key = _BY_PATH[path]
         try:
-            nested[key.section][key.name] = key.parse(value)
+            nested[key.section][key.name] = key.parse(raw_value)
         except ValueError as exc:
-            raise ConfigError(f"{_name(path, origin)}={_show(value)} is not allowed: "
+            raise ConfigError(f"{_name(path, origin)}={_show(raw_value)} is not allowed: "
                               f"expected {exc}") from None
     config = converter.structure(nested, Config)
     config = attrs.evolve(config, sources={path: origin for path, (_, origin) in raw.items()})
@@ -504,9 +502,8 @@ def describe(config: Config) -> list[tuple[str, str, str]]:
     rows = []
     for key in KEYS:
         value = flat[key.section][key.name]
+        shown = "unset" if value is None else json.dumps(value)
         if key.path == "agent.memoryLimit" and value is not None:
             shown = f"{format_size(value)} ({value} bytes)"
-        else:
-            shown = "unset" if value is None else json.dumps(value)
         rows.append((key.path, shown, config.source(key.path)))
     return rows
