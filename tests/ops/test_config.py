@@ -187,3 +187,17 @@ def test_a_log_file_that_cannot_be_opened_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match=r"logging\.destination=.*cannot be opened"):
         setup_logging(LoggingConfig("info", "text", str(tmp_path / "no" / "dir.log")), "agent")
+
+
+def test_the_docs_table_lists_every_key_variable_and_flag():
+    from pathlib import Path
+
+    from hulytrio.config import KEYS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    for key in KEYS:
+        assert f"| `{key.path}` |" in doc, key.path
+        if key.env:
+            assert f"`{key.env}`" in doc, key.env
+        if key.flag:
+            assert f"{key.flag}`" in doc, key.flag
