@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test_config, importlib mode
+
 ROOT = Path(__file__).resolve().parents[2]
 FACTORIES = "e2e_containers:FACTORIES"
 #: the e2e containers module, importable by the agent (it runs in that directory)
@@ -135,3 +137,29 @@ def test_an_agent_whose_hub_is_down_says_so_and_ends_on_a_signal(signum):
     assert took < 5
     assert rest.count("cannot connect") <= 1  # ~12 attempts meanwhile, not one line each
     assert "Traceback" not in rest
+
+
+def test_the_seed_sample_config_runs_a_hub(tmp_path):
+    from test_config import SEED
+
+    path = tmp_path / "production.json"
+    path.write_text(json.dumps(SEED))
+    # Only the address differs from the sample: tests listen on loopback only.
+    hub = subprocess.Popen([sys.executable, "-m", "hulytrio", "serve", "--config", str(path),
+                            "--host", "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=_env(TICK_RATE="1000"))
+    try:
+        lines = [json.loads(hub.stdout.readline()) for _ in range(4)]
+        hub.send_signal(signal.SIGTERM)
+        rest, errors = hub.communicate(timeout=10)
+    finally:
+        hub.kill()
+        hub.wait()
+    assert hub.returncode == 0, errors
+    assert errors == ""
+    assert {line["service"] for line in lines} == {"hub"}
+    said = " ".join(line["message"] for line in lines)
+    assert "TICK_RATE=1000 has no effect" in said
+    assert "monitoring.tracingEnabled has no effect" in said
+    assert "monitoring.metricsPort 9090 is not opened" in said
+    assert "container timeout 60 s" in said + rest
