@@ -201,3 +201,11 @@ def test_the_docs_table_lists_every_key_variable_and_flag():
             assert f"`{key.env}`" in doc, key.env
         if key.flag:
             assert f"{key.flag}`" in doc, key.flag
+
+
+def test_only_a_chosen_ping_interval_must_be_below_the_alive_timeout():
+    # the default ping interval with a short alive timeout: as the hub always ran
+    assert load_config(flags={"--alive-timeout": "0.5"}).network.ping_interval == 1.0
+    with pytest.raises(ConfigError, match=r"^--ping-interval=0\.5 is not allowed: .*"
+                                          r"below --alive-timeout \(0\.5\)"):
+        load_config(flags={"--alive-timeout": "0.5", "--ping-interval": "0.5"})
