@@ -20,6 +20,7 @@ __all__ = ["main"]
 #: sets ``func`` on its parser)
 COMMANDS = {
     "serve": "hulytrio.transport.commands",
+    "config": "hulytrio.transport.commands",
     "agent": "hulytrio.transport.commands",
     "simulate": "hulytrio.sim.commands",
     "state": "hulytrio.state.commands",

@@ -73,6 +73,7 @@ from .deadlines import DeadlineTask
 from .errors import single_errors
 from .limits import refusal
 from .outbox import Outbox, Oversized
+from .retrylog import RetryLog
 from .waiter import Waiter
 from .websocket import HandshakeError, WebSocket, WebSocketClosed, connect_websocket
 
@@ -167,6 +168,8 @@ class Client:
         self._timer = DeadlineTask(session.next_deadline, self._fire)
         #: the shielded scopes of the background tasks (see ``spawn``)
         self._scopes: dict[int, trio.CancelScope] = {}
+        #: says "cannot connect" once, then with backoff, not on every attempt
+        self._connect_log = RetryLog(log, f"connect to the hub at {url}")
 
     @property
     def client_id(self) -> str:
@@ -220,12 +223,15 @@ class Client:
 
     async def serve_agent(self, factories: dict[str, Factory], *, agent_id: str | None = None,
                           stateless: Sequence[StatelessContainer] = (),
-                          endpoint: str | None = None) -> Agent:
+                          endpoint: str | None = None,
+                          max_containers: int | None = None) -> Agent:
         """Host an agent in this client and register it; returns its ``Agent``.
 
         ``factories`` maps each kind to an async factory; ``stateless`` lists
         pre-existing HA instances; ``endpoint`` (``"HOST:PORT"``, port 0 for
-        any) opens the agent's own WebSocket server for direct connections.
+        any) opens the agent's own WebSocket server for direct connections;
+        ``max_containers`` caps the containers it runs (the hub is told, and
+        starts beyond it are refused with ``full``).
 
         Raises:
             LocalProtocolError: if an agent with that id is already hosted here.
@@ -240,7 +246,7 @@ class Client:
             advertised = await runtime.open_endpoint(endpoint)
         offers = tuple(OfferedContainer(s.uuid, s.kind, tuple(s.labels), True) for s in stateless)
         runtime.state = AgentState(agent_id, tuple(factories), endpoint=advertised,
-                                   stateless=offers)
+                                   stateless=offers, max_containers=max_containers)
         self._agents[agent_id] = runtime
         handle = self.session.register_agent(runtime.state)
         await self._wait(handle)
@@ -439,10 +445,14 @@ class Client:
     async def _open_ws(self) -> WebSocket | None:
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                return await connect_websocket(self.url, max_message_size=MAX_FRAME_BYTES)
+                ws = await connect_websocket(self.url, max_message_size=MAX_FRAME_BYTES)
         except (OSError, HandshakeError, trio.TooSlowError) as exc:
-            log.debug("cannot connect to %s: %r", self.url, exc)
+            reason = (f"no answer within {CONNECT_TIMEOUT:g} s"
+                      if isinstance(exc, trio.TooSlowError) else str(exc) or repr(exc))
+            self._connect_log.failed(trio.current_time(), reason)
             return None
+        self._connect_log.succeeded(trio.current_time())
+        return ws
 
     async def _read(self, ws: WebSocket) -> None:
         session = self.session

@@ -1,16 +1,14 @@
-"""``hulytrio serve`` (the hub) and ``hulytrio agent`` (user containers as a process).
+"""``hulytrio serve`` (the hub), ``hulytrio agent`` and ``hulytrio config``.
 
-Settings come from flags, then the seed's environment variables, then the
-defaults (flags win over the environment, the environment over defaults):
+Settings come from ``hulytrio.config``: defaults, then ``--config FILE``
+(JSON or TOML, the seed's ``config/production.json`` shape), then the seed's
+environment variables, then flags (docs/configuration.md has the table).  A
+wrong setting is one line on stderr naming it, and exit status 2.
 
-- serve: ``--host`` / ``NETWORK_BIND_ADDRESS`` (0.0.0.0), ``--port`` /
-  ``NETWORK_PORT`` (3737), ``--alive-timeout`` / ``ALIVE_TIMEOUT`` (3 s),
-  ``--container-timeout`` / ``CONTAINER_TIMEOUT`` (unused container timeout, 5 s);
-- agent: ``--url`` or ``ws://NETWORK_HOST:NETWORK_PORT``, ``--agent-id`` /
-  ``AGENT_ID``, ``--endpoint`` or ``0.0.0.0:AGENT_PORT``;
 - serve: ``--supervise`` / ``HUB_SUPERVISE=1`` (off): a supervisor process
   restarts the hub within milliseconds if it dies (``supervisor.py``);
-- both: ``--log-level`` / ``LOG_LEVEL`` (info).
+- ``hulytrio config [--config F] --print [--json]`` shows the effective
+  configuration and where each value came from.
 
 SIGTERM and SIGINT stop either command cleanly: an agent unregisters and
 terminates its containers, so the hub removes them at once.
@@ -20,13 +18,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from hulytrio.config import KEYS, Config, ConfigError, describe, format_size, load_config
 from hulytrio.core.timeouts import Timeouts
 
 from .listen import bind_listeners
@@ -38,68 +38,94 @@ if TYPE_CHECKING:
 # hub binds its port first, so clients reconnecting to a restarted hub
 # queue in its listen backlog while the rest of it is still being imported.
 
-__all__ = ["agent_settings", "load_factories", "register", "serve_settings"]
+__all__ = ["hub_timeouts", "load_factories", "register"]
 
 log = logging.getLogger("hulytrio.cli")
 
+#: The flags of each command that set a ``hulytrio.config`` key.
+SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
+               "--container-timeout", "--metrics-port")
+AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
+               "--alive-timeout")
+LOG_FLAGS = ("--log-level", "--log-format", "--log-file")
+#: An agent's data limit below this would fail Python itself, not its containers.
+MIN_MEMORY_LIMIT = 32 * 1024**2
+
+
+def _add_key_flags(parser: argparse.ArgumentParser, flags: tuple[str, ...]) -> None:
+    # Every value is taken as a string and parsed by hulytrio.config, so a
+    # wrong one gets the same one-line message as a wrong env variable.
+    by_flag = {key.flag: key for key in KEYS}
+    parser.add_argument("--config", metavar="FILE",
+                        help="a JSON or TOML configuration file (docs/configuration.md)")
+    for flag in flags:
+        key = by_flag[flag]
+        env = f"env {key.env}; " if key.env else ""
+        parser.add_argument(flag, metavar=flag.strip("-").split("-")[-1].upper(),
+                            help=f"{key.help} ({env}{key.path}: {key.allowed})")
+
+
+def _flag_values(args: argparse.Namespace, flags: tuple[str, ...]) -> dict[str, str | None]:
+    return {flag: getattr(args, flag.lstrip("-").replace("-", "_")) for flag in flags}
+
 
 def register(subparsers: Any) -> None:
-    """Add the ``serve`` and ``agent`` sub-commands to ``subparsers``."""
+    """Add the ``serve``, ``agent`` and ``config`` sub-commands to ``subparsers``."""
     serve = subparsers.add_parser("serve", help="run the hub (the network server)")
-    serve.add_argument("--host", help="bind address (env NETWORK_BIND_ADDRESS; 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="port (env NETWORK_PORT; 3737)")
-    serve.add_argument("--alive-timeout", type=float,
-                       help="seconds a silent peer stays alive (env ALIVE_TIMEOUT; 3)")
-    serve.add_argument("--container-timeout", type=float,
-                       help="seconds an unreferenced container lives (env CONTAINER_TIMEOUT; 5)")
+    _add_key_flags(serve, SERVE_FLAGS + LOG_FLAGS)
     serve.add_argument("--supervise", action=argparse.BooleanOptionalAction, default=None,
                        help="run the hub in a worker process that is restarted at once "
                             "if it dies (env HUB_SUPERVISE=1; off)")
-    serve.add_argument("--log-level", help="log level (env LOG_LEVEL; info)")
     serve.set_defaults(func=_serve_command)
 
     agent = subparsers.add_parser("agent", help="run user containers as an agent process")
-    agent.add_argument("--url", help="hub URL (default ws://NETWORK_HOST:NETWORK_PORT)")
     agent.add_argument("--factories", required=True,
                        help="package.module:FACTORIES, a dict kind -> async factory")
-    agent.add_argument("--agent-id", help="agent id (env AGENT_ID; random)")
-    agent.add_argument("--endpoint", help="HOST:PORT of the agent's own server "
-                                          "(default 0.0.0.0:AGENT_PORT when set)")
-    agent.add_argument("--log-level", help="log level (env LOG_LEVEL; info)")
+    _add_key_flags(agent, AGENT_FLAGS + LOG_FLAGS)
     agent.set_defaults(func=_agent_command)
 
-
-def _env_float(env: Mapping[str, str], name: str) -> float | None:
-    value = env.get(name)
-    return float(value) if value else None
-
-
-def serve_settings(args: argparse.Namespace, env: Mapping[str, str]
-                   ) -> tuple[str, int, Timeouts]:
-    """Return ``(host, port, timeouts)`` for ``serve`` from flags, env and defaults.
-
-    Raises:
-        ValueError: if an environment value is not a number, or a timeout is not > 0.
-    """
-    host = args.host or env.get("NETWORK_BIND_ADDRESS") or "0.0.0.0"
-    port = args.port if args.port is not None else int(env.get("NETWORK_PORT") or 3737)
-    defaults = Timeouts()
-    alive = args.alive_timeout or _env_float(env, "ALIVE_TIMEOUT") or defaults.alive
-    unused = (args.container_timeout or _env_float(env, "CONTAINER_TIMEOUT")
-              or defaults.unused_container)
-    return host, port, Timeouts(alive=alive, unused_container=unused)
+    config = subparsers.add_parser(
+        "config", help="check the configuration; --print shows it and where each value "
+                       "came from")
+    config.add_argument("--config", metavar="FILE", help="a JSON or TOML configuration file")
+    config.add_argument("--print", action="store_true", dest="print_",
+                        help="print every key's value and origin (default/file/env/flag)")
+    config.add_argument("--json", action="store_true",
+                        help="with --print: print the configuration as a JSON file instead")
+    config.set_defaults(func=_config_command)
 
 
-def agent_settings(args: argparse.Namespace, env: Mapping[str, str]
-                   ) -> tuple[str, str | None, str | None]:
-    """Return ``(url, agent_id, endpoint)`` for ``agent`` from flags, env and defaults."""
-    url = args.url or (f"ws://{env.get('NETWORK_HOST') or '127.0.0.1'}:"
-                       f"{env.get('NETWORK_PORT') or 3737}")
-    agent_id = args.agent_id or env.get("AGENT_ID") or None
-    endpoint = args.endpoint
-    if endpoint is None and env.get("AGENT_PORT"):
-        endpoint = f"0.0.0.0:{env['AGENT_PORT']}"
-    return url, agent_id, endpoint
+def _refuse(command: str, exc: ConfigError | OSError | ValueError | ImportError) -> int:
+    """Print one line naming the problem; returns exit status 2."""
+    print(f"hulytrio {command}: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def hub_timeouts(config: Config) -> Timeouts:
+    """Return the hub's ``Timeouts`` from ``config.network``."""
+    network = config.network
+    return Timeouts(alive=network.alive_timeout, unused_container=network.container_timeout,
+                    ping_interval=network.ping_interval)
+
+
+def _warn_inert(config: Config, service: str) -> None:
+    """One warning line for each set key that hulytrio accepts but cannot act on."""
+    if service == "hub" and config.network.tick_rate is not None:
+        log.warning("%s=%g has no effect: the hub is deadline-driven (it sleeps until its "
+                    "next timer), so there is no tick to rate",
+                    _origin_name(config, "network.tickRate"), config.network.tick_rate)
+    if service == "hub" and config.monitoring.tracing_enabled:
+        log.warning("monitoring.tracingEnabled has no effect: hulytrio has no tracing; "
+                    "use the JSON logs")
+    if service == "agent" and config.agent.health_check_interval is not None:
+        log.warning("agent.healthCheckInterval has no effect: the hub finds a dead agent "
+                    "by its alive timeout (network.aliveTimeout), pinged every "
+                    "network.pingInterval")
+
+
+def _origin_name(config: Config, path: str) -> str:
+    kind, _, where = config.source(path).partition(" ")
+    return path if kind in ("default", "file") else where
 
 
 def load_factories(spec: str) -> tuple[dict[str, Factory], list[StatelessContainer]]:
@@ -124,12 +150,6 @@ def load_factories(spec: str) -> tuple[dict[str, Factory], list[StatelessContain
     return factories, stateless
 
 
-def _setup_logging(args: argparse.Namespace) -> None:
-    level = (args.log_level or os.environ.get("LOG_LEVEL") or "info").upper()
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 async def _until_signal(body: Callable[[], Awaitable[None]]) -> None:
     """Run ``body`` until it returns or SIGTERM/SIGINT arrives (then cancel it cleanly)."""
     import trio
@@ -148,18 +168,42 @@ async def _until_signal(body: Callable[[], Awaitable[None]]) -> None:
             nursery.cancel_scope.cancel()
 
 
+def _load(args: argparse.Namespace, flags: tuple[str, ...], service: str) -> Config:
+    """Return the effective configuration, logging set up as it says.
+
+    Raises:
+        ConfigError: a setting is wrong, or the log file cannot be opened.
+    """
+    from hulytrio.logs import setup_logging
+
+    config = load_config(config_file=args.config, env=os.environ,
+                         flags=_flag_values(args, flags + LOG_FLAGS))
+    setup_logging(config.logging, service)
+    return config
+
+
 def _serve_command(args: argparse.Namespace) -> int:
-    _setup_logging(args)
     try:
-        host, port, timeouts = serve_settings(args, os.environ)
-    except ValueError as exc:
-        log.error("bad setting: %s", exc)
-        return 2
+        config = _load(args, SERVE_FLAGS, "hub")
+        supervised = args.supervise
+        if supervised is None:
+            supervised = _env_flag("HUB_SUPERVISE")
+    except ConfigError as exc:
+        return _refuse("serve", exc)
+    _warn_inert(config, "hub")
+    host, port = config.network.bind_address, config.network.port
+    timeouts = hub_timeouts(config)
+    # The seam for the metrics endpoint: None when monitoring is off.
+    metrics_port = config.metrics_port
+    if metrics_port is not None:
+        log.warning("monitoring.enabled: this build serves no metrics endpoint yet "
+                    "(monitoring.metricsPort %d is not opened)", metrics_port)
     try:
         listeners = bind_listeners(host, port)
     except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", host, port, exc)
-        return 1
+        return _refuse("serve", ConfigError(
+            f"cannot listen on {host}:{port} ({_origin_name(config, 'network.port')}): "
+            f"{exc.strerror or exc}"))
 
     import trio
 
@@ -169,9 +213,9 @@ def _serve_command(args: argparse.Namespace) -> int:
         async def body() -> None:
             async with serve_network(host, port, timeouts=timeouts,
                                      listen_sockets=listeners) as server:
-                log.info("serving on ws://%s:%d (alive timeout %.3g s, "
-                         "container timeout %.3g s)",
-                         host, server.port, timeouts.alive, timeouts.unused_container)
+                log.info("serving on ws://%s:%d (alive timeout %.3g s, ping interval %.3g s, "
+                         "container timeout %.3g s)", host, server.port, timeouts.alive,
+                         timeouts.ping_interval, timeouts.unused_container)
                 if parent_gone is None:
                     await trio.sleep_forever()
                 await trio.lowlevel.wait_readable(parent_gone)
@@ -184,9 +228,6 @@ def _serve_command(args: argparse.Namespace) -> int:
             return 1
         return 0
 
-    supervised = args.supervise
-    if supervised is None:
-        supervised = os.environ.get("HUB_SUPERVISE", "").lower() in ("1", "true", "yes")
     if supervised:
         from .supervisor import supervise
 
@@ -194,33 +235,101 @@ def _serve_command(args: argparse.Namespace) -> int:
     return run_hub(None)
 
 
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name}={os.environ[name]} is not allowed: expected 1/0, true/false, "
+                      f"yes/no or on/off")
+
+
+def _limit_memory(config: Config) -> None:
+    """Cap the agent process's data memory at ``agent.memoryLimit`` (RLIMIT_DATA).
+
+    Raises:
+        ConfigError: if the limit is below what Python needs, or above the hard limit.
+    """
+    import resource
+
+    limit = config.agent.memory_limit
+    if limit is None:
+        return
+    name = _origin_name(config, "agent.memoryLimit")
+    if limit < MIN_MEMORY_LIMIT:
+        raise ConfigError(f"{name}={format_size(limit)} is not allowed: expected at least "
+                          f"{format_size(MIN_MEMORY_LIMIT)} (the agent process itself needs it)")
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY and limit > hard:
+        raise ConfigError(f"{name}={format_size(limit)} is not allowed: expected at most "
+                          f"the process's hard limit {format_size(hard)}")
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
 def _agent_command(args: argparse.Namespace) -> int:
-    _setup_logging(args)
-    url, agent_id, endpoint = agent_settings(args, os.environ)
     try:
+        config = _load(args, AGENT_FLAGS, "agent")
+        url = config.hub_url()
+        if config.agent.url is None and config.network.port == 0:
+            raise ConfigError(f"{_origin_name(config, 'network.port')}=0 is not allowed for "
+                              f"an agent: expected the hub's port 1..65535")
+        _limit_memory(config)
         factories, stateless = load_factories(args.factories)
+    except ConfigError as exc:
+        return _refuse("agent", exc)
     except (ValueError, ImportError, AttributeError) as exc:
-        log.error("cannot load factories %s: %s", args.factories, exc)
-        return 2
+        return _refuse("agent", ConfigError(f"--factories {args.factories}: {exc}"))
+    _warn_inert(config, "agent")
+    endpoint = config.agent_endpoint()
+    # The agent asks the hub for its own alive timeout only when one was set.
+    alive = (config.network.alive_timeout
+             if config.source("network.aliveTimeout") != "default" else None)
 
     import trio
 
     from .client import open_client
 
     async def body() -> None:
-        async with open_client(url) as client:
-            agent = await client.serve_agent(factories, agent_id=agent_id, stateless=stateless,
-                                             endpoint=endpoint)
-            log.info("agent %s serving %s via %s%s", agent.agent_id,
+        async with open_client(url, alive_timeout=alive) as client:
+            agent = await client.serve_agent(factories, agent_id=config.agent.id,
+                                             stateless=stateless, endpoint=endpoint,
+                                             max_containers=config.agent.max_containers)
+            log.info("agent %s serving %s via %s%s%s", agent.agent_id,
                      ", ".join(sorted(factories)), url,
-                     f" (endpoint {agent.endpoint})" if agent.endpoint else "")
+                     f" (endpoint {agent.endpoint})" if agent.endpoint else "",
+                     f", at most {config.agent.max_containers} containers"
+                     if config.agent.max_containers else "")
             await trio.sleep_forever()
 
+    from .errors import single_errors
+
     try:
-        trio.run(_until_signal, body)
+        with single_errors():  # the endpoint's bind error, not a group around it
+            trio.run(_until_signal, body)
     except OSError as exc:
-        log.error("cannot open the agent endpoint %s: %s", endpoint, exc)
-        return 1
+        return _refuse("agent", ConfigError(
+            f"cannot listen on the agent endpoint {endpoint}: {exc.strerror or exc}"))
+    return 0
+
+
+def _config_command(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(config_file=args.config, env=os.environ)
+    except ConfigError as exc:
+        return _refuse("config", exc)
+    if args.json:
+        from hulytrio.config import converter
+
+        print(json.dumps(converter.unstructure(config), indent=2))
+    elif args.print_:
+        rows = describe(config)
+        width = max(len(path) for path, _, _ in rows)
+        value_width = max(len(value) for _, value, _ in rows)
+        for path, value, origin in rows:
+            print(f"{path:<{width}}  {value:<{value_width}}  {origin}")
+    else:
+        print("configuration OK")
     return 0
 
 

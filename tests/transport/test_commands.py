@@ -10,7 +10,15 @@ import textwrap
 
 import pytest
 
-from hulytrio.transport.commands import agent_settings, load_factories, register, serve_settings
+from hulytrio.config import load_config
+from hulytrio.transport.commands import (
+    AGENT_FLAGS,
+    SERVE_FLAGS,
+    _flag_values,
+    hub_timeouts,
+    load_factories,
+    register,
+)
 from hulytrio.transport.listen import bind_listeners
 
 
@@ -20,51 +28,29 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_serve_defaults():
-    host, port, timeouts = serve_settings(parse("serve"), {})
-    assert (host, port) == ("0.0.0.0", 3737)
-    assert timeouts.alive == 3.0
-    assert timeouts.unused_container == 5.0
-
-
-def test_serve_env_wins_over_defaults():
-    env = {"NETWORK_BIND_ADDRESS": "127.0.0.2", "NETWORK_PORT": "4000",
-           "ALIVE_TIMEOUT": "7", "CONTAINER_TIMEOUT": "60"}
-    host, port, timeouts = serve_settings(parse("serve"), env)
-    assert (host, port) == ("127.0.0.2", 4000)
-    assert timeouts.alive == 7.0
-    assert timeouts.unused_container == 60.0
-
-
-def test_serve_flags_win_over_env():
-    env = {"NETWORK_BIND_ADDRESS": "127.0.0.2", "NETWORK_PORT": "4000", "ALIVE_TIMEOUT": "7"}
-    args = parse("serve", "--host", "127.0.0.1", "--port", "0", "--alive-timeout", "1.5",
-                 "--container-timeout", "0.5")
-    host, port, timeouts = serve_settings(args, env)
-    assert (host, port) == ("127.0.0.1", 0)
-    assert timeouts.alive == 1.5
-    assert timeouts.unused_container == 0.5
-
-
-def test_serve_rejects_bad_env():
-    with pytest.raises(ValueError, match="invalid"):
-        serve_settings(parse("serve"), {"NETWORK_PORT": "http"})
-    with pytest.raises(ValueError, match="> 0"):
-        serve_settings(parse("serve"), {"ALIVE_TIMEOUT": "-1"})
+def test_serve_settings_come_from_the_config():
+    env = {"NETWORK_BIND_ADDRESS": "127.0.0.2", "NETWORK_PORT": "4000", "ALIVE_TIMEOUT": "7",
+           "PING_INTERVAL": "2", "CONTAINER_TIMEOUT": "60"}
+    args = parse("serve", "--port", "0", "--container-timeout", "0.5")
+    config = load_config(env=env, flags=_flag_values(args, SERVE_FLAGS))
+    assert (config.network.bind_address, config.network.port) == ("127.0.0.2", 0)
+    timeouts = hub_timeouts(config)
+    assert (timeouts.alive, timeouts.ping_interval, timeouts.unused_container) == (7.0, 2.0, 0.5)
 
 
 def test_agent_settings_follow_the_seed_environment():
     env = {"NETWORK_HOST": "network-server", "NETWORK_PORT": "3737", "AGENT_ID": "agent-1",
            "AGENT_PORT": "3738"}
-    url, agent_id, endpoint = agent_settings(parse("agent", "--factories", "m:F"), env)
-    assert url == "ws://network-server:3737"
-    assert agent_id == "agent-1"
-    assert endpoint == "0.0.0.0:3738"
+    config = load_config(env=env, flags=_flag_values(parse("agent", "--factories", "m:F"),
+                                                     AGENT_FLAGS))
+    assert config.hub_url() == "ws://network-server:3737"
+    assert config.agent.id == "agent-1"
+    assert config.agent_endpoint() == "0.0.0.0:3738"
     args = parse("agent", "--factories", "m:F", "--url", "ws://h:1", "--agent-id", "x",
                  "--endpoint", "127.0.0.1:9")
-    assert agent_settings(args, env) == ("ws://h:1", "x", "127.0.0.1:9")
-    assert agent_settings(parse("agent", "--factories", "m:F"), {}) == (
-        "ws://127.0.0.1:3737", None, None)
+    config = load_config(env=env, flags=_flag_values(args, AGENT_FLAGS))
+    assert (config.hub_url(), config.agent.id, config.agent_endpoint()) == (
+        "ws://h:1", "x", "127.0.0.1:9")
 
 
 def test_load_factories(tmp_path, monkeypatch):
@@ -105,7 +91,7 @@ def test_serve_binds_its_port_before_it_imports_trio():
         import hulytrio.transport.commands as commands
         commands.bind_listeners = spy
         args = build_parser("serve").parse_args(["serve", "--port", "0"])
-        assert args.func(args) == 1
+        assert args.func(args) == 2
         assert seen == [(False, False)], seen
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -1,0 +1,513 @@
+"""The configuration of ``hulytrio serve`` and ``hulytrio agent``: one attrs record.
+
+Theory of operation
+-------------------
+Every setting is a ``Key`` in ``KEYS``: its path in the configuration file
+(the seed's ``config/production.json`` shape, camelCase), its environment
+variable, its flag, its default, and a parser that turns a file value, an
+environment string or a flag string into the typed value or says what is
+allowed.  ``load_config`` layers the sources, later ones winning:
+
+    default  <  file (--config, JSON or TOML)  <  environment  <  flag
+
+and structures the winners into ``Config`` with cattrs (the same converter
+unstructures a ``Config`` back into the file's shape, so ``hulytrio config
+--print --json`` writes a file that loads).  ``Config.sources`` says where
+each value came from.
+
+Bad input never gets past ``load_config``: a wrong type, range or enum value,
+an unknown key in the file or a file that does not parse raises
+``ConfigError``, whose message is one line naming the key or variable, the
+value and what is allowed; the commands print it and exit with status 2.
+
+This module imports neither trio nor the drivers: ``hulytrio serve`` reads
+its configuration before it binds its port (see ``transport/listen.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+__all__ = [
+    "KEYS",
+    "AgentConfig",
+    "Config",
+    "ConfigError",
+    "Key",
+    "LoggingConfig",
+    "MonitoringConfig",
+    "NetworkConfig",
+    "describe",
+    "format_size",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message is one line naming it, its value and what is allowed."""
+
+
+# --- the record -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class NetworkConfig:
+    """The hub's address and timing (``network.*``); agents dial ``host:port``."""
+
+    port: int = 3737
+    bind_address: str = "0.0.0.0"
+    host: str = "127.0.0.1"
+    alive_timeout: float = 3.0
+    ping_interval: float = 1.0
+    container_timeout: float = 5.0
+    tick_rate: float | None = None
+
+
+@attrs.frozen
+class AgentConfig:
+    """An agent process's settings (``agent.*``)."""
+
+    id: str | None = None
+    url: str | None = None
+    endpoint: str | None = None
+    port: int | None = None
+    max_containers: int | None = None
+    memory_limit: int | None = None
+    health_check_interval: float | None = None
+
+
+@attrs.frozen
+class LoggingConfig:
+    """Where and how the process logs (``logging.*``); see ``hulytrio.logs``."""
+
+    level: str = "info"
+    format: str = "text"
+    destination: str = "stderr"
+
+
+@attrs.frozen
+class MonitoringConfig:
+    """The metrics endpoint (``monitoring.*``)."""
+
+    enabled: bool = False
+    metrics_port: int = 9090
+    tracing_enabled: bool = False
+
+
+@attrs.frozen
+class Config:
+    """The effective configuration; ``sources`` maps each key's path to its origin.
+
+    An origin is ``"default"``, ``"file PATH"``, ``"env NAME"`` or ``"flag --NAME"``.
+    """
+
+    network: NetworkConfig = attrs.Factory(NetworkConfig)
+    agent: AgentConfig = attrs.Factory(AgentConfig)
+    logging: LoggingConfig = attrs.Factory(LoggingConfig)
+    monitoring: MonitoringConfig = attrs.Factory(MonitoringConfig)
+    sources: Mapping[str, str] = attrs.field(factory=dict, eq=False)
+
+    @property
+    def metrics_port(self) -> int | None:
+        """Return the port of the metrics endpoint, or None when monitoring is off."""
+        return self.monitoring.metrics_port if self.monitoring.enabled else None
+
+    def hub_url(self) -> str:
+        """Return the URL an agent dials: ``agent.url``, else ``ws://network.host:port``."""
+        if self.agent.url is not None:
+            return self.agent.url
+        return f"ws://{self.network.host}:{self.network.port}"
+
+    def agent_endpoint(self) -> str | None:
+        """Return the agent's own ``HOST:PORT``: ``agent.endpoint``, else from ``agent.port``."""
+        if self.agent.endpoint is not None:
+            return self.agent.endpoint
+        if self.agent.port is not None:
+            return f"0.0.0.0:{self.agent.port}"
+        return None
+
+    def source(self, path: str) -> str:
+        """Return where the value at ``path`` (e.g. ``"network.port"``) came from."""
+        return self.sources.get(path, "default")
+
+
+# --- parsers: a file value, an env string or a flag string -> the typed value -------------
+# Each raises ValueError whose message says what is allowed.
+
+
+def _integer(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)
+    raise ValueError
+
+
+def _port(value: object) -> int:
+    try:
+        port = _integer(value)
+    except ValueError:
+        raise ValueError("a port number 0..65535") from None
+    if not 0 <= port <= 65535:
+        raise ValueError("a port number 0..65535")
+    return port
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError("a number of seconds > 0")
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError("a number of seconds > 0") from None
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ValueError("a number of seconds > 0")
+    return seconds
+
+
+def _positive_number(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError("a number > 0")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError("a number > 0") from None
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError("a number > 0")
+    return number
+
+
+def _count(value: object) -> int:
+    try:
+        count = _integer(value)
+    except ValueError:
+        raise ValueError("a whole number >= 1") from None
+    if count < 1:
+        raise ValueError("a whole number >= 1")
+    return count
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("a non-empty string")
+    return value.strip()
+
+
+def _boolean(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off"):
+            return False
+    raise ValueError("true or false (env: 1/0, true/false, yes/no, on/off)")
+
+
+def _choice(*allowed: str, aliases: Mapping[str, str] | None = None
+            ) -> Callable[[object], str]:
+    words = dict.fromkeys(allowed, "") | dict(aliases or {})
+
+    def parse(value: object) -> str:
+        word = value.strip().lower() if isinstance(value, str) else None
+        if word not in words:
+            raise ValueError("one of " + ", ".join(allowed))
+        return words[word] or word
+
+    return parse
+
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b|i)?\s*", re.IGNORECASE)
+_SIZE_ALLOWED = "a size in bytes like 512M, 1G, 256Mi or 1048576 (K/M/G/T are 1024-based)"
+
+
+def _size(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError(_SIZE_ALLOWED)
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(_SIZE_ALLOWED)
+        size = int(float(match[1]) * _SIZE_UNITS[match[2].lower()])
+    if size < 1:
+        raise ValueError(_SIZE_ALLOWED)
+    return size
+
+
+def format_size(size: int) -> str:
+    """Return ``size`` bytes in the largest 1024-based unit that divides it (``512M``)."""
+    for unit in "TGMK":
+        scale = _SIZE_UNITS[unit.lower()]
+        if size % scale == 0:
+            return f"{size // scale}{unit}"
+    return str(size)
+
+
+def _address(value: object) -> str:
+    host, sep, port = _text(value).rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("HOST:PORT with a port 0..65535 (port 0 picks a free one)")
+    return f"{host}:{port}"
+
+
+def _ws_url(value: object) -> str:
+    from urllib.parse import urlsplit
+
+    allowed = "a ws://HOST:PORT URL"
+    url = _text(value)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError(allowed) from None
+    if parts.scheme != "ws" or not parts.hostname or port == 0:
+        raise ValueError(allowed)
+    return url
+
+
+# --- the keys ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Key:
+    """One setting: where it lives in the file, its env variable and flag, and its parser.
+
+    ``help`` says what the key does (the flag's help and docs/configuration.md);
+    ``allowed`` says what values it takes, for the table.
+    """
+
+    path: str
+    parse: Callable[[object], Any]
+    allowed: str
+    help: str
+    env: str | None = None
+    flag: str | None = None
+
+    @property
+    def section(self) -> str:
+        """Return the file section (``network`` of ``network.port``)."""
+        return self.path.partition(".")[0]
+
+    @property
+    def name(self) -> str:
+        """Return the key's camelCase name within its section."""
+        return self.path.partition(".")[2]
+
+
+def _camel_to_snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+_LEVELS = _choice("debug", "info", "warning", "error", "critical", aliases={"warn": "warning"})
+
+#: Every setting, in the order ``config --print`` and the docs list them.
+KEYS: tuple[Key, ...] = (
+    Key("network.port", _port, "0..65535 (0: a free port)",
+        "the port the hub listens on; the hub port an agent dials",
+        env="NETWORK_PORT", flag="--port"),
+    Key("network.bindAddress", _text, "an address or host name",
+        "the address the hub listens on", env="NETWORK_BIND_ADDRESS", flag="--host"),
+    Key("network.host", _text, "a host name or address",
+        "the hub's host an agent dials (when no agent.url)", env="NETWORK_HOST"),
+    Key("network.aliveTimeout", _seconds, "seconds > 0",
+        "hub: a peer silent this long is dead; agent: asks the hub for this timeout",
+        env="ALIVE_TIMEOUT", flag="--alive-timeout"),
+    Key("network.pingInterval", _seconds, "seconds > 0; when set, below aliveTimeout",
+        "how often the hub tells its peers to ping it", env="PING_INTERVAL",
+        flag="--ping-interval"),
+    Key("network.containerTimeout", _seconds, "seconds > 0",
+        "an unreferenced container is terminated after this long", env="CONTAINER_TIMEOUT",
+        flag="--container-timeout"),
+    Key("network.tickRate", _positive_number, "a number > 0",
+        "accepted for compatibility; no effect (the hub is deadline-driven)",
+        env="TICK_RATE"),
+    Key("agent.id", _text, "a non-empty string", "the agent's id (random when unset)",
+        env="AGENT_ID", flag="--agent-id"),
+    Key("agent.url", _ws_url, "ws://HOST:PORT", "the hub URL the agent dials "
+        "(default ws://network.host:network.port)", flag="--url"),
+    Key("agent.endpoint", _address, "HOST:PORT (port 0: a free one)",
+        "where the agent's own server listens for direct connections", flag="--endpoint"),
+    Key("agent.port", _port, "0..65535", "shorthand for agent.endpoint 0.0.0.0:PORT",
+        env="AGENT_PORT"),
+    Key("agent.maxContainers", _count, "a whole number >= 1 (unset: no limit)",
+        "the most containers the agent runs at once; starts beyond it are refused",
+        env="MAX_CONTAINERS", flag="--max-containers"),
+    Key("agent.memoryLimit", _size, "a size: 512M, 1G, 256Mi, bytes",
+        "caps the agent process's data memory (RLIMIT_DATA); not per container",
+        env="CONTAINER_MEMORY_LIMIT", flag="--memory-limit"),
+    Key("agent.healthCheckInterval", _seconds, "seconds > 0",
+        "accepted for compatibility; no effect (liveness is the alive timeout)"),
+    Key("logging.level", _LEVELS, "debug, info, warning (warn), error, critical",
+        "the least severe level logged", env="LOG_LEVEL", flag="--log-level"),
+    Key("logging.format", _choice("text", "json"), "text, json",
+        "human text lines or JSON lines", env="LOG_FORMAT", flag="--log-format"),
+    Key("logging.destination", _text, "stdout, stderr or a file path",
+        "where log lines go (a file is appended to)", env="LOG_FILE", flag="--log-file"),
+    Key("monitoring.enabled", _boolean, "true, false", "serve the metrics endpoint",
+        env="MONITORING_ENABLED"),
+    Key("monitoring.metricsPort", _port, "0..65535", "the metrics endpoint's port",
+        env="METRICS_PORT", flag="--metrics-port"),
+    Key("monitoring.tracingEnabled", _boolean, "true, false",
+        "accepted for compatibility; hulytrio has no tracing (a warning if true)"),
+)
+
+_BY_PATH = {key.path: key for key in KEYS}
+_SECTIONS = {key.section: [k.name for k in KEYS if k.section == key.section] for key in KEYS}
+
+
+def _make_converter() -> cattrs.Converter:
+    """Return the converter between ``Config`` and the file's camelCase shape."""
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    sections = {"network": NetworkConfig, "agent": AgentConfig, "logging": LoggingConfig,
+                "monitoring": MonitoringConfig}
+    for section, cls in sections.items():
+        renames: dict[str, Any] = {_camel_to_snake(name): override(rename=name)
+                                   for name in _SECTIONS[section]}
+        converter.register_structure_hook(
+            cls, make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True,
+                                        **renames))
+        converter.register_unstructure_hook(
+            cls, make_dict_unstructure_fn(cls, converter, **renames))
+    converter.register_unstructure_hook(
+        Config, make_dict_unstructure_fn(Config, converter, sources=override(omit=True)))
+    return converter
+
+
+#: Structures the merged values into ``Config``; unstructures it to the file's shape.
+converter = _make_converter()
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        data: object = (tomllib.loads(text.decode()) if path.endswith(".toml")
+                        else json.loads(text))
+    except (ValueError, UnicodeDecodeError) as exc:
+        kind = "TOML" if path.endswith(".toml") else "JSON"
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"--config {path}: not valid {kind}: {detail}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: the top level must be an object with sections "
+                          f"{', '.join(_SECTIONS)}")
+    return data
+
+
+def _file_values(path: str, data: dict[str, Any]) -> dict[str, tuple[object, str]]:
+    """Return ``{key path: (raw value, origin)}`` for a parsed file; refuses unknown keys."""
+    values: dict[str, tuple[object, str]] = {}
+    for section, body in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"{path}: unknown key {section!r}; the sections are "
+                              f"{', '.join(_SECTIONS)}")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: {section} must be an object with keys "
+                              f"{', '.join(_SECTIONS[section])}")
+        for name, value in body.items():
+            if name not in _SECTIONS[section]:
+                raise ConfigError(f"{path}: unknown key {section}.{name}; {section} has "
+                                  f"{', '.join(_SECTIONS[section])}")
+            if value is not None:  # null: the default (``config --print --json`` writes it)
+                values[f"{section}.{name}"] = (value, f"file {path}")
+    return values
+
+
+def load_config(*, config_file: str | None = None, env: Mapping[str, str] | None = None,
+                flags: Mapping[str, str | None] | None = None) -> Config:
+    """Return the effective ``Config``: defaults, then the file, then ``env``, then ``flags``.
+
+    ``flags`` maps a flag (``"--port"``) to its string value (None: not
+    given).  An empty environment variable counts as unset.
+
+    Raises:
+        ConfigError: a value has the wrong type or range, an enum value is
+            unknown, the file has an unknown key or cannot be read or parsed;
+            the one-line message names the key or variable, the value and
+            what is allowed.
+    """
+    raw: dict[str, tuple[object, str]] = {}
+    if config_file is not None:
+        raw.update(_file_values(config_file, _read_file(config_file)))
+    for key in KEYS:
+        if key.env is not None and env is not None and env.get(key.env, "").strip():
+            raw[key.path] = (env[key.env], f"env {key.env}")
+    by_flag = {key.flag: key for key in KEYS if key.flag is not None}
+    for flag, value in (flags or {}).items():
+        if value is not None:
+            raw[by_flag[flag].path] = (value, f"flag {flag}")
+
+    nested: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
+    for path, (raw_value, origin) in raw.items():
+        key = _BY_PATH[path]
+        try:
+            nested[key.section][key.name] = key.parse(raw_value)
+        except ValueError as exc:
+            raise ConfigError(f"{_name(path, origin)}={_show(raw_value)} is not allowed: "
+                              f"expected {exc}") from None
+    config = converter.structure(nested, Config)
+    config = attrs.evolve(config, sources={path: origin for path, (_, origin) in raw.items()})
+    _check_together(config)
+    return config
+
+
+def _name(path: str, origin: str) -> str:
+    """Return how the user wrote the setting: ``NETWORK_PORT``, ``--port``, ``file: a.b``."""
+    kind, _, where = origin.partition(" ")
+    if kind == "default":
+        return path
+    if kind == "file":
+        return f"{where}: {path}"
+    return where
+
+
+def _show(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _check_together(config: Config) -> None:
+    """Refuse combinations that are each allowed alone but do not work together."""
+    network = config.network
+    # Only a ping interval someone chose is checked: the default (1 s) with a
+    # short alive timeout is how the hub always ran (tests and benchmarks use
+    # alive timeouts of 1 s and less; peers' other traffic counts as life too).
+    if (config.source("network.pingInterval") != "default"
+            and network.ping_interval >= network.alive_timeout):
+        ping = _name("network.pingInterval", config.source("network.pingInterval"))
+        alive = _name("network.aliveTimeout", config.source("network.aliveTimeout"))
+        raise ConfigError(f"{ping}={network.ping_interval:g} is not allowed: expected seconds "
+                          f"below {alive} ({network.alive_timeout:g}), or every peer is "
+                          f"declared dead between two pings")
+
+
+def describe(config: Config) -> list[tuple[str, str, str]]:
+    """Return ``(key path, effective value, origin)`` rows for every key, in ``KEYS`` order."""
+    flat = converter.unstructure(config)
+    rows = []
+    for key in KEYS:
+        value = flat[key.section][key.name]
+        shown = "unset" if value is None else json.dumps(value)
+        if key.path == "agent.memoryLimit" and value is not None:
+            shown = f"{format_size(value)} ({value} bytes)"
+        rows.append((key.path, shown, config.source(key.path)))
+    return rows
