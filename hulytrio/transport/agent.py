@@ -63,8 +63,9 @@ from ..wire.codec import (
     encode_payload,
 )
 from .container import Container, Factory, StatelessContainer
+from .http import agent_routes
 from .outbox import Outbox
-from .websocket import HandshakeError, WebSocketClosed, accept_websocket
+from .websocket import HandshakeError, HttpAnswered, WebSocketClosed, accept_websocket
 
 if TYPE_CHECKING:
     from .client import Client
@@ -217,6 +218,7 @@ class AgentRuntime:
                               ) -> None:
         with self._endpoint_scope:
             listeners = await trio.open_tcp_listeners(port, host=host)
+            self._http = agent_routes(self, trio.current_time())
             task_status.started(listeners[0])
             async with trio.open_nursery() as nursery:
                 await trio.serve_listeners(self._handle_endpoint, listeners,
@@ -225,9 +227,11 @@ class AgentRuntime:
     async def _handle_endpoint(self, stream: trio.SocketStream) -> None:
         try:
             with trio.fail_after(ENDPOINT_HANDSHAKE_TIMEOUT):
-                ws = await accept_websocket(stream, max_message_size=MAX_FRAME_BYTES)
+                ws = await accept_websocket(stream, max_message_size=MAX_FRAME_BYTES,
+                                            http=self._http.answer)
         except (HandshakeError, OSError, trio.TooSlowError) as exc:
-            log.info("agent %s endpoint: upgrade failed: %r", self.agent_id, exc)
+            if not isinstance(exc, HttpAnswered):
+                log.info("agent %s endpoint: upgrade failed: %r", self.agent_id, exc)
             await trio.aclose_forcefully(stream)
             return
         peer = _EndpointPeer(self, EndpointSession(self.agent_id, self._serves, self._fenced))

@@ -37,8 +37,10 @@ from hulytrio.core.timeouts import Timeouts
 from ..wire.codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
 from .deadlines import DeadlineTask
 from .errors import single_errors
+from .http import serve_http
+from .metrics import hub_routes
 from .outbox import Outbox
-from .websocket import HandshakeError, WebSocket, WebSocketClosed, accept_websocket
+from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
 
 __all__ = ["NetworkServer", "ServerStatistics", "serve_network"]
 
@@ -58,6 +60,8 @@ class ServerStatistics:
     frames_in: int
     bad_frames: int
     dropped_slow: int
+    #: connections accepted since start (health probes not counted)
+    accepted: int = 0
 
 
 class _Peer:
@@ -86,6 +90,21 @@ class NetworkServer:
         self._bad_frames = 0
         self._dropped = 0
         self._timer = DeadlineTask(hub.next_deadline, self._fire)
+        #: "active" serves; a standby hub (hub standby, to come) sets another
+        #: role, and ``/ready`` answers 503 unless ``ready``
+        self.role = "active"
+        self.started = trio.current_time()
+        self.metrics_port: int | None = None
+        self.http = hub_routes(self)
+
+    @property
+    def ready(self) -> bool:
+        """Return whether this hub serves clients (``/ready``): only the active one."""
+        return self.role == "active"
+
+    def uptime(self) -> float:
+        """Return the seconds since the hub started."""
+        return trio.current_time() - self.started
 
     @property
     def url(self) -> str:
@@ -96,7 +115,7 @@ class NetworkServer:
     def statistics(self) -> ServerStatistics:
         """Return the driver's counters."""
         return ServerStatistics(len(self._peers), self._frames_in, self._bad_frames,
-                                self._dropped)
+                                self._dropped, self._serial)
 
     # --- effects -------------------------------------------------------------------
 
@@ -131,9 +150,11 @@ class NetworkServer:
     async def _handle(self, stream: trio.SocketStream) -> None:
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT):
-                ws = await accept_websocket(stream, max_message_size=2 * self.max_frame_bytes)
+                ws = await accept_websocket(stream, max_message_size=2 * self.max_frame_bytes,
+                                            http=self.http.answer)
         except (HandshakeError, OSError, trio.TooSlowError) as exc:
-            log.info("WebSocket upgrade failed: %r", exc)
+            if not isinstance(exc, HttpAnswered):
+                log.info("WebSocket upgrade failed: %r", exc)
             await trio.aclose_forcefully(stream)
             return
         self._serial += 1
@@ -193,6 +214,7 @@ async def serve_network(
     send_queue: int = DEFAULT_SEND_QUEUE,
     max_frame_bytes: int = MAX_FRAME_BYTES,
     listen_sockets: Sequence[socket.socket] | None = None,
+    metrics_port: int | None = None,
 ) -> AsyncIterator[NetworkServer]:
     """Run a hub on ``host:port`` for the duration of the ``async with`` block.
 
@@ -200,8 +222,10 @@ async def serve_network(
     ``hub_id`` defaults to a fresh random id, so clients can tell a restarted
     hub.  ``listen_sockets``, if given, are already listening (see
     ``listen.bind_listeners``) and are served instead of binding ``host:port``;
-    they are closed on exit.  Yields the ``NetworkServer``; on exit every
-    connection is cancelled.
+    they are closed on exit.  ``metrics_port``, if given, serves ``/metrics``
+    (and ``/health``, ``/ready``) over plain HTTP on ``host:metrics_port``
+    too (0 picks a free port: ``server.metrics_port``).  Yields the
+    ``NetworkServer``; on exit every connection is cancelled.
 
     Raises:
         OSError: if the address cannot be bound.
@@ -215,6 +239,9 @@ async def serve_network(
             server.host = host
             server.port = listener.socket.getsockname()[1]
             nursery.start_soon(server._timer.run)
+            if metrics_port is not None:
+                server.metrics_port = await nursery.start(serve_http, server.http, host,
+                                                          metrics_port)
             log.info("hub %s listening on %s", hub.hub_id, server.url)
             try:
                 yield server

@@ -30,6 +30,7 @@ connection with code 1009, as trio-websocket does.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import trio
@@ -50,6 +51,7 @@ from .frames import (
 
 __all__ = [
     "HandshakeError",
+    "HttpAnswered",
     "WebSocket",
     "WebSocketClosed",
     "accept_websocket",
@@ -75,6 +77,10 @@ class WebSocketClosed(Exception):
 
 class HandshakeError(Exception):
     """The HTTP upgrade failed: the peer refused, or is not a WebSocket peer."""
+
+
+class HttpAnswered(HandshakeError):
+    """The peer sent a plain HTTP request, answered by the ``http`` hook (``http.py``)."""
 
 
 class WebSocket:
@@ -277,7 +283,8 @@ def _peer_name(sock: socket.socket) -> str:
     return f"{host}:{port}"
 
 
-async def _read_handshake(sock: socket.socket, conn: WSConnection
+async def _read_handshake(sock: socket.socket, conn: WSConnection,
+                          http: Callable[[bytes], bytes | None] | None = None
                           ) -> tuple[list[Event], bytes]:
     """Read the peer's upgrade request or response; returns its events and what followed.
 
@@ -300,6 +307,9 @@ async def _read_handshake(sock: socket.socket, conn: WSConnection
                 raise HandshakeError("handshake too large")
             continue
         head, rest = received[:end + 4], received[end + 4:]
+        if http is not None and (answer := http(head)) is not None:
+            await _send_all(sock, answer)
+            raise HttpAnswered("answered a plain HTTP request")
         try:
             conn.receive_data(head)
             events = list(conn.events())
@@ -330,11 +340,15 @@ def _detach(stream: trio.SocketStream) -> socket.socket:
 
 
 async def accept_websocket(stream: trio.SocketStream, *, max_message_size: int,
-                           path: str | None = None) -> WebSocket:
+                           path: str | None = None,
+                           http: Callable[[bytes], bytes | None] | None = None) -> WebSocket:
     """Complete the server side of the HTTP upgrade on ``stream``; returns the WebSocket.
 
     The stream's socket is taken over (the stream must not be used after).
     ``path``, when given, is the only resource accepted (others get 404).
+    ``http``, when given, is offered each request head first: what it
+    returns is sent as the answer and ``HttpAnswered`` raised (None: go on
+    with the upgrade).
     Bound the wait with a trio timeout.
 
     Raises:
@@ -344,7 +358,7 @@ async def accept_websocket(stream: trio.SocketStream, *, max_message_size: int,
     sock = _detach(stream)
     try:
         conn = WSConnection(ConnectionType.SERVER)
-        events, rest = await _read_handshake(sock, conn)
+        events, rest = await _read_handshake(sock, conn, http)
         request = events[0]
         if not isinstance(request, Request):
             raise HandshakeError(f"expected an upgrade request, got {type(request).__name__}")
