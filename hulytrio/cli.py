@@ -21,6 +21,12 @@ COMMANDS = {
     "agent": "hulytrio.transport.commands",
     "simulate": "hulytrio.sim.commands",
     "bench": "hulytrio.bench.commands",
+    "health": "hulytrio.ops.commands",
+    "agents": "hulytrio.ops.commands",
+    "list": "hulytrio.ops.commands",
+    "request": "hulytrio.ops.commands",
+    "watch": "hulytrio.ops.commands",
+    "top": "hulytrio.ops.commands",
 }
 
 
