@@ -56,6 +56,8 @@ def register(subparsers: Any) -> None:
                        help="run the hub in a worker process that is restarted at once "
                             "if it dies (env HUB_SUPERVISE=1; off)")
     serve.add_argument("--log-level", help="log level (env LOG_LEVEL; info)")
+    serve.add_argument("--metrics-port", type=int,
+                       help="also serve /metrics on this port (docs/monitoring.md)")
     serve.set_defaults(func=_serve_command)
 
     agent = subparsers.add_parser("agent", help="run user containers as an agent process")
@@ -168,7 +170,8 @@ def _serve_command(args: argparse.Namespace) -> int:
     def run_hub(parent_gone: int | None) -> int:
         async def body() -> None:
             async with serve_network(host, port, timeouts=timeouts,
-                                     listen_sockets=listeners) as server:
+                                     listen_sockets=listeners,
+                                     metrics_port=args.metrics_port) as server:
                 log.info("serving on ws://%s:%d (alive timeout %.3g s, "
                          "container timeout %.3g s)",
                          host, server.port, timeouts.alive, timeouts.unused_container)
