@@ -27,6 +27,7 @@ COMMANDS = {
     "request": "hulytrio.ops.commands",
     "watch": "hulytrio.ops.commands",
     "top": "hulytrio.ops.commands",
+    "state": "hulytrio.state.commands",
 }
 
 
