@@ -6,6 +6,7 @@ import io
 import json
 import socket
 import sys
+from functools import partial
 
 import trio
 
@@ -134,8 +135,8 @@ async def test_watch_prints_registry_events_as_they_come():
                 out = io.StringIO()
                 listening = trio.Event()
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(lambda: watch(hub.url, 5, out, as_json=as_json, count=1,
-                                                     ready=listening.set))
+                    nursery.start_soon(partial(watch, hub.url, 5, out, as_json=as_json,
+                                               count=1, ready=listening.set))
                     await listening.wait()
                     agent = await client.serve_agent({"echo": start_echo})
                 lines = out.getvalue().splitlines()

@@ -99,41 +99,41 @@ async def test_http_answers_are_complete_and_close_the_connection():
 
 async def test_metrics_reflect_agents_containers_and_requests():
     with trio.fail_after(15):
-        async with hulytrio.serve_network(host="127.0.0.1", port=0, metrics_port=0) as hub:
-            async with hulytrio.open_client(hub.url) as client:
-                await client.serve_agent({"echo": start_echo, "other": start_echo})
-                ref = await client.get("echo")
-                await client.get("echo", labels=["b"])
-                await client.get("other")
-                for n in range(3):
-                    await ref.request("hello", n)
+        async with hulytrio.serve_network(host="127.0.0.1", port=0, metrics_port=0) as hub, \
+                hulytrio.open_client(hub.url) as client:
+            await client.serve_agent({"echo": start_echo, "other": start_echo})
+            ref = await client.get("echo")
+            await client.get("echo", labels=["b"])
+            await client.get("other")
+            for n in range(3):
+                await ref.request("hello", n)
 
-                status, body = await fetch(hub.url, "/metrics")
-                assert status == 200
-                got = samples(body.decode())
-                assert got["huly_agents", ()] == 1
-                assert got["huly_clients", ()] == 1
-                assert got["huly_connections", ()] == 1
-                assert got["huly_active_containers", (("kind", "echo"),)] == 2
-                assert got["huly_active_containers", (("kind", "other"),)] == 1
-                assert got["huly_containers", (("kind", "echo"), ("state", "active"))] == 2
-                assert got["huly_requests_total",
-                           (("operation", "request"), ("status", "forwarded"))] == 3
-                assert got["huly_requests_total",
-                           (("operation", "request"), ("status", "retry"))] == 0
-                assert got["huly_connections_accepted_total", ()] == 1
-                assert got["huly_slow_peers_dropped_total", ()] == 0
-                assert got["huly_events_broadcast_total", ()] >= 1
-                assert got["huly_hub_info", (("hub_id", hub.hub.hub_id), ("role", "active"),
-                                             ("term", "1"))] == 1
+            status, body = await fetch(hub.url, "/metrics")
+            assert status == 200
+            got = samples(body.decode())
+            assert got["huly_agents", ()] == 1
+            assert got["huly_clients", ()] == 1
+            assert got["huly_connections", ()] == 1
+            assert got["huly_active_containers", (("kind", "echo"),)] == 2
+            assert got["huly_active_containers", (("kind", "other"),)] == 1
+            assert got["huly_containers", (("kind", "echo"), ("state", "active"))] == 2
+            assert got["huly_requests_total",
+                       (("operation", "request"), ("status", "forwarded"))] == 3
+            assert got["huly_requests_total",
+                       (("operation", "request"), ("status", "retry"))] == 0
+            assert got["huly_connections_accepted_total", ()] == 1
+            assert got["huly_slow_peers_dropped_total", ()] == 0
+            assert got["huly_events_broadcast_total", ()] >= 1
+            assert got["huly_hub_info", (("hub_id", hub.hub.hub_id), ("role", "active"),
+                                         ("term", "1"))] == 1
 
-                # the same registry on the separate metrics port
-                assert hub.metrics_port is not None
-                status, body = await fetch(f"http://127.0.0.1:{hub.metrics_port}", "/metrics")
-                assert status == 200
-                assert samples(body.decode())["huly_agents", ()] == 1
-                status, _ = await fetch(f"http://127.0.0.1:{hub.metrics_port}", "/health")
-                assert status == 200
+            # the same registry on the separate metrics port
+            assert hub.metrics_port is not None
+            status, body = await fetch(f"http://127.0.0.1:{hub.metrics_port}", "/metrics")
+            assert status == 200
+            assert samples(body.decode())["huly_agents", ()] == 1
+            status, _ = await fetch(f"http://127.0.0.1:{hub.metrics_port}", "/health")
+            assert status == 200
 
 
 async def test_two_hubs_in_one_process_keep_their_own_metrics():
@@ -152,23 +152,23 @@ async def test_two_hubs_in_one_process_keep_their_own_metrics():
 
 async def test_agent_endpoint_answers_health():
     with trio.fail_after(10):
-        async with hulytrio.serve_network(host="127.0.0.1", port=0) as hub:
-            async with hulytrio.open_client(hub.url) as client:
-                agent = await client.serve_agent({"echo": start_echo},
-                                                 endpoint="127.0.0.1:0")
-                ref = await client.get("echo")
-                assert agent.endpoint is not None
-                status, body = await fetch(agent.endpoint, "/health")
-                assert status == 200
-                health = json.loads(body)
-                assert health["role"] == "agent"
-                assert health["agent_id"] == agent.agent_id
-                assert health["containers"] == 1
-                assert (await fetch(agent.endpoint, "/ready"))[0] == 200
-                assert (await fetch(agent.endpoint, "/metrics"))[0] == 404
-                # and the endpoint still serves direct connections
-                async with ref.connect() as conn:
-                    assert await conn.request("hi", 1) == {"op": "hi", "data": 1}
+        async with hulytrio.serve_network(host="127.0.0.1", port=0) as hub, \
+                hulytrio.open_client(hub.url) as client:
+            agent = await client.serve_agent({"echo": start_echo},
+                                             endpoint="127.0.0.1:0")
+            ref = await client.get("echo")
+            assert agent.endpoint is not None
+            status, body = await fetch(agent.endpoint, "/health")
+            assert status == 200
+            health = json.loads(body)
+            assert health["role"] == "agent"
+            assert health["agent_id"] == agent.agent_id
+            assert health["containers"] == 1
+            assert (await fetch(agent.endpoint, "/ready"))[0] == 200
+            assert (await fetch(agent.endpoint, "/metrics"))[0] == 404
+            # and the endpoint still serves direct connections
+            async with ref.connect() as conn:
+                assert await conn.request("hi", 1) == {"op": "hi", "data": 1}
 
 
 @pytest.mark.parametrize("head", [b"GET /health HTTP/1.1\r\n\r\n", b"\xff\xfe\r\n\r\n"])
