@@ -101,7 +101,9 @@ async def test_metrics_reflect_agents_containers_and_requests():
     with trio.fail_after(15):
         async with hulytrio.serve_network(host="127.0.0.1", port=0, metrics_port=0) as hub, \
                 hulytrio.open_client(hub.url) as client:
+            updates = client.updates()
             await client.serve_agent({"echo": start_echo, "other": start_echo})
+            await updates.__anext__()  # a registry event was broadcast
             ref = await client.get("echo")
             await client.get("echo", labels=["b"])
             await client.get("other")
