@@ -23,6 +23,12 @@ COMMANDS = {
     "config": "hulytrio.transport.commands",
     "agent": "hulytrio.transport.commands",
     "simulate": "hulytrio.sim.commands",
+    "health": "hulytrio.ops.commands",
+    "agents": "hulytrio.ops.commands",
+    "list": "hulytrio.ops.commands",
+    "request": "hulytrio.ops.commands",
+    "watch": "hulytrio.ops.commands",
+    "top": "hulytrio.ops.commands",
     "state": "hulytrio.state.commands",
 }
 

@@ -72,9 +72,10 @@ from ..wire.codec import (
     encode_payload,
 )
 from .container import Container, Factory, StatelessContainer
+from .http import agent_routes
 from .limits import refusal
 from .outbox import Outbox
-from .websocket import HandshakeError, WebSocket, WebSocketClosed, accept_websocket
+from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
 
 __all__ = ["Agent", "AgentHost", "AgentRuntime", "HostedAgentEffect"]
 
@@ -266,6 +267,7 @@ class AgentRuntime:
                               ) -> None:
         with self._endpoint_scope:
             listeners = await trio.open_tcp_listeners(port, host=host)
+            self._http = agent_routes(self, trio.current_time())
             task_status.started(listeners[0])
             async with trio.open_nursery() as nursery:
                 await trio.serve_listeners(self._handle_endpoint, listeners,
@@ -275,9 +277,11 @@ class AgentRuntime:
         """Serve one direct connection; nothing it raises reaches the others."""
         try:
             with trio.fail_after(ENDPOINT_HANDSHAKE_TIMEOUT):
-                ws = await accept_websocket(stream, max_message_size=MAX_FRAME_BYTES)
+                ws = await accept_websocket(stream, max_message_size=MAX_FRAME_BYTES,
+                                            http=self._http.answer)
         except (HandshakeError, OSError, trio.TooSlowError) as exc:
-            log.info("agent %s endpoint: upgrade failed: %r", self.agent_id, exc)
+            if not isinstance(exc, HttpAnswered):
+                log.info("agent %s endpoint: upgrade failed: %r", self.agent_id, exc)
             await trio.aclose_forcefully(stream)
             return
         try:

@@ -193,11 +193,9 @@ def _serve_command(args: argparse.Namespace) -> int:
     _warn_inert(config, "hub")
     host, port = config.network.bind_address, config.network.port
     timeouts = hub_timeouts(config)
-    # The seam for the metrics endpoint: None when monitoring is off.
+    # /metrics on its own port too, when monitoring is on (None: off; it is
+    # always on the network port).
     metrics_port = config.metrics_port
-    if metrics_port is not None:
-        log.warning("monitoring.enabled: this build serves no metrics endpoint yet "
-                    "(monitoring.metricsPort %d is not opened)", metrics_port)
     try:
         listeners = bind_listeners(host, port)
     except OSError as exc:
@@ -212,7 +210,8 @@ def _serve_command(args: argparse.Namespace) -> int:
     def run_hub(parent_gone: int | None) -> int:
         async def body() -> None:
             async with serve_network(host, port, timeouts=timeouts,
-                                     listen_sockets=listeners) as server:
+                                     listen_sockets=listeners,
+                                     metrics_port=metrics_port) as server:
                 log.info("serving on ws://%s:%d (alive timeout %.3g s, ping interval %.3g s, "
                          "container timeout %.3g s)", host, server.port, timeouts.alive,
                          timeouts.ping_interval, timeouts.unused_container)

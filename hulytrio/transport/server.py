@@ -39,9 +39,11 @@ from hulytrio.core.timeouts import Timeouts
 from ..wire.codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
 from .deadlines import DeadlineTask
 from .errors import single_errors
+from .http import serve_http
 from .limits import refusal
+from .metrics import hub_routes
 from .outbox import Outbox
-from .websocket import HandshakeError, WebSocket, WebSocketClosed, accept_websocket
+from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
 
 __all__ = ["NetworkServer", "ServerStatistics", "serve_network"]
 
@@ -61,6 +63,8 @@ class ServerStatistics:
     frames_in: int
     bad_frames: int
     dropped_slow: int
+    #: connections accepted since start (health probes not counted)
+    accepted: int = 0
 
 
 class _Peer:
@@ -89,6 +93,21 @@ class NetworkServer:
         self._bad_frames = 0
         self._dropped = 0
         self._timer = DeadlineTask(hub.next_deadline, self._fire)
+        #: "active" serves; a standby hub (hub standby, to come) sets another
+        #: role, and ``/ready`` answers 503 unless ``ready``
+        self.role = "active"
+        self.started = trio.current_time()
+        self.metrics_port: int | None = None
+        self.http = hub_routes(self)
+
+    @property
+    def ready(self) -> bool:
+        """Return whether this hub serves clients (``/ready``): only the active one."""
+        return self.role == "active"
+
+    def uptime(self) -> float:
+        """Return the seconds since the hub started."""
+        return trio.current_time() - self.started
 
     @property
     def url(self) -> str:
@@ -99,7 +118,7 @@ class NetworkServer:
     def statistics(self) -> ServerStatistics:
         """Return the driver's counters."""
         return ServerStatistics(len(self._peers), self._frames_in, self._bad_frames,
-                                self._dropped)
+                                self._dropped, self._serial)
 
     # --- effects -------------------------------------------------------------------
 
@@ -152,9 +171,11 @@ class NetworkServer:
         """Complete the WebSocket upgrade; returns the WebSocket, or None (logged)."""
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT):
-                return await accept_websocket(stream, max_message_size=2 * self.max_frame_bytes)
+                return await accept_websocket(stream, max_message_size=2 * self.max_frame_bytes,
+                                              http=self.http.answer)
         except (HandshakeError, OSError, trio.TooSlowError) as exc:
-            log.info("WebSocket upgrade failed: %r", exc)
+            if not isinstance(exc, HttpAnswered):
+                log.info("WebSocket upgrade failed: %r", exc)
             await trio.aclose_forcefully(stream)
             return None
 
@@ -245,6 +266,7 @@ async def serve_network(
     send_queue: int = DEFAULT_SEND_QUEUE,
     max_frame_bytes: int = MAX_FRAME_BYTES,
     listen_sockets: Sequence[socket.socket] | None = None,
+    metrics_port: int | None = None,
 ) -> AsyncIterator[NetworkServer]:
     """Run a hub on ``host:port`` for the duration of the ``async with`` block.
 
@@ -252,8 +274,10 @@ async def serve_network(
     ``hub_id`` defaults to a fresh random id, so clients can tell a restarted
     hub.  ``listen_sockets``, if given, are already listening (see
     ``listen.bind_listeners``) and are served instead of binding ``host:port``;
-    they are closed on exit.  Yields the ``NetworkServer``; on exit every
-    connection is cancelled.
+    they are closed on exit.  ``metrics_port``, if given, serves ``/metrics``
+    (and ``/health``, ``/ready``) over plain HTTP on ``host:metrics_port``
+    too (0 picks a free port: ``server.metrics_port``).  Yields the
+    ``NetworkServer``; on exit every connection is cancelled.
 
     Raises:
         OSError: if the address cannot be bound.
@@ -267,6 +291,9 @@ async def serve_network(
             server.host = host
             server.port = listener.socket.getsockname()[1]
             nursery.start_soon(server._timer.run)
+            if metrics_port is not None:
+                server.metrics_port = await nursery.start(serve_http, server.http, host,
+                                                          metrics_port)
             log.info("hub %s listening on %s", hub.hub_id, server.url)
             try:
                 yield server

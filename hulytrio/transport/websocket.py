@@ -52,6 +52,7 @@ from .frames import (
 
 __all__ = [
     "HandshakeError",
+    "HttpAnswered",
     "WebSocket",
     "WebSocketClosed",
     "accept_websocket",
@@ -79,6 +80,10 @@ class WebSocketClosed(Exception):
 
 class HandshakeError(Exception):
     """The HTTP upgrade failed: the peer refused, or is not a WebSocket peer."""
+
+
+class HttpAnswered(HandshakeError):
+    """The peer sent a plain HTTP request, answered by the ``http`` hook (``http.py``)."""
 
 
 class WebSocket:
@@ -287,7 +292,8 @@ def _peer_name(sock: socket.socket) -> str:
     return f"{host}:{port}"
 
 
-async def _read_handshake(sock: socket.socket, conn: WSConnection
+async def _read_handshake(sock: socket.socket, conn: WSConnection,
+                          http: Callable[[bytes], bytes | None] | None = None
                           ) -> tuple[list[Event], bytes]:
     """Read the peer's upgrade request or response; returns its events and what followed.
 
@@ -310,6 +316,9 @@ async def _read_handshake(sock: socket.socket, conn: WSConnection
                 raise HandshakeError("handshake too large")
             continue
         head, rest = received[:end + 4], received[end + 4:]
+        if http is not None and (answer := http(head)) is not None:
+            await _send_all(sock, answer)
+            raise HttpAnswered("answered a plain HTTP request")
         try:
             conn.receive_data(head)
             events = list(conn.events())
@@ -343,11 +352,15 @@ def _detach(stream: trio.SocketStream) -> socket.socket:
 
 
 async def accept_websocket(stream: trio.SocketStream, *, max_message_size: int,
-                           path: str | None = None) -> WebSocket:
+                           path: str | None = None,
+                           http: Callable[[bytes], bytes | None] | None = None) -> WebSocket:
     """Complete the server side of the HTTP upgrade on ``stream``; returns the WebSocket.
 
     The stream's socket is taken over (the stream must not be used after).
     ``path``, when given, is the only resource accepted (others get 404).
+    ``http``, when given, is offered each request head first: what it
+    returns is sent as the answer and ``HttpAnswered`` raised (None: go on
+    with the upgrade).
     Bound the wait with a trio timeout.
 
     Raises:
@@ -359,7 +372,9 @@ async def accept_websocket(stream: trio.SocketStream, *, max_message_size: int,
     try:
         conn = WSConnection(ConnectionType.SERVER)
         try:
-            events, rest = await _read_handshake(sock, conn)
+            events, rest = await _read_handshake(sock, conn, http)
+        except HttpAnswered:
+            raise
         except HandshakeError:
             with contextlib.suppress(OSError):
                 await _send_all(sock, BAD_REQUEST)

@@ -1,0 +1,1 @@
+"""Operator tools: the ``hulytrio`` commands that inspect a running hub."""

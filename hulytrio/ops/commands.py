@@ -1,0 +1,387 @@
+"""Operator commands: ``health``, ``agents``, ``list``, ``request``, ``watch``, ``top``.
+
+Each one connects to a hub with the public client API (``open_client``),
+does one thing and exits: tables for people, ``--json`` for scripts.  The
+URL comes from ``--url`` (``ws://`` or ``http://``; default
+``ws://NETWORK_HOST:NETWORK_PORT``).  A hub that does not answer within
+``--timeout`` seconds gives one line on stderr and exit code 1, never a
+hang: the client would otherwise reconnect forever.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+import trio
+
+import hulytrio
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from hulytrio.transport.client import Client
+
+__all__ = ["Unreachable", "connected", "register", "ws_url"]
+
+#: Seconds to wait for the hub by default.
+DEFAULT_TIMEOUT = 5.0
+
+
+class Unreachable(Exception):
+    """The hub did not welcome the client within the allowed wait."""
+
+
+def ws_url(url: str) -> str:
+    """Return ``url`` as the hub's ``ws://`` URL (``http://`` is accepted too).
+
+    Raises:
+        ValueError: if ``url`` is neither ``ws://`` nor ``http://`` with a host.
+    """
+    parts = urlsplit(url if "://" in url else f"ws://{url}")
+    if parts.scheme not in ("ws", "http") or not parts.hostname:
+        raise ValueError(f"expected a ws:// or http:// hub URL, got {url!r}")
+    return urlunsplit(("ws", parts.netloc, "", "", ""))
+
+
+@asynccontextmanager
+async def connected(url: str, patience: float, *, events: str = "all"
+                    ) -> AsyncIterator[Client]:
+    """Open a client to the hub at ``url``; yields it once the hub welcomed it.
+
+    Raises:
+        Unreachable: if the hub does not welcome the client within ``patience`` s.
+    """
+    async with hulytrio.open_client(ws_url(url), events=events) as client:
+        welcomed = False
+        with trio.move_on_after(patience):
+            await client.wait_connection()
+            welcomed = True
+        if not welcomed:
+            raise Unreachable(f"cannot reach the hub at {ws_url(url)} within {patience:g} s")
+        yield client
+
+
+def _plain(value: Any) -> Any:
+    """Return ``value`` (attrs records, enums, tuples) as JSON-ready data."""
+    if attrs.has(type(value)):
+        return {f.name: _plain(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "value") and hasattr(value, "name"):  # an Enum
+        return value.value
+    return value
+
+
+def _dump(value: Any, out: TextIO) -> None:
+    out.write(json.dumps(_plain(value), sort_keys=True) + "\n")
+
+
+def _render(renderable: RenderableType, out: TextIO) -> None:
+    from rich.console import Console
+
+    Console(file=out, width=120, soft_wrap=False).print(renderable)
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+# --- the commands (async, writing to ``out``; tests call them directly) -------------------
+
+async def health(url: str, patience: float, out: TextIO) -> None:
+    """The seed's ``healthcheck.js``: connect, list, close; writes one line.
+
+    Raises:
+        Unreachable: if the hub does not answer in time.
+    """
+    with trio.fail_after(patience):
+        async with connected(url, patience, events="own") as client:
+            records = await client.list()
+    out.write(f"Health check: OK ({len(records)} containers)\n")
+
+
+async def agents(url: str, patience: float, out: TextIO, *, as_json: bool) -> None:
+    """Write the hub's agents, as a table or a JSON array.
+
+    Raises:
+        Unreachable: if the hub does not answer in time.
+    """
+    with trio.fail_after(patience):
+        async with connected(url, patience, events="own") as client:
+            infos = await client.agents()
+    if as_json:
+        _dump(infos, out)
+        return
+    _render(_table(f"{len(infos)} agents", ["agent", "kinds", "containers", "endpoint"],
+                   [[a.agent_id, ", ".join(a.kinds), str(a.containers), a.endpoint or "-"]
+                    for a in infos]), out)
+
+
+async def list_containers(url: str, patience: float, out: TextIO, *, kind: str | None,
+                          label: str | None, as_json: bool) -> None:
+    """Write the hub's containers (of ``kind``, carrying ``label``), as a table or JSON.
+
+    Raises:
+        Unreachable: if the hub does not answer in time.
+    """
+    with trio.fail_after(patience):
+        async with connected(url, patience, events="own") as client:
+            records = await client.list(kind)
+    if label is not None:
+        records = tuple(r for r in records if label in r.labels)
+    if as_json:
+        _dump(records, out)
+        return
+    _render(_table(f"{len(records)} containers",
+                   ["uuid", "kind", "agent", "labels", "endpoint", "stateless"],
+                   [[r.uuid, r.kind, r.agent_id, ", ".join(r.labels), r.endpoint or "-",
+                     "yes" if r.stateless else "no"] for r in records]), out)
+
+
+async def request(url: str, patience: float, out: TextIO, *, uuid: str, operation: str,
+                  data: Any) -> None:
+    """Call ``operation`` with ``data`` on container ``uuid``; writes the result as JSON.
+
+    The container is looked up by uuid, referenced for the call and released.
+
+    Raises:
+        Unreachable: if the hub does not answer in time.
+        hulytrio.ContainerNotFound: if the hub lists no container ``uuid``.
+        hulytrio.RemoteError: if the container raised.
+    """
+    with trio.fail_after(patience):
+        async with connected(url, patience, events="own") as client:
+            record = next((r for r in await client.list() if r.uuid == uuid), None)
+            if record is None:
+                raise hulytrio.ContainerNotFound(f"no container {uuid!r} at the hub")
+            ref = await client.get(record.kind, uuid=uuid)
+            try:
+                result = await ref.request(operation, data)
+            finally:
+                await ref.release()
+    _dump(result, out)
+
+
+def _event_lines(event: hulytrio.NetworkEvent) -> list[str]:
+    lines = [f"#{event.seq} agent {e.change.value} {e.agent.agent_id} "
+             f"kinds={','.join(e.agent.kinds)} containers={e.agent.containers}"
+             for e in event.agents]
+    lines += [f"#{event.seq} container {e.change.value} {e.container.uuid} "
+              f"kind={e.container.kind} agent={e.container.agent_id}"
+              for e in event.containers]
+    return lines
+
+
+async def watch(url: str, patience: float, out: TextIO, *, as_json: bool,
+                count: int | None, ready: Callable[[], None] = lambda: None) -> None:
+    """Write registry events as they come (a line each; JSON lines with ``as_json``).
+
+    Stops after ``count`` events if given, else runs until cancelled.
+    ``ready`` is called once listening (tests wait for it).
+
+    Raises:
+        Unreachable: if the hub does not answer in time.
+        hulytrio.ConnectionClosed: if this listener fell too far behind.
+    """
+    async with connected(url, patience) as client:
+        updates = client.updates()
+        ready()
+        seen = 0
+        async for event in updates:
+            if as_json:
+                _dump(event, out)
+            else:
+                out.write("".join(line + "\n" for line in _event_lines(event)))
+            out.flush()
+            seen += 1
+            if count is not None and seen >= count:
+                return
+
+
+@attrs.frozen
+class Snapshot:
+    """What ``top`` shows: the hub's agents, containers and request counter."""
+
+    agents: tuple[hulytrio.AgentInfo, ...]
+    containers: tuple[hulytrio.ContainerRecord, ...]
+    #: container requests forwarded so far (from ``/metrics``), None if unknown
+    requests: float | None
+    at: float
+
+
+async def _requests_forwarded(url: str) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from hulytrio.transport.http import fetch
+
+    try:
+        status, body = await fetch(url, "/metrics")
+    except (OSError, ValueError):
+        return None
+    if status != 200:
+        return None
+    for family in text_string_to_metric_families(body.decode()):
+        if family.name == "huly_requests":
+            return sum(s.value for s in family.samples
+                       if s.name == "huly_requests_total"
+                       and s.labels.get("status") == "forwarded")
+    return None
+
+
+async def snapshot(client: Client, url: str) -> Snapshot:
+    """Return the hub's state now, as ``top`` shows it."""
+    return Snapshot(await client.agents(), await client.list(),
+                    await _requests_forwarded(url), trio.current_time())
+
+
+def top_view(now: Snapshot, before: Snapshot | None) -> Any:
+    """Return the ``rich`` renderable of one ``top`` frame (rates from ``before``)."""
+    from rich.console import Group
+
+    rate = "-"
+    if (before is not None and now.requests is not None and before.requests is not None
+            and now.at > before.at):
+        rate = f"{(now.requests - before.requests) / (now.at - before.at):.1f}/s"
+    total = "-" if now.requests is None else f"{now.requests:.0f}"
+    header = _table("hub", ["agents", "containers", "requests forwarded", "request rate"],
+                    [[str(len(now.agents)), str(len(now.containers)), total, rate]])
+    kinds: dict[str, int] = {}
+    for record in now.containers:
+        kinds[record.kind] = kinds.get(record.kind, 0) + 1
+    agent_rows = [[a.agent_id, ", ".join(a.kinds), str(a.containers), a.endpoint or "-"]
+                  for a in sorted(now.agents, key=lambda a: a.agent_id)]
+    return Group(header,
+                 _table("agents", ["agent", "kinds", "containers", "endpoint"], agent_rows),
+                 _table("containers per kind", ["kind", "containers"],
+                        [[k, str(n)] for k, n in sorted(kinds.items())]))
+
+
+async def top(url: str, patience: float, out: TextIO, *, once: bool, interval: float,
+              as_json: bool = False) -> None:
+    """Show agents, containers and the request rate; refreshes every ``interval`` s.
+
+    ``once`` writes one frame and returns (for scripts and tests); ``as_json``
+    writes one snapshot as JSON and returns.
+
+    Raises:
+        Unreachable: if the hub does not answer in time.
+    """
+    async with connected(url, patience, events="own") as client:
+        with trio.fail_after(patience):
+            current = await snapshot(client, url)
+        if as_json:
+            _dump(current, out)
+            return
+        if once:
+            _render(top_view(current, None), out)
+            return
+        from rich.console import Console
+        from rich.live import Live
+
+        with Live(top_view(current, None), console=Console(file=out),
+                  auto_refresh=False) as live:
+            while True:
+                await trio.sleep(interval)
+                previous, current = current, await snapshot(client, url)
+                live.update(top_view(current, previous), refresh=True)
+
+
+# --- argument parsing -------------------------------------------------------------------
+
+def _run(args: argparse.Namespace, main: Callable[[], Awaitable[None]]) -> int:
+    try:
+        trio.run(main)
+    except Unreachable as exc:
+        print(f"hulytrio {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except trio.TooSlowError:
+        print(f"hulytrio {args.command}: the hub at {args.url} did not answer within "
+              f"{args.timeout:g} s", file=sys.stderr)
+        return 1
+    except (hulytrio.HulyError, ValueError) as exc:
+        print(f"hulytrio {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _command(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    url, patience = args.url, args.timeout
+    command = args.command
+    if command == "health":
+        return _run(args, lambda: health(url, patience, out))
+    if command == "agents":
+        return _run(args, lambda: agents(url, patience, out, as_json=args.json))
+    if command == "list":
+        return _run(args, lambda: list_containers(url, patience, out, kind=args.kind,
+                                                  label=args.label, as_json=args.json))
+    if command == "request":
+        try:
+            data = None if args.data is None else json.loads(args.data)
+        except json.JSONDecodeError as exc:
+            print(f"hulytrio request: JSON argument is not valid JSON: {exc}", file=sys.stderr)
+            return 2
+        return _run(args, lambda: request(url, patience, out, uuid=args.uuid,
+                                          operation=args.operation, data=data))
+    if command == "watch":
+        return _run(args, lambda: watch(url, patience, out, as_json=args.json,
+                                        count=args.count))
+    return _run(args, lambda: top(url, patience, out, once=args.once, interval=args.interval,
+                                  as_json=args.json))
+
+
+def register(sub: Any) -> None:
+    """Add the operator sub-commands to the ``hulytrio`` parser's ``sub``."""
+    env = os.environ
+    default_url = (f"ws://{env.get('NETWORK_HOST') or '127.0.0.1'}:"
+                   f"{env.get('NETWORK_PORT') or 3737}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=default_url,
+                        help="hub URL, ws:// or http:// (default ws://NETWORK_HOST:NETWORK_PORT)")
+    common.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help=f"seconds to wait for the hub (default {DEFAULT_TIMEOUT:g})")
+    scripted = argparse.ArgumentParser(add_help=False, parents=[common])
+    scripted.add_argument("--json", action="store_true", help="JSON output for scripts")
+
+    parsers = {
+        "health": sub.add_parser("health", parents=[common],
+                                 help="exit 0 if the hub answers a list, 1 if not"),
+        "agents": sub.add_parser("agents", parents=[scripted], help="list the agents"),
+        "list": sub.add_parser("list", parents=[scripted], help="list the containers"),
+        "request": sub.add_parser("request", parents=[scripted],
+                                  help="call an operation on a container"),
+        "watch": sub.add_parser("watch", parents=[scripted], help="print registry events"),
+        "top": sub.add_parser("top", parents=[scripted],
+                              help="live view of agents, containers and request rate"),
+    }
+    parsers["list"].add_argument("--kind", help="only containers of this kind")
+    parsers["list"].add_argument("--label", help="only containers carrying this label")
+    parsers["request"].add_argument("uuid", help="the container's uuid")
+    parsers["request"].add_argument("operation", help="the operation name")
+    parsers["request"].add_argument("data", nargs="?", help="the argument, as JSON")
+    parsers["watch"].add_argument("--count", type=int, help="stop after this many events")
+    parsers["top"].add_argument("--once", action="store_true",
+                                help="print one frame and exit (no live view)")
+    parsers["top"].add_argument("--interval", type=float, default=2.0,
+                                help="seconds between refreshes (default 2)")
+    for parser in parsers.values():
+        parser.set_defaults(func=_command)

@@ -1,0 +1,151 @@
+"""Prometheus metrics and the health/readiness answers of a running hub.
+
+Theory of operation
+-------------------
+Nothing here runs per message.  The hub core already keeps O(1) counters
+(``Hub.stats``) and the driver its own (``NetworkServer.statistics()``);
+``HubCollector`` reads them, and the registry's public views, only when
+Prometheus scrapes, and turns them into metric families.  So the routed
+request path pays nothing for metrics (``benchmarks/cpu_per_request.py``).
+
+Each hub has its own ``CollectorRegistry``: several hubs in one process
+(tests, an embedded hub beside a standby) never clash over names.
+
+Adding a metric is one ``yield`` in ``HubCollector.collect``: facts the core
+will expose later (failovers and their duration, container starts and their
+duration, orphans terminated, per-operation request outcomes) become a
+counter or a histogram family read from the core's record of them here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from hulytrio.core.types import ContainerState
+
+from .http import HttpRoutes, Reply, json_reply
+
+if TYPE_CHECKING:
+    from .server import NetworkServer
+
+__all__ = ["HubCollector", "hub_routes", "metrics_registry"]
+
+
+class HubCollector(Collector):
+    """Reads a ``NetworkServer``'s state at scrape time (see module docstring)."""
+
+    def __init__(self, server: NetworkServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        """Yield every hub metric family, computed now."""
+        server = self.server
+        hub = server.hub
+        reg = hub.registry
+        stats = hub.stats
+        driver = server.statistics()
+
+        info = GaugeMetricFamily("huly_hub_info", "The hub's id, role and term (value 1)",
+                                 labels=["hub_id", "role", "term"])
+        info.add_metric([hub.hub_id, server.role, str(hub.term)], 1)
+        yield info
+        yield GaugeMetricFamily("huly_hub_uptime_seconds", "Seconds since the hub started",
+                                value=server.uptime())
+
+        yield GaugeMetricFamily("huly_agents", "Agents registered at the hub",
+                                value=len(reg.agents()))
+        yield GaugeMetricFamily("huly_clients", "Client sessions the hub knows",
+                                value=len(reg.clients()))
+        yield GaugeMetricFamily("huly_connections", "Open WebSocket connections",
+                                value=driver.connections)
+
+        records = reg.list()
+        active: Counter[str] = Counter()
+        states: Counter[tuple[str, str]] = Counter()
+        for record in records:
+            state = reg.container_state(record.uuid)
+            name = state.name.lower() if state is not None else "unknown"
+            states[record.kind, name] += 1
+            if state is ContainerState.ACTIVE:
+                active[record.kind] += 1
+        by_kind = GaugeMetricFamily("huly_active_containers",
+                                    "Containers in the ACTIVE state, per kind",
+                                    labels=["kind"])
+        for kind in sorted(active):
+            by_kind.add_metric([kind], active[kind])
+        yield by_kind
+        by_state = GaugeMetricFamily("huly_containers", "Containers per kind and state",
+                                     labels=["kind", "state"])
+        for (kind, name) in sorted(states):
+            by_state.add_metric([kind, name], states[kind, name])
+        yield by_state
+        yield GaugeMetricFamily("huly_pending_starts", "Container starts awaiting an agent",
+                                value=reg.pending_count())
+
+        requests = CounterMetricFamily(
+            "huly_requests", "Container requests that reached the hub, by outcome at the hub "
+            "(forwarded to the owning agent, or answered retry: too many in flight)",
+            labels=["operation", "status"])
+        requests.add_metric(["request", "forwarded"], stats.forwarded)
+        requests.add_metric(["request", "retry"], stats.retries)
+        yield requests
+        yield CounterMetricFamily("huly_messages_received", "Protocol messages the hub read",
+                                  value=stats.messages_in)
+        yield CounterMetricFamily("huly_frames_received", "WebSocket frames the hub read",
+                                  value=driver.frames_in)
+        yield CounterMetricFamily("huly_protocol_errors",
+                                  "Bad frames or messages answered with a protocol error",
+                                  value=stats.errors)
+        yield CounterMetricFamily("huly_events_broadcast",
+                                  "Registry event batches broadcast to clients",
+                                  value=stats.events)
+        yield CounterMetricFamily("huly_connections_accepted",
+                                  "WebSocket connections accepted since start",
+                                  value=driver.accepted)
+        yield CounterMetricFamily("huly_slow_peers_dropped",
+                                  "Connections dropped because their send queue was full",
+                                  value=driver.dropped_slow)
+
+
+def metrics_registry(server: NetworkServer) -> CollectorRegistry:
+    """Return a fresh registry holding only ``server``'s collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(server))
+    return registry
+
+
+def hub_routes(server: NetworkServer) -> HttpRoutes:
+    """Return the hub's routes: ``/health``, ``/ready`` and ``/metrics``.
+
+    ``/ready`` answers 200 only while ``server.ready`` (the active hub).
+    """
+    registry = metrics_registry(server)
+
+    def health() -> Reply:
+        reg = server.hub.registry
+        return json_reply(200, {
+            "status": "ok",
+            "role": server.role,
+            "hub_id": server.hub.hub_id,
+            "uptime": round(server.uptime(), 3),
+            "agents": len(reg.agents()),
+            "containers": len(reg.list()),
+            "clients": len(reg.clients()),
+            "connections": server.statistics().connections,
+        })
+
+    def ready() -> Reply:
+        if server.ready:
+            return json_reply(200, {"ready": True, "role": server.role})
+        return json_reply(503, {"ready": False, "role": server.role})
+
+    def metrics() -> Reply:
+        return 200, CONTENT_TYPE_LATEST, generate_latest(registry)
+
+    return HttpRoutes({"/health": health, "/ready": ready, "/metrics": metrics})
