@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: serve test lint bench chaos compiled sim-speed clean
+.PHONY: serve test lint bench chaos compiled sim-speed clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,19 @@ $(DEV_STAMP): $(BIN)/python pyproject.toml
 serve: $(STAMP)
 	$(BIN)/hulytrio serve --host 127.0.0.1 --port 3737
 
-test: $(TEST_STAMP)
+# Real components the tests start themselves on 127.0.0.1 (etcd for the
+# leader-lease tests, PostgreSQL for the state store's): installed from
+# Debian when missing and when this user may (root with apt-get); otherwise
+# those tests skip and say why.
+MISSING_DEBS = $(shell command -v etcd >/dev/null 2>&1 || echo etcd-server) \
+	$(shell ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || echo postgresql)
+system-deps:
+	@[ -z "$(strip $(MISSING_DEBS))" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		$(strip $(MISSING_DEBS))) >/dev/null 2>&1; } \
+		|| echo "could not install $(strip $(MISSING_DEBS)): the tests that need them will skip"
+
+test: $(TEST_STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)

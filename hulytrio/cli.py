@@ -21,6 +21,7 @@ COMMANDS = {
     "agent": "hulytrio.transport.commands",
     "simulate": "hulytrio.sim.commands",
     "bench": "hulytrio.bench.commands",
+    "state": "hulytrio.state.commands",
 }
 
 

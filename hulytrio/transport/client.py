@@ -55,12 +55,12 @@ from hulytrio.core.events import NetworkEvent
 from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
 
-from .agent import Agent, AgentRuntime
 from ..wire.codec import (
     MAX_FRAME_BYTES,
     decode_payload,
     encode_payload,
 )
+from .agent import Agent, AgentRuntime
 from .connection import ContainerConnection, open_container_connection, received_messages
 from .container import Factory, StatelessContainer
 from .deadlines import DeadlineTask

@@ -1,0 +1,33 @@
+"""Container state stores: where checkpoints of container state live.
+
+One small interface (``base.StateStore``) and two backends:
+
+- ``sqlite:/var/lib/hulytrio/state.db``: one file in WAL mode, for agents on
+  one host (the embedded default);
+- ``postgresql://user@host/db``: a shared server, for agents on several hosts.
+
+Every write carries the writer's ownership epoch, and a store refuses a write
+whose epoch is older than the one it holds (``StaleEpoch``): a paused old
+owner that wakes up cannot overwrite its successor's state.
+``open_state_store(url)`` parses the URL and opens the backend.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    StaleEpoch,
+    StateStore,
+    StateStoreError,
+    StoredState,
+    open_state_store,
+    parse_state_url,
+)
+
+__all__ = [
+    "StaleEpoch",
+    "StateStore",
+    "StateStoreError",
+    "StoredState",
+    "open_state_store",
+    "parse_state_url",
+]

@@ -1,0 +1,124 @@
+"""Stores whose database driver blocks: one worker thread call at a time.
+
+Both backends (sqlite3, psycopg) block, so each store call runs on a trio
+worker thread while trio's loop goes on serving requests.  One call at a time
+per store: neither connection may be used by two threads at once, and a
+checkpoint is one transaction anyway.  The SQL is the same for both but for
+the placeholder: a fenced upsert that replaces a row only when the new epoch
+is not older, and says (by returning the row) whether it did.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import trio
+
+from .base import StaleEpoch, StateInfo, StateStore, StoredState
+
+__all__ = ["BlockingStateStore"]
+
+T = TypeVar("T")
+
+TABLE = "hulytrio_container_state"
+
+CREATE = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    uuid TEXT PRIMARY KEY,
+    state BYTEA NOT NULL,
+    epoch BIGINT NOT NULL,
+    written_at DOUBLE PRECISION NOT NULL
+)"""
+
+#: {p} is the backend's placeholder.
+UPSERT = f"""
+INSERT INTO {TABLE} (uuid, state, epoch, written_at) VALUES ({{p}}, {{p}}, {{p}}, {{p}})
+ON CONFLICT (uuid) DO UPDATE
+    SET state = excluded.state, epoch = excluded.epoch, written_at = excluded.written_at
+    WHERE excluded.epoch >= {TABLE}.epoch
+RETURNING epoch"""
+
+SELECT = f"SELECT state, epoch, written_at FROM {TABLE} WHERE uuid = {{p}}"
+SELECT_EPOCH = f"SELECT epoch FROM {TABLE} WHERE uuid = {{p}}"
+DELETE = f"DELETE FROM {TABLE} WHERE uuid = {{p}} RETURNING uuid"
+LIST = f"SELECT uuid, epoch, length(state), written_at FROM {TABLE} ORDER BY uuid"
+
+
+class BlockingStateStore(StateStore):
+    """A ``StateStore`` over a blocking DB-API connection ``conn``."""
+
+    #: the DB-API placeholder of the backend's driver
+    placeholder = "?"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._lock = trio.Lock()
+        p = self.placeholder
+        self._sql = {name: sql.format(p=p) for name, sql in
+                     (("upsert", UPSERT), ("select", SELECT), ("select_epoch", SELECT_EPOCH),
+                      ("delete", DELETE))}
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._lock:
+            return await trio.to_thread.run_sync(fn, *args)
+
+    @abc.abstractmethod
+    def _transaction(self) -> Any:
+        """Return a context manager around one transaction; yields a cursor."""
+
+    # -- the blocking halves, run on the worker thread -----------------------
+
+    def _get(self, uuid: str) -> StoredState | None:
+        with self._transaction() as cur:
+            cur.execute(self._sql["select"], (uuid,))
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return StoredState(uuid, bytes(row[0]), int(row[1]), float(row[2]))
+
+    def _put_many(self, items: Sequence[tuple[str, bytes, int]]) -> list[StaleEpoch]:
+        refused: list[StaleEpoch] = []
+        now = time.time()
+        with self._transaction() as cur:
+            for uuid, state, epoch in items:
+                cur.execute(self._sql["upsert"], (uuid, state, epoch, now))
+                if cur.fetchone() is None:
+                    cur.execute(self._sql["select_epoch"], (uuid,))
+                    refused.append(StaleEpoch(uuid, epoch, int(cur.fetchone()[0])))
+        return refused
+
+    def _delete(self, uuid: str) -> bool:
+        with self._transaction() as cur:
+            cur.execute(self._sql["delete"], (uuid,))
+            return cur.fetchone() is not None
+
+    def _list(self) -> list[StateInfo]:
+        with self._transaction() as cur:
+            cur.execute(LIST)
+            rows = cur.fetchall()
+        return [StateInfo(str(u), int(e), int(n), float(w)) for u, e, n, w in rows]
+
+    # -- the StateStore interface ---------------------------------------------
+
+    async def get(self, uuid: str) -> StoredState | None:
+        return await self._call(self._get, uuid)
+
+    async def put(self, uuid: str, state: bytes, epoch: int) -> None:
+        refused = await self._call(self._put_many, [(uuid, state, epoch)])
+        if refused:
+            raise refused[0]
+
+    async def put_many(self, items: Sequence[tuple[str, bytes, int]]) -> list[StaleEpoch]:
+        return await self._call(self._put_many, list(items))
+
+    async def delete(self, uuid: str) -> bool:
+        return await self._call(self._delete, uuid)
+
+    async def list(self) -> list[StateInfo]:
+        return await self._call(self._list)
+
+    async def aclose(self) -> None:
+        await self._call(self._conn.close)

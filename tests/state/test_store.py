@@ -1,0 +1,120 @@
+"""Both state stores: fenced writes, checkpoints in one transaction, listing, deleting."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.lowlevel
+
+from hulytrio.state import StaleEpoch, StateStoreError, open_state_store, parse_state_url
+from hulytrio.state.base import StateUrl
+
+
+async def test_get_put_delete_round_trip(store_url):
+    with trio.fail_after(30):
+        async with open_state_store(store_url) as store:
+            assert await store.get("c1") is None
+            await store.put("c1", b"\x00state\xff", 3)
+            got = await store.get("c1")
+            assert got is not None
+            assert (got.uuid, got.state, got.epoch) == ("c1", b"\x00state\xff", 3)
+            assert got.written_at > 1.6e9
+            assert await store.delete("c1") is True
+            assert await store.delete("c1") is False
+            assert await store.get("c1") is None
+
+
+async def test_an_older_epoch_is_refused_and_changes_nothing(store_url):
+    with trio.fail_after(30):
+        async with open_state_store(store_url) as store:
+            await store.put("c1", b"new owner", 5)
+            with pytest.raises(StaleEpoch) as info:
+                await store.put("c1", b"paused old owner", 4)
+            assert (info.value.uuid, info.value.epoch, info.value.stored) == ("c1", 4, 5)
+            assert "epoch 4 refused" in str(info.value)
+            got = await store.get("c1")
+            assert got is not None
+            assert (got.state, got.epoch) == (b"new owner", 5)
+            # the same owner writes again at its own epoch; a newer one takes over
+            await store.put("c1", b"new owner, later", 5)
+            await store.put("c1", b"next owner", 6)
+            got = await store.get("c1")
+            assert got is not None
+            assert (got.state, got.epoch) == (b"next owner", 6)
+
+
+async def test_a_checkpoint_writes_all_but_the_stale_in_one_call(store_url):
+    with trio.fail_after(30):
+        async with open_state_store(store_url) as store:
+            await store.put("b", b"fenced", 9)
+            refused = await store.put_many([("a", b"A", 1), ("b", b"B", 2), ("c", b"C", 1)])
+            assert [(r.uuid, r.epoch, r.stored) for r in refused] == [("b", 2, 9)]
+            listed = await store.list()
+            assert [(i.uuid, i.epoch, i.size) for i in listed] == [
+                ("a", 1, 1), ("b", 9, 6), ("c", 1, 1)]
+
+
+async def test_the_store_outlives_its_connection(store_url):
+    with trio.fail_after(30):
+        async with open_state_store(store_url) as store:
+            await store.put("c1", b"kept", 1)
+        async with open_state_store(store_url) as store:
+            got = await store.get("c1")
+            assert got is not None
+            assert got.state == b"kept"
+
+
+async def test_requests_go_on_while_a_checkpoint_runs(store_url):
+    """The database works on a worker thread: trio's loop is not blocked."""
+    ticks = 0
+    with trio.fail_after(60):
+        async with open_state_store(store_url) as store:
+            async def tick() -> None:
+                nonlocal ticks
+                while True:
+                    await trio.lowlevel.checkpoint()
+                    ticks += 1
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(tick)
+                await store.put_many([(f"c{i}", b"x" * 1024, 1) for i in range(2000)])
+                nursery.cancel_scope.cancel()
+    assert ticks > 10
+
+
+@pytest.mark.parametrize(("url", "parsed"), [
+    ("sqlite:/var/lib/hulytrio/state.db", StateUrl("sqlite", "/var/lib/hulytrio/state.db")),
+    ("sqlite:///var/lib/state.db", StateUrl("sqlite", "/var/lib/state.db")),
+    ("sqlite:state.db", StateUrl("sqlite", "state.db")),
+    ("postgresql://u@db/hub", StateUrl("postgresql", "postgresql://u@db/hub")),
+    ("postgres://u@db/hub", StateUrl("postgresql", "postgres://u@db/hub")),
+])
+def test_urls_accepted(url, parsed):
+    assert parse_state_url(url) == parsed
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("", "unknown kind"),
+    ("redis://x", "unknown kind"),
+    ("sqlite:", "no database file"),
+    ("sqlite://host/x.db", "sqlite is a local file"),
+])
+def test_urls_refused_with_a_reason(url, says):
+    with pytest.raises(StateStoreError, match=says):
+        parse_state_url(url)
+
+
+async def test_an_unopenable_store_is_a_clear_error(tmp_path):
+    with trio.fail_after(30):
+        with pytest.raises(StateStoreError, match=r"missing/state\.db"):
+            async with open_state_store(f"sqlite:{tmp_path}/missing/state.db"):
+                pass
+        with pytest.raises(StateStoreError, match=r"127\.0\.0\.1"):
+            async with open_state_store("postgresql://u:secret@127.0.0.1:1/db"):
+                pass
+
+
+async def test_a_password_never_reaches_the_error(tmp_path):
+    with trio.fail_after(30), pytest.raises(StateStoreError) as info:
+        async with open_state_store("postgresql://u:hunter2@127.0.0.1:1/db"):
+            pass
+    assert "hunter2" not in str(info.value)
