@@ -35,7 +35,8 @@ def test_legal_moves_return_the_new_state():
     (Light.OFF, Light.RED),  # OFF is final: it is not a key
 ])
 def test_illegal_moves_name_the_machine_and_both_states(old, new):
-    with pytest.raises(LocalProtocolError, match=f"illegal light transition {old.name} -> {new.name}"):
+    with pytest.raises(LocalProtocolError,
+                       match=f"illegal light transition {old.name} -> {new.name}"):
         TABLE.check(old, new)
 
 

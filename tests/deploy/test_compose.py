@@ -56,7 +56,8 @@ def test_the_seed_layout(compose, config_file):
     assert "./logs:/app/logs" in hub["volumes"]
     assert "./config:/app/config:ro" in hub["volumes"]
     # one hub only: nothing in the file may scale it
-    assert "deploy" not in hub and "scale" not in hub
+    assert "deploy" not in hub
+    assert "scale" not in hub
     agents = {name: s for name, s in services.items() if name.startswith("agent-")}
     assert sorted(agents) == ["agent-1", "agent-2"]
     agent_ports = []

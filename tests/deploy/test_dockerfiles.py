@@ -77,7 +77,8 @@ def test_hadolint_is_a_working_linter(tmp_path):
 def test_images_are_python_311_slim_and_run_as_a_fixed_non_root_user(name):
     commands = instructions(DOCKERFILES[name])
     bases = [c.value[0] for c in commands if c.cmd == "FROM"]
-    assert bases and all(base == "python:3.11-slim" for base in bases), bases
+    assert bases
+    assert all(base == "python:3.11-slim" for base in bases), bases
     user = only(final_stage(DOCKERFILES[name]), "USER").value[0]
     assert user == f"{IMAGE_UID}:{IMAGE_UID}"
     # the user exists in the image with that uid
@@ -91,7 +92,8 @@ def test_images_are_python_311_slim_and_run_as_a_fixed_non_root_user(name):
 def test_the_healthcheck_probes_health_with_hulytrio(name):
     commands = final_stage(DOCKERFILES[name])
     check = only(commands, "HEALTHCHECK")
-    assert check.json and check.value[:3] == ("CMD", "sh", "-c")
+    assert check.json
+    assert check.value[:3] == ("CMD", "sh", "-c")
     script = check.value[3]
     assert script.startswith("exec ")
     env = env_of(commands)
@@ -115,7 +117,9 @@ def test_hub_image_serves_the_shipped_config_on_its_ports():
     commands = final_stage(DOCKERFILES["hub"])
     entrypoint = only(commands, "ENTRYPOINT")
     cmd = only(commands, "CMD")
-    assert entrypoint.json and cmd.json and entrypoint.value == ("hulytrio",)
+    assert entrypoint.json
+    assert cmd.json
+    assert entrypoint.value == ("hulytrio",)
     args = parse_cli(cmd.value)
     assert args.command == "serve"
     assert args.config == "/app/config/production.json"

@@ -118,7 +118,8 @@ def test_dashboard_is_well_formed():
     dashboard = json.loads((GRAFANA / "dashboards" / "hulytrio.json").read_text())
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
-    assert dashboard["uid"] and dashboard["schemaVersion"] >= 36
+    assert dashboard["uid"]
+    assert dashboard["schemaVersion"] >= 36
     cells: set[tuple[int, int]] = set()
     for panel in dashboard["panels"]:
         grid = panel["gridPos"]

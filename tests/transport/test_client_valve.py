@@ -14,8 +14,8 @@ import trio
 import hulytrio
 from hulytrio.core.messages import PROTOCOL_VERSION, Hello, Welcome
 from hulytrio.transport import client as client_module
-from hulytrio.wire.codec import decode_frame, encode_frame
 from hulytrio.transport.websocket import WebSocket, accept_websocket
+from hulytrio.wire.codec import decode_frame, encode_frame
 
 
 async def test_a_hub_that_stops_reading_is_dropped_and_reconnected(monkeypatch, caplog):

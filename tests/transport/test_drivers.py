@@ -9,10 +9,10 @@ from wspair import ws_pair
 
 from hulytrio.core.messages import Ping, Pong, Request
 from hulytrio.core.timers import Timers
-from hulytrio.wire.codec import decode_frame
 from hulytrio.transport.deadlines import DeadlineTask
 from hulytrio.transport.outbox import Outbox
 from hulytrio.transport.websocket import WebSocket, WebSocketClosed
+from hulytrio.wire.codec import decode_frame
 
 
 async def _frames(ws: WebSocket, count: int) -> list[list[object]]:
