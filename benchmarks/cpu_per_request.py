@@ -29,7 +29,7 @@ import time
 import trio
 
 import hulytrio
-from benchmarks.harness.echo import FACTORIES
+from hulytrio.testing.echo import FACTORIES
 
 PAYLOAD = "x" * 100
 WARM = 200

@@ -33,7 +33,7 @@ __all__ = ["BenchError", "Proc", "Processes", "child_environment", "free_port",
 
 #: The checkout holding ``benchmarks/``: the harness's processes import its
 #: modules by name (``-m benchmarks.harness.worker``, ``--factories
-#: benchmarks.harness.echo:FACTORIES``), from any working directory.
+#: hulytrio.testing.echo:FACTORIES``), from any working directory.
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 

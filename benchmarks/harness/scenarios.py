@@ -158,7 +158,7 @@ def _start_hub(ps: Processes) -> tuple[Proc, str]:
 def _start_agent(ps: Processes, url: str) -> Proc:
     port = free_port()
     agent = ps.python("agent", "-m", CLI_MODULE, "agent", "--url", url,
-                      "--factories", "benchmarks.harness.echo:FACTORIES",
+                      "--factories", "hulytrio.testing.echo:FACTORIES",
                       "--agent-id", "bench-echo", "--endpoint", f"127.0.0.1:{port}",
                       "--log-level", "warning")
     wait_for_port(agent, port)

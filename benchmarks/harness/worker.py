@@ -50,8 +50,8 @@ import trio
 
 import hulytrio
 from hulytrio.core.events import ChangeKind
+from hulytrio.testing.echo import start_echo
 
-from .echo import start_echo
 from .stats import Histogram
 
 __all__ = ["Worker", "main"]

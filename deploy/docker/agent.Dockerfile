@@ -4,7 +4,7 @@
 #   docker build -f deploy/docker/agent.Dockerfile -t hulytrio-agent:0.1.0 .
 #
 # The image runs the echo containers shipped with hulytrio
-# (hulytrio.bench.echo:FACTORIES, kind "echo"). Your own containers go in an
+# (hulytrio.testing.echo:FACTORIES, kind "echo"). Your own containers go in an
 # image built FROM this one:
 #
 #   FROM hulytrio-agent:0.1.0
@@ -48,4 +48,4 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=5s --retries=3 \
     CMD ["sh", "-c", "exec hulytrio health --url http://${NETWORK_HOST}:${NETWORK_PORT}/health"]
 
 ENTRYPOINT ["hulytrio"]
-CMD ["agent", "--factories", "hulytrio.bench.echo:FACTORIES"]
+CMD ["agent", "--factories", "hulytrio.testing.echo:FACTORIES"]

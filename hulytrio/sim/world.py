@@ -582,7 +582,7 @@ class Simulation:
         if session is None:
             return
         # A session emits only SessionEffects; its effects() is typed wider.
-        effects: list[SessionEffect] = session.effects()  # type: ignore[assignment]
+        effects: list[SessionEffect] = session.effects()
         for eff in effects:
             match eff:
                 case Send():

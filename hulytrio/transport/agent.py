@@ -273,6 +273,16 @@ class AgentRuntime:
                 await trio.serve_listeners(self._handle_endpoint, listeners,
                                            handler_nursery=nursery)
 
+    @property
+    def container_count(self) -> int:
+        """Containers running here (for the endpoint's ``/health``)."""
+        return len(self.containers)
+
+    @property
+    def direct_client_count(self) -> int:
+        """Clients connected to this agent's own endpoint (for ``/health``)."""
+        return len(self._endpoint_peers)
+
     async def _handle_endpoint(self, stream: trio.SocketStream) -> None:
         """Serve one direct connection; nothing it raises reaches the others."""
         try:

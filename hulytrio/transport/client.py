@@ -28,7 +28,7 @@ import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar, assert_never, cast
+from typing import Any, TypeVar, assert_never
 
 import trio
 
@@ -297,9 +297,7 @@ class Client:
             effects = session.effects()
             if not effects:
                 break
-            # The core annotates its outputs as any Effect; a session emits
-            # SessionEffect only (core/effects.py).
-            for effect in cast("list[SessionEffect]", effects):
+            for effect in effects:
                 self._perform(effect)
         if session.welcomes and not self._welcomed.is_set():
             self._welcomed.set()

@@ -24,14 +24,11 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import h11
 import trio
-
-if TYPE_CHECKING:
-    from .agent import AgentRuntime
 
 __all__ = [
     "HttpRoutes",
@@ -106,7 +103,21 @@ class HttpRoutes:
         return _response(status, content_type, body)
 
 
-def agent_routes(runtime: AgentRuntime, started: float) -> HttpRoutes:
+class AgentFacts(Protocol):
+    """What an agent endpoint's ``/health`` reports (``AgentRuntime`` provides it)."""
+
+    agent_id: str
+
+    @property
+    def container_count(self) -> int:
+        """Containers running on the agent."""
+
+    @property
+    def direct_client_count(self) -> int:
+        """Clients connected to the agent's own endpoint."""
+
+
+def agent_routes(runtime: AgentFacts, started: float) -> HttpRoutes:
     """Return an agent endpoint's routes: ``/health`` and ``/ready``.
 
     ``started`` is the ``trio.current_time()`` the endpoint opened at.  The
@@ -120,8 +131,8 @@ def agent_routes(runtime: AgentRuntime, started: float) -> HttpRoutes:
             "role": "agent",
             "agent_id": runtime.agent_id,
             "uptime": round(trio.current_time() - started, 3),
-            "containers": len(runtime.containers),
-            "clients": len(runtime._endpoint_peers),
+            "containers": runtime.container_count,
+            "clients": runtime.direct_client_count,
         })
 
     def ready() -> Reply:

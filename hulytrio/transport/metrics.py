@@ -21,18 +21,37 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from hulytrio.core.hub import Hub
 from hulytrio.core.types import ContainerState
 
 from .http import HttpRoutes, Reply, json_reply
 
-if TYPE_CHECKING:
-    from .server import NetworkServer
+
+class NetworkServer(Protocol):
+    """What the metrics read of a hub server (``server.NetworkServer`` provides it).
+
+    A protocol, not an import: the server imports this module to answer
+    ``/metrics``, and the transport has no import circles.
+    """
+
+    hub: Hub
+    role: str
+
+    @property
+    def ready(self) -> bool:
+        """True while the hub serves as the active hub."""
+
+    def uptime(self) -> float:
+        """Seconds since the hub started."""
+
+    def statistics(self) -> Any:
+        """The driver's ``ServerStatistics``."""
 
 __all__ = ["HubCollector", "hub_routes", "metrics_registry"]
 

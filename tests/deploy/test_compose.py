@@ -96,7 +96,7 @@ def test_commands_and_healthchecks_parse_with_the_cli(compose, config_file):
     for name in ("agent-1", "agent-2"):
         args = parse_cli(services[name]["command"])
         assert args.command == "agent"
-        assert args.factories == "hulytrio.bench.echo:FACTORIES"
+        assert args.factories == "hulytrio.testing.echo:FACTORIES"
 
 
 def test_images_builds_and_mounts_point_at_files_that_exist(compose):

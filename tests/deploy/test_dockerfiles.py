@@ -179,5 +179,5 @@ def test_the_files_the_build_stage_copies_build_the_package(name, tmp_path):
 
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     assert "hulytrio/cli.py" in names
-    assert "hulytrio/bench/echo.py" in names
+    assert "hulytrio/testing/echo.py" in names
     assert "hulytrio/py.typed" in names

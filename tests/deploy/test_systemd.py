@@ -117,4 +117,4 @@ def test_agent_unit_runs_agent_named_by_its_instance():
     argv = shlex.split(exec_start.replace("${FACTORIES}", environment["FACTORIES"]))
     args = parse_cli(hulytrio_argv(argv))
     assert args.command == "agent"
-    assert args.factories == "hulytrio.bench.echo:FACTORIES"
+    assert args.factories == "hulytrio.testing.echo:FACTORIES"

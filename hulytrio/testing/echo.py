@@ -1,8 +1,8 @@
-"""The benchmark's containers: ``echo`` returns the data it was given.
+"""Echo containers: ``echo`` returns the data it was given (benchmarks, the deployment images).
 
 The scenarios run them in a real agent process::
 
-    python -m hulytrio agent --factories benchmarks.harness.echo:FACTORIES \
+    python -m hulytrio agent --factories hulytrio.testing.echo:FACTORIES \
         --url ws://127.0.0.1:PORT --endpoint 127.0.0.1:PORT2
 """
 
@@ -29,5 +29,5 @@ async def start_echo(options: hulytrio.GetOptions) -> hulytrio.Container:
     return Echo()
 
 
-#: What ``hulytrio agent --factories benchmarks.harness.echo:FACTORIES`` hosts.
+#: What ``hulytrio agent --factories hulytrio.testing.echo:FACTORIES`` hosts.
 FACTORIES: dict[str, hulytrio.Factory] = {"echo": start_echo}
