@@ -58,7 +58,7 @@ from .effects import (
     ConnectContainer,
     DeliverPush,
     DisconnectContainer,
-    Effect,
+    EndpointEffect,
     Reject,
     Resolve,
     RunRequest,
@@ -149,7 +149,7 @@ class EndpointSession:
         # The one place this side's connection changes state (ENDPOINT_TRANSITIONS).
         self.state = ENDPOINT_TRANSITIONS.check(self.state, new)
 
-    def receive(self, message: Message) -> list[Effect]:
+    def receive(self, message: Message) -> list[EndpointEffect]:
         """Handle one decoded message; returns what the driver must do."""
         if self.state is EndpointState.CLOSED:
             return []
@@ -172,29 +172,30 @@ class EndpointSession:
         return [self.protocol_error(getattr(message, "id", 0),
                                     f"{message.TAG!r} is not served by an agent endpoint")]
 
-    def protocol_error(self, call_id: int, text: str) -> Effect:
+    def protocol_error(self, call_id: int, text: str) -> EndpointEffect:
         """Return the ``Error`` answer to an undecodable or illegal message."""
         return Send(None, Error(call_id, ErrorCode.PROTOCOL.value, text))
 
-    def reply(self, call_id: int, payload: bytes) -> list[Effect]:
+    def reply(self, call_id: int, payload: bytes) -> list[EndpointEffect]:
         """Request ``call_id`` completed; returns the ``Response`` to send (none if closed)."""
         if self._done(call_id):
             return [Send(None, Response(call_id, payload))]
         return []
 
-    def error(self, call_id: int, code: str, message: str, type_name: str = "") -> list[Effect]:
+    def error(self, call_id: int, code: str, message: str,
+              type_name: str = "") -> list[EndpointEffect]:
         """Request ``call_id`` failed; returns the ``Error`` to send (none if closed)."""
         if self._done(call_id):
             return [Send(None, Error(call_id, code, message, type_name))]
         return []
 
-    def push(self, uuid: ContainerUuid, payload: bytes) -> list[Effect]:
+    def push(self, uuid: ContainerUuid, payload: bytes) -> list[EndpointEffect]:
         """Container ``uuid`` broadcasts ``payload``; returns the ``Push`` if the peer listens."""
         if self.state is EndpointState.OPEN and uuid in self.connected:
             return [Send(None, Push(uuid, payload))]
         return []
 
-    def container_stopped(self, uuid: ContainerUuid) -> list[Effect]:
+    def container_stopped(self, uuid: ContainerUuid) -> list[EndpointEffect]:
         """Container ``uuid`` stopped on this agent; returns the ``Disconnect`` telling the peer.
 
         Nothing if the peer had no stream from it.  No ``DisconnectContainer``:
@@ -204,7 +205,7 @@ class EndpointSession:
             return [Send(None, Disconnect(uuid))]
         return []
 
-    def connection_lost(self) -> list[Effect]:
+    def connection_lost(self) -> list[EndpointEffect]:
         """The connection ended; returns ``DisconnectContainer`` for every open stream."""
         if self.state is EndpointState.CLOSED:
             return []
@@ -224,18 +225,18 @@ class EndpointSession:
         self._in_flight.discard(call_id)
         return True
 
-    def _refusal(self, call_id: int, uuid: ContainerUuid) -> Effect:
+    def _refusal(self, call_id: int, uuid: ContainerUuid) -> EndpointEffect:
         # A fenced owner serves again after one round trip to the hub (or
         # hands over to another agent, when a Retry then meets not_found).
         if self.fenced is not None and self.fenced(uuid):
             return Send(None, Retry(call_id, FENCED_RETRY_AFTER))
         return self._not_found(call_id, uuid)
 
-    def _not_found(self, call_id: int, uuid: ContainerUuid) -> Effect:
+    def _not_found(self, call_id: int, uuid: ContainerUuid) -> EndpointEffect:
         return Send(None, Error(call_id, ErrorCode.NOT_FOUND.value,
                                 f"container {uuid!r} is not served by agent {self.agent_id!r}"))
 
-    def _hello(self, message: Message) -> list[Effect]:
+    def _hello(self, message: Message) -> list[EndpointEffect]:
         if not isinstance(message, Hello):
             self._transition(EndpointState.CLOSED)
             return [self.protocol_error(getattr(message, "id", 0),
@@ -251,7 +252,7 @@ class EndpointSession:
         return [Send(None, Welcome(PROTOCOL_VERSION, self.agent_id, self.alive_timeout,
                                    self.ping_interval))]
 
-    def _request(self, msg: Request) -> list[Effect]:
+    def _request(self, msg: Request) -> list[EndpointEffect]:
         if msg.id in self._in_flight:
             return []  # a duplicate of a request still running: answered once
         if not self.serves(msg.uuid):
@@ -260,12 +261,12 @@ class EndpointSession:
         return [RunRequest(self.agent_id, msg.uuid, msg.id, msg.operation, msg.payload,
                            self.peer_id)]
 
-    def _connect(self, msg: Connect) -> list[Effect]:
+    def _connect(self, msg: Connect) -> list[EndpointEffect]:
         if self.peer_id is None:  # a stream needs a client id to address it
             return [self._not_found(msg.id, msg.uuid)]
         if not self.serves(msg.uuid):
             return [self._refusal(msg.id, msg.uuid)]
-        out: list[Effect] = [Send(None, Ok(msg.id))]
+        out: list[EndpointEffect] = [Send(None, Ok(msg.id))]
         if msg.uuid not in self.connected:
             self.connected[msg.uuid] = None
             out.insert(0, ConnectContainer(self.agent_id, msg.uuid, self.peer_id))
@@ -296,11 +297,11 @@ class EndpointClient:
         # The one place this side's connection changes state (ENDPOINT_TRANSITIONS).
         self.state = ENDPOINT_TRANSITIONS.check(self.state, new)
 
-    def hello(self) -> list[Effect]:
+    def hello(self) -> list[EndpointEffect]:
         """Return the ``Hello`` to send first."""
         return [Send(None, Hello(PROTOCOL_VERSION, self.client_id))]
 
-    def connect(self, uuid: ContainerUuid) -> tuple[int, list[Effect]]:
+    def connect(self, uuid: ContainerUuid) -> tuple[int, list[EndpointEffect]]:
         """Open the event stream from ``uuid``; returns (handle, effects).
 
         Raises:
@@ -311,7 +312,7 @@ class EndpointClient:
         return handle, [Send(None, message)]
 
     def request(self, uuid: ContainerUuid, operation: str, payload: bytes
-                ) -> tuple[int, list[Effect]]:
+                ) -> tuple[int, list[EndpointEffect]]:
         """Call ``operation`` on ``uuid``; returns (handle, effects).
 
         Raises:
@@ -321,14 +322,14 @@ class EndpointClient:
         message = self._calls[handle] = Request(handle, uuid, operation, payload)
         return handle, [Send(None, message)]
 
-    def disconnect(self, uuid: ContainerUuid) -> list[Effect]:
+    def disconnect(self, uuid: ContainerUuid) -> list[EndpointEffect]:
         """Close the event stream from ``uuid`` and the connection; returns the effects."""
         if self.state is not EndpointState.OPEN:
             return []
         return [Send(None, Disconnect(uuid, self.client_id)), Send(None, Close("done")),
                 *self.connection_lost()]
 
-    def receive(self, message: Message, now: float) -> list[Effect]:
+    def receive(self, message: Message, now: float) -> list[EndpointEffect]:
         """Handle one decoded message received at ``now``.
 
         Returns ``Resolve`` / ``Reject`` / ``DeliverPush`` / ``StreamEnded``
@@ -366,7 +367,7 @@ class EndpointClient:
                 return self.connection_lost()
         return []
 
-    def _receive_hello(self, message: Message) -> list[Effect]:
+    def _receive_hello(self, message: Message) -> list[EndpointEffect]:
         # Before the Welcome: only the Welcome or a refusal (Error) counts.
         if isinstance(message, Welcome):
             self._transition(EndpointState.OPEN)
@@ -380,9 +381,9 @@ class EndpointClient:
         """Return when ``handle_timers`` must next run (a resend is due), or None."""
         return self.timers.next_deadline()
 
-    def handle_timers(self, now: float) -> list[Effect]:
+    def handle_timers(self, now: float) -> list[EndpointEffect]:
         """Resend the retried calls due by ``now``; returns their ``Send`` effects."""
-        out: list[Effect] = []
+        out: list[EndpointEffect] = []
         for handle in self.timers.expired(now):
             # Timer keys here are call handles (ints); isinstance narrows them.
             message = self._calls.get(handle) if isinstance(handle, int) else None
@@ -390,13 +391,14 @@ class EndpointClient:
                 out.append(Send(None, message))
         return out
 
-    def connection_lost(self) -> list[Effect]:
+    def connection_lost(self) -> list[EndpointEffect]:
         """The connection ended: every call in flight fails with ``ConnectionClosed``."""
         if self.state is EndpointState.CLOSED:
             return []
         was_hello = self.state is EndpointState.HELLO
         self._transition(EndpointState.CLOSED)
-        out: list[Effect] = [Reject(0, ConnectionClosed("endpoint closed"))] if was_hello else []
+        out: list[EndpointEffect] = (
+            [Reject(0, ConnectionClosed("endpoint closed"))] if was_hello else [])
         out.extend(Reject(h, ConnectionClosed("endpoint connection closed")) for h in self._calls)
         self._calls.clear()
         self._retries.clear()

@@ -36,7 +36,7 @@ import enum
 from collections.abc import Callable, Hashable
 from typing import Any, ClassVar
 
-from .effects import AgentSuperseded, ClientDead, CloseConnection, Effect, RegistryEffect, Send
+from .effects import AgentSuperseded, ClientDead, CloseConnection, HubEffect, RegistryEffect, Send
 from .errors import ErrorCode
 from .events import ContainerEvent, NetworkEvent
 from .messages import (
@@ -176,7 +176,7 @@ class Hub:
         self._timers = Timers()
         #: every deadline of the hub, read-only (drivers wait on it)
         self.timers = HubTimers(self._timers, self.registry.timers, self.next_deadline)
-        self._effects: list[Effect] = []
+        self._effects: list[HubEffect] = []
         self._conn_client: dict[Conn, ClientId | None] = {}
         self._client_conn: dict[ClientId, Conn] = {}
         self._forwards: dict[int, _Forward] = {}
@@ -197,7 +197,7 @@ class Hub:
 
     # --- driver interface -------------------------------------------------------
 
-    def effects(self) -> list[Effect]:
+    def effects(self) -> list[HubEffect]:
         """Return and clear the effects produced since the last call, in order."""
         reg = self.registry
         if reg.effects or reg.events.dirty:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -306,6 +307,9 @@ async def top(url: str, patience: float, out: TextIO, *, once: bool, interval: f
 # --- argument parsing -------------------------------------------------------------------
 
 def _run(args: argparse.Namespace, main: Callable[[], Awaitable[None]]) -> int:
+    # An operator command says what went wrong in one line of its own; the
+    # client library's reconnect warnings would only repeat it.
+    logging.getLogger("hulytrio").setLevel(logging.ERROR)
     try:
         trio.run(main)
     except Unreachable as exc:

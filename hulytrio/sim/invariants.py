@@ -32,6 +32,7 @@ deadlines, which are O(size), every ``checks.registry_every`` checks).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -113,7 +114,7 @@ class Invariants:
         sim.note("reaction", f"hub declares {conn.name} dead "
                              f"({silent:.3f}s after its last message arrived)")
 
-    def late_message(self, conn: Connection, effects: list[Effect]) -> None:
+    def late_message(self, conn: Connection, effects: Sequence[Effect]) -> None:
         """The hub was handed a message on ``conn`` after it had closed it."""
         self.checked["late-message-ignored"] += 1
         for eff in effects:

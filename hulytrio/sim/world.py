@@ -35,7 +35,7 @@ import fnmatch
 import functools
 import gc
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any, Protocol, assert_never
 
 import attrs
@@ -113,7 +113,7 @@ class Observer(Protocol):
     def declared_dead(self, conn: Connection) -> None:
         """The hub closed ``conn`` for its alive timeout."""
 
-    def late_message(self, conn: Connection, effects: list[Effect]) -> None:
+    def late_message(self, conn: Connection, effects: Sequence[Effect]) -> None:
         """The hub was handed a message on ``conn`` after it had closed it."""
 
     def hello(self, conn: Connection, old: Connection | None, closed: list[Connection]) -> None:
@@ -383,7 +383,7 @@ class Simulation:
         closed: list[Connection] = []
         # The hub emits only HubEffects; Hub.effects() is typed wider (list[Effect]).
         # (Annotations, not cast() calls: this loop runs per message.)
-        effects: list[HubEffect] = hub.effects()  # type: ignore[assignment]
+        effects: list[HubEffect] = hub.effects()
         for eff in effects:
             match eff:
                 case Send():

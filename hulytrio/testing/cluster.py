@@ -158,9 +158,7 @@ class Cluster:
                             if client_id in self.sessions:
                                 self.sessions[client_id].connection_lost(self.now)
                     case _:
-                        # The hub emits only these two (HubEffect); its
-                        # effects() is typed Effect, owned by core/hub.py.
-                        pass
+                        assert_never(effect)
 
     def _client_effect(self, client_id: str, s: ClientSession, effect: SessionEffect) -> None:
         # Every effect a session can emit is named here: mypy strict fails

@@ -36,7 +36,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeAlias, assert_never, cast
+from typing import Any, Protocol, TypeAlias, assert_never
 
 import attrs
 import trio
@@ -47,7 +47,6 @@ from hulytrio.core.effects import (
     ConnectContainer,
     DeliverPush,
     DisconnectContainer,
-    Effect,
     EndpointEffect,
     Reject,
     Resolve,
@@ -347,11 +346,9 @@ class AgentRuntime:
     def _fenced(self, uuid: ContainerUuid) -> bool:
         return self.state.is_fenced(uuid) and uuid in self.containers
 
-    def _endpoint_perform(self, peer: _EndpointPeer, effects: Sequence[Effect]) -> None:
+    def _endpoint_perform(self, peer: _EndpointPeer, effects: Sequence[EndpointEffect]) -> None:
         es = peer.session
-        # The core annotates its outputs as any Effect; an endpoint session
-        # emits EndpointEffect only (core/effects.py).
-        for effect in cast("Sequence[EndpointEffect]", effects):
+        for effect in effects:
             match effect:
                 case Send():
                     if not peer.outbox.put_nowait(effect.message) and not peer.outbox.closing:

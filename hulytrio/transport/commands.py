@@ -215,6 +215,9 @@ def _serve_command(args: argparse.Namespace) -> int:
                 log.info("serving on ws://%s:%d (alive timeout %.3g s, ping interval %.3g s, "
                          "container timeout %.3g s)", host, server.port, timeouts.alive,
                          timeouts.ping_interval, timeouts.unused_container)
+                if server.metrics_port is not None:
+                    log.info("metrics on http://%s:%d/metrics (and on the network port)",
+                             host, server.metrics_port)
                 if parent_gone is None:
                     await trio.sleep_forever()
                 await trio.lowlevel.wait_readable(parent_gone)

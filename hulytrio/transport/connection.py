@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, assert_never, cast
+from typing import Any, Protocol, assert_never
 
 import trio
 
@@ -30,7 +30,6 @@ from hulytrio.core.effects import (
     ConnectContainer,
     DeliverPush,
     DisconnectContainer,
-    Effect,
     EndpointEffect,
     Reject,
     Resolve,
@@ -198,10 +197,8 @@ class _Direct:
         if refused.answer is not None:
             self.perform(self.machine.receive(refused.answer, trio.current_time()))
 
-    def perform(self, effects: Sequence[Effect]) -> None:
-        # The core annotates its outputs as any Effect; an endpoint client
-        # emits EndpointEffect only (core/effects.py).
-        for effect in cast("Sequence[EndpointEffect]", effects):
+    def perform(self, effects: Sequence[EndpointEffect]) -> None:
+        for effect in effects:
             match effect:
                 case Send():
                     self.outbox.put_nowait(effect.message)

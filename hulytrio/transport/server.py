@@ -26,12 +26,12 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
-from typing import assert_never, cast
+from typing import assert_never
 
 import attrs
 import trio
 
-from hulytrio.core.effects import CloseConnection, HubEffect, Send
+from hulytrio.core.effects import CloseConnection, Send
 from hulytrio.core.hub import Hub
 from hulytrio.core.messages import Message
 from hulytrio.core.timeouts import Timeouts
@@ -125,7 +125,7 @@ class NetworkServer:
     def _drain(self) -> None:
         # The core annotates its outputs as any Effect; the hub emits
         # HubEffect only (core/effects.py).
-        for effect in cast("list[HubEffect]", self.hub.effects()):
+        for effect in self.hub.effects():
             match effect:
                 case Send():
                     peer = self._peers.get(effect.conn)
