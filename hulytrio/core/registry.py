@@ -15,8 +15,9 @@ The registry is a facade over units that each keep one concern:
 
 - ``entries``: the container, pending start, agent and client entries, and
   the container and peer lifecycles (their transition tables);
-- ``placement``: the selector indexes (reuse by ``get``) and the round-robin
-  line of agents per kind;
+- ``placement``: the selector index of live containers (reuse by ``get``)
+  and the round-robin line of agents per kind;
+- ``starts``: the pending starts, found by uuid, start id or selector;
 - ``standby``: the hub side of stateless standby (groups of offers per uuid);
 - ``recovery``: re-acquires parked while agents re-register after a start;
 - ``seeded_bugs``: deliberate faults for the simulator's self-test;
@@ -61,6 +62,7 @@ from .placement import AgentLine, SelectorIndex
 from .probes import Probes
 from .recovery import Recovery
 from .standby import Standbys, StandbyState
+from .starts import PendingStarts
 from .timeouts import Timeouts
 from .timers import Timers
 from .types import (
@@ -143,12 +145,9 @@ class Registry:
         self._agents: dict[AgentId, AgentEntry] = {}
         self._containers: dict[ContainerUuid, ContainerEntry] = {}
         self._clients: dict[ClientId, ClientEntry] = {}
-        self._pending: dict[ContainerUuid, PendingStart] = {}
-        self._pending_by_start: dict[int, ContainerUuid] = {}
+        self._starts = PendingStarts()
         #: live containers per selector, for reuse by ``get``
         self._live = SelectorIndex()
-        #: pending starts per selector, likewise
-        self._starting = SelectorIndex()
         self._line = AgentLine()
         self._standbys = Standbys()
         #: stateless uuid -> its epoch when its record was dropped (epochs only grow)
@@ -193,7 +192,7 @@ class Registry:
         c = self._containers.get(uuid)
         if c is not None:
             return c.state
-        return _PENDING if uuid in self._pending else None
+        return _PENDING if uuid in self._starts.by_uuid else None
 
     def holders(self, uuid: ContainerUuid) -> dict[ClientId, int]:
         """Return a copy of the holders of ``uuid`` (client id -> count)."""
@@ -264,7 +263,7 @@ class Registry:
 
     def pending_count(self) -> int:
         """Return the number of container starts awaiting their agent."""
-        return len(self._pending)
+        return len(self._starts)
 
     def __len__(self) -> int:
         return len(self._containers)
@@ -479,7 +478,7 @@ class Registry:
         # Gets this client is still waiting for: the start goes on, but the
         # container must not be held for a client that is gone.
         for uuid in cl.waiting:
-            pending = self._pending.get(uuid)
+            pending = self._starts.by_uuid.get(uuid)
             if pending is not None:
                 pending.waiters = [w for w in pending.waiters if w[0] != client_id]
         self._recovery.forget_client(client_id, cl.parked)
@@ -569,7 +568,7 @@ class Registry:
             return Offer.TERMINATE
         c = self._containers.get(oc.uuid)
         if c is None:
-            if oc.uuid in self._pending:
+            if oc.uuid in self._starts.by_uuid:
                 # A start of this uuid is pending elsewhere; the start wins.
                 # The offer stands by for it (and takes over if the start
                 # fails or its instance goes: ``_activate_standby``).
@@ -727,7 +726,7 @@ class Registry:
                     self._hold(client_id, c)
                 self._send(client_id, GetReply(call_id, c.record()))
                 return
-            p = self._pending.get(uuid)
+            p = self._starts.by_uuid.get(uuid)
             if p is not None:
                 if p.kind != kind:
                     self._error(client_id, call_id, ErrorCode.BAD_KIND,
@@ -757,9 +756,9 @@ class Registry:
                 self._hold(client_id, c)
                 self._send(client_id, GetReply(call_id, c.record()))
                 return
-            starting = self._starting.first(selector)
+            starting = self._starts.first(selector)
             if starting is not None:
-                self._wait(client_id, call_id, self._pending[starting])
+                self._wait(client_id, call_id, starting)
                 return
         agent = self._line.pick(kind, self._agents)
         if agent is None:
@@ -769,10 +768,8 @@ class Registry:
         if uuid is None:
             uuid = f"{kind}-{self.hub_id}-{serial}"
         p = PendingStart(uuid, kind, options.labels, agent.agent_id, serial)
-        self._pending[uuid] = p
+        self._starts.add(p)
         self._wait(client_id, call_id, p)
-        self._pending_by_start[serial] = uuid
-        self._starting.add((kind, options.labels), uuid)
         agent.pending[uuid] = None
         self.timers.call_at(now + self.timeouts.start, (RegistryTimer.START, serial))
         self._send(
@@ -786,16 +783,14 @@ class Registry:
         self._clients[client_id].waiting[p.uuid] = None
 
     def _take_pending(self, uuid: ContainerUuid) -> PendingStart | None:
-        p = self._pending.pop(uuid, None)
+        p = self._starts.pop(uuid)
         if p is None:
             return None
         for client_id, _call_id in p.waiters:
             cl = self._clients.get(client_id)
             if cl is not None:
                 cl.waiting.pop(uuid, None)
-        self._pending_by_start.pop(p.start_id, None)
         self.timers.cancel((RegistryTimer.START, p.start_id))
-        self._starting.remove((p.kind, p.labels), uuid)
         agent = self._agents.get(p.agent_id)
         if agent is not None:
             agent.pending.pop(uuid, None)
@@ -833,10 +828,10 @@ class Registry:
         start nobody waits for any more leaves an orphan.  Answers from a
         client that does not own the agent are ignored.
         """
-        asked = self._pending_by_start.get(start_id)
-        if asked is None:
+        p = self._starts.for_start(start_id)
+        if p is None:
             return
-        p = self._pending[asked]
+        asked = p.uuid
         agent = self._agents.get(p.agent_id)
         if agent is None or agent.owner != client_id:
             return
@@ -882,15 +877,15 @@ class Registry:
         fix: a failed start leaves nothing behind, so later starts are not
         poisoned.
         """
-        uuid = self._pending_by_start.get(start_id)
-        if uuid is None:
+        p = self._starts.for_start(start_id)
+        if p is None:
             return
-        agent = self._agents.get(self._pending[uuid].agent_id)
+        agent = self._agents.get(p.agent_id)
         if agent is None or agent.owner != client_id:
             return
         self.probes.hit("start failed")
         error = ErrorCode.FULL if code == ErrorCode.FULL.value else ErrorCode.START_FAILED
-        self._fail_pending(uuid, error, text)
+        self._fail_pending(p.uuid, error, text)
 
     def release(self, client_id: ClientId, call_id: int, uuid: ContainerUuid, now: float) -> None:
         """Drop one of ``client_id``'s holds on ``uuid``; answers ``Ok`` or ``Error``.
@@ -977,17 +972,17 @@ class Registry:
                 self.get(client_id, call_id, kind, options, now)
 
     def _start_expired(self, start_id: int) -> None:
-        uuid = self._pending_by_start.get(start_id)
-        if uuid is None:
+        p = self._starts.for_start(start_id)
+        if p is None:
             return
         self.probes.hit("start timed out")
         # The agent may still be starting it, or its Started may be on the
         # way (ignored: the start is forgotten).  fix: it then ran for ever,
         # unlisted; now the agent drops it either way.
-        starter = self._agents.get(self._pending[uuid].agent_id)
+        starter = self._agents.get(p.agent_id)
         if starter is not None:
-            self._send(starter.owner, Terminate(starter.agent_id, uuid))
-        self._fail_pending(uuid, ErrorCode.START_FAILED, "the agent did not answer in time")
+            self._send(starter.owner, Terminate(starter.agent_id, p.uuid))
+        self._fail_pending(p.uuid, ErrorCode.START_FAILED, "the agent did not answer in time")
 
     def check(self) -> builtins.list[str]:
         """Return the registry's broken internal invariants (empty when sound).

@@ -75,12 +75,13 @@ def instrument(reg: Registry) -> None:
         if type(value) is dict:
             setattr(reg, name, wrap(value))
     # The registry's units (slotted): every map they own, and the index buckets.
-    for unit in (reg._live, reg._starting, reg._line, reg._standbys, reg._recovery):
+    for unit in (reg._live, reg._starts, reg._starts._selectors, reg._line, reg._standbys,
+                 reg._recovery):
         for name in type(unit).__slots__:
             value = getattr(unit, name)
             if type(value) is dict:
                 setattr(unit, name, wrap(value))
-    for table in (reg._live.buckets, reg._starting.buckets, reg._line._kind_agents,
+    for table in (reg._live.buckets, reg._starts._selectors.buckets, reg._line._kind_agents,
                   reg._line.room):
         for key in list(dict.keys(table)):
             dict.__setitem__(table, key, wrap(dict.__getitem__(table, key)))

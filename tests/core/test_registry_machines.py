@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from hulytrio.core.effects import Send
 from hulytrio.core.entries import (
     CONTAINER_TRANSITIONS,
     PEER_TRANSITIONS,
@@ -16,7 +17,7 @@ from hulytrio.core.entries import (
     PeerState,
 )
 from hulytrio.core.errors import LocalProtocolError
-from hulytrio.core.messages import RegisterAgent
+from hulytrio.core.messages import RegisterAgent, Start
 from hulytrio.core.registry import Registry
 from hulytrio.core.standby import STANDBY_TRANSITIONS, Standbys, StandbyState
 from hulytrio.core.timeouts import Timeouts
@@ -145,8 +146,10 @@ def test_a_start_answered_with_an_orphans_uuid_restarts_its_unused_timeout() -> 
     reg.add_client("d", FOREVER, 1.0)
     reg.get("d", 4, "echo", GetOptions(uuid="y"), 1.0)
     reg.remove_client("d", 1.5)
-    reg.take_effects()
-    (start_id,) = reg._pending_by_start
+    # The start the agent was sent for y, the only one pending.
+    (start_id,) = [e.message.id for e in reg.take_effects()
+                   if isinstance(e, Send) and isinstance(e.message, Start)
+                   and e.message.uuid == "y"]
     reg.started("h", start_id, "x", None, 2.0)  # a misbehaving agent: x, not y
     assert reg.container_state("x") is ContainerState.ORPHANED
     assert reg.orphaned_at("x") == 2.0
