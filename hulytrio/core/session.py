@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The session owns everything a client must remember across connections:
 its calls in flight (``core/calls.py``), its container references
-(``core/references.py``), the agents it hosts (``core/agent.py``) and its
+(``core/references.py``), the agents it hosts (``core/hosting.py``) and its
 view of the registry (``core/view.py``).  This module keeps the connection
 lifecycle and the dispatch: what each message from the hub, each timer and
 each user operation does to those parts.
@@ -66,11 +66,11 @@ from .effects import (
 from .errors import (
     ConnectionClosed,
     ContainerNotFound,
-    ErrorCode,
     LocalProtocolError,
     error_from_code,
 )
 from .events import ChangeKind, ContainerEvent, NetworkEvent
+from .hosting import Hosting
 from .messages import (
     PROTOCOL_VERSION,
     Activate,
@@ -232,8 +232,9 @@ class ClientSession:
     simulator's self-test; production never sets it.
 
     The parts it is made of are public attributes a driver or test may read:
-    ``calls`` (``CallTable``), ``refs`` (``References``), ``view``
-    (``RegistryView``) and ``timers``; only the session changes them.
+    ``calls`` (``CallTable``), ``refs`` (``References``), ``hosting``
+    (``Hosting``), ``view`` (``RegistryView``) and ``timers``; only the
+    session changes them.
     """
 
     def __init__(
@@ -275,8 +276,9 @@ class ClientSession:
         self.refs = References()
         #: this client's view of the registry, built from events
         self.view = RegistryView()
+        #: the agents hosted here
+        self.hosting = Hosting(self.probes)
         self._effects: list[SessionEffect] = []
-        self._agents: dict[AgentId, AgentState] = {}
         self._attempt = 0
         self._hub_alive = 3.0
         self._last_heard = 0.0
@@ -515,9 +517,7 @@ class ClientSession:
         Raises:
             LocalProtocolError: if an agent with that id is already hosted here.
         """
-        if agent.agent_id in self._agents:
-            raise LocalProtocolError(f"agent {agent.agent_id!r} is already registered here")
-        self._agents[agent.agent_id] = agent
+        self.hosting.add(agent)
         call = self.calls.open(CallKind.REGISTER, True, agent_id=agent.agent_id)
         self._send_call(call)
         return call.call_id
@@ -527,35 +527,27 @@ class ClientSession:
 
         Emits ``StopContainer`` for everything the agent ran.
         """
-        agent = self._agents.pop(agent_id, None)
-        if agent is not None:
-            self._effects.extend(agent.stop_all())
+        self._effects.extend(self.hosting.remove(agent_id))
         call = self.calls.open(CallKind.UNREGISTER, True, agent_id=agent_id)
         self._send_call(call)
         return call.call_id
 
     def agent(self, agent_id: AgentId) -> AgentState | None:
         """Return the hosted agent ``agent_id``, or None."""
-        return self._agents.get(agent_id)
+        return self.hosting.get(agent_id)
 
     def agent_started(self, agent_id: AgentId, uuid: ContainerUuid,
                       endpoint: str | None = None) -> None:
         """The driver started container ``uuid`` for ``agent_id``."""
-        agent = self._agents.get(agent_id)
-        if agent is not None:
-            self._emit(agent.started(uuid, endpoint))
+        self._emit(self.hosting.started(agent_id, uuid, endpoint))
 
     def agent_start_failed(self, agent_id: AgentId, uuid: ContainerUuid, message: str) -> None:
         """The driver failed to start ``uuid`` for ``agent_id``."""
-        agent = self._agents.get(agent_id)
-        if agent is not None:
-            self._emit(agent.start_failed(uuid, message))
+        self._emit(self.hosting.start_failed(agent_id, uuid, message))
 
     def agent_stopped(self, agent_id: AgentId, uuid: ContainerUuid) -> None:
         """Container ``uuid`` of ``agent_id`` ended on its own."""
-        agent = self._agents.get(agent_id)
-        if agent is not None:
-            self._emit(agent.stopped(uuid))
+        self._emit(self.hosting.stopped(agent_id, uuid))
 
     def agent_reply(self, call_id: int, payload: bytes) -> None:
         """A forwarded request ``call_id`` completed with ``payload``."""
@@ -629,8 +621,8 @@ class ClientSession:
         # below; the view stopped waiting for it in _welcome).  fix: the half
         # answered before the loss stayed in the view.
         self.calls.forget_kind(CallKind.RESYNC)
-        for agent in self._agents.values():
-            self._send_call(self.calls.open(CallKind.REGISTER, False, agent_id=agent.agent_id))
+        for agent_id in self.hosting.agents:
+            self._send_call(self.calls.open(CallKind.REGISTER, False, agent_id=agent_id))
         for ref in self.refs.by_id.values():
             if ref.status is RefStatus.RELEASED:
                 continue
@@ -732,7 +724,7 @@ class ClientSession:
                 what, qkind = call.data
                 message = Query(call.call_id, what, qkind)
             case CallKind.REGISTER:
-                agent = self._agents.get(call.agent_id or "")
+                agent = self.hosting.get(call.agent_id or "")
                 if agent is None:
                     return
                 # Serve stateless offers only once the hub has answered this.
@@ -894,12 +886,10 @@ class ClientSession:
         call = self.calls.finish(msg.id)
         if call is None or call.agent_id is None:
             return
-        agent = self._agents.get(call.agent_id)
-        if agent is not None:
-            if call.kind is CallKind.CLAIM:
-                self._effects.extend(agent.claimed(call.data.uuid, msg))
-            else:
-                self._effects.extend(agent.on_registered(msg))
+        if call.kind is CallKind.CLAIM:
+            self._effects.extend(self.hosting.claimed(call.agent_id, call.data.uuid, msg))
+        else:
+            self._effects.extend(self.hosting.registered(call.agent_id, msg))
         if call.user:
             self._effects.append(Resolve(msg.id, msg))
 
@@ -949,16 +939,15 @@ class ClientSession:
             affected = self.refs.affected_by(event)
             if affected:
                 self._follow(event, affected)
-        if now is None or not self._agents:
+        if now is None or not self.hosting.agents:
             return
         for ce in event.containers:
             if ce.change is not ChangeKind.REMOVED:
                 continue
-            for agent in self._agents.values():
-                if agent.is_standby(ce.container.uuid):
-                    delay = self.claim_window * self.rng.random()
-                    self.timers.call_at(now + delay,
-                                        ClaimAfter(agent.agent_id, ce.container.uuid))
+            uuid = ce.container.uuid
+            for agent_id in self.hosting.standing_by(uuid):
+                delay = self.claim_window * self.rng.random()
+                self.timers.call_at(now + delay, ClaimAfter(agent_id, uuid))
 
     def _follow(self, event: NetworkEvent, affected: list[int]) -> None:
         """Update the references ``event`` concerns (``affected``: their ids, oldest first)."""
@@ -1007,10 +996,10 @@ class ClientSession:
                 self._effects.append(ReferenceChanged(ref_id, ce.container))
 
     def _claim(self, agent_id: AgentId, uuid: ContainerUuid) -> None:
-        agent = self._agents.get(agent_id)
-        if agent is None or self.state is not SessionState.READY:
+        """Hosted agent ``agent_id`` claims ``uuid`` if it still stands by and nobody owns it."""
+        if self.state is not SessionState.READY:
             return
-        offer = agent.offer(uuid)
+        offer = self.hosting.claim_offer(agent_id, uuid)
         if offer is None or uuid in self.view.containers:
             return  # promoted already, or someone else owns it again
         self.probes.hit("standby claim")
@@ -1018,51 +1007,23 @@ class ClientSession:
 
     # --- handlers: the hub's orders to hosted agents ---------------------------------------
 
-    def _agent_for_uuid(self, uuid: ContainerUuid) -> AgentState | None:
-        for agent in self._agents.values():
-            if uuid in agent:
-                return agent
-        return None
-
     def _on_start(self, msg: Start, now: float) -> None:
-        agent = self._agents.get(msg.agent_id)
-        if agent is None:
-            self._send(Error(msg.id, ErrorCode.NOT_FOUND.value,
-                             f"agent {msg.agent_id!r} is not hosted here"))
-            return
-        self._emit(agent.on_start(msg))
+        self._emit(self.hosting.on_start(msg))
 
     def _on_terminate(self, msg: Terminate, now: float) -> None:
-        agent = self._agents.get(msg.agent_id)
-        if agent is not None:
-            self._emit(agent.on_terminate(msg))
+        self._emit(self.hosting.on_terminate(msg))
 
     def _on_activate(self, msg: Activate, now: float) -> None:
-        agent = self._agents.get(msg.agent_id)
-        if agent is not None:
-            self.probes.hit("standby activated")
-            self._emit(agent.on_activate(msg))
+        self._emit(self.hosting.on_activate(msg))
 
     def _on_request(self, msg: Request, now: float) -> None:
-        agent = self._agent_for_uuid(msg.uuid)
-        if agent is None:
-            self._send(Error(msg.id, ErrorCode.NOT_FOUND.value,
-                             f"container {msg.uuid!r} is not running here"))
-            return
-        self._emit(agent.on_request(msg))
+        self._emit(self.hosting.on_request(msg))
 
     def _on_connect(self, msg: Connect, now: float) -> None:
-        agent = self._agent_for_uuid(msg.uuid)
-        if agent is None:
-            self._send(Error(msg.id, ErrorCode.NOT_FOUND.value,
-                             f"container {msg.uuid!r} is not running here"))
-            return
-        self._emit(agent.on_connect(msg))
+        self._emit(self.hosting.on_connect(msg))
 
     def _on_disconnect(self, msg: Disconnect, now: float) -> None:
-        agent = self._agent_for_uuid(msg.uuid)
-        if agent is not None:
-            self._emit(agent.on_disconnect(msg))
+        self._emit(self.hosting.on_disconnect(msg))
 
     def _on_push(self, msg: Push, now: float) -> None:
         self._effects.append(DeliverPush(msg.uuid, msg.payload))

@@ -1,0 +1,166 @@
+"""The agents a client session hosts, and what the hub's orders do to them.
+
+Theory of operation
+-------------------
+A client may host agents (``core/agent.py``: each ``AgentState`` knows what
+it runs and what it stands by for).  They live as long as the session that
+registered them: its connection carries their traffic, its pings keep them
+alive at the hub, and after a reconnect the session registers them again.
+
+``Hosting`` keeps them by agent id and routes to the right one what the hub
+orders (``Start``, ``Terminate``, ``Activate``: by agent id; ``Request``,
+``Connect``, ``Disconnect``: by the container's uuid) and what the driver
+reports (``started``, ``start_failed``, ``stopped``).  Every method returns
+the effects to perform, in order; an order for an agent or a container that
+is not here is answered ``not_found`` (requests and starts, so the hub and
+the caller move on) or ignored (the rest: there is nothing to undo).
+
+The session (``core/session.py``) owns it: it dispatches the hub's messages
+here, sends the replies only while connected, and makes the calls an agent
+needs (register, unregister, claim) in its own call table.
+"""
+
+from __future__ import annotations
+
+from .agent import AgentState
+from .effects import Send, SessionEffect
+from .errors import ErrorCode, LocalProtocolError
+from .messages import (
+    Activate,
+    Connect,
+    Disconnect,
+    Error,
+    RegisterReply,
+    Request,
+    Start,
+    Terminate,
+)
+from .probes import Probes
+from .types import AgentId, ContainerUuid, OfferedContainer
+
+__all__ = ["Hosting"]
+
+
+class Hosting:
+    """The agents hosted in one session (see module docstring)."""
+
+    __slots__ = ("agents", "probes")
+
+    def __init__(self, probes: Probes) -> None:
+        self.probes = probes
+        #: agent id -> its state, in registration order (change only through methods)
+        self.agents: dict[AgentId, AgentState] = {}
+
+    def get(self, agent_id: AgentId) -> AgentState | None:
+        """Return the hosted agent ``agent_id``, or None."""
+        return self.agents.get(agent_id)
+
+    def add(self, agent: AgentState) -> None:
+        """Host ``agent``.
+
+        Raises:
+            LocalProtocolError: if an agent with that id is already hosted here.
+        """
+        if agent.agent_id in self.agents:
+            raise LocalProtocolError(f"agent {agent.agent_id!r} is already registered here")
+        self.agents[agent.agent_id] = agent
+
+    def remove(self, agent_id: AgentId) -> list[SessionEffect]:
+        """Stop hosting ``agent_id``; returns a ``StopContainer`` for everything it ran.
+
+        An agent that is not hosted here returns no effects.
+        """
+        agent = self.agents.pop(agent_id, None)
+        return [] if agent is None else agent.stop_all()
+
+    def _for_uuid(self, uuid: ContainerUuid) -> AgentState | None:
+        """Return the hosted agent that runs or stands by for ``uuid``, or None."""
+        for agent in self.agents.values():
+            if uuid in agent:
+                return agent
+        return None
+
+    # --- what the driver reports ----------------------------------------------------
+
+    def started(self, agent_id: AgentId, uuid: ContainerUuid,
+                endpoint: str | None) -> list[SessionEffect]:
+        """The driver started ``uuid`` for ``agent_id``; returns the ``Started`` to send."""
+        agent = self.agents.get(agent_id)
+        return [] if agent is None else agent.started(uuid, endpoint)
+
+    def start_failed(self, agent_id: AgentId, uuid: ContainerUuid,
+                     message: str) -> list[SessionEffect]:
+        """The driver failed to start ``uuid`` for ``agent_id``; returns the ``Error`` to send."""
+        agent = self.agents.get(agent_id)
+        return [] if agent is None else agent.start_failed(uuid, message)
+
+    def stopped(self, agent_id: AgentId, uuid: ContainerUuid) -> list[SessionEffect]:
+        """``uuid`` of ``agent_id`` ended on its own; returns what tells the hub."""
+        agent = self.agents.get(agent_id)
+        return [] if agent is None else agent.stopped(uuid)
+
+    # --- the hub's answers to the session's calls for its agents ---------------------
+
+    def registered(self, agent_id: AgentId, reply: RegisterReply) -> list[SessionEffect]:
+        """The hub answered ``agent_id``'s registration; returns what it changes locally."""
+        agent = self.agents.get(agent_id)
+        return [] if agent is None else agent.on_registered(reply)
+
+    def claimed(self, agent_id: AgentId, uuid: ContainerUuid,
+                reply: RegisterReply) -> list[SessionEffect]:
+        """The hub answered ``agent_id``'s claim of ``uuid``; returns what it changes locally."""
+        agent = self.agents.get(agent_id)
+        return [] if agent is None else agent.claimed(uuid, reply)
+
+    def standing_by(self, uuid: ContainerUuid) -> list[AgentId]:
+        """Return the hosted agents standing by for ``uuid``, in registration order."""
+        return [agent.agent_id for agent in self.agents.values() if agent.is_standby(uuid)]
+
+    def claim_offer(self, agent_id: AgentId, uuid: ContainerUuid) -> OfferedContainer | None:
+        """Return the offer ``agent_id`` would claim ``uuid`` with (None: it has none now)."""
+        agent = self.agents.get(agent_id)
+        return None if agent is None else agent.offer(uuid)
+
+    # --- the hub's orders ------------------------------------------------------------
+
+    def on_start(self, msg: Start) -> list[SessionEffect]:
+        """Start a container for ``msg.agent_id``; ``not_found`` if it is not hosted here."""
+        agent = self.agents.get(msg.agent_id)
+        if agent is None:
+            return [Send(None, Error(msg.id, ErrorCode.NOT_FOUND.value,
+                                     f"agent {msg.agent_id!r} is not hosted here"))]
+        return agent.on_start(msg)
+
+    def on_terminate(self, msg: Terminate) -> list[SessionEffect]:
+        """Stop ``msg.uuid`` of ``msg.agent_id`` (nothing if it is not hosted here)."""
+        agent = self.agents.get(msg.agent_id)
+        return [] if agent is None else agent.on_terminate(msg)
+
+    def on_activate(self, msg: Activate) -> list[SessionEffect]:
+        """Promote ``msg.agent_id``'s standby for ``msg.uuid`` (nothing if not hosted here)."""
+        agent = self.agents.get(msg.agent_id)
+        if agent is None:
+            return []
+        self.probes.hit("standby activated")
+        return agent.on_activate(msg)
+
+    def on_request(self, msg: Request) -> list[SessionEffect]:
+        """Run a forwarded request; ``not_found`` if no hosted agent runs ``msg.uuid``."""
+        agent = self._for_uuid(msg.uuid)
+        if agent is None:
+            return [Send(None, Error(msg.id, ErrorCode.NOT_FOUND.value,
+                                     f"container {msg.uuid!r} is not running here"))]
+        return agent.on_request(msg)
+
+    def on_connect(self, msg: Connect) -> list[SessionEffect]:
+        """Open an event stream; ``not_found`` if no hosted agent runs ``msg.uuid``."""
+        agent = self._for_uuid(msg.uuid)
+        if agent is None:
+            return [Send(None, Error(msg.id, ErrorCode.NOT_FOUND.value,
+                                     f"container {msg.uuid!r} is not running here"))]
+        return agent.on_connect(msg)
+
+    def on_disconnect(self, msg: Disconnect) -> list[SessionEffect]:
+        """Close an event stream (nothing if no hosted agent runs ``msg.uuid``)."""
+        agent = self._for_uuid(msg.uuid)
+        return [] if agent is None else agent.on_disconnect(msg)
