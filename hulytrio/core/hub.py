@@ -472,8 +472,7 @@ class Hub:
                 continue
             if uuids is not None and fwd.uuid not in uuids:
                 continue
-            self._finish_forward(fwd_id, fwd)
-            self._in_flight_done(fwd)
+            self._finish_forward(fwd_id, fwd)  # frees the caller's in-flight slot
             self._send_to(fwd.caller, Error(fwd.caller_id, ErrorCode.AGENT_GONE.value,
                                             "the container's agent went away"))
 

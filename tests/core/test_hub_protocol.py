@@ -182,3 +182,26 @@ def test_second_hello_with_same_peer_id_supersedes(raw) -> None:
     assert raw.take("h") == []
     assert raw.send("c-new", Ping(), 1.0) == [Pong()]
     assert raw.send("h", Ok(0), 1.0) == []
+
+
+def test_failed_forwards_free_one_slot_each(make_raw) -> None:
+    """Calls failed because their agent went count once against the caller's
+    in-flight limit, not twice: the caller may not exceed it afterwards."""
+    raw = make_raw(max_in_flight=2)
+    raw.hello("h")
+    raw.send("h", RegisterAgent(1, "ag", ("echo",), None, (OfferedContainer("x", "echo"),)))
+    raw.hello("k")
+    raw.send("k", RegisterAgent(1, "keep", ("kv",), None, (OfferedContainer("y", "kv"),)))
+    raw.hello("c")
+    raw.take("c")
+    raw.send("c", Request(5, "x", "op"))
+    raw.send("c", Request(6, "y", "op"))
+    raw.lost("h", 1.0)
+    assert [(m.id, m.code) for m in raw.take("c") if isinstance(m, Error)] == [
+        (5, ErrorCode.AGENT_GONE.value)]
+    # One call (6) is still in flight: one slot is free, the next call retries.
+    raw.send("c", Request(7, "y", "op"), 1.0)
+    (retry,) = raw.send("c", Request(8, "y", "op"), 1.0)
+    assert isinstance(retry, Retry)
+    assert retry.id == 8
+    assert len([m for m in raw.take("k") if isinstance(m, Request)]) == 2
