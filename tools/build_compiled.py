@@ -17,8 +17,9 @@ are byte-identical to the pure-Python ones (tests/sim/test_compiled.py).
 
 Why these modules: they are where a simulation spends its time (the
 simulator's driver, links, workload and invariant checks; the core's
-session with its calls, references and registry view, hub, registry with
-its entries, placement, standby and check units, agent state and timers).
+session with its calls, references, registry view and hosted agents, hub,
+registry with its entries, placement, starts, standby and check units, agent
+state and timers).
 The message, effect and
 event classes stay pure Python: mypyc cannot compile attrs subclasses of a
 compiled base class, and the wire codec reads the event classes' field
@@ -43,12 +44,14 @@ COMPILED = (
     "hulytrio/core/calls.py",
     "hulytrio/core/check.py",
     "hulytrio/core/entries.py",
+    "hulytrio/core/hosting.py",
     "hulytrio/core/hub.py",
     "hulytrio/core/placement.py",
     "hulytrio/core/probes.py",
     "hulytrio/core/references.py",
     "hulytrio/core/registry.py",
     "hulytrio/core/standby.py",
+    "hulytrio/core/starts.py",
     "hulytrio/core/session.py",
     "hulytrio/core/timers.py",
     "hulytrio/core/view.py",
