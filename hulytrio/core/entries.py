@@ -139,9 +139,7 @@ class ContainerEntry:
         Raises:
             LocalProtocolError: ``CONTAINER_TRANSITIONS`` does not allow the move.
         """
-        if not CONTAINER_TRANSITIONS.allows(self.state, new):
-            CONTAINER_TRANSITIONS.check(self.state, new)  # raises, naming both states
-        self.state = new
+        self.state = CONTAINER_TRANSITIONS.check(self.state, new)
 
     def record(self) -> ContainerRecord:
         """Return the frozen record clients see."""
