@@ -763,9 +763,11 @@ class ClientSession:
     def _emit(self, effects: list[SessionEffect]) -> None:
         # Agent replies go to the hub only while connected; the hub forgets
         # calls of a connection that ended, so they would be stale anyway.
-        ready = self._ready
+        if self._ready:
+            self._effects.extend(effects)
+            return
         for effect in effects:
-            if ready or not isinstance(effect, Send):
+            if not isinstance(effect, Send):
                 self._effects.append(effect)
 
     # --- handlers: answers to calls ---------------------------------------------------
