@@ -78,7 +78,7 @@ class Reference:
 class References:
     """The references of one session, by id, indexed by the uuid they point at."""
 
-    __slots__ = ("_by_uuid", "by_id")
+    __slots__ = ("_acquiring", "_by_uuid", "by_id")
 
     def __init__(self) -> None:
         #: ref id -> reference, in the order they were made (ids grow)
@@ -86,12 +86,17 @@ class References:
         # uuid -> ids of the references whose record has that uuid (kept in
         # step with ``Reference.record`` by ``point``/``drop``).
         self._by_uuid: dict[ContainerUuid, dict[int, None]] = {}
+        # ids of the ACQUIRING references (kept in step with their status by
+        # ``add``/``_transition``/``drop``): an event with agent changes
+        # concerns each of them, and a session may hold many READY ones.
+        self._acquiring: dict[int, None] = {}
 
     # --- lifecycle -----------------------------------------------------------
 
     def add(self, ref_id: int, kind: str, asked: GetOptions) -> Reference:
         """Return a new ACQUIRING reference ``ref_id``, now in the table."""
         ref = self.by_id[ref_id] = Reference(ref_id, kind, asked)
+        self._acquiring[ref_id] = None
         return ref
 
     def acquired(self, ref: Reference, record: ContainerRecord) -> None:
@@ -127,6 +132,10 @@ class References:
     def _transition(self, ref: Reference, new: RefStatus) -> None:
         # The one place a reference changes state (REF_TRANSITIONS says where to).
         ref.status = REF_TRANSITIONS.check(ref.status, new)
+        if new is RefStatus.ACQUIRING:
+            self._acquiring[ref.ref_id] = None
+        else:
+            self._acquiring.pop(ref.ref_id, None)
 
     # --- the uuid index ------------------------------------------------------------
 
@@ -141,6 +150,7 @@ class References:
     def drop(self, ref: Reference) -> None:
         """Forget ``ref`` for good."""
         del self.by_id[ref.ref_id]
+        self._acquiring.pop(ref.ref_id, None)
         if ref.record is not None:
             self._unindex(ref.ref_id, ref.record.uuid)
 
@@ -178,10 +188,7 @@ class References:
                 if ids:
                     affected.extend(ids)
         if event.agents:
-            acquiring = RefStatus.ACQUIRING
-            for ref_id, ref in self.by_id.items():
-                if ref.status is acquiring:
-                    affected.append(ref_id)
+            affected.extend(self._acquiring)
         if len(affected) > 1:
             # The order references were made in (ref ids grow).
             affected = sorted(set(affected))
