@@ -353,12 +353,11 @@ class Simulation:
         hub.handle_timers(self.clock.now)
         self._hub_effects(hub)
 
-    def _hub_effects(self, hub: Hub) -> list[Connection]:
+    def _hub_effects(self, hub: Hub, closed: list[Connection] | None = None) -> None:
         """Perform the hub's effects and wake it at its next deadline.
 
-        Returns the connections it closed.
+        ``closed``, if given, receives the connections it closed (a Hello's check).
         """
-        closed: list[Connection] = []
         # The hub emits only HubEffects; Hub.effects() is typed wider (list[Effect]).
         # (Annotations, not cast() calls: this loop runs per message.)
         effects: list[HubEffect] = hub.effects()
@@ -371,7 +370,8 @@ class Simulation:
                         link.push(eff.message)
                 case CloseConnection():
                     conn = eff.conn  # type: ignore[assignment]
-                    closed.append(conn)
+                    if closed is not None:
+                        closed.append(conn)
                     if not conn.hub_open:
                         continue
                     if eff.reason == "alive timeout":
@@ -387,19 +387,19 @@ class Simulation:
         # forward: while nothing was armed, the wake-up we have still holds.
         current = self.hub
         if current is None:
-            return closed
+            return
         timers = current.timers
         armed = self._hub_armed
-        if armed is not None and timers.armings == self._hub_mark \
+        armings = timers.armings  # (a sum the hub computes: asked once)
+        if armed is not None and armings == self._hub_mark \
                 and timers is self._hub_mark_timers:
-            return closed
-        self._hub_mark = timers.armings
+            return
+        self._hub_mark = armings
         self._hub_mark_timers = timers
         d = timers.next_deadline()
         if d is not None and (armed is None or d < armed):
             self._hub_armed = d
             self.clock.at(d, _HubWake(self, current, d))
-        return closed
 
     # --- links ---------------------------------------------------------------------------
 
@@ -438,7 +438,8 @@ class Simulation:
                 peer = item.peer_id
                 old = self.hub_conn_of.get(peer)
                 hub.receive(conn, item, now)
-                closed = self._hub_effects(hub)
+                closed: list[Connection] = []
+                self._hub_effects(hub, closed)
                 self.invariants.hello(conn, old, closed)
                 self.hub_conn_of[peer] = conn
             else:
@@ -615,9 +616,10 @@ class Simulation:
             return
         timers = session.timers
         armed = proc.armed
-        if armed is not None and timers.armings == proc.mark and timers is proc.mark_timers:
+        armings = timers.armings
+        if armed is not None and armings == proc.mark and timers is proc.mark_timers:
             return
-        proc.mark = timers.armings
+        proc.mark = armings
         proc.mark_timers = timers
         d = timers.next_deadline()
         if d is not None and (armed is None or d < armed):
