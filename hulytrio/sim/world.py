@@ -199,6 +199,8 @@ class Simulation:
         self.hub_conn_of: dict[str, Connection] = {}
         self.max_latency = max(scenario.links.latency.high, 0.0)
         self.faults = faults(self)
+        #: the periodic check's event, scheduled again after each check (one is due at a time)
+        self._check_event = _Check(self)
         self.invariants = observe(self)
         self._build()
 
@@ -225,7 +227,7 @@ class Simulation:
         scripted.extend(self.faults.scripted())
         scripted.append((self.fault_phase_end, _EndFaultPhase(self)))
         self.clock.script(scripted)
-        self.clock.at(0.0, _Check(self))
+        self.clock.at(0.0, self._check_event)
 
     def _link(self) -> LinkProfile:
         return LinkProfile(self.scenario.links.latency, codec=self.scenario.links.codec)
@@ -783,7 +785,7 @@ class Simulation:
             self.note("phase", f"converged {self.clock.now - self.fault_phase_end:.3f}s into the "
                                f"liveness phase")
             return
-        self.clock.at(self.clock.now + float(self.scenario.checks.interval), _Check(self))
+        self.clock.at(self.clock.now + float(self.scenario.checks.interval), self._check_event)
 
     # --- views for invariants and reports ----------------------------------------------
 
