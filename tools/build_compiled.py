@@ -20,6 +20,8 @@ simulator's driver, links, workload and invariant checks; the core's
 session with its calls, references, registry view and hosted agents, hub,
 registry with its entries, placement, starts, standby and check units, agent
 state and timers).
+The fault layer is not hot, but its events subclass the compiled clock's
+``Event``, and an interpreted class cannot inherit from a compiled one.
 The message, effect and
 event classes stay pure Python: mypyc cannot compile attrs subclasses of a
 compiled base class, and the wire codec reads the event classes' field
@@ -56,6 +58,7 @@ COMPILED = (
     "hulytrio/core/timers.py",
     "hulytrio/core/view.py",
     "hulytrio/sim/clock.py",
+    "hulytrio/sim/faults.py",
     "hulytrio/sim/invariants.py",
     "hulytrio/sim/links.py",
     "hulytrio/sim/process.py",

@@ -22,8 +22,8 @@ This module knows nothing of hubs, sessions, links or processes.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
+from heapq import heappop, heappush
 
 __all__ = ["Clock", "Event"]
 
@@ -63,7 +63,7 @@ class Clock:
         due = self._due.get(t)
         if due is None:
             self._due[t] = event
-            heapq.heappush(self._times, t)
+            heappush(self._times, t)
             if t < self.now:
                 self._yield = True
         elif type(due) is list:
@@ -99,8 +99,6 @@ class Clock:
         """
         times = self._times
         dues = self._due
-        pop = heapq.heappop
-        push = heapq.heappush
         scripted = self._scripted
         i = self._next_scripted
         nx = scripted[i][0] if i < len(scripted) else _NEVER
@@ -121,7 +119,7 @@ class Clock:
             # Every event due at t, in scheduling order.  One scheduled at t
             # meanwhile opens a new entry for t that runs right after this
             # one, exactly where a heap would put it.
-            pop(times)
+            heappop(times)
             batch = dues.pop(t)
             self.now = t
             if type(batch) is not list:
@@ -139,7 +137,7 @@ class Clock:
                 if rest:
                     later = dues.get(t)
                     if later is None:
-                        push(times, t)
+                        heappush(times, t)
                     elif type(later) is list:
                         rest += later
                     else:

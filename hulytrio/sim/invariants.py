@@ -204,7 +204,7 @@ class Invariants:
                                  f"{uuid}: epoch went from {last} to {rec.epoch} in {hub.hub_id}")
                 self._hub_epochs[key] = rec.epoch
             self._exclusive(uuid, owner, pids)
-        sim.failover_progress()
+        sim.faults.failover_progress()
         if every > 0 and self._checks % every == 0:
             self._deep(hub)
 

@@ -9,6 +9,7 @@ from typing import IO, Any
 import attrs
 
 from . import world
+from .faults import Faults
 from .invariants import Invariants, Violation
 from .scenario import Scenario
 from .world import Simulation
@@ -27,10 +28,11 @@ def simulation(
     """Return a world for ``scenario`` with ``seed`` (None: the scenario's), not yet run.
 
     This is where the layers are wired: the world drives the core machines
-    on its clock, the invariant checker (``Invariants``) observes it, and
-    each process's workload is made by the world from its client spec.
+    on its clock, the invariant checker (``Invariants``) observes it, the
+    fault layer (``Faults``) breaks it on schedule and tracks the failovers,
+    and each process's workload is made by the world from its client spec.
     """
-    return Simulation(scenario, observe=Invariants, seed=seed, trace=trace,
+    return Simulation(scenario, observe=Invariants, faults=Faults, seed=seed, trace=trace,
                       keep_trace=keep_trace, progress=progress)
 
 
@@ -62,15 +64,7 @@ def _expectations(sim: Simulation) -> list[str]:
     ex = sc.expect
     unmet: list[str] = []
     if ex.failover_within is not None:
-        for f in sim.failovers:
-            if not f.needed:
-                continue
-            if f.ended is None:
-                unmet.append(f"failover_within: {f.uuid} was never served again after the "
-                             f"{f.cause} of {f.failed} at {f.started:.3f}s")
-            elif f.ended - f.started > ex.failover_within:
-                unmet.append(f"failover_within: {f.uuid} took {f.ended - f.started:.3f}s "
-                             f"(> {ex.failover_within}s) after the {f.cause} of {f.failed}")
+        unmet.extend(sim.faults.slow_failovers(ex.failover_within))
     stats = sim.invariants.requests
     lost = stats.pending - sim.waiting_requests()
     if ex.no_lost_requests and lost > 0:
@@ -125,8 +119,7 @@ def run_scenario(
         violations=violations, expected_violations=expected_v, unmet=unmet,
         trace_hash=sim.trace_hash(), events=sim.events, wall=wall, virtual=sim.now,
         probes=dict(sorted(sim.probes.counts.items())),
-        failovers=tuple((f.uuid, f.failed, f.started, f.took) for f in sim.failovers
-                        if f.needed),
+        failovers=sim.faults.failover_rows(),
         requests=requests, converged_at=sim.converged_at,
         context=tuple(sim.invariants.context), summary="",
     )

@@ -93,6 +93,9 @@ class Workload:
         self.stopped = False
         self.dead = False
         self.generation = 0
+        #: the one request-loop event of this workload, scheduled again after each tick
+        #: (a workload lives for one incarnation of its process, and ticks one at a time)
+        self._tick = _Tick(self, proc.incarnation)
         if spec is not None:
             options = GetOptions(spec.uuid, spec.labels)
             self.kind = spec.kind
@@ -122,7 +125,7 @@ class Workload:
         low = span.low
         high = span.high
         delay = low if low == high else low + (high - low) * self.rng.random()
-        self.clock.at(self.clock.now + delay, _Tick(self, self.proc.incarnation))
+        self.clock.at(self.clock.now + delay, self._tick)
 
     def tick(self, inc: int) -> None:
         proc = self.proc

@@ -13,11 +13,14 @@ Layers (docs/simulator.md has the module map): the ``Clock`` (clock.py) runs
 typed events in time order; links (links.py) own latency, order, holds and
 closes; the ``Trace`` (trace.py) records; this world drives the core machines
 through ``next_deadline()`` / ``handle_timers(now)`` and performs their
-effects; the invariant checker and the workloads plug in where
-``report.simulation`` wires them (this module imports neither checker nor
-report).  Each machine has at most one live wake-up on the clock (a stale
-one is skipped when it surfaces), so a step costs O(log instants) and
-timeouts cost what expires, never O(machines).
+effects; the invariant checker (invariants.py) and the fault layer
+(faults.py: scheduled and drawn faults, failover tracking) plug in where
+``report.simulation`` wires them, through the ``Observer`` and
+``FaultLayer`` protocols below (this module imports neither them nor the
+report); each process's workload (workload.py) is made here.  Each
+machine has at most one live wake-up on the clock (a stale one is skipped
+when it surfaces), so a step costs O(log instants) and timeouts cost what
+expires, never O(machines).
 
 Ground truth: each process records which containers its driver really
 runs and which stateless instances really serve (applying
@@ -31,14 +34,11 @@ process where it matters, so adding a client reshuffles nothing else.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import gc
 import random
 from collections.abc import Callable, Sequence
 from typing import IO, Any, Protocol, assert_never
-
-import attrs
 
 from ..core.agent import AgentState
 from ..core.effects import (
@@ -70,29 +70,11 @@ from ..core.types import OfferedContainer
 from .clock import Clock, Event
 from .links import CLOSE, OPENED, Connection, LinkProfile
 from .process import Process
-from .scenario import FaultSpec, Scenario, Span, process_names
+from .scenario import FaultSpec, Scenario, process_names
 from .trace import TimelineEntry, Trace
 from .workload import RequestStats, Workload
 
-__all__ = ["Failover", "Observer", "Process", "Simulation", "TimelineEntry"]
-
-
-@attrs.define
-class Failover:
-    """A stateless uuid whose owner was hit by a fault, and when it was served again."""
-
-    uuid: str
-    cause: str
-    failed: str
-    started: float
-    ended: float | None = None
-    by: str | None = None
-    needed: bool = True
-
-    @property
-    def took(self) -> float | None:
-        """Return how long the failover took, or None while it is not done."""
-        return None if self.ended is None else self.ended - self.started
+__all__ = ["FaultLayer", "Observer", "Process", "Simulation", "TimelineEntry"]
 
 
 class Observer(Protocol):
@@ -141,10 +123,33 @@ class Observer(Protocol):
         """Return how often each invariant was checked and broken."""
 
 
+class FaultLayer(Protocol):
+    """What the world asks of its fault layer (``faults.Faults``)."""
+
+    def scripted(self) -> list[tuple[float, Event]]:
+        """Return the scheduled faults as scripted events, in time order."""
+
+    def inject(self, fault: FaultSpec) -> None:
+        """Apply ``fault`` now."""
+
+    def failover_progress(self, uuid: str | None = None) -> None:
+        """Close the failovers that are done (of ``uuid``; None: of any uuid)."""
+
+    def release(self, proc: Process) -> None:
+        """The fault phase is over: ``proc`` runs again, reachable, at the scenario's latency."""
+
+    def failover_rows(self) -> tuple[tuple[str, str, float, float | None], ...]:
+        """Return (uuid, failed process, start, duration or None) of each needed failover."""
+
+    def slow_failovers(self, within: float) -> list[str]:
+        """Return one line per needed failover not done within ``within`` seconds."""
+
+
 class Simulation:
     """One run of a scenario with one seed (see module docstring).
 
-    ``observe`` makes the invariant checker for this world.  ``trace`` (a
+    ``observe`` makes the invariant checker for this world, ``faults`` its
+    fault layer (which draws its schedule when it is made).  ``trace`` (a
     text file) receives every event as a JSON line; the SHA-256 of those
     lines is ``trace_hash()`` whether or not they are written.
     ``keep_trace`` keeps them in memory (for ``--check-determinism``).
@@ -155,6 +160,7 @@ class Simulation:
         scenario: Scenario,
         *,
         observe: Callable[[Simulation], Observer],
+        faults: Callable[[Simulation], FaultLayer],
         seed: int | None = None,
         trace: IO[str] | None = None,
         keep_trace: bool = False,
@@ -181,10 +187,8 @@ class Simulation:
         self._hub_mark_timers: HubTimers | None = None
         self.procs: dict[str, Process] = {}
         self._cid = 0
-        self._rng_faults = random.Random(f"{self.seed}:faults")
         self._progress = progress
         self._next_report = 0.0
-        self.failovers: list[Failover] = []
         #: (time, pid, state) for the picture: up / paused / partitioned / down
         self.history: list[tuple[float, str, str]] = []
         #: (time, uuid, owner agent id or "") whenever a stateless owner changes
@@ -194,56 +198,22 @@ class Simulation:
         #: peer id -> the connection on which the hub last accepted its Hello
         self.hub_conn_of: dict[str, Connection] = {}
         self.max_latency = max(scenario.links.latency.high, 0.0)
-        self.faults = list(scenario.faults) + self._draw_random_faults()
-        self.faults.sort(key=lambda f: f.at)
+        self.faults = faults(self)
+        #: the periodic check's event, scheduled again after each check (one is due at a time)
+        self._check_event = _Check(self)
         self.invariants = observe(self)
         self._build()
 
     # --- building --------------------------------------------------------------
 
-    def _draw_random_faults(self) -> list[FaultSpec]:
-        rf = self.scenario.random_faults
-        if rf is None or rf.rate <= 0:
-            return []
-        names = self._process_names()
-        targets = [n for n in names if any(fnmatch.fnmatchcase(n, p)
-                                           for p in rf.targets.split(","))]
-        if not targets:
-            return []
-        out: list[FaultSpec] = []
-        t = 0.0
-        rng = self._rng_faults
-        while True:
-            t += rng.expovariate(rf.rate)
-            if t >= self.fault_phase_end:
-                break
-            action = rng.choice(rf.actions)
-            target = rng.choice(targets)
-            duration = rf.duration.draw(rng)
-            if action == "crash":
-                # A random crash comes back: otherwise a long run kills everyone.
-                out.append(FaultSpec(t, "crash", target))  # type: ignore[arg-type]
-                out.append(FaultSpec(t + duration, "restart", target))  # type: ignore[arg-type]
-            else:
-                out.append(FaultSpec(t, action, target, duration, rf.mode))  # type: ignore[arg-type]
-        return out
-
-    def _process_names(self) -> list[str]:
-        names: list[str] = []
-        for a in self.scenario.agents:
-            names.extend(_names(a.name, a.count))
-        for c in self.scenario.clients:
-            names.extend(_names(c.name, c.count))
-        return names
-
     def _build(self) -> None:
         sc = self.scenario
-        self._start_hub()
+        self.start_hub()
         for a in sc.agents:
-            for pid in _names(a.name, a.count):
+            for pid in process_names(a.name, a.count):
                 self._add_process(Process(pid, a, None, self._link()), a.join_at)
         for c in sc.clients:
-            for pid in _names(c.name, c.count):
+            for pid in process_names(c.name, c.count):
                 self._add_process(Process(pid, None, c, self._link()), c.join_at)
         # Scheduled faults and operations run after every other event due at
         # the same time, exactly as when a test injects them between steps,
@@ -254,11 +224,10 @@ class Simulation:
                 self.procs[op.client] = Process(op.client, None, None, self._link())
                 self.clock.at(0.0, _Start(self, self.procs[op.client]))
             scripted.append((float(op.at), _Operation(self, op.client, op.op, op.ref)))
-        for fault in self.faults:
-            scripted.append((float(fault.at), _Fault(self, fault)))
+        scripted.extend(self.faults.scripted())
         scripted.append((self.fault_phase_end, _EndFaultPhase(self)))
         self.clock.script(scripted)
-        self.clock.at(0.0, _Check(self))
+        self.clock.at(0.0, self._check_event)
 
     def _link(self) -> LinkProfile:
         return LinkProfile(self.scenario.links.latency, codec=self.scenario.links.codec)
@@ -310,10 +279,6 @@ class Simulation:
         self.end_fault_phase()
         self.run()
 
-    def inject(self, fault: FaultSpec) -> None:
-        """Apply ``fault`` now (its ``at`` is ignored)."""
-        self.fault(fault)
-
     def operate(self, client: str, op: str, slot: int) -> None:
         """Run client operation ``op`` on reference ``slot`` now."""
         self.operation(client, op, slot)
@@ -353,18 +318,33 @@ class Simulation:
         """Add a line to the run's timeline (faults and reactions)."""
         self.record.note(kind, text)
 
-    def _state(self, proc: Process, state: str) -> None:
+    def record_state(self, proc: Process, state: str) -> None:
+        """Record that ``proc`` is now up, paused, partitioned or down (for the picture)."""
         self.history.append((self.clock.now, proc.pid, state))
 
     # --- the hub ---------------------------------------------------------------------
 
-    def _start_hub(self) -> None:
+    def start_hub(self) -> None:
+        """Start a new hub (the next term); every connection it had is forgotten."""
         self.hub_term += 1
         self.hub = Hub(f"hub{self.hub_term}", self.timeouts, term=self.hub_term,
                        probes=self.probes, seeded_bugs=frozenset(self.scenario.hub.seeded_bugs))
         self._hub_armed = None
         self.hub_conn_of.clear()
         self.trace("hub-start", "hub", self.hub.hub_id)
+
+    def drop_hub(self) -> None:
+        """The hub is gone (crashed): every connection it accepted is reset under its peer."""
+        hub = self.hub
+        self.hub = None
+        self._hub_armed = None
+        for proc in self.procs.values():
+            conn = proc.conn
+            if conn is not None and conn.hub is hub and conn.hub_open:
+                conn.hub_open = False
+                # The peer's OS answers with a reset: the client sees a close.
+                conn.down.dead = False
+                conn.down.close()
 
     def hub_wake(self, hub: Hub, d: float) -> None:
         """The hub's timers are due (``d``: the deadline this wake-up was armed for)."""
@@ -375,12 +355,11 @@ class Simulation:
         hub.handle_timers(self.clock.now)
         self._hub_effects(hub)
 
-    def _hub_effects(self, hub: Hub) -> list[Connection]:
+    def _hub_effects(self, hub: Hub, closed: list[Connection] | None = None) -> None:
         """Perform the hub's effects and wake it at its next deadline.
 
-        Returns the connections it closed.
+        ``closed``, if given, receives the connections it closed (a Hello's check).
         """
-        closed: list[Connection] = []
         # The hub emits only HubEffects; Hub.effects() is typed wider (list[Effect]).
         # (Annotations, not cast() calls: this loop runs per message.)
         effects: list[HubEffect] = hub.effects()
@@ -393,7 +372,8 @@ class Simulation:
                         link.push(eff.message)
                 case CloseConnection():
                     conn = eff.conn  # type: ignore[assignment]
-                    closed.append(conn)
+                    if closed is not None:
+                        closed.append(conn)
                     if not conn.hub_open:
                         continue
                     if eff.reason == "alive timeout":
@@ -409,19 +389,19 @@ class Simulation:
         # forward: while nothing was armed, the wake-up we have still holds.
         current = self.hub
         if current is None:
-            return closed
+            return
         timers = current.timers
         armed = self._hub_armed
-        if armed is not None and timers.armings == self._hub_mark \
+        armings = timers.armings  # (a sum the hub computes: asked once)
+        if armed is not None and armings == self._hub_mark \
                 and timers is self._hub_mark_timers:
-            return closed
-        self._hub_mark = timers.armings
+            return
+        self._hub_mark = armings
         self._hub_mark_timers = timers
         d = timers.next_deadline()
         if d is not None and (armed is None or d < armed):
             self._hub_armed = d
             self.clock.at(d, _HubWake(self, current, d))
-        return closed
 
     # --- links ---------------------------------------------------------------------------
 
@@ -460,7 +440,8 @@ class Simulation:
                 peer = item.peer_id
                 old = self.hub_conn_of.get(peer)
                 hub.receive(conn, item, now)
-                closed = self._hub_effects(hub)
+                closed: list[Connection] = []
+                self._hub_effects(hub, closed)
                 self.invariants.hello(conn, old, closed)
                 self.hub_conn_of[peer] = conn
             else:
@@ -542,7 +523,7 @@ class Simulation:
         )
         proc.session = session
         self.trace("start", proc.pid, str(inc))
-        self._state(proc, "up")
+        self.record_state(proc, "up")
         session.connect(self.clock.now)
         if proc.agent_spec is not None:
             a = proc.agent_spec
@@ -637,9 +618,10 @@ class Simulation:
             return
         timers = session.timers
         armed = proc.armed
-        if armed is not None and timers.armings == proc.mark and timers is proc.mark_timers:
+        armings = timers.armings
+        if armed is not None and armings == proc.mark and timers is proc.mark_timers:
             return
-        proc.mark = timers.armings
+        proc.mark = armings
         proc.mark_timers = timers
         d = timers.next_deadline()
         if d is not None and (armed is None or d < armed):
@@ -731,7 +713,7 @@ class Simulation:
         if eff.uuid in proc.running:
             proc.serving[eff.uuid] = eff.serving
         if eff.serving:
-            self.failover_progress(eff.uuid)
+            self.faults.failover_progress(eff.uuid)
 
     def _run_request(self, proc: Process, eff: RunRequest) -> None:
         self.invariants.run_request(proc, eff)
@@ -774,262 +756,6 @@ class Simulation:
         proc.load.explicit(op, slot)
         self.perform(proc)
 
-    # --- faults ------------------------------------------------------------------
-
-    def targets(self, pattern: str) -> list[Process]:
-        """Return the processes ``pattern`` names, in scenario order.
-
-        ``owner:UUID`` is the process the hub lists as the owner of UUID now.
-        """
-        out: list[Process] = []
-        for part in pattern.split(","):
-            if part.startswith("owner:"):
-                rec = self.hub.registry.container(part[6:]) if self.hub is not None else None
-                if rec is not None and rec.agent_id in self.procs:
-                    out.append(self.procs[rec.agent_id])
-                continue
-            out.extend(p for name, p in self.procs.items() if fnmatch.fnmatchcase(name, part))
-        seen: dict[str, Process] = {}
-        for p in out:
-            seen.setdefault(p.pid, p)
-        return list(seen.values())
-
-    def fault(self, fault: FaultSpec) -> None:
-        """Apply the scripted ``fault`` now (skipped in the liveness phase)."""
-        if self.in_liveness:
-            return
-        action = fault.action
-        if action == "hub-crash":
-            self._hub_crash("hub-crash")
-            return
-        if action == "hub-restart":
-            if self.hub is not None:
-                self._hub_crash("hub-restart")
-            self.note("fault", "hub restarts")
-            self._start_hub()
-            return
-        procs = self.targets(fault.target)
-        if not procs:
-            self.note("fault", f"{action} {fault.target}: no such process now (skipped)")
-            return
-        for proc in procs:
-            self.apply(fault, proc)
-
-    def apply(self, fault: FaultSpec, proc: Process) -> None:
-        """Apply one fault to one process."""
-        action = fault.action
-        self.trace("fault", proc.pid, action)
-        label = f"{action} {proc.pid}"
-        if action == "crash":
-            if proc.alive:
-                self.note("fault", label)
-                self._silence(proc, "crash")
-                self._kill(proc)
-        elif action == "restart":
-            self.note("fault", label)
-            if proc.alive:
-                self._silence(proc, "restart")
-                self._kill(proc)
-            self.start_process(proc)
-        elif action == "join":
-            if not proc.alive:
-                self.note("fault", label)
-                self.start_process(proc)
-        elif action == "leave":
-            if proc.alive and proc.session is not None:
-                self.note("fault", label)
-                self._failovers_for(proc, "leave")
-                proc.session.close(self.clock.now)
-                self.perform(proc)
-                proc.left = True
-                self._kill(proc)
-        elif action == "pause":
-            if proc.alive and not proc.paused:
-                self.note("fault", label + (f" for {fault.duration:.3f}s"
-                                            if fault.duration else ""))
-                self._silence(proc, "pause")
-                proc.paused = True
-                self._state(proc, "paused")
-                if fault.duration is not None:
-                    self.clock.at(self.clock.now + fault.duration,
-                                  _Resume(self, proc, proc.incarnation))
-        elif action == "resume":
-            self.resume(proc, proc.incarnation)
-        elif action == "partition":
-            if proc.partition is None:
-                self.note("fault", label + f" ({fault.mode})" +
-                          (f" for {fault.duration:.3f}s" if fault.duration else ""))
-                self._silence(proc, "partition")
-                proc.partition = fault.mode
-                self._state(proc, "partitioned")
-                conn = proc.conn
-                if conn is not None:
-                    for d in (conn.up, conn.down):
-                        if fault.mode == "hang":
-                            d.dead = True
-                            d.queue.clear()
-                        else:
-                            d.blocked = True
-                if fault.duration is not None:
-                    self.clock.at(self.clock.now + fault.duration, _Heal(self, proc, proc.episode))
-        elif action == "heal":
-            self.heal(proc, None)
-        elif action == "drop-connection":
-            conn = proc.conn
-            if conn is not None and proc.alive:
-                self.note("fault", label)
-                conn.up.close()
-                conn.down.close()
-        elif action == "container-exit":
-            # A container ends on its own (it crashed; its agent lives on):
-            # the driver tells the session, as the trio driver does.
-            session = proc.session
-            if proc.alive and not proc.paused and session is not None and proc.is_agent:
-                uuids = [fault.uuid] if fault.uuid is not None else list(proc.running)
-                for uuid in uuids:
-                    if uuid not in proc.running:
-                        continue
-                    self.note("fault", f"{label} {uuid}")
-                    self._failovers_for(proc, "container-exit", uuid)
-                    del proc.running[uuid]
-                    proc.serving.pop(uuid, None)
-                    self.trace("exit", proc.pid, uuid)
-                    session.agent_stopped(proc.pid, uuid)
-                self.perform(proc)
-        elif action == "slow-link":
-            span = fault.latency if fault.latency is not None else Span(0.5, 0.5)
-            self.note("fault", f"{label} to {span}" +
-                      (f" for {fault.duration:.3f}s" if fault.duration else ""))
-            proc.link.latency = span
-            self.max_latency = max(self.max_latency, span.high)
-            if fault.duration is not None:
-                self.clock.at(self.clock.now + fault.duration, _Unslow(self, proc))
-
-    def _silence(self, proc: Process, cause: str) -> None:
-        """``proc`` stops talking: the hub must notice in time; its stateless uuids fail over."""
-        proc.episode += 1
-        self._failovers_for(proc, cause)
-        self.invariants.silenced(proc)
-
-    def _failovers_for(self, proc: Process, cause: str, only: str | None = None) -> None:
-        hub = self.hub
-        if hub is None or not proc.is_agent:
-            return
-        for uuid in hub.registry.agent_containers(proc.pid):
-            if only is not None and uuid != only:
-                continue
-            rec = hub.registry.container(uuid)
-            if rec is not None and rec.stateless and not any(
-                    f.uuid == uuid and f.ended is None and f.needed for f in self.failovers):
-                self.failovers.append(Failover(uuid, cause, proc.pid, self.clock.now))
-
-    def failover_progress(self, uuid: str | None = None) -> None:
-        """Close the failovers that are done: a live, unpaused process serves as the hub's owner."""
-        hub = self.hub
-        if hub is None:
-            return
-        for f in self.failovers:
-            if f.ended is not None or not f.needed or (uuid is not None and f.uuid != uuid):
-                continue
-            rec = hub.registry.container(f.uuid)
-            owner = self.procs.get(rec.agent_id) if rec is not None else None
-            if owner is None or not owner.alive or owner.paused or \
-                    not owner.serving.get(f.uuid, False):
-                continue
-            if owner.pid == f.failed and f.cause not in ("hub-crash", "hub-restart"):
-                if owner.partition is None and hub.registry.agent_owner(owner.pid) == owner.peer:
-                    # The same process serves as owner again: the hub never
-                    # noticed the fault (shorter than the alive timeout), or
-                    # it came back first; no failover was needed.
-                    f.needed = False
-                continue
-            f.ended = self.clock.now
-            f.by = owner.pid
-            self.note("reaction", f"failover {f.uuid}: {owner.pid} serves, "
-                                  f"{f.ended - f.started:.3f}s after the {f.cause} of {f.failed}")
-
-    def _kill(self, proc: Process) -> None:
-        proc.alive = False
-        proc.paused = False
-        proc.partition = None
-        proc.link.latency = None
-        proc.incarnation += 1
-        proc.forget()
-        if proc.load is not None:
-            proc.load.process_died()
-        conn = proc.conn
-        if conn is not None:
-            conn.client_open = False
-            conn.down.queue.clear()
-            conn.up.blocked = False
-            conn.up.dead = False
-            conn.up.reschedule()
-        proc.conn = None
-        self._state(proc, "down")
-
-    def resume(self, proc: Process, inc: int) -> None:
-        """A paused ``proc`` (of incarnation ``inc``) runs again: what came due meanwhile fires."""
-        if inc != proc.incarnation or not proc.paused or not proc.alive:
-            return
-        self.trace("resume", proc.pid, "")
-        self.note("fault", f"resume {proc.pid}")
-        proc.paused = False
-        self._state(proc, "partitioned" if proc.partition else "up")
-        deferred, proc.deferred = proc.deferred, []
-        for event in deferred:
-            event.fire()
-        conn = proc.conn
-        if conn is not None:
-            conn.down.reschedule()
-        if proc.session is not None:
-            proc.session.handle_timers(self.clock.now)
-            self.perform(proc)
-
-    def heal(self, proc: Process, episode: int | None) -> None:
-        """``proc``'s partition (of silence ``episode``; None: any) heals."""
-        if proc.partition is None or (episode is not None and episode != proc.episode):
-            return
-        self.trace("heal", proc.pid, "")
-        self.note("fault", f"heal {proc.pid}")
-        proc.partition = None
-        self._state(proc, "paused" if proc.paused else "up")
-        conn = proc.conn
-        if conn is not None:
-            earliest = self.clock.now + proc.link.draw()
-            for d in (conn.up, conn.down):
-                if d.blocked:
-                    d.blocked = False
-                    d.release(earliest)
-                    d.reschedule()
-
-    def unslow(self, proc: Process) -> None:
-        """``proc``'s slow link is back to the scenario's latency."""
-        if proc.link.latency is not None:
-            self.note("fault", f"link of {proc.pid} back to normal")
-        proc.link.latency = None
-
-    def _hub_crash(self, cause: str) -> None:
-        hub = self.hub
-        if hub is None:
-            return
-        self.trace("hub-crash", "hub", hub.hub_id)
-        self.note("fault", f"{cause}: hub {hub.hub_id} goes down")
-        for proc in self.procs.values():
-            if proc.alive and proc.is_agent:
-                for uuid in hub.registry.agent_containers(proc.pid):
-                    rec = hub.registry.container(uuid)
-                    if rec is not None and rec.stateless:
-                        self.failovers.append(Failover(uuid, cause, proc.pid, self.clock.now))
-        self.hub = None
-        self._hub_armed = None
-        for proc in self.procs.values():
-            conn = proc.conn
-            if conn is not None and conn.hub is hub and conn.hub_open:
-                conn.hub_open = False
-                # The peer's OS answers with a reset: the client sees a close.
-                conn.down.dead = False
-                conn.down.close()
-
     # --- phases and checks -------------------------------------------------------
 
     def end_fault_phase(self) -> None:
@@ -1042,14 +768,10 @@ class Simulation:
         for proc in self.procs.values():
             if proc.load is not None:
                 proc.load.stop()
-            if proc.paused:
-                self.resume(proc, proc.incarnation)
-            if proc.partition is not None:
-                self.heal(proc, None)
-            proc.link.latency = None
+            self.faults.release(proc)
         if self.hub is None:
             self.note("phase", "the hub comes back")
-            self._start_hub()
+            self.start_hub()
 
     def check(self) -> None:
         """Run the periodic invariant checks; stop the run once converged in the liveness phase."""
@@ -1063,7 +785,7 @@ class Simulation:
             self.note("phase", f"converged {self.clock.now - self.fault_phase_end:.3f}s into the "
                                f"liveness phase")
             return
-        self.clock.at(self.clock.now + float(self.scenario.checks.interval), _Check(self))
+        self.clock.at(self.clock.now + float(self.scenario.checks.interval), self._check_event)
 
     # --- views for invariants and reports ----------------------------------------------
 
@@ -1122,9 +844,6 @@ class Simulation:
 _GC_YOUNG = 50_000
 
 
-_names = process_names
-
-
 # --- the world's events (each fires one handler above) ----------------------------
 
 
@@ -1153,20 +872,6 @@ class _Check(Event):
     def fire(self) -> None:
         """Hand it to the world."""
         self.world.check()
-
-
-class _Fault(Event):
-    """A scripted fault is due."""
-
-    __slots__ = ("fault", "world",)
-
-    def __init__(self, world: Simulation, fault: FaultSpec) -> None:
-        self.world = world
-        self.fault = fault
-
-    def fire(self) -> None:
-        """Hand it to the world."""
-        self.world.fault(self.fault)
 
 
 class _Operation(Event):
@@ -1334,47 +1039,3 @@ class _Replied(Event):
     def fire(self) -> None:
         """Hand it to the world."""
         self.world.request_done(self.proc, self.inc, self.eff)
-
-
-class _Resume(Event):
-    """A pause ends."""
-
-    __slots__ = ("inc", "proc", "world",)
-
-    def __init__(self, world: Simulation, proc: Process, inc: int) -> None:
-        self.world = world
-        self.proc = proc
-        self.inc = inc
-
-    def fire(self) -> None:
-        """Hand it to the world."""
-        self.world.resume(self.proc, self.inc)
-
-
-class _Heal(Event):
-    """A partition heals."""
-
-    __slots__ = ("episode", "proc", "world",)
-
-    def __init__(self, world: Simulation, proc: Process, episode: int) -> None:
-        self.world = world
-        self.proc = proc
-        self.episode = episode
-
-    def fire(self) -> None:
-        """Hand it to the world."""
-        self.world.heal(self.proc, self.episode)
-
-
-class _Unslow(Event):
-    """A slow link is back to normal."""
-
-    __slots__ = ("proc", "world",)
-
-    def __init__(self, world: Simulation, proc: Process) -> None:
-        self.world = world
-        self.proc = proc
-
-    def fire(self) -> None:
-        """Hand it to the world."""
-        self.world.unslow(self.proc)

@@ -145,7 +145,7 @@ class ChaosMachine(RuleBasedStateMachine):
 
     def _inject(self, fault: FaultSpec) -> None:
         self.faults.append(fault)
-        self.sim.inject(fault)
+        self.sim.faults.inject(fault)
 
     def written(self) -> Scenario:
         """Return this run as an explicit, replayable scenario."""
