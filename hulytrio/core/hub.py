@@ -247,6 +247,10 @@ class Hub:
         self._effects = []
         return out
 
+    def forwards_in_flight(self) -> int:
+        """Return the container requests forwarded and not answered yet (O(in flight))."""
+        return sum(1 for fwd in self._forwards.values() if fwd.kind == "request")
+
     def next_deadline(self) -> float | None:
         """Return when ``handle_timers`` must be called next, or None."""
         mine = self._timers.next_deadline()
