@@ -115,3 +115,16 @@ def test_superseded_agent_is_not_also_declared_dead() -> None:
     assert of(c, Fact.AGENT_SUPERSEDED) == [
         Notice(Fact.AGENT_SUPERSEDED, "ag", None, None, "new", "moved from session 'old'")]
     assert of(c, Fact.AGENT_DEAD) == []
+
+
+def test_durations_fold_into_prometheus_buckets() -> None:
+    from hulytrio.core.tally import Durations
+
+    d = Durations((0.1, 1.0))
+    for seconds in (0.05, 0.1, 0.5, 2.0):
+        d.observe(seconds)
+    d.pending.append(0.2)  # the hub's hot path appends to the list itself
+    assert d.cumulative() == [("0.1", 2), ("1.0", 4), ("+Inf", 5)]
+    assert d.count == 5
+    assert d.total == 2.85
+    assert d.pending == []
