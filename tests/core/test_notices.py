@@ -85,7 +85,8 @@ def test_agent_dead_by_alive_timeout_promotes_standby_with_failover_duration() -
     assert (promoted.agent_id, promoted.uuid, promoted.kind) == ("a1", "db-1", "db")
     assert promoted.reason == "owner 'a0': agent gone"
     # from h0's last sign of life (it pinged until it crashed) to the promotion
-    assert promoted.duration is not None and 0 < promoted.duration <= TIMEOUTS.alive + 1.0
+    assert promoted.duration is not None
+    assert 0 < promoted.duration <= TIMEOUTS.alive + 1.0
     assert of(c, Fact.CONTAINER_TERMINATED) == []  # promoted, not dropped
 
 

@@ -27,6 +27,22 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+class Seen(logging.Handler):
+    """Sets a ``trio.Event`` per lifecycle ``event`` once a line of it is logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: dict[str, trio.Event] = {}
+
+    def __getitem__(self, event: str) -> trio.Event:
+        return self.events.setdefault(event, trio.Event())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "event", None)
+        if event is not None:
+            self[event].set()
+
+
 def lines(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records
             if r.name == "hulytrio.hub" and getattr(r, "event", None) == event]
@@ -36,6 +52,15 @@ async def test_register_start_orphan_terminate_are_logged_and_counted(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="hulytrio.hub")
     timeouts = Timeouts(unused_container=0.3)
+    seen = Seen()
+    logging.getLogger("hulytrio.hub").addHandler(seen)
+    try:
+        await _scenario(caplog, seen, timeouts)
+    finally:
+        logging.getLogger("hulytrio.hub").removeHandler(seen)
+
+
+async def _scenario(caplog: pytest.LogCaptureFixture, seen: Seen, timeouts: Timeouts) -> None:
     with trio.fail_after(20):
         async with hulytrio.serve_network(host="127.0.0.1", port=0, timeouts=timeouts) as hub:
             async with hulytrio.open_client(hub.url) as host:
@@ -45,8 +70,7 @@ async def test_register_start_orphan_terminate_are_logged_and_counted(
                     assert await ref.request("x", 1) == 1
                     uuid = ref.uuid
                     await ref.release()
-                    while not lines(caplog, "container_terminated"):
-                        await trio.sleep(0.05)
+                    await seen["container_terminated"].wait()
 
                 (registered,) = lines(caplog, "agent_registered")
                 assert registered.levelno == logging.INFO
@@ -79,8 +103,7 @@ async def test_register_start_orphan_terminate_are_logged_and_counted(
                            (("operation", "request"),)] == 1
                 assert got["huly_failovers_total", ()] == 0
             # the user's session ended, then the host's with its agent
-            while not lines(caplog, "agent_dead"):
-                await trio.sleep(0.05)
+            await seen["agent_dead"].wait()
             (dead,) = lines(caplog, "agent_dead")
             assert (dead.agent_id, dead.reason) == ("agent-7", "unregistered")  # a clean close
             assert {r.reason for r in lines(caplog, "client_gone")} == {"client closed"}
