@@ -2,7 +2,8 @@
 
 The core must not import prometheus_client, and the routed-request path must
 not pay for a metrics library's locks: ``Durations.observe`` is one list
-append; the durations are put in buckets in bulk, in C, when read or folded.  A driver turns the counts into a Prometheus histogram
+append; the durations are put in buckets in bulk, in C, when read or
+folded.  A driver turns the counts into a Prometheus histogram
 when it is scraped (``transport/metrics.py``).
 """
 
