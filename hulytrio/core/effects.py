@@ -12,6 +12,7 @@ tells the hub, in the same one list, what only the hub can act on
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Hashable
 from typing import Any, TypeAlias
 
@@ -34,7 +35,9 @@ __all__ = [
     "DisconnectContainer",
     "Effect",
     "EndpointEffect",
+    "Fact",
     "HubEffect",
+    "Notice",
     "OpenConnection",
     "ReferenceChanged",
     "RegistryEffect",
@@ -228,14 +231,67 @@ class AgentSuperseded(BaseEffect):
     uuids: tuple[str, ...]
 
 
+class Fact(enum.Enum):
+    """A lifecycle fact of the hub an operator is told about (``Notice.fact``).
+
+    The value is the log line's message.
+    """
+
+    #: an agent registered (``reason``: "registered" or "re-registered")
+    AGENT_REGISTERED = "agent registered"
+    #: an agent is gone; ``reason``: alive timeout, connection lost, client
+    #: closed, reconnected, unregistered
+    AGENT_DEAD = "agent declared dead"
+    #: an agent id moved to a new session (``client_id``); ``reason`` names the old one
+    AGENT_SUPERSEDED = "agent superseded"
+    #: an agent answered a start; ``duration``: from the start sent to its answer
+    CONTAINER_STARTED = "container started"
+    #: a start failed (``reason``: the agent's error, or no answer in time)
+    START_FAILED = "container start failed"
+    #: the last holder let go of a container; it ends after the unused timeout
+    CONTAINER_ORPHANED = "container orphaned"
+    #: a container is gone from the registry; ``reason``: unused timeout,
+    #: agent gone, stopped by agent, not offered on re-registration
+    CONTAINER_TERMINATED = "container terminated"
+    #: a stateless uuid got an owner that is not a failover (offered, or a
+    #: standby of an unowned uuid)
+    OWNER_CHOSEN = "stateless owner chosen"
+    #: a stateless owner was lost and a standby serves now; ``duration``: from
+    #: the owner's last sign of life to the promotion
+    STANDBY_PROMOTED = "standby promoted"
+    #: a client session ended (``reason`` as for AGENT_DEAD)
+    CLIENT_GONE = "client gone"
+    #: a hello from a peer id the hub had a session for (or recently had)
+    CLIENT_RECONNECTED = "client reconnected"
+
+
+@fast_init
+@attrs.frozen
+class Notice(BaseEffect):
+    """Hub: a lifecycle ``fact`` for the operator (a log line, a metric); nothing to send.
+
+    Built only when the fact happens (never per request), from the ids at
+    hand; fields a fact has no value for are None.
+    """
+
+    fact: Fact
+    agent_id: str | None = None
+    uuid: str | None = None
+    kind: str | None = None
+    client_id: str | None = None
+    reason: str = ""
+    #: seconds, for the facts that say what it measures
+    duration: float | None = None
+
+
 # What each machine can emit.  A driver matches on the union of the machine it
 # drives and ends with ``assert_never``, so mypy strict fails a driver that
 # forgets an effect.
 #: The hub's outputs (``Hub.effects()``).
-HubEffect: TypeAlias = Send | CloseConnection
+HubEffect: TypeAlias = Send | CloseConnection | Notice
 #: The registry's outputs (``Registry.take_effects()``), for the hub only:
 #: ``Send.conn`` is a client id there.
-RegistryEffect: TypeAlias = Send | ClientDead | AgentSuperseded
+RegistryEffect: TypeAlias = Send | ClientDead | AgentSuperseded | Notice
 #: A client session's outputs (``ClientSession``, with the agents it hosts).
 SessionEffect: TypeAlias = (
     Send | CloseConnection | OpenConnection | Resolve | Reject | DeliverEvent

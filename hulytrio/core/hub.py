@@ -36,11 +36,21 @@ import enum
 from collections.abc import Callable, Hashable
 from typing import Any, ClassVar
 
-from .effects import AgentSuperseded, ClientDead, CloseConnection, HubEffect, RegistryEffect, Send
+from .effects import (
+    AgentSuperseded,
+    ClientDead,
+    CloseConnection,
+    Fact,
+    HubEffect,
+    Notice,
+    RegistryEffect,
+    Send,
+)
 from .errors import ErrorCode
 from .events import ContainerEvent, NetworkEvent
 from .messages import (
     PROTOCOL_VERSION,
+    AgentsReply,
     Claim,
     Close,
     Connect,
@@ -49,7 +59,10 @@ from .messages import (
     Error,
     Event,
     Get,
+    GetReply,
     Hello,
+    KindsReply,
+    ListReply,
     Message,
     Ok,
     Ping,
@@ -57,6 +70,7 @@ from .messages import (
     Push,
     Query,
     RegisterAgent,
+    RegisterReply,
     Release,
     Request,
     Response,
@@ -67,6 +81,7 @@ from .messages import (
 )
 from .probes import Probes
 from .registry import Registry
+from .tally import Durations
 from .timeouts import Timeouts
 from .timers import Timers
 from .types import ClientId, ContainerUuid
@@ -77,6 +92,12 @@ __all__ = ["Hub", "HubStatistics", "HubTimer", "HubTimers"]
 _PONG = Pong()
 #: marks a connection the hub does not know (never made, or forgotten)
 _GONE: Any = object()
+#: the registry's answers to a call (``Hub._answered`` counts them per operation)
+_REPLIES = frozenset({GetReply, Ok, Error, ListReply, AgentsReply, KindsReply, RegisterReply})
+#: the queries counted under their own operation name (others: "query")
+_QUERIES = frozenset({"list", "agents", "kinds"})
+#: how many ended sessions' peer ids the hub remembers, to tell a reconnect
+_REMEMBERED_PEERS = 4096
 
 Conn = Hashable
 
@@ -121,9 +142,19 @@ class HubTimers:
 
 
 class HubStatistics:
-    """Counters a driver may export; plain ints, updated in O(1)."""
+    """Counters a driver may export; plain ints, updated in O(1).
 
-    __slots__ = ("connections", "errors", "events", "forwarded", "messages_in", "retries")
+    Container requests (``forwarded``) are counted by outcome only off the
+    answered path: ``request_errors`` (the agent answered an error),
+    ``request_lost`` (its agent went away), ``not_found`` and ``retries``;
+    the rest answered ok or are in flight.  ``calls`` counts the registry's
+    calls by ``(operation, "ok" | "error")``; ``durations`` holds the hub's
+    time from a call to its answer, per operation (``request`` and
+    ``connect``: forwarded to answered; ``get``: to the reply).
+    """
+
+    __slots__ = ("calls", "connections", "durations", "errors", "events", "forwarded",
+                 "messages_in", "not_found", "request_errors", "request_lost", "retries")
 
     def __init__(self) -> None:
         self.connections = 0
@@ -132,20 +163,26 @@ class HubStatistics:
         self.errors = 0
         self.retries = 0
         self.events = 0
+        self.not_found = 0
+        self.request_errors = 0
+        self.request_lost = 0
+        self.calls: dict[tuple[str, str], int] = {}
+        self.durations = {"request": Durations(), "connect": Durations(), "get": Durations()}
 
 
 class _Forward:
-    __slots__ = ("agent_client", "caller", "caller_id", "kind", "uuid")
+    __slots__ = ("agent_client", "caller", "caller_id", "kind", "sent", "uuid")
 
     def __init__(
         self, caller: ClientId, caller_id: int, agent_client: ClientId, kind: str,
-        uuid: ContainerUuid,
+        uuid: ContainerUuid, sent: float,
     ) -> None:
         self.caller = caller
         self.caller_id = caller_id
         self.agent_client = agent_client
         self.kind = kind  # "request" or "connect"
         self.uuid = uuid
+        self.sent = sent  # when it was forwarded (its duration counts from it)
 
 
 class Hub:
@@ -194,6 +231,12 @@ class Hub:
         #: client id -> the Send of a Pong on its connection (pongs are most of
         #: an idle hub's output; an effect is immutable, so one serves them all)
         self._pongs: dict[ClientId, Send] = {}
+        #: client id -> its registry calls awaiting an answer: call id -> (operation, since)
+        self._calls: dict[ClientId, dict[int, tuple[str, float]]] = {}
+        #: peer ids of recently ended sessions (a hello from one is a reconnect)
+        self._ended: dict[ClientId, None] = {}
+        #: the request durations' pending list (appended to per answered request)
+        self._request_seconds = self.stats.durations["request"].pending
 
     # --- driver interface -------------------------------------------------------
 
@@ -205,6 +248,10 @@ class Hub:
         out = self._effects
         self._effects = []
         return out
+
+    def forwards_in_flight(self) -> int:
+        """Return the container requests forwarded and not answered yet (O(in flight))."""
+        return sum(1 for fwd in self._forwards.values() if fwd.kind == "request")
 
     def next_deadline(self) -> float | None:
         """Return when ``handle_timers`` must be called next, or None."""
@@ -233,7 +280,7 @@ class Hub:
         self.stats.connections -= 1
         if client_id is not None and self._client_conn.get(client_id) == conn:
             self.probes.hit("client connection closed")
-            self._end_session(client_id, now)
+            self._end_session(client_id, now, "connection lost")
 
     def handle_timers(self, now: float) -> None:
         """Fire every deadline that is due at ``now``."""
@@ -259,6 +306,9 @@ class Hub:
                             raise AssertionError(f"not a hub timer key: {key!r}")
             else:
                 break
+        # Timers fire at least once per alive timeout while clients are
+        # connected: the request durations' list stays short.
+        self.stats.durations["request"].fold()
         out = reg.take_effects()
         first = True
         for effect in out:
@@ -345,6 +395,8 @@ class Hub:
         for effect in effects:
             match effect:
                 case Send(conn=str() as client_id, message=message):
+                    if type(message) in _REPLIES:
+                        self._answered(client_id, message)
                     conn = self._client_conn.get(client_id)
                     if conn is not None:
                         self._effects.append(Send(conn, message))
@@ -352,6 +404,28 @@ class Hub:
                     self._fail_forwards(old_session, uuids)
                 case ClientDead():
                     pass  # only a timer declares a client dead: handle_timers ends it
+                case Notice():
+                    self._effects.append(effect)
+
+    def _call(self, client_id: ClientId, call_id: int, operation: str, now: float) -> None:
+        """``client_id`` made registry call ``call_id`` (``operation``) at ``now``."""
+        calls = self._calls.get(client_id)
+        if calls is None:
+            calls = self._calls[client_id] = {}
+        calls[call_id] = (operation, now)
+
+    def _answered(self, client_id: ClientId, message: Any) -> None:
+        """The registry answers ``client_id`` with ``message``: count its call's outcome."""
+        calls = self._calls.get(client_id)
+        if not calls:
+            return
+        call = calls.pop(message.id, None)
+        if call is None:
+            return
+        operation, since = call
+        self._count(operation, "error" if type(message) is Error else "ok")
+        if operation == "get":
+            self.stats.durations["get"].observe(self._now - since)
 
     def _flush(self) -> None:
         event, interest = self.registry.flush_events()
@@ -394,35 +468,42 @@ class Hub:
                                           f"(this hub speaks {PROTOCOL_VERSION})")
             self._effects.append(CloseConnection(conn, "protocol version"))
             self._conn_client.pop(conn, None)
+            self._count("hello", "error")
             return
         if msg.events not in ("all", "own"):
             self._protocol_error(conn, 0, f"hello: events must be 'all' or 'own', "
                                           f"got {msg.events!r}")
             self._effects.append(CloseConnection(conn, "bad hello"))
             self._conn_client.pop(conn, None)
+            self._count("hello", "error")
             return
         if msg.alive_timeout is not None and not msg.alive_timeout > 0:
             self._protocol_error(conn, 0, "alive_timeout must be > 0")
             self._effects.append(CloseConnection(conn, "bad hello"))
             self._conn_client.pop(conn, None)
+            self._count("hello", "error")
             return
         self._timers.cancel((HubTimer.HELLO, conn))
         client_id = msg.peer_id
         old = self._client_conn.get(client_id)
+        if old is not None or client_id in self._ended or self.registry.has_client(client_id):
+            self._effects.append(Notice(Fact.CLIENT_RECONNECTED, None, None, None, client_id,
+                                        "" if old is None else "superseded its connection"))
         if old is not None:
             self.probes.hit("reconnect same peer id")
             # Forget the old connection: its late messages are ignored.
             self._conn_client.pop(old, None)
             self._effects.append(CloseConnection(old, "superseded by a new connection"))
-            self._end_session(client_id, now)
+            self._end_session(client_id, now, "reconnected")
         elif self.registry.has_client(client_id):
-            self._end_session(client_id, now)
+            self._end_session(client_id, now, "reconnected")
         self._conn_client[conn] = client_id
         self._client_conn[client_id] = conn
         if msg.events == "own":
             self._own[client_id] = None
             self.registry.track_interest()
         self.registry.add_client(client_id, msg.alive_timeout, now)
+        self._count("hello", "ok")
         alive = msg.alive_timeout if msg.alive_timeout is not None else self.timeouts.alive
         self._effects.append(Send(conn, Welcome(
             PROTOCOL_VERSION, self.hub_id, alive, self.timeouts.ping_interval,
@@ -430,10 +511,10 @@ class Hub:
         )))
         self._collect()
 
-    def _end_session(self, client_id: ClientId, now: float) -> None:
-        """End ``client_id``'s session: the hub's side, then the registry's."""
+    def _end_session(self, client_id: ClientId, now: float, reason: str) -> None:
+        """End ``client_id``'s session (for ``reason``): the hub's side, then the registry's."""
         self._close_session(client_id)
-        self.registry.remove_client(client_id, now)
+        self.registry.remove_client(client_id, now, reason)
         self._collect()
 
     def _close_session(self, client_id: ClientId) -> None:
@@ -453,6 +534,11 @@ class Hub:
         self._in_flight.pop(client_id, None)
         self._own.pop(client_id, None)
         self._pongs.pop(client_id, None)
+        self._calls.pop(client_id, None)
+        ended = self._ended
+        ended[client_id] = None
+        if len(ended) > _REMEMBERED_PEERS:
+            del ended[next(iter(ended))]
 
     def _fail_forwards(self, agent_client: ClientId,
                        uuids: tuple[ContainerUuid, ...] | None = None) -> None:
@@ -473,8 +559,15 @@ class Hub:
             if uuids is not None and fwd.uuid not in uuids:
                 continue
             self._finish_forward(fwd_id, fwd)  # frees the caller's in-flight slot
+            if fwd.kind == "request":
+                self.stats.request_lost += 1
             self._send_to(fwd.caller, Error(fwd.caller_id, ErrorCode.AGENT_GONE.value,
                                             "the container's agent went away"))
+
+    def _count(self, operation: str, status: str) -> None:
+        counts = self.stats.calls
+        key = (operation, status)
+        counts[key] = counts.get(key, 0) + 1
 
     def _send_to(self, client_id: ClientId, message: Message) -> None:
         conn = self._client_conn.get(client_id)
@@ -500,28 +593,34 @@ class Hub:
 
     def _on_close(self, conn: Conn, client_id: ClientId, msg: Close, now: float) -> None:
         self.probes.hit("client said close")
-        self._end_session(client_id, now)
+        self._end_session(client_id, now, "client closed")
         self._effects.append(CloseConnection(conn, "peer closed"))
 
     def _on_get(self, conn: Conn, client_id: ClientId, msg: Get, now: float) -> None:
+        self._call(client_id, msg.id, "get", now)
         self.registry.get(client_id, msg.id, msg.kind, msg.options, now,
                           reacquire=msg.reacquire, held_instance=msg.held_instance)
 
     def _on_release(self, conn: Conn, client_id: ClientId, msg: Release, now: float) -> None:
+        self._call(client_id, msg.id, "release", now)
         self.registry.release(client_id, msg.id, msg.uuid, now)
 
     def _on_register(self, conn: Conn, client_id: ClientId, msg: RegisterAgent, now: float
                      ) -> None:
+        self._call(client_id, msg.id, "register", now)
         self.registry.register(client_id, msg, now)
 
     def _on_unregister(self, conn: Conn, client_id: ClientId, msg: UnregisterAgent, now: float
                        ) -> None:
+        self._call(client_id, msg.id, "unregister", now)
         self.registry.unregister(client_id, msg.id, msg.agent_id, now)
 
     def _on_claim(self, conn: Conn, client_id: ClientId, msg: Claim, now: float) -> None:
+        self._call(client_id, msg.id, "claim", now)
         self.registry.claim(client_id, msg.id, msg.agent_id, msg.container, now)
 
     def _on_query(self, conn: Conn, client_id: ClientId, msg: Query, now: float) -> None:
+        self._call(client_id, msg.id, msg.what if msg.what in _QUERIES else "query", now)
         self.registry.query(client_id, msg.id, msg.what, msg.kind)
 
     def _on_stopped(self, conn: Conn, client_id: ClientId, msg: ContainerStopped, now: float
@@ -535,6 +634,11 @@ class Hub:
         fwd = self._forwards.get(msg.id)
         if fwd is not None and fwd.agent_client == client_id:
             self._finish_forward(msg.id, fwd)
+            self.stats.durations[fwd.kind].observe(now - fwd.sent)
+            if fwd.kind == "request":
+                self.stats.request_errors += 1
+            else:
+                self._count(fwd.kind, "error")
             self._send_to(fwd.caller, Error(fwd.caller_id, msg.code, msg.message, msg.type))
             return
         # Otherwise it answers a Start.
@@ -543,6 +647,7 @@ class Hub:
     def _on_request(self, conn: Conn, client_id: ClientId, msg: Request, now: float) -> None:
         route = self.registry.route(msg.uuid)
         if route is None:
+            self.stats.not_found += 1
             self._effects.append(Send(conn, Error(msg.id, ErrorCode.NOT_FOUND.value,
                                                   f"container {msg.uuid!r} not found")))
             return
@@ -553,7 +658,8 @@ class Hub:
             return
         self._in_flight[client_id] = n + 1
         agent_client = route[1]
-        fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "request", msg.uuid))
+        fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "request", msg.uuid,
+                                            now))
         self.stats.forwarded += 1
         self._send_to(agent_client, Request(fwd_id, msg.uuid, msg.operation, msg.payload,
                                             client_id))
@@ -577,6 +683,7 @@ class Hub:
         if fwd is None or fwd.agent_client != client_id:
             return  # a late answer for a caller that is gone
         self._finish_forward(msg.id, fwd)
+        self._request_seconds.append(now - fwd.sent)
         self._send_to(fwd.caller, Response(fwd.caller_id, msg.payload))
 
     def _on_ok(self, conn: Conn, client_id: ClientId, msg: Ok, now: float) -> None:
@@ -584,17 +691,22 @@ class Hub:
         if fwd is None or fwd.agent_client != client_id:
             return
         self._finish_forward(msg.id, fwd)
+        self.stats.durations[fwd.kind].observe(now - fwd.sent)
+        if fwd.kind != "request":
+            self._count(fwd.kind, "ok")
         self._send_to(fwd.caller, Ok(fwd.caller_id))
 
     def _on_connect(self, conn: Conn, client_id: ClientId, msg: Connect, now: float) -> None:
         route = self.registry.route(msg.uuid)
         if route is None:
+            self._count("connect", "error")
             self._effects.append(Send(conn, Error(msg.id, ErrorCode.NOT_FOUND.value,
                                                   f"container {msg.uuid!r} not found")))
             return
         agent_client = route[1]
         self._connected.setdefault(client_id, {})[msg.uuid] = agent_client
-        fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "connect", msg.uuid))
+        fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "connect", msg.uuid,
+                                            now))
         self._send_to(agent_client, Connect(fwd_id, msg.uuid, client_id))
 
     def _on_disconnect(self, conn: Conn, client_id: ClientId, msg: Disconnect, now: float

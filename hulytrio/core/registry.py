@@ -40,7 +40,7 @@ import enum
 from collections.abc import Iterable
 
 from . import check, seeded_bugs
-from .effects import AgentSuperseded, ClientDead, RegistryEffect, Send
+from .effects import AgentSuperseded, ClientDead, Fact, Notice, RegistryEffect, Send
 from .entries import AgentEntry, ClientEntry, ContainerEntry, PeerState, PendingStart
 from .errors import ErrorCode
 from .events import ChangeKind, EventQueue, NetworkEvent
@@ -158,6 +158,9 @@ class Registry:
         #: uuid -> sessions a queued container change concerns (see _container_changed)
         self._interest: dict[ContainerUuid, dict[ClientId, None]] = {}
         self._recovery = Recovery()
+        #: while a client that timed out is removed: its last sign of life
+        #: (a failover's duration counts from it)
+        self._lost_since: float | None = None
 
     # --- the seam with the hub -------------------------------------------------
 
@@ -297,6 +300,7 @@ class Registry:
             return
         c.transition(_ORPHANED)
         c.orphaned_at = now
+        self.effects.append(Notice(Fact.CONTAINER_ORPHANED, c.agent_id, c.uuid, c.kind))
         self.timers.call_at(now + self.timeouts.unused_container, (RegistryTimer.ORPHAN, c.uuid))
 
     def _hold(self, client_id: ClientId, c: ContainerEntry) -> None:
@@ -341,9 +345,11 @@ class Registry:
         if agent.parked:
             self._line.unpark(agent)
 
-    def _drop_container(self, c: ContainerEntry, now: float) -> None:
-        """Forget ``c`` entirely: holders lose it, clients are told."""
+    def _drop_container(self, c: ContainerEntry, now: float, reason: str) -> None:
+        """Forget ``c`` entirely (for ``reason``): holders lose it, clients are told."""
         c.transition(_TERMINATED)
+        self.effects.append(Notice(Fact.CONTAINER_TERMINATED, c.agent_id, c.uuid, c.kind,
+                                   None, reason))
         del self._containers[c.uuid]
         if c.stateless or c.epoch:
             # (An ordinary container has an epoch only as the successor of a
@@ -384,12 +390,17 @@ class Registry:
 
     # --- stateless standby: the registry's side of ``standby`` -------------------
 
-    def _promote_or_drop(self, c: ContainerEntry, now: float) -> None:
-        """The owner of ``c`` is gone: promote a standby if it is stateless, else drop it."""
+    def _promote_or_drop(self, c: ContainerEntry, now: float, reason: str) -> None:
+        """The owner of ``c`` is gone (``reason``): promote a standby if it is stateless,
+        else drop it."""
         if c.stateless and c.uuid in self._standbys:
             taken = self._standbys.next_standby(c.uuid, self._agents)
             if taken is not None:
                 new_owner, offer = taken
+                self.effects.append(Notice(
+                    Fact.STANDBY_PROMOTED, new_owner.agent_id, c.uuid, c.kind, new_owner.owner,
+                    f"owner {c.agent_id!r}: {reason}",
+                    now - (now if self._lost_since is None else self._lost_since)))
                 old = self._agents.get(c.agent_id)
                 if old is not None:
                     self._leave_agent(old, c.uuid)
@@ -405,7 +416,7 @@ class Registry:
                 self.events.agent(ChangeKind.UPDATED, new_owner.info())
                 self._send(new_owner.owner, Activate(new_owner.agent_id, c.uuid, c.epoch))
                 return
-        self._drop_container(c, now)
+        self._drop_container(c, now, reason)
 
     def _activate_standby(
         self, uuid: ContainerUuid, waiters: Iterable[tuple[ClientId, int]] = (),
@@ -421,6 +432,8 @@ class Registry:
             return None
         agent, offer = taken
         self.probes.hit("standby activated for an unowned uuid")
+        self.effects.append(Notice(Fact.OWNER_CHOSEN, agent.agent_id, uuid, offer.kind,
+                                   agent.owner, "a standby of an unowned uuid"))
         c = self._add_container(agent, uuid, offer.kind, offer.labels, stateless=True)
         self._send(agent.owner, Activate(agent.agent_id, uuid, c.epoch))
         for client_id, call_id in waiters:
@@ -456,8 +469,10 @@ class Registry:
         if cl is not None:
             cl.last_seen = now
 
-    def remove_client(self, client_id: ClientId, now: float) -> None:
-        """Forget ``client_id``: release its holds and remove the agents it registered.
+    def remove_client(self, client_id: ClientId, now: float,
+                      reason: str = "connection lost") -> None:
+        """Forget ``client_id`` (gone for ``reason``): release its holds and remove the
+        agents it registered.
 
         A no-op for an unknown client.
         """
@@ -465,9 +480,10 @@ class Registry:
         if cl is None:
             return
         cl.transition(PeerState.DEAD)
+        self.effects.append(Notice(Fact.CLIENT_GONE, None, None, None, client_id, reason))
         self.timers.cancel((RegistryTimer.ALIVE, client_id))
         for agent_id in list(cl.agents):
-            self._remove_agent(agent_id, now)
+            self._remove_agent(agent_id, now, reason)
         for uuid in list(cl.holds):
             c = self._containers.get(uuid)
             if c is None:
@@ -494,7 +510,9 @@ class Registry:
             return
         self.probes.hit("client timed out")
         self.effects.append(ClientDead(client_id))
-        self.remove_client(client_id, now)
+        self._lost_since = cl.last_seen
+        self.remove_client(client_id, now, "alive timeout")
+        self._lost_since = None
 
     # --- agents: registration -------------------------------------------------
 
@@ -513,7 +531,9 @@ class Registry:
             # old session is not yet timed out): the new session supersedes.
             self.probes.hit("agent superseded by new session")
             self.effects.append(AgentSuperseded(existing.owner, tuple(existing.containers)))
-            self._remove_agent(msg.agent_id, now)
+            self.effects.append(Notice(Fact.AGENT_SUPERSEDED, msg.agent_id, None, None,
+                                       client_id, f"moved from session {existing.owner!r}"))
+            self._remove_agent(msg.agent_id, now, None)
             existing = None
         kinds = tuple(dict.fromkeys(msg.kinds))
         if existing is None:
@@ -555,10 +575,14 @@ class Registry:
             # fix: containers it still lists stay linked; the ones it no
             # longer lists are gone.
             for uuid in [u for u in agent.containers if u not in offered]:
-                self._promote_or_drop(self._containers[uuid], now)
+                self._promote_or_drop(self._containers[uuid], now,
+                                      "not offered on re-registration")
             for uuid in [u for u in agent.standby if u not in offered]:
                 self._standbys.withdraw(agent, uuid)
         self.events.agent(change, agent.info())
+        self.effects.append(Notice(Fact.AGENT_REGISTERED, agent.agent_id, None, ",".join(kinds),
+                                   client_id, "registered" if existing is None
+                                   else "re-registered"))
         self._send(client_id, RegisterReply(msg.id, tuple(standby), tuple(terminate)))
 
     def _offer(self, agent: AgentEntry, oc: OfferedContainer, now: float) -> Offer:
@@ -578,6 +602,9 @@ class Registry:
                 self._standbys.stand_by(agent, oc, StandbyState.BEHIND_START)
                 return Offer.STANDBY
             c = self._add_container(agent, oc.uuid, oc.kind, oc.labels, oc.stateless)
+            if oc.stateless:
+                self.effects.append(Notice(Fact.OWNER_CHOSEN, agent.agent_id, oc.uuid, oc.kind,
+                                           agent.owner, "offered"))
             for waiter, call_id, _kind, _options in self._recovery.take(oc.uuid):
                 parked_client = self._clients.get(waiter)
                 if parked_client is not None:
@@ -657,20 +684,24 @@ class Registry:
                         f"agent {agent_id!r} was registered by another client")
             return
         if agent is not None:
-            self._remove_agent(agent_id, now)
+            self._remove_agent(agent_id, now, "unregistered")
         self._send(client_id, Ok(call_id))
 
-    def _remove_agent(self, agent_id: AgentId, now: float) -> None:
+    def _remove_agent(self, agent_id: AgentId, now: float, reason: str | None) -> None:
+        """Remove ``agent_id``; ``reason`` why it is dead (None: superseded, told already)."""
         agent = self._agents.pop(agent_id, None)
         if agent is None:
             return
+        if reason is not None:
+            self.effects.append(Notice(Fact.AGENT_DEAD, agent_id, None, ",".join(agent.kinds),
+                                       agent.owner, reason))
         owner = self._clients.get(agent.owner)
         if owner is not None:
             owner.agents.pop(agent_id, None)
         self._line.leave(agent)
         self._standbys.withdraw_agent(agent)
         for uuid in list(agent.containers):
-            self._promote_or_drop(self._containers[uuid], now)
+            self._promote_or_drop(self._containers[uuid], now, "agent gone")
         for uuid in list(agent.pending):
             self.probes.hit("pending start lost with agent")
             self._fail_pending(uuid, ErrorCode.AGENT_GONE, f"agent {agent_id!r} went away")
@@ -690,7 +721,7 @@ class Registry:
         if c is None or c.agent_id != agent_id:
             return
         self.probes.hit("container stopped by agent")
-        self._promote_or_drop(c, now)
+        self._promote_or_drop(c, now, "stopped by agent")
         self.events.agent(ChangeKind.UPDATED, agent.info())
 
     # --- get / start / release ------------------------------------------------
@@ -810,6 +841,7 @@ class Registry:
         p = self._take_pending(uuid)
         if p is None:
             return
+        self.effects.append(Notice(Fact.START_FAILED, p.agent_id, uuid, p.kind, None, text))
         waiters = p.waiters
         c = self._activate_standby(
             uuid, waiters if p.kind == self._standbys.first_kind(uuid) else ())
@@ -835,6 +867,7 @@ class Registry:
         agent = self._agents.get(p.agent_id)
         if agent is None or agent.owner != client_id:
             return
+        sent = self.timers.deadline((RegistryTimer.START, start_id))
         self._take_pending(asked)
         if uuid != asked:
             # Started under another uuid (a misbehaving agent): an offer
@@ -850,6 +883,9 @@ class Registry:
             c.endpoint = endpoint if endpoint is not None else agent.endpoint
             if uuid in self._standbys:
                 self._standbys.owner_arrived(uuid)
+            self.effects.append(Notice(
+                Fact.CONTAINER_STARTED, agent.agent_id, uuid, p.kind, None, "",
+                None if sent is None else now - (sent - self.timeouts.start)))
         elif c.agent_id != agent.agent_id:
             # The uuid the agent answered with belongs to another agent: this
             # start cannot be honoured; tell the agent to drop it.
@@ -960,7 +996,7 @@ class Registry:
         agent = self._agents.get(c.agent_id)
         if agent is not None:
             self._send(agent.owner, Terminate(agent.agent_id, c.uuid))
-        self._drop_container(c, now)
+        self._drop_container(c, now, "unused timeout")
         if agent is not None:
             self.events.agent(ChangeKind.UPDATED, agent.info())
 

@@ -239,10 +239,9 @@ async def _requests_forwarded(url: str) -> float | None:
     if status != 200:
         return None
     for family in text_string_to_metric_families(body.decode()):
-        if family.name == "huly_requests":
+        if family.name == "huly_requests_forwarded":
             return sum(s.value for s in family.samples
-                       if s.name == "huly_requests_total"
-                       and s.labels.get("status") == "forwarded")
+                       if s.name == "huly_requests_forwarded_total")
     return None
 
 

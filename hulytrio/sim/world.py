@@ -49,6 +49,7 @@ from ..core.effects import (
     DisconnectContainer,
     Effect,
     HubEffect,
+    Notice,
     OpenConnection,
     ReferenceChanged,
     Reject,
@@ -383,6 +384,8 @@ class Simulation:
                     conn.down.push(CLOSE)
                     conn.down.closed = True
                     self.trace("hub-close", conn.name, eff.reason)
+                case Notice():
+                    pass  # an operator's log line; the trace and probes already record the facts
                 case _:
                     assert_never(eff)
         # Arm the hub's wake-up.  Only arming can bring its next deadline

@@ -22,6 +22,7 @@ from ..core.effects import (
     DeliverPush,
     DisconnectContainer,
     Effect,
+    Notice,
     OpenConnection,
     ReferenceChanged,
     Reject,
@@ -45,7 +46,8 @@ class Cluster:
 
     ``results[client_id][handle]`` holds each operation's outcome (a
     ``Resolve`` or ``Reject``); ``running[agent_id]`` the containers each
-    agent's driver really runs; ``events[client_id]`` the delivered events.
+    agent's driver really runs; ``events[client_id]`` the delivered events;
+    ``notices`` the hub's lifecycle notices, in order.
     """
 
     def __init__(self, timeouts: Timeouts | None = None, *, seed: int = 0,
@@ -63,6 +65,7 @@ class Cluster:
         self.responder: Callable[[RunRequest], bytes] = lambda r: r.payload
         self.now = 0.0
         self._hub_count = 1
+        self.notices: list[Notice] = []
 
     def add_client(self, client_id: str, *, alive_timeout: float | None = None,
                    events: str = "all") -> ClientSession:
@@ -157,8 +160,10 @@ class Cluster:
                             self.hub.connection_lost(client_id, self.now)
                             if client_id in self.sessions:
                                 self.sessions[client_id].connection_lost(self.now)
+                    case Notice():
+                        self.notices.append(out)
                     case _:
-                        assert_never(effect)
+                        assert_never(out)
 
     def _client_effect(self, client_id: str, s: ClientSession, effect: SessionEffect) -> None:
         # Every effect a session can emit is named here: mypy strict fails

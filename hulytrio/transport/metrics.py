@@ -11,10 +11,11 @@ request path pays nothing for metrics (``benchmarks/cpu_per_request.py``).
 Each hub has its own ``CollectorRegistry``: several hubs in one process
 (tests, an embedded hub beside a standby) never clash over names.
 
-Adding a metric is one ``yield`` in ``HubCollector.collect``: facts the core
-will expose later (failovers and their duration, container starts and their
-duration, orphans terminated, per-operation request outcomes) become a
-counter or a histogram family read from the core's record of them here.
+Adding a metric is one ``yield`` in ``HubCollector.collect``.  Per-operation
+outcomes and durations come from ``Hub.stats`` (the core counts calls and
+keeps duration buckets, ``core/tally.py``); lifecycle facts (failovers,
+container starts and their durations, orphans terminated, reconnects) from
+the driver's ``Lifecycle`` tallies of the core's notices (``lifecycle.py``).
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from hulytrio.core.effects import Fact
 from hulytrio.core.hub import Hub
+from hulytrio.core.tally import Durations
 from hulytrio.core.types import ContainerState
 
 from .http import HttpRoutes, Reply, json_reply
+from .lifecycle import Lifecycle
 
 
 class NetworkServer(Protocol):
@@ -42,6 +46,7 @@ class NetworkServer(Protocol):
 
     hub: Hub
     role: str
+    lifecycle: Lifecycle
 
     @property
     def ready(self) -> bool:
@@ -62,7 +67,8 @@ class HubCollector(Collector):
     def __init__(self, server: NetworkServer) -> None:
         self.server = server
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily
+                                  | HistogramMetricFamily]:
         """Yield every hub metric family, computed now."""
         server = self.server
         hub = server.hub
@@ -108,12 +114,62 @@ class HubCollector(Collector):
                                 value=reg.pending_count())
 
         requests = CounterMetricFamily(
-            "huly_requests", "Container requests that reached the hub, by outcome at the hub "
-            "(forwarded to the owning agent, or answered retry: too many in flight)",
+            "huly_requests", "Calls the hub answered, per operation and outcome (ok, error; "
+            "retry: a container request refused for too many in flight)",
             labels=["operation", "status"])
-        requests.add_metric(["request", "forwarded"], stats.forwarded)
+        # Container requests are counted off the answered path (the routed
+        # path pays nothing): ok = forwarded - failed - still in flight.
+        in_flight = hub.forwards_in_flight()
+        failed = stats.request_errors + stats.request_lost
+        requests.add_metric(["request", "ok"], stats.forwarded - failed - in_flight)
+        requests.add_metric(["request", "error"], failed + stats.not_found)
         requests.add_metric(["request", "retry"], stats.retries)
+        for (operation, status) in sorted(stats.calls):
+            requests.add_metric([operation, status], stats.calls[operation, status])
         yield requests
+        yield CounterMetricFamily("huly_requests_forwarded",
+                                  "Container requests forwarded to the owning agent",
+                                  value=stats.forwarded)
+        durations = HistogramMetricFamily(
+            "huly_request_duration_seconds",
+            "The hub's time from a call to its answer (request, connect: forwarded to "
+            "answered by the agent; get: to the reply, a container start included)",
+            labels=["operation"])
+        for operation in sorted(stats.durations):
+            _add_histogram(durations, [operation], stats.durations[operation])
+        yield durations
+
+        life = server.lifecycle
+        yield CounterMetricFamily("huly_failovers",
+                                  "Stateless containers whose owner was lost and a standby "
+                                  "promoted", value=life.count(Fact.STANDBY_PROMOTED))
+        failover = HistogramMetricFamily(
+            "huly_failover_duration_seconds",
+            "From a lost owner's last sign of life to its standby's promotion")
+        _add_histogram(failover, [], life.failovers)
+        yield failover
+        yield CounterMetricFamily("huly_container_starts",
+                                  "Container starts an agent answered (started)",
+                                  value=life.count(Fact.CONTAINER_STARTED))
+        yield CounterMetricFamily("huly_container_start_failures",
+                                  "Container starts that failed (agent error, no answer in "
+                                  "time, agent gone)", value=life.count(Fact.START_FAILED))
+        start = HistogramMetricFamily("huly_container_start_duration_seconds",
+                                      "From the start sent to the agent to its answer")
+        _add_histogram(start, [], life.starts)
+        yield start
+        yield CounterMetricFamily("huly_orphans_terminated",
+                                  "Orphaned containers terminated after the unused timeout",
+                                  value=life.count(Fact.CONTAINER_TERMINATED, "unused timeout"))
+        yield CounterMetricFamily("huly_client_reconnects",
+                                  "Hellos from a peer id the hub had (or recently had) a "
+                                  "session for", value=life.count(Fact.CLIENT_RECONNECTED))
+        gone = CounterMetricFamily("huly_agents_dead", "Agents declared dead, by reason",
+                                   labels=["reason"])
+        for (fact, reason), n in sorted(life.facts.items(), key=lambda kv: kv[0][1]):
+            if fact is Fact.AGENT_DEAD:
+                gone.add_metric([reason], n)
+        yield gone
         yield CounterMetricFamily("huly_messages_received", "Protocol messages the hub read",
                                   value=stats.messages_in)
         yield CounterMetricFamily("huly_frames_received", "WebSocket frames the hub read",
@@ -130,6 +186,11 @@ class HubCollector(Collector):
         yield CounterMetricFamily("huly_slow_peers_dropped",
                                   "Connections dropped because their send queue was full",
                                   value=driver.dropped_slow)
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: list[str], d: Durations) -> None:
+    """Add the buckets of ``d`` to ``family`` as one labelled histogram."""
+    family.add_metric(labels, d.cumulative(), d.total)
 
 
 def metrics_registry(server: NetworkServer) -> CollectorRegistry:

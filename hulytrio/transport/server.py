@@ -31,7 +31,7 @@ from typing import assert_never
 import attrs
 import trio
 
-from hulytrio.core.effects import CloseConnection, Send
+from hulytrio.core.effects import CloseConnection, Notice, Send
 from hulytrio.core.hub import Hub
 from hulytrio.core.messages import Message
 from hulytrio.core.timeouts import Timeouts
@@ -40,6 +40,7 @@ from ..wire.codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
 from .deadlines import DeadlineTask
 from .errors import single_errors
 from .http import serve_http
+from .lifecycle import Lifecycle
 from .limits import refusal
 from .metrics import hub_routes
 from .outbox import Outbox
@@ -98,6 +99,8 @@ class NetworkServer:
         self.role = "active"
         self.started = trio.current_time()
         self.metrics_port: int | None = None
+        #: the hub's lifecycle notices: logged, and counted for /metrics
+        self.lifecycle = Lifecycle()
         self.http = hub_routes(self)
 
     @property
@@ -138,6 +141,8 @@ class NetworkServer:
                         log.info("closing connection %s (%s): %s", peer.conn, peer.address,
                                  effect.reason)
                         peer.outbox.close_after_flush(effect.reason)
+                case Notice():
+                    self.lifecycle.notice(effect)
                 case _:
                     assert_never(effect)
         self._timer.poke()

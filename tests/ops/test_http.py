@@ -119,8 +119,18 @@ async def test_metrics_reflect_agents_containers_and_requests():
             assert got["huly_active_containers", (("kind", "echo"),)] == 2
             assert got["huly_active_containers", (("kind", "other"),)] == 1
             assert got["huly_containers", (("kind", "echo"), ("state", "active"))] == 2
+            assert got["huly_requests_forwarded_total", ()] == 3
             assert got["huly_requests_total",
-                       (("operation", "request"), ("status", "forwarded"))] == 3
+                       (("operation", "request"), ("status", "ok"))] == 3
+            assert got["huly_requests_total",
+                       (("operation", "request"), ("status", "error"))] == 0
+            assert got["huly_requests_total", (("operation", "get"), ("status", "ok"))] == 3
+            assert got["huly_requests_total",
+                       (("operation", "register"), ("status", "ok"))] == 1
+            assert got["huly_request_duration_seconds_count", (("operation", "request"),)] == 3
+            assert got["huly_request_duration_seconds_count", (("operation", "get"),)] == 3
+            assert got["huly_container_starts_total", ()] == 3
+            assert got["huly_container_start_duration_seconds_count", ()] == 3
             assert got["huly_requests_total",
                        (("operation", "request"), ("status", "retry"))] == 0
             assert got["huly_connections_accepted_total", ()] == 1
