@@ -472,7 +472,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     for cls in (
         Hello, Welcome, Ping, Pong, Close, Get, Release, RegisterAgent, UnregisterAgent,
         Claim, Query, ContainerStopped, Drain, Ok, GetReply, RegisterReply, ListReply,
-        AgentsReply, KindsReply, Error, Retry, Start, Started, Terminate, Activate, Request, Response,
-        Connect, Disconnect, Push, Event,
+        AgentsReply, KindsReply, Error, Retry, Start, Started, Terminate, Activate, Request,
+        Response, Connect, Disconnect, Push, Event,
     )
 }

@@ -81,7 +81,8 @@ def test_drain_hands_the_stateless_owner_to_its_standby_before_the_ok() -> None:
     c.pump()
     assert isinstance(c.result("h0", h), Resolve)
     rec = c.hub.registry.container(DB.uuid)
-    assert rec is not None and rec.agent_id == "a1"
+    assert rec is not None
+    assert rec.agent_id == "a1"
     assert c.sessions["h1"].agent("a1").status(DB.uuid) is LocalStatus.ACTIVE  # type: ignore[union-attr]
     assert c.sessions["h0"].agent("a0").status(DB.uuid) is LocalStatus.DRAINING  # type: ignore[union-attr]
     assert c.hub.registry.standbys(DB.uuid) == ()  # a0 no longer stands by for it
@@ -147,7 +148,8 @@ def test_an_ordinary_container_leaves_only_after_its_requests_are_answered(raw) 
     assert raw.send("u", Request(3, uuid, "op", b"2"), 1.1) == [Retry(3, 0.05)]
     assert raw.send("u", Get(4, "echo", GetOptions(uuid)), 1.1) == [Retry(4, 0.05)]
     assert raw.send("u", Connect(5, uuid), 1.1) == [Retry(5, 0.05)]
-    assert raw.take("h0") == [Ok(7)]  # and nothing forwarded
+    assert raw.take("h0") == [Ok(7)]  #
+    assert nothing forwarded
     raw.take("u")
     raw.send("h0", Response(fwd.id, b"done"), 1.2)
     assert raw.take("u") == [Response(2, b"done")]
@@ -174,9 +176,11 @@ def test_a_container_with_nothing_in_flight_leaves_at_once(raw) -> None:
 def test_only_the_registering_session_may_drain_an_agent(raw) -> None:
     _echo_on_a0(raw)
     (err,) = raw.send("u", Drain(9, "a0"))
-    assert isinstance(err, Error) and err.code == ErrorCode.UNAUTHORIZED.value
+    assert isinstance(err, Error)
+    assert err.code == ErrorCode.UNAUTHORIZED.value
     (err,) = raw.send("u", Drain(10, "nobody"))
-    assert isinstance(err, Error) and err.code == ErrorCode.NOT_FOUND.value
+    assert isinstance(err, Error)
+    assert err.code == ErrorCode.NOT_FOUND.value
     assert raw.hub.registry.has_agent("a0")
 
 
@@ -187,7 +191,8 @@ def test_a_draining_agent_that_goes_away_fails_what_it_still_ran(raw) -> None:
     raw.send("h0", Drain(7, "a0"), 1.0)
     raw.lost("h0", 2.0)  # the drain timed out: the agent stopped anyway
     (err,) = raw.take("u")
-    assert isinstance(err, Error) and err.code == ErrorCode.AGENT_GONE.value
+    assert isinstance(err, Error)
+    assert err.code == ErrorCode.AGENT_GONE.value
     assert raw.hub.registry.container(uuid) is None
     assert raw.hub.registry.check() == []
 
@@ -220,7 +225,8 @@ def test_a_session_resends_a_drain_after_a_reconnect() -> None:
     assert c.hub.registry.agent_containers("a0") == ()
     # The draining agent's registration offered nothing and asked for no room.
     reg = c.sessions["h0"].agent("a0").registration(99)  # type: ignore[union-attr]
-    assert reg.containers == () and reg.max_containers == 0
+    assert reg.containers == ()
+    assert reg.max_containers == 0
 
 
 def test_a_draining_agent_refuses_a_start() -> None:
