@@ -148,8 +148,7 @@ def test_an_ordinary_container_leaves_only_after_its_requests_are_answered(raw) 
     assert raw.send("u", Request(3, uuid, "op", b"2"), 1.1) == [Retry(3, 0.05)]
     assert raw.send("u", Get(4, "echo", GetOptions(uuid)), 1.1) == [Retry(4, 0.05)]
     assert raw.send("u", Connect(5, uuid), 1.1) == [Retry(5, 0.05)]
-    assert raw.take("h0") == [Ok(7)]  #
-    assert nothing forwarded
+    assert raw.take("h0") == [Ok(7)]  # and nothing forwarded
     raw.take("u")
     raw.send("h0", Response(fwd.id, b"done"), 1.2)
     assert raw.take("u") == [Response(2, b"done")]
