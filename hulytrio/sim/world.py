@@ -40,7 +40,7 @@ from typing import IO, Any, Protocol, assert_never
 
 import attrs
 
-from ..core.agent import AgentState
+from ..core.agent import AgentPhase, AgentState
 from ..core.effects import (
     CloseConnection,
     ConnectContainer,
@@ -75,6 +75,11 @@ from .trace import TimelineEntry, Trace
 from .workload import RequestStats, Workload
 
 __all__ = ["Failover", "Observer", "Process", "Simulation", "TimelineEntry"]
+
+
+#: Seconds a draining agent (fault "drain") lets its requests finish before it
+#: leaves, unless the fault says otherwise (``duration``).
+DRAIN_GRACE = 1.0
 
 
 @attrs.define
@@ -843,6 +848,17 @@ class Simulation:
                 self.perform(proc)
                 proc.left = True
                 self._kill(proc)
+        elif action == "drain":
+            session = proc.session
+            agent = session.agent(proc.pid) if session is not None else None
+            if proc.alive and agent is not None and agent.phase is AgentPhase.SERVING:
+                assert session is not None
+                self.note("fault", label)
+                self._failovers_for(proc, "drain")
+                session.drain_agent(proc.pid)
+                self.perform(proc)
+                grace = fault.duration if fault.duration is not None else DRAIN_GRACE
+                self.clock.at(self.clock.now + grace, _Leave(self, proc, proc.incarnation))
         elif action == "pause":
             if proc.alive and not proc.paused:
                 self.note("fault", label + (f" for {fault.duration:.3f}s"
@@ -1334,6 +1350,23 @@ class _Replied(Event):
     def fire(self) -> None:
         """Hand it to the world."""
         self.world.request_done(self.proc, self.inc, self.eff)
+
+
+class _Leave(Event):
+    """A draining agent's grace is over: it leaves (unless it was restarted meanwhile)."""
+
+    __slots__ = ("inc", "proc", "world",)
+
+    def __init__(self, world: Simulation, proc: Process, inc: int) -> None:
+        self.world = world
+        self.proc = proc
+        self.inc = inc
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        if self.proc.incarnation == self.inc:
+            self.world.apply(FaultSpec(self.world.clock.now, "leave", self.proc.pid),
+                             self.proc)
 
 
 class _Resume(Event):
