@@ -21,6 +21,7 @@ containers and unregisters.  Both then exit 0; a second signal stops at once.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import logging
@@ -28,7 +29,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hulytrio.config import KEYS, Config, ConfigError, describe, format_size, load_config
 from hulytrio.core.timeouts import Timeouts
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["hub_timeouts", "load_factories", "register"]
 
 log = logging.getLogger("hulytrio.cli")
+
+T = TypeVar("T")
 
 #: The flags of each command that set a ``hulytrio.config`` key.
 SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
@@ -253,6 +256,24 @@ def _serve_command(args: argparse.Namespace) -> int:
     return run_hub(None)
 
 
+async def _unless_stopped(stop: Any, fn: Callable[[], Awaitable[T]]) -> T | None:
+    """Return what ``fn()`` returns, or None when ``stop`` is set first (``fn`` is cancelled)."""
+    import trio
+
+    result: T | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            nonlocal result
+            result = await fn()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(run)
+        await stop.wait()
+        nursery.cancel_scope.cancel()
+    return result
+
+
 async def _stop_or_parent_gone(stop: Any, parent_gone: int | None) -> bool:
     """Wait for ``stop`` (returns True) or, when supervised, the supervisor's end (False)."""
     import trio
@@ -334,9 +355,11 @@ def _agent_command(args: argparse.Namespace) -> int:
 
     async def body(stop: trio.Event) -> None:
         async with open_client(url, alive_timeout=alive) as client:
-            agent = await client.serve_agent(factories, agent_id=config.agent.id,
-                                             stateless=stateless, endpoint=endpoint,
-                                             max_containers=config.agent.max_containers)
+            agent = await _unless_stopped(stop, functools.partial(
+                client.serve_agent, factories, agent_id=config.agent.id, stateless=stateless,
+                endpoint=endpoint, max_containers=config.agent.max_containers))
+            if agent is None:
+                return  # stopped before the hub answered: nothing to drain
             log.info("agent %s serving %s via %s%s%s", agent.agent_id,
                      ", ".join(sorted(factories)), url,
                      f" (endpoint {agent.endpoint})" if agent.endpoint else "",
