@@ -841,13 +841,7 @@ class Simulation:
                 self.note("fault", label)
                 self.start_process(proc)
         elif action == "leave":
-            if proc.alive and proc.session is not None:
-                self.note("fault", label)
-                self._failovers_for(proc, "leave")
-                proc.session.close(self.clock.now)
-                self.perform(proc)
-                proc.left = True
-                self._kill(proc)
+            self.leave(proc)
         elif action == "drain":
             session = proc.session
             agent = session.agent(proc.pid) if session is not None else None
@@ -926,6 +920,16 @@ class Simulation:
         proc.episode += 1
         self._failovers_for(proc, cause)
         self.invariants.silenced(proc)
+
+    def leave(self, proc: Process) -> None:
+        """``proc`` stops gracefully (fault "leave", or the end of a drain): it closes."""
+        if proc.alive and proc.session is not None:
+            self.note("fault", f"leave {proc.pid}")
+            self._failovers_for(proc, "leave")
+            proc.session.close(self.clock.now)
+            self.perform(proc)
+            proc.left = True
+            self._kill(proc)
 
     def _failovers_for(self, proc: Process, cause: str, only: str | None = None) -> None:
         hub = self.hub
@@ -1365,8 +1369,8 @@ class _Leave(Event):
     def fire(self) -> None:
         """Hand it to the world."""
         if self.proc.incarnation == self.inc:
-            self.world.apply(FaultSpec(self.world.clock.now, "leave", self.proc.pid),
-                             self.proc)
+            self.world.trace("fault", self.proc.pid, "leave")
+            self.world.leave(self.proc)
 
 
 class _Resume(Event):
