@@ -147,7 +147,7 @@ async def test_sigterm_the_hub_under_load_answers_in_flight_and_clients_come_bac
                 await wait_for(lambda: sum(load.answers.values()) > answered_while_down + 20)
                 load.stop.set()
             assert (await ref.request("who"))["agent"] == "steady"
-            assert "hub" in procs.logs() and "drained" in procs.logs()
+            assert " drained: " in procs.logs()  # the hub's "hub H drained: N connections left"
         for proc in (agent, hub):
             proc.send_signal(signal.SIGTERM)
             with trio.fail_after(20):
