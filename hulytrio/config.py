@@ -71,6 +71,7 @@ class NetworkConfig:
     ping_interval: float = 1.0
     container_timeout: float = 5.0
     tick_rate: float | None = None
+    shutdown_timeout: float = 30.0
 
 
 @attrs.frozen
@@ -337,6 +338,9 @@ KEYS: tuple[Key, ...] = (
     Key("network.tickRate", _positive_number, "a number > 0",
         "accepted for compatibility; no effect (the hub is deadline-driven)",
         env="TICK_RATE"),
+    Key("network.shutdownTimeout", _seconds, "seconds > 0",
+        "on SIGTERM, how long the requests in flight may take to finish before the hub "
+        "(or agent) stops anyway", env="SHUTDOWN_TIMEOUT", flag="--shutdown-timeout"),
     Key("agent.id", _text, "a non-empty string", "the agent's id (random when unset)",
         env="AGENT_ID", flag="--agent-id"),
     Key("agent.url", _ws_url, "ws://HOST:PORT", "the hub URL the agent dials "

@@ -18,6 +18,19 @@ Local container lifecycle (``LocalStatus``, table ``LOCAL_TRANSITIONS``)::
                      ACTIVE --registration sent (fence)--> STANDBY (fenced)
                      STANDBY --RegisterReply.standby--> STANDBY (demoted)
                      STANDBY --Activate--> ACTIVE
+    draining agent:  ACTIVE or STANDBY --the hub answered Drain--> DRAINING
+
+Draining (``AgentPhase``, table ``PHASE_TRANSITIONS``: SERVING -> DRAINING).
+An agent process that shuts down sends ``Drain`` (``drain``): it cancels its
+starts and refuses new ones, while its containers serve on until the hub
+answers, since the hub hands them over (stateless) or stops routing to them
+in that same step, so no request through the hub reaches a container after
+it stopped serving.  The answer (``on_drained``) moves every running
+container to DRAINING: it no longer serves (a direct call gets
+``not_found`` and re-routes) and its direct streams end, while the requests
+it is running finish; the driver then terminates them all.  A draining
+agent's (re-)registration offers nothing and asks for no room
+(``max_containers`` 0), so a restarted hub places nothing on it either.
 
 A stateless offer serves only under a registration the hub has answered on
 the current connection: it starts standing by, and every (re-)registration
@@ -67,7 +80,7 @@ from .messages import (
 from .transitions import TransitionTable
 from .types import AgentId, ContainerKind, ContainerUuid, GetOptions, OfferedContainer
 
-__all__ = ["LOCAL_TRANSITIONS", "AgentState", "LocalStatus"]
+__all__ = ["LOCAL_TRANSITIONS", "PHASE_TRANSITIONS", "AgentPhase", "AgentState", "LocalStatus"]
 
 
 class LocalStatus(enum.Enum):
@@ -79,6 +92,9 @@ class LocalStatus(enum.Enum):
     ACTIVE = "active"
     #: A stateless offer that lost to another agent: running, not serving.
     STANDBY = "standby"
+    #: Its agent drains: not serving; the requests it runs finish, then it
+    #: is terminated.
+    DRAINING = "draining"
 
 
 #: The moves a local container may make (leaving the agent is not a state:
@@ -87,8 +103,23 @@ class LocalStatus(enum.Enum):
 #: for a container still starting (the hub's input, so not an error).
 LOCAL_TRANSITIONS: TransitionTable[LocalStatus] = TransitionTable("local container", {
     LocalStatus.STARTING: (LocalStatus.ACTIVE,),
-    LocalStatus.ACTIVE: (LocalStatus.STANDBY,),
-    LocalStatus.STANDBY: (LocalStatus.ACTIVE, LocalStatus.STANDBY),
+    LocalStatus.ACTIVE: (LocalStatus.STANDBY, LocalStatus.DRAINING),
+    LocalStatus.STANDBY: (LocalStatus.ACTIVE, LocalStatus.STANDBY, LocalStatus.DRAINING),
+})
+
+
+class AgentPhase(enum.Enum):
+    """Where the agent as a whole stands."""
+
+    #: Registered (or registering) and taking starts.
+    SERVING = "serving"
+    #: Shutting down: ``Drain`` sent; no starts; its containers leave.
+    DRAINING = "draining"
+
+
+#: The agent's phases (DRAINING is final: the agent closes after it).
+PHASE_TRANSITIONS: TransitionTable[AgentPhase] = TransitionTable("agent", {
+    AgentPhase.SERVING: (AgentPhase.DRAINING,),
 })
 
 
@@ -133,6 +164,7 @@ class AgentState:
         self.kinds = tuple(dict.fromkeys(kinds))
         self.endpoint = endpoint
         self.max_containers = max_containers
+        self.phase = AgentPhase.SERVING
         self._containers: dict[ContainerUuid, _Local] = {}
         for oc in stateless:
             if oc.kind not in self.kinds:
@@ -158,7 +190,7 @@ class AgentState:
         return tuple(u for u, c in self._containers.items() if c.status is LocalStatus.ACTIVE)
 
     def running(self) -> tuple[ContainerUuid, ...]:
-        """Return every uuid with a live instance here (ACTIVE or STANDBY)."""
+        """Return every uuid with a live instance here (ACTIVE, STANDBY or DRAINING)."""
         return tuple(u for u, c in self._containers.items() if c.status is not LocalStatus.STARTING)
 
     def select(self, kind: ContainerKind | None = None, labels: tuple[str, ...] = ()
@@ -193,14 +225,57 @@ class AgentState:
     # --- registration ----------------------------------------------------------
 
     def registration(self, call_id: int) -> RegisterAgent:
-        """Return the ``RegisterAgent`` message listing everything that runs here."""
+        """Return the ``RegisterAgent`` message listing everything that runs here.
+
+        A draining agent lists neither its starting nor its draining
+        containers, and asks for no room (``max_containers`` 0).
+        """
         offered = tuple(
             OfferedContainer(uuid, c.kind, c.labels, c.stateless)
             for uuid, c in self._containers.items()
-            if c.status is not LocalStatus.STARTING
+            if c.status is not LocalStatus.STARTING and c.status is not LocalStatus.DRAINING
         )
-        return RegisterAgent(call_id, self.agent_id, self.kinds, self.endpoint, offered,
-                             self.max_containers)
+        limit = 0 if self.phase is AgentPhase.DRAINING else self.max_containers
+        return RegisterAgent(call_id, self.agent_id, self.kinds, self.endpoint, offered, limit)
+
+    # --- draining ------------------------------------------------------------------
+
+    def drain(self) -> list[SessionEffect]:
+        """The agent shuts down (its session sends ``Drain``): return the effects to perform.
+
+        Moves to DRAINING (the phase; a second call is a ``LocalProtocolError``)
+        and cancels every start still running (``StopContainer``; the hub
+        fails those gets, which are retried elsewhere).  Running containers
+        serve on until the hub answers (``on_drained``).
+        """
+        self.phase = PHASE_TRANSITIONS.check(self.phase, AgentPhase.DRAINING)
+        out: list[SessionEffect] = []
+        for uuid in [u for u, c in self._containers.items()
+                     if c.status is LocalStatus.STARTING]:
+            del self._containers[uuid]
+            out.append(StopContainer(self.agent_id, uuid))
+        return out
+
+    def on_drained(self) -> list[SessionEffect]:
+        """The hub answered ``Drain``: nothing here serves any more.
+
+        Returns ``SetServing(False)`` for each container that served (its
+        direct streams end; its direct calls get ``not_found``).  Requests
+        already running finish; the driver terminates the containers after.
+        """
+        out: list[SessionEffect] = []
+        for uuid, local in self._containers.items():
+            if local.status is LocalStatus.ACTIVE or local.status is LocalStatus.STANDBY:
+                if local.status is LocalStatus.ACTIVE:
+                    out.append(SetServing(self.agent_id, uuid, False, local.epoch))
+                local._transition(LocalStatus.DRAINING)
+                local.fenced = False
+        return out
+
+    def draining(self) -> tuple[ContainerUuid, ...]:
+        """Return the uuids of the containers draining here, in start order."""
+        return tuple(u for u, c in self._containers.items()
+                     if c.status is LocalStatus.DRAINING)
 
     def fence(self) -> list[SessionEffect]:
         """A registration is being sent: serving stateless offers pause until it is answered.
@@ -295,6 +370,10 @@ class AgentState:
         Returns a ``StartContainer`` effect, or a reply: ``Started`` (already
         running), ``Error`` ``bad_kind`` (kind not hosted) or ``full``.
         """
+        if self.phase is AgentPhase.DRAINING:
+            # (A hub that lost our Drain, e.g. one restarted meanwhile.)
+            return [Send(None, Error(msg.id, ErrorCode.FULL.value,
+                                     f"agent {self.agent_id!r} is draining"))]
         local = self._containers.get(msg.uuid)
         if local is not None:
             if local.status is LocalStatus.STARTING:
@@ -363,8 +442,9 @@ class AgentState:
         one already seen is stale and ignored.
         """
         local = self._containers.get(msg.uuid)
-        if local is None:
-            # We no longer run it: tell the hub so it can promote someone else.
+        if local is None or local.status is LocalStatus.DRAINING:
+            # We no longer run it (or it is on its way out): tell the hub so
+            # it can promote someone else.
             return [Send(None, ContainerStopped(self.agent_id, msg.uuid))]
         if msg.epoch < local.epoch:
             return []
@@ -379,7 +459,8 @@ class AgentState:
         """Run a forwarded request, or answer ``not_found`` if ``msg.uuid`` does not serve here."""
         local = self._containers.get(msg.uuid)
         if local is None or local.status is not LocalStatus.ACTIVE:
-            why = "stands by" if local is not None else "is not running"
+            why = ("is not running" if local is None
+                   else "is draining" if local.status is LocalStatus.DRAINING else "stands by")
             return [Send(None, Error(msg.id, ErrorCode.NOT_FOUND.value,
                                      f"container {msg.uuid!r} {why} on agent {self.agent_id!r}"))]
         return [RunRequest(self.agent_id, msg.uuid, msg.id, msg.operation, msg.payload,

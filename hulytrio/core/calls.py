@@ -56,6 +56,8 @@ class CallKind(enum.Enum):
     CLAIM = "claim"
     #: The user's ``connect_container`` (an event stream through the hub).
     CONNECT = "connect"
+    #: A ``Drain`` of an agent hosted here that shuts down.
+    DRAIN = "drain"
 
 
 #: Error codes on which a ``Get`` is retried later: waiting may cure them.

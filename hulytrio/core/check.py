@@ -27,6 +27,7 @@ __all__ = ["problems"]
 
 _ORPHANED = ContainerState.ORPHANED
 _ACTIVE = ContainerState.ACTIVE
+_DRAINING = ContainerState.DRAINING
 
 
 def problems(
@@ -78,7 +79,11 @@ def problems(
             indexed = uuid in by_selector[(c.kind, c.labels)]
         except KeyError:
             indexed = False
-        if not indexed:
+        if state is _DRAINING:
+            if indexed:
+                # A draining container is out of the index: no get may reuse it.
+                report(f"container {uuid} is DRAINING but in its selector index")
+        elif not indexed:
             report(f"container {uuid} missing from its selector index")
     listed = 0
     for a in agents.values():

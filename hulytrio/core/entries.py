@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 The ``Registry`` keeps one mutable entry per container, pending start, agent
 and client session; the records it hands out (``ContainerRecord``,
-``AgentInfo``) are frozen copies made from them.  Two of the entries have a
-lifecycle, and their legal moves are the tables right below (h11's
+``AgentInfo``) are frozen copies made from them.  Three of the entries have
+a lifecycle, and their legal moves are the tables right below (h11's
 ``_state.py`` model): an entry changes state only through its
 ``transition()``, which asks the table first, so an illegal move is a
 ``LocalProtocolError`` at once.
@@ -19,7 +19,10 @@ Container (``ContainerState``)::
                    TERMINATED <--unused timeout------ ORPHANED
                        ^
                        '--- ACTIVE or ORPHANED: stopped by its agent, or its
-                            agent went away with no standby to promote
+                            agent went away with no standby to promote;
+                            DRAINING: the requests forwarded to it are answered
+
+    ACTIVE or ORPHANED --its agent drains (no standby to hand it to)--> DRAINING
 
 An offered container (an agent's registration) is born ACTIVE; a start is
 born PENDING.  A pending start keeps its own entry (``PendingStart``) until
@@ -32,8 +35,16 @@ Client session (``PeerState``)::
 
     ALIVE --removed (closed, superseded, alive timeout)--> DEAD
 
-An agent lives exactly as long as the client session that registered it, so
-it has no lifecycle of its own.
+An agent lives at most as long as the client session that registered it.
+While it lives it may drain (``AgentStatus``)::
+
+    SERVING --Drain (its agent process is shutting down)--> DRAINING
+
+A draining agent is out of the placement line for good (``has_room`` is
+False: no new starts), its containers were moved or removed when it began to
+drain, and it stays registered until it unregisters or its session ends, so
+the requests already forwarded to it are still answered through the hub.
+A repeated ``Drain`` finds the agent DRAINING already and changes nothing.
 """
 
 from __future__ import annotations
@@ -53,9 +64,11 @@ from .types import (
 )
 
 __all__ = [
+    "AGENT_TRANSITIONS",
     "CONTAINER_TRANSITIONS",
     "PEER_TRANSITIONS",
     "AgentEntry",
+    "AgentStatus",
     "ClientEntry",
     "ContainerEntry",
     "PeerState",
@@ -66,14 +79,16 @@ _PENDING = ContainerState.PENDING
 _ACTIVE = ContainerState.ACTIVE
 _ORPHANED = ContainerState.ORPHANED
 _TERMINATED = ContainerState.TERMINATED
+_DRAINING = ContainerState.DRAINING
 
 #: The container lifecycle's legal moves (see the diagram above).
 CONTAINER_TRANSITIONS: TransitionTable[ContainerState] = TransitionTable("container", {
     _PENDING: {_ACTIVE, _TERMINATED},
-    _ACTIVE: {_ORPHANED, _TERMINATED},
+    _ACTIVE: {_ORPHANED, _TERMINATED, _DRAINING},
     # ORPHANED -> ORPHANED: an agent answered a start with the uuid of an
     # orphan it runs already; the orphan's unused timeout starts again.
-    _ORPHANED: {_ACTIVE, _ORPHANED, _TERMINATED},
+    _ORPHANED: {_ACTIVE, _ORPHANED, _TERMINATED, _DRAINING},
+    _DRAINING: {_TERMINATED},
 })
 
 
@@ -89,6 +104,22 @@ class PeerState(enum.Enum):
 #: The client session lifecycle's legal moves.
 PEER_TRANSITIONS: TransitionTable[PeerState] = TransitionTable("peer", {
     PeerState.ALIVE: {PeerState.DEAD},
+})
+
+
+class AgentStatus(enum.Enum):
+    """Lifecycle of a registered agent in the registry."""
+
+    #: In line for new starts of its kinds (when it has room).
+    SERVING = "serving"
+    #: Shutting down: no new starts; its containers were moved or removed.
+    DRAINING = "draining"
+
+
+#: The agent lifecycle's legal moves (leaving the registry is not a state:
+#: the entry is forgotten, so DRAINING is final).
+AGENT_TRANSITIONS: TransitionTable[AgentStatus] = TransitionTable("agent", {
+    AgentStatus.SERVING: {AgentStatus.DRAINING},
 })
 
 
@@ -176,7 +207,7 @@ class AgentEntry:
 
     __slots__ = (
         "agent_id", "containers", "endpoint", "kinds", "max_containers", "owner",
-        "parked", "pending", "standby",
+        "parked", "pending", "standby", "status",
     )
 
     def __init__(
@@ -198,13 +229,24 @@ class AgentEntry:
         self.standby: dict[ContainerUuid, OfferedContainer] = {}
         #: found full and out of line (``placement.AgentLine``) until it has room
         self.parked = False
+        self.status = AgentStatus.SERVING
+
+    def transition(self, new: AgentStatus) -> None:
+        """Move to ``new``.
+
+        Raises:
+            LocalProtocolError: ``AGENT_TRANSITIONS`` does not allow the move.
+        """
+        self.status = AGENT_TRANSITIONS.check(self.status, new)
 
     def info(self) -> AgentInfo:
         """Return the frozen record clients see."""
         return AgentInfo(self.agent_id, self.kinds, self.endpoint, len(self.containers))
 
     def has_room(self) -> bool:
-        """Return whether it may be asked for one more container."""
+        """Return whether it may be asked for one more container (never while draining)."""
+        if self.status is AgentStatus.DRAINING:
+            return False
         if self.max_containers is None:
             return True
         return len(self.containers) + len(self.pending) < self.max_containers

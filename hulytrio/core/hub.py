@@ -28,6 +28,15 @@ can act on, ``ClientDead`` and ``AgentSuperseded``.  Each keeps its own
 deadlines: the hub's (``HubTimer``: the event window's flush, a new
 connection's hello) and the registry's run in one order of time
 (``handle_timers``); ``timers`` is the read-only view drivers wait on.
+
+Draining.  An agent's ``Drain`` moves its containers away (the registry
+decides: ``Registry.drain``); each container left DRAINING is dropped here
+once the forwards to it are answered, and meanwhile a request or connect to
+it is answered ``Retry`` (the caller resends, finds it gone and re-acquires
+it elsewhere).  The hub's own shutdown (``stop_taking_calls``) answers every
+new get, request and connect ``Retry`` while the forwards in flight finish
+(``forwards_in_flight``); ``close_all`` then says ``Close`` to every peer,
+whose session resends those calls to the next hub.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from .messages import (
     Connect,
     ContainerStopped,
     Disconnect,
+    Drain,
     Error,
     Event,
     Get,
@@ -237,6 +247,11 @@ class Hub:
         self._ended: dict[ClientId, None] = {}
         #: the request durations' pending list (appended to per answered request)
         self._request_seconds = self.stats.durations["request"].pending
+        #: draining container -> forwards to it not yet answered (dropped at 0)
+        self._draining: dict[ContainerUuid, int] = {}
+        #: whether the hub itself shuts down (``stop_taking_calls``)
+        self.stopping = False
+        self._handlers = Hub.HANDLERS
 
     # --- driver interface -------------------------------------------------------
 
@@ -249,7 +264,7 @@ class Hub:
         self._effects = []
         return out
 
-    def forwards_in_flight(self) -> int:
+    def requests_in_flight(self) -> int:
         """Return the container requests forwarded and not answered yet (O(in flight))."""
         return sum(1 for fwd in self._forwards.values() if fwd.kind == "request")
 
@@ -368,6 +383,33 @@ class Hub:
         handler(self, conn, client_id, message, now)
         if reg.effects or reg.events.dirty:  # most messages (pings) leave nothing to collect
             self._collect()
+
+    def stop_taking_calls(self) -> None:
+        """The hub shuts down: answer every new get, request and connect ``Retry``.
+
+        Everything else (pings, releases, answers from agents, registrations)
+        is handled as before, so the forwards in flight are answered.
+        """
+        if not self.stopping:
+            self.stopping = True
+            self._handlers = {**Hub.HANDLERS, Get: Hub._on_call_stopping,
+                              Request: Hub._on_call_stopping, Connect: Hub._on_call_stopping}
+
+    def forwards_in_flight(self) -> int:
+        """Return how many forwarded requests and connects await their agent's answer."""
+        return len(self._forwards)
+
+    def close_all(self, reason: str) -> None:
+        """Say ``Close(reason)`` to every peer and close every connection."""
+        close = Close(reason)
+        for conn, client_id in list(self._conn_client.items()):
+            if client_id is not None:
+                self._effects.append(Send(conn, close))
+            self._effects.append(CloseConnection(conn, reason))
+        for conn in self._conn_client:
+            self._timers.cancel((HubTimer.HELLO, conn))
+        self._conn_client.clear()
+        self._client_conn.clear()
 
     def protocol_error(self, conn: Conn, call_id: int, text: str) -> None:
         """Answer an undecodable or illegal message from ``conn`` (driver-detected)."""
@@ -651,6 +693,9 @@ class Hub:
             self._effects.append(Send(conn, Error(msg.id, ErrorCode.NOT_FOUND.value,
                                                   f"container {msg.uuid!r} not found")))
             return
+        if self._draining and msg.uuid in self._draining:
+            self._retry_draining(conn, msg.id)
+            return
         n = self._in_flight.get(client_id, 0)
         if n >= self.max_in_flight:
             self.stats.retries += 1
@@ -677,6 +722,14 @@ class Hub:
         if bucket is not None:
             bucket.pop(fwd_id, None)
         self._in_flight_done(fwd)
+        if self._draining:
+            left = self._draining.get(fwd.uuid)
+            if left is not None:
+                if left > 1:
+                    self._draining[fwd.uuid] = left - 1
+                else:
+                    del self._draining[fwd.uuid]
+                    self.registry.drop_drained(fwd.uuid, self._now)
 
     def _on_response(self, conn: Conn, client_id: ClientId, msg: Response, now: float) -> None:
         fwd = self._forwards.get(msg.id)
@@ -703,6 +756,9 @@ class Hub:
             self._effects.append(Send(conn, Error(msg.id, ErrorCode.NOT_FOUND.value,
                                                   f"container {msg.uuid!r} not found")))
             return
+        if msg.uuid in self._draining:
+            self._retry_draining(conn, msg.id)
+            return
         agent_client = route[1]
         self._connected.setdefault(client_id, {})[msg.uuid] = agent_client
         fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "connect", msg.uuid,
@@ -724,10 +780,37 @@ class Hub:
             return
         self._send_to(msg.client_id, Push(msg.uuid, msg.payload))
 
-    _handlers: ClassVar[dict[type[Message], Callable[[Hub, Conn, ClientId, Any, float], None]]]
+    def _retry_draining(self, conn: Conn, call_id: int) -> None:
+        """A call to a draining container: the caller resends it later (then finds it gone)."""
+        self.probes.hit("call retried: container draining")
+        self._effects.append(Send(conn, Retry(call_id, self.timeouts.drain_retry)))
+
+    def _on_drain(self, conn: Conn, client_id: ClientId, msg: Drain, now: float) -> None:
+        draining = self.registry.drain(client_id, msg.id, msg.agent_id, now)
+        if not draining:
+            return
+        left = dict.fromkeys(draining, 0)
+        for fwd_id in self._forwards_to.get(client_id, ()):
+            uuid = self._forwards[fwd_id].uuid
+            if uuid in left:
+                left[uuid] += 1
+        for uuid, n in left.items():
+            if n:
+                self._draining[uuid] = n
+            else:
+                self.registry.drop_drained(uuid, now)
+
+    def _on_call_stopping(self, conn: Conn, client_id: ClientId, msg: Get | Request | Connect,
+                          now: float) -> None:
+        """The hub shuts down: the caller resends the call (to the next hub, once it reconnects)."""
+        self.stats.retries += 1
+        self._effects.append(Send(conn, Retry(msg.id, self.timeouts.ping_interval)))
+
+    #: The handler of each message a peer may send (``receive`` dispatches on it).
+    HANDLERS: ClassVar[dict[type[Message], Callable[[Hub, Conn, ClientId, Any, float], None]]]
 
 
-Hub._handlers = {
+Hub.HANDLERS = {
     Ping: Hub._on_ping,
     Pong: Hub._on_pong,
     Close: Hub._on_close,
@@ -746,4 +829,5 @@ Hub._handlers = {
     Connect: Hub._on_connect,
     Disconnect: Hub._on_disconnect,
     Push: Hub._on_push,
+    Drain: Hub._on_drain,
 }

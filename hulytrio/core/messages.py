@@ -33,6 +33,7 @@ __all__ = [
     "Connect",
     "ContainerStopped",
     "Disconnect",
+    "Drain",
     "Error",
     "Event",
     "Get",
@@ -232,6 +233,25 @@ class ContainerStopped(Message):
     TAG: ClassVar[str] = "stopped"
     agent_id: AgentId
     uuid: str
+
+
+@fast_init
+@attrs.frozen
+class Drain(Message):
+    """The sending peer's agent ``agent_id`` is shutting down: move its containers first.
+
+    Answered with ``Ok`` once the hub has placed everything it could
+    elsewhere: no new starts go to the agent, its stateless containers are
+    handed to a standby (``Activate`` sent before this ``Ok``), its other
+    containers are removed from the registry (holders re-acquire them on
+    another agent), and requests already forwarded to it are still answered
+    through the hub.  The agent then finishes what it runs, terminates its
+    containers and unregisters.
+    """
+
+    TAG: ClassVar[str] = "drain"
+    id: int
+    agent_id: AgentId
 
 
 # --- replies ----------------------------------------------------------------
@@ -451,8 +471,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TAG: cls
     for cls in (
         Hello, Welcome, Ping, Pong, Close, Get, Release, RegisterAgent, UnregisterAgent,
-        Claim, Query, ContainerStopped, Ok, GetReply, RegisterReply, ListReply, AgentsReply,
-        KindsReply, Error, Retry, Start, Started, Terminate, Activate, Request, Response,
-        Connect, Disconnect, Push, Event,
+        Claim, Query, ContainerStopped, Drain, Ok, GetReply, RegisterReply, ListReply,
+        AgentsReply, KindsReply, Error, Retry, Start, Started, Terminate, Activate, Request,
+        Response, Connect, Disconnect, Push, Event,
     )
 }

@@ -41,7 +41,14 @@ from collections.abc import Iterable
 
 from . import check, seeded_bugs
 from .effects import AgentSuperseded, ClientDead, Fact, Notice, RegistryEffect, Send
-from .entries import AgentEntry, ClientEntry, ContainerEntry, PeerState, PendingStart
+from .entries import (
+    AgentEntry,
+    AgentStatus,
+    ClientEntry,
+    ContainerEntry,
+    PeerState,
+    PendingStart,
+)
 from .errors import ErrorCode
 from .events import ChangeKind, EventQueue, NetworkEvent
 from .messages import (
@@ -55,6 +62,7 @@ from .messages import (
     Ok,
     RegisterAgent,
     RegisterReply,
+    Retry,
     Start,
     Terminate,
 )
@@ -83,6 +91,7 @@ _PENDING = ContainerState.PENDING
 _ACTIVE = ContainerState.ACTIVE
 _ORPHANED = ContainerState.ORPHANED
 _TERMINATED = ContainerState.TERMINATED
+_DRAINING = ContainerState.DRAINING
 
 
 class Offer(enum.Enum):
@@ -294,9 +303,10 @@ class Registry:
         return self._serial
 
     def _orphan(self, c: ContainerEntry, now: float) -> None:
-        if c.stateless:
+        if c.stateless or c.state is _DRAINING:
             # A stateless container is pre-existing: nobody started it for a
-            # client, so nobody's release may kill it.
+            # client, so nobody's release may kill it.  A draining one is
+            # dropped once its requests are answered, held or not.
             return
         c.transition(_ORPHANED)
         c.orphaned_at = now
@@ -392,8 +402,12 @@ class Registry:
 
     def _promote_or_drop(self, c: ContainerEntry, now: float, reason: str) -> None:
         """The owner of ``c`` is gone (``reason``): promote a standby if it is stateless,
-        else drop it."""
-        if c.stateless and c.uuid in self._standbys:
+        else drop it.
+
+        A DRAINING container is dropped (a standby that came meanwhile is then
+        activated by ``_drop_container``).
+        """
+        if c.stateless and c.uuid in self._standbys and c.state is not _DRAINING:
             taken = self._standbys.next_standby(c.uuid, self._agents)
             if taken is not None:
                 new_owner, offer = taken
@@ -687,6 +701,75 @@ class Registry:
             self._remove_agent(agent_id, now, "unregistered")
         self._send(client_id, Ok(call_id))
 
+    def drain(self, client_id: ClientId, call_id: int, agent_id: AgentId, now: float
+              ) -> builtins.list[ContainerUuid]:
+        """Agent ``agent_id`` shuts down: move its containers first; answers ``Ok`` or an error.
+
+        The agent moves to DRAINING and leaves the placement line (no new
+        starts) and stops standing by.  Each stateless container it owns is
+        handed to its first live standby (``Activate`` goes out before the
+        ``Ok``); every other container of it moves to DRAINING: it takes no
+        new gets (answered ``Retry``) and leaves the selector index.  Its
+        pending starts fail with ``agent_gone`` (the gets are retried; the
+        agent cancels its own starts).  The agent stays registered, so the
+        requests already forwarded to it are answered; the hub then drops
+        each draining container (``drop_drained``).
+
+        Returns the uuids now DRAINING (empty for a repeated drain, which
+        answers ``Ok`` and changes nothing).  Errors: ``unauthorized`` if
+        another client registered the agent, ``not_found`` if nobody did.
+        """
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.owner != client_id:
+            code = ErrorCode.NOT_FOUND if agent is None else ErrorCode.UNAUTHORIZED
+            self._error(client_id, call_id, code,
+                        f"agent {agent_id!r} is not registered by this client")
+            return []
+        draining: builtins.list[ContainerUuid] = []
+        if agent.status is not AgentStatus.DRAINING:
+            self.probes.hit("agent drained")
+            agent.transition(AgentStatus.DRAINING)
+            self._line.park(agent)
+            for uuid in list(agent.standby):
+                self._standbys.withdraw(agent, uuid)
+            for uuid in list(agent.containers):
+                c = self._containers[uuid]
+                if c.stateless and self._standbys.agents(uuid):
+                    # Handed over, or dropped if none of its standbys is alive.
+                    self._promote_or_drop(c, now, "agent draining")
+                    continue
+                self._start_draining(c)
+                draining.append(uuid)
+            for uuid in list(agent.pending):
+                self._fail_pending(uuid, ErrorCode.AGENT_GONE,
+                                   f"agent {agent_id!r} is draining")
+            self.events.agent(ChangeKind.UPDATED, agent.info())
+        self._send(client_id, Ok(call_id))
+        return draining
+
+    def _start_draining(self, c: ContainerEntry) -> None:
+        """``c``'s agent drains: no new gets or requests reach it (see ``drain``)."""
+        c.transition(_DRAINING)
+        if c.orphaned_at is not None:
+            c.orphaned_at = None
+            self.timers.cancel((RegistryTimer.ORPHAN, c.uuid))
+        self._live.remove((c.kind, c.labels), c.uuid)
+
+    def drop_drained(self, uuid: ContainerUuid, now: float) -> None:
+        """The requests forwarded to draining ``uuid`` are answered: drop it.
+
+        Its holders see it removed and re-acquire it (on another agent);
+        its agent terminates it on its own.  A no-op unless ``uuid`` is DRAINING.
+        """
+        c = self._containers.get(uuid)
+        if c is None or c.state is not _DRAINING:
+            return
+        self.probes.hit("drained container dropped")
+        self._drop_container(c, now, "drained")
+        agent = self._agents.get(c.agent_id)
+        if agent is not None:
+            self.events.agent(ChangeKind.UPDATED, agent.info())
+
     def _remove_agent(self, agent_id: AgentId, now: float, reason: str | None) -> None:
         """Remove ``agent_id``; ``reason`` why it is dead (None: superseded, told already)."""
         agent = self._agents.pop(agent_id, None)
@@ -752,6 +835,12 @@ class Registry:
                 if c.kind != kind:
                     self._error(client_id, call_id, ErrorCode.BAD_KIND,
                                 f"container {uuid!r} is of kind {c.kind!r}, not {kind!r}")
+                    return
+                if c.state is _DRAINING:
+                    # Its agent drains: once its last requests are answered it
+                    # is dropped, and the get then starts it on another agent.
+                    self.probes.hit("get retried: container draining")
+                    self._send(client_id, Retry(call_id, self.timeouts.drain_retry))
                     return
                 if not (held_instance == c.instance and client_id in c.holders):
                     self._hold(client_id, c)

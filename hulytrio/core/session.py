@@ -79,6 +79,7 @@ from .messages import (
     Close,
     Connect,
     Disconnect,
+    Drain,
     Error,
     Event,
     Get,
@@ -532,6 +533,27 @@ class ClientSession:
         self._send_call(call)
         return call.call_id
 
+    def drain_agent(self, agent_id: AgentId) -> int:
+        """Ask the hub to move ``agent_id``'s containers away; returns a handle.
+
+        The agent cancels its starts and takes no new ones at once; its
+        containers serve on until the hub answers (the handle resolves with
+        None), then stop serving (``SetServing(False)``) while the requests
+        they run finish.  The driver then closes the agent
+        (``unregister_agent``).  After a reconnect the ``Drain`` is sent again,
+        after the agent's registration.
+
+        Raises:
+            LocalProtocolError: if ``agent_id`` is not hosted here, or drains already.
+        """
+        agent = self.hosting.get(agent_id)
+        if agent is None:
+            raise LocalProtocolError(f"agent {agent_id!r} is not hosted here")
+        self._effects.extend(agent.drain())
+        call = self.calls.open(CallKind.DRAIN, True, agent_id=agent_id)
+        self._send_call(call)
+        return call.call_id
+
     def agent(self, agent_id: AgentId) -> AgentState | None:
         """Return the hosted agent ``agent_id``, or None."""
         return self.hosting.get(agent_id)
@@ -736,6 +758,8 @@ class ClientSession:
                 message = Claim(call.call_id, call.agent_id or "", call.data)
             case CallKind.CONNECT:
                 message = Connect(call.call_id, call.data)
+            case CallKind.DRAIN:
+                message = Drain(call.call_id, call.agent_id or "")
         call.sent = True
         self._send(message)
 
@@ -881,7 +905,13 @@ class ClientSession:
 
     def _on_ok(self, msg: Ok, now: float) -> None:
         call = self.calls.finish(msg.id)
-        if call is not None and call.user:
+        if call is None:
+            return
+        if call.kind is CallKind.DRAIN:
+            agent = self.hosting.get(call.agent_id or "")
+            if agent is not None:
+                self._effects.extend(agent.on_drained())
+        if call.user:
             self._effects.append(Resolve(msg.id, None))
 
     def _on_registered(self, msg: RegisterReply, now: float) -> None:
@@ -1030,6 +1060,12 @@ class ClientSession:
     def _on_push(self, msg: Push, now: float) -> None:
         self._effects.append(DeliverPush(msg.uuid, msg.payload))
 
+    def _on_close(self, msg: Close, now: float) -> None:
+        # The hub is going away on purpose (it drains, e.g. on SIGTERM) and
+        # closes the connection next; its loss sends us reconnecting, and the
+        # calls it answered Retry go to the next hub.
+        self.probes.hit("hub said close")
+
 
 #: What a READY session does with each message from the hub (``Pong`` is
 #: noted in ``receive``; anything else, e.g. a hub-bound message, is ignored).
@@ -1052,4 +1088,5 @@ _HANDLERS: dict[type[Message], Any] = {
     Disconnect: ClientSession._on_disconnect,
     Push: ClientSession._on_push,
     Welcome: ClientSession._welcome,
+    Close: ClientSession._on_close,
 }

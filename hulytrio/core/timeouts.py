@@ -20,7 +20,9 @@ class Timeouts:
     - ``unused_container``: an unreferenced container is terminated after this;
     - ``ping_interval``: how often peers ping;
     - ``event_window``: registry changes are batched for at most this long;
-    - ``start``: a container start the agent does not answer fails after this.
+    - ``start``: a container start the agent does not answer fails after this;
+    - ``drain_retry``: a call the hub cannot take while it (or the container's
+      agent) drains is answered ``Retry`` after this.
     """
 
     alive: float = attrs.field(default=3.0, validator=_positive)
@@ -28,3 +30,4 @@ class Timeouts:
     ping_interval: float = attrs.field(default=1.0, validator=_positive)
     event_window: float = attrs.field(default=0.01, validator=_positive)
     start: float = attrs.field(default=30.0, validator=_positive)
+    drain_retry: float = attrs.field(default=0.05, validator=_positive)

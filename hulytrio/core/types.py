@@ -51,7 +51,8 @@ class ContainerState(enum.Enum):
     """Lifecycle of a container as the hub sees it.
 
     PENDING -> ACTIVE -> ORPHANED -> TERMINATED (gone from the registry);
-    ORPHANED -> ACTIVE when a client gets it again before its deadline.  The
+    ORPHANED -> ACTIVE when a client gets it again before its deadline;
+    ACTIVE or ORPHANED -> DRAINING -> TERMINATED when its agent drains.  The
     registry's table of legal moves is ``entries.CONTAINER_TRANSITIONS``.
     """
 
@@ -61,6 +62,9 @@ class ContainerState(enum.Enum):
     ACTIVE = "active"
     #: Running, held by nobody; terminated at ``orphaned_at + unused timeout``.
     ORPHANED = "orphaned"
+    #: Its agent is draining: it takes no new gets or requests (callers are
+    #: told to retry) and is dropped once the requests forwarded to it are answered.
+    DRAINING = "draining"
     #: Gone from the registry (final): stopped, failed, timed out or its agent left.
     TERMINATED = "terminated"
 

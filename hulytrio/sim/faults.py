@@ -36,10 +36,15 @@ import random
 
 import attrs
 
+from ..core.agent import AgentPhase
 from .clock import Event
 from .process import Process
 from .scenario import FaultSpec, Span, process_names
 from .world import Simulation
+
+#: Seconds a draining agent (fault "drain") lets its requests finish before it
+#: leaves, unless the fault says otherwise (``duration``).
+DRAIN_GRACE = 1.0
 
 __all__ = ["Failover", "Faults"]
 
@@ -179,13 +184,18 @@ class Faults:
                 sim.note("fault", label)
                 sim.start_process(proc)
         elif action == "leave":
-            if proc.alive and proc.session is not None:
+            self.leave(proc)
+        elif action == "drain":
+            session = proc.session
+            agent = session.agent(proc.pid) if session is not None else None
+            if proc.alive and agent is not None and agent.phase is AgentPhase.SERVING:
+                assert session is not None
                 sim.note("fault", label)
-                self._failovers_for(proc, "leave")
-                proc.session.close(clock.now)
+                self._failovers_for(proc, "drain")
+                session.drain_agent(proc.pid)
                 sim.perform(proc)
-                proc.left = True
-                self._kill(proc)
+                grace = fault.duration if fault.duration is not None else DRAIN_GRACE
+                clock.at(clock.now + grace, _Leave(self, proc, proc.incarnation))
         elif action == "pause":
             if proc.alive and not proc.paused:
                 sim.note("fault", label + (f" for {fault.duration:.3f}s"
@@ -343,6 +353,17 @@ class Faults:
 
     # --- failover tracking --------------------------------------------------------
 
+    def leave(self, proc: Process) -> None:
+        """``proc`` stops gracefully (fault "leave", or the end of a drain): it closes."""
+        sim = self.sim
+        if proc.alive and proc.session is not None:
+            sim.note("fault", f"leave {proc.pid}")
+            self._failovers_for(proc, "leave")
+            proc.session.close(sim.clock.now)
+            sim.perform(proc)
+            proc.left = True
+            self._kill(proc)
+
     def _failovers_for(self, proc: Process, cause: str, only: str | None = None) -> None:
         hub = self.sim.hub
         if hub is None or not proc.is_agent:
@@ -415,6 +436,23 @@ class _FaultAt(Event):
     def fire(self) -> None:
         """Hand it to the fault layer."""
         self.faults.inject(self.fault)
+
+
+class _Leave(Event):
+    """A draining agent's grace is over: it leaves (unless it was restarted meanwhile)."""
+
+    __slots__ = ("faults", "inc", "proc",)
+
+    def __init__(self, faults: Faults, proc: Process, inc: int) -> None:
+        self.faults = faults
+        self.proc = proc
+        self.inc = inc
+
+    def fire(self) -> None:
+        """Hand it to the fault layer."""
+        if self.proc.incarnation == self.inc:
+            self.faults.sim.trace("fault", self.proc.pid, "leave")
+            self.faults.leave(self.proc)
 
 
 class _Resume(Event):

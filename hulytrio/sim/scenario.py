@@ -254,11 +254,11 @@ class LinkSpec:
 
 FAULT_ACTIONS = (
     "crash", "restart", "pause", "resume", "partition", "heal", "drop-connection",
-    "slow-link", "leave", "join", "hub-crash", "hub-restart", "container-exit",
+    "slow-link", "leave", "join", "hub-crash", "hub-restart", "container-exit", "drain",
 )
 FaultAction = Literal[
     "crash", "restart", "pause", "resume", "partition", "heal", "drop-connection",
-    "slow-link", "leave", "join", "hub-crash", "hub-restart", "container-exit",
+    "slow-link", "leave", "join", "hub-crash", "hub-restart", "container-exit", "drain",
 ]
 
 
@@ -269,7 +269,10 @@ class FaultSpec:
     ``target``: a process name, a glob (``"agent-*"``), a comma list, or
     ``"owner:UUID"`` (whichever process the hub lists as the owner of a
     stateless uuid at that moment).  ``duration`` (pause, partition,
-    slow-link) undoes the fault after that long.  ``mode`` (partition):
+    slow-link) undoes the fault after that long; for ``drain`` (an agent's
+    graceful shutdown: it asks the hub to move its containers, then leaves)
+    it is how long the agent lets its requests finish before it leaves
+    (default 1 s, as the transport's shutdown timeout bounds it).  ``mode`` (partition):
     ``hold`` (TCP buffers; delivered after the heal) or ``hang`` (the
     connection is dead but no side sees a close).  ``uuid``
     (container-exit): the container that ends on its own; absent, every

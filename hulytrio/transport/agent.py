@@ -159,6 +159,18 @@ class Agent:
         """Unregister the agent and terminate its containers."""
         await self._runtime.aclose()
 
+    async def drain(self, grace: float) -> bool:
+        """Shut down gracefully: the hub moves the containers first; returns whether in time.
+
+        Asks the hub to move this agent's containers (``Drain``: no new
+        starts here, stateless ones handed to a standby, the others removed
+        for their holders to re-acquire elsewhere), lets the requests
+        running here finish, then terminates the containers and unregisters
+        (``aclose``).  ``grace`` (seconds) bounds the wait for the hub and
+        the requests; the agent closes when it passes, and the result is False.
+        """
+        return await self._runtime.drain(grace)
+
 
 class _EndpointPeer:
     """One direct connection to the agent's endpoint; the route of its requests' answers."""
@@ -560,6 +572,42 @@ class AgentRuntime:
 
     # --- shutdown --------------------------------------------------------------------------
 
+    async def drain(self, grace: float) -> bool:
+        """See ``Agent.drain``."""
+        if self.closed:
+            return True
+        host = self.host
+        in_time = False
+        with trio.move_on_after(grace):
+            try:
+                handle = host.session.drain_agent(self.agent_id)
+            except LocalProtocolError:  # draining already (a second call)
+                handle = None
+            log.info("agent %s draining: asking the hub to move its %d containers",
+                     self.agent_id, len(self.containers))
+            if handle is not None:
+                try:
+                    await host.wait(handle)
+                except Exception as exc:  # the hub refused, or the client closed
+                    log.warning("agent %s: the hub did not take the drain: %s", self.agent_id,
+                                exc)
+            log.info("agent %s: containers moved; %d requests and tasks to finish",
+                     self.agent_id, self._tasks)
+            await self._wait_idle()
+            in_time = True
+        if not in_time:
+            log.warning("agent %s: drain not finished after %g s (%d tasks left); stopping "
+                        "anyway", self.agent_id, grace, self._tasks)
+        await self.aclose()
+        log.info("agent %s drained and closed", self.agent_id)
+        return in_time
+
+    async def _wait_idle(self) -> None:
+        """Wait until no request, start or other task of this agent runs."""
+        while self._tasks:
+            self._idle = trio.Event()
+            await self._idle.wait()
+
     async def aclose(self) -> None:
         """Unregister at the hub, terminate every container, close the endpoint."""
         if self.closed:
@@ -574,9 +622,7 @@ class AgentRuntime:
             del self.containers[uuid]
             self._spawn(self._terminate, uuid, container)
         with trio.move_on_after(5):
-            while self._tasks:
-                self._idle = trio.Event()
-                await self._idle.wait()
+            await self._wait_idle()
         self._requests_closed = True
         self._parked.unpark_all()
         self.cancel()

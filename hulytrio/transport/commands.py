@@ -10,13 +10,18 @@ wrong setting is one line on stderr naming it, and exit status 2.
 - ``hulytrio config [--config F] --print [--json]`` shows the effective
   configuration and where each value came from.
 
-SIGTERM and SIGINT stop either command cleanly: an agent unregisters and
-terminates its containers, so the hub removes them at once.
+SIGTERM and SIGINT drain either command (docs/operations.md, "Stopping and
+draining"), bounded by ``network.shutdownTimeout`` / ``SHUTDOWN_TIMEOUT`` /
+``--shutdown-timeout`` (30 s): the hub stops taking calls, lets the forwarded
+ones finish and tells every peer to reconnect (close 1001); an agent asks the
+hub to move its containers, lets its requests finish, terminates its
+containers and unregisters.  Both then exit 0; a second signal stops at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import logging
@@ -24,7 +29,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hulytrio.config import KEYS, Config, ConfigError, describe, format_size, load_config
 from hulytrio.core.timeouts import Timeouts
@@ -42,11 +47,13 @@ __all__ = ["hub_timeouts", "load_factories", "register"]
 
 log = logging.getLogger("hulytrio.cli")
 
+T = TypeVar("T")
+
 #: The flags of each command that set a ``hulytrio.config`` key.
 SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
-               "--container-timeout", "--metrics-port")
+               "--container-timeout", "--metrics-port", "--shutdown-timeout")
 AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
-               "--alive-timeout")
+               "--alive-timeout", "--shutdown-timeout")
 LOG_FLAGS = ("--log-level", "--log-format", "--log-file")
 #: An agent's data limit below this would fail Python itself, not its containers.
 MIN_MEMORY_LIMIT = 32 * 1024**2
@@ -150,21 +157,33 @@ def load_factories(spec: str) -> tuple[dict[str, Factory], list[StatelessContain
     return factories, stateless
 
 
-async def _until_signal(body: Callable[[], Awaitable[None]]) -> None:
-    """Run ``body`` until it returns or SIGTERM/SIGINT arrives (then cancel it cleanly)."""
+async def _until_signal(body: Callable[[Any], Awaitable[None]]) -> None:
+    """Run ``body(stop)`` until it returns; SIGTERM/SIGINT set ``stop``, a second one cancels.
+
+    ``stop`` is a ``trio.Event``: on the first signal ``body`` drains and
+    returns (the hub's or agent's graceful shutdown); a second signal ends
+    it at once.
+    """
     import trio
 
+    stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
 
             async def watch() -> None:
                 async for signum in signals:
-                    log.info("got %s: shutting down", signal.Signals(signum).name)
+                    name = signal.Signals(signum).name
+                    if not stop.is_set():
+                        log.info("got %s: draining (a second SIGTERM or SIGINT stops at once)",
+                                 name)
+                        stop.set()
+                        continue
+                    log.warning("got %s again: stopping now", name)
                     nursery.cancel_scope.cancel()
                     return
 
             nursery.start_soon(watch)
-            await body()
+            await body(stop)
             nursery.cancel_scope.cancel()
 
 
@@ -207,8 +226,10 @@ def _serve_command(args: argparse.Namespace) -> int:
 
     from .server import serve_network
 
+    shutdown_timeout = config.network.shutdown_timeout
+
     def run_hub(parent_gone: int | None) -> int:
-        async def body() -> None:
+        async def body(stop: trio.Event) -> None:
             async with serve_network(host, port, timeouts=timeouts,
                                      listen_sockets=listeners,
                                      metrics_port=metrics_port) as server:
@@ -218,10 +239,8 @@ def _serve_command(args: argparse.Namespace) -> int:
                 if server.metrics_port is not None:
                     log.info("metrics on http://%s:%d/metrics (and on the network port)",
                              host, server.metrics_port)
-                if parent_gone is None:
-                    await trio.sleep_forever()
-                await trio.lowlevel.wait_readable(parent_gone)
-                log.warning("the supervisor is gone; stopping")
+                if await _stop_or_parent_gone(stop, parent_gone):
+                    await server.drain(shutdown_timeout)
 
         try:
             trio.run(_until_signal, body)
@@ -235,6 +254,46 @@ def _serve_command(args: argparse.Namespace) -> int:
 
         return supervise(run_hub)
     return run_hub(None)
+
+
+async def _unless_stopped(stop: Any, fn: Callable[[], Awaitable[T]]) -> T | None:
+    """Return what ``fn()`` returns, or None when ``stop`` is set first (``fn`` is cancelled)."""
+    import trio
+
+    result: T | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            nonlocal result
+            result = await fn()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(run)
+        await stop.wait()
+        nursery.cancel_scope.cancel()
+    return result
+
+
+async def _stop_or_parent_gone(stop: Any, parent_gone: int | None) -> bool:
+    """Wait for ``stop`` (returns True) or, when supervised, the supervisor's end (False)."""
+    import trio
+
+    gone = False
+    async with trio.open_nursery() as nursery:
+
+        async def parent() -> None:
+            nonlocal gone
+            assert parent_gone is not None
+            await trio.lowlevel.wait_readable(parent_gone)
+            log.warning("the supervisor is gone; stopping")
+            gone = True
+            nursery.cancel_scope.cancel()
+
+        if parent_gone is not None:
+            nursery.start_soon(parent)
+        await stop.wait()
+        nursery.cancel_scope.cancel()
+    return not gone
 
 
 def _env_flag(name: str) -> bool:
@@ -292,17 +351,22 @@ def _agent_command(args: argparse.Namespace) -> int:
 
     from .client import open_client
 
-    async def body() -> None:
+    shutdown_timeout = config.network.shutdown_timeout
+
+    async def body(stop: trio.Event) -> None:
         async with open_client(url, alive_timeout=alive) as client:
-            agent = await client.serve_agent(factories, agent_id=config.agent.id,
-                                             stateless=stateless, endpoint=endpoint,
-                                             max_containers=config.agent.max_containers)
+            agent = await _unless_stopped(stop, functools.partial(
+                client.serve_agent, factories, agent_id=config.agent.id, stateless=stateless,
+                endpoint=endpoint, max_containers=config.agent.max_containers))
+            if agent is None:
+                return  # stopped before the hub answered: nothing to drain
             log.info("agent %s serving %s via %s%s%s", agent.agent_id,
                      ", ".join(sorted(factories)), url,
                      f" (endpoint {agent.endpoint})" if agent.endpoint else "",
                      f", at most {config.agent.max_containers} containers"
                      if config.agent.max_containers else "")
-            await trio.sleep_forever()
+            await stop.wait()
+            await agent.drain(shutdown_timeout)
 
     from .errors import single_errors
 

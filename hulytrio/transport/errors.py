@@ -16,11 +16,15 @@ def single_errors() -> Iterator[None]:
     the user's block, so an error raised *by the user's code* would reach
     them wrapped in an ``ExceptionGroup``; a caller of ``open_client`` expects
     the ``RemoteError`` (or ``KeyboardInterrupt``) it raised.  Groups of
-    several exceptions are real concurrent failures and stay groups.
+    several exceptions are real concurrent failures and stay groups.  Nested
+    nurseries nest groups: a chain of groups of one is unwrapped to the end.
     """
     try:
         yield
     except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        if len(group.exceptions) != 1:
+            raise
+        inner = group.exceptions[0]
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        raise inner from None

@@ -119,7 +119,7 @@ class HubCollector(Collector):
             labels=["operation", "status"])
         # Container requests are counted off the answered path (the routed
         # path pays nothing): ok = forwarded - failed - still in flight.
-        in_flight = hub.forwards_in_flight()
+        in_flight = hub.requests_in_flight()
         failed = stats.request_errors + stats.request_lost
         requests.add_metric(["request", "ok"], stats.forwarded - failed - in_flight)
         requests.add_metric(["request", "error"], failed + stats.not_found)

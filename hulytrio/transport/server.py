@@ -17,6 +17,13 @@ can neither grow the hub's memory nor stall the messages of anyone else.
 Bad input never reaches the hub as an exception: an undecodable frame or
 message is answered with an ``Error`` through ``Hub.protocol_error`` and
 logged, and the connection carries on.
+
+``NetworkServer.drain`` is the hub's SIGTERM: the role becomes "draining"
+(``/ready`` answers 503 at once), the hub answers new gets, requests and
+connects ``Retry`` (``Hub.stop_taking_calls``), the requests already
+forwarded get up to the shutdown timeout to be answered, and then every
+peer is told ``Close`` and its connection closed with 1001 (going away).
+Clients reconnect with backoff and resend what was retried to the next hub.
 """
 
 from __future__ import annotations
@@ -102,6 +109,12 @@ class NetworkServer:
         #: the hub's lifecycle notices: logged, and counted for /metrics
         self.lifecycle = Lifecycle()
         self.http = hub_routes(self)
+        #: set when the forwards in flight reach 0 while ``drain`` waits for it
+        self._forwards_done: trio.Event | None = None
+        #: the close code of every connection once ``drain`` closed them all
+        self._going_away = False
+        #: set when the last connection ends while ``drain`` waits for it
+        self._peers_gone: trio.Event | None = None
 
     @property
     def ready(self) -> bool:
@@ -140,12 +153,51 @@ class NetworkServer:
                     if peer is not None:
                         log.info("closing connection %s (%s): %s", peer.conn, peer.address,
                                  effect.reason)
-                        peer.outbox.close_after_flush(effect.reason)
+                        peer.outbox.close_after_flush(effect.reason,
+                                                      1001 if self._going_away else 1000)
                 case Notice():
                     self.lifecycle.notice(effect)
                 case _:
                     assert_never(effect)
         self._timer.poke()
+        if self._forwards_done is not None and not self.hub.forwards_in_flight():
+            self._forwards_done.set()
+
+    async def drain(self, grace: float) -> bool:
+        """Shut down gracefully; returns whether every forwarded call was answered in time.
+
+        Stops taking calls (they are answered ``Retry``), waits up to
+        ``grace`` seconds for the calls already forwarded to agents, then
+        says ``Close`` to every peer and closes its connection with 1001,
+        waiting (within what is left of ``grace``, at least a second) for
+        the close handshakes.  The caller then leaves ``serve_network``.
+        """
+        hub = self.hub
+        self.role = "draining"
+        hub.stop_taking_calls()
+        deadline = trio.current_time() + grace
+        log.info("hub %s draining: %d calls in flight get up to %g s; new calls are told to "
+                 "retry", hub.hub_id, hub.forwards_in_flight(), grace)
+        answered = True
+        with trio.move_on_at(deadline):
+            while hub.forwards_in_flight():
+                self._forwards_done = trio.Event()
+                await self._forwards_done.wait()
+        self._forwards_done = None
+        if hub.forwards_in_flight():
+            answered = False
+            log.warning("hub %s: %d calls still in flight after %g s; closing anyway",
+                        hub.hub_id, hub.forwards_in_flight(), grace)
+        self._going_away = True
+        hub.close_all("hub shutting down")
+        self._drain()
+        with trio.move_on_at(max(deadline, trio.current_time() + 1.0)):
+            while self._peers:
+                self._peers_gone = trio.Event()
+                await self._peers_gone.wait()
+        self._peers_gone = None
+        log.info("hub %s drained: %d connections left", hub.hub_id, len(self._peers))
+        return answered
 
     def _drop_slow(self, peer: _Peer) -> None:
         self._dropped += 1
@@ -191,6 +243,11 @@ class NetworkServer:
                                                              MAX_FRAME_BYTES),
                         oversized=lambda message, size: self._oversized(conn, message, size))
         peer = _Peer(conn, ws, outbox)
+        if self._going_away:
+            # Drained: a peer reconnecting now is told to go elsewhere at once.
+            ws.close_nowait(1001, "hub shutting down")
+            ws.abort()
+            return
         self._peers[conn] = peer
         try:
             self.hub.connection_made(conn, trio.current_time())
@@ -208,6 +265,8 @@ class NetworkServer:
             del self._peers[conn]
             self.hub.connection_lost(conn, trio.current_time())
             self._drain()
+            if self._peers_gone is not None and not self._peers:
+                self._peers_gone.set()
 
     def _oversized(self, conn: int, message: Message, size: int) -> None:
         """A message for ``conn`` is too large for any frame: see ``limits.refusal``."""

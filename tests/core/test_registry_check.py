@@ -50,7 +50,11 @@ def full_walk(reg: Registry) -> list[str]:
             report(f"container {uuid} unheld but not orphaned")
         if (c.state is ContainerState.ORPHANED) is (c.orphaned_at is None):
             report(f"container {uuid} is {c.state.name} with orphaned_at {c.orphaned_at}")
-        if uuid not in reg._live.buckets.get((c.kind, c.labels), {}):
+        indexed = uuid in reg._live.buckets.get((c.kind, c.labels), {})
+        if c.state is ContainerState.DRAINING:
+            if indexed:
+                report(f"container {uuid} is DRAINING but in its selector index")
+        elif not indexed:
             report(f"container {uuid} missing from its selector index")
     for agent_id, a in agents.items():
         for uuid in a.containers:
@@ -148,6 +152,11 @@ def _off_its_selector(reg: Registry) -> None:
     del reg._live.buckets[(c.kind, c.labels)]["u0"]
 
 
+def _draining_still_indexed(reg: Registry) -> None:
+    last = list(reg._containers.values())[-1]
+    last.state = ContainerState.DRAINING  # yet a get could reuse it
+
+
 def _owner_unknown(reg: Registry) -> None:
     next(iter(reg._agents.values())).owner = "ghost"
 
@@ -156,7 +165,7 @@ CORRUPTIONS: list[Callable[[Registry], None]] = [
     _agent_forgets, _agent_lists_a_stranger, _listing_moves, _listed_twice,
     _holder_count_zero, _hold_forgotten, _extra_hold, _hold_of_nothing, _hold_count_differs,
     _held_but_orphaned, _unheld_not_orphaned, _orphaned_at_disagrees, _state_without_stamp,
-    _off_its_selector, _owner_unknown,
+    _off_its_selector, _draining_still_indexed, _owner_unknown,
 ]
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from hulytrio.core.effects import Send
 from hulytrio.core.entries import (
+    AGENT_TRANSITIONS,
     CONTAINER_TRANSITIONS,
     PEER_TRANSITIONS,
     AgentEntry,
@@ -159,7 +160,8 @@ def test_a_start_answered_with_an_orphans_uuid_restarts_its_unused_timeout() -> 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "machines" / "registry.md"
 
 
-@pytest.mark.parametrize("table", [CONTAINER_TRANSITIONS, PEER_TRANSITIONS, STANDBY_TRANSITIONS],
+@pytest.mark.parametrize("table", [CONTAINER_TRANSITIONS, PEER_TRANSITIONS, STANDBY_TRANSITIONS,
+                                   AGENT_TRANSITIONS],
                          ids=lambda t: t.name)
 def test_the_docs_list_exactly_the_codes_moves(table: TransitionTable[Any]) -> None:
     text = DOC.read_text()
