@@ -237,6 +237,9 @@ class AgentRuntime:
         self._parked = trio.lowlevel.ParkingLot()
         self._runner_coming = False
         self._requests_closed = False
+        #: requests from the hub, queued or running: call id -> the cancel
+        #: scope of its run (None while queued); a ``Cancel`` stops it there
+        self._hub_calls: dict[int, trio.CancelScope | None] = {}
         self.closed = False
         self.agent = Agent(self)
 
@@ -393,6 +396,7 @@ class AgentRuntime:
             case SetServing():
                 self._set_serving(effect)
             case RunRequest():
+                self._hub_calls[effect.call_id] = None
                 self._submit(effect, self._hub_route)
             case ConnectContainer():
                 session, drain = self.host.session, self.host.drain
@@ -407,6 +411,19 @@ class AgentRuntime:
                 self._spawn(self._disconnect, 0, effect.uuid, effect.client_id)
             case _:
                 assert_never(effect)
+
+    def cancel_request(self, call_id: int) -> None:
+        """The caller abandoned the hub's request ``call_id``: stop it if it is ours.
+
+        Queued, it never runs; running, the container's handler is cancelled
+        (trio cancellation at its next checkpoint); either way no answer is
+        sent for it.  A no-op for an id this agent does not run.
+        """
+        calls = self._hub_calls
+        if call_id in calls:
+            scope = calls.pop(call_id)
+            if scope is not None:
+                scope.cancel()
 
     def _set_serving(self, effect: SetServing) -> None:
         if effect.fenced:
@@ -444,7 +461,8 @@ class AgentRuntime:
                        f"agent {self.agent_id!r} is closing", "")
             return
         self._tasks += 1
-        self._queue.append((self._run_request, (effect, route)))
+        run = self._run_hub_request if route is self._hub_route else self._run_request
+        self._queue.append((run, (effect, route)))
         self._call_runner()
 
     def _call_runner(self) -> None:
@@ -503,6 +521,19 @@ class AgentRuntime:
             await container.terminate()
         except Exception:
             log.exception("agent %s: terminate() of %s raised", self.agent_id, uuid)
+
+    async def _run_hub_request(self, effect: RunRequest, route: _Route) -> None:
+        """Run a request from the hub under a cancel scope a ``Cancel`` can reach."""
+        calls, call_id = self._hub_calls, effect.call_id
+        if call_id not in calls:
+            return  # cancelled while queued
+        scope = calls[call_id] = trio.CancelScope()
+        try:
+            with scope:
+                await self._run_request(effect, route)
+        finally:
+            if calls.get(call_id) is scope:
+                del calls[call_id]
 
     async def _run_request(self, effect: RunRequest, route: _Route) -> None:
         call_id = effect.call_id

@@ -34,6 +34,7 @@ import trio
 
 from hulytrio.core.agent import AgentState
 from hulytrio.core.effects import (
+    CancelRequest,
     CloseConnection,
     ConnectContainer,
     DeliverEvent,
@@ -286,6 +287,13 @@ class Client:
         self._drain()
         try:
             return await waiter.wait()
+        except trio.Cancelled:
+            if waiter.outcome is None:
+                # The caller gave up: a request's slot at the hub (and its
+                # run at the agent) is freed instead of held until it ends.
+                self.session.cancel(handle)
+                self._drain()
+            raise
         finally:
             self._slots.pop(handle, None)
 
@@ -326,6 +334,9 @@ class Client:
                 runtime = self._agents.get(effect.agent_id)
                 if runtime is not None:
                     runtime.perform_hub_effect(effect)
+            case CancelRequest():
+                for runtime in self._agents.values():
+                    runtime.cancel_request(effect.call_id)
             case DeliverEvent():
                 for key, listener in list(self._updates.items()):
                     if not listener._deliver(effect.event):
