@@ -94,6 +94,9 @@ RECONNECT_BACKOFF = Backoff(initial=0.05, maximum=2.0, factor=1.5)
 #: valve against unbounded memory, far above what a client keeps in flight
 #: (after a reconnect every unanswered call is queued at once).
 SEND_QUEUE = 100_000
+#: Bytes kept for a hub that does not read before the connection counts as
+#: dead (a reconnect resends every unanswered call at once: generous).
+SEND_BYTES = 4 * MAX_FRAME_BYTES
 #: Registry events buffered per ``updates()`` listener before it is cut off.
 UPDATES_BUFFER = 1024
 
@@ -102,7 +105,7 @@ class _Connection:
     __slots__ = ("done", "outbox", "scope", "ws")
 
     def __init__(self, oversized: Oversized) -> None:
-        self.outbox = Outbox(SEND_QUEUE, oversized=oversized)
+        self.outbox = Outbox(SEND_QUEUE, max_bytes=SEND_BYTES, oversized=oversized)
         self.scope = trio.CancelScope()
         self.ws: WebSocket | None = None
         self.done = trio.Event()

@@ -49,8 +49,11 @@ __all__ = ["NetworkServer", "ServerStatistics", "serve_network"]
 
 log = logging.getLogger("hulytrio.hub")
 
-#: Messages queued for one peer before it counts as a slow consumer.
+#: Messages queued for one peer in one scheduler round before it counts as a slow consumer.
 DEFAULT_SEND_QUEUE = 10_000
+#: Bytes kept for one peer that does not read before it is dropped (pongs
+#: included).  Twice the frame limit: one largest answer must always fit.
+DEFAULT_SEND_BYTES = 2 * MAX_FRAME_BYTES
 #: Seconds a new connection has to complete the WebSocket upgrade.
 HANDSHAKE_TIMEOUT = 10.0
 
@@ -81,11 +84,13 @@ class _Peer:
 class NetworkServer:
     """A running hub: ``url`` to connect to, ``hub`` the core machine it drives."""
 
-    def __init__(self, hub: Hub, *, send_queue: int, max_frame_bytes: int) -> None:
+    def __init__(self, hub: Hub, *, send_queue: int, max_frame_bytes: int,
+                 send_bytes: int = DEFAULT_SEND_BYTES) -> None:
         self.hub = hub
         self.host = ""
         self.port = 0
         self.send_queue = send_queue
+        self.send_bytes = send_bytes
         self.max_frame_bytes = max_frame_bytes
         self._peers: dict[Hashable, _Peer] = {}
         self._serial = 0
@@ -184,6 +189,7 @@ class NetworkServer:
         conn = self._serial
         outbox = Outbox(self.send_queue, max_frame_bytes=min(self.max_frame_bytes,
                                                              MAX_FRAME_BYTES),
+                        max_bytes=self.send_bytes,
                         oversized=lambda message, size: self._oversized(conn, message, size))
         peer = _Peer(conn, ws, outbox)
         self._peers[conn] = peer
@@ -195,6 +201,10 @@ class NetworkServer:
                     nursery.start_soon(outbox.run_writer, ws)
                     await self._read(peer)
                     nursery.cancel_scope.cancel()
+            if ws.overflowed:
+                self._dropped += 1
+                log.warning("dropped connection %s (%s): over %d bytes queued; the peer is "
+                            "not reading", conn, peer.address, self.send_bytes)
         except Exception as exc:
             log.error("connection %s (%s) failed: %r", conn, peer.address, exc)
             ws.close_nowait(1011, "internal error")
@@ -264,6 +274,7 @@ async def serve_network(
     timeouts: Timeouts | None = None,
     hub_id: str | None = None,
     send_queue: int = DEFAULT_SEND_QUEUE,
+    send_bytes: int = DEFAULT_SEND_BYTES,
     max_frame_bytes: int = MAX_FRAME_BYTES,
     listen_sockets: Sequence[socket.socket] | None = None,
     metrics_port: int | None = None,
@@ -277,13 +288,16 @@ async def serve_network(
     they are closed on exit.  ``metrics_port``, if given, serves ``/metrics``
     (and ``/health``, ``/ready``) over plain HTTP on ``host:metrics_port``
     too (0 picks a free port: ``server.metrics_port``).  Yields the
-    ``NetworkServer``; on exit every connection is cancelled.
+    ``NetworkServer``; on exit every connection is cancelled.  ``send_bytes``
+    bounds the bytes kept for a peer that does not read (it is dropped past
+    it); ``send_queue`` the messages queued for it in one scheduler round.
 
     Raises:
         OSError: if the address cannot be bound.
     """
     hub = Hub(hub_id if hub_id is not None else f"hub-{secrets.token_hex(4)}", timeouts)
-    server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes)
+    server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes,
+                           send_bytes=send_bytes)
     with single_errors():
         async with trio.open_nursery() as nursery:
             listener: trio.SocketListener = await nursery.start(_listen, server, host, port,

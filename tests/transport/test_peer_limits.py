@@ -11,6 +11,19 @@ from typing import Any
 import trio
 
 import hulytrio
+from hulytrio.core.messages import (
+    PROTOCOL_VERSION,
+    Event,
+    Get,
+    GetReply,
+    Hello,
+    Message,
+    Request,
+    Welcome,
+)
+from hulytrio.core.types import GetOptions
+from hulytrio.transport.websocket import WebSocket, connect_websocket
+from hulytrio.wire.codec import MAX_FRAME_BYTES, decode_frame, encode_frame, encode_payload
 
 
 class Stuck(hulytrio.Container):
@@ -68,3 +81,58 @@ async def test_the_issue_attack_1030_abandoned_calls_leave_the_client_working():
             with trio.fail_after(2):
                 assert await other.request("op", 1) == 1
                 assert await stuck.request("op", 2) == 2
+
+
+class Sized(hulytrio.Container):
+    async def request(self, operation: str, data: Any = None, client_id: str | None = None
+                      ) -> Any:
+        return b"x" * int(data)
+
+
+async def start_sized(options: hulytrio.GetOptions) -> hulytrio.Container:
+    return Sized()
+
+
+async def _raw_peer(url: str, peer_id: str) -> WebSocket:
+    """A hand-driven peer, welcomed by the hub; it reads only when the test says."""
+    ws = await connect_websocket(url, max_message_size=MAX_FRAME_BYTES)
+    ws.send_nowait(encode_frame([Hello(PROTOCOL_VERSION, peer_id)]))
+    assert isinstance(await _next_message(ws), Welcome)
+    return ws
+
+
+async def _next_message(ws: WebSocket) -> Message:
+    while True:
+        for data in await ws.receive():
+            assert isinstance(data, bytes)
+            for message in decode_frame(data):
+                if not isinstance(message, Event):
+                    return message
+
+
+async def test_a_peer_that_never_reads_600_large_answers_is_dropped():
+    with trio.fail_after(60):
+        async with hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
+            await host.serve_agent({"sized": start_sized})
+            ref = await caller.get("sized")
+            attacker = await _raw_peer(hub.url, "attacker")
+            attacker.send_nowait(encode_frame([Get(1, "sized", GetOptions(ref.uuid))]))
+            got = await _next_message(attacker)
+            assert isinstance(got, GetReply), got
+            # 600 calls for 256 KiB each (150 MiB), and never another read.
+            size = 256 * 1024
+            for first in range(0, 600, 50):
+                attacker.send_nowait(encode_frame(
+                    [Request(10 + i, ref.uuid, "op", encode_payload(size))
+                     for i in range(first, first + 50)]))
+                assert len(await ref.request("op", 3)) == 3, "the healthy pair works meanwhile"
+            with trio.fail_after(20):
+                while hub.statistics().dropped_slow == 0:
+                    assert len(await ref.request("op", 3)) == 3
+                    await trio.sleep(0.05)
+            with trio.fail_after(5):
+                while hub.statistics().connections != 2:
+                    await trio.sleep(0.05)
+            assert len(await ref.request("op", size)) == size
+            attacker.abort()
