@@ -182,7 +182,7 @@ def test_a_request_not_yet_sent_is_cancelled_without_a_message() -> None:
 
 
 def test_only_requests_are_cancelled() -> None:
-    s, ref = _ready_session()
+    s, _ref = _ready_session()
     q = s.query("list")
     s.effects()
     s.cancel(q)

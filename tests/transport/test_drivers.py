@@ -125,7 +125,7 @@ async def test_outbox_keeps_bytes_for_a_slow_peer_in_order_up_to_its_byte_bound(
 
 async def test_a_peer_that_does_not_read_is_dropped_past_the_byte_bound():
     with trio.fail_after(10):
-        async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        async with ws_pair() as (client, _server), trio.open_nursery() as nursery:
             outbox = Outbox(5, max_bytes=2 * 1024 * 1024)
             nursery.start_soon(outbox.run_writer, client)
             await trio.testing.wait_all_tasks_blocked()
