@@ -72,7 +72,7 @@ from ..wire.codec import (
 )
 from .container import Container, Factory, StatelessContainer
 from .http import agent_routes
-from .limits import refusal
+from .limits import MAX_BAD_MESSAGES_PER_FRAME, refusal
 from .outbox import Outbox
 from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
 
@@ -333,18 +333,28 @@ class AgentRuntime:
 
     def _endpoint_frame(self, peer: _EndpointPeer, data: bytes | str) -> None:
         es = peer.session
+        if peer.outbox.closing:
+            return  # closed (bad input, or the peer said close): nothing more is read
         if isinstance(data, str):
             self._endpoint_perform(peer, [es.protocol_error(0, "text frames are not spoken")])
             return
         try:
-            messages, errors = decode_frame_lenient(data)
+            messages, errors = decode_frame_lenient(data, max_errors=MAX_BAD_MESSAGES_PER_FRAME)
         except WireError as exc:
             log.warning("agent %s endpoint: bad frame: %s", self.agent_id, exc)
             self._endpoint_perform(peer, [es.protocol_error(0, str(exc))])
             return
+        too_many = len(errors) > MAX_BAD_MESSAGES_PER_FRAME
+        if too_many:
+            del errors[MAX_BAD_MESSAGES_PER_FRAME:]
+            messages = []
         for err in errors:
             log.warning("agent %s endpoint: bad message: %s", self.agent_id, err)
             self._endpoint_perform(peer, [es.protocol_error(err.call_id or 0, str(err))])
+        if too_many:
+            reason = f"more than {MAX_BAD_MESSAGES_PER_FRAME} bad messages in one frame"
+            log.warning("agent %s endpoint: closing %s: %s", self.agent_id, es.peer_id, reason)
+            peer.outbox.close_after_flush(reason, 1008)
         for message in messages:
             self._endpoint_perform(peer, es.receive(message))
 

@@ -140,6 +140,7 @@ class Outbox:
         self._dirty = False
         self._lot = trio.lowlevel.ParkingLot()
         self._close_reason: str | None = None
+        self._close_code = 1000
         self._failure: Exception | None = None
         #: messages of this round already sent early, and when to send early
         self._round_sent = 0
@@ -165,8 +166,8 @@ class Outbox:
         self._round_sent += len(self._queue)
         self._send_queued(ws)
 
-    def close_after_flush(self, reason: str) -> bool:
-        """Ask the writer to send what is queued, then close; returns True.
+    def close_after_flush(self, reason: str, code: int = 1000) -> bool:
+        """Ask the writer to send what is queued, then close with ``code``; returns True.
 
         (The return value is kept for drivers that treat False as "could not
         queue the close": this queue always can.)
@@ -174,6 +175,7 @@ class Outbox:
         if not self.closing:
             self.closing = True
             self._close_reason = reason
+            self._close_code = code
             self._wake()
         return True
 
@@ -274,7 +276,7 @@ class Outbox:
 
         Sends what the kernel refused once the socket is writable, and
         performs ``close_after_flush``: what was queued before it goes out,
-        then a close frame (code 1000); if the peer has not answered within
+        then a close frame (code 1000 unless told otherwise); if the peer has not answered within
         ``CLOSE_WAIT`` seconds the socket is closed.
         """
         self._ws = ws
@@ -292,7 +294,7 @@ class Outbox:
                     continue
                 if self._close_reason is not None:
                     self._send_queued(ws)
-                    ws.close_nowait(1000, self._close_reason)
+                    ws.close_nowait(self._close_code, self._close_reason)
                     await ws.wait_sent()
                     with trio.move_on_after(CLOSE_WAIT):
                         await ws.wait_closed()

@@ -40,7 +40,7 @@ from ..wire.codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
 from .deadlines import DeadlineTask
 from .errors import single_errors
 from .http import serve_http
-from .limits import refusal
+from .limits import MAX_BAD_MESSAGES_PER_FRAME, refusal
 from .metrics import hub_routes
 from .outbox import Outbox
 from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
@@ -238,19 +238,34 @@ class NetworkServer:
             now = trio.current_time()
             for data in frames:
                 self._frames_in += 1
+                if peer.outbox.closing:
+                    continue  # closed for bad input: nothing more is read
                 if isinstance(data, str):
                     self._bad(peer, 0, "text frames are not part of the protocol; send binary")
                     continue
                 try:
-                    messages, errors = decode_frame_lenient(data, self.max_frame_bytes)
+                    messages, errors = decode_frame_lenient(data, self.max_frame_bytes,
+                                                            MAX_BAD_MESSAGES_PER_FRAME)
                 except WireError as exc:
                     self._bad(peer, 0, str(exc))
+                    continue
+                if len(errors) > MAX_BAD_MESSAGES_PER_FRAME:
+                    self._too_many_bad(peer, errors)
                     continue
                 for err in errors:
                     self._bad(peer, err.call_id or 0, str(err))
                 for message in messages:
                     hub.receive(peer.conn, message, now)
             self._drain()
+
+    def _too_many_bad(self, peer: _Peer, errors: list[WireError]) -> None:
+        """Answer the first bad messages of a frame full of them, then close (1008)."""
+        for err in errors[:MAX_BAD_MESSAGES_PER_FRAME]:
+            self._bad(peer, err.call_id or 0, str(err))
+        reason = f"more than {MAX_BAD_MESSAGES_PER_FRAME} bad messages in one frame"
+        log.warning("closing connection %s (%s): %s", peer.conn, peer.address, reason)
+        self._drain()  # the answers go out before the close
+        peer.outbox.close_after_flush(reason, 1008)
 
     def _bad(self, peer: _Peer, call_id: int, text: str) -> None:
         self._bad_frames += 1
