@@ -614,12 +614,23 @@ class Hub:
             self._effects.append(Send(conn, Error(msg.id, ErrorCode.NOT_FOUND.value,
                                                   f"container {msg.uuid!r} not found")))
             return
-        flight = self._admit(conn, client_id, msg.id, msg.uuid)
+        # _admit and _count, inlined: this is every routed request's path.
+        flight = self._in_flight.get(client_id)
         if flight is None:
+            flight = self._in_flight[client_id] = _Flight()
+        calls, per_uuid, uuid = flight.calls, flight.per_uuid, msg.uuid
+        if msg.id in calls:
+            # The same id again while in flight (a resend): the newer counts.
+            self._forget_count(flight, msg.id, calls[msg.id])
+        n = per_uuid.get(uuid, 0)
+        if len(calls) >= self.max_in_flight or n >= self.max_in_flight_per_container:
+            self.stats.retries += 1
+            self._effects.append(Send(conn, Retry(msg.id, self.timeouts.event_window)))
             return
         agent_client = route[1]
-        fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "request", msg.uuid))
-        self._count(flight, msg.id, msg.uuid, fwd_id)
+        fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "request", uuid))
+        calls[msg.id] = fwd_id
+        per_uuid[uuid] = n + 1
         self.stats.forwarded += 1
         self._send_to(agent_client, Request(fwd_id, msg.uuid, msg.operation, msg.payload,
                                             client_id))

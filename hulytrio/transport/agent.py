@@ -476,8 +476,7 @@ class AgentRuntime:
                        f"agent {self.agent_id!r} is closing", "")
             return
         self._tasks += 1
-        run = self._run_hub_request if route is self._hub_route else self._run_request
-        self._queue.append((run, (effect, route)))
+        self._queue.append((self._run_request, (effect, route)))
         self._call_runner()
 
     def _call_runner(self) -> None:
@@ -557,43 +556,42 @@ class AgentRuntime:
         except Exception:
             log.exception("agent %s: terminate() of %s raised", self.agent_id, uuid)
 
-    async def _run_hub_request(self, effect: RunRequest, route: _Route) -> None:
-        """Run a request from the hub where a ``Cancel`` can reach it (its worker's scope)."""
-        calls, call_id = self._hub_calls, effect.call_id
-        if call_id not in calls:
-            return  # cancelled while queued
-        scope = calls[call_id] = self._worker_scopes[trio.lowlevel.current_task()]
-        try:
-            await self._run_request(effect, route)
-        finally:
-            if calls.get(call_id) is scope:
-                del calls[call_id]
-
     async def _run_request(self, effect: RunRequest, route: _Route) -> None:
         call_id = effect.call_id
-        container = self.containers.get(effect.uuid)
-        if container is None:
-            route.fail(call_id, ErrorCode.NOT_FOUND.value, f"container {effect.uuid!r} is gone",
-                       "")
-            return
+        scope: trio.CancelScope | None = None
+        if route is self._hub_route:
+            # From the hub: a ``Cancel`` reaches it through its worker's scope.
+            calls = self._hub_calls
+            if call_id not in calls:
+                return  # cancelled while queued
+            scope = calls[call_id] = self._worker_scopes[trio.lowlevel.current_task()]
         try:
-            data = decode_payload(effect.payload)
-        except WireError as exc:
-            route.fail(call_id, ErrorCode.PROTOCOL.value, f"undecodable request payload: {exc}",
-                       "")
-            return
-        try:
-            result = await container.request(effect.operation, data, effect.client_id)
-        except Exception as exc:
-            route.fail(call_id, ErrorCode.REMOTE.value, str(exc), type(exc).__name__)
-            return
-        try:
-            payload = encode_payload(result)
-        except LocalProtocolError as exc:
-            route.fail(call_id, ErrorCode.REMOTE.value, f"result cannot be encoded: {exc}",
-                       "TypeError")
-            return
-        route.reply(call_id, payload)
+            container = self.containers.get(effect.uuid)
+            if container is None:
+                route.fail(call_id, ErrorCode.NOT_FOUND.value,
+                           f"container {effect.uuid!r} is gone", "")
+                return
+            try:
+                data = decode_payload(effect.payload)
+            except WireError as exc:
+                route.fail(call_id, ErrorCode.PROTOCOL.value,
+                           f"undecodable request payload: {exc}", "")
+                return
+            try:
+                result = await container.request(effect.operation, data, effect.client_id)
+            except Exception as exc:
+                route.fail(call_id, ErrorCode.REMOTE.value, str(exc), type(exc).__name__)
+                return
+            try:
+                payload = encode_payload(result)
+            except LocalProtocolError as exc:
+                route.fail(call_id, ErrorCode.REMOTE.value,
+                           f"result cannot be encoded: {exc}", "TypeError")
+                return
+            route.reply(call_id, payload)
+        finally:
+            if scope is not None and self._hub_calls.get(call_id) is scope:
+                del self._hub_calls[call_id]
 
     async def _connect(self, route: int, uuid: str, client_id: str,
                        push: Callable[[bytes], Awaitable[None]]) -> None:
