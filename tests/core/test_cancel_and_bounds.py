@@ -21,6 +21,7 @@ from hulytrio.core.messages import (
     Welcome,
 )
 from hulytrio.core.session import ClientSession
+from hulytrio.core.timers import Timers
 from hulytrio.core.types import ContainerRecord, GetOptions
 
 from .test_hub_protocol import served
@@ -194,3 +195,41 @@ def test_a_cancel_from_the_hub_reaches_the_agent_driver() -> None:
     s, _ref = _ready_session()
     s.receive(Cancel(17), 0.2)
     assert s.effects() == [CancelRequest(17)]
+
+
+# --- timers ---------------------------------------------------------------------
+
+
+def test_cancelled_timers_are_not_kept_until_their_deadline() -> None:
+    timers = Timers()
+    for i in range(10_000):
+        timers.call_at(1e9, ("alive", i))
+    for i in range(10_000):
+        timers.cancel(("alive", i))
+    assert len(timers) == 0
+    assert len(timers._heap) <= 64
+    assert timers.next_deadline() is None
+
+
+def test_re_armed_timers_do_not_pile_up_and_keep_their_order() -> None:
+    timers = Timers()
+    for i in range(100):
+        timers.call_at(float(i), i)
+    for _round in range(100):
+        for i in range(100):
+            timers.call_at(float(1000 - i), i)  # replaces, leaving a dead entry
+    assert len(timers._heap) <= 2 * 100 + 1
+    assert timers.next_deadline() == 901.0
+    assert timers.expired(1000.0) == list(range(99, -1, -1))
+
+
+def test_2000_gone_sessions_asking_1e9_leave_no_timers_behind(make_raw) -> None:
+    raw = make_raw()
+    for i in range(2000):
+        raw.hello(f"p{i}", alive=1e9)
+        raw.lost(f"p{i}")
+    reg_timers = raw.hub.registry.timers
+    own = raw.hub._timers
+    assert len(reg_timers) + len(own) <= 2
+    assert len(reg_timers._heap) <= 64
+    assert len(own._heap) <= 64
