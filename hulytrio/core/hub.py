@@ -343,6 +343,10 @@ class Hub:
         if reg.effects or reg.events.dirty:  # most messages (pings) leave nothing to collect
             self._collect()
 
+    def has_session(self, conn: Conn) -> bool:
+        """Return whether ``conn`` said an accepted hello and its session is current."""
+        return self._conn_client.get(conn) is not None
+
     def protocol_error(self, conn: Conn, call_id: int, text: str) -> None:
         """Answer an undecodable or illegal message from ``conn`` (driver-detected)."""
         self._protocol_error(conn, call_id, text)

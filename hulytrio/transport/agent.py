@@ -57,7 +57,7 @@ from hulytrio.core.effects import (
     StopContainer,
     StreamEnded,
 )
-from hulytrio.core.endpoint import EndpointSession
+from hulytrio.core.endpoint import EndpointSession, EndpointState
 from hulytrio.core.errors import ErrorCode, LocalProtocolError
 from hulytrio.core.messages import Message
 from hulytrio.core.session import ClientSession
@@ -72,7 +72,7 @@ from ..wire.codec import (
 )
 from .container import Container, Factory, StatelessContainer
 from .http import agent_routes
-from .limits import MAX_BAD_MESSAGES_PER_FRAME, refusal
+from .limits import MAX_BAD_MESSAGES_PER_FRAME, PRE_HELLO_BYTES, refusal
 from .outbox import Outbox
 from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
 
@@ -96,6 +96,11 @@ ENDPOINT_SEND_QUEUE = 10_000
 ENDPOINT_SEND_BYTES = 2 * MAX_FRAME_BYTES
 #: Seconds a direct connection has to complete the WebSocket upgrade.
 ENDPOINT_HANDSHAKE_TIMEOUT = 10.0
+#: Seconds a direct connection has, once upgraded, to say an accepted hello.
+ENDPOINT_HELLO_TIMEOUT = 10.0
+#: Direct connections (upgrading or open) an endpoint serves at once; more are
+#: closed at once (each holds a descriptor, buffers and a task).
+ENDPOINT_MAX_CONNECTIONS = 512
 
 
 @attrs.frozen
@@ -192,6 +197,16 @@ class _EndpointPeer:
                                                                 type_name))
 
 
+class _Worker:
+    """A request worker's cancel scope, and whether a ``Cancel`` cancelled it."""
+
+    __slots__ = ("cancelled", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.cancelled = False
+
+
 class _HubRoute:
     """The route of answers to requests that came through the hub."""
 
@@ -225,6 +240,8 @@ class AgentRuntime:
         self._streams: dict[tuple[int, str, str], None] = {}
         #: the open direct connections, by id(peer)
         self._endpoint_peers: dict[int, _EndpointPeer] = {}
+        #: direct connections being served, upgrading ones included
+        self._endpoint_connections = 0
         # Shielded like every client task: it closes with the agent, not before.
         self._endpoint_scope = trio.CancelScope(shield=True)
         self._tasks = 0
@@ -240,11 +257,11 @@ class AgentRuntime:
         self._parked = trio.lowlevel.ParkingLot()
         self._runner_coming = False
         self._requests_closed = False
-        #: requests from the hub, queued or running: call id -> the cancel
-        #: scope of the worker running it (None while queued)
-        self._hub_calls: dict[int, trio.CancelScope | None] = {}
-        #: each request worker's current cancel scope, by task
-        self._worker_scopes: dict[trio.lowlevel.Task, trio.CancelScope] = {}
+        #: requests from the hub, queued or running: call id -> the worker
+        #: running it (None while queued); a ``Cancel`` cancels its scope
+        self._hub_calls: dict[int, _Worker | None] = {}
+        #: the worker that is starting a queued item (see ``_work``)
+        self._current_worker = _Worker()
         self.closed = False
         self.agent = Agent(self)
 
@@ -292,6 +309,18 @@ class AgentRuntime:
 
     async def _handle_endpoint(self, stream: trio.SocketStream) -> None:
         """Serve one direct connection; nothing it raises reaches the others."""
+        if self._endpoint_connections >= ENDPOINT_MAX_CONNECTIONS:
+            log.warning("agent %s endpoint: refusing a connection: %d open already",
+                        self.agent_id, self._endpoint_connections)
+            await trio.aclose_forcefully(stream)
+            return
+        self._endpoint_connections += 1
+        try:
+            await self._handle_endpoint_stream(stream)
+        finally:
+            self._endpoint_connections -= 1
+
+    async def _handle_endpoint_stream(self, stream: trio.SocketStream) -> None:
         try:
             with trio.fail_after(ENDPOINT_HANDSHAKE_TIMEOUT):
                 ws = await accept_websocket(stream, max_message_size=MAX_FRAME_BYTES,
@@ -311,10 +340,14 @@ class AgentRuntime:
     async def _serve_endpoint_peer(self, ws: WebSocket) -> None:
         peer = _EndpointPeer(self, EndpointSession(self.agent_id, self._serves, self._fenced))
         self._endpoint_peers[id(peer)] = peer
+        full_size = ws.max_message_size
+        ws.max_message_size = min(PRE_HELLO_BYTES, full_size)
+        greeted = False
         try:
             with peer.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(peer.outbox.run_writer, ws)
+                    nursery.start_soon(self._hello_deadline, peer)
                     while True:
                         try:
                             frames = await ws.receive()
@@ -322,6 +355,9 @@ class AgentRuntime:
                             break
                         for data in frames:
                             self._endpoint_frame(peer, data)
+                        if not greeted and peer.session.state is EndpointState.OPEN:
+                            greeted = True
+                            ws.max_message_size = full_size
                     nursery.cancel_scope.cancel()
         except Exception:
             ws.close_nowait(1011, "internal error")
@@ -330,6 +366,14 @@ class AgentRuntime:
             ws.abort()
             del self._endpoint_peers[id(peer)]
             self._endpoint_perform(peer, peer.session.connection_lost())
+
+    async def _hello_deadline(self, peer: _EndpointPeer) -> None:
+        """Close ``peer`` if it has not said an accepted hello in time."""
+        await trio.sleep(ENDPOINT_HELLO_TIMEOUT)
+        if peer.session.state is EndpointState.HELLO:
+            log.info("agent %s endpoint: closing a connection without a hello in %g s",
+                     self.agent_id, ENDPOINT_HELLO_TIMEOUT)
+            peer.outbox.close_after_flush("no hello in time", 1008)
 
     def _endpoint_frame(self, peer: _EndpointPeer, data: bytes | str) -> None:
         es = peer.session
@@ -436,9 +480,10 @@ class AgentRuntime:
         """
         calls = self._hub_calls
         if call_id in calls:
-            scope = calls.pop(call_id)
-            if scope is not None:
-                scope.cancel()
+            worker = calls.pop(call_id)
+            if worker is not None:
+                worker.cancelled = True
+                worker.scope.cancel()
 
     def _set_serving(self, effect: SetServing) -> None:
         if effect.fenced:
@@ -492,20 +537,18 @@ class AgentRuntime:
         # own, which a ``Cancel`` of that request cancels; the worker then
         # carries on under a fresh scope.  (One scope per request would cost
         # ~12 us each; this costs nothing until a cancel comes.)
-        task = trio.lowlevel.current_task()
-        try:
-            while True:
-                scope = self._worker_scopes[task] = trio.CancelScope()
-                finished = False
-                with scope:
-                    finished = await self._work(scope)
-                if finished:
-                    return
-        finally:
-            self._worker_scopes.pop(task, None)
+        worker = _Worker()
+        while True:
+            worker.scope = trio.CancelScope()
+            worker.cancelled = False
+            finished = False
+            with worker.scope:
+                finished = await self._work(worker)
+            if finished:
+                return
 
-    async def _work(self, scope: trio.CancelScope) -> bool:
-        """Run queued work until told to stop (True) or ``scope`` was cancelled (False)."""
+    async def _work(self, worker: _Worker) -> bool:
+        """Run queued work until told to stop (True) or ``worker`` was cancelled (False)."""
         queue = self._queue
         while True:
             self._runner_coming = False
@@ -513,11 +556,12 @@ class AgentRuntime:
                 run, args = queue.popleft()
                 if queue:
                     self._call_runner()  # in case this one blocks
+                self._current_worker = worker  # read by _run_request before it awaits
                 try:
                     await run(*args)
                 finally:
                     self._task_done()
-                if scope.cancel_called:
+                if worker.cancelled:
                     return False  # the next request must not inherit the cancel
             if self._requests_closed or len(self._parked) >= IDLE_REQUEST_WORKERS:
                 return True
@@ -558,13 +602,13 @@ class AgentRuntime:
 
     async def _run_request(self, effect: RunRequest, route: _Route) -> None:
         call_id = effect.call_id
-        scope: trio.CancelScope | None = None
+        worker: _Worker | None = None
         if route is self._hub_route:
             # From the hub: a ``Cancel`` reaches it through its worker's scope.
             calls = self._hub_calls
             if call_id not in calls:
                 return  # cancelled while queued
-            scope = calls[call_id] = self._worker_scopes[trio.lowlevel.current_task()]
+            worker = calls[call_id] = self._current_worker
         try:
             container = self.containers.get(effect.uuid)
             if container is None:
@@ -590,7 +634,7 @@ class AgentRuntime:
                 return
             route.reply(call_id, payload)
         finally:
-            if scope is not None and self._hub_calls.get(call_id) is scope:
+            if worker is not None and self._hub_calls.get(call_id) is worker:
                 del self._hub_calls[call_id]
 
     async def _connect(self, route: int, uuid: str, client_id: str,

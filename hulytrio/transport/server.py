@@ -40,7 +40,7 @@ from ..wire.codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
 from .deadlines import DeadlineTask
 from .errors import single_errors
 from .http import serve_http
-from .limits import MAX_BAD_MESSAGES_PER_FRAME, refusal
+from .limits import MAX_BAD_MESSAGES_PER_FRAME, PRE_HELLO_BYTES, refusal
 from .metrics import hub_routes
 from .outbox import Outbox
 from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
@@ -71,7 +71,7 @@ class ServerStatistics:
 
 
 class _Peer:
-    __slots__ = ("address", "conn", "outbox", "scope", "ws")
+    __slots__ = ("address", "conn", "greeted", "outbox", "scope", "ws")
 
     def __init__(self, conn: int, ws: WebSocket, outbox: Outbox) -> None:
         self.conn = conn
@@ -79,6 +79,8 @@ class _Peer:
         self.outbox = outbox
         self.scope = trio.CancelScope()
         self.address = ws.remote
+        #: the hub accepted its hello (its messages may be full size now)
+        self.greeted = False
 
 
 class NetworkServer:
@@ -192,6 +194,7 @@ class NetworkServer:
                         max_bytes=self.send_bytes,
                         oversized=lambda message, size: self._oversized(conn, message, size))
         peer = _Peer(conn, ws, outbox)
+        ws.max_message_size = min(PRE_HELLO_BYTES, ws.max_message_size)
         self._peers[conn] = peer
         try:
             self.hub.connection_made(conn, trio.current_time())
@@ -256,6 +259,9 @@ class NetworkServer:
                     self._bad(peer, err.call_id or 0, str(err))
                 for message in messages:
                     hub.receive(peer.conn, message, now)
+                if not peer.greeted and hub.has_session(peer.conn):
+                    peer.greeted = True
+                    ws.max_message_size = 2 * self.max_frame_bytes
             self._drain()
 
     def _too_many_bad(self, peer: _Peer, errors: list[WireError]) -> None:

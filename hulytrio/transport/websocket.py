@@ -127,6 +127,16 @@ class WebSocket:
             self._feed(received)
 
     @property
+    def max_message_size(self) -> int:
+        """Return the largest message accepted now (a larger one closes with 1009)."""
+        return self._reader.max_message_size
+
+    @max_message_size.setter
+    def max_message_size(self, size: int) -> None:
+        # Drivers keep it small until the peer's hello (pre-hello buffering).
+        self._reader.max_message_size = size
+
+    @property
     def closed(self) -> WebSocketClosed | None:
         """Return how the connection closed, or None while it is open."""
         return self._closed

@@ -24,7 +24,8 @@ from hulytrio.core.messages import (
     Welcome,
 )
 from hulytrio.core.types import GetOptions
-from hulytrio.transport.limits import MAX_BAD_MESSAGES_PER_FRAME
+from hulytrio.transport import agent as agent_module
+from hulytrio.transport.limits import MAX_BAD_MESSAGES_PER_FRAME, PRE_HELLO_BYTES
 from hulytrio.transport.websocket import WebSocket, WebSocketClosed, connect_websocket
 from hulytrio.wire.codec import MAX_FRAME_BYTES, decode_frame, encode_frame, encode_payload
 
@@ -181,6 +182,7 @@ async def test_an_agent_endpoint_closes_on_a_frame_of_bad_messages_too():
             ref = await caller.get("sized")
             attacker = await connect_websocket(agent.endpoint, max_message_size=MAX_FRAME_BYTES)
             attacker.send_nowait(encode_frame([Hello(PROTOCOL_VERSION, "attacker")]))
+            assert isinstance(await _next_message(attacker), Welcome)
             attacker.send_nowait(msgpack.packb([None] * 300_000))
             await attacker.wait_sent()
             got, closed = await _read_until_closed(attacker)
@@ -190,3 +192,82 @@ async def test_an_agent_endpoint_closes_on_a_frame_of_bad_messages_too():
                 assert conn.direct
                 assert len(await conn.request("op", 4)) == 4
             attacker.abort()
+
+
+class Echo(hulytrio.Container):
+    async def request(self, operation: str, data: Any = None, client_id: str | None = None
+                      ) -> Any:
+        return data
+
+
+async def start_echo(options: hulytrio.GetOptions) -> hulytrio.Container:
+    return Echo()
+
+
+async def test_the_hub_refuses_a_large_message_before_the_hello():
+    with trio.fail_after(30):
+        async with hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
+            await host.serve_agent({"echo": start_echo})
+            ref = await caller.get("echo")
+            attacker = await connect_websocket(hub.url, max_message_size=MAX_FRAME_BYTES)
+            attacker.send_nowait(b"\x91" + b"\xc0" * (PRE_HELLO_BYTES + 1))
+            await attacker.wait_sent()
+            _got, closed = await _read_until_closed(attacker)
+            attacker.abort()
+            assert closed.code == 1009, closed
+            # After a hello, messages of any size up to the frame limit pass.
+            big = "y" * (4 * PRE_HELLO_BYTES)
+            assert await ref.request("op", big) == big
+
+
+async def test_an_agent_endpoint_closes_silent_and_oversized_peers_before_hello(monkeypatch):
+    monkeypatch.setattr(agent_module, "ENDPOINT_HELLO_TIMEOUT", 0.5)
+    with trio.fail_after(30):
+        async with hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
+            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0")
+            assert agent.endpoint is not None
+            ref = await caller.get("echo")
+            silent = await connect_websocket(agent.endpoint, max_message_size=MAX_FRAME_BYTES)
+            with trio.fail_after(5):
+                _got, closed = await _read_until_closed(silent)
+            silent.abort()
+            assert closed.code == 1008, closed
+            loud = await connect_websocket(agent.endpoint, max_message_size=MAX_FRAME_BYTES)
+            loud.send_nowait(b"\x91" + b"\xc0" * (PRE_HELLO_BYTES + 1))
+            await loud.wait_sent()
+            _got, closed = await _read_until_closed(loud)
+            loud.abort()
+            assert closed.code == 1009, closed
+            async with ref.connect() as conn:
+                assert conn.direct
+                big = "z" * (4 * PRE_HELLO_BYTES)
+                assert await conn.request("op", big) == big
+
+
+async def test_an_agent_endpoint_serves_at_most_its_maximum_of_connections(monkeypatch):
+    monkeypatch.setattr(agent_module, "ENDPOINT_MAX_CONNECTIONS", 3)
+    with trio.fail_after(30):
+        async with hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
+            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0")
+            assert agent.endpoint is not None
+            ref = await caller.get("echo")
+            host_port = agent.endpoint.removeprefix("ws://").rsplit(":", 1)
+            address = (host_port[0], int(host_port[1]))
+            held = [await trio.open_tcp_stream(*address) for _ in range(3)]
+            await trio.sleep(0.2)
+            extra = await trio.open_tcp_stream(*address)
+            with trio.fail_after(5):
+                assert await extra.receive_some() == b"", "closed at once"
+            for stream in held:
+                await stream.aclose()
+            await extra.aclose()
+            with trio.fail_after(5):
+                while True:
+                    async with ref.connect() as conn:
+                        if conn.direct:
+                            assert await conn.request("op", 1) == 1
+                            break
+                    await trio.sleep(0.1)
