@@ -299,6 +299,9 @@ async def serve_network(
     max_frame_bytes: int = MAX_FRAME_BYTES,
     listen_sockets: Sequence[socket.socket] | None = None,
     metrics_port: int | None = None,
+    max_in_flight: int = 1024,
+    max_in_flight_per_container: int = 512,
+    max_alive_timeout: float = 300.0,
 ) -> AsyncIterator[NetworkServer]:
     """Run a hub on ``host:port`` for the duration of the ``async with`` block.
 
@@ -312,11 +315,16 @@ async def serve_network(
     ``NetworkServer``; on exit every connection is cancelled.  ``send_bytes``
     bounds the bytes kept for a peer that does not read (it is dropped past
     it); ``send_queue`` the messages queued for it in one scheduler round.
+    ``max_in_flight``, ``max_in_flight_per_container`` and
+    ``max_alive_timeout`` are the hub's own bounds (``core.hub.Hub``).
 
     Raises:
         OSError: if the address cannot be bound.
     """
-    hub = Hub(hub_id if hub_id is not None else f"hub-{secrets.token_hex(4)}", timeouts)
+    hub = Hub(hub_id if hub_id is not None else f"hub-{secrets.token_hex(4)}", timeouts,
+              max_in_flight=max_in_flight,
+              max_in_flight_per_container=max_in_flight_per_container,
+              max_alive_timeout=max_alive_timeout)
     server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes,
                            send_bytes=send_bytes)
     with single_errors():
