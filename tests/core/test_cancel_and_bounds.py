@@ -13,16 +13,18 @@ from hulytrio.core.messages import (
     GetReply,
     Hello,
     Ok,
+    RegisterAgent,
     Request,
     Response,
     Retry,
     Start,
     Started,
+    UnregisterAgent,
     Welcome,
 )
 from hulytrio.core.session import ClientSession
 from hulytrio.core.timers import Timers
-from hulytrio.core.types import ContainerRecord, GetOptions
+from hulytrio.core.types import ContainerRecord, GetOptions, OfferedContainer
 
 from .test_hub_protocol import served
 
@@ -233,3 +235,23 @@ def test_2000_gone_sessions_asking_1e9_leave_no_timers_behind(make_raw) -> None:
     assert len(reg_timers) + len(own) <= 2
     assert len(reg_timers._heap) <= 64
     assert len(own._heap) <= 64
+
+
+# --- dropped-uuid bookkeeping -------------------------------------------------------
+
+
+def test_dropped_stateless_uuids_are_remembered_within_a_bound(make_raw) -> None:
+    raw = make_raw()
+    reg = raw.hub.registry
+    reg.max_remembered_epochs = 3
+    raw.hello("h")
+    offers = tuple(OfferedContainer(f"s{i}", "echo", (), True) for i in range(10))
+    raw.send("h", RegisterAgent(1, "ag", ("echo",), containers=offers))
+    raw.send("h", UnregisterAgent(2, "ag"))
+    assert len(reg._last_epoch) == 3
+    assert reg._epoch_floor == 1  # one above the forgotten epochs (all 0)
+    # A uuid whose epoch was forgotten comes back above every epoch it had.
+    raw.send("h", RegisterAgent(3, "ag", ("echo",), containers=offers[:1]))
+    assert reg._containers["s0"].epoch >= 1
+    raw.send("h", UnregisterAgent(4, "ag"))
+    assert len(reg._last_epoch) <= 3
