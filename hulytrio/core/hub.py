@@ -651,7 +651,16 @@ class Hub:
         bucket = self._forwards_to.get(fwd.agent_client)
         if bucket is not None:
             bucket.pop(fwd_id, None)
-        self._in_flight_done(fwd_id, fwd)
+        # _in_flight_done, inlined (every answer's path)
+        flight = self._in_flight.get(fwd.caller)
+        if flight is not None and flight.calls.get(fwd.caller_id) == fwd_id:
+            del flight.calls[fwd.caller_id]
+            per_uuid = flight.per_uuid
+            n = per_uuid[fwd.uuid] - 1
+            if n:
+                per_uuid[fwd.uuid] = n
+            else:
+                del per_uuid[fwd.uuid]
 
     def _on_response(self, conn: Conn, client_id: ClientId, msg: Response, now: float) -> None:
         fwd = self._forwards.get(msg.id)

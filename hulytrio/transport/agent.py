@@ -257,9 +257,12 @@ class AgentRuntime:
         self._parked = trio.lowlevel.ParkingLot()
         self._runner_coming = False
         self._requests_closed = False
-        #: requests from the hub, queued or running: call id -> the worker
-        #: running it (None while queued); a ``Cancel`` cancels its scope
-        self._hub_calls: dict[int, _Worker | None] = {}
+        #: requests from the hub running now: call id -> the worker running
+        #: it; a ``Cancel`` cancels its scope
+        self._hub_calls: dict[int, _Worker] = {}
+        #: hub call ids cancelled while (perhaps) queued; cleared when the
+        #: queue is empty
+        self._cancelled_queued: set[int] = set()
         #: the worker that is starting a queued item (see ``_work``)
         self._current_worker = _Worker()
         self.closed = False
@@ -455,7 +458,6 @@ class AgentRuntime:
             case SetServing():
                 self._set_serving(effect)
             case RunRequest():
-                self._hub_calls[effect.call_id] = None
                 self._submit(effect, self._hub_route)
             case ConnectContainer():
                 session, drain = self.host.session, self.host.drain
@@ -478,12 +480,14 @@ class AgentRuntime:
         (trio cancellation at its next checkpoint); either way no answer is
         sent for it.  A no-op for an id this agent does not run.
         """
-        calls = self._hub_calls
-        if call_id in calls:
-            worker = calls.pop(call_id)
-            if worker is not None:
-                worker.cancelled = True
-                worker.scope.cancel()
+        worker = self._hub_calls.pop(call_id, None)
+        if worker is not None:
+            worker.cancelled = True
+            worker.scope.cancel()
+        elif self._queue:
+            # Perhaps still queued: it is skipped when its turn comes.  (An id
+            # answered already lands here too; the set empties with the queue.)
+            self._cancelled_queued.add(call_id)
 
     def _set_serving(self, effect: SetServing) -> None:
         if effect.fenced:
@@ -563,6 +567,8 @@ class AgentRuntime:
                     self._task_done()
                 if worker.cancelled:
                     return False  # the next request must not inherit the cancel
+            if self._cancelled_queued:
+                self._cancelled_queued.clear()  # nothing queued is left to skip
             if self._requests_closed or len(self._parked) >= IDLE_REQUEST_WORKERS:
                 return True
             await self._parked.park()
@@ -605,10 +611,10 @@ class AgentRuntime:
         worker: _Worker | None = None
         if route is self._hub_route:
             # From the hub: a ``Cancel`` reaches it through its worker's scope.
-            calls = self._hub_calls
-            if call_id not in calls:
+            if self._cancelled_queued and call_id in self._cancelled_queued:
+                self._cancelled_queued.discard(call_id)
                 return  # cancelled while queued
-            worker = calls[call_id] = self._current_worker
+            worker = self._hub_calls[call_id] = self._current_worker
         try:
             container = self.containers.get(effect.uuid)
             if container is None:
