@@ -27,6 +27,7 @@ from .types import ContainerRecord, GetOptions
 __all__ = [
     "AgentSuperseded",
     "BaseEffect",
+    "CancelRequest",
     "ClientDead",
     "CloseConnection",
     "ConnectContainer",
@@ -188,6 +189,18 @@ class RunRequest(BaseEffect):
 
 @fast_init
 @attrs.frozen
+class CancelRequest(BaseEffect):
+    """Agent: the caller abandoned the hub's request ``call_id``; stop it, answer nothing.
+
+    The session does not know which hosted agent runs it: the driver asks
+    each (ids are the hub's, unique on the connection).
+    """
+
+    call_id: int
+
+
+@fast_init
+@attrs.frozen
 class ConnectContainer(BaseEffect):
     """Agent: ``client_id`` connected to ``uuid`` through the hub (call its ``connect``)."""
 
@@ -296,7 +309,7 @@ RegistryEffect: TypeAlias = Send | ClientDead | AgentSuperseded | Notice
 SessionEffect: TypeAlias = (
     Send | CloseConnection | OpenConnection | Resolve | Reject | DeliverEvent
     | ReferenceChanged | DeliverPush | StartContainer | StopContainer | SetServing
-    | RunRequest | ConnectContainer | DisconnectContainer
+    | RunRequest | ConnectContainer | DisconnectContainer | CancelRequest
 )
 #: A direct endpoint's outputs (``EndpointServer`` and ``EndpointClient``).
 EndpointEffect: TypeAlias = (

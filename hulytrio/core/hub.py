@@ -60,6 +60,7 @@ from .events import ContainerEvent, NetworkEvent
 from .messages import (
     PROTOCOL_VERSION,
     AgentsReply,
+    Cancel,
     Claim,
     Close,
     Connect,
@@ -195,11 +196,30 @@ class _Forward:
         self.sent = sent  # when it was forwarded (its duration counts from it)
 
 
+class _Flight:
+    """One client's calls in flight through the hub (requests and connects).
+
+    ``calls`` maps the client's call id to the hub's forward id (a ``Cancel``
+    finds its forward here); ``per_uuid`` counts them per container, so one
+    stuck container cannot take every slot of the client.
+    """
+
+    __slots__ = ("calls", "per_uuid")
+
+    def __init__(self) -> None:
+        self.calls: dict[int, int] = {}
+        self.per_uuid: dict[ContainerUuid, int] = {}
+
+
 class Hub:
     """The hub's decision machine (see module docstring).
 
-    ``max_in_flight`` bounds the container requests one client may have
-    outstanding through the hub; beyond it the hub answers ``Retry``.
+    ``max_in_flight`` bounds the container calls (requests and connects) one
+    client may have outstanding through the hub, and
+    ``max_in_flight_per_container`` those to any one container; beyond
+    either the hub answers ``Retry``.  A ``Cancel`` frees a call's slot.
+    ``max_alive_timeout`` caps the alive timeout a hello may ask for (a
+    larger one is clamped, and the ``Welcome`` says what was granted).
     """
 
     def __init__(
@@ -209,6 +229,8 @@ class Hub:
         *,
         term: int = 1,
         max_in_flight: int = 1024,
+        max_in_flight_per_container: int = 512,
+        max_alive_timeout: float = 300.0,
         probes: Probes | None = None,
         seeded_bugs: frozenset[str] = frozenset(),
     ) -> None:
@@ -216,6 +238,8 @@ class Hub:
         self.term = term
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         self.max_in_flight = max_in_flight
+        self.max_in_flight_per_container = max_in_flight_per_container
+        self.max_alive_timeout = max_alive_timeout
         self.probes = probes if probes is not None else Probes()
         self.registry = Registry(hub_id, self.timeouts, probes=self.probes,
                                  seeded_bugs=seeded_bugs)
@@ -229,8 +253,8 @@ class Hub:
         self._forwards: dict[int, _Forward] = {}
         #: client id -> forward ids in flight *to* its agents
         self._forwards_to: dict[ClientId, dict[int, None]] = {}
-        #: client id -> its requests in flight through the hub
-        self._in_flight: dict[ClientId, int] = {}
+        #: client id -> its calls in flight through the hub
+        self._in_flight: dict[ClientId, _Flight] = {}
         #: client id -> {(uuid, agent client)} it is connected to through the hub
         self._connected: dict[ClientId, dict[str, ClientId]] = {}
         self._forward_serial = 0
@@ -411,6 +435,10 @@ class Hub:
         self._conn_client.clear()
         self._client_conn.clear()
 
+    def has_session(self, conn: Conn) -> bool:
+        """Return whether ``conn`` said an accepted hello and its session is current."""
+        return self._conn_client.get(conn) is not None
+
     def protocol_error(self, conn: Conn, call_id: int, text: str) -> None:
         """Answer an undecodable or illegal message from ``conn`` (driver-detected)."""
         self._protocol_error(conn, call_id, text)
@@ -544,9 +572,13 @@ class Hub:
         if msg.events == "own":
             self._own[client_id] = None
             self.registry.track_interest()
-        self.registry.add_client(client_id, msg.alive_timeout, now)
+        asked = msg.alive_timeout
+        if asked is not None and asked > self.max_alive_timeout:
+            # A peer may not keep its session (and its timer) for ever.
+            asked = self.max_alive_timeout
+        self.registry.add_client(client_id, asked, now)
         self._count("hello", "ok")
-        alive = msg.alive_timeout if msg.alive_timeout is not None else self.timeouts.alive
+        alive = asked if asked is not None else self.timeouts.alive
         self._effects.append(Send(conn, Welcome(
             PROTOCOL_VERSION, self.hub_id, alive, self.timeouts.ping_interval,
             self.term, self.registry.events.seq,
@@ -616,11 +648,54 @@ class Hub:
         if conn is not None:
             self._effects.append(Send(conn, message))
 
-    def _in_flight_done(self, fwd: _Forward) -> None:
-        if fwd.kind == "request":
-            n = self._in_flight.get(fwd.caller, 0)
-            if n > 0:
-                self._in_flight[fwd.caller] = n - 1
+    def _in_flight_done(self, fwd_id: int, fwd: _Forward) -> None:
+        flight = self._in_flight.get(fwd.caller)
+        # Only if this forward is what the caller's session counts (a session
+        # that ended and came back counts its resent call, not the old one).
+        if flight is None or flight.calls.get(fwd.caller_id) != fwd_id:
+            return
+        del flight.calls[fwd.caller_id]
+        per_uuid = flight.per_uuid
+        n = per_uuid[fwd.uuid] - 1
+        if n:
+            per_uuid[fwd.uuid] = n
+        else:
+            del per_uuid[fwd.uuid]
+
+    def _admit(self, conn: Conn, client_id: ClientId, call_id: int, uuid: ContainerUuid
+               ) -> _Flight | None:
+        """Return the caller's in-flight record if one more call to ``uuid`` fits.
+
+        Otherwise answer ``Retry`` and return None.  A call id already in
+        flight (a resend) gives up its old slot first: the newer counts.
+        """
+        flight = self._in_flight.get(client_id)
+        if flight is None:
+            flight = self._in_flight[client_id] = _Flight()
+            return flight
+        old = flight.calls.get(call_id)
+        if old is not None:
+            self._forget_count(flight, call_id, old)
+        if (len(flight.calls) >= self.max_in_flight
+                or flight.per_uuid.get(uuid, 0) >= self.max_in_flight_per_container):
+            self.stats.retries += 1
+            self._effects.append(Send(conn, Retry(call_id, self.timeouts.event_window)))
+            return None
+        return flight
+
+    def _count_flight(self, flight: _Flight, call_id: int, uuid: ContainerUuid, fwd_id: int
+                      ) -> None:
+        """Count the admitted call ``call_id`` (forward ``fwd_id``) against its caller."""
+        flight.calls[call_id] = fwd_id
+        per_uuid = flight.per_uuid
+        per_uuid[uuid] = per_uuid.get(uuid, 0) + 1
+
+    def _forget_count(self, flight: _Flight, call_id: int, fwd_id: int) -> None:
+        fwd = self._forwards.get(fwd_id)
+        if fwd is None:
+            del flight.calls[call_id]
+            return
+        self._in_flight_done(fwd_id, fwd)
 
     # --- handlers -------------------------------------------------------------
 
@@ -696,15 +771,13 @@ class Hub:
         if self._draining and msg.uuid in self._draining:
             self._retry_draining(conn, msg.id)
             return
-        n = self._in_flight.get(client_id, 0)
-        if n >= self.max_in_flight:
-            self.stats.retries += 1
-            self._effects.append(Send(conn, Retry(msg.id, self.timeouts.event_window)))
+        flight = self._admit(conn, client_id, msg.id, msg.uuid)
+        if flight is None:
             return
-        self._in_flight[client_id] = n + 1
         agent_client = route[1]
         fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "request", msg.uuid,
                                             now))
+        self._count_flight(flight, msg.id, msg.uuid, fwd_id)
         self.stats.forwarded += 1
         self._send_to(agent_client, Request(fwd_id, msg.uuid, msg.operation, msg.payload,
                                             client_id))
@@ -721,7 +794,7 @@ class Hub:
         bucket = self._forwards_to.get(fwd.agent_client)
         if bucket is not None:
             bucket.pop(fwd_id, None)
-        self._in_flight_done(fwd)
+        self._in_flight_done(fwd_id, fwd)
         if self._draining:
             left = self._draining.get(fwd.uuid)
             if left is not None:
@@ -759,11 +832,28 @@ class Hub:
         if msg.uuid in self._draining:
             self._retry_draining(conn, msg.id)
             return
+        flight = self._admit(conn, client_id, msg.id, msg.uuid)
+        if flight is None:
+            return
         agent_client = route[1]
         self._connected.setdefault(client_id, {})[msg.uuid] = agent_client
         fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "connect", msg.uuid,
                                             now))
+        self._count_flight(flight, msg.id, msg.uuid, fwd_id)
         self._send_to(agent_client, Connect(fwd_id, msg.uuid, client_id))
+
+    def _on_cancel(self, conn: Conn, client_id: ClientId, msg: Cancel, now: float) -> None:
+        """The caller abandoned call ``msg.id``: free its slot, tell the agent; no answer."""
+        flight = self._in_flight.get(client_id)
+        fwd_id = flight.calls.get(msg.id) if flight is not None else None
+        if fwd_id is None:
+            return  # answered already, or never admitted
+        fwd = self._forwards.get(fwd_id)
+        if fwd is None:
+            return
+        self._finish_forward(fwd_id, fwd)
+        if fwd.kind == "request":
+            self._send_to(fwd.agent_client, Cancel(fwd_id))
 
     def _on_disconnect(self, conn: Conn, client_id: ClientId, msg: Disconnect, now: float
                        ) -> None:
@@ -828,6 +918,7 @@ Hub.HANDLERS = {
     Ok: Hub._on_ok,
     Connect: Hub._on_connect,
     Disconnect: Hub._on_disconnect,
+    Cancel: Hub._on_cancel,
     Push: Hub._on_push,
     Drain: Hub._on_drain,
 }

@@ -28,6 +28,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Activate",
     "AgentsReply",
+    "Cancel",
     "Claim",
     "Close",
     "Connect",
@@ -427,6 +428,21 @@ class Response(Message):
 
 @fast_init
 @attrs.frozen
+class Cancel(Message):
+    """The sender abandoned its call ``id`` (a ``Request``): expect no answer (one-way).
+
+    A client sends it to the hub when its caller gives up; the hub frees the
+    call's in-flight slot and forwards it (under its own id) to the agent,
+    which stops the container's handler if it still runs.  An answer that
+    crossed it on the wire is ignored.
+    """
+
+    TAG: ClassVar[str] = "cancel"
+    id: int
+
+
+@fast_init
+@attrs.frozen
 class Connect(Message):
     """Open an event stream from container ``uuid`` (answered ``Ok``)."""
 
@@ -473,6 +489,6 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Hello, Welcome, Ping, Pong, Close, Get, Release, RegisterAgent, UnregisterAgent,
         Claim, Query, ContainerStopped, Drain, Ok, GetReply, RegisterReply, ListReply,
         AgentsReply, KindsReply, Error, Retry, Start, Started, Terminate, Activate, Request,
-        Response, Connect, Disconnect, Push, Event,
+        Response, Connect, Disconnect, Push, Event, Cancel,
     )
 }

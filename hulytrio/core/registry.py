@@ -132,8 +132,11 @@ class Registry:
     ``events`` collects registry changes to broadcast; ``timers`` holds the
     registry's deadlines (``RegistryTimer`` keys).  ``seeded_bugs`` switches
     on deliberate faults for the simulator's self-test; production never
-    sets it.
+    sets it.  ``max_remembered_epochs`` bounds the dropped stateless uuids
+    whose last epoch is kept (a class default; an instance may lower it).
     """
+
+    max_remembered_epochs = 100_000
 
     def __init__(
         self,
@@ -159,8 +162,13 @@ class Registry:
         self._live = SelectorIndex()
         self._line = AgentLine()
         self._standbys = Standbys()
-        #: stateless uuid -> its epoch when its record was dropped (epochs only grow)
+        #: stateless uuid -> its epoch when its record was dropped (epochs only grow);
+        #: at most ``max_remembered_epochs``, the oldest forgotten first
         self._last_epoch: dict[ContainerUuid, int] = {}
+        #: one above every forgotten epoch (0: none forgotten): where a uuid the
+        #: registry has no record of starts once any was forgotten, so that
+        #: its epochs still only grow
+        self._epoch_floor = 0
         self._serial = 0
         #: whether to record ``_interest`` (some session takes only its own events)
         self._track_interest = False
@@ -340,6 +348,9 @@ class Registry:
             # its kind without offering it.  fix: that instance had epoch 0,
             # below the epochs the hub had already published for the uuid.
             c.epoch = self._last_epoch.pop(uuid) + 1
+        elif self._epoch_floor:
+            # It may be one whose last epoch was forgotten (bounded memory).
+            c.epoch = self._epoch_floor
         self._containers[uuid] = c
         agent.containers[uuid] = None
         self._live.add((kind, labels), uuid)
@@ -365,6 +376,9 @@ class Registry:
             # (An ordinary container has an epoch only as the successor of a
             # stateless one, so this stays one entry per stateless uuid.)
             self._last_epoch[c.uuid] = c.epoch
+            if len(self._last_epoch) > self.max_remembered_epochs:
+                oldest = next(iter(self._last_epoch))
+                self._epoch_floor = max(self._epoch_floor, self._last_epoch.pop(oldest) + 1)
         self._live.remove((c.kind, c.labels), c.uuid)
         agent = self._agents.get(c.agent_id)
         if agent is not None:

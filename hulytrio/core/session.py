@@ -53,6 +53,7 @@ import attrs
 from .agent import AgentState
 from .calls import GET_RETRY_CODES, REACQUIRE_CODES, Call, CallKind, CallTable
 from .effects import (
+    CancelRequest,
     CloseConnection,
     DeliverEvent,
     DeliverPush,
@@ -75,6 +76,7 @@ from .messages import (
     PROTOCOL_VERSION,
     Activate,
     AgentsReply,
+    Cancel,
     Claim,
     Close,
     Connect,
@@ -450,6 +452,24 @@ class ClientSession:
         else:
             ref.waiting[call.call_id] = None
         return call.call_id
+
+    def cancel(self, handle: int) -> None:
+        """The user abandoned request ``handle``: forget it, and tell the hub if it was sent.
+
+        The hub then frees the call's in-flight slot and the agent stops it;
+        no outcome is emitted for it.  A no-op for a handle that is not a
+        pending request (answered already, or another kind of call).
+        """
+        call = self.calls.pending.get(handle)
+        if call is None or call.kind is not CallKind.REQUEST:
+            return
+        self.calls.finish(handle)
+        self.timers.cancel(Resend(handle))
+        ref = self.refs.by_id.get(call.ref_id) if call.ref_id is not None else None
+        if ref is not None:
+            ref.waiting.pop(handle, None)
+        if call.sent and self._ready:
+            self._send(Cancel(handle))
 
     def release(self, ref_id: int) -> int:
         """Release reference ``ref_id``; returns a handle resolved with None.
@@ -1051,6 +1071,10 @@ class ClientSession:
     def _on_request(self, msg: Request, now: float) -> None:
         self._emit(self.hosting.on_request(msg))
 
+    def _on_cancel(self, msg: Cancel, now: float) -> None:
+        # The hub's request msg.id, to one of the agents hosted here.
+        self._effects.append(CancelRequest(msg.id))
+
     def _on_connect(self, msg: Connect, now: float) -> None:
         self._emit(self.hosting.on_connect(msg))
 
@@ -1085,6 +1109,7 @@ _HANDLERS: dict[type[Message], Any] = {
     Terminate: ClientSession._on_terminate,
     Activate: ClientSession._on_activate,
     Connect: ClientSession._on_connect,
+    Cancel: ClientSession._on_cancel,
     Disconnect: ClientSession._on_disconnect,
     Push: ClientSession._on_push,
     Welcome: ClientSession._welcome,

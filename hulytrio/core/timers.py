@@ -5,6 +5,9 @@ hashable key.  Re-arming a key replaces its deadline; cancelling forgets it.
 The heap is lazy: a replaced or cancelled entry stays in the heap and is
 skipped when it surfaces, so ``call_at`` and ``cancel`` are O(log n) and O(1),
 and ``expired(now)`` costs O(expired log n), never O(number of timers).
+Dead entries are not kept until their deadline, though (a peer could make
+the hub keep one per session it ever had): once they outnumber the live
+ones, the heap is rebuilt from the live entries, O(n) once per n changes.
 
 Periodic handlers (``call_every``) are deadlines that re-arm themselves when
 they expire, at ``first + k * interval`` so they do not drift.
@@ -20,17 +23,22 @@ from collections.abc import Hashable
 
 __all__ = ["Timers"]
 
+#: Heaps this small are never compacted (not worth a rebuild).
+_MIN_COMPACT = 64
+
 
 class Timers:
     """A set of keyed deadlines with lazy deletion."""
 
-    __slots__ = ("_deadlines", "_heap", "_intervals", "armings")
+    __slots__ = ("_compact_at", "_deadlines", "_heap", "_intervals", "armings")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Hashable]] = []
         # key -> (deadline, serial) of its live entry
         self._deadlines: dict[Hashable, tuple[float, int]] = {}
         self._intervals: dict[Hashable, float] = {}
+        #: the heap size that makes ``call_at`` look for dead entries to drop
+        self._compact_at = _MIN_COMPACT
         #: How many times a deadline was armed so far (read-only for users).
         #: Only arming can bring the next deadline forward, so a driver that
         #: already waits for ``next_deadline()`` need not ask again while this
@@ -50,7 +58,10 @@ class Timers:
         """Arm ``key`` to expire at ``deadline``, replacing any earlier arming."""
         serial = self.armings = self.armings + 1
         self._deadlines[key] = (deadline, serial)
-        heapq.heappush(self._heap, (deadline, serial, key))
+        heap = self._heap
+        heapq.heappush(heap, (deadline, serial, key))
+        if len(heap) > self._compact_at:
+            self._compact()
 
     def call_every(self, interval: float, key: Hashable, first: float) -> None:
         """Arm ``key`` to expire at ``first`` and every ``interval`` after it.
@@ -65,8 +76,20 @@ class Timers:
 
     def cancel(self, key: Hashable) -> None:
         """Forget ``key`` (a no-op if it is not armed)."""
-        self._deadlines.pop(key, None)
-        self._intervals.pop(key, None)
+        if self._deadlines.pop(key, None) is not None:
+            self._intervals.pop(key, None)
+            size = len(self._heap)
+            if size > _MIN_COMPACT and size > 2 * len(self._deadlines):
+                self._compact()
+
+    def _compact(self) -> None:
+        """Rebuild the heap from the live entries (the same order: serials are unique)."""
+        deadlines = self._deadlines
+        if 2 * len(deadlines) < len(self._heap):
+            heap = [(deadline, serial, key) for key, (deadline, serial) in deadlines.items()]
+            heapq.heapify(heap)
+            self._heap = heap
+        self._compact_at = max(_MIN_COMPACT, 2 * len(self._heap))
 
     def deadline(self, key: Hashable) -> float | None:
         """Return when ``key`` expires, or None if it is not armed."""

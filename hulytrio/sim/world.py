@@ -42,6 +42,7 @@ from typing import IO, Any, Protocol, assert_never
 
 from ..core.agent import AgentState
 from ..core.effects import (
+    CancelRequest,
     CloseConnection,
     ConnectContainer,
     DeliverEvent,
@@ -612,6 +613,8 @@ class Simulation:
                     proc.connected[(eff.uuid, eff.client_id)] = None
                 case DisconnectContainer():
                     proc.connected.pop((eff.uuid, eff.client_id), None)
+                case CancelRequest():
+                    pass  # the simulated workload never abandons a call: no Cancel is sent
                 case _:
                     assert_never(eff)
         # Arm the session's wake-up (no effect replaces the session).  Only

@@ -16,6 +16,7 @@ from typing import assert_never
 
 from ..core.agent import AgentState
 from ..core.effects import (
+    CancelRequest,
     CloseConnection,
     ConnectContainer,
     DeliverEvent,
@@ -194,6 +195,8 @@ class Cluster:
                 self.running.get(agent_id, {}).pop(uuid, None)
             case RunRequest(call_id=call_id):
                 s.agent_reply(call_id, self.responder(effect))
+            case CancelRequest():
+                pass  # requests are answered at once here: none is left to stop
             case ReferenceChanged() | DeliverPush() | SetServing() | ConnectContainer() \
                     | DisconnectContainer():
                 pass  # nothing to do in memory: tests read them from the session

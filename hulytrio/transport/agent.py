@@ -57,7 +57,7 @@ from hulytrio.core.effects import (
     StopContainer,
     StreamEnded,
 )
-from hulytrio.core.endpoint import EndpointSession
+from hulytrio.core.endpoint import EndpointSession, EndpointState
 from hulytrio.core.errors import ErrorCode, LocalProtocolError
 from hulytrio.core.messages import Message
 from hulytrio.core.session import ClientSession
@@ -72,7 +72,7 @@ from ..wire.codec import (
 )
 from .container import Container, Factory, StatelessContainer
 from .http import agent_routes
-from .limits import refusal
+from .limits import MAX_BAD_MESSAGES_PER_FRAME, PRE_HELLO_BYTES, refusal
 from .outbox import Outbox
 from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
 
@@ -90,10 +90,17 @@ IDLE_REQUEST_WORKERS = 64
 
 log = logging.getLogger("hulytrio.agent")
 
-#: Messages queued for one direct-connection client before it is dropped.
+#: Messages queued for one direct-connection client in one round before it is dropped.
 ENDPOINT_SEND_QUEUE = 10_000
+#: Bytes kept for one direct-connection client that does not read before it is dropped.
+ENDPOINT_SEND_BYTES = 2 * MAX_FRAME_BYTES
 #: Seconds a direct connection has to complete the WebSocket upgrade.
 ENDPOINT_HANDSHAKE_TIMEOUT = 10.0
+#: Seconds a direct connection has, once upgraded, to say an accepted hello.
+ENDPOINT_HELLO_TIMEOUT = 10.0
+#: Direct connections (upgrading or open) an endpoint serves at once; more are
+#: closed at once (each holds a descriptor, buffers and a task).
+ENDPOINT_MAX_CONNECTIONS = 512
 
 
 @attrs.frozen
@@ -180,7 +187,8 @@ class _EndpointPeer:
     def __init__(self, runtime: AgentRuntime, session: EndpointSession) -> None:
         self.runtime = runtime
         self.session = session
-        self.outbox = Outbox(ENDPOINT_SEND_QUEUE, oversized=self._oversized)
+        self.outbox = Outbox(ENDPOINT_SEND_QUEUE, max_bytes=ENDPOINT_SEND_BYTES,
+                             oversized=self._oversized)
         self.scope = trio.CancelScope()
 
     def _oversized(self, message: Message, size: int) -> None:
@@ -199,6 +207,16 @@ class _EndpointPeer:
     def fail(self, call_id: int, code: str, message: str, type_name: str) -> None:
         self.runtime._endpoint_perform(self, self.session.error(call_id, code, message,
                                                                 type_name))
+
+
+class _Worker:
+    """A request worker's cancel scope, and whether a ``Cancel`` cancelled it."""
+
+    __slots__ = ("cancelled", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.cancelled = False
 
 
 class _HubRoute:
@@ -234,6 +252,8 @@ class AgentRuntime:
         self._streams: dict[tuple[int, str, str], None] = {}
         #: the open direct connections, by id(peer)
         self._endpoint_peers: dict[int, _EndpointPeer] = {}
+        #: direct connections being served, upgrading ones included
+        self._endpoint_connections = 0
         # Shielded like every client task: it closes with the agent, not before.
         self._endpoint_scope = trio.CancelScope(shield=True)
         self._tasks = 0
@@ -249,6 +269,14 @@ class AgentRuntime:
         self._parked = trio.lowlevel.ParkingLot()
         self._runner_coming = False
         self._requests_closed = False
+        #: requests from the hub running now: call id -> the worker running
+        #: it; a ``Cancel`` cancels its scope
+        self._hub_calls: dict[int, _Worker] = {}
+        #: hub call ids cancelled while (perhaps) queued; cleared when the
+        #: queue is empty
+        self._cancelled_queued: set[int] = set()
+        #: the worker that is starting a queued item (see ``_work``)
+        self._current_worker = _Worker()
         self.closed = False
         self.agent = Agent(self)
 
@@ -296,6 +324,18 @@ class AgentRuntime:
 
     async def _handle_endpoint(self, stream: trio.SocketStream) -> None:
         """Serve one direct connection; nothing it raises reaches the others."""
+        if self._endpoint_connections >= ENDPOINT_MAX_CONNECTIONS:
+            log.warning("agent %s endpoint: refusing a connection: %d open already",
+                        self.agent_id, self._endpoint_connections)
+            await trio.aclose_forcefully(stream)
+            return
+        self._endpoint_connections += 1
+        try:
+            await self._handle_endpoint_stream(stream)
+        finally:
+            self._endpoint_connections -= 1
+
+    async def _handle_endpoint_stream(self, stream: trio.SocketStream) -> None:
         try:
             with trio.fail_after(ENDPOINT_HANDSHAKE_TIMEOUT):
                 ws = await accept_websocket(stream, max_message_size=MAX_FRAME_BYTES,
@@ -315,10 +355,14 @@ class AgentRuntime:
     async def _serve_endpoint_peer(self, ws: WebSocket) -> None:
         peer = _EndpointPeer(self, EndpointSession(self.agent_id, self._serves, self._fenced))
         self._endpoint_peers[id(peer)] = peer
+        full_size = ws.max_message_size
+        ws.max_message_size = min(PRE_HELLO_BYTES, full_size)
+        greeted = False
         try:
             with peer.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(peer.outbox.run_writer, ws)
+                    nursery.start_soon(self._hello_deadline, peer)
                     while True:
                         try:
                             frames = await ws.receive()
@@ -326,6 +370,9 @@ class AgentRuntime:
                             break
                         for data in frames:
                             self._endpoint_frame(peer, data)
+                        if not greeted and peer.session.state is EndpointState.OPEN:
+                            greeted = True
+                            ws.max_message_size = full_size
                     nursery.cancel_scope.cancel()
         except Exception:
             ws.close_nowait(1011, "internal error")
@@ -335,20 +382,38 @@ class AgentRuntime:
             del self._endpoint_peers[id(peer)]
             self._endpoint_perform(peer, peer.session.connection_lost())
 
+    async def _hello_deadline(self, peer: _EndpointPeer) -> None:
+        """Close ``peer`` if it has not said an accepted hello in time."""
+        await trio.sleep(ENDPOINT_HELLO_TIMEOUT)
+        if peer.session.state is EndpointState.HELLO:
+            log.info("agent %s endpoint: closing a connection without a hello in %g s",
+                     self.agent_id, ENDPOINT_HELLO_TIMEOUT)
+            peer.outbox.close_after_flush("no hello in time", 1008)
+
     def _endpoint_frame(self, peer: _EndpointPeer, data: bytes | str) -> None:
         es = peer.session
+        if peer.outbox.closing:
+            return  # closed (bad input, or the peer said close): nothing more is read
         if isinstance(data, str):
             self._endpoint_perform(peer, [es.protocol_error(0, "text frames are not spoken")])
             return
         try:
-            messages, errors = decode_frame_lenient(data)
+            messages, errors = decode_frame_lenient(data, max_errors=MAX_BAD_MESSAGES_PER_FRAME)
         except WireError as exc:
             log.warning("agent %s endpoint: bad frame: %s", self.agent_id, exc)
             self._endpoint_perform(peer, [es.protocol_error(0, str(exc))])
             return
+        too_many = len(errors) > MAX_BAD_MESSAGES_PER_FRAME
+        if too_many:
+            del errors[MAX_BAD_MESSAGES_PER_FRAME:]
+            messages = []
         for err in errors:
             log.warning("agent %s endpoint: bad message: %s", self.agent_id, err)
             self._endpoint_perform(peer, [es.protocol_error(err.call_id or 0, str(err))])
+        if too_many:
+            reason = f"more than {MAX_BAD_MESSAGES_PER_FRAME} bad messages in one frame"
+            log.warning("agent %s endpoint: closing %s: %s", self.agent_id, es.peer_id, reason)
+            peer.outbox.close_after_flush(reason, 1008)
         for message in messages:
             self._endpoint_perform(peer, es.receive(message))
 
@@ -420,6 +485,22 @@ class AgentRuntime:
             case _:
                 assert_never(effect)
 
+    def cancel_request(self, call_id: int) -> None:
+        """The caller abandoned the hub's request ``call_id``: stop it if it is ours.
+
+        Queued, it never runs; running, the container's handler is cancelled
+        (trio cancellation at its next checkpoint); either way no answer is
+        sent for it.  A no-op for an id this agent does not run.
+        """
+        worker = self._hub_calls.pop(call_id, None)
+        if worker is not None:
+            worker.cancelled = True
+            worker.scope.cancel()
+        elif self._queue:
+            # Perhaps still queued: it is skipped when its turn comes.  (An id
+            # answered already lands here too; the set empties with the queue.)
+            self._cancelled_queued.add(call_id)
+
     def _set_serving(self, effect: SetServing) -> None:
         if effect.fenced:
             # Paused until the hub answers our registration: streams stay.
@@ -468,6 +549,22 @@ class AgentRuntime:
             self.host.spawn(self._request_worker)
 
     async def _request_worker(self) -> None:
+        # A worker runs one request at a time inside a cancel scope of its
+        # own, which a ``Cancel`` of that request cancels; the worker then
+        # carries on under a fresh scope.  (One scope per request would cost
+        # ~12 us each; this costs nothing until a cancel comes.)
+        worker = _Worker()
+        while True:
+            worker.scope = trio.CancelScope()
+            worker.cancelled = False
+            finished = False
+            with worker.scope:
+                finished = await self._work(worker)
+            if finished:
+                return
+
+    async def _work(self, worker: _Worker) -> bool:
+        """Run queued work until told to stop (True) or ``worker`` was cancelled (False)."""
         queue = self._queue
         while True:
             self._runner_coming = False
@@ -475,12 +572,17 @@ class AgentRuntime:
                 run, args = queue.popleft()
                 if queue:
                     self._call_runner()  # in case this one blocks
+                self._current_worker = worker  # read by _run_request before it awaits
                 try:
                     await run(*args)
                 finally:
                     self._task_done()
+                if worker.cancelled:
+                    return False  # the next request must not inherit the cancel
+            if self._cancelled_queued:
+                self._cancelled_queued.clear()  # nothing queued is left to skip
             if self._requests_closed or len(self._parked) >= IDLE_REQUEST_WORKERS:
-                return
+                return True
             await self._parked.park()
 
     async def _start(self, effect: StartContainer) -> None:
@@ -518,29 +620,40 @@ class AgentRuntime:
 
     async def _run_request(self, effect: RunRequest, route: _Route) -> None:
         call_id = effect.call_id
-        container = self.containers.get(effect.uuid)
-        if container is None:
-            route.fail(call_id, ErrorCode.NOT_FOUND.value, f"container {effect.uuid!r} is gone",
-                       "")
-            return
+        worker: _Worker | None = None
+        if route is self._hub_route:
+            # From the hub: a ``Cancel`` reaches it through its worker's scope.
+            if self._cancelled_queued and call_id in self._cancelled_queued:
+                self._cancelled_queued.discard(call_id)
+                return  # cancelled while queued
+            worker = self._hub_calls[call_id] = self._current_worker
         try:
-            data = decode_payload(effect.payload)
-        except WireError as exc:
-            route.fail(call_id, ErrorCode.PROTOCOL.value, f"undecodable request payload: {exc}",
-                       "")
-            return
-        try:
-            result = await container.request(effect.operation, data, effect.client_id)
-        except Exception as exc:
-            route.fail(call_id, ErrorCode.REMOTE.value, str(exc), type(exc).__name__)
-            return
-        try:
-            payload = encode_payload(result)
-        except LocalProtocolError as exc:
-            route.fail(call_id, ErrorCode.REMOTE.value, f"result cannot be encoded: {exc}",
-                       "TypeError")
-            return
-        route.reply(call_id, payload)
+            container = self.containers.get(effect.uuid)
+            if container is None:
+                route.fail(call_id, ErrorCode.NOT_FOUND.value,
+                           f"container {effect.uuid!r} is gone", "")
+                return
+            try:
+                data = decode_payload(effect.payload)
+            except WireError as exc:
+                route.fail(call_id, ErrorCode.PROTOCOL.value,
+                           f"undecodable request payload: {exc}", "")
+                return
+            try:
+                result = await container.request(effect.operation, data, effect.client_id)
+            except Exception as exc:
+                route.fail(call_id, ErrorCode.REMOTE.value, str(exc), type(exc).__name__)
+                return
+            try:
+                payload = encode_payload(result)
+            except LocalProtocolError as exc:
+                route.fail(call_id, ErrorCode.REMOTE.value,
+                           f"result cannot be encoded: {exc}", "TypeError")
+                return
+            route.reply(call_id, payload)
+        finally:
+            if worker is not None and self._hub_calls.get(call_id) is worker:
+                del self._hub_calls[call_id]
 
     async def _connect(self, route: int, uuid: str, client_id: str,
                        push: Callable[[bytes], Awaitable[None]]) -> None:

@@ -34,6 +34,7 @@ import trio
 
 from hulytrio.core.agent import AgentState
 from hulytrio.core.effects import (
+    CancelRequest,
     CloseConnection,
     ConnectContainer,
     DeliverEvent,
@@ -93,6 +94,9 @@ RECONNECT_BACKOFF = Backoff(initial=0.05, maximum=2.0, factor=1.5)
 #: valve against unbounded memory, far above what a client keeps in flight
 #: (after a reconnect every unanswered call is queued at once).
 SEND_QUEUE = 100_000
+#: Bytes kept for a hub that does not read before the connection counts as
+#: dead (a reconnect resends every unanswered call at once: generous).
+SEND_BYTES = 4 * MAX_FRAME_BYTES
 #: Registry events buffered per ``updates()`` listener before it is cut off.
 UPDATES_BUFFER = 1024
 
@@ -101,7 +105,7 @@ class _Connection:
     __slots__ = ("done", "outbox", "scope", "ws")
 
     def __init__(self, oversized: Oversized) -> None:
-        self.outbox = Outbox(SEND_QUEUE, oversized=oversized)
+        self.outbox = Outbox(SEND_QUEUE, max_bytes=SEND_BYTES, oversized=oversized)
         self.scope = trio.CancelScope()
         self.ws: WebSocket | None = None
         self.done = trio.Event()
@@ -286,6 +290,13 @@ class Client:
         self._drain()
         try:
             return await waiter.wait()
+        except trio.Cancelled:
+            if waiter.outcome is None:
+                # The caller gave up: a request's slot at the hub (and its
+                # run at the agent) is freed instead of held until it ends.
+                self.session.cancel(handle)
+                self._drain()
+            raise
         finally:
             self._slots.pop(handle, None)
 
@@ -326,6 +337,9 @@ class Client:
                 runtime = self._agents.get(effect.agent_id)
                 if runtime is not None:
                     runtime.perform_hub_effect(effect)
+            case CancelRequest():
+                for runtime in self._agents.values():
+                    runtime.cancel_request(effect.call_id)
             case DeliverEvent():
                 for key, listener in list(self._updates.items()):
                     if not listener._deliver(effect.event):

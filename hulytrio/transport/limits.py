@@ -47,7 +47,18 @@ from hulytrio.core.messages import (
     UnregisterAgent,
 )
 
-__all__ = ["Refusal", "refusal"]
+__all__ = ["MAX_BAD_MESSAGES_PER_FRAME", "PRE_HELLO_BYTES", "Refusal", "refusal"]
+
+#: The largest message a connection may send before its hello is accepted
+#: (fragments included): a hello is tiny, and a peer nobody knows yet must
+#: not make the hub or an agent hold megabytes for it.
+PRE_HELLO_BYTES = 64 * 1024
+
+#: Bad messages in one frame that are answered (and logged) one by one; a
+#: frame with more has its first ones answered, the rest ignored, and the
+#: connection is closed with 1008 (each answer costs a log line and a
+#: message: 300,000 in one frame cost 250 MB before this bound).
+MAX_BAD_MESSAGES_PER_FRAME = 32
 
 #: Messages that answer a call of the peer's (carry the peer's call id).
 _REPLIES = (AgentsReply, Error, GetReply, KindsReply, ListReply, Ok, RegisterReply, Response,

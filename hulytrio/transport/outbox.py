@@ -16,11 +16,14 @@ previous round's leaves in two frames, the first as soon as half of it is
 queued, so that the peer can start on it (``MIN_SPLIT``).
 
 The connection's writer task only steps in when the kernel refuses bytes:
-it waits until the socket is writable, sends the rest, and flushes what was
-queued meanwhile.  The queue is bounded: when it is full the peer has not
-been reading (the kernel refused bytes and the writer is still waiting), and
-the driver drops that peer instead of buffering without limit or stalling
-everyone else.
+it waits until the socket is writable and sends the rest.  Messages queued
+meanwhile are still encoded at the end of their round and kept as bytes by
+the WebSocket, so what a connection holds for its peer is measured in bytes
+in one place (``WebSocket.pending``, pongs and early halves included) and
+bounded there (``max_bytes``, set as the WebSocket's ``max_pending``): a
+peer that does not read is dropped instead of buffering without limit or
+stalling everyone else.  The message count (``limit``) bounds what one
+round may queue.
 """
 
 from __future__ import annotations
@@ -119,8 +122,11 @@ class Outbox:
 
     def __init__(self, limit: float = math.inf, *, max_batch: int = 4096,
                  max_frame_bytes: int = MAX_FRAME_BYTES,
+                 max_bytes: float = math.inf,
                  oversized: Oversized | None = None) -> None:
         self.limit = limit
+        #: bytes kept for the peer beyond which it is dropped (``WebSocket.max_pending``)
+        self.max_bytes = max_bytes
         self.max_batch = max_batch
         self.max_frame_bytes = max_frame_bytes
         self._oversized = oversized
@@ -197,8 +203,8 @@ class Outbox:
         ws = self._ws
         if ws is None or not self._queue:
             return
-        if ws.pending:
-            return  # the writer is waiting for the socket; it flushes after
+        # Even while the writer waits for the socket: the WebSocket keeps the
+        # bytes in order and counts them against its bound.
         self._send_queued(ws)
 
     def _backlogged(self) -> None:
@@ -277,6 +283,7 @@ class Outbox:
         self._ws = ws
         self._token = trio.lowlevel.current_trio_token()
         ws.on_backlog = self._backlogged
+        ws.max_pending = self.max_bytes
         if self._queue and not self._dirty:
             self._mark_dirty()  # queued before the connection was up
         try:
@@ -285,7 +292,6 @@ class Outbox:
                     raise self._failure
                 if ws.pending:
                     await ws.wait_sent()
-                    self._send_queued(ws)
                     continue
                 if self._close_reason is not None:
                     self._send_queued(ws)

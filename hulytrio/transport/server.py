@@ -48,7 +48,7 @@ from .deadlines import DeadlineTask
 from .errors import single_errors
 from .http import serve_http
 from .lifecycle import Lifecycle
-from .limits import refusal
+from .limits import MAX_BAD_MESSAGES_PER_FRAME, PRE_HELLO_BYTES, refusal
 from .metrics import hub_routes
 from .outbox import Outbox
 from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
@@ -57,8 +57,11 @@ __all__ = ["NetworkServer", "ServerStatistics", "serve_network"]
 
 log = logging.getLogger("hulytrio.hub")
 
-#: Messages queued for one peer before it counts as a slow consumer.
+#: Messages queued for one peer in one scheduler round before it counts as a slow consumer.
 DEFAULT_SEND_QUEUE = 10_000
+#: Bytes kept for one peer that does not read before it is dropped (pongs
+#: included).  Twice the frame limit: one largest answer must always fit.
+DEFAULT_SEND_BYTES = 2 * MAX_FRAME_BYTES
 #: Seconds a new connection has to complete the WebSocket upgrade.
 HANDSHAKE_TIMEOUT = 10.0
 
@@ -76,7 +79,7 @@ class ServerStatistics:
 
 
 class _Peer:
-    __slots__ = ("address", "conn", "outbox", "scope", "ws")
+    __slots__ = ("address", "conn", "greeted", "outbox", "scope", "ws")
 
     def __init__(self, conn: int, ws: WebSocket, outbox: Outbox) -> None:
         self.conn = conn
@@ -84,16 +87,20 @@ class _Peer:
         self.outbox = outbox
         self.scope = trio.CancelScope()
         self.address = ws.remote
+        #: the hub accepted its hello (its messages may be full size now)
+        self.greeted = False
 
 
 class NetworkServer:
     """A running hub: ``url`` to connect to, ``hub`` the core machine it drives."""
 
-    def __init__(self, hub: Hub, *, send_queue: int, max_frame_bytes: int) -> None:
+    def __init__(self, hub: Hub, *, send_queue: int, max_frame_bytes: int,
+                 send_bytes: int = DEFAULT_SEND_BYTES) -> None:
         self.hub = hub
         self.host = ""
         self.port = 0
         self.send_queue = send_queue
+        self.send_bytes = send_bytes
         self.max_frame_bytes = max_frame_bytes
         self._peers: dict[Hashable, _Peer] = {}
         self._serial = 0
@@ -241,6 +248,7 @@ class NetworkServer:
         conn = self._serial
         outbox = Outbox(self.send_queue, max_frame_bytes=min(self.max_frame_bytes,
                                                              MAX_FRAME_BYTES),
+                        max_bytes=self.send_bytes,
                         oversized=lambda message, size: self._oversized(conn, message, size))
         peer = _Peer(conn, ws, outbox)
         if self._going_away:
@@ -248,6 +256,7 @@ class NetworkServer:
             ws.close_nowait(1001, "hub shutting down")
             ws.abort()
             return
+        ws.max_message_size = min(PRE_HELLO_BYTES, ws.max_message_size)
         self._peers[conn] = peer
         try:
             self.hub.connection_made(conn, trio.current_time())
@@ -257,6 +266,10 @@ class NetworkServer:
                     nursery.start_soon(outbox.run_writer, ws)
                     await self._read(peer)
                     nursery.cancel_scope.cancel()
+            if ws.overflowed:
+                self._dropped += 1
+                log.warning("dropped connection %s (%s): over %d bytes queued; the peer is "
+                            "not reading", conn, peer.address, self.send_bytes)
         except Exception as exc:
             log.error("connection %s (%s) failed: %r", conn, peer.address, exc)
             ws.close_nowait(1011, "internal error")
@@ -292,19 +305,37 @@ class NetworkServer:
             now = trio.current_time()
             for data in frames:
                 self._frames_in += 1
+                if peer.outbox.closing:
+                    continue  # closed for bad input: nothing more is read
                 if isinstance(data, str):
                     self._bad(peer, 0, "text frames are not part of the protocol; send binary")
                     continue
                 try:
-                    messages, errors = decode_frame_lenient(data, self.max_frame_bytes)
+                    messages, errors = decode_frame_lenient(data, self.max_frame_bytes,
+                                                            MAX_BAD_MESSAGES_PER_FRAME)
                 except WireError as exc:
                     self._bad(peer, 0, str(exc))
+                    continue
+                if len(errors) > MAX_BAD_MESSAGES_PER_FRAME:
+                    self._too_many_bad(peer, errors)
                     continue
                 for err in errors:
                     self._bad(peer, err.call_id or 0, str(err))
                 for message in messages:
                     hub.receive(peer.conn, message, now)
+                if not peer.greeted and hub.has_session(peer.conn):
+                    peer.greeted = True
+                    ws.max_message_size = 2 * self.max_frame_bytes
             self._drain()
+
+    def _too_many_bad(self, peer: _Peer, errors: list[WireError]) -> None:
+        """Answer the first bad messages of a frame full of them, then close (1008)."""
+        for err in errors[:MAX_BAD_MESSAGES_PER_FRAME]:
+            self._bad(peer, err.call_id or 0, str(err))
+        reason = f"more than {MAX_BAD_MESSAGES_PER_FRAME} bad messages in one frame"
+        log.warning("closing connection %s (%s): %s", peer.conn, peer.address, reason)
+        self._drain()  # the answers go out before the close
+        peer.outbox.close_after_flush(reason, 1008)
 
     def _bad(self, peer: _Peer, call_id: int, text: str) -> None:
         self._bad_frames += 1
@@ -328,9 +359,13 @@ async def serve_network(
     timeouts: Timeouts | None = None,
     hub_id: str | None = None,
     send_queue: int = DEFAULT_SEND_QUEUE,
+    send_bytes: int = DEFAULT_SEND_BYTES,
     max_frame_bytes: int = MAX_FRAME_BYTES,
     listen_sockets: Sequence[socket.socket] | None = None,
     metrics_port: int | None = None,
+    max_in_flight: int = 1024,
+    max_in_flight_per_container: int = 512,
+    max_alive_timeout: float = 300.0,
 ) -> AsyncIterator[NetworkServer]:
     """Run a hub on ``host:port`` for the duration of the ``async with`` block.
 
@@ -341,13 +376,21 @@ async def serve_network(
     they are closed on exit.  ``metrics_port``, if given, serves ``/metrics``
     (and ``/health``, ``/ready``) over plain HTTP on ``host:metrics_port``
     too (0 picks a free port: ``server.metrics_port``).  Yields the
-    ``NetworkServer``; on exit every connection is cancelled.
+    ``NetworkServer``; on exit every connection is cancelled.  ``send_bytes``
+    bounds the bytes kept for a peer that does not read (it is dropped past
+    it); ``send_queue`` the messages queued for it in one scheduler round.
+    ``max_in_flight``, ``max_in_flight_per_container`` and
+    ``max_alive_timeout`` are the hub's own bounds (``core.hub.Hub``).
 
     Raises:
         OSError: if the address cannot be bound.
     """
-    hub = Hub(hub_id if hub_id is not None else f"hub-{secrets.token_hex(4)}", timeouts)
-    server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes)
+    hub = Hub(hub_id if hub_id is not None else f"hub-{secrets.token_hex(4)}", timeouts,
+              max_in_flight=max_in_flight,
+              max_in_flight_per_container=max_in_flight_per_container,
+              max_alive_timeout=max_alive_timeout)
+    server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes,
+                           send_bytes=send_bytes)
     with single_errors():
         async with trio.open_nursery() as nursery:
             listener: trio.SocketListener = await nursery.start(_listen, server, host, port,

@@ -18,7 +18,10 @@ non-blocking ``socket.socket`` itself:
   *at once*, from the caller's task (an optimistic write, like asyncio's
   transports).  Only what the kernel does not take is kept, and
   ``wait_sent()`` waits until the socket is writable and sends it; ``pending``
-  is the number of bytes kept, so the driver above can bound it.
+  is the number of bytes kept.  Every byte written goes through one place
+  (data frames, pongs, close frames), so one bound covers them all: once
+  ``pending`` passes ``max_pending`` the peer is not reading, and the
+  connection is dropped (``overflowed``) and its bytes freed.
 
 A receive that found data without waiting checkpoints every few reads, so a
 peer that always has data ready cannot starve the other tasks.  Text
@@ -30,6 +33,7 @@ connection with code 1009, as trio-websocket does.
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -63,6 +67,8 @@ __all__ = [
 READ_BYTES = 64 * 1024
 #: Reads that found data without waiting before a receive yields anyway.
 READS_PER_YIELD = 8
+#: What one send joins at most from the bytes kept for a slow peer.
+_COALESCE = 256 * 1024
 #: Largest HTTP upgrade request or response accepted.
 MAX_HANDSHAKE_BYTES = 16 * 1024
 #: The answer to an upgrade request that cannot be parsed.
@@ -90,7 +96,8 @@ class WebSocket:
     """One open WebSocket (see the module docstring); made by ``accept_``/``connect_websocket``."""
 
     __slots__ = ("_close_sent", "_closed", "_closed_event", "_inbox", "_masked", "_out",
-                 "_reader", "_sock", "_streak", "on_backlog", "pending", "remote")
+                 "_reader", "_sock", "_streak", "max_pending", "on_backlog", "overflowed",
+                 "pending", "remote")
 
     def __init__(self, sock: socket.socket, *, client: bool, max_message_size: int,
                  remote: str, received: bytes = b"") -> None:
@@ -101,8 +108,12 @@ class WebSocket:
         self._reader = MessageReader(masked=not client, max_message_size=max_message_size)
         self.remote = remote
         #: bytes the kernel has not taken yet, in order
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
         self.pending = 0
+        #: the most ``pending`` may reach; past it the connection is dropped
+        self.max_pending: float = math.inf
+        #: dropped because ``pending`` passed ``max_pending``
+        self.overflowed = False
         #: called when a write leaves bytes the kernel did not take (``pending``
         #: becomes non-zero), from whichever task wrote: whoever serves
         #: ``wait_sent`` must be woken, or the rest is never sent
@@ -114,6 +125,16 @@ class WebSocket:
         self._streak = 0
         if received:
             self._feed(received)
+
+    @property
+    def max_message_size(self) -> int:
+        """Return the largest message accepted now (a larger one closes with 1009)."""
+        return self._reader.max_message_size
+
+    @max_message_size.setter
+    def max_message_size(self, size: int) -> None:
+        # Drivers keep it small until the peer's hello (pre-hello buffering).
+        self._reader.max_message_size = size
 
     @property
     def closed(self) -> WebSocketClosed | None:
@@ -201,6 +222,10 @@ class WebSocket:
         if self._out:
             self._out.append(data)
             self.pending += len(data)
+            if self.pending > self.max_pending:
+                self._overflow()
+            return
+        if self.overflowed:
             return
         try:
             sent = self._sock.send(data)
@@ -213,8 +238,23 @@ class WebSocket:
             rest = data[sent:]
             self._out.append(rest)
             self.pending += len(rest)
+            if self.pending > self.max_pending:
+                self._overflow()
+                return
             if self.on_backlog is not None:
                 self.on_backlog()
+
+    def _overflow(self) -> None:
+        """More than ``max_pending`` bytes wait for a peer that does not read: drop it.
+
+        The bytes are freed now; the socket is closed from the run loop (this
+        may run in the outbox's flush between scheduler rounds), which wakes
+        the tasks waiting on it.
+        """
+        self.overflowed = True
+        limit = self.max_pending
+        self._lost(f"over {limit:.0f} bytes queued for a peer that does not read")
+        trio.lowlevel.current_trio_token().run_sync_soon(self.abort)
 
     async def wait_sent(self) -> None:
         """Return once the kernel has taken every byte sent so far.
@@ -229,7 +269,16 @@ class WebSocket:
             except trio.ClosedResourceError:
                 self._lost("the connection was closed locally")
                 continue
-            data = b"".join(out) if len(out) > 1 else out[0]
+            # Up to about _COALESCE bytes per send: joining everything kept
+            # (up to max_pending) for every send would copy it over and over.
+            data = out[0]
+            if len(out) > 1 and len(data) < _COALESCE:
+                count, size = 1, len(data)
+                while count < len(out) and size < _COALESCE:
+                    size += len(out[count])
+                    count += 1
+                data = b"".join(out[:count])
+                out[:count] = [data]
             try:
                 sent = sock.send(data)
             except BlockingIOError:
@@ -237,10 +286,11 @@ class WebSocket:
             except OSError as exc:
                 self._lost(f"{type(exc).__name__}: {exc}")
                 continue
-            out.clear()
-            self.pending = len(data) - sent
+            self.pending -= sent
             if sent < len(data):
-                out.append(data[sent:])
+                out[0] = memoryview(data)[sent:]
+            else:
+                del out[0]
         if self._closed is not None and self._closed.code == 1006:
             raise self._closed
 

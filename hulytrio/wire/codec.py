@@ -622,14 +622,16 @@ def decode_frame(data: bytes, max_bytes: int = MAX_FRAME_BYTES) -> list[Message]
 
 
 def decode_frame_lenient(
-    data: bytes, max_bytes: int = MAX_FRAME_BYTES
+    data: bytes, max_bytes: int = MAX_FRAME_BYTES, max_errors: int | None = None
 ) -> tuple[list[Message], list[WireError]]:
     """Decode one frame, keeping the good messages when some are bad.
 
     Returns ``(messages, errors)``: the messages that decoded, in frame order,
     and one ``WireError`` per bad message, in frame order, each with
     ``index`` and, when readable, ``tag`` and ``call_id`` so the caller can
-    answer that call with an ``Error`` and carry on with the rest.
+    answer that call with an ``Error`` and carry on with the rest.  With
+    ``max_errors``, decoding stops at bad message ``max_errors + 1``: more
+    than ``max_errors`` errors means the rest of the frame was not decoded.
 
     Raises ``WireError`` when the frame as a whole is unusable (too large, not
     msgpack, not an array): then there are no messages to keep.
@@ -641,6 +643,8 @@ def decode_frame_lenient(
             messages.append(_from_wire(obj, i))
         except WireError as exc:
             errors.append(exc)
+            if max_errors is not None and len(errors) > max_errors:
+                break
     return messages, errors
 
 

@@ -85,30 +85,59 @@ async def test_a_burst_as_large_as_the_last_leaves_in_two_halves():
             nursery.cancel_scope.cancel()
 
 
-async def test_outbox_is_bounded_while_the_peer_does_not_read():
+async def test_outbox_is_bounded_in_messages_per_round():
     with trio.fail_after(10):
         async with ws_pair() as (client, server), trio.open_nursery() as nursery:
             outbox = Outbox(5)
             nursery.start_soon(outbox.run_writer, client)
             await trio.testing.wait_all_tasks_blocked()
-            # The server does not read: the kernel's buffers fill, the writer
-            # waits for the socket, and then the queue fills up.
+            # One round (no checkpoint): the sixth message is refused.
+            accepted = [outbox.put_nowait(Request(i, "u", "op")) for i in range(6)]
+            assert accepted == [True] * 5 + [False]
+            received = 0
+            while received < 5:
+                received += sum(len(decode_frame(d)) for d in await server.receive())  # type: ignore[arg-type]
+            nursery.cancel_scope.cancel()
+
+
+async def test_outbox_keeps_bytes_for_a_slow_peer_in_order_up_to_its_byte_bound():
+    with trio.fail_after(10):
+        async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+            outbox = Outbox(5, max_bytes=64 * 1024 * 1024)
+            nursery.start_soon(outbox.run_writer, client)
+            await trio.testing.wait_all_tasks_blocked()
+            # The server does not read: the kernel's buffers fill, and the
+            # WebSocket keeps the rest as bytes (counted in ``pending``).
             big = Request(0, "u", "op", b"x" * 65536)
-            accepted = []
-            for _ in range(10_000):
-                accepted.append(outbox.put_nowait(big))
-                if not accepted[-1]:
-                    break
+            sent = 0
+            while client.pending < 4 * 1024 * 1024:
+                assert outbox.put_nowait(big)
+                sent += 1
                 await trio.lowlevel.checkpoint()
-            assert accepted[-1] is False, "the queue is bounded"
-            assert client.pending > 0, "the kernel refused bytes"
-            assert outbox.statistics().queued == 5
-            sent = accepted.count(True)
+            assert not client.overflowed
             # once the peer reads, everything accepted arrives, in order
             received = 0
             while received < sent:
                 received += sum(len(decode_frame(d)) for d in await server.receive())  # type: ignore[arg-type]
             assert received == sent
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_that_does_not_read_is_dropped_past_the_byte_bound():
+    with trio.fail_after(10):
+        async with ws_pair() as (client, _server), trio.open_nursery() as nursery:
+            outbox = Outbox(5, max_bytes=2 * 1024 * 1024)
+            nursery.start_soon(outbox.run_writer, client)
+            await trio.testing.wait_all_tasks_blocked()
+            big = Request(0, "u", "op", b"x" * 65536)
+            for _ in range(10_000):
+                if client.overflowed:
+                    break
+                outbox.put_nowait(big)
+                await trio.lowlevel.checkpoint()
+            assert client.overflowed, "dropped once the bytes kept passed the bound"
+            assert client.pending == 0, "and the bytes are freed"
+            assert client.closed is not None
             nursery.cancel_scope.cancel()
 
 

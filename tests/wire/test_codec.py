@@ -18,6 +18,7 @@ from hulytrio.core.messages import (
     PROTOCOL_VERSION,
     Activate,
     AgentsReply,
+    Cancel,
     Claim,
     Close,
     Connect,
@@ -104,6 +105,7 @@ SAMPLES: list[Message] = [
     Response(16, encode_payload([1, 2, 3])),
     Connect(17, UUID, "client-3"),
     Disconnect(UUID, "client-3"),
+    Cancel(9),
     Push(UUID, encode_payload({"event": "changed"}), "client-3"),
     Event(
         NetworkEvent(
