@@ -51,6 +51,7 @@ from ..core.effects import (
     HubEffect,
     OpenConnection,
     ReferenceChanged,
+    Refused,
     Reject,
     Resolve,
     RunRequest,
@@ -403,6 +404,8 @@ class Simulation:
                     conn.down.push(CLOSE)
                     conn.down.closed = True
                     self.trace("hub-close", conn.name, eff.reason)
+                case Refused():
+                    pass  # the simulated hub runs without authentication: nothing is refused
                 case _:
                     assert_never(eff)
         # Arm the hub's wake-up.  Only arming can bring its next deadline

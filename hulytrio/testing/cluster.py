@@ -24,6 +24,7 @@ from ..core.effects import (
     Effect,
     OpenConnection,
     ReferenceChanged,
+    Refused,
     Reject,
     Resolve,
     RunRequest,
@@ -157,8 +158,10 @@ class Cluster:
                             self.hub.connection_lost(client_id, self.now)
                             if client_id in self.sessions:
                                 self.sessions[client_id].connection_lost(self.now)
+                    case Refused():
+                        pass  # the in-memory cluster runs without authentication
                     case _:
-                        assert_never(effect)
+                        assert_never(out)
 
     def _client_effect(self, client_id: str, s: ClientSession, effect: SessionEffect) -> None:
         # Every effect a session can emit is named here: mypy strict fails

@@ -17,13 +17,23 @@ can neither grow the hub's memory nor stall the messages of anyone else.
 Bad input never reaches the hub as an exception: an undecodable frame or
 message is answered with an ``Error`` through ``Hub.protocol_error`` and
 logged, and the connection carries on.
+
+With an ``authenticator`` the driver verifies each connection's hello
+credential (``hulytrio.auth``) and hands the hub the principal
+(``Hub.receive_hello``) or the reason it is refused (``Hub.refuse_hello``);
+the hub decides the rest.  Every refusal is one ``WARNING`` line on the
+``hulytrio.audit`` logger.  With an ``ssl_context`` every connection is
+TLS (``wss://``): see ``tls.serve_tls``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import socket
+import ssl
+import time
 from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import assert_never
@@ -31,9 +41,10 @@ from typing import assert_never
 import attrs
 import trio
 
-from hulytrio.core.effects import CloseConnection, Send
+from hulytrio.auth import Authenticator, AuthError
+from hulytrio.core.effects import CloseConnection, Refused, Send
 from hulytrio.core.hub import Hub
-from hulytrio.core.messages import Message
+from hulytrio.core.messages import Hello, Message
 from hulytrio.core.timeouts import Timeouts
 
 from ..wire.codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
@@ -48,6 +59,7 @@ from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed,
 __all__ = ["NetworkServer", "ServerStatistics", "serve_network"]
 
 log = logging.getLogger("hulytrio.hub")
+audit = logging.getLogger("hulytrio.audit")
 
 #: Messages queued for one peer before it counts as a slow consumer.
 DEFAULT_SEND_QUEUE = 10_000
@@ -81,8 +93,13 @@ class _Peer:
 class NetworkServer:
     """A running hub: ``url`` to connect to, ``hub`` the core machine it drives."""
 
-    def __init__(self, hub: Hub, *, send_queue: int, max_frame_bytes: int) -> None:
+    def __init__(self, hub: Hub, *, send_queue: int, max_frame_bytes: int,
+                 authenticator: Authenticator | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.hub = hub
+        #: verifies hello credentials; None: authentication off
+        self.authenticator = authenticator
+        self.ssl_context = ssl_context
         self.host = ""
         self.port = 0
         self.send_queue = send_queue
@@ -111,9 +128,10 @@ class NetworkServer:
 
     @property
     def url(self) -> str:
-        """Return the ``ws://host:port`` URL clients connect to."""
+        """Return the ``ws://host:port`` URL clients connect to (``wss://`` with TLS)."""
         host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
-        return f"ws://{host}:{self.port}"
+        scheme = "ws" if self.ssl_context is None else "wss"
+        return f"{scheme}://{host}:{self.port}"
 
     def statistics(self) -> ServerStatistics:
         """Return the driver's counters."""
@@ -138,6 +156,11 @@ class NetworkServer:
                         log.info("closing connection %s (%s): %s", peer.conn, peer.address,
                                  effect.reason)
                         peer.outbox.close_after_flush(effect.reason)
+                case Refused():
+                    peer = self._peers.get(effect.conn)
+                    audit.warning("refused %r from connection %s (%s) peer id %r subject %r: %s",
+                                  effect.what, effect.conn, peer.address if peer else "?",
+                                  effect.peer_id, effect.peer, effect.reason)
                 case _:
                     assert_never(effect)
         self._timer.poke()
@@ -220,6 +243,7 @@ class NetworkServer:
 
     async def _read(self, peer: _Peer) -> None:
         hub, ws = self.hub, peer.ws
+        auth = self.authenticator if self.authenticator and self.authenticator.required else None
         while True:
             try:
                 frames = await ws.receive()
@@ -239,13 +263,36 @@ class NetworkServer:
                 for err in errors:
                     self._bad(peer, err.call_id or 0, str(err))
                 for message in messages:
-                    hub.receive(peer.conn, message, now)
+                    if auth is not None and type(message) is Hello:
+                        self._hello(peer, message, auth, now)
+                    else:
+                        hub.receive(peer.conn, message, now)
             self._drain()
+
+    def _hello(self, peer: _Peer, message: Hello, auth: Authenticator, now: float) -> None:
+        """Verify ``message``'s credential and hand the hub the principal, or the refusal."""
+        try:
+            principal = auth.authenticate(message.credentials, time.time())
+        except AuthError as exc:
+            self.hub.refuse_hello(peer.conn, message, str(exc), now)
+        else:
+            self.hub.receive_hello(peer.conn, message, principal, now)
 
     def _bad(self, peer: _Peer, call_id: int, text: str) -> None:
         self._bad_frames += 1
         log.warning("bad input from connection %s (%s): %s", peer.conn, peer.address, text)
         self.hub.protocol_error(peer.conn, call_id, text)
+
+
+def _loopback_only(listener: trio.SocketListener,
+                   sockets: Sequence[socket.socket] | None) -> bool:
+    """Return whether every address the hub listens on is a loopback address."""
+    names = ([s.getsockname() for s in sockets] if sockets is not None
+             else [listener.socket.getsockname()])
+    try:
+        return all(ipaddress.ip_address(name[0]).is_loopback for name in names)
+    except ValueError:
+        return False
 
 
 def _address(stream: trio.SocketStream) -> str:
@@ -267,6 +314,8 @@ async def serve_network(
     max_frame_bytes: int = MAX_FRAME_BYTES,
     listen_sockets: Sequence[socket.socket] | None = None,
     metrics_port: int | None = None,
+    authenticator: Authenticator | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[NetworkServer]:
     """Run a hub on ``host:port`` for the duration of the ``async with`` block.
 
@@ -276,14 +325,20 @@ async def serve_network(
     ``listen.bind_listeners``) and are served instead of binding ``host:port``;
     they are closed on exit.  ``metrics_port``, if given, serves ``/metrics``
     (and ``/health``, ``/ready``) over plain HTTP on ``host:metrics_port``
-    too (0 picks a free port: ``server.metrics_port``).  Yields the
-    ``NetworkServer``; on exit every connection is cancelled.
+    too (0 picks a free port: ``server.metrics_port``).  ``authenticator``
+    (``hulytrio.auth.load_authenticator``) makes every peer present a
+    credential in its hello; without one, a hub bound beyond loopback logs
+    a warning.  ``ssl_context`` (``tls.server_ssl_context``) serves
+    ``wss://`` (and ``https://`` for ``/health`` and the like) instead of
+    ``ws://``.  Yields the ``NetworkServer``; on exit every connection is
+    cancelled.
 
     Raises:
         OSError: if the address cannot be bound.
     """
     hub = Hub(hub_id if hub_id is not None else f"hub-{secrets.token_hex(4)}", timeouts)
-    server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes)
+    server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes,
+                           authenticator=authenticator, ssl_context=ssl_context)
     with single_errors():
         async with trio.open_nursery() as nursery:
             listener: trio.SocketListener = await nursery.start(_listen, server, host, port,
@@ -295,6 +350,12 @@ async def serve_network(
                 server.metrics_port = await nursery.start(serve_http, server.http, host,
                                                           metrics_port)
             log.info("hub %s listening on %s", hub.hub_id, server.url)
+            if ((authenticator is None or not authenticator.required)
+                    and not _loopback_only(listener, listen_sockets)):
+                log.warning("authentication is off and the hub listens beyond loopback "
+                            "(%s): any peer that reaches the port may register agents, "
+                            "call any container and see the whole registry; use --auth "
+                            "(docs/security.md)", server.url)
             try:
                 yield server
             finally:
