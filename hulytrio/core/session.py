@@ -200,6 +200,8 @@ TimerKey: TypeAlias = SessionTimer | GetRetry | Resend | ClaimAfter
 
 #: a message without fields is immutable: one instance serves every ping
 _PING = Ping()
+#: error codes that answer a hello the hub will not accept (see ``refused``)
+_REFUSALS = frozenset({ErrorCode.UNAUTHORIZED.value, ErrorCode.FORBIDDEN.value})
 #: and so is the effect that sends it
 _SEND_PING = Send(None, _PING)
 
@@ -249,6 +251,7 @@ class ClientSession:
         events: str = "all",
         probes: Probes | None = None,
         seeded_bugs: frozenset[str] = frozenset(),
+        credentials: str | None = None,
     ) -> None:
         if events not in ("all", "own"):
             raise LocalProtocolError(f"events must be 'all' or 'own', got {events!r}")
@@ -256,6 +259,12 @@ class ClientSession:
         #: "all": every registry event and a full view; "own": only what
         #: concerns this session (its references, its standbys, agents)
         self.events = events
+        #: the token presented in every hello (None: the hub runs without authentication)
+        self.credentials = credentials
+        #: the hub's refusal of the last hello (``unauthorized``: the credential;
+        #: ``forbidden``: the peer id is another principal's); None once welcomed.
+        #: The session keeps reconnecting with backoff meanwhile.
+        self.refused: Error | None = None
         self.rng = rng
         self.alive_timeout = alive_timeout
         self.backoff = backoff
@@ -327,7 +336,7 @@ class ClientSession:
         # The handshake must finish within the hub's alive timeout as we know it.
         self.timers.call_at(now + self._hub_alive, SessionTimer.HUB_ALIVE)
         self._send(Hello(PROTOCOL_VERSION, self.client_id, self.alive_timeout,
-                         events=self.events))
+                         self.credentials, events=self.events))
 
     def connection_lost(self, now: float) -> None:
         """The connection failed or closed: back off and reconnect.
@@ -399,6 +408,9 @@ class ClientSession:
             self._last_heard = now
             if isinstance(message, Welcome):
                 self._welcome(message, now)
+            elif isinstance(message, Error) and message.code in _REFUSALS:
+                self.probes.hit("hello refused")
+                self.refused = message
 
     # --- user operations -------------------------------------------------------
 
@@ -600,6 +612,7 @@ class ClientSession:
             self.probes.hit("hub restarted")
         rebuilding = self.welcomes > 0
         self.welcomes += 1
+        self.refused = None
         self.hub_id = msg.hub_id
         self._transition(SessionState.READY)
         self._attempt = 0

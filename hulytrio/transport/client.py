@@ -50,9 +50,9 @@ from hulytrio.core.effects import (
     StartContainer,
     StopContainer,
 )
-from hulytrio.core.errors import ConnectionClosed, LocalProtocolError
+from hulytrio.core.errors import ConnectionClosed, LocalProtocolError, error_from_code
 from hulytrio.core.events import NetworkEvent
-from hulytrio.core.messages import Message
+from hulytrio.core.messages import Error, Message
 from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
 
@@ -165,6 +165,7 @@ class Client:
                                      nursery.start, self._forget_agent)
         self._refs: dict[int, ContainerReference] = {}
         self._welcomed = trio.Event()
+        self._refusal: Error | None = None
         self._timer = DeadlineTask(session.next_deadline, self._fire)
         #: the shielded scopes of the background tasks (see ``spawn``)
         self._scopes: dict[int, trio.CancelScope] = {}
@@ -179,8 +180,17 @@ class Client:
     # --- the public API ------------------------------------------------------------
 
     async def wait_connection(self) -> None:
-        """Return once the hub has welcomed this client (at least once)."""
+        """Return once the hub has welcomed this client (at least once).
+
+        Raises:
+            Unauthorized: the hub refused the client's credential (missing,
+                unknown, expired), or ``Forbidden`` its peer id (another
+                principal's); the client keeps retrying with backoff.
+        """
         await self._welcomed.wait()
+        refused = self.session.refused
+        if not self.session.welcomes and refused is not None:
+            raise error_from_code(refused.code, refused.message)
 
     async def get(self, kind: str, *, uuid: str | None = None,
                   labels: Iterable[str] | None = None,
@@ -301,7 +311,16 @@ class Client:
                 self._perform(effect)
         if session.welcomes and not self._welcomed.is_set():
             self._welcomed.set()
+        if session.refused is not self._refusal:
+            self._refused()
         self._timer.poke()
+
+    def _refused(self) -> None:
+        refused = self._refusal = self.session.refused
+        if refused is not None:
+            log.error("the hub at %s refused this client (%s): %s", self.url, refused.code,
+                      refused.message)
+            self._welcomed.set()  # wait_connection raises the refusal
 
     def _perform(self, effect: SessionEffect) -> None:
         # Ordered by frequency: a routed request is a Send and a Resolve here.
@@ -575,7 +594,8 @@ async def open_client(url: str, *, client_id: str | None = None,
                       alive_timeout: float | None = None,
                       backoff: Backoff = RECONNECT_BACKOFF,
                       seed: int | None = None,
-                      events: str = "all") -> AsyncIterator[Client]:
+                      events: str = "all",
+                      token: str | None = None) -> AsyncIterator[Client]:
     """Connect to the hub at ``url`` for the duration of the ``async with`` block.
 
     Returns at once (the connection is made in the background and remade
@@ -586,14 +606,16 @@ async def open_client(url: str, *, client_id: str | None = None,
     chooses the registry events this client receives: ``"all"`` (default;
     ``updates()`` sees every change) or ``"own"`` (agent changes and changes
     to its own containers only: enough to follow its references, and cheap
-    for the hub with many clients).  On exit,
+    for the hub with many clients).  ``token`` is the credential presented
+    in every hello, for a hub that requires one (``serve --auth``); a refused
+    one makes ``wait_connection()`` raise ``Unauthorized``.  On exit,
     hosted agents are unregistered and their containers terminated, and the
     hub is told ``Close``.
     """
     session = ClientSession(client_id if client_id is not None
                             else f"client-{secrets.token_hex(4)}",
                             rng=random.Random(seed), alive_timeout=alive_timeout,
-                            backoff=backoff, events=events)
+                            backoff=backoff, events=events, credentials=token)
     with single_errors():
         async with trio.open_nursery() as nursery:
             client = Client(url, session, nursery)
