@@ -534,6 +534,15 @@ class ClientSession:
         self._send_call(call)
         return call.call_id
 
+    def forget_agent(self, agent_id: AgentId) -> None:
+        """Stop hosting ``agent_id`` without telling the hub (it refused the registration).
+
+        Emits ``StopContainer`` for anything the agent ran.
+        """
+        agent = self._agents.pop(agent_id, None)
+        if agent is not None:
+            self._effects.extend(agent.stop_all())
+
     def unregister_agent(self, agent_id: AgentId) -> int:
         """Stop hosting ``agent_id``; returns a handle resolved once the hub agrees.
 

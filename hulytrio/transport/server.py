@@ -54,6 +54,7 @@ from .http import serve_http
 from .limits import refusal
 from .metrics import hub_routes
 from .outbox import Outbox
+from .tls_relay import handshake, relay
 from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
 
 __all__ = ["NetworkServer", "ServerStatistics", "serve_network"]
@@ -182,13 +183,35 @@ class NetworkServer:
         """Serve one connection; nothing it raises reaches the nursery of the others."""
         address = _address(stream)
         try:
-            ws = await self._accept(stream)
-            if ws is not None:
-                await self._serve(ws)
+            if self.ssl_context is None:
+                ws = await self._accept(stream)
+                if ws is not None:
+                    await self._serve(ws)
+                return
+            async with trio.open_nursery() as relays:
+                plain = await self._accept_tls(stream, address, relays)
+                ws = None if plain is None else await self._accept(plain)
+                if ws is not None:
+                    ws.remote = address
+                    await self._serve(ws)
         except Exception as exc:
             # A bug meeting one peer's input: that connection ends, the hub
             # and every other connection carry on.
             log.error("connection from %s failed: %r", address, exc)
+
+    async def _accept_tls(self, stream: trio.SocketStream, address: str,
+                          relays: trio.Nursery) -> trio.SocketStream | None:
+        """Complete the TLS handshake; returns the relay's plain end, or None (logged)."""
+        assert self.ssl_context is not None
+        tls = trio.SSLStream(stream, self.ssl_context, server_side=True)
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                await handshake(tls, address)
+        except (HandshakeError, trio.TooSlowError) as exc:
+            log.info("TLS handshake failed: %s", exc)
+            await trio.aclose_forcefully(tls)
+            return None
+        return relay(relays.start_soon, tls)
 
     async def _accept(self, stream: trio.SocketStream) -> WebSocket | None:
         """Complete the WebSocket upgrade; returns the WebSocket, or None (logged)."""
