@@ -20,6 +20,7 @@ both ends, the TLS one with a ``close_notify`` bounded to a second.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 from collections.abc import Callable
@@ -82,10 +83,9 @@ async def _relay(tls: trio.SSLStream[Any], inner: trio.SocketStream) -> None:
         await trio.aclose_forcefully(inner)
         with trio.move_on_after(1) as scope:
             scope.shield = True
-            try:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError,
+                                     OSError):
                 await tls.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
         if scope.cancelled_caught:
             await trio.aclose_forcefully(tls)
 

@@ -217,7 +217,7 @@ async def test_another_principal_cannot_take_over_a_peer_id(tokens_spec):
 
 async def test_the_same_principal_restarted_supersedes(tokens_spec):
     with trio.fail_after(20):
-        async with hulytrio.serve_network(port=0, authenticator=load_authenticator(
+        async with hulytrio.serve_network(port=0, authenticator=load_authenticator(  # noqa: SIM117
                 tokens_spec)) as hub, \
                 hulytrio.open_client(hub.url, token=CLIENT) as client:
             async with hulytrio.open_client(hub.url, token=HEALTHY) as old:
