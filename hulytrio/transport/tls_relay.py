@@ -57,9 +57,13 @@ async def handshake(tls: trio.SSLStream[Any], where: str) -> None:
     """
     try:
         await tls.do_handshake()
-    except TLS_HANDSHAKE_ERRORS as exc:
-        await trio.aclose_forcefully(tls)
-        raise HandshakeError(f"TLS handshake with {where} failed: {_reason(exc)}") from None
+    except BaseException as exc:
+        # cancelled, too (a timeout, the client closing): the socket is closed either way
+        await trio.aclose_forcefully(tls.transport_stream)
+        if isinstance(exc, TLS_HANDSHAKE_ERRORS):
+            raise HandshakeError(f"TLS handshake with {where} failed: {_reason(exc)}"
+                                 ) from None
+        raise
 
 
 def relay(spawn: _Spawn, tls: trio.SSLStream[Any]) -> trio.SocketStream:
@@ -86,8 +90,8 @@ async def _relay(tls: trio.SSLStream[Any], inner: trio.SocketStream) -> None:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError,
                                      OSError):
                 await tls.aclose()
-        if scope.cancelled_caught:
-            await trio.aclose_forcefully(tls)
+        # whatever state the TLS stream ended in, its socket is closed
+        await trio.aclose_forcefully(tls.transport_stream)
 
 
 async def _copy(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.CancelScope
@@ -126,6 +130,7 @@ async def connect_wss(url: str, *, max_message_size: int, ssl_context: ssl.SSLCo
     port = parts.port or 443
     tcp = await trio.open_tcp_stream(parts.hostname, port)
     tls = trio.SSLStream(tcp, ssl_context, server_hostname=parts.hostname)
+    # from here, handshake() or the relay owns the socket
     await handshake(tls, f"{parts.hostname}:{port}")
     plain = relay(spawn, tls)
     try:
