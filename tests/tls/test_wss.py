@@ -55,7 +55,7 @@ async def test_wss_end_to_end(files):
 async def test_a_client_trusting_another_ca_is_refused(files):
     with trio.fail_after(20):
         context = server_ssl_context(files["cert"], files["key"])
-        async with hulytrio.serve_network(port=0, ssl_context=context) as hub:
+        async with hulytrio.serve_network(port=0, ssl_context=context) as hub:  # noqa: SIM117
             async with hulytrio.open_client(hub.url, ca=files["other_ca"]) as client:
                 with trio.move_on_after(1.5):
                     await client.wait_connection()
