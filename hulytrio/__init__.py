@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from hulytrio.core.errors import (
     ConnectionClosed,
     ContainerNotFound,
+    Forbidden,
     HulyError,
     LocalProtocolError,
     NoAgentForKind,
@@ -78,6 +79,7 @@ __all__ = [
     "ContainerRecord",
     "ContainerReference",
     "Factory",
+    "Forbidden",
     "GetOptions",
     "HulyError",
     "LocalProtocolError",

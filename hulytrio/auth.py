@@ -36,7 +36,7 @@ import attrs
 from .core.principals import UNAUTHENTICATED, Principal, Role
 
 __all__ = ["AuthError", "Authenticator", "JwtAuthenticator", "NoAuthentication",
-           "TokenFileAuthenticator", "load_authenticator"]
+           "TokenFileAuthenticator", "load_authenticator", "read_token"]
 
 #: Seconds a JWT's ``exp`` and ``nbf`` may be off, for clocks that drift.
 JWT_LEEWAY = 30.0
@@ -241,3 +241,24 @@ def load_authenticator(spec: str | None) -> Authenticator:
     if kind == "jwt" and path:
         return JwtAuthenticator.from_file(path)
     raise AuthError(f"--auth {spec!r}: use tokens:FILE, jwt:SECRET_FILE or none")
+
+
+def read_token(path: str) -> str:
+    """Return the token in ``path`` (``--token-file``), surrounding whitespace dropped.
+
+    Raises ``AuthError`` naming the file when it cannot be read, is empty or
+    holds more than one line.
+    """
+    try:
+        with open(path, "rb") as f:
+            text = f.read(64 * 1024).decode()
+    except OSError as exc:
+        raise AuthError(f"--token-file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise AuthError(f"--token-file {path}: not text") from None
+    token = text.strip()
+    if not token:
+        raise AuthError(f"--token-file {path}: the file is empty")
+    if any(c.isspace() for c in token):
+        raise AuthError(f"--token-file {path}: expected one token (no spaces or lines)")
+    return token

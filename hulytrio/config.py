@@ -47,6 +47,7 @@ __all__ = [
     "LoggingConfig",
     "MonitoringConfig",
     "NetworkConfig",
+    "SecurityConfig",
     "describe",
     "format_size",
     "load_config",
@@ -106,6 +107,25 @@ class MonitoringConfig:
 
 
 @attrs.frozen
+class SecurityConfig:
+    """Credentials and TLS (``security.*``; docs/security.md).
+
+    ``tls_cert``/``tls_key`` are this process's server certificate (the
+    hub's, or an agent endpoint's); ``tls_client_cert``/``tls_client_key``
+    its certificate as a client, for a hub that requires mutual TLS.
+    """
+
+    auth: str | None = None
+    token_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    ca_file: str | None = None
+    tls_client_cert: str | None = None
+    tls_client_key: str | None = None
+
+
+@attrs.frozen
 class Config:
     """The effective configuration; ``sources`` maps each key's path to its origin.
 
@@ -116,6 +136,7 @@ class Config:
     agent: AgentConfig = attrs.Factory(AgentConfig)
     logging: LoggingConfig = attrs.Factory(LoggingConfig)
     monitoring: MonitoringConfig = attrs.Factory(MonitoringConfig)
+    security: SecurityConfig = attrs.Factory(SecurityConfig)
     sources: Mapping[str, str] = attrs.field(factory=dict, eq=False)
 
     @property
@@ -124,10 +145,14 @@ class Config:
         return self.monitoring.metrics_port if self.monitoring.enabled else None
 
     def hub_url(self) -> str:
-        """Return the URL an agent dials: ``agent.url``, else ``ws://network.host:port``."""
+        """Return the URL an agent dials: ``agent.url``, else ``ws://network.host:port``.
+
+        ``wss://`` instead when a CA file is set (``security.caFile``).
+        """
         if self.agent.url is not None:
             return self.agent.url
-        return f"ws://{self.network.host}:{self.network.port}"
+        scheme = "ws" if self.security.ca_file is None else "wss"
+        return f"{scheme}://{self.network.host}:{self.network.port}"
 
     def agent_endpoint(self) -> str | None:
         """Return the agent's own ``HOST:PORT``: ``agent.endpoint``, else from ``agent.port``."""
@@ -270,16 +295,25 @@ def _address(value: object) -> str:
 def _ws_url(value: object) -> str:
     from urllib.parse import urlsplit
 
-    allowed = "a ws://HOST:PORT URL"
+    allowed = "a ws://HOST:PORT URL (or wss://HOST:PORT for TLS)"
     url = _text(value)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         raise ValueError(allowed) from None
-    if parts.scheme != "ws" or not parts.hostname or port == 0:
+    if parts.scheme not in ("ws", "wss") or not parts.hostname or port == 0:
         raise ValueError(allowed)
     return url
+
+
+def _auth_spec(value: object) -> str:
+    allowed = "tokens:FILE, jwt:SECRET_FILE or none"
+    spec = _text(value) if isinstance(value, str) else ""
+    kind, sep, path = spec.partition(":")
+    if spec != "none" and (kind not in ("tokens", "jwt") or not sep or not path):
+        raise ValueError(allowed)
+    return spec
 
 
 # --- the keys ----------------------------------------------------------------------------
@@ -369,6 +403,29 @@ KEYS: tuple[Key, ...] = (
         env="METRICS_PORT", flag="--metrics-port"),
     Key("monitoring.tracingEnabled", _boolean, "true, false",
         "accepted for compatibility; hulytrio has no tracing (a warning if true)"),
+    Key("security.auth", _auth_spec, "tokens:FILE, jwt:SECRET_FILE, none",
+        "hub: the credentials peers must present (unset: none)", env="HULYTRIO_AUTH",
+        flag="--auth"),
+    Key("security.tokenFile", _text, "a file path",
+        "agent and operator commands: the file holding this peer's token",
+        env="HULYTRIO_TOKEN_FILE", flag="--token-file"),
+    Key("security.tlsCert", _text, "a PEM file path",
+        "serve wss://: the certificate chain of the hub (or the agent's endpoint)",
+        env="HULYTRIO_TLS_CERT", flag="--tls-cert"),
+    Key("security.tlsKey", _text, "a PEM file path (unset: in tlsCert)",
+        "the private key of tlsCert", env="HULYTRIO_TLS_KEY", flag="--tls-key"),
+    Key("security.tlsClientCa", _text, "a PEM file path",
+        "mutual TLS: peers must present a certificate this CA bundle signed",
+        env="HULYTRIO_TLS_CLIENT_CA", flag="--tls-client-ca"),
+    Key("security.caFile", _text, "a PEM file path (unset: the system's CAs)",
+        "the CA bundle a wss:// peer's certificate is checked against",
+        env="HULYTRIO_CA_FILE", flag="--ca-file"),
+    Key("security.tlsClientCert", _text, "a PEM file path",
+        "this peer's certificate for a hub that requires mutual TLS",
+        env="HULYTRIO_TLS_CLIENT_CERT", flag="--tls-client-cert"),
+    Key("security.tlsClientKey", _text, "a PEM file path (unset: in tlsClientCert)",
+        "the private key of tlsClientCert", env="HULYTRIO_TLS_CLIENT_KEY",
+        flag="--tls-client-key"),
 )
 
 _BY_PATH = {key.path: key for key in KEYS}
@@ -379,7 +436,7 @@ def _make_converter() -> cattrs.Converter:
     """Return the converter between ``Config`` and the file's camelCase shape."""
     converter = cattrs.Converter(forbid_extra_keys=True)
     sections = {"network": NetworkConfig, "agent": AgentConfig, "logging": LoggingConfig,
-                "monitoring": MonitoringConfig}
+                "monitoring": MonitoringConfig, "security": SecurityConfig}
     for section, cls in sections.items():
         renames: dict[str, Any] = {_camel_to_snake(name): override(rename=name)
                                    for name in _SECTIONS[section]}

@@ -41,6 +41,7 @@ __all__ = [
     "Notice",
     "OpenConnection",
     "ReferenceChanged",
+    "Refused",
     "RegistryEffect",
     "Reject",
     "Resolve",
@@ -295,13 +296,29 @@ class Notice(BaseEffect):
     reason: str = ""
     #: seconds, for the facts that say what it measures
     duration: float | None = None
+@fast_init
+@attrs.frozen
+class Refused(BaseEffect):
+    """Hub: a peer was refused for want of a credential or a role (an audit record).
+
+    ``peer`` is the subject of its credential (or ``"?"`` when it presented
+    none that held), ``peer_id`` the id it asked for, ``what`` the message
+    tag refused and ``reason`` why.  The refusal itself (an ``Error`` answer,
+    a close) is in the effects beside it; drivers log this one.
+    """
+
+    conn: Hashable
+    peer: str
+    peer_id: str
+    what: str
+    reason: str
 
 
 # What each machine can emit.  A driver matches on the union of the machine it
 # drives and ends with ``assert_never``, so mypy strict fails a driver that
 # forgets an effect.
 #: The hub's outputs (``Hub.effects()``).
-HubEffect: TypeAlias = Send | CloseConnection | Notice
+HubEffect: TypeAlias = Send | CloseConnection | Notice | Refused
 #: The registry's outputs (``Registry.take_effects()``), for the hub only:
 #: ``Send.conn`` is a client id there.
 RegistryEffect: TypeAlias = Send | ClientDead | AgentSuperseded | Notice

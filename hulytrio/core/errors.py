@@ -14,6 +14,7 @@ __all__ = [
     "ConnectionClosed",
     "ContainerNotFound",
     "ErrorCode",
+    "Forbidden",
     "HulyError",
     "LocalProtocolError",
     "NoAgentForKind",
@@ -40,8 +41,12 @@ class ErrorCode(enum.Enum):
     AGENT_GONE = "agent_gone"
     #: The message broke the protocol (undecodable, unknown, too large, illegal).
     PROTOCOL = "protocol"
-    #: The caller may not do this (not a holder, not the registering peer).
+    #: The caller may not do this (not a holder, not the registering peer), or
+    #: its credential was refused (missing, unknown, expired).
     UNAUTHORIZED = "unauthorized"
+    #: The caller's credential is good but its roles do not allow this, or
+    #: the agent id or peer id it asks for belongs to another principal.
+    FORBIDDEN = "forbidden"
     #: The container kind is not hosted here, or its uuid is of another kind.
     BAD_KIND = "bad_kind"
     #: The agent is at its container limit.
@@ -97,6 +102,10 @@ class Unauthorized(HulyError):
     """The hub refused the call: this peer may not do it."""
 
 
+class Forbidden(Unauthorized):
+    """The hub refused the call: this peer's roles do not allow it (``forbidden``)."""
+
+
 def error_from_code(code: str, message: str, type_name: str = "") -> HulyError:
     """Return the user-facing exception for an ``Error`` reply's fields."""
     if code == ErrorCode.REMOTE.value:
@@ -107,6 +116,8 @@ def error_from_code(code: str, message: str, type_name: str = "") -> HulyError:
         return NoAgentForKind(message)
     if code == ErrorCode.UNAUTHORIZED.value:
         return Unauthorized(message)
+    if code == ErrorCode.FORBIDDEN.value:
+        return Forbidden(message)
     if code == ErrorCode.PROTOCOL.value:
         return ProtocolError(message)
     return HulyError(f"{code}: {message}")

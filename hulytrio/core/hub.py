@@ -37,6 +37,18 @@ it elsewhere).  The hub's own shutdown (``stop_taking_calls``) answers every
 new get, request and connect ``Retry`` while the forwards in flight finish
 (``forwards_in_flight``); ``close_all`` then says ``Close`` to every peer,
 whose session resends those calls to the next hub.
+
+Authentication: with it on, the driver verifies the hello's credential and
+hands the hub the ``Principal`` it proves (``receive_hello``), or the reason
+it does not (``refuse_hello``).  The hub decides what the principal may do:
+a hello for a peer id another principal holds is refused, each message kind
+its roles do not allow is answered ``forbidden`` (one set lookup, made once
+per session at hello: ``_denied``), and so is a registration under an agent
+id the credential does not name or another principal holds.  Every refusal
+is an ``Error`` to the peer plus a ``Refused`` effect the driver logs; none
+changes the registry.  A restart of the same principal supersedes as
+before.  With authentication off every peer is ``UNAUTHENTICATED``
+(nothing is stored per session, nothing is checked).
 """
 
 from __future__ import annotations
@@ -52,6 +64,7 @@ from .effects import (
     Fact,
     HubEffect,
     Notice,
+    Refused,
     RegistryEffect,
     Send,
 )
@@ -90,6 +103,7 @@ from .messages import (
     UnregisterAgent,
     Welcome,
 )
+from .principals import UNAUTHENTICATED, Action, Principal
 from .probes import Probes
 from .registry import Registry
 from .tally import Durations
@@ -276,6 +290,11 @@ class Hub:
         #: whether the hub itself shuts down (``stop_taking_calls``)
         self.stopping = False
         self._handlers = Hub.HANDLERS
+        #: client id -> its principal, for authenticated sessions only
+        self._principals: dict[ClientId, Principal] = {}
+        #: client id -> the message types its roles do not allow (sessions
+        #: with none denied are absent: with authentication off it stays empty)
+        self._denied: dict[ClientId, frozenset[type[Message]]] = {}
 
     # --- driver interface -------------------------------------------------------
 
@@ -390,7 +409,7 @@ class Hub:
             return
         if client_id is None:
             if isinstance(message, Hello):
-                self._hello(conn, message, now)
+                self._hello(conn, message, UNAUTHENTICATED, now)
             else:
                 self._protocol_error(conn, getattr(message, "id", 0),
                                      f"{message.TAG!r} before hello")
@@ -399,6 +418,9 @@ class Hub:
             return
         reg = self.registry
         reg.touch(client_id, now)
+        if self._denied and type(message) in self._denied.get(client_id, ()):
+            self._forbid(conn, client_id, message)
+            return
         handler = self._handlers.get(type(message))
         if handler is None:
             self._protocol_error(conn, getattr(message, "id", 0),
@@ -438,6 +460,34 @@ class Hub:
     def has_session(self, conn: Conn) -> bool:
         """Return whether ``conn`` said an accepted hello and its session is current."""
         return self._conn_client.get(conn) is not None
+    def receive_hello(self, conn: Conn, message: Hello, principal: Principal, now: float
+                      ) -> None:
+        """Handle ``message``, a hello whose credential the driver verified as ``principal``.
+
+        As ``receive`` does for a hello, but the session gets ``principal``'s
+        rights; a hello on a connection that has a session already is a
+        protocol error, as it is through ``receive``.
+        """
+        client_id = self._conn_client.get(conn, _GONE)
+        if client_id is None:
+            self.stats.messages_in += 1
+            self._now = now
+            self._hello(conn, message, principal, now)
+        else:
+            self.receive(conn, message, now)
+
+    def refuse_hello(self, conn: Conn, message: Hello, reason: str, now: float) -> None:
+        """The driver could not verify ``message``'s credential: refuse the connection.
+
+        Answers ``Error(0, "unauthorized", reason)``, closes the connection
+        and emits ``Refused``; nothing else changes.
+        """
+        self.stats.messages_in += 1
+        self._now = now
+        if self._conn_client.get(conn, _GONE) is not None:
+            self.receive(conn, message, now)  # not a first hello: not ours to refuse
+            return
+        self._refuse_hello(conn, message, "?", ErrorCode.UNAUTHORIZED, reason)
 
     def protocol_error(self, conn: Conn, call_id: int, text: str) -> None:
         """Answer an undecodable or illegal message from ``conn`` (driver-detected)."""
@@ -532,7 +582,32 @@ class Hub:
                 self._effects.append(Send(conn, Event(
                     NetworkEvent(event.seq, event.agents, tuple(own or ())))))
 
-    def _hello(self, conn: Conn, msg: Hello, now: float) -> None:
+    def _refuse_hello(self, conn: Conn, msg: Hello, peer: str, code: ErrorCode, reason: str
+                      ) -> None:
+        self.stats.errors += 1
+        self._timers.cancel((HubTimer.HELLO, conn))
+        self._conn_client.pop(conn, None)
+        self._effects.append(Refused(conn, peer, msg.peer_id, msg.TAG, reason))
+        self._effects.append(Send(conn, Error(0, code.value, reason)))
+        self._effects.append(CloseConnection(conn, f"{code.value}: {reason}"))
+
+    def _principal(self, client_id: ClientId) -> Principal:
+        return self._principals.get(client_id, UNAUTHENTICATED)
+
+    def _forbid(self, conn: Conn, client_id: ClientId, message: Message,
+                reason: str | None = None) -> None:
+        """Answer ``message`` with ``forbidden`` (the session's roles do not allow it)."""
+        principal = self._principal(client_id)
+        if reason is None:
+            roles = ", ".join(sorted(r.value for r in principal.roles))
+            reason = (f"{message.TAG!r} needs a role that allows "
+                      f"{_ACTION_OF[type(message)].value} ({principal.subject!r} has: {roles})")
+        self.stats.errors += 1
+        self._effects.append(Refused(conn, principal.subject, client_id, message.TAG, reason))
+        self._effects.append(Send(conn, Error(getattr(message, "id", 0),
+                                              ErrorCode.FORBIDDEN.value, reason)))
+
+    def _hello(self, conn: Conn, msg: Hello, principal: Principal, now: float) -> None:
         if msg.protocol != PROTOCOL_VERSION:
             self._protocol_error(conn, 0, f"protocol {msg.protocol} not supported "
                                           f"(this hub speaks {PROTOCOL_VERSION})")
@@ -553,9 +628,14 @@ class Hub:
             self._conn_client.pop(conn, None)
             self._count("hello", "error")
             return
-        self._timers.cancel((HubTimer.HELLO, conn))
         client_id = msg.peer_id
         old = self._client_conn.get(client_id)
+        if ((old is not None or self.registry.has_client(client_id))
+                and not self._principal(client_id).same_owner(principal)):
+            self._refuse_hello(conn, msg, principal.subject, ErrorCode.FORBIDDEN,
+                               f"peer id {client_id!r} is held by another principal")
+            return
+        self._timers.cancel((HubTimer.HELLO, conn))
         if old is not None or client_id in self._ended or self.registry.has_client(client_id):
             self._effects.append(Notice(Fact.CLIENT_RECONNECTED, None, None, None, client_id,
                                         "" if old is None else "superseded its connection"))
@@ -569,6 +649,11 @@ class Hub:
             self._end_session(client_id, now, "reconnected")
         self._conn_client[conn] = client_id
         self._client_conn[client_id] = conn
+        if principal.authenticated:
+            self._principals[client_id] = principal
+            denied = _denied_types(principal)
+            if denied:
+                self._denied[client_id] = denied
         if msg.events == "own":
             self._own[client_id] = None
             self.registry.track_interest()
@@ -613,6 +698,8 @@ class Hub:
         ended[client_id] = None
         if len(ended) > _REMEMBERED_PEERS:
             del ended[next(iter(ended))]
+        self._principals.pop(client_id, None)
+        self._denied.pop(client_id, None)
 
     def _fail_forwards(self, agent_client: ClientId,
                        uuids: tuple[ContainerUuid, ...] | None = None) -> None:
@@ -724,6 +811,18 @@ class Hub:
 
     def _on_register(self, conn: Conn, client_id: ClientId, msg: RegisterAgent, now: float
                      ) -> None:
+        principal = self._principals.get(client_id)
+        if principal is not None:  # authentication on
+            if not principal.may_use_agent_id(msg.agent_id):
+                self._forbid(conn, client_id, msg, f"agent id {msg.agent_id!r} is not among "
+                                                   f"those {principal.subject!r} may register")
+                return
+            owner = self.registry.agent_owner(msg.agent_id)
+            if (owner is not None and owner != client_id
+                    and not self._principal(owner).same_owner(principal)):
+                self._forbid(conn, client_id, msg, f"agent id {msg.agent_id!r} is held by "
+                                                   f"another principal")
+                return
         self._call(client_id, msg.id, "register", now)
         self.registry.register(client_id, msg, now)
 
@@ -922,3 +1021,27 @@ Hub.HANDLERS = {
     Push: Hub._on_push,
     Drain: Hub._on_drain,
 }
+
+
+#: The action each gated message kind needs.  Answers (``Response``, ``Ok``,
+#: ``Error``) and ``Push`` are not here: the hub acts on them only from the
+#: session it forwarded the call to or that serves the container.  ``Ping``,
+#: ``Pong`` and ``Close`` are every session's.
+_ACTION_OF: dict[type[Message], Action] = {
+    Get: Action.GET,
+    Release: Action.RELEASE,
+    Request: Action.REQUEST,
+    Query: Action.LIST,
+    Connect: Action.CONNECT,
+    Disconnect: Action.CONNECT,
+    RegisterAgent: Action.REGISTER_AGENT,
+    UnregisterAgent: Action.REGISTER_AGENT,
+    Claim: Action.SERVE,
+    Started: Action.SERVE,
+    ContainerStopped: Action.SERVE,
+}
+
+
+def _denied_types(principal: Principal) -> frozenset[type[Message]]:
+    """Return the message types ``principal``'s roles do not allow."""
+    return frozenset(t for t, action in _ACTION_OF.items() if not principal.allows(action))

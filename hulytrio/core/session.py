@@ -67,6 +67,7 @@ from .effects import (
 from .errors import (
     ConnectionClosed,
     ContainerNotFound,
+    ErrorCode,
     LocalProtocolError,
     error_from_code,
 )
@@ -203,6 +204,8 @@ TimerKey: TypeAlias = SessionTimer | GetRetry | Resend | ClaimAfter
 
 #: a message without fields is immutable: one instance serves every ping
 _PING = Ping()
+#: error codes that answer a hello the hub will not accept (see ``refused``)
+_REFUSALS = frozenset({ErrorCode.UNAUTHORIZED.value, ErrorCode.FORBIDDEN.value})
 #: and so is the effect that sends it
 _SEND_PING = Send(None, _PING)
 
@@ -253,6 +256,7 @@ class ClientSession:
         events: str = "all",
         probes: Probes | None = None,
         seeded_bugs: frozenset[str] = frozenset(),
+        credentials: str | None = None,
     ) -> None:
         if events not in ("all", "own"):
             raise LocalProtocolError(f"events must be 'all' or 'own', got {events!r}")
@@ -260,6 +264,12 @@ class ClientSession:
         #: "all": every registry event and a full view; "own": only what
         #: concerns this session (its references, its standbys, agents)
         self.events = events
+        #: the token presented in every hello (None: the hub runs without authentication)
+        self.credentials = credentials
+        #: the hub's refusal of the last hello (``unauthorized``: the credential;
+        #: ``forbidden``: the peer id is another principal's); None once welcomed.
+        #: The session keeps reconnecting with backoff meanwhile.
+        self.refused: Error | None = None
         self.rng = rng
         self.alive_timeout = alive_timeout
         self.backoff = backoff
@@ -332,7 +342,7 @@ class ClientSession:
         # The handshake must finish within the hub's alive timeout as we know it.
         self.timers.call_at(now + self._hub_alive, SessionTimer.HUB_ALIVE)
         self._send(Hello(PROTOCOL_VERSION, self.client_id, self.alive_timeout,
-                         events=self.events))
+                         self.credentials, events=self.events))
 
     def connection_lost(self, now: float) -> None:
         """The connection failed or closed: back off and reconnect.
@@ -404,6 +414,9 @@ class ClientSession:
             self._last_heard = now
             if isinstance(message, Welcome):
                 self._welcome(message, now)
+            elif isinstance(message, Error) and message.code in _REFUSALS:
+                self.probes.hit("hello refused")
+                self.refused = message
 
     # --- user operations -------------------------------------------------------
 
@@ -543,6 +556,15 @@ class ClientSession:
         self._send_call(call)
         return call.call_id
 
+    def forget_agent(self, agent_id: AgentId) -> None:
+        """Stop hosting ``agent_id`` without telling the hub (it refused the registration).
+
+        Emits ``StopContainer`` for anything the agent ran.
+        """
+        agent = self.hosting.agents.pop(agent_id, None)
+        if agent is not None:
+            self._effects.extend(agent.stop_all())
+
     def unregister_agent(self, agent_id: AgentId) -> int:
         """Stop hosting ``agent_id``; returns a handle resolved once the hub agrees.
 
@@ -634,6 +656,7 @@ class ClientSession:
             self.probes.hit("hub restarted")
         rebuilding = self.welcomes > 0
         self.welcomes += 1
+        self.refused = None
         self.hub_id = msg.hub_id
         self._transition(SessionState.READY)
         self._attempt = 0

@@ -53,6 +53,7 @@ from ..core.effects import (
     Notice,
     OpenConnection,
     ReferenceChanged,
+    Refused,
     Reject,
     Resolve,
     RunRequest,
@@ -387,6 +388,8 @@ class Simulation:
                     self.trace("hub-close", conn.name, eff.reason)
                 case Notice():
                     pass  # an operator's log line; the trace and probes already record the facts
+                case Refused():
+                    pass  # the simulated hub runs without authentication: nothing is refused
                 case _:
                     assert_never(eff)
         # Arm the hub's wake-up.  Only arming can bring its next deadline

@@ -26,6 +26,7 @@ from ..core.effects import (
     Notice,
     OpenConnection,
     ReferenceChanged,
+    Refused,
     Reject,
     Resolve,
     RunRequest,
@@ -163,6 +164,8 @@ class Cluster:
                                 self.sessions[client_id].connection_lost(self.now)
                     case Notice():
                         self.notices.append(out)
+                    case Refused():
+                        pass  # the in-memory cluster runs without authentication
                     case _:
                         assert_never(out)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar, assert_never
@@ -51,9 +52,14 @@ from hulytrio.core.effects import (
     StartContainer,
     StopContainer,
 )
-from hulytrio.core.errors import ConnectionClosed, LocalProtocolError
+from hulytrio.core.errors import (
+    ConnectionClosed,
+    HulyError,
+    LocalProtocolError,
+    error_from_code,
+)
 from hulytrio.core.events import NetworkEvent
-from hulytrio.core.messages import Message
+from hulytrio.core.messages import Error, Message
 from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
 
@@ -75,8 +81,10 @@ from .errors import single_errors
 from .limits import refusal
 from .outbox import Outbox, Oversized
 from .retrylog import RetryLog
+from .tls import client_ssl_context
+from .tls_relay import connect_wss
 from .waiter import Waiter
-from .websocket import HandshakeError, WebSocket, WebSocketClosed, connect_websocket
+from .websocket import HandshakeError, WebSocket, WebSocketClosed
 
 __all__ = ["Client", "ContainerReference", "Updates", "open_client"]
 
@@ -155,8 +163,11 @@ class Updates:
 class Client:
     """A connected client (see ``open_client``)."""
 
-    def __init__(self, url: str, session: ClientSession, nursery: trio.Nursery) -> None:
+    def __init__(self, url: str, session: ClientSession, nursery: trio.Nursery,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = url
+        #: TLS settings for a ``wss://`` hub (None: the system's CAs)
+        self.ssl_context = ssl_context
         self.session = session
         self._nursery = nursery
         self._slots: dict[int, Waiter] = {}
@@ -169,6 +180,7 @@ class Client:
                                      nursery.start, self._forget_agent)
         self._refs: dict[int, ContainerReference] = {}
         self._welcomed = trio.Event()
+        self._refusal: Error | None = None
         self._timer = DeadlineTask(session.next_deadline, self._fire)
         #: the shielded scopes of the background tasks (see ``spawn``)
         self._scopes: dict[int, trio.CancelScope] = {}
@@ -183,8 +195,17 @@ class Client:
     # --- the public API ------------------------------------------------------------
 
     async def wait_connection(self) -> None:
-        """Return once the hub has welcomed this client (at least once)."""
+        """Return once the hub has welcomed this client (at least once).
+
+        Raises:
+            Unauthorized: the hub refused the client's credential (missing,
+                unknown, expired), or ``Forbidden`` its peer id (another
+                principal's); the client keeps retrying with backoff.
+        """
         await self._welcomed.wait()
+        refused = self.session.refused
+        if not self.session.welcomes and refused is not None:
+            raise error_from_code(refused.code, refused.message)
 
     async def get(self, kind: str, *, uuid: str | None = None,
                   labels: Iterable[str] | None = None,
@@ -253,7 +274,15 @@ class Client:
                                    stateless=offers, max_containers=max_containers)
         self._agents[agent_id] = runtime
         handle = self.session.register_agent(runtime.state)
-        await self._wait(handle)
+        try:
+            await self._wait(handle)
+        except HulyError:
+            # refused (``forbidden``): nothing of it stays hosted here
+            self._agents.pop(agent_id, None)
+            self.session.forget_agent(agent_id)
+            self._drain()
+            runtime.cancel()
+            raise
         return runtime.agent
 
     # --- background tasks ------------------------------------------------------------
@@ -312,7 +341,16 @@ class Client:
                 self._perform(effect)
         if session.welcomes and not self._welcomed.is_set():
             self._welcomed.set()
+        if session.refused is not self._refusal:
+            self._refused()
         self._timer.poke()
+
+    def _refused(self) -> None:
+        refused = self._refusal = self.session.refused
+        if refused is not None:
+            log.error("the hub at %s refused this client (%s): %s", self.url, refused.code,
+                      refused.message)
+            self._welcomed.set()  # wait_connection raises the refusal
 
     def _perform(self, effect: SessionEffect) -> None:
         # Ordered by frequency: a routed request is a Send and a Resolve here.
@@ -457,7 +495,8 @@ class Client:
     async def _open_ws(self) -> WebSocket | None:
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                ws = await connect_websocket(self.url, max_message_size=MAX_FRAME_BYTES)
+                ws = await connect_wss(self.url, max_message_size=MAX_FRAME_BYTES,
+                                       ssl_context=self.ssl_context, spawn=self.spawn)
         except (OSError, HandshakeError, trio.TooSlowError) as exc:
             reason = (f"no answer within {CONNECT_TIMEOUT:g} s"
                       if isinstance(exc, trio.TooSlowError) else str(exc) or repr(exc))
@@ -589,7 +628,10 @@ async def open_client(url: str, *, client_id: str | None = None,
                       alive_timeout: float | None = None,
                       backoff: Backoff = RECONNECT_BACKOFF,
                       seed: int | None = None,
-                      events: str = "all") -> AsyncIterator[Client]:
+                      events: str = "all",
+                      token: str | None = None,
+                      ca: str | None = None,
+                      ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Client]:
     """Connect to the hub at ``url`` for the duration of the ``async with`` block.
 
     Returns at once (the connection is made in the background and remade
@@ -600,17 +642,25 @@ async def open_client(url: str, *, client_id: str | None = None,
     chooses the registry events this client receives: ``"all"`` (default;
     ``updates()`` sees every change) or ``"own"`` (agent changes and changes
     to its own containers only: enough to follow its references, and cheap
-    for the hub with many clients).  On exit,
+    for the hub with many clients).  ``token`` is the credential presented
+    in every hello, for a hub that requires one (``serve --auth``); a refused
+    one makes ``wait_connection()`` raise ``Unauthorized``.  A ``wss://``
+    ``url`` is reached over TLS: its certificate is checked against ``ca``
+    (a PEM bundle; default: the system's CAs), or ``ssl_context`` is used
+    as it is (``tls.client_ssl_context(ca, cert=..., key=...)`` for a hub
+    that requires a client certificate).  On exit,
     hosted agents are unregistered and their containers terminated, and the
     hub is told ``Close``.
     """
+    if ssl_context is None and ca is not None:
+        ssl_context = client_ssl_context(ca)
     session = ClientSession(client_id if client_id is not None
                             else f"client-{secrets.token_hex(4)}",
                             rng=random.Random(seed), alive_timeout=alive_timeout,
-                            backoff=backoff, events=events)
+                            backoff=backoff, events=events, credentials=token)
     with single_errors():
         async with trio.open_nursery() as nursery:
-            client = Client(url, session, nursery)
+            client = Client(url, session, nursery, ssl_context)
             client.spawn(client._timer.run)
             session.connect(trio.current_time())
             client._drain()

@@ -51,9 +51,11 @@ T = TypeVar("T")
 
 #: The flags of each command that set a ``hulytrio.config`` key.
 SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
-               "--container-timeout", "--metrics-port", "--shutdown-timeout")
+               "--container-timeout", "--metrics-port", "--shutdown-timeout", "--auth",
+               "--tls-cert", "--tls-key", "--tls-client-ca")
 AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
-               "--alive-timeout", "--shutdown-timeout")
+               "--alive-timeout", "--shutdown-timeout", "--token-file", "--ca-file",
+               "--tls-client-cert", "--tls-client-key")
 LOG_FLAGS = ("--log-level", "--log-format", "--log-file")
 #: An agent's data limit below this would fail Python itself, not its containers.
 MIN_MEMORY_LIMIT = 32 * 1024**2
@@ -102,7 +104,7 @@ def register(subparsers: Any) -> None:
     config.set_defaults(func=_config_command)
 
 
-def _refuse(command: str, exc: ConfigError | OSError | ValueError | ImportError) -> int:
+def _refuse(command: str, exc: Exception) -> int:
     """Print one line naming the problem; returns exit status 2."""
     print(f"hulytrio {command}: error: {exc}", file=sys.stderr)
     return 2
@@ -210,6 +212,19 @@ def _serve_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _refuse("serve", exc)
     _warn_inert(config, "hub")
+    from hulytrio.auth import AuthError, load_authenticator
+
+    from .tls import TlsError, server_ssl_context
+
+    security = config.security
+    try:
+        authenticator = load_authenticator(security.auth)
+        if security.tls_cert is None and (security.tls_key or security.tls_client_ca):
+            raise TlsError("--tls-key and --tls-client-ca need --tls-cert")
+        ssl_context = (None if security.tls_cert is None else server_ssl_context(
+            security.tls_cert, security.tls_key, client_ca=security.tls_client_ca))
+    except (AuthError, TlsError) as exc:
+        return _refuse("serve", exc)
     host, port = config.network.bind_address, config.network.port
     timeouts = hub_timeouts(config)
     # /metrics on its own port too, when monitoring is on (None: off; it is
@@ -232,9 +247,11 @@ def _serve_command(args: argparse.Namespace) -> int:
         async def body(stop: trio.Event) -> None:
             async with serve_network(host, port, timeouts=timeouts,
                                      listen_sockets=listeners,
-                                     metrics_port=metrics_port) as server:
-                log.info("serving on ws://%s:%d (alive timeout %.3g s, ping interval %.3g s, "
-                         "container timeout %.3g s)", host, server.port, timeouts.alive,
+                                     metrics_port=metrics_port, authenticator=authenticator,
+                                     ssl_context=ssl_context) as server:
+                log.info("serving on %s://%s:%d (alive timeout %.3g s, ping interval %.3g s, "
+                         "container timeout %.3g s)", "ws" if ssl_context is None else "wss", host,
+                         server.port, timeouts.alive,
                          timeouts.ping_interval, timeouts.unused_container)
                 if server.metrics_port is not None:
                     log.info("metrics on http://%s:%d/metrics (and on the network port)",
@@ -336,6 +353,7 @@ def _agent_command(args: argparse.Namespace) -> int:
             raise ConfigError(f"{_origin_name(config, 'network.port')}=0 is not allowed for "
                               f"an agent: expected the hub's port 1..65535")
         _limit_memory(config)
+        token, ssl_context = _peer_security(config)
         factories, stateless = load_factories(args.factories)
     except ConfigError as exc:
         return _refuse("agent", exc)
@@ -354,7 +372,8 @@ def _agent_command(args: argparse.Namespace) -> int:
     shutdown_timeout = config.network.shutdown_timeout
 
     async def body(stop: trio.Event) -> None:
-        async with open_client(url, alive_timeout=alive) as client:
+        async with open_client(url, alive_timeout=alive, token=token,
+                               ssl_context=ssl_context) as client:
             agent = await _unless_stopped(stop, functools.partial(
                 client.serve_agent, factories, agent_id=config.agent.id, stateless=stateless,
                 endpoint=endpoint, max_containers=config.agent.max_containers))
@@ -377,6 +396,28 @@ def _agent_command(args: argparse.Namespace) -> int:
         return _refuse("agent", ConfigError(
             f"cannot listen on the agent endpoint {endpoint}: {exc.strerror or exc}"))
     return 0
+
+
+def _peer_security(config: Config) -> tuple[str | None, Any]:
+    """Return this peer's token (``--token-file``) and TLS client context (None: defaults).
+
+    Raises:
+        ConfigError: the token file or a TLS file is unusable (one line naming it).
+    """
+    from hulytrio.auth import AuthError, read_token
+
+    from .tls import TlsError, client_ssl_context
+
+    security = config.security
+    try:
+        token = None if security.token_file is None else read_token(security.token_file)
+        ssl_context = None
+        if security.ca_file or security.tls_client_cert:
+            ssl_context = client_ssl_context(security.ca_file, cert=security.tls_client_cert,
+                                             key=security.tls_client_key)
+    except (AuthError, TlsError) as exc:
+        raise ConfigError(str(exc)) from None
+    return token, ssl_context
 
 
 def _config_command(args: argparse.Namespace) -> int:

@@ -24,13 +24,23 @@ connects ``Retry`` (``Hub.stop_taking_calls``), the requests already
 forwarded get up to the shutdown timeout to be answered, and then every
 peer is told ``Close`` and its connection closed with 1001 (going away).
 Clients reconnect with backoff and resend what was retried to the next hub.
+
+With an ``authenticator`` the driver verifies each connection's hello
+credential (``hulytrio.auth``) and hands the hub the principal
+(``Hub.receive_hello``) or the reason it is refused (``Hub.refuse_hello``);
+the hub decides the rest.  Every refusal is one ``WARNING`` line on the
+``hulytrio.audit`` logger.  With an ``ssl_context`` every connection is
+TLS (``wss://``): see ``tls.serve_tls``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import socket
+import ssl
+import time
 from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import assert_never
@@ -38,9 +48,10 @@ from typing import assert_never
 import attrs
 import trio
 
-from hulytrio.core.effects import CloseConnection, Notice, Send
+from hulytrio.auth import Authenticator, AuthError
+from hulytrio.core.effects import CloseConnection, Notice, Refused, Send
 from hulytrio.core.hub import Hub
-from hulytrio.core.messages import Message
+from hulytrio.core.messages import Hello, Message
 from hulytrio.core.timeouts import Timeouts
 
 from ..wire.codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
@@ -51,11 +62,13 @@ from .lifecycle import Lifecycle
 from .limits import MAX_BAD_MESSAGES_PER_FRAME, PRE_HELLO_BYTES, refusal
 from .metrics import hub_routes
 from .outbox import Outbox
+from .tls_relay import handshake, relay
 from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
 
 __all__ = ["NetworkServer", "ServerStatistics", "serve_network"]
 
 log = logging.getLogger("hulytrio.hub")
+audit = logging.getLogger("hulytrio.audit")
 
 #: Messages queued for one peer in one scheduler round before it counts as a slow consumer.
 DEFAULT_SEND_QUEUE = 10_000
@@ -95,8 +108,13 @@ class NetworkServer:
     """A running hub: ``url`` to connect to, ``hub`` the core machine it drives."""
 
     def __init__(self, hub: Hub, *, send_queue: int, max_frame_bytes: int,
-                 send_bytes: int = DEFAULT_SEND_BYTES) -> None:
+                 send_bytes: int = DEFAULT_SEND_BYTES,
+                 authenticator: Authenticator | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.hub = hub
+        #: verifies hello credentials; None: authentication off
+        self.authenticator = authenticator
+        self.ssl_context = ssl_context
         self.host = ""
         self.port = 0
         self.send_queue = send_queue
@@ -134,9 +152,10 @@ class NetworkServer:
 
     @property
     def url(self) -> str:
-        """Return the ``ws://host:port`` URL clients connect to."""
+        """Return the ``ws://host:port`` URL clients connect to (``wss://`` with TLS)."""
         host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
-        return f"ws://{host}:{self.port}"
+        scheme = "ws" if self.ssl_context is None else "wss"
+        return f"{scheme}://{host}:{self.port}"
 
     def statistics(self) -> ServerStatistics:
         """Return the driver's counters."""
@@ -164,6 +183,11 @@ class NetworkServer:
                                                       1001 if self._going_away else 1000)
                 case Notice():
                     self.lifecycle.notice(effect)
+                case Refused():
+                    peer = self._peers.get(effect.conn)
+                    audit.warning("refused %r from connection %s (%s) peer id %r subject %r: %s",
+                                  effect.what, effect.conn, peer.address if peer else "?",
+                                  effect.peer_id, effect.peer, effect.reason)
                 case _:
                     assert_never(effect)
         self._timer.poke()
@@ -223,13 +247,35 @@ class NetworkServer:
         """Serve one connection; nothing it raises reaches the nursery of the others."""
         address = _address(stream)
         try:
-            ws = await self._accept(stream)
-            if ws is not None:
-                await self._serve(ws)
+            if self.ssl_context is None:
+                ws = await self._accept(stream)
+                if ws is not None:
+                    await self._serve(ws)
+                return
+            async with trio.open_nursery() as relays:
+                plain = await self._accept_tls(stream, address, relays)
+                ws = None if plain is None else await self._accept(plain)
+                if ws is not None:
+                    ws.remote = address
+                    await self._serve(ws)
         except Exception as exc:
             # A bug meeting one peer's input: that connection ends, the hub
             # and every other connection carry on.
             log.error("connection from %s failed: %r", address, exc)
+
+    async def _accept_tls(self, stream: trio.SocketStream, address: str,
+                          relays: trio.Nursery) -> trio.SocketStream | None:
+        """Complete the TLS handshake; returns the relay's plain end, or None (logged)."""
+        assert self.ssl_context is not None
+        tls = trio.SSLStream(stream, self.ssl_context, server_side=True)
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                await handshake(tls, address)
+        except (HandshakeError, trio.TooSlowError) as exc:
+            log.info("TLS handshake failed: %s", exc)
+            await trio.aclose_forcefully(tls)
+            return None
+        return relay(relays.start_soon, tls)
 
     async def _accept(self, stream: trio.SocketStream) -> WebSocket | None:
         """Complete the WebSocket upgrade; returns the WebSocket, or None (logged)."""
@@ -297,6 +343,7 @@ class NetworkServer:
 
     async def _read(self, peer: _Peer) -> None:
         hub, ws = self.hub, peer.ws
+        auth = self.authenticator if self.authenticator and self.authenticator.required else None
         while True:
             try:
                 frames = await ws.receive()
@@ -322,7 +369,10 @@ class NetworkServer:
                 for err in errors:
                     self._bad(peer, err.call_id or 0, str(err))
                 for message in messages:
-                    hub.receive(peer.conn, message, now)
+                    if auth is not None and type(message) is Hello:
+                        self._hello(peer, message, auth, now)
+                    else:
+                        hub.receive(peer.conn, message, now)
                 if not peer.greeted and hub.has_session(peer.conn):
                     peer.greeted = True
                     ws.max_message_size = 2 * self.max_frame_bytes
@@ -337,10 +387,30 @@ class NetworkServer:
         self._drain()  # the answers go out before the close
         peer.outbox.close_after_flush(reason, 1008)
 
+    def _hello(self, peer: _Peer, message: Hello, auth: Authenticator, now: float) -> None:
+        """Verify ``message``'s credential and hand the hub the principal, or the refusal."""
+        try:
+            principal = auth.authenticate(message.credentials, time.time())
+        except AuthError as exc:
+            self.hub.refuse_hello(peer.conn, message, str(exc), now)
+        else:
+            self.hub.receive_hello(peer.conn, message, principal, now)
+
     def _bad(self, peer: _Peer, call_id: int, text: str) -> None:
         self._bad_frames += 1
         log.warning("bad input from connection %s (%s): %s", peer.conn, peer.address, text)
         self.hub.protocol_error(peer.conn, call_id, text)
+
+
+def _loopback_only(listener: trio.SocketListener,
+                   sockets: Sequence[socket.socket] | None) -> bool:
+    """Return whether every address the hub listens on is a loopback address."""
+    names = ([s.getsockname() for s in sockets] if sockets is not None
+             else [listener.socket.getsockname()])
+    try:
+        return all(ipaddress.ip_address(name[0]).is_loopback for name in names)
+    except ValueError:
+        return False
 
 
 def _address(stream: trio.SocketStream) -> str:
@@ -366,6 +436,8 @@ async def serve_network(
     max_in_flight: int = 1024,
     max_in_flight_per_container: int = 512,
     max_alive_timeout: float = 300.0,
+    authenticator: Authenticator | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[NetworkServer]:
     """Run a hub on ``host:port`` for the duration of the ``async with`` block.
 
@@ -375,12 +447,17 @@ async def serve_network(
     ``listen.bind_listeners``) and are served instead of binding ``host:port``;
     they are closed on exit.  ``metrics_port``, if given, serves ``/metrics``
     (and ``/health``, ``/ready``) over plain HTTP on ``host:metrics_port``
-    too (0 picks a free port: ``server.metrics_port``).  Yields the
-    ``NetworkServer``; on exit every connection is cancelled.  ``send_bytes``
-    bounds the bytes kept for a peer that does not read (it is dropped past
-    it); ``send_queue`` the messages queued for it in one scheduler round.
-    ``max_in_flight``, ``max_in_flight_per_container`` and
-    ``max_alive_timeout`` are the hub's own bounds (``core.hub.Hub``).
+    too (0 picks a free port: ``server.metrics_port``).  ``authenticator``
+    (``hulytrio.auth.load_authenticator``) makes every peer present a
+    credential in its hello; without one, a hub bound beyond loopback logs
+    a warning.  ``ssl_context`` (``tls.server_ssl_context``) serves
+    ``wss://`` (and ``https://`` for ``/health`` and the like) instead of
+    ``ws://``.  Yields the ``NetworkServer``; on exit every connection is
+    cancelled.  ``send_bytes`` bounds the bytes kept for a peer that does
+    not read (it is dropped past it); ``send_queue`` the messages queued for
+    it in one scheduler round.  ``max_in_flight``,
+    ``max_in_flight_per_container`` and ``max_alive_timeout`` are the hub's
+    own bounds (``core.hub.Hub``).
 
     Raises:
         OSError: if the address cannot be bound.
@@ -390,7 +467,8 @@ async def serve_network(
               max_in_flight_per_container=max_in_flight_per_container,
               max_alive_timeout=max_alive_timeout)
     server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes,
-                           send_bytes=send_bytes)
+                           send_bytes=send_bytes, authenticator=authenticator,
+                           ssl_context=ssl_context)
     with single_errors():
         async with trio.open_nursery() as nursery:
             listener: trio.SocketListener = await nursery.start(_listen, server, host, port,
@@ -402,6 +480,12 @@ async def serve_network(
                 server.metrics_port = await nursery.start(serve_http, server.http, host,
                                                           metrics_port)
             log.info("hub %s listening on %s", hub.hub_id, server.url)
+            if ((authenticator is None or not authenticator.required)
+                    and not _loopback_only(listener, listen_sockets)):
+                log.warning("authentication is off and the hub listens beyond loopback "
+                            "(%s): any peer that reaches the port may register agents, "
+                            "call any container and see the whole registry; use --auth "
+                            "(docs/security.md)", server.url)
             try:
                 yield server
             finally:

@@ -337,7 +337,7 @@ class WebSocket:
 def _peer_name(sock: socket.socket) -> str:
     try:
         host, port = sock.getpeername()[:2]
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a socketpair's end (a TLS relay) has no address
         return "?"
     return f"{host}:{port}"
 
@@ -444,9 +444,12 @@ async def accept_websocket(stream: trio.SocketStream, *, max_message_size: int,
         raise
 
 
-async def connect_websocket(url: str, *, max_message_size: int) -> WebSocket:
+async def connect_websocket(url: str, *, max_message_size: int,
+                            stream: trio.SocketStream | None = None) -> WebSocket:
     """Open a WebSocket to ``url`` (``ws://host:port/path``); returns it.
 
+    ``stream``, when given, is the connection to use instead of dialling
+    ``url`` (the plain end of a TLS relay for ``wss://``: ``tls_relay.py``).
     Bound the wait with a trio timeout; cancellation closes the socket.
 
     Raises:
@@ -455,13 +458,15 @@ async def connect_websocket(url: str, *, max_message_size: int) -> WebSocket:
         HandshakeError: if the server refuses the upgrade or is no WebSocket server.
     """
     parts = urlsplit(url)
-    if parts.scheme != "ws" or not parts.hostname:
+    if parts.scheme not in ("ws", "wss") or not parts.hostname or (
+            parts.scheme == "wss" and stream is None):
         raise ValueError(f"expected a ws://host:port URL, got {url!r}")
-    port = parts.port or 80
+    port = parts.port or (80 if parts.scheme == "ws" else 443)
     resource = parts.path or "/"
     if parts.query:
         resource += "?" + parts.query
-    stream = await trio.open_tcp_stream(parts.hostname, port)
+    if stream is None:
+        stream = await trio.open_tcp_stream(parts.hostname, port)
     sock = _detach(stream)
     try:
         conn = WSConnection(ConnectionType.CLIENT)
