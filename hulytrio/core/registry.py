@@ -119,7 +119,9 @@ class Registry:
     """Agents, containers, clients and the rules that tie them together.
 
     ``events`` collects registry changes to broadcast; ``timers`` holds the
-    registry's deadlines (``RegistryTimer`` keys).  ``seeded_bugs`` switches
+    registry's deadlines (``RegistryTimer`` keys).  ``epoch_base`` is the
+    first ownership epoch of a stateless uuid (the hub's term in the high
+    bits, so epochs only grow across hubs).  ``seeded_bugs`` switches
     on deliberate faults for the simulator's self-test; production never
     sets it.
     """
@@ -131,9 +133,11 @@ class Registry:
         *,
         probes: Probes | None = None,
         seeded_bugs: frozenset[str] = frozenset(),
+        epoch_base: int = 0,
     ) -> None:
         self.hub_id = hub_id
         self.timeouts = timeouts
+        self.epoch_base = epoch_base
         self.probes = probes if probes is not None else Probes()
         self.seeded_bugs = seeded_bugs
         #: outputs in order, taken by the hub (``take_effects``)
@@ -327,6 +331,8 @@ class Registry:
             # its kind without offering it.  fix: that instance had epoch 0,
             # below the epochs the hub had already published for the uuid.
             c.epoch = self._last_epoch.pop(uuid) + 1
+        elif stateless:
+            c.epoch = self.epoch_base
         self._containers[uuid] = c
         agent.containers[uuid] = None
         self._live.add((kind, labels), uuid)

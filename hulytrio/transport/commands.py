@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from hulytrio.config import KEYS, Config, ConfigError, describe, format_size, load_config
@@ -33,6 +34,7 @@ from .listen import bind_listeners
 
 if TYPE_CHECKING:
     from .container import Factory, StatelessContainer
+    from .server import NetworkServer
 
 # trio and the drivers are imported by the command that runs, not here: the
 # hub binds its port first, so clients reconnecting to a restarted hub
@@ -44,7 +46,8 @@ log = logging.getLogger("hulytrio.cli")
 
 #: The flags of each command that set a ``hulytrio.config`` key.
 SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
-               "--container-timeout", "--metrics-port")
+               "--container-timeout", "--metrics-port", "--lease", "--lease-ttl",
+               "--advertise-url")
 AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
                "--alive-timeout")
 LOG_FLAGS = ("--log-level", "--log-format", "--log-file")
@@ -188,6 +191,7 @@ def _serve_command(args: argparse.Namespace) -> int:
         supervised = args.supervise
         if supervised is None:
             supervised = _env_flag("HUB_SUPERVISE")
+        lease_url = _checked_lease(config)
     except ConfigError as exc:
         return _refuse("serve", exc)
     _warn_inert(config, "hub")
@@ -208,10 +212,19 @@ def _serve_command(args: argparse.Namespace) -> int:
     from .server import serve_network
 
     def run_hub(parent_gone: int | None) -> int:
+        def serve() -> AbstractAsyncContextManager[NetworkServer]:
+            if lease_url is None:
+                return serve_network(host, port, timeouts=timeouts, listen_sockets=listeners,
+                                     metrics_port=metrics_port)
+            from .leadership import serve_on_lease
+
+            return serve_on_lease(lease_url, lease_ttl=config.network.lease_ttl,
+                                  advertise_url=config.network.advertise_url, host=host,
+                                  port=port, timeouts=timeouts, listen_sockets=listeners,
+                                  metrics_port=metrics_port)
+
         async def body() -> None:
-            async with serve_network(host, port, timeouts=timeouts,
-                                     listen_sockets=listeners,
-                                     metrics_port=metrics_port) as server:
+            async with serve() as server:
                 log.info("serving on ws://%s:%d (alive timeout %.3g s, ping interval %.3g s, "
                          "container timeout %.3g s)", host, server.port, timeouts.alive,
                          timeouts.ping_interval, timeouts.unused_container)
@@ -223,11 +236,15 @@ def _serve_command(args: argparse.Namespace) -> int:
                 await trio.lowlevel.wait_readable(parent_gone)
                 log.warning("the supervisor is gone; stopping")
 
+        from hulytrio.lease import LeaseError
+
         try:
             trio.run(_until_signal, body)
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", host, port, exc)
             return 1
+        except LeaseError as exc:
+            return _refuse("serve", ConfigError(str(exc)))
         return 0
 
     if supervised:
@@ -235,6 +252,24 @@ def _serve_command(args: argparse.Namespace) -> int:
 
         return supervise(run_hub)
     return run_hub(None)
+
+
+def _checked_lease(config: Config) -> str | None:
+    """Return ``network.lease`` (None: no lease) once ``hulytrio.lease`` accepts it.
+
+    Raises:
+        ConfigError: naming the setting and what is wrong with the URL.
+    """
+    url = config.network.lease
+    if url is None:
+        return None
+    from hulytrio.lease import LeaseError, parse_lease_url
+
+    try:
+        parse_lease_url(url)
+    except LeaseError as exc:
+        raise ConfigError(f"{_origin_name(config, 'network.lease')}: {exc}") from None
+    return url
 
 
 def _env_flag(name: str) -> bool:

@@ -68,10 +68,13 @@ class ServerStatistics:
 
 
 class _Peer:
-    __slots__ = ("address", "conn", "outbox", "scope", "ws")
+    __slots__ = ("address", "conn", "hub", "outbox", "scope", "ws")
 
-    def __init__(self, conn: int, ws: WebSocket, outbox: Outbox) -> None:
+    def __init__(self, conn: int, ws: WebSocket, outbox: Outbox, hub: Hub) -> None:
         self.conn = conn
+        #: the hub machine this connection talks to (a standby that wins the
+        #: lease, or an active hub that loses it, gets a new one)
+        self.hub = hub
         self.ws = ws
         self.outbox = outbox
         self.scope = trio.CancelScope()
@@ -92,9 +95,10 @@ class NetworkServer:
         self._frames_in = 0
         self._bad_frames = 0
         self._dropped = 0
-        self._timer = DeadlineTask(hub.next_deadline, self._fire)
-        #: "active" serves; a standby hub (hub standby, to come) sets another
-        #: role, and ``/ready`` answers 503 unless ``ready``
+        self._timer = DeadlineTask(self._next_deadline, self._fire)
+        #: "active" serves; "standby" (a hub campaigning for its lease,
+        #: ``leadership.py``) redirects every hello; ``/ready`` answers 503
+        #: unless ``ready``
         self.role = "active"
         self.started = trio.current_time()
         self.metrics_port: int | None = None
@@ -114,6 +118,47 @@ class NetworkServer:
         """Return the ``ws://host:port`` URL clients connect to."""
         host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
         return f"ws://{host}:{self.port}"
+
+    # --- the role (hub standby: leadership.py) ----------------------------------
+
+    def stand_by(self, redirect: str, reason: str) -> None:
+        """Serve as a standby from now on: every hello is redirected to ``redirect``.
+
+        Every open connection is closed at once (``reason`` is logged): its
+        session belonged to a term that is over, and its peer reconnects to
+        the active hub.  The registry starts empty again.
+        """
+        self._replace_hub(self.hub.term, reason)
+        self.hub.redirect = redirect
+        self.role = "standby"
+
+    def activate(self, term: int) -> None:
+        """Serve as the active hub of ``term`` (the lease's term) from now on.
+
+        Connections still open to the standby (waiting for their redirect)
+        are closed; their peers reconnect and are welcomed.
+        """
+        self._replace_hub(term, f"now the active hub (term {term})")
+        self.role = "active"
+
+    def set_redirect(self, url: str) -> None:
+        """A standby learnt the active hub's URL (``""``: unknown)."""
+        if self.hub.redirect is not None:
+            self.hub.redirect = url
+
+    def _replace_hub(self, term: int, reason: str) -> None:
+        old = self.hub
+        self.hub = Hub(f"hub-{secrets.token_hex(4)}", old.timeouts, term=term,
+                       max_in_flight=old.max_in_flight)
+        if self._peers:
+            log.info("closing %d connection(s): %s", len(self._peers), reason)
+        for peer in list(self._peers.values()):
+            peer.outbox.closing = True
+            peer.scope.cancel()
+        self._timer.poke()
+
+    def _next_deadline(self) -> float | None:
+        return self.hub.next_deadline()
 
     def statistics(self) -> ServerStatistics:
         """Return the driver's counters."""
@@ -185,10 +230,10 @@ class NetworkServer:
         outbox = Outbox(self.send_queue, max_frame_bytes=min(self.max_frame_bytes,
                                                              MAX_FRAME_BYTES),
                         oversized=lambda message, size: self._oversized(conn, message, size))
-        peer = _Peer(conn, ws, outbox)
+        peer = _Peer(conn, ws, outbox, self.hub)
         self._peers[conn] = peer
         try:
-            self.hub.connection_made(conn, trio.current_time())
+            peer.hub.connection_made(conn, trio.current_time())
             self._drain()
             with peer.scope:
                 async with trio.open_nursery() as nursery:
@@ -201,7 +246,7 @@ class NetworkServer:
         finally:
             ws.abort()
             del self._peers[conn]
-            self.hub.connection_lost(conn, trio.current_time())
+            peer.hub.connection_lost(conn, trio.current_time())
             self._drain()
 
     def _oversized(self, conn: int, message: Message, size: int) -> None:
@@ -215,11 +260,11 @@ class NetworkServer:
         if refused.send is not None:
             peer.outbox.put_nowait(refused.send)
         if refused.answer is not None:
-            self.hub.receive(conn, refused.answer, trio.current_time())
+            peer.hub.receive(conn, refused.answer, trio.current_time())
             self._drain()
 
     async def _read(self, peer: _Peer) -> None:
-        hub, ws = self.hub, peer.ws
+        hub, ws = peer.hub, peer.ws
         while True:
             try:
                 frames = await ws.receive()
@@ -245,7 +290,7 @@ class NetworkServer:
     def _bad(self, peer: _Peer, call_id: int, text: str) -> None:
         self._bad_frames += 1
         log.warning("bad input from connection %s (%s): %s", peer.conn, peer.address, text)
-        self.hub.protocol_error(peer.conn, call_id, text)
+        peer.hub.protocol_error(peer.conn, call_id, text)
 
 
 def _address(stream: trio.SocketStream) -> str:
@@ -267,6 +312,7 @@ async def serve_network(
     max_frame_bytes: int = MAX_FRAME_BYTES,
     listen_sockets: Sequence[socket.socket] | None = None,
     metrics_port: int | None = None,
+    standby: bool = False,
 ) -> AsyncIterator[NetworkServer]:
     """Run a hub on ``host:port`` for the duration of the ``async with`` block.
 
@@ -276,7 +322,8 @@ async def serve_network(
     ``listen.bind_listeners``) and are served instead of binding ``host:port``;
     they are closed on exit.  ``metrics_port``, if given, serves ``/metrics``
     (and ``/health``, ``/ready``) over plain HTTP on ``host:metrics_port``
-    too (0 picks a free port: ``server.metrics_port``).  Yields the
+    too (0 picks a free port: ``server.metrics_port``).  ``standby`` starts
+    the hub as a standby (``leadership.py`` campaigns for it).  Yields the
     ``NetworkServer``; on exit every connection is cancelled.
 
     Raises:
@@ -284,6 +331,8 @@ async def serve_network(
     """
     hub = Hub(hub_id if hub_id is not None else f"hub-{secrets.token_hex(4)}", timeouts)
     server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes)
+    if standby:
+        server.stand_by("", "standby: campaigning for the lease")
     with single_errors():
         async with trio.open_nursery() as nursery:
             listener: trio.SocketListener = await nursery.start(_listen, server, host, port,
