@@ -287,7 +287,8 @@ def _ws_urls(value: object) -> str:
     try:
         return ",".join(parse_hub_urls(_text(value)))
     except ValueError as exc:
-        raise ValueError(f"ws://HOST:PORT or a comma-separated list ({exc})") from None
+        raise ValueError(f"a ws://HOST:PORT URL or a comma-separated list of them "
+                         f"({exc})") from None
 
 
 def _lease_url(value: object) -> str:

@@ -35,7 +35,8 @@ def test_a_redirect_is_followed_at_once_and_a_second_one_after_a_backoff() -> No
     assert [type(e) for e in s.effects()] == [CloseConnection]
     assert s.state is SessionState.BACKOFF
     deadline = s.next_deadline()
-    assert deadline is not None and deadline > 0.0
+    assert deadline is not None
+    assert deadline > 0.0
     s.handle_timers(deadline)
     assert s.effects() == [OpenConnection(3)]  # the driver picks the next hub
 
@@ -50,7 +51,8 @@ def test_a_standby_that_knows_no_leader_sends_the_session_to_its_backoff() -> No
 def test_a_welcome_from_an_older_term_is_refused_and_nothing_is_sent_to_it() -> None:
     s, _ = _session()
     s.receive(Welcome(PROTOCOL_VERSION, "hub-b", 3.0, 1.0, term=3), 0.0)
-    assert s.term == 3 and s.state is SessionState.READY
+    assert s.term == 3
+    assert s.state is SessionState.READY
     h = s.get("echo")
     s.effects()
     s.connection_lost(1.0)
@@ -62,13 +64,15 @@ def test_a_welcome_from_an_older_term_is_refused_and_nothing_is_sent_to_it() -> 
     out = s.effects()
     assert [type(e) for e in out] == [CloseConnection]
     assert "older than term 3" in out[0].reason
-    assert s.state is SessionState.BACKOFF and s.term == 3 and s.hub_id == "hub-b"
+    assert s.state is SessionState.BACKOFF
+    assert (s.term, s.hub_id) == (3, "hub-b")
     # The active hub again (or a newer one): welcomed, the Get is resent.
     s.handle_timers(s.next_deadline() or 0.0)
     s.connection_made(2.0)
     s.effects()
     s.receive(Welcome(PROTOCOL_VERSION, "hub-c", 3.0, 1.0, term=4), 2.0)
-    assert s.state is SessionState.READY and s.term == 4
+    assert s.state is SessionState.READY
+    assert s.term == 4
     assert Send(None, Get(h, "echo", GetOptions())) in s.effects()
 
 
@@ -80,7 +84,8 @@ def test_a_standby_hub_answers_every_hello_with_a_redirect_and_serves_nobody() -
     out = hub.effects()
     assert out[0] == Send(1, Welcome(PROTOCOL_VERSION, "standby", hub.timeouts.alive,
                                      hub.timeouts.ping_interval, 5, 0, "ws://active:3737"))
-    assert isinstance(out[1], CloseConnection) and out[1].conn == 1
+    assert isinstance(out[1], CloseConnection)
+    assert out[1].conn == 1
     assert not hub.registry.has_client("c1")
     hub.connection_lost(1, 0.1)
     assert hub.stats.connections == 0

@@ -98,7 +98,7 @@ async def test_etcd_lease_standby_takes_over_after_kill_9(procs, etcd_url, tmp_p
 
 async def test_a_client_given_only_the_standby_is_redirected(procs, tmp_path):
     with trio.fail_after(30):
-        port_a, port_b, hub_a, hub_b = await _start_pair(procs, f"file:{tmp_path}/hub.lock")
+        port_a, port_b, hub_a, _ = await _start_pair(procs, f"file:{tmp_path}/hub.lock")
         await trio.sleep(0.3)  # the standby has read who holds the lease
         async with hulytrio.open_client(f"ws://127.0.0.1:{port_b}") as c:
             await c.wait_connection()

@@ -58,6 +58,14 @@ class Switch(Lease):
         await self.resign()
 
 
+async def until(predicate) -> None:
+    """Poll ``predicate`` until it is true (the test's ``fail_after`` bounds it)."""
+    while True:
+        if predicate():
+            return
+        await trio.sleep(0.01)
+
+
 async def role(hub: hulytrio.NetworkServer) -> tuple[int, str]:
     status, body = await fetch(hub.url, "/ready")
     return status, json.loads(body)["role"]
@@ -74,8 +82,7 @@ async def test_a_hub_on_its_lease_redirects_until_it_wins_and_steps_down_when_it
             assert hub.hub.redirect == "ws://elsewhere:1"
 
             lease.win(term=4)
-            while hub.role != "active":
-                await trio.sleep(0.01)
+            await until(lambda: hub.role == "active")
             assert await role(hub) == (200, "active")
             async with hulytrio.open_client(hub.url) as c:
                 await c.wait_connection()
@@ -85,17 +92,14 @@ async def test_a_hub_on_its_lease_redirects_until_it_wins_and_steps_down_when_it
                 lease.lose()
                 # Stepped down at once: the session is closed, the client is
                 # redirected from now on (nobody else holds the lease).
-                while hub.role != "standby":
-                    await trio.sleep(0.01)
+                await until(lambda: hub.role == "standby")
                 assert await role(hub) == (503, "standby")
                 assert hub.hub.hub_id != first_hub
-                while c.session.state.value == "ready":
-                    await trio.sleep(0.01)
+                await until(lambda: c.session.state.value != "ready")
                 assert lease.campaigns == 2
 
                 lease.win(term=5)
-                while c.session.state.value != "ready":
-                    await trio.sleep(0.01)
+                await until(lambda: c.session.state.value == "ready")
                 assert c.session.term == 5
             nursery.cancel_scope.cancel()
 
