@@ -234,6 +234,11 @@ class Backoff:
         return base * (1.0 - self.jitter * rng.random())
 
 
+#: After a standby's redirect the reconnect delay is that of this attempt at
+#: most (50 ms x 1.5^3 = 170 ms with the client driver's backoff).
+_REDIRECT_ATTEMPT_CAP = 3
+
+
 class ClientSession:
     """A client's side of the protocol (see module docstring).
 
@@ -649,6 +654,12 @@ class ClientSession:
         """A standby hub named the active one (``url``; empty: it does not know)."""
         self.probes.hit("redirected by a standby hub")
         self._effects.append(CloseConnection(None, f"standby hub; redirected to {url or '?'}"))
+        # A hub answered: the pair is alive and a takeover is under way or
+        # done (a redirect to a dead leader is the standby's view before it
+        # wins).  Keep retrying at a short delay instead of backing off
+        # towards the maximum, so the new active hub is found soon after it
+        # wins the lease.
+        self._attempt = min(self._attempt, _REDIRECT_ATTEMPT_CAP)
         self.connection_lost(now)
         if url and self._redirects == 0:
             # Follow at once; a second redirect in a row waits its backoff

@@ -41,7 +41,7 @@ __all__ = ["LEADER_POLL", "default_advertise_url", "lead", "serve_on_lease"]
 log = logging.getLogger("hulytrio.hub")
 
 #: How often a standby re-reads who holds the lease (for its redirects).
-LEADER_POLL = 0.25
+LEADER_POLL = 0.1
 
 
 async def lead(server: NetworkServer, lease: Lease, advertise_url: str) -> None:

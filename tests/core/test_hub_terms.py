@@ -122,3 +122,24 @@ def test_stateless_epochs_only_grow_across_hub_terms() -> None:
     assert owner(c) != agent
     epochs.append(epoch())
     assert epochs == [1, 1 << 32, (1 << 32) + 1]
+
+
+def test_a_redirect_keeps_the_reconnect_delay_short_during_a_takeover() -> None:
+    s = ClientSession("me", rng=random.Random(1))
+    s.connect(0.0)
+    now = 0.0
+    for _ in range(8):  # the hubs were unreachable for a while: long delays
+        s.connection_lost(now)
+        now = s.next_deadline() or now
+        s.handle_timers(now)
+    assert s.state is SessionState.CONNECTING
+    s.connection_made(now)
+    s.effects()
+    s.receive(Welcome(PROTOCOL_VERSION, "standby", 3.0, 1.0, redirect=""), now)
+    # A live standby answered: the next try comes after a short delay
+    # (attempt 3's at most: 0.05 x 2^2 s with the core's default backoff).
+    delay = (s.next_deadline() or now) - now
+    assert 0 < delay <= 0.2
+    s.handle_timers(now + delay)
+    s.connection_lost(now + delay)  # refused again: the backoff grows from there
+    assert (s.next_deadline() or 0) - (now + delay) <= 0.4
