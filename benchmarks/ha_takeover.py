@@ -30,6 +30,8 @@ import json
 import signal
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import trio
@@ -121,24 +123,15 @@ async def measure(rounds: int, scenarios: list[str], ttl: float, alive: float, *
     return rows
 
 
-class _maybe_etcd:  # noqa: N801 - used as a context manager, like contextlib's
-    """``run_etcd`` when wanted and installed; else yields None."""
-
-    def __init__(self, directory: Path, wanted: bool) -> None:
-        self._cm = run_etcd(directory) if wanted else None
-
-    def __enter__(self) -> str | None:
-        if self._cm is None:
-            return None
-        try:
-            return self._cm.__enter__()
-        except EtcdMissing:
-            self._cm = None
-            return None
-
-    def __exit__(self, *exc: object) -> None:
-        if self._cm is not None:
-            self._cm.__exit__(None, None, None)
+@contextmanager
+def _maybe_etcd(directory: Path, wanted: bool) -> Iterator[str | None]:
+    """Yield ``run_etcd``'s URL when wanted and installed; else None."""
+    with ExitStack() as stack:
+        url = None
+        if wanted:
+            with suppress(EtcdMissing):
+                url = stack.enter_context(run_etcd(directory))
+        yield url
 
 
 def main(argv: list[str] | None = None) -> int:
