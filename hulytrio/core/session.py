@@ -235,7 +235,7 @@ class Backoff:
 
 
 #: After a standby's redirect the reconnect delay is that of this attempt at
-#: most (50 ms x 1.5^3 = 170 ms with the client driver's backoff).
+#: most (50 ms x 1.5^2 = 113 ms with the client driver's backoff).
 _REDIRECT_ATTEMPT_CAP = 3
 
 
