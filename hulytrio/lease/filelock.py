@@ -116,8 +116,11 @@ class FileLease(Lease):
                 current = -1
             if current != mine:
                 # Someone removed or replaced the lock file: another hub can
-                # now lock a new file at PATH, so this one must step down.
+                # now lock a new file at PATH, so this one must step down,
+                # and campaign again on the file now at PATH (locking the
+                # old, unlinked one would "win" a lease nobody else sees).
                 self._unlock()
+                self._close()
                 raise LeaseLost(f"lease file {self.path}: removed or replaced")
 
     async def leader(self) -> str | None:
@@ -136,8 +139,11 @@ class FileLease(Lease):
     async def resign(self) -> None:
         self._unlock()
 
-    async def aclose(self) -> None:
-        self._unlock()
+    def _close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    async def aclose(self) -> None:
+        self._unlock()
+        self._close()

@@ -63,6 +63,23 @@ async def test_a_replaced_lock_file_ends_the_hold(tmp_path, autojump_clock):
                 await lease.hold()
 
 
+async def test_after_a_replaced_lock_file_the_campaign_is_for_the_new_file(
+        tmp_path, autojump_clock):
+    path = tmp_path / "hub.lock"
+    with trio.fail_after(60):
+        async with open_lease(f"file:{path}") as a, open_lease(f"file:{path}") as b:
+            await a.campaign("ws://a")
+            os.unlink(path)
+            with pytest.raises(LeaseLost):
+                await a.hold()
+            assert (await b.campaign("ws://b")).term == 2  # b locked the new file
+            # a campaigns again (as a stepped-down hub does): it must wait
+            # for b, not win the unlinked file it held before.
+            with trio.move_on_after(5) as waited:
+                await a.campaign("ws://a")
+            assert waited.cancelled_caught, "a won a lock file nobody else sees"
+
+
 async def test_an_unusable_directory_is_a_clear_error(tmp_path):
     with trio.fail_after(10):
         async with open_lease(f"file:{tmp_path}/missing/hub.lock") as lease:
