@@ -168,6 +168,7 @@ class Cluster:
                 if self.connected.get(client_id):
                     self.hub.receive(client_id, message, self.now)
             case OpenConnection():
+                # ``url`` (a standby's redirect) is ignored: one hub here.
                 self.connected[client_id] = True
                 self.hub.connection_made(client_id, self.now)
                 s.connection_made(self.now)
