@@ -238,8 +238,11 @@ def _serve_command(args: argparse.Namespace) -> int:
 
         from hulytrio.lease import LeaseError
 
+        from .errors import single_errors
+
         try:
-            trio.run(_until_signal, body)
+            with single_errors():  # a lease error, not a group around it
+                trio.run(_until_signal, body)
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", host, port, exc)
             return 1

@@ -16,11 +16,15 @@ def single_errors() -> Iterator[None]:
     the user's block, so an error raised *by the user's code* would reach
     them wrapped in an ``ExceptionGroup``; a caller of ``open_client`` expects
     the ``RemoteError`` (or ``KeyboardInterrupt``) it raised.  Groups of
-    several exceptions are real concurrent failures and stay groups.
+    several exceptions are real concurrent failures and stay groups.  Nested
+    groups of one (a nursery inside a nursery) unwrap to the one exception.
     """
     try:
         yield
     except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if inner is group:
+            raise
+        raise inner from None

@@ -116,6 +116,9 @@ async def test_a_client_given_only_the_standby_is_redirected(procs, tmp_path):
     (["--lease", "etcd://127.0.0.1:2379"], "no leader key"),
     (["--lease", "file:/x", "--lease-ttl", "0"], "--lease-ttl=0 is not allowed"),
     (["--advertise-url", "http://a:1"], "--advertise-url=http://a:1 is not allowed"),
+    # found only when the hub campaigns: still one line, not a traceback
+    (["--lease", "file:/nonexistent-dir/hub.lock", "--log-level", "warning"],
+     "hulytrio serve: error: lease file /nonexistent-dir/hub.lock: cannot open it"),
 ])
 async def test_a_bad_lease_setting_is_one_line_and_exit_2(procs, args, message):
     with trio.fail_after(20):
