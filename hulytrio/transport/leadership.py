@@ -16,10 +16,12 @@ redirect are closed and come back to be welcomed; clients and agents that
 were on the old active hub arrive, re-register and re-acquire (soft state,
 exactly as after a restart).  While active it holds the lease; when the
 lease is lost (etcd: no keep-alive answered for ttl x 0.8; a file: the lock
-file was removed) it steps down at once: every session is closed (their
+file was removed or replaced) it steps down at once: every session is closed (their
 peers reconnect to the new active hub) and it campaigns again as a standby.
 Leaving the ``async with`` of ``open_lease`` resigns, so a clean stop
-(SIGTERM) hands over within a standby's poll interval.
+(SIGTERM) hands over within a standby's poll interval (the connections
+close at the same time: the peers' first retry usually finds the new
+active hub).
 """
 
 from __future__ import annotations
@@ -103,14 +105,14 @@ async def serve_on_lease(lease_url: str, *, lease_ttl: float, advertise_url: str
     Yields the ``NetworkServer`` (a standby until it wins; ``server.role``).
     ``advertise_url`` defaults to ``default_advertise_url(host, port)``;
     ``server_options`` go to ``serve_network``.  On exit the lease is
-    resigned first, so a standby takes over at once.
+    resigned, so a standby takes over at once.
 
     Raises:
         LeaseError: a malformed lease URL or ttl, or an unusable lease store.
         OSError: if the address cannot be bound.
     """
-    # The lease inside the server: leaving resigns before the connections
-    # close, so the standby is taking over while the peers reconnect.
+    # The lease inside the server: on the way out it is resigned before the
+    # server's own exit, so the standby is taking over while peers reconnect.
     async with serve_network(host, port, standby=True, **server_options) as server, \
             open_lease(lease_url, ttl=lease_ttl) as lease:
         url = advertise_url or default_advertise_url(host, server.port)
