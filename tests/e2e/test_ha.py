@@ -111,6 +111,36 @@ async def test_a_client_given_only_the_standby_is_redirected(procs, tmp_path):
             await wait_for(lambda: _is(port_b, "active"))
 
 
+async def test_a_hub_that_loses_its_lease_steps_down_and_one_hub_stays_active(
+        procs, tmp_path):
+    with trio.fail_after(40):
+        lock = tmp_path / "hub.lock"
+        port_a, port_b, hub_a, hub_b = await _start_pair(procs, f"file:{lock}")
+        urls = f"ws://127.0.0.1:{port_a},ws://127.0.0.1:{port_b}"
+        agent = await procs.agent(urls, "steady")
+        async with hulytrio.open_client(urls) as c:
+            await c.wait_connection()
+            await wait_for(lambda: _has_agent(c, "steady"))
+            ref = await c.get("echo")
+            pid = (await ref.request("before"))["pid"]
+            assert c.session.term == 1
+            # An operator removes the lock file: hub a no longer holds a lease
+            # anyone can see, so it must step down (within its 1 s check) and
+            # the two hubs campaign again for the new file.
+            lock.unlink()
+            await wait_for(lambda: c.session.term == 2, interval=0.05)
+            reply = await ref.request("after")
+            assert reply["pid"] == pid
+            roles = sorted([await role(port_a), await role(port_b)])
+            assert roles == ["active", "standby"], procs.logs()
+            active_port = port_a if await role(port_a) == "active" else port_b
+            assert c.hub_url == f"ws://127.0.0.1:{active_port}"
+        await kill(agent, signal.SIGTERM)
+        for hub in (hub_a, hub_b):
+            await kill(hub, signal.SIGTERM)
+            assert hub.returncode == 0, procs.logs()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--lease", "zk://x/y"], "--lease=zk://x/y is not allowed: expected file:PATH"),
     (["--lease", "etcd://127.0.0.1:2379"], "no leader key"),
