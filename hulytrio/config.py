@@ -38,6 +38,8 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from hulytrio.core.hubs import parse_hub_urls
+
 __all__ = [
     "KEYS",
     "AgentConfig",
@@ -73,6 +75,9 @@ class NetworkConfig:
     container_timeout: float = 5.0
     tick_rate: float | None = None
     shutdown_timeout: float = 30.0
+    lease: str | None = None
+    lease_ttl: float = 5.0
+    advertise_url: str | None = None
 
 
 @attrs.frozen
@@ -145,14 +150,16 @@ class Config:
         return self.monitoring.metrics_port if self.monitoring.enabled else None
 
     def hub_url(self) -> str:
-        """Return the URL an agent dials: ``agent.url``, else ``ws://network.host:port``.
+        """Return the URL(s) an agent dials: ``agent.url``, else ``ws://network.host:port``.
 
+        Several hubs (``NETWORK_HOST=a,b``) give a comma-separated list;
         ``wss://`` instead when a CA file is set (``security.caFile``).
         """
         if self.agent.url is not None:
             return self.agent.url
         scheme = "ws" if self.security.ca_file is None else "wss"
-        return f"{scheme}://{self.network.host}:{self.network.port}"
+        return ",".join(f"{scheme}://{host}:{self.network.port}"
+                        for host in self.network.host.split(","))
 
     def agent_endpoint(self) -> str | None:
         """Return the agent's own ``HOST:PORT``: ``agent.endpoint``, else from ``agent.port``."""
@@ -292,6 +299,32 @@ def _address(value: object) -> str:
     return f"{host}:{port}"
 
 
+def _hosts(value: object) -> str:
+    text = _text(value)
+    hosts = [host.strip() for host in text.split(",")]
+    if not all(hosts) or any(" " in h or "/" in h for h in hosts):
+        raise ValueError("a host name or address, or a comma-separated list of them")
+    return ",".join(hosts)
+
+
+def _ws_urls(value: object) -> str:
+    try:
+        return ",".join(parse_hub_urls(_text(value)))
+    except ValueError as exc:
+        raise ValueError(f"a ws://HOST:PORT URL or a comma-separated list of them "
+                         f"({exc})") from None
+
+
+def _lease_url(value: object) -> str:
+    # The full check (hulytrio.lease.parse_lease_url) runs in ``serve``:
+    # this module stays below the lease in the import layers.
+    url = _text(value)
+    if not (url.startswith("file:") or url.split("://", 1)[0] in ("etcd", "etcd+http",
+                                                                   "etcd+https")):
+        raise ValueError("file:PATH or etcd://HOST:PORT/KEY")
+    return url
+
+
 def _ws_url(value: object) -> str:
     from urllib.parse import urlsplit
 
@@ -358,8 +391,9 @@ KEYS: tuple[Key, ...] = (
         env="NETWORK_PORT", flag="--port"),
     Key("network.bindAddress", _text, "an address or host name",
         "the address the hub listens on", env="NETWORK_BIND_ADDRESS", flag="--host"),
-    Key("network.host", _text, "a host name or address",
-        "the hub's host an agent dials (when no agent.url)", env="NETWORK_HOST"),
+    Key("network.host", _hosts, "a host name or address, or a comma-separated list",
+        "the hub's host an agent dials (when no agent.url); several: the hubs of a pair",
+        env="NETWORK_HOST"),
     Key("network.aliveTimeout", _seconds, "seconds > 0",
         "hub: a peer silent this long is dead; agent: asks the hub for this timeout",
         env="ALIVE_TIMEOUT", flag="--alive-timeout"),
@@ -375,10 +409,20 @@ KEYS: tuple[Key, ...] = (
     Key("network.shutdownTimeout", _seconds, "seconds > 0",
         "on SIGTERM, how long the requests in flight may take to finish before the hub "
         "(or agent) stops anyway", env="SHUTDOWN_TIMEOUT", flag="--shutdown-timeout"),
+    Key("network.lease", _lease_url, "file:PATH or etcd://HOST:PORT/KEY (unset: no lease)",
+        "campaign for this leader lease: active while held, else a standby that "
+        "redirects peers", env="LEASE_URL", flag="--lease"),
+    Key("network.leaseTtl", _seconds, "seconds > 0",
+        "how long the lease outlives its holder's last keep-alive (etcd)",
+        env="LEASE_TTL", flag="--lease-ttl"),
+    Key("network.advertiseUrl", _ws_url, "ws://HOST:PORT (default: the bound host and port)",
+        "the URL standbys redirect peers to while this hub is active",
+        env="ADVERTISE_URL", flag="--advertise-url"),
     Key("agent.id", _text, "a non-empty string", "the agent's id (random when unset)",
         env="AGENT_ID", flag="--agent-id"),
-    Key("agent.url", _ws_url, "ws://HOST:PORT", "the hub URL the agent dials "
-        "(default ws://network.host:network.port)", flag="--url"),
+    Key("agent.url", _ws_urls, "ws://HOST:PORT (wss:// for TLS), or a comma-separated list",
+        "the hub URL(s) the agent dials (default ws://network.host:network.port)",
+        flag="--url"),
     Key("agent.endpoint", _address, "HOST:PORT (port 0: a free one)",
         "where the agent's own server listens for direct connections", flag="--endpoint"),
     Key("agent.port", _port, "0..65535", "shorthand for agent.endpoint 0.0.0.0:PORT",

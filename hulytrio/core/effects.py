@@ -82,9 +82,15 @@ class CloseConnection(BaseEffect):
 @fast_init
 @attrs.frozen
 class OpenConnection(BaseEffect):
-    """Session: open a connection to the hub now (``attempt`` counts from 1)."""
+    """Session: open a connection to the hub now (``attempt`` counts from 1).
+
+    ``url``: the hub to dial, when the session knows it (a standby hub's
+    redirect to the active one); None lets the driver pick (it rotates
+    through the hubs it was given).
+    """
 
     attempt: int
+    url: str | None = None
 
 
 @fast_init

@@ -111,7 +111,7 @@ from .timeouts import Timeouts
 from .timers import Timers
 from .types import ClientId, ContainerUuid
 
-__all__ = ["Hub", "HubStatistics", "HubTimer", "HubTimers"]
+__all__ = ["Hub", "HubStatistics", "HubTimer", "HubTimers", "term_epoch_base"]
 
 #: messages without fields are immutable: one instance serves every send
 _PONG = Pong()
@@ -225,6 +225,16 @@ class _Flight:
         self.per_uuid: dict[ContainerUuid, int] = {}
 
 
+def term_epoch_base(term: int) -> int:
+    """Return the first stateless ownership epoch of hub term ``term``.
+
+    The term sits in the high bits (``(term - 1) << 32``): every epoch a
+    later term publishes is above every epoch of an earlier one, and term 1
+    (a hub without a lease) numbers epochs from 0 as it always did.
+    """
+    return (term - 1) << 32 if term > 1 else 0
+
+
 class Hub:
     """The hub's decision machine (see module docstring).
 
@@ -250,13 +260,17 @@ class Hub:
     ) -> None:
         self.hub_id = hub_id
         self.term = term
+        #: set on a standby hub: every hello is answered with a ``Welcome``
+        #: redirecting to this URL (the active hub's; "" when unknown) and
+        #: the connection is closed; the hub serves nobody
+        self.redirect: str | None = None
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         self.max_in_flight = max_in_flight
         self.max_in_flight_per_container = max_in_flight_per_container
         self.max_alive_timeout = max_alive_timeout
         self.probes = probes if probes is not None else Probes()
         self.registry = Registry(hub_id, self.timeouts, probes=self.probes,
-                                 seeded_bugs=seeded_bugs)
+                                 seeded_bugs=seeded_bugs, epoch_base=term_epoch_base(term))
         self.stats = HubStatistics()
         self._timers = Timers()
         #: every deadline of the hub, read-only (drivers wait on it)
@@ -627,6 +641,15 @@ class Hub:
             self._effects.append(CloseConnection(conn, "bad hello"))
             self._conn_client.pop(conn, None)
             self._count("hello", "error")
+            return
+        self._timers.cancel((HubTimer.HELLO, conn))
+        if self.redirect is not None:
+            self.probes.hit("standby: hello redirected")
+            self._effects.append(Send(conn, Welcome(
+                PROTOCOL_VERSION, self.hub_id, self.timeouts.alive, self.timeouts.ping_interval,
+                self.term, 0, self.redirect)))
+            self._effects.append(CloseConnection(conn, "standby hub: redirected"))
+            self._conn_client.pop(conn, None)
             return
         client_id = msg.peer_id
         old = self._client_conn.get(client_id)

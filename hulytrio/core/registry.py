@@ -130,7 +130,9 @@ class Registry:
     """Agents, containers, clients and the rules that tie them together.
 
     ``events`` collects registry changes to broadcast; ``timers`` holds the
-    registry's deadlines (``RegistryTimer`` keys).  ``seeded_bugs`` switches
+    registry's deadlines (``RegistryTimer`` keys).  ``epoch_base`` is the
+    first ownership epoch of a stateless uuid (the hub's term in the high
+    bits, so epochs only grow across hubs).  ``seeded_bugs`` switches
     on deliberate faults for the simulator's self-test; production never
     sets it.  ``max_remembered_epochs`` bounds the dropped stateless uuids
     whose last epoch is kept (a class default; an instance may lower it).
@@ -145,9 +147,11 @@ class Registry:
         *,
         probes: Probes | None = None,
         seeded_bugs: frozenset[str] = frozenset(),
+        epoch_base: int = 0,
     ) -> None:
         self.hub_id = hub_id
         self.timeouts = timeouts
+        self.epoch_base = epoch_base
         self.probes = probes if probes is not None else Probes()
         self.seeded_bugs = seeded_bugs
         #: outputs in order, taken by the hub (``take_effects``)
@@ -348,9 +352,10 @@ class Registry:
             # its kind without offering it.  fix: that instance had epoch 0,
             # below the epochs the hub had already published for the uuid.
             c.epoch = self._last_epoch.pop(uuid) + 1
-        elif self._epoch_floor:
-            # It may be one whose last epoch was forgotten (bounded memory).
-            c.epoch = self._epoch_floor
+        elif stateless or self._epoch_floor:
+            # A stateless uuid starts at its hub term's first epoch; any uuid
+            # may be one whose last epoch was forgotten (bounded memory).
+            c.epoch = max(self.epoch_base if stateless else 0, self._epoch_floor)
         self._containers[uuid] = c
         agent.containers[uuid] = None
         self._live.add((kind, labels), uuid)

@@ -24,7 +24,18 @@ Connection lifecycle (``SessionState``, table ``SESSION_TRANSITIONS``)::
     CONNECTING/HANDSHAKE/READY --lost, or hub silent past its alive timeout--> BACKOFF
     BACKOFF --backoff delay elapsed--> CONNECTING          (forever, until close)
     READY --another Welcome--> READY                       (rebuilds again)
+    HANDSHAKE --Welcome with a redirect, or an older term--> BACKOFF
     any --close--> CLOSED
+
+Several hubs (one active, standbys on a lease): a standby answers the hello
+with a ``Welcome`` whose ``redirect`` names the active hub; the session
+follows the first redirect at once (``OpenConnection(url=...)``) and backs off
+before any further one, so two standbys naming each other cannot make it
+spin.  Without a redirect the driver picks the next hub of its list.  Every
+``Welcome`` carries the active hub's ``term``; the session refuses one older
+than the newest it has seen (a deposed hub that has not noticed yet): it
+closes that connection and reconnects elsewhere.  Orders arrive only on a
+welcomed connection, so none from an older term is ever obeyed.
 
 After every ``Welcome`` but the first the session rebuilds: it re-registers
 its agents, re-acquires every reference (by its current uuid; a reference
@@ -229,6 +240,11 @@ class Backoff:
         return base * (1.0 - self.jitter * rng.random())
 
 
+#: After a standby's redirect the reconnect delay is that of this attempt at
+#: most (50 ms x 1.5^2 = 113 ms with the client driver's backoff).
+_REDIRECT_ATTEMPT_CAP = 3
+
+
 class ClientSession:
     """A client's side of the protocol (see module docstring).
 
@@ -283,7 +299,11 @@ class ClientSession:
         self._ready = False
         #: the hub's id from the last Welcome (changes when the hub restarts)
         self.hub_id: str | None = None
+        #: the newest hub term a Welcome announced (0: none yet)
+        self.term = 0
         self.welcomes = 0
+        #: redirects followed since the last real Welcome
+        self._redirects = 0
         self.timers = Timers()
         self.calls = CallTable(get_retry_initial, get_retry_max)
         self.refs = References()
@@ -627,10 +647,11 @@ class ClientSession:
 
     # --- connection lifecycle ------------------------------------------------------
 
-    def _open(self, now: float) -> None:
+    def _open(self, now: float, url: str | None = None) -> None:
         self._attempt += 1
         self._transition(SessionState.CONNECTING)
-        self._effects.append(OpenConnection(self._attempt))
+        self._effects.append(OpenConnection(self._attempt, url) if url is not None
+                             else OpenConnection(self._attempt))
 
     def _check_hub_alive(self, now: float) -> None:
         state = self.state
@@ -648,9 +669,18 @@ class ClientSession:
 
     def _welcome(self, msg: Welcome, now: float) -> None:
         if msg.redirect is not None:
-            self._effects.append(CloseConnection(None, f"redirected to {msg.redirect}"))
+            self._redirected(msg.redirect, now)
+            return
+        if msg.term < self.term:
+            # A deposed hub (paused, cut off) that has not noticed yet: none
+            # of its answers or orders may count.  Look for the active one.
+            self.probes.hit("older hub term refused")
+            self._effects.append(CloseConnection(
+                None, f"hub term {msg.term} is older than term {self.term} already seen"))
             self.connection_lost(now)
             return
+        self.term = msg.term
+        self._redirects = 0
         restarted = self.hub_id is not None and msg.hub_id != self.hub_id
         if restarted:
             self.probes.hit("hub restarted")
@@ -676,6 +706,24 @@ class ClientSession:
                 # The hub published changes before we joined: events alone
                 # would never tell us about them, so start from a snapshot.
                 self._resync()
+
+    def _redirected(self, url: str, now: float) -> None:
+        """A standby hub named the active one (``url``; empty: it does not know)."""
+        self.probes.hit("redirected by a standby hub")
+        self._effects.append(CloseConnection(None, f"standby hub; redirected to {url or '?'}"))
+        # A hub answered: the pair is alive and a takeover is under way or
+        # done (a redirect to a dead leader is the standby's view before it
+        # wins).  Keep retrying at a short delay instead of backing off
+        # towards the maximum, so the new active hub is found soon after it
+        # wins the lease.
+        self._attempt = min(self._attempt, _REDIRECT_ATTEMPT_CAP)
+        self.connection_lost(now)
+        if url and self._redirects == 0:
+            # Follow at once; a second redirect in a row waits its backoff
+            # (the standbys' view of the leader may be stale for a moment).
+            self.timers.cancel(SessionTimer.RECONNECT)
+            self._open(now, url)
+        self._redirects += 1
 
     def _rebuild(self) -> None:
         """After a reconnect: agents, then references, then everything else."""

@@ -49,8 +49,8 @@ class FileLease(Lease):
         return self._fd
 
     async def campaign(self, holder: str) -> Leadership:
-        fd = self._open()
         while True:
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -58,7 +58,13 @@ class FileLease(Lease):
                 continue
             except OSError as exc:
                 raise LeaseError(f"lease file {self.path}: cannot lock it: {exc.strerror}") from exc
-            break
+            if self._is_current(fd):
+                break
+            # The file was removed or replaced while we waited: the lock on
+            # the old one means nothing (a hub locking the file now at PATH
+            # would be active too).  Start over on the current file.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            self._close()
         self._held = True
         try:
             previous = self._read_record().get("term", 0)
@@ -69,6 +75,13 @@ class FileLease(Lease):
             self._unlock()
             raise
         return Leadership(term, holder)
+
+    def _is_current(self, fd: int) -> bool:
+        """Return whether ``fd`` is the file now at ``path`` (not an unlinked one)."""
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
 
     def _read_record(self) -> dict[str, int | str]:
         try:
@@ -116,8 +129,11 @@ class FileLease(Lease):
                 current = -1
             if current != mine:
                 # Someone removed or replaced the lock file: another hub can
-                # now lock a new file at PATH, so this one must step down.
+                # now lock a new file at PATH, so this one must step down,
+                # and campaign again on the file now at PATH (locking the
+                # old, unlinked one would "win" a lease nobody else sees).
                 self._unlock()
+                self._close()
                 raise LeaseLost(f"lease file {self.path}: removed or replaced")
 
     async def leader(self) -> str | None:
@@ -136,8 +152,11 @@ class FileLease(Lease):
     async def resign(self) -> None:
         self._unlock()
 
-    async def aclose(self) -> None:
-        self._unlock()
+    def _close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    async def aclose(self) -> None:
+        self._unlock()
+        self._close()

@@ -592,6 +592,8 @@ class Simulation:
                 case RunRequest():
                     self._run_request(proc, eff)
                 case OpenConnection():
+                    # ``url`` (a standby's redirect) has no meaning here: the
+                    # simulated world has one hub, always the active one.
                     self._open(proc)
                 case CloseConnection():
                     conn = proc.conn

@@ -112,10 +112,10 @@ class Cluster:
         self.connected[client_id] = False
         del self.sessions[client_id]
 
-    def restart_hub(self) -> None:
-        """Replace the hub with a fresh one; every connection drops."""
+    def restart_hub(self, *, term: int = 1) -> None:
+        """Replace the hub with a fresh one of ``term``; every connection drops."""
         self._hub_count += 1
-        self.hub = Hub(f"hub{self._hub_count}", self.timeouts)
+        self.hub = Hub(f"hub{self._hub_count}", self.timeouts, term=term)
         for client_id, s in self.sessions.items():
             if self.connected[client_id]:
                 self.connected[client_id] = False
@@ -177,6 +177,7 @@ class Cluster:
                 if self.connected.get(client_id):
                     self.hub.receive(client_id, message, self.now)
             case OpenConnection():
+                # ``url`` (a standby's redirect) is ignored: one hub here.
                 self.connected[client_id] = True
                 self.hub.connection_made(client_id, self.now)
                 s.connection_made(self.now)

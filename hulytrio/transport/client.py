@@ -59,6 +59,7 @@ from hulytrio.core.errors import (
     error_from_code,
 )
 from hulytrio.core.events import NetworkEvent
+from hulytrio.core.hubs import parse_hub_urls
 from hulytrio.core.messages import Error, Message
 from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
@@ -168,6 +169,11 @@ class Client:
         self.url = url
         #: TLS settings for a ``wss://`` hub (None: the system's CAs)
         self.ssl_context = ssl_context
+        #: every hub this client may dial (``url`` is a comma-separated list)
+        self.urls = parse_hub_urls(url)
+        #: the hub dialled last
+        self.hub_url = self.urls[0]
+        self._next_url = 0
         self.session = session
         self._nursery = nursery
         self._slots: dict[int, Waiter] = {}
@@ -391,7 +397,7 @@ class Client:
                 if ref is not None and effect.record is not None:
                     ref._record = effect.record
             case OpenConnection():
-                self.spawn(self._run_connection)
+                self.spawn(self._run_connection, self._pick_url(effect.url))
             case CloseConnection():
                 self._close_connection(effect.reason)
             case _:
@@ -460,12 +466,29 @@ class Client:
 
     # --- the connection -------------------------------------------------------------
 
-    async def _run_connection(self) -> None:
+    def _pick_url(self, redirect: str | None) -> str:
+        """Return the hub to dial: a standby's redirect, else the next of the list.
+
+        The list is walked round-robin, so after the active hub fails the
+        next attempt tries another hub.
+        """
+        urls = self.urls
+        if redirect is not None:
+            url = redirect
+            if url in urls:
+                self._next_url = urls.index(url) + 1
+        else:
+            url = urls[self._next_url % len(urls)]
+            self._next_url += 1
+        self.hub_url = url
+        return url
+
+    async def _run_connection(self, url: str) -> None:
         conn = _Connection(self._oversized)
         self._conn = conn
         try:
             with conn.scope:
-                ws = await self._open_ws()
+                ws = await self._open_ws(url)
                 if ws is None:
                     return
                 conn.ws = ws
@@ -492,14 +515,17 @@ class Client:
                 self.session.connection_lost(trio.current_time())
                 self._drain()
 
-    async def _open_ws(self) -> WebSocket | None:
+    async def _open_ws(self, url: str) -> WebSocket | None:
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                ws = await connect_wss(self.url, max_message_size=MAX_FRAME_BYTES,
+                ws = await connect_wss(url, max_message_size=MAX_FRAME_BYTES,
                                        ssl_context=self.ssl_context, spawn=self.spawn)
-        except (OSError, HandshakeError, trio.TooSlowError) as exc:
+        except (OSError, HandshakeError, ValueError, trio.TooSlowError) as exc:
+            # ValueError: a redirect to a URL this client cannot dial.
             reason = (f"no answer within {CONNECT_TIMEOUT:g} s"
                       if isinstance(exc, trio.TooSlowError) else str(exc) or repr(exc))
+            if len(self.urls) > 1 or url != self.urls[0]:
+                reason = f"{url}: {reason}"
             self._connect_log.failed(trio.current_time(), reason)
             return None
         self._connect_log.succeeded(trio.current_time())
@@ -651,9 +677,19 @@ async def open_client(url: str, *, client_id: str | None = None,
     that requires a client certificate).  On exit,
     hosted agents are unregistered and their containers terminated, and the
     hub is told ``Close``.
+
+    ``url`` may list several hubs, ``"ws://a:3737,ws://b:3737"`` (an active
+    hub and its standbys, docs/high-availability.md): the client follows a
+    standby's redirect at once and otherwise tries the next hub of the list
+    on each reconnect.
+
+    Raises:
+        ValueError: ``url`` is not a ``ws://`` URL or a comma-separated list
+            of them (the message names the bad element).
     """
     if ssl_context is None and ca is not None:
         ssl_context = client_ssl_context(ca)
+    parse_hub_urls(url)
     session = ClientSession(client_id if client_id is not None
                             else f"client-{secrets.token_hex(4)}",
                             rng=random.Random(seed), alive_timeout=alive_timeout,

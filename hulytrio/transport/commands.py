@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hulytrio.config import KEYS, Config, ConfigError, describe, format_size, load_config
@@ -38,6 +39,7 @@ from .listen import bind_listeners
 
 if TYPE_CHECKING:
     from .container import Factory, StatelessContainer
+    from .server import NetworkServer
 
 # trio and the drivers are imported by the command that runs, not here: the
 # hub binds its port first, so clients reconnecting to a restarted hub
@@ -52,7 +54,8 @@ T = TypeVar("T")
 #: The flags of each command that set a ``hulytrio.config`` key.
 SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
                "--container-timeout", "--metrics-port", "--shutdown-timeout", "--auth",
-               "--tls-cert", "--tls-key", "--tls-client-ca")
+               "--tls-cert", "--tls-key", "--tls-client-ca", "--lease", "--lease-ttl",
+               "--advertise-url")
 AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
                "--alive-timeout", "--shutdown-timeout", "--token-file", "--ca-file",
                "--tls-client-cert", "--tls-client-key")
@@ -209,6 +212,7 @@ def _serve_command(args: argparse.Namespace) -> int:
         supervised = args.supervise
         if supervised is None:
             supervised = _env_flag("HUB_SUPERVISE")
+        lease_url = _checked_lease(config)
     except ConfigError as exc:
         return _refuse("serve", exc)
     _warn_inert(config, "hub")
@@ -244,11 +248,21 @@ def _serve_command(args: argparse.Namespace) -> int:
     shutdown_timeout = config.network.shutdown_timeout
 
     def run_hub(parent_gone: int | None) -> int:
-        async def body(stop: trio.Event) -> None:
-            async with serve_network(host, port, timeouts=timeouts,
-                                     listen_sockets=listeners,
+        def serve() -> AbstractAsyncContextManager[NetworkServer]:
+            if lease_url is None:
+                return serve_network(host, port, timeouts=timeouts, listen_sockets=listeners,
                                      metrics_port=metrics_port, authenticator=authenticator,
-                                     ssl_context=ssl_context) as server:
+                                     ssl_context=ssl_context)
+            from .leadership import serve_on_lease
+
+            return serve_on_lease(lease_url, lease_ttl=config.network.lease_ttl,
+                                  advertise_url=config.network.advertise_url, host=host,
+                                  port=port, timeouts=timeouts, listen_sockets=listeners,
+                                  metrics_port=metrics_port, authenticator=authenticator,
+                                  ssl_context=ssl_context)
+
+        async def body(stop: trio.Event) -> None:
+            async with serve() as server:
                 log.info("serving on %s://%s:%d (alive timeout %.3g s, ping interval %.3g s, "
                          "container timeout %.3g s)", "ws" if ssl_context is None else "wss", host,
                          server.port, timeouts.alive,
@@ -259,11 +273,18 @@ def _serve_command(args: argparse.Namespace) -> int:
                 if await _stop_or_parent_gone(stop, parent_gone):
                     await server.drain(shutdown_timeout)
 
+        from hulytrio.lease import LeaseError
+
+        from .errors import single_errors
+
         try:
-            trio.run(_until_signal, body)
+            with single_errors():  # a lease error, not a group around it
+                trio.run(_until_signal, body)
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", host, port, exc)
             return 1
+        except LeaseError as exc:
+            return _refuse("serve", ConfigError(str(exc)))
         return 0
 
     if supervised:
@@ -311,6 +332,22 @@ async def _stop_or_parent_gone(stop: Any, parent_gone: int | None) -> bool:
         await stop.wait()
         nursery.cancel_scope.cancel()
     return not gone
+def _checked_lease(config: Config) -> str | None:
+    """Return ``network.lease`` (None: no lease) once ``hulytrio.lease`` accepts it.
+
+    Raises:
+        ConfigError: naming the setting and what is wrong with the URL.
+    """
+    url = config.network.lease
+    if url is None:
+        return None
+    from hulytrio.lease import LeaseError, parse_lease_url
+
+    try:
+        parse_lease_url(url)
+    except LeaseError as exc:
+        raise ConfigError(f"{_origin_name(config, 'network.lease')}: {exc}") from None
+    return url
 
 
 def _env_flag(name: str) -> bool:

@@ -17,14 +17,14 @@ def single_errors() -> Iterator[None]:
     them wrapped in an ``ExceptionGroup``; a caller of ``open_client`` expects
     the ``RemoteError`` (or ``KeyboardInterrupt``) it raised.  Groups of
     several exceptions are real concurrent failures and stay groups.  Nested
-    nurseries nest groups: a chain of groups of one is unwrapped to the end.
+    groups of one (a nursery inside a nursery) unwrap to the one exception.
     """
     try:
         yield
     except BaseExceptionGroup as group:
-        if len(group.exceptions) != 1:
-            raise
-        inner = group.exceptions[0]
+        inner: BaseException = group
         while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
             inner = inner.exceptions[0]
+        if inner is group:
+            raise
         raise inner from None

@@ -92,10 +92,13 @@ class ServerStatistics:
 
 
 class _Peer:
-    __slots__ = ("address", "conn", "greeted", "outbox", "scope", "ws")
+    __slots__ = ("address", "conn", "greeted", "hub", "outbox", "scope", "ws")
 
-    def __init__(self, conn: int, ws: WebSocket, outbox: Outbox) -> None:
+    def __init__(self, conn: int, ws: WebSocket, outbox: Outbox, hub: Hub) -> None:
         self.conn = conn
+        #: the hub machine this connection talks to (a standby that wins the
+        #: lease, or an active hub that loses it, gets a new one)
+        self.hub = hub
         self.ws = ws
         self.outbox = outbox
         self.scope = trio.CancelScope()
@@ -125,9 +128,10 @@ class NetworkServer:
         self._frames_in = 0
         self._bad_frames = 0
         self._dropped = 0
-        self._timer = DeadlineTask(hub.next_deadline, self._fire)
-        #: "active" serves; a standby hub (hub standby, to come) sets another
-        #: role, and ``/ready`` answers 503 unless ``ready``
+        self._timer = DeadlineTask(self._next_deadline, self._fire)
+        #: "active" serves; "standby" (a hub campaigning for its lease,
+        #: ``leadership.py``) redirects every hello; ``/ready`` answers 503
+        #: unless ``ready``
         self.role = "active"
         self.started = trio.current_time()
         self.metrics_port: int | None = None
@@ -156,6 +160,49 @@ class NetworkServer:
         host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
         scheme = "ws" if self.ssl_context is None else "wss"
         return f"{scheme}://{host}:{self.port}"
+
+    # --- the role (hub standby: leadership.py) ----------------------------------
+
+    def stand_by(self, redirect: str, reason: str) -> None:
+        """Serve as a standby from now on: every hello is redirected to ``redirect``.
+
+        Every open connection is closed at once (``reason`` is logged): its
+        session belonged to a term that is over, and its peer reconnects to
+        the active hub.  The registry starts empty again.
+        """
+        self._replace_hub(self.hub.term, reason)
+        self.hub.redirect = redirect
+        self.role = "standby"
+
+    def activate(self, term: int) -> None:
+        """Serve as the active hub of ``term`` (the lease's term) from now on.
+
+        Connections still open to the standby (waiting for their redirect)
+        are closed; their peers reconnect and are welcomed.
+        """
+        self._replace_hub(term, f"now the active hub (term {term})")
+        self.role = "active"
+
+    def set_redirect(self, url: str) -> None:
+        """A standby learnt the active hub's URL (``""``: unknown)."""
+        if self.hub.redirect is not None:
+            self.hub.redirect = url
+
+    def _replace_hub(self, term: int, reason: str) -> None:
+        old = self.hub
+        self.hub = Hub(f"hub-{secrets.token_hex(4)}", old.timeouts, term=term,
+                       max_in_flight=old.max_in_flight,
+                       max_in_flight_per_container=old.max_in_flight_per_container,
+                       max_alive_timeout=old.max_alive_timeout)
+        if self._peers:
+            log.info("closing %d connection(s): %s", len(self._peers), reason)
+        for peer in list(self._peers.values()):
+            peer.outbox.closing = True
+            peer.scope.cancel()
+        self._timer.poke()
+
+    def _next_deadline(self) -> float | None:
+        return self.hub.next_deadline()
 
     def statistics(self) -> ServerStatistics:
         """Return the driver's counters."""
@@ -296,7 +343,7 @@ class NetworkServer:
                                                              MAX_FRAME_BYTES),
                         max_bytes=self.send_bytes,
                         oversized=lambda message, size: self._oversized(conn, message, size))
-        peer = _Peer(conn, ws, outbox)
+        peer = _Peer(conn, ws, outbox, self.hub)
         if self._going_away:
             # Drained: a peer reconnecting now is told to go elsewhere at once.
             ws.close_nowait(1001, "hub shutting down")
@@ -305,7 +352,7 @@ class NetworkServer:
         ws.max_message_size = min(PRE_HELLO_BYTES, ws.max_message_size)
         self._peers[conn] = peer
         try:
-            self.hub.connection_made(conn, trio.current_time())
+            peer.hub.connection_made(conn, trio.current_time())
             self._drain()
             with peer.scope:
                 async with trio.open_nursery() as nursery:
@@ -322,7 +369,7 @@ class NetworkServer:
         finally:
             ws.abort()
             del self._peers[conn]
-            self.hub.connection_lost(conn, trio.current_time())
+            peer.hub.connection_lost(conn, trio.current_time())
             self._drain()
             if self._peers_gone is not None and not self._peers:
                 self._peers_gone.set()
@@ -338,11 +385,11 @@ class NetworkServer:
         if refused.send is not None:
             peer.outbox.put_nowait(refused.send)
         if refused.answer is not None:
-            self.hub.receive(conn, refused.answer, trio.current_time())
+            peer.hub.receive(conn, refused.answer, trio.current_time())
             self._drain()
 
     async def _read(self, peer: _Peer) -> None:
-        hub, ws = self.hub, peer.ws
+        hub, ws = peer.hub, peer.ws
         auth = self.authenticator if self.authenticator and self.authenticator.required else None
         while True:
             try:
@@ -392,14 +439,14 @@ class NetworkServer:
         try:
             principal = auth.authenticate(message.credentials, time.time())
         except AuthError as exc:
-            self.hub.refuse_hello(peer.conn, message, str(exc), now)
+            peer.hub.refuse_hello(peer.conn, message, str(exc), now)
         else:
-            self.hub.receive_hello(peer.conn, message, principal, now)
+            peer.hub.receive_hello(peer.conn, message, principal, now)
 
     def _bad(self, peer: _Peer, call_id: int, text: str) -> None:
         self._bad_frames += 1
         log.warning("bad input from connection %s (%s): %s", peer.conn, peer.address, text)
-        self.hub.protocol_error(peer.conn, call_id, text)
+        peer.hub.protocol_error(peer.conn, call_id, text)
 
 
 def _loopback_only(listener: trio.SocketListener,
@@ -438,6 +485,7 @@ async def serve_network(
     max_alive_timeout: float = 300.0,
     authenticator: Authenticator | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    standby: bool = False,
 ) -> AsyncIterator[NetworkServer]:
     """Run a hub on ``host:port`` for the duration of the ``async with`` block.
 
@@ -457,7 +505,8 @@ async def serve_network(
     not read (it is dropped past it); ``send_queue`` the messages queued for
     it in one scheduler round.  ``max_in_flight``,
     ``max_in_flight_per_container`` and ``max_alive_timeout`` are the hub's
-    own bounds (``core.hub.Hub``).
+    own bounds (``core.hub.Hub``).  ``standby`` starts the hub as a
+    standby (``leadership.py`` campaigns for it).
 
     Raises:
         OSError: if the address cannot be bound.
@@ -469,6 +518,8 @@ async def serve_network(
     server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes,
                            send_bytes=send_bytes, authenticator=authenticator,
                            ssl_context=ssl_context)
+    if standby:
+        server.stand_by("", "standby: campaigning for the lease")
     with single_errors():
         async with trio.open_nursery() as nursery:
             listener: trio.SocketListener = await nursery.start(_listen, server, host, port,

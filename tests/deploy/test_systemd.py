@@ -13,7 +13,10 @@ import pytest
 
 from .conftest import SYSTEMD, hulytrio_argv, parse_cli
 
-UNITS = {"hub": SYSTEMD / "hulytrio-hub.service", "agent": SYSTEMD / "hulytrio-agent@.service"}
+UNITS = {"hub": SYSTEMD / "hulytrio-hub.service", "agent": SYSTEMD / "hulytrio-agent@.service",
+         "hub-pair": SYSTEMD / "hulytrio-hub@.service"}
+#: the instance name each template unit is checked with
+INSTANCES = {"agent": "agent-1", "hub-pair": "a"}
 #: where the units expect the install (docs/operations.md, "systemd")
 INSTALLED = "/opt/hulytrio/bin/hulytrio"
 #: systemd-analyze security's exposure score (0 safe .. 10 exposed) each unit stays below
@@ -53,7 +56,7 @@ def installed_copy(tmp_path: Path, unit: Path, instance: str | None = None) -> P
 @needs_systemd
 @pytest.mark.parametrize("name", sorted(UNITS))
 def test_systemd_analyze_verify_is_silent(name, tmp_path):
-    unit = installed_copy(tmp_path, UNITS[name], "agent-1" if name == "agent" else None)
+    unit = installed_copy(tmp_path, UNITS[name], INSTANCES.get(name))
     result = subprocess.run([systemd_analyze, "verify", str(unit)],
                             capture_output=True, text=True, timeout=60)
     # verify exits 0 even for unknown keys: its warnings must be absent too
@@ -74,7 +77,7 @@ def test_verify_catches_a_misspelt_key(tmp_path):
 @needs_systemd
 @pytest.mark.parametrize("name", sorted(UNITS))
 def test_units_are_hardened(name, tmp_path):
-    unit = installed_copy(tmp_path, UNITS[name], "agent-1" if name == "agent" else None)
+    unit = installed_copy(tmp_path, UNITS[name], INSTANCES.get(name))
     result = subprocess.run([systemd_analyze, "security", "--offline=true", str(unit)],
                             capture_output=True, text=True, timeout=60)
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
@@ -107,6 +110,17 @@ def test_hub_unit_runs_serve_with_the_config_file():
     assert args.supervise is True
     assert service["ConfigurationDirectory"] == ["huly"]
     assert service["LogsDirectory"] == ["huly"]  # /var/log/huly, the seed's LOG_FILE directory
+
+
+def test_pair_unit_runs_serve_on_a_file_lease_in_its_state_directory():
+    service = service_section(UNITS["hub-pair"])
+    (exec_start,) = service["ExecStart"]
+    args = parse_cli(hulytrio_argv(shlex.split(exec_start)))
+    assert args.command == "serve"
+    assert args.config == "/etc/huly/production.json"
+    assert args.lease == "file:/var/lib/hulytrio/hub.lock"
+    assert service["StateDirectory"] == ["hulytrio"]  # writable under ProtectSystem=strict
+    assert "/etc/huly/hub-%i.env" in service["EnvironmentFile"]
 
 
 def test_agent_unit_runs_agent_named_by_its_instance():

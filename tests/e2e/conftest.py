@@ -13,6 +13,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from e2e_support import Processes  # noqa: E402
+from etcd_server import etcd_url  # noqa: E402, F401 - the fixture, for the HA tests
 
 
 def pytest_collection_modifyitems(items):

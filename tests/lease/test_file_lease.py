@@ -63,6 +63,47 @@ async def test_a_replaced_lock_file_ends_the_hold(tmp_path, autojump_clock):
                 await lease.hold()
 
 
+async def test_after_a_replaced_lock_file_the_campaign_is_for_the_new_file(
+        tmp_path, autojump_clock):
+    path = tmp_path / "hub.lock"
+    with trio.fail_after(60):
+        async with open_lease(f"file:{path}") as a, open_lease(f"file:{path}") as b:
+            await a.campaign("ws://a")
+            os.unlink(path)
+            with pytest.raises(LeaseLost):
+                await a.hold()
+            assert (await b.campaign("ws://b")).term == 2  # b locked the new file
+            # a campaigns again (as a stepped-down hub does): it must wait
+            # for b, not win the unlinked file it held before.
+            with trio.move_on_after(5) as waited:
+                await a.campaign("ws://a")
+            assert waited.cancelled_caught, "a won a lock file nobody else sees"
+
+
+async def test_a_waiting_standby_does_not_win_the_replaced_file(tmp_path, autojump_clock):
+    path = tmp_path / "hub.lock"
+    with trio.fail_after(60):
+        async with open_lease(f"file:{path}") as a, open_lease(f"file:{path}") as b, \
+                open_lease(f"file:{path}") as c:
+            await a.campaign("ws://a")
+            async with trio.open_nursery() as nursery:
+                won = []
+
+                async def campaign_b():
+                    won.append(await b.campaign("ws://b"))
+
+                nursery.start_soon(campaign_b)
+                await trio.sleep(1)  # b waits, with the old file open
+                os.unlink(path)
+                assert (await c.campaign("ws://c")).term == 2  # c locks the new file
+                await a.resign()  # the old file's lock is free now
+                await trio.sleep(5)
+                assert won == [], "b won the unlinked file while c holds the lease"
+                await c.resign()
+                await trio.sleep(1)
+                assert [w.term for w in won] == [3]
+
+
 async def test_an_unusable_directory_is_a_clear_error(tmp_path):
     with trio.fail_after(10):
         async with open_lease(f"file:{tmp_path}/missing/hub.lock") as lease:

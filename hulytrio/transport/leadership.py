@@ -1,0 +1,124 @@
+"""A hub on a lease: standby until it wins, active while it holds, standby again.
+
+Theory of operation
+-------------------
+``hulytrio serve --lease URL`` runs ``lead`` beside the server.  The hub
+starts as a standby (``NetworkServer.stand_by``): ``/health`` says
+"standby", ``/ready`` answers 503, and every hello gets a ``Welcome`` whose
+``redirect`` is the active hub's URL, which the active hub publishes as the
+lease's holder (``--advertise-url``).  Meanwhile it campaigns; a standby
+re-reads the holder every ``LEADER_POLL`` seconds so its redirect follows a
+takeover.
+
+When the campaign is won the hub becomes active with the lease's term
+(``NetworkServer.activate``): the connections that were waiting for their
+redirect are closed and come back to be welcomed; clients and agents that
+were on the old active hub arrive, re-register and re-acquire (soft state,
+exactly as after a restart).  While active it holds the lease; when the
+lease is lost (etcd: no keep-alive answered for ttl x 0.8; a file: the lock
+file was removed or replaced) it steps down at once: every session is closed (their
+peers reconnect to the new active hub) and it campaigns again as a standby.
+Leaving the ``async with`` of ``open_lease`` resigns, so a clean stop
+(SIGTERM) hands over within a standby's poll interval (the connections
+close at the same time: the peers' first retry usually finds the new
+active hub).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from hulytrio.lease import Lease, LeaseLost, open_lease
+
+from .server import NetworkServer, serve_network
+
+__all__ = ["LEADER_POLL", "default_advertise_url", "lead", "serve_on_lease"]
+
+log = logging.getLogger("hulytrio.hub")
+
+#: How often a standby re-reads who holds the lease (for its redirects).
+LEADER_POLL = 0.1
+
+
+async def lead(server: NetworkServer, lease: Lease, advertise_url: str) -> None:
+    """Campaign for ``lease`` and switch ``server``'s role with it, forever.
+
+    ``advertise_url`` is recorded as the holder while this hub is active (the
+    URL standbys redirect to).  Returns only by cancellation.
+
+    Raises:
+        LeaseError: the lease store cannot be used at all (a lock file that
+            cannot be opened, a corrupt term file).
+    """
+    if server.role != "standby":
+        server.stand_by("", "standby: campaigning for the lease")
+    while True:
+        log.info("standby: campaigning for the lease as %s", advertise_url)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_follow_leader, server, lease, advertise_url)
+            leadership = await lease.campaign(advertise_url)
+            nursery.cancel_scope.cancel()
+        server.activate(leadership.term)
+        log.info("active: won the lease, term %d (hub %s)", leadership.term,
+                 server.hub.hub_id)
+        try:
+            await lease.hold()
+        except LeaseLost as exc:
+            log.error("lost the lease (%s): stepping down to standby, closing every "
+                      "session", exc)
+            server.stand_by("", f"lost the lease: {exc}")
+
+
+async def _follow_leader(server: NetworkServer, lease: Lease, advertise_url: str) -> None:
+    """Keep the standby's redirect on the current holder of the lease."""
+    while True:
+        holder = await lease.leader()
+        # Our own URL is a stale record of a term we held: not a redirect.
+        server.set_redirect(holder if holder and holder != advertise_url else "")
+        await trio.sleep(LEADER_POLL)
+
+
+def default_advertise_url(bind_host: str, port: int) -> str:
+    """Return ``ws://HOST:PORT`` for a hub bound to ``bind_host``.
+
+    A wildcard bind (``0.0.0.0``, ``::``, empty) advertises the host name;
+    set ``--advertise-url`` where peers reach the hub by another name.
+    """
+    host = socket.gethostname() if bind_host in ("", "0.0.0.0", "::") else bind_host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"ws://{host}:{port}"
+
+
+@asynccontextmanager
+async def serve_on_lease(lease_url: str, *, lease_ttl: float, advertise_url: str | None = None,
+                         host: str = "127.0.0.1", port: int = 3737,
+                         **server_options: Any) -> AsyncIterator[NetworkServer]:
+    """Run a hub that is active only while it holds the lease at ``lease_url``.
+
+    Yields the ``NetworkServer`` (a standby until it wins; ``server.role``).
+    ``advertise_url`` defaults to ``default_advertise_url(host, port)``;
+    ``server_options`` go to ``serve_network``.  On exit the lease is
+    resigned, so a standby takes over at once.
+
+    Raises:
+        LeaseError: a malformed lease URL or ttl, or an unusable lease store.
+        OSError: if the address cannot be bound.
+    """
+    # The lease inside the server: on the way out it is resigned before the
+    # server's own exit, so the standby is taking over while peers reconnect.
+    async with serve_network(host, port, standby=True, **server_options) as server, \
+            open_lease(lease_url, ttl=lease_ttl) as lease:
+        url = advertise_url or default_advertise_url(host, server.port)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lead, server, lease, url)
+            try:
+                yield server
+            finally:
+                nursery.cancel_scope.cancel()

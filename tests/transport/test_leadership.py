@@ -1,0 +1,149 @@
+"""A hub driven by its lease (``transport/leadership.py``), in process on loopback.
+
+The lease here is a stand-in the test controls (when the campaign is won,
+when the lease is lost), so each role change happens at a known moment; the
+real backends meet real hub processes in tests/e2e/test_ha.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+
+import hulytrio
+from hulytrio.core.hubs import parse_hub_urls
+from hulytrio.lease import Leadership, Lease, LeaseLost
+from hulytrio.transport.http import fetch
+from hulytrio.transport.leadership import LEADER_POLL, lead
+
+
+class Switch(Lease):
+    """A lease the test hands out (``win``) and takes away (``lose``)."""
+
+    def __init__(self, holder: str | None = None) -> None:
+        self.holder = holder
+        self.won = trio.Event()
+        self.lost = trio.Event()
+        self.term = 0
+        self.campaigns = 0
+
+    def win(self, term: int) -> None:
+        self.term = term
+        self.won.set()
+
+    def lose(self) -> None:
+        self.lost.set()
+
+    async def campaign(self, holder: str) -> Leadership:
+        self.campaigns += 1
+        await self.won.wait()
+        self.won = trio.Event()
+        self.holder = holder
+        return Leadership(self.term, holder)
+
+    async def hold(self) -> None:
+        await self.lost.wait()
+        self.lost = trio.Event()
+        raise LeaseLost("taken away by the test")
+
+    async def leader(self) -> str | None:
+        return self.holder
+
+    async def resign(self) -> None:
+        self.holder = None
+
+    async def aclose(self) -> None:
+        await self.resign()
+
+
+async def until(predicate) -> None:
+    """Poll ``predicate`` until it is true (the test's ``fail_after`` bounds it)."""
+    while True:
+        if predicate():
+            return
+        await trio.sleep(0.01)
+
+
+async def role(hub: hulytrio.NetworkServer) -> tuple[int, str]:
+    status, body = await fetch(hub.url, "/ready")
+    return status, json.loads(body)["role"]
+
+
+async def test_a_hub_on_its_lease_redirects_until_it_wins_and_steps_down_when_it_loses():
+    with trio.fail_after(20):
+        async with hulytrio.serve_network(port=0, standby=True) as hub, \
+                trio.open_nursery() as nursery:
+            lease = Switch(holder="ws://elsewhere:1")
+            nursery.start_soon(lead, hub, lease, hub.url)
+            assert await role(hub) == (503, "standby")
+            await trio.sleep(LEADER_POLL / 5)
+            assert hub.hub.redirect == "ws://elsewhere:1"
+
+            lease.win(term=4)
+            await until(lambda: hub.role == "active")
+            assert await role(hub) == (200, "active")
+            async with hulytrio.open_client(hub.url) as c:
+                await c.wait_connection()
+                assert (c.session.term, c.session.hub_id) == (4, hub.hub.hub_id)
+                first_hub = hub.hub.hub_id
+
+                lease.lose()
+                # Stepped down at once: the session is closed, the client is
+                # redirected from now on (nobody else holds the lease).
+                await until(lambda: hub.role == "standby")
+                assert await role(hub) == (503, "standby")
+                assert hub.hub.hub_id != first_hub
+                await until(lambda: c.session.state.value != "ready")
+                assert lease.campaigns == 2
+
+                lease.win(term=5)
+                await until(lambda: c.session.state.value == "ready")
+                assert c.session.term == 5
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_standby_does_not_redirect_to_itself():
+    with trio.fail_after(10):
+        async with hulytrio.serve_network(port=0, standby=True) as hub, \
+                trio.open_nursery() as nursery:
+            nursery.start_soon(lead, hub, Switch(holder=None), hub.url)
+            await trio.sleep(LEADER_POLL / 5)
+            assert hub.hub.redirect == ""
+            lease = Switch(holder=hub.url)  # our own record from an earlier term
+            nursery.start_soon(lead, hub, lease, hub.url)
+            await trio.sleep(LEADER_POLL / 5)
+            assert hub.hub.redirect == ""
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "no hub URL given"),
+    ("ws://a:1,", "hub URL 2 of 2 is empty"),
+    ("ws://a:1,http://b:2", "hub URL 2 of 2 'http://b:2': expected ws://HOST:PORT"),
+    ("ws://a:99999", "hub URL 'ws://a:99999': the port is not a number"),
+    ("ws://:1", "hub URL 'ws://:1': expected ws://HOST:PORT"),
+])
+def test_a_malformed_hub_list_names_the_bad_element(text, message):
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(")):
+        parse_hub_urls(text)
+
+
+def test_a_hub_list_keeps_its_order_without_repeats():
+    assert parse_hub_urls(" ws://b:2 , ws://a:1,ws://b:2") == ("ws://b:2", "ws://a:1")
+
+
+async def test_open_client_refuses_a_malformed_list_before_connecting():
+    with pytest.raises(ValueError, match="hub URL 2 of 2 is empty"):
+        async with hulytrio.open_client("ws://127.0.0.1:1,"):
+            pass  # pragma: no cover
+
+
+async def test_a_client_given_two_hubs_moves_to_the_live_one():
+    with trio.fail_after(10):
+        async with hulytrio.serve_network(port=0) as hub:
+            dead = "ws://127.0.0.1:1"  # nothing listens on port 1
+            async with hulytrio.open_client(f"{dead},{hub.url}") as c:
+                await c.wait_connection()
+                assert c.hub_url == hub.url
