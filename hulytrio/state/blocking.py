@@ -41,6 +41,12 @@ ON CONFLICT (uuid) DO UPDATE
     WHERE excluded.epoch >= {TABLE}.epoch
 RETURNING epoch"""
 
+#: The new owner's take-over: raise the epoch above every earlier writer's.
+CLAIM = f"""
+UPDATE {TABLE} SET epoch = CASE WHEN epoch + 1 > {{p}} THEN epoch + 1 ELSE {{p}} END
+WHERE uuid = {{p}}
+RETURNING state, epoch, written_at"""
+
 SELECT = f"SELECT state, epoch, written_at FROM {TABLE} WHERE uuid = {{p}}"
 SELECT_EPOCH = f"SELECT epoch FROM {TABLE} WHERE uuid = {{p}}"
 DELETE = f"DELETE FROM {TABLE} WHERE uuid = {{p}} RETURNING uuid"
@@ -58,8 +64,8 @@ class BlockingStateStore(StateStore):
         self._lock = trio.Lock()
         p = self.placeholder
         self._sql = {name: sql.format(p=p) for name, sql in
-                     (("upsert", UPSERT), ("select", SELECT), ("select_epoch", SELECT_EPOCH),
-                      ("delete", DELETE))}
+                     (("upsert", UPSERT), ("claim", CLAIM), ("select", SELECT),
+                      ("select_epoch", SELECT_EPOCH), ("delete", DELETE))}
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._lock:
@@ -74,6 +80,14 @@ class BlockingStateStore(StateStore):
     def _get(self, uuid: str) -> StoredState | None:
         with self._transaction() as cur:
             cur.execute(self._sql["select"], (uuid,))
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return StoredState(uuid, bytes(row[0]), int(row[1]), float(row[2]))
+
+    def _claim(self, uuid: str, epoch: int) -> StoredState | None:
+        with self._transaction() as cur:
+            cur.execute(self._sql["claim"], (epoch, epoch, uuid))
             row = cur.fetchone()
         if row is None:
             return None
@@ -105,6 +119,9 @@ class BlockingStateStore(StateStore):
 
     async def get(self, uuid: str) -> StoredState | None:
         return await self._call(self._get, uuid)
+
+    async def claim(self, uuid: str, epoch: int) -> StoredState | None:
+        return await self._call(self._claim, uuid, epoch)
 
     async def put(self, uuid: str, state: bytes, epoch: int) -> None:
         refused = await self._call(self._put_many, [(uuid, state, epoch)])
