@@ -46,7 +46,7 @@ log = logging.getLogger("hulytrio.cli")
 SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
                "--container-timeout", "--metrics-port")
 AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
-               "--alive-timeout")
+               "--alive-timeout", "--state", "--checkpoint-interval")
 LOG_FLAGS = ("--log-level", "--log-format", "--log-file")
 #: An agent's data limit below this would fail Python itself, not its containers.
 MIN_MEMORY_LIMIT = 32 * 1024**2
@@ -288,20 +288,33 @@ def _agent_command(args: argparse.Namespace) -> int:
     alive = (config.network.alive_timeout
              if config.source("network.aliveTimeout") != "default" else None)
 
+    import contextlib
+
     import trio
+
+    from hulytrio.state import StateStore, StateStoreError, open_state_store
 
     from .client import open_client
 
+    state_url = config.agent.state_store
+
     async def body() -> None:
-        async with open_client(url, alive_timeout=alive) as client:
-            agent = await client.serve_agent(factories, agent_id=config.agent.id,
-                                             stateless=stateless, endpoint=endpoint,
-                                             max_containers=config.agent.max_containers)
-            log.info("agent %s serving %s via %s%s%s", agent.agent_id,
+        async with contextlib.AsyncExitStack() as stack:
+            store: StateStore | None = None
+            if state_url is not None:
+                store = await stack.enter_async_context(open_state_store(state_url))
+            client = await stack.enter_async_context(open_client(url, alive_timeout=alive))
+            agent = await client.serve_agent(
+                factories, agent_id=config.agent.id, stateless=stateless, endpoint=endpoint,
+                max_containers=config.agent.max_containers, state_store=store,
+                checkpoint_interval=config.agent.checkpoint_interval)
+            log.info("agent %s serving %s via %s%s%s%s", agent.agent_id,
                      ", ".join(sorted(factories)), url,
                      f" (endpoint {agent.endpoint})" if agent.endpoint else "",
                      f", at most {config.agent.max_containers} containers"
-                     if config.agent.max_containers else "")
+                     if config.agent.max_containers else "",
+                     f", state in {state_url.split(':')[0]} every "
+                     f"{config.agent.checkpoint_interval:g} s" if state_url else "")
             await trio.sleep_forever()
 
     from .errors import single_errors
@@ -312,6 +325,9 @@ def _agent_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _refuse("agent", ConfigError(
             f"cannot listen on the agent endpoint {endpoint}: {exc.strerror or exc}"))
+    except StateStoreError as exc:
+        return _refuse("agent", ConfigError(
+            f"{_origin_name(config, 'agent.stateStore')}: {exc}"))
     return 0
 
 
