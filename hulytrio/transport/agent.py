@@ -694,14 +694,14 @@ class AgentRuntime:
         for uuid, container in list(self.containers.items()):
             del self.containers[uuid]
             self._spawn(self._terminate, uuid, container, True)
+        for held in self._held.values():
+            held.set()  # their requests find the container gone: the caller re-routes
         with trio.move_on_after(5):
             while self._tasks:
                 self._idle = trio.Event()
                 await self._idle.wait()
         self._requests_closed = True
         self._parked.unpark_all()
-        for held in self._held.values():
-            held.set()  # their requests find the container gone: the caller re-routes
         self.cancel()
         host.forget(self.agent_id)
 
