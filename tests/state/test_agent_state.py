@@ -27,7 +27,7 @@ class Counter(hulytrio.Container):
     def __init__(self, uuid: str | None = None) -> None:
         self.uuid = uuid
         self.count = 0
-        self.terminated = False
+        self.terminated = trio.Event()
         Counter.instances.append(self)
 
     async def request(self, operation: str, data: Any = None, client_id: str | None = None
@@ -44,7 +44,7 @@ class Counter(hulytrio.Container):
         self.count = state["count"]
 
     async def terminate(self) -> None:
-        self.terminated = True
+        self.terminated.set()
 
 
 class Corrupt(Counter):
@@ -106,8 +106,7 @@ async def test_a_container_the_hub_terminates_is_saved_and_restored(sqlite_url):
             for _ in range(3):
                 await ref.request("inc")
             await ref.release()
-            while not Counter.instances[0].terminated:  # saved first, then terminated
-                await trio.sleep(0.02)
+            await Counter.instances[0].terminated.wait()  # saved first, then terminated
             assert agent.containers() == {}
             assert await saved(store, "count-2") == {"count": 3}
             ref = await caller.get("counter", uuid="count-2")
@@ -130,7 +129,8 @@ async def test_a_stateless_owner_hands_over_to_its_standby_with_its_state(sqlite
                     {}, agent_id="standby", state_store=store,
                     stateless=[hulytrio.StatelessContainer("ha-1", "counter",
                                                            standby_counter)])
-                assert owner.serving() == ("ha-1",) and standby.serving() == ()
+                assert owner.serving() == ("ha-1",)
+                assert standby.serving() == ()
                 ref = await caller.get("counter", uuid="ha-1")
                 assert [await ref.request("inc") for _ in range(7)][-1] == 7
                 assert standby_counter.count == 0
@@ -148,7 +148,8 @@ async def test_a_stateless_owner_hands_over_to_its_standby_with_its_state(sqlite
             assert standby.serving() == ("ha-1",)
             assert (owner_counter.count, standby_counter.count) == (7, 8)
             stored = await store.get("ha-1")
-            assert stored is not None and stored.epoch >= 1
+            assert stored is not None
+            assert stored.epoch >= 1
 
 
 async def test_a_failed_import_fails_the_start_and_the_caller_sees_why(sqlite_url):
@@ -186,12 +187,12 @@ async def test_a_stale_write_stops_the_old_owner(sqlite_url):
             await ref.request("inc")
             assert await agent.checkpoint() == 0  # refused: the old instance stops
             old = Counter.instances[0]
-            while not old.terminated:
-                await trio.sleep(0.01)
+            await old.terminated.wait()
             assert await saved(store, "stale-1") == {"count": 100}
             # the hub was told: the reference finds the uuid again, started
             # afresh from the successor's state
             assert await ref.request("inc") == 101
             assert agent.containers()["stale-1"] is not old
             stored = await store.get("stale-1")
-            assert stored is not None and stored.epoch == 6
+            assert stored is not None
+            assert stored.epoch == 6

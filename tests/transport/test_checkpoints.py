@@ -223,7 +223,7 @@ async def test_a_store_failure_fails_the_restore_and_a_checkpoint_retries():
     cp = _checkpoints(store)
     c = Counter()
     store.fail = True
-    with pytest.raises(RestoreFailed, match="reading the saved state of c failed: .*on fire"):
+    with pytest.raises(RestoreFailed, match=r"reading the saved state of c failed: .*on fire"):
         await cp.restore("c", c, 0)
     store.fail = False
     await cp.restore("c", c, 0)
@@ -247,7 +247,8 @@ async def test_a_stale_write_stops_that_container_only():
     await b.request("inc")
     assert await cp.checkpoint() == 1
     assert stale == ["a"]
-    assert not cp.tracks("a") and cp.tracks("b")
+    assert not cp.tracks("a")
+    assert cp.tracks("b")
     assert store.value("a") == {"count": 100}  # the new owner's state is untouched
     assert store.value("b") == {"count": 1}
 
