@@ -91,6 +91,8 @@ class AgentConfig:
     max_containers: int | None = None
     memory_limit: int | None = None
     health_check_interval: float | None = None
+    state_store: str | None = None
+    checkpoint_interval: float = 60.0
 
 
 @attrs.frozen
@@ -325,6 +327,17 @@ def _lease_url(value: object) -> str:
     return url
 
 
+def _state_url(value: object) -> str:
+    from hulytrio.state.base import StateStoreError, parse_state_url
+
+    url = _text(value)
+    try:
+        parse_state_url(url)
+    except StateStoreError:
+        raise ValueError("sqlite:PATH or postgresql://USER@HOST[:PORT]/DB") from None
+    return url
+
+
 def _ws_url(value: object) -> str:
     from urllib.parse import urlsplit
 
@@ -435,6 +448,12 @@ KEYS: tuple[Key, ...] = (
         env="CONTAINER_MEMORY_LIMIT", flag="--memory-limit"),
     Key("agent.healthCheckInterval", _seconds, "seconds > 0",
         "accepted for compatibility; no effect (liveness is the alive timeout)"),
+    Key("agent.stateStore", _state_url, "sqlite:PATH or postgresql://USER@HOST[:PORT]/DB",
+        "where containers' state is checkpointed and restored from (unset: not kept)",
+        env="STATE_STORE", flag="--state"),
+    Key("agent.checkpointInterval", _seconds, "seconds > 0",
+        "how often the changed containers' state is checkpointed to agent.stateStore",
+        env="CHECKPOINT_INTERVAL", flag="--checkpoint-interval"),
     Key("logging.level", _LEVELS, "debug, info, warning (warn), error, critical",
         "the least severe level logged", env="LOG_LEVEL", flag="--log-level"),
     Key("logging.format", _choice("text", "json"), "text, json",

@@ -125,6 +125,17 @@ class StateStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def claim(self, uuid: str, epoch: int) -> StoredState | None:
+        """Take over ``uuid``'s state as its new owner, in one transaction.
+
+        Raises the stored epoch to ``max(stored + 1, epoch)``, so every write
+        of an earlier owner is refused from now on, and returns the state
+        with that new epoch (the epoch the new owner writes at).  Returns
+        None, and claims nothing, when no state is stored for ``uuid``.
+        Raises ``StateStoreError`` when the store fails.
+        """
+
+    @abc.abstractmethod
     async def delete(self, uuid: str) -> bool:
         """Remove the state of ``uuid``; return whether there was one."""
 

@@ -5,7 +5,9 @@ worker thread while trio's loop goes on serving requests.  One call at a time
 per store: neither connection may be used by two threads at once, and a
 checkpoint is one transaction anyway.  The SQL is the same for both but for
 the placeholder: a fenced upsert that replaces a row only when the new epoch
-is not older, and says (by returning the row) whether it did.
+is not older (run for a whole batch with one ``executemany``), and the
+epochs read back in the same transaction say which writes were refused; a
+claim raises the epoch and returns the row in one statement.
 """
 
 from __future__ import annotations
@@ -38,11 +40,18 @@ UPSERT = f"""
 INSERT INTO {TABLE} (uuid, state, epoch, written_at) VALUES ({{p}}, {{p}}, {{p}}, {{p}})
 ON CONFLICT (uuid) DO UPDATE
     SET state = excluded.state, epoch = excluded.epoch, written_at = excluded.written_at
-    WHERE excluded.epoch >= {TABLE}.epoch
-RETURNING epoch"""
+    WHERE excluded.epoch >= {TABLE}.epoch"""
+
+#: The stored epochs of a batch's uuids, read back in the same transaction.
+EPOCHS_CHUNK = 500
+
+#: The new owner's take-over: raise the epoch above every earlier writer's.
+CLAIM = f"""
+UPDATE {TABLE} SET epoch = CASE WHEN epoch + 1 > {{p}} THEN epoch + 1 ELSE {{p}} END
+WHERE uuid = {{p}}
+RETURNING state, epoch, written_at"""
 
 SELECT = f"SELECT state, epoch, written_at FROM {TABLE} WHERE uuid = {{p}}"
-SELECT_EPOCH = f"SELECT epoch FROM {TABLE} WHERE uuid = {{p}}"
 DELETE = f"DELETE FROM {TABLE} WHERE uuid = {{p}} RETURNING uuid"
 LIST = f"SELECT uuid, epoch, length(state), written_at FROM {TABLE} ORDER BY uuid"
 
@@ -58,7 +67,7 @@ class BlockingStateStore(StateStore):
         self._lock = trio.Lock()
         p = self.placeholder
         self._sql = {name: sql.format(p=p) for name, sql in
-                     (("upsert", UPSERT), ("select", SELECT), ("select_epoch", SELECT_EPOCH),
+                     (("upsert", UPSERT), ("claim", CLAIM), ("select", SELECT),
                       ("delete", DELETE))}
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -79,16 +88,33 @@ class BlockingStateStore(StateStore):
             return None
         return StoredState(uuid, bytes(row[0]), int(row[1]), float(row[2]))
 
-    def _put_many(self, items: Sequence[tuple[str, bytes, int]]) -> list[StaleEpoch]:
-        refused: list[StaleEpoch] = []
-        now = time.time()
+    def _claim(self, uuid: str, epoch: int) -> StoredState | None:
         with self._transaction() as cur:
-            for uuid, state, epoch in items:
-                cur.execute(self._sql["upsert"], (uuid, state, epoch, now))
-                if cur.fetchone() is None:
-                    cur.execute(self._sql["select_epoch"], (uuid,))
-                    refused.append(StaleEpoch(uuid, epoch, int(cur.fetchone()[0])))
-        return refused
+            cur.execute(self._sql["claim"], (epoch, epoch, uuid))
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return StoredState(uuid, bytes(row[0]), int(row[1]), float(row[2]))
+
+    def _put_many(self, items: Sequence[tuple[str, bytes, int]]) -> list[StaleEpoch]:
+        # One executemany (the driver loops in C: the worker thread holds the
+        # GIL, and so delays trio's thread, far less than a Python loop of
+        # executes), then the epochs read back: a write whose uuid now holds
+        # a newer epoch was refused (or already replaced by a newer owner's).
+        now = time.time()
+        p = self.placeholder
+        stored: dict[str, int] = {}
+        with self._transaction() as cur:
+            cur.executemany(self._sql["upsert"],
+                            [(uuid, state, epoch, now) for uuid, state, epoch in items])
+            uuids = [uuid for uuid, _, _ in items]
+            for i in range(0, len(uuids), EPOCHS_CHUNK):
+                chunk = uuids[i:i + EPOCHS_CHUNK]
+                cur.execute(f"SELECT uuid, epoch FROM {TABLE} WHERE uuid IN "
+                            f"({', '.join([p] * len(chunk))})", chunk)
+                stored.update((str(u), int(e)) for u, e in cur.fetchall())
+        return [StaleEpoch(uuid, epoch, stored[uuid]) for uuid, _, epoch in items
+                if stored.get(uuid, epoch) > epoch]
 
     def _delete(self, uuid: str) -> bool:
         with self._transaction() as cur:
@@ -105,6 +131,9 @@ class BlockingStateStore(StateStore):
 
     async def get(self, uuid: str) -> StoredState | None:
         return await self._call(self._get, uuid)
+
+    async def claim(self, uuid: str, epoch: int) -> StoredState | None:
+        return await self._call(self._claim, uuid, epoch)
 
     async def put(self, uuid: str, state: bytes, epoch: int) -> None:
         refused = await self._call(self._put_many, [(uuid, state, epoch)])

@@ -23,6 +23,15 @@ driver performs their effects with user code:
   a terminated one does, so their clients reconnect to the new owner.  A
   *fenced* pause (a registration awaiting the hub's answer) keeps them.
 
+With a state store (``state_store``), containers with state are restored
+before they serve and checkpointed (``checkpoints.py``): ``_start`` restores
+an ordinary container before it reports ``agent_started`` (a failure is the
+start's failure); ``SetServing(True)`` of a stateless uuid not restored here
+holds its requests (``_held``) until the restore ends; a container leaving
+(``StopContainer``, ``SetServing(False)``, the agent closing) gets a last
+checkpoint first; a write refused as stale stops the container here
+(``agent_stopped``: the hub is told).
+
 With an endpoint the agent opens its own WebSocket server; each
 connection runs an ``EndpointSession`` (reader feeds it, a bounded outbox
 writes its answers, a client that does not read is dropped).
@@ -62,6 +71,7 @@ from hulytrio.core.errors import ErrorCode, LocalProtocolError
 from hulytrio.core.messages import Message
 from hulytrio.core.session import ClientSession
 from hulytrio.core.types import ContainerUuid
+from hulytrio.state import StateStore
 
 from ..wire.codec import (
     MAX_FRAME_BYTES,
@@ -70,7 +80,8 @@ from ..wire.codec import (
     decode_payload,
     encode_payload,
 )
-from .container import Container, Factory, StatelessContainer
+from .checkpoints import Checkpoints, RestoreFailed
+from .container import Container, Factory, StatelessContainer, has_state
 from .http import agent_routes
 from .limits import MAX_BAD_MESSAGES_PER_FRAME, PRE_HELLO_BYTES, refusal
 from .outbox import Outbox
@@ -101,6 +112,8 @@ ENDPOINT_HELLO_TIMEOUT = 10.0
 #: Direct connections (upgrading or open) an endpoint serves at once; more are
 #: closed at once (each holds a descriptor, buffers and a task).
 ENDPOINT_MAX_CONNECTIONS = 512
+#: Seconds a closing agent waits for running requests before its last checkpoint.
+FINAL_CHECKPOINT_WAIT = 2.0
 
 
 @attrs.frozen
@@ -162,8 +175,18 @@ class Agent:
         """Return the uuids this agent serves right now."""
         return self._runtime.state.serving()
 
+    async def checkpoint(self) -> int:
+        """Checkpoint every container whose state changed now; returns how many were written.
+
+        Raises ``LocalProtocolError`` if the agent has no state store.
+        """
+        checkpoints = self._runtime.checkpoints
+        if checkpoints is None:
+            raise LocalProtocolError(f"agent {self.agent_id!r} has no state store")
+        return await checkpoints.checkpoint()
+
     async def aclose(self) -> None:
-        """Unregister the agent and terminate its containers."""
+        """Unregister the agent and terminate its containers (checkpointed first)."""
         await self._runtime.aclose()
 
     async def drain(self, grace: float) -> bool:
@@ -240,7 +263,9 @@ class AgentRuntime:
     """Performs one agent's effects (see module docstring)."""
 
     def __init__(self, host: AgentHost, agent_id: str, factories: dict[str, Factory],
-                 stateless: tuple[StatelessContainer, ...]) -> None:
+                 stateless: tuple[StatelessContainer, ...], *,
+                 state_store: StateStore | None = None,
+                 checkpoint_interval: float = 60.0) -> None:
         self.host = host
         self._hub_route = _HubRoute(host)
         self.agent_id = agent_id
@@ -278,7 +303,27 @@ class AgentRuntime:
         #: the worker that is starting a queued item (see ``_work``)
         self._current_worker = _Worker()
         self.closed = False
+        #: checkpoints of containers with state (None: no state store)
+        self.checkpoints = (None if state_store is None else
+                            Checkpoints(state_store, checkpoint_interval, agent_id,
+                                        self._stale))
+        #: uuids whose requests wait for a restore (or the last checkpoint) to end
+        self._held: dict[ContainerUuid, trio.Event] = {}
+        #: requests running in containers (a closing agent lets them end)
+        self._running = 0
+        #: set when no request runs any more (while a closing agent waits for that)
+        self._quiet: trio.Event | None = None
+        self._checkpoint_scope = trio.CancelScope()
         self.agent = Agent(self)
+
+    def start_checkpoints(self) -> None:
+        """Checkpoint every interval until the agent closes (no-op without a store)."""
+        if self.checkpoints is not None:
+            self._spawn(self._run_checkpoints, self.checkpoints)
+
+    async def _run_checkpoints(self, checkpoints: Checkpoints) -> None:
+        with self._checkpoint_scope:
+            await checkpoints.run()
 
     # --- the endpoint server ------------------------------------------------------
 
@@ -466,7 +511,7 @@ class AgentRuntime:
             case StopContainer():
                 container = self.containers.pop(effect.uuid, None)
                 if container is not None:
-                    self._spawn(self._terminate, effect.uuid, container)
+                    self._spawn(self._terminate, effect.uuid, container, True)
             case SetServing():
                 self._set_serving(effect)
             case RunRequest():
@@ -509,9 +554,53 @@ class AgentRuntime:
             return
         log.info("agent %s: %s %s (epoch %d)", self.agent_id,
                  "serves" if effect.serving else "stands by for", effect.uuid, effect.epoch)
+        checkpoints = self.checkpoints
         if not effect.serving:
+            if checkpoints is not None:
+                # Another agent serves it now: its last changes here go to
+                # the store (refused, harmlessly, if the new owner claimed it).
+                self._spawn(checkpoints.final, effect.uuid, checkpoints.forget(effect.uuid))
             for peer in list(self._endpoint_peers.values()):
                 self._endpoint_perform(peer, peer.session.container_stopped(effect.uuid))
+            return
+        container = self.containers.get(effect.uuid)
+        if checkpoints is None or container is None or not has_state(container):
+            return
+        if checkpoints.tracks(effect.uuid):
+            checkpoints.resume(effect.uuid, effect.epoch)  # served here all along
+        elif effect.uuid not in self._held:
+            # Taking over: no request reaches it before its saved state is in.
+            self._held[effect.uuid] = trio.Event()
+            self._spawn(self._take_over, checkpoints, effect.uuid, container, effect.epoch)
+
+    async def _take_over(self, checkpoints: Checkpoints, uuid: ContainerUuid,
+                         container: Container, epoch: int) -> None:
+        try:
+            await checkpoints.restore(uuid, container, epoch)
+        except RestoreFailed as exc:
+            log.error("agent %s: %s does not serve here: %s", self.agent_id, uuid, exc)
+            self._stop_here(uuid, container)
+        else:
+            if self.state.status(uuid) is not LocalStatus.ACTIVE:
+                checkpoints.forget(uuid)  # demoted meanwhile: it restores again if promoted
+        finally:
+            held = self._held.pop(uuid, None)
+            if held is not None:
+                held.set()
+
+    def _stale(self, uuid: ContainerUuid) -> None:
+        """The store refused a write of ``uuid``: a newer owner exists, stop it here."""
+        container = self.containers.get(uuid)
+        if container is not None and self.state.status(uuid) is LocalStatus.ACTIVE:
+            self._stop_here(uuid, container)
+
+    def _stop_here(self, uuid: ContainerUuid, container: Container) -> None:
+        """Stop serving ``uuid`` on our own: terminate it and tell the hub."""
+        if self.containers.get(uuid) is container:
+            del self.containers[uuid]
+            self._spawn(self._terminate, uuid, container, False)
+        self.host.session.agent_stopped(self.agent_id, uuid)
+        self.host.drain()
 
     # --- user code -----------------------------------------------------------------------
 
@@ -598,15 +687,32 @@ class AgentRuntime:
             session.agent_start_failed(self.agent_id, uuid, f"{type(exc).__name__}: {exc}")
             self.host.drain()
             return
+        checkpoints = self.checkpoints
+        if checkpoints is not None and has_state(container):
+            try:
+                # Its Start carries no epoch: the claim orders its owners.
+                await checkpoints.restore(uuid, container, 0)
+            except RestoreFailed as exc:
+                log.warning("agent %s: starting %s %s failed: %s", self.agent_id,
+                            effect.kind, uuid, exc)
+                session.agent_start_failed(self.agent_id, uuid, str(exc))
+                self.host.drain()
+                await self._terminate(uuid, container, False)
+                return
         if self.closed or self.state.status(uuid) is not LocalStatus.STARTING:
             # Terminated (or the agent closed) while the factory ran.
-            await self._terminate(uuid, container)
+            await self._terminate(uuid, container, True)
             return
         self.containers[uuid] = container
         session.agent_started(self.agent_id, uuid)
         self.host.drain()
 
-    async def _terminate(self, uuid: str, container: Container) -> None:
+    async def _terminate(self, uuid: str, container: Container, save: bool) -> None:
+        """End ``container``; ``save``: its last changes are checkpointed first."""
+        if self.checkpoints is not None:
+            tracked = self.checkpoints.forget(uuid)
+            if save:
+                await self.checkpoints.final(uuid, tracked)
         for key in [k for k in self._streams if k[1] == uuid]:
             del self._streams[key]
         # Direct streams from it end now (the client may reconnect to
@@ -628,6 +734,10 @@ class AgentRuntime:
                 return  # cancelled while queued
             worker = self._hub_calls[call_id] = self._current_worker
         try:
+            if self._held:
+                held = self._held.get(effect.uuid)
+                if held is not None:
+                    await held.wait()  # a restore (import_state) is still running
             container = self.containers.get(effect.uuid)
             if container is None:
                 route.fail(call_id, ErrorCode.NOT_FOUND.value,
@@ -639,11 +749,16 @@ class AgentRuntime:
                 route.fail(call_id, ErrorCode.PROTOCOL.value,
                            f"undecodable request payload: {exc}", "")
                 return
+            self._running += 1
             try:
                 result = await container.request(effect.operation, data, effect.client_id)
             except Exception as exc:
                 route.fail(call_id, ErrorCode.REMOTE.value, str(exc), type(exc).__name__)
                 return
+            finally:
+                self._running -= 1
+                if self._quiet is not None and not self._running:
+                    self._quiet.set()
             try:
                 payload = encode_payload(result)
             except LocalProtocolError as exc:
@@ -657,6 +772,9 @@ class AgentRuntime:
 
     async def _connect(self, route: int, uuid: str, client_id: str,
                        push: Callable[[bytes], Awaitable[None]]) -> None:
+        held = self._held.get(uuid)
+        if held is not None:
+            await held.wait()
         container = self.containers.get(uuid)
         if container is None:
             return
@@ -727,19 +845,42 @@ class AgentRuntime:
             return
         self.closed = True
         host = self.host
+        self._checkpoint_scope.cancel()
+        if self.checkpoints is not None:
+            await self._last_checkpoint(self.checkpoints)
         handle = host.session.unregister_agent(self.agent_id)
         with trio.move_on_after(2):
             await host.wait(handle)
         # Containers the session did not know yet (stateless never registered).
         for uuid, container in list(self.containers.items()):
             del self.containers[uuid]
-            self._spawn(self._terminate, uuid, container)
+            self._spawn(self._terminate, uuid, container, True)
+        for held in self._held.values():
+            held.set()  # their requests find the container gone: the caller re-routes
         with trio.move_on_after(5):
             await self._wait_idle()
         self._requests_closed = True
         self._parked.unpark_all()
         self.cancel()
         host.forget(self.agent_id)
+
+    async def _last_checkpoint(self, checkpoints: Checkpoints) -> None:
+        """Before the hub hears we go: hold new requests, let running ones end, save all.
+
+        The containers' state is then in the store before a standby takes a
+        stateless uuid over or a uuid restarts elsewhere: a clean stop loses
+        nothing.  The held requests are answered ``not_found`` once the
+        containers are gone, and their callers re-route to the new owner.
+        """
+        for uuid in self.containers:
+            if checkpoints.tracks(uuid):
+                self._held.setdefault(uuid, trio.Event())
+        if self._running:
+            self._quiet = trio.Event()
+            with trio.move_on_after(FINAL_CHECKPOINT_WAIT):
+                await self._quiet.wait()
+            self._quiet = None
+        await checkpoints.checkpoint()
 
     def cancel(self) -> None:
         """Close the endpoint server and its connections at once."""

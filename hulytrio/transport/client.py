@@ -29,7 +29,7 @@ import secrets
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar, assert_never
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 import trio
 
@@ -86,6 +86,9 @@ from .tls import client_ssl_context
 from .tls_relay import connect_wss
 from .waiter import Waiter
 from .websocket import HandshakeError, WebSocket, WebSocketClosed
+
+if TYPE_CHECKING:
+    from hulytrio.state import StateStore
 
 __all__ = ["Client", "ContainerReference", "Updates", "open_client"]
 
@@ -255,14 +258,19 @@ class Client:
     async def serve_agent(self, factories: dict[str, Factory], *, agent_id: str | None = None,
                           stateless: Sequence[StatelessContainer] = (),
                           endpoint: str | None = None,
-                          max_containers: int | None = None) -> Agent:
+                          max_containers: int | None = None,
+                          state_store: StateStore | None = None,
+                          checkpoint_interval: float = 60.0) -> Agent:
         """Host an agent in this client and register it; returns its ``Agent``.
 
         ``factories`` maps each kind to an async factory; ``stateless`` lists
         pre-existing HA instances; ``endpoint`` (``"HOST:PORT"``, port 0 for
         any) opens the agent's own WebSocket server for direct connections;
         ``max_containers`` caps the containers it runs (the hub is told, and
-        starts beyond it are refused with ``full``).
+        starts beyond it are refused with ``full``); ``state_store`` (from
+        ``hulytrio.state.open_state_store``) restores containers with state
+        and checkpoints them every ``checkpoint_interval`` seconds
+        (docs/state.md).
 
         Raises:
             LocalProtocolError: if an agent with that id is already hosted here.
@@ -271,7 +279,10 @@ class Client:
         agent_id = agent_id if agent_id is not None else f"agent-{secrets.token_hex(4)}"
         if agent_id in self._agents:
             raise LocalProtocolError(f"agent {agent_id!r} is already hosted here")
-        runtime = AgentRuntime(self._agent_host, agent_id, dict(factories), tuple(stateless))
+        if not checkpoint_interval > 0:
+            raise LocalProtocolError(f"checkpoint_interval must be > 0, got {checkpoint_interval}")
+        runtime = AgentRuntime(self._agent_host, agent_id, dict(factories), tuple(stateless),
+                               state_store=state_store, checkpoint_interval=checkpoint_interval)
         advertised = None
         if endpoint is not None:
             advertised = await runtime.open_endpoint(endpoint)
@@ -280,6 +291,7 @@ class Client:
                                    stateless=offers, max_containers=max_containers)
         self._agents[agent_id] = runtime
         handle = self.session.register_agent(runtime.state)
+        runtime.start_checkpoints()
         try:
             await self._wait(handle)
         except HulyError:

@@ -58,7 +58,7 @@ SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
                "--advertise-url")
 AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
                "--alive-timeout", "--shutdown-timeout", "--token-file", "--ca-file",
-               "--tls-client-cert", "--tls-client-key")
+               "--tls-client-cert", "--tls-client-key", "--state", "--checkpoint-interval")
 LOG_FLAGS = ("--log-level", "--log-format", "--log-file")
 #: An agent's data limit below this would fail Python itself, not its containers.
 MIN_MEMORY_LIMIT = 32 * 1024**2
@@ -402,25 +402,37 @@ def _agent_command(args: argparse.Namespace) -> int:
     alive = (config.network.alive_timeout
              if config.source("network.aliveTimeout") != "default" else None)
 
+    import contextlib
+
     import trio
+
+    from hulytrio.state import StateStore, StateStoreError, open_state_store
 
     from .client import open_client
 
     shutdown_timeout = config.network.shutdown_timeout
+    state_url = config.agent.state_store
 
     async def body(stop: trio.Event) -> None:
-        async with open_client(url, alive_timeout=alive, token=token,
-                               ssl_context=ssl_context) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            store: StateStore | None = None
+            if state_url is not None:
+                store = await stack.enter_async_context(open_state_store(state_url))
+            client = await stack.enter_async_context(
+                open_client(url, alive_timeout=alive, token=token, ssl_context=ssl_context))
             agent = await _unless_stopped(stop, functools.partial(
                 client.serve_agent, factories, agent_id=config.agent.id, stateless=stateless,
-                endpoint=endpoint, max_containers=config.agent.max_containers))
+                endpoint=endpoint, max_containers=config.agent.max_containers,
+                state_store=store, checkpoint_interval=config.agent.checkpoint_interval))
             if agent is None:
                 return  # stopped before the hub answered: nothing to drain
-            log.info("agent %s serving %s via %s%s%s", agent.agent_id,
+            log.info("agent %s serving %s via %s%s%s%s", agent.agent_id,
                      ", ".join(sorted(factories)), url,
                      f" (endpoint {agent.endpoint})" if agent.endpoint else "",
                      f", at most {config.agent.max_containers} containers"
-                     if config.agent.max_containers else "")
+                     if config.agent.max_containers else "",
+                     f", state in {state_url.split(':')[0]} every "
+                     f"{config.agent.checkpoint_interval:g} s" if state_url else "")
             await stop.wait()
             await agent.drain(shutdown_timeout)
 
@@ -432,6 +444,9 @@ def _agent_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _refuse("agent", ConfigError(
             f"cannot listen on the agent endpoint {endpoint}: {exc.strerror or exc}"))
+    except StateStoreError as exc:
+        return _refuse("agent", ConfigError(
+            f"{_origin_name(config, 'agent.stateStore')}: {exc}"))
     return 0
 
 

@@ -10,7 +10,7 @@ import attrs
 
 from hulytrio.core.types import GetOptions, labels_key
 
-__all__ = ["Broadcast", "Container", "Factory", "StatelessContainer"]
+__all__ = ["Broadcast", "Container", "Factory", "StatelessContainer", "has_state"]
 
 #: Pushes one event to one connected client (``await broadcast(event)``).
 Broadcast = Callable[[Any], Awaitable[None]]
@@ -21,7 +21,20 @@ class Container(abc.ABC):
 
     ``request`` must be overridden; ``terminate``, ``connect`` and
     ``disconnect`` default to doing nothing.
+
+    State that survives (docs/state.md): a container that overrides
+    ``export_state`` and ``import_state`` is checkpointed by an agent with a
+    state store, and restored when its uuid starts again (after a crash, on
+    another agent, on a stateless standby that takes over).  It bumps
+    ``state_version`` whenever its state changes: a checkpoint exports only
+    containers whose version moved since the last one, so an idle container
+    costs nothing.  A container without the hooks is never checkpointed.
     """
+
+    #: Bump (``self.state_version += 1``) on every change of the state
+    #: ``export_state`` returns; checkpoints skip a container whose version
+    #: did not move since its last one.
+    state_version: int = 0
 
     @abc.abstractmethod
     async def request(self, operation: str, data: Any = None, client_id: str | None = None
@@ -32,6 +45,25 @@ class Container(abc.ABC):
         exception's type name and message.
         """
 
+    async def export_state(self) -> Any:
+        """Return the state to checkpoint: bytes or any msgpack-encodable value.
+
+        Called by the agent's checkpoints (see ``state_version``) and once more
+        before a clean stop; the value is what ``import_state`` receives when
+        the uuid starts again.  Only called on containers that override it.
+        """
+        raise NotImplementedError  # never called: the agent checks for the override
+
+    async def import_state(self, state: Any) -> None:
+        """Replace this container's state with ``state`` (what ``export_state`` returned).
+
+        Runs before the first request is served, when the uuid starts with a
+        saved state.  Raising fails the start (the caller of ``get`` sees the
+        error); the container never serves half-restored.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} defines export_state but not import_state")
+
     async def terminate(self) -> None:  # noqa: B027 - an optional hook
         """The container is being stopped (released by all, or the agent shuts down)."""
 
@@ -40,6 +72,11 @@ class Container(abc.ABC):
 
     async def disconnect(self, client_id: str) -> None:  # noqa: B027
         """``client_id``'s event stream closed."""
+
+
+def has_state(container: Container) -> bool:
+    """Return whether ``container`` keeps state across restarts (overrides ``export_state``)."""
+    return type(container).export_state is not Container.export_state
 
 
 #: An agent's factory for one kind: builds a container for the hub's start order.

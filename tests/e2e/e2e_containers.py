@@ -50,3 +50,30 @@ STATELESS = (
                                  Echo(os.environ["E2E_HA_UUID"]))]
     if os.environ.get("E2E_HA_UUID") else []
 )
+
+
+class Counter(hulytrio.Container):
+    """A container with state: ``inc`` adds one, ``get`` reads; export/import keep the count."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def request(self, operation, data=None, client_id=None):
+        if operation == "inc":
+            self.count += 1
+            self.state_version += 1
+        return {"count": self.count, "agent": AGENT}
+
+    async def export_state(self):
+        return {"count": self.count}
+
+    async def import_state(self, state):
+        self.count = state["count"]
+
+
+async def start_counter(options):
+    return Counter()
+
+
+#: ``--factories e2e_containers:STATEFUL``: agents with a state store.
+STATEFUL = {"counter": start_counter}

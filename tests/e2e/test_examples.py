@@ -19,6 +19,7 @@ EXAMPLES = {
     "03_multi_tenant.py": ["tenant-a shared: True", "tenant-b apart:  True",
                            "{'tenant': ['tenant-a'], 'count': 11}"],
     "04_ha_failover.py": ["served by ha-1", "now served by ha-2"],
+    "05_state.py": ["count: 3", "after the move: 4"],
 }
 
 

@@ -61,6 +61,15 @@ def free_port() -> int:
     (("agent", "--factories", FACTORIES), {"MAX_CONTAINERS": "many"},
      "MAX_CONTAINERS=many is not allowed"),
     (("agent", "--factories", "no_such_module:F"), {}, "--factories no_such_module:F"),
+    (("agent", "--factories", FACTORIES, "--state", "redis://x"), {},
+     "--state=redis://x is not allowed: expected sqlite:PATH or postgresql://"),
+    (("agent", "--factories", FACTORIES), {"STATE_STORE": "state.db"},
+     "STATE_STORE=state.db is not allowed: expected sqlite:PATH"),
+    (("agent", "--factories", FACTORIES, "--checkpoint-interval", "0"), {},
+     "--checkpoint-interval=0 is not allowed: expected a number of seconds > 0"),
+    (("agent", "--factories", FACTORIES, "--url", "ws://127.0.0.1:9",
+      "--state", "sqlite:/nonexistent/dir/state.db"), {},
+     "--state: state store sqlite:/nonexistent/dir/state.db: unable to open database file"),
     (("config", "--print"), {"NETWORK_PORT": "-1"}, "NETWORK_PORT=-1 is not allowed"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, env, says):

@@ -118,3 +118,23 @@ async def test_a_password_never_reaches_the_error(tmp_path):
         async with open_state_store("postgresql://u:hunter2@127.0.0.1:1/db"):
             pass
     assert "hunter2" not in str(info.value)
+
+
+async def test_a_claim_fences_every_earlier_writer(store_url):
+    with trio.fail_after(30):
+        async with open_state_store(store_url) as store:
+            assert await store.claim("c1", 4) is None  # nothing stored: nothing claimed
+            assert await store.get("c1") is None
+            await store.put("c1", b"old owner", 3)
+            got = await store.claim("c1", 0)  # the hub's epoch restarted: stored + 1 wins
+            assert got is not None
+            assert (got.state, got.epoch) == (b"old owner", 4)
+            with pytest.raises(StaleEpoch):
+                await store.put("c1", b"old owner wakes up", 3)
+            got = await store.claim("c1", 9)  # a newer hub epoch wins over stored + 1
+            assert got is not None
+            assert (got.state, got.epoch) == (b"old owner", 9)
+            await store.put("c1", b"new owner", 9)
+            stored = await store.get("c1")
+            assert stored is not None
+            assert (stored.state, stored.epoch) == (b"new owner", 9)
