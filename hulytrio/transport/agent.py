@@ -319,7 +319,9 @@ class AgentRuntime:
     def start_checkpoints(self) -> None:
         """Checkpoint every interval until the agent closes (no-op without a store)."""
         if self.checkpoints is not None:
-            self._spawn(self._run_checkpoints, self.checkpoints)
+            # Not one of the agent's counted tasks: a drain waits for those to
+            # end, and this loop ends only when ``aclose`` cancels it.
+            self.host.spawn(self._run_checkpoints, self.checkpoints)
 
     async def _run_checkpoints(self, checkpoints: Checkpoints) -> None:
         with self._checkpoint_scope:
