@@ -171,15 +171,17 @@ class HubStatistics:
 
     Container requests (``forwarded``) are counted by outcome only off the
     answered path: ``request_errors`` (the agent answered an error),
-    ``request_lost`` (its agent went away), ``not_found`` and ``retries``;
-    the rest answered ok or are in flight.  ``calls`` counts the registry's
+    ``request_lost`` (its agent went away), ``request_cancelled`` (the
+    caller abandoned it), ``not_found`` and ``retries``; the rest answered
+    ok or are in flight.  ``calls`` counts the registry's
     calls by ``(operation, "ok" | "error")``; ``durations`` holds the hub's
     time from a call to its answer, per operation (``request`` and
     ``connect``: forwarded to answered; ``get``: to the reply).
     """
 
     __slots__ = ("calls", "connections", "durations", "errors", "events", "forwarded",
-                 "messages_in", "not_found", "request_errors", "request_lost", "retries")
+                 "messages_in", "not_found", "request_cancelled", "request_errors",
+                 "request_lost", "retries")
 
     def __init__(self) -> None:
         self.connections = 0
@@ -191,6 +193,7 @@ class HubStatistics:
         self.not_found = 0
         self.request_errors = 0
         self.request_lost = 0
+        self.request_cancelled = 0
         self.calls: dict[tuple[str, str], int] = {}
         self.durations = {"request": Durations(), "connect": Durations(), "get": Durations()}
 
@@ -975,6 +978,7 @@ class Hub:
             return
         self._finish_forward(fwd_id, fwd)
         if fwd.kind == "request":
+            self.stats.request_cancelled += 1
             self._send_to(fwd.agent_client, Cancel(fwd_id))
 
     def _on_disconnect(self, conn: Conn, client_id: ClientId, msg: Disconnect, now: float

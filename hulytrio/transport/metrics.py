@@ -115,15 +115,18 @@ class HubCollector(Collector):
 
         requests = CounterMetricFamily(
             "huly_requests", "Calls the hub answered, per operation and outcome (ok, error; "
-            "retry: a container request refused for too many in flight)",
+            "retry: a container request refused for too many in flight; cancelled: abandoned "
+            "by its caller)",
             labels=["operation", "status"])
         # Container requests are counted off the answered path (the routed
-        # path pays nothing): ok = forwarded - failed - still in flight.
+        # path pays nothing): ok = forwarded - failed - cancelled - still in flight.
         in_flight = hub.requests_in_flight()
         failed = stats.request_errors + stats.request_lost
-        requests.add_metric(["request", "ok"], stats.forwarded - failed - in_flight)
+        requests.add_metric(["request", "ok"],
+                            stats.forwarded - failed - stats.request_cancelled - in_flight)
         requests.add_metric(["request", "error"], failed + stats.not_found)
         requests.add_metric(["request", "retry"], stats.retries)
+        requests.add_metric(["request", "cancelled"], stats.request_cancelled)
         for (operation, status) in sorted(stats.calls):
             requests.add_metric([operation, status], stats.calls[operation, status])
         yield requests

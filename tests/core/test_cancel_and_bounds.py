@@ -92,10 +92,13 @@ def test_a_cancel_frees_a_slot_and_is_forwarded_once(make_raw) -> None:
     (fwd,) = raw.take("h")
     assert raw.send("c", Cancel(1)) == []
     assert raw.take("h") == [Cancel(fwd.id)]
+    assert raw.hub.stats.request_cancelled == 1
+    assert raw.hub.requests_in_flight() == 0
     # A second cancel, or one for a call never made, does nothing.
     raw.send("c", Cancel(1))
     raw.send("c", Cancel(99))
     assert raw.take("h") == []
+    assert raw.hub.stats.request_cancelled == 1
     assert raw.send("c", Request(2, uuid, "op")) == []
     assert len(raw.take("h")) == 1
 
