@@ -22,20 +22,21 @@ This module knows nothing of hubs, sessions, links or processes.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from heapq import heappop, heappush
 
 __all__ = ["Clock", "Event"]
 
 
-class Event:
+class Event(abc.ABC):
     """One thing due at one instant; subclasses name it and say who handles it."""
 
     __slots__ = ()
 
+    @abc.abstractmethod
     def fire(self) -> None:
         """Make it happen (called by ``Clock.run_until`` at its due time)."""
-        raise NotImplementedError
 
 
 class Clock:

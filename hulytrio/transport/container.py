@@ -50,9 +50,11 @@ class Container(abc.ABC):
 
         Called by the agent's checkpoints (see ``state_version``) and once more
         before a clean stop; the value is what ``import_state`` receives when
-        the uuid starts again.  Only called on containers that override it.
+        the uuid starts again.  Only containers that override it are
+        checkpointed (the agent checks for the override), so this default,
+        which exports nothing, is never called by the agent.
         """
-        raise NotImplementedError  # never called: the agent checks for the override
+        return None
 
     async def import_state(self, state: Any) -> None:
         """Replace this container's state with ``state`` (what ``export_state`` returned).
@@ -61,6 +63,7 @@ class Container(abc.ABC):
         saved state.  Raising fails the start (the caller of ``get`` sees the
         error); the container never serves half-restored.
         """
+        # A saved state this class cannot take must fail the start, not be dropped.
         raise NotImplementedError(
             f"{type(self).__name__} defines export_state but not import_state")
 
