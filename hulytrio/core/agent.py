@@ -16,6 +16,7 @@ Local container lifecycle (``LocalStatus``, table ``LOCAL_TRANSITIONS``)::
                       \\--failed, Terminate or registration sent--> (gone)
     stateless offer: STANDBY --RegisterReply (not standby)--> ACTIVE
                      ACTIVE --registration sent (fence)--> STANDBY (fenced)
+                     ACTIVE --hub silent past the fence lease (self_fence)--> STANDBY (fenced)
                      STANDBY --RegisterReply.standby--> STANDBY (demoted)
                      STANDBY --Activate--> ACTIVE
     draining agent:  ACTIVE or STANDBY --the hub answered Drain--> DRAINING
@@ -62,7 +63,7 @@ from .effects import (
     StartContainer,
     StopContainer,
 )
-from .errors import ErrorCode
+from .errors import ErrorCode, LocalProtocolError
 from .messages import (
     Activate,
     Connect,
@@ -159,8 +160,15 @@ class AgentState:
         endpoint: str | None = None,
         stateless: tuple[OfferedContainer, ...] = (),
         max_containers: int | None = None,
+        fence_lease: float | None = None,
     ) -> None:
+        if fence_lease is not None and not fence_lease > 0:
+            raise LocalProtocolError(f"fence_lease must be > 0, got {fence_lease}")
         self.agent_id = agent_id
+        #: the longest silence of the hub (seconds) its stateless offers serve
+        #: through; None: the session's default, a share of the hub's alive
+        #: timeout (``ClientSession.fence_lease_for``)
+        self.fence_lease = fence_lease
         self.kinds = tuple(dict.fromkeys(kinds))
         self.endpoint = endpoint
         self.max_containers = max_containers
@@ -293,12 +301,25 @@ class AgentState:
         for uuid in starting:
             del self._containers[uuid]
             out.append(StopContainer(self.agent_id, uuid))
+        out.extend(self.self_fence())
+        return out
+
+    def self_fence(self) -> list[SessionEffect]:
+        """The hub has been silent past the fence lease: serving stateless offers pause.
+
+        Returns ``SetServing(False, fenced=True)`` for each stateless offer
+        that served (ACTIVE -> STANDBY, fenced); nothing else changes.  Only
+        the hub's answer to a registration (``on_registered``) or its
+        ``Activate`` makes them serve again: the hub may have given their
+        uuids to a standby meanwhile.
+        """
+        out: list[SessionEffect] = []
         for uuid, local in self._containers.items():
             if local.stateless and local.status is LocalStatus.ACTIVE:
                 local._transition(LocalStatus.STANDBY)
                 local.fenced = True
-                # The registration starts a new ownership view (perhaps a new
-                # hub term, whose epochs restart): older epochs mean nothing.
+                # A new ownership view follows (perhaps a new hub term, whose
+                # epochs restart): older epochs mean nothing.
                 local.epoch = 0
                 out.append(SetServing(self.agent_id, uuid, False, 0, fenced=True))
         return out

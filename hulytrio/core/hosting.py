@@ -112,6 +112,22 @@ class Hosting:
         agent = self.agents.get(agent_id)
         return [] if agent is None else agent.claimed(uuid, reply)
 
+    def self_fence(self) -> list[SessionEffect]:
+        """The hub has been silent past the fence lease: every serving stateless offer pauses.
+
+        Returns the ``SetServing(False, fenced=True)`` effects, in agent order
+        (none if no stateless offer served).
+        """
+        out: list[SessionEffect] = []
+        for agent in self.agents.values():
+            out.extend(agent.self_fence())
+        return out
+
+    def fence_lease(self) -> float | None:
+        """Return the shortest fence lease a hosted agent asks for (None: none asks)."""
+        leases = [a.fence_lease for a in self.agents.values() if a.fence_lease is not None]
+        return min(leases) if leases else None
+
     def standing_by(self, uuid: ContainerUuid) -> list[AgentId]:
         """Return the hosted agents standing by for ``uuid``, in registration order."""
         return [agent.agent_id for agent in self.agents.values() if agent.is_standby(uuid)]

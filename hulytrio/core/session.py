@@ -56,7 +56,9 @@ standby); ``handle_timers`` matches on them.
 
 from __future__ import annotations
 
+import collections
 import enum
+import math
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
@@ -129,6 +131,7 @@ if TYPE_CHECKING:
     from random import Random
 
 __all__ = [
+    "FENCE_SHARE",
     "SESSION_TRANSITIONS",
     "Backoff",
     "ClaimAfter",
@@ -181,6 +184,8 @@ class SessionTimer(enum.Enum):
     HUB_ALIVE = "hub-alive"
     #: The backoff delay elapsed: open a connection again.
     RECONNECT = "reconnect"
+    #: Has the hub heard from us within the fence lease?  (only while hosting)
+    FENCE = "fence"
 
     # Timers hash their keys on every arming and firing, and every session
     # pings: identity hashing (in C) instead of Enum's hash of the name (in
@@ -238,6 +243,12 @@ class Backoff:
         """Return the delay before attempt number ``attempt`` (1-based)."""
         base = min(self.initial * self.factor ** max(attempt - 1, 0), self.maximum)
         return base * (1.0 - self.jitter * rng.random())
+
+
+#: The default fence lease, as a share of the alive timeout the hub applies
+#: to this session (its ``Welcome``): 10% of it is the margin for the two
+#: clocks' rates (docs/high-availability.md, "Self-fencing agents").
+FENCE_SHARE = 0.9
 
 
 #: After a standby's redirect the reconnect delay is that of this attempt at
@@ -315,6 +326,18 @@ class ClientSession:
         self._attempt = 0
         self._hub_alive = 3.0
         self._last_heard = 0.0
+        #: when the hello of the current connection was sent
+        self._hello_at = 0.0
+        #: send times of the pings the hub has not answered yet on this
+        #: connection (a stream keeps order: a Pong answers the oldest)
+        self._pings: collections.deque[float] = collections.deque()
+        #: the latest time we know the hub heard us: the send time of the
+        #: last ping it answered (or of the hello its Welcome answered)
+        self._heard_us = 0.0
+        #: the fence lease in force (``fence_lease_for``), and when it ends;
+        #: inf while no agent is hosted or nothing serves
+        self._lease = FENCE_SHARE * self._hub_alive
+        self._fence_at = math.inf
 
     @property
     def view_agents(self) -> dict[AgentId, AgentInfo]:
@@ -359,6 +382,8 @@ class ClientSession:
             return
         self._transition(SessionState.HANDSHAKE)
         self._last_heard = now
+        self._hello_at = now
+        self._pings.clear()
         # The handshake must finish within the hub's alive timeout as we know it.
         self.timers.call_at(now + self._hub_alive, SessionTimer.HUB_ALIVE)
         self._send(Hello(PROTOCOL_VERSION, self.client_id, self.alive_timeout,
@@ -399,9 +424,12 @@ class ClientSession:
             match key:
                 case SessionTimer.PING:
                     if self._ready:
+                        self._pings.append(now)
                         self._effects.append(_SEND_PING)
                 case SessionTimer.HUB_ALIVE:
                     self._check_hub_alive(now)
+                case SessionTimer.FENCE:
+                    self._check_fence(now)
                 case SessionTimer.RECONNECT:
                     if self.state is SessionState.BACKOFF:
                         self._open(now)
@@ -423,10 +451,23 @@ class ClientSession:
     def receive(self, message: Message, now: float) -> None:
         """Handle one decoded message from the hub (ignored unless connected)."""
         if self._ready:
+            if now >= self._fence_at:
+                # Checked before anything is read: a message that waited out
+                # the lease (this process was paused) proves nothing.
+                self._check_fence(now)
+                if not self._ready:
+                    return
             self._last_heard = now
             kind = type(message)
             if kind is Pong:
-                return  # most of an idle session's input: its sign of life is noted
+                # Most of an idle session's input: its sign of life is noted,
+                # and the ping it answers is the latest the hub heard of us.
+                pings = self._pings
+                if pings:
+                    self._heard_us = heard = pings.popleft()
+                    if self._fence_at != math.inf:
+                        self._fence_at = heard + self._lease
+                return
             handler = _HANDLERS.get(kind)
             if handler is not None:
                 handler(self, message, now)
@@ -572,6 +613,8 @@ class ClientSession:
             LocalProtocolError: if an agent with that id is already hosted here.
         """
         self.hosting.add(agent)
+        if self._ready:
+            self._arm_fence()
         call = self.calls.open(CallKind.REGISTER, True, agent_id=agent.agent_id)
         self._send_call(call)
         return call.call_id
@@ -667,6 +710,49 @@ class ClientSession:
         self._effects.append(CloseConnection(None, "hub silent past its alive timeout"))
         self.connection_lost(now)
 
+    def fence_lease_for(self, alive_timeout: float) -> float:
+        """Return the fence lease under a hub whose alive timeout for us is ``alive_timeout``.
+
+        ``FENCE_SHARE`` (0.9) of it, or the shortest lease a hosted agent
+        asks for (``AgentState.fence_lease``) when that is shorter: an agent
+        may fence sooner, never later than the margin allows.
+        """
+        lease = FENCE_SHARE * alive_timeout
+        asked = self.hosting.fence_lease()
+        return lease if asked is None or asked > lease else asked
+
+    def _arm_fence(self) -> None:
+        """Start counting the fence lease from the last time the hub heard us."""
+        self._lease = self.fence_lease_for(self._hub_alive)
+        self._fence_at = self._heard_us + self._lease
+        self.timers.call_at(self._fence_at, SessionTimer.FENCE)
+
+    def _check_fence(self, now: float) -> None:
+        """The fence lease may be over: pause serving stateless offers if it is.
+
+        Past it, the hub may have declared us dead and given our stateless
+        uuids to a standby: they stop serving (``Hosting.self_fence``), and a
+        connection still open is dropped, so the reconnect's registration
+        lets the hub decide ownership again.
+        """
+        if not self.hosting.agents or self.state is SessionState.CLOSED:
+            self._fence_at = math.inf
+            return
+        if self._fence_at == math.inf:
+            return  # fenced already: the next Welcome counts again
+        if now < self._fence_at:
+            self.timers.call_at(self._fence_at, SessionTimer.FENCE)
+            return
+        self._fence_at = math.inf  # until the next Welcome
+        fenced = self.hosting.self_fence()
+        if not fenced:
+            return
+        self.probes.hit("self-fenced: hub silent past the fence lease")
+        self._effects.extend(fenced)
+        if self.state is SessionState.READY or self.state is SessionState.HANDSHAKE:
+            self._effects.append(CloseConnection(None, "hub silent past the fence lease"))
+            self.connection_lost(now)
+
     def _welcome(self, msg: Welcome, now: float) -> None:
         if msg.redirect is not None:
             self._redirected(msg.redirect, now)
@@ -693,6 +779,10 @@ class ClientSession:
         self._hub_alive = msg.alive_timeout
         self.timers.call_every(msg.ping_interval, SessionTimer.PING, now + msg.ping_interval)
         self.timers.call_at(now + self._hub_alive, SessionTimer.HUB_ALIVE)
+        # The Welcome answers our hello: the hub heard us when we sent it.
+        self._heard_us = self._hello_at
+        if self.hosting.agents:
+            self._arm_fence()
         # Events continue from the hub's current number (a restarted hub
         # counts from 0 again); what we missed meanwhile comes from a resync,
         # and a snapshot half answered on the old connection is dropped.
