@@ -1,4 +1,4 @@
-"""Self-fencing: an agent the hub has not heard for its fence lease stops serving its stateless offers.
+"""Self-fencing: an agent the hub has not heard for its fence lease stops serving."""
 
 Issue #14, deliverable 4.  The session counts from the last moment it knows
 the hub heard it (the send time of the last ping the hub answered, or of the
@@ -97,7 +97,8 @@ def test_a_silent_hub_fences_the_offer_at_the_lease_and_the_session_reconnects()
     assert not any(isinstance(e, SetServing) for e in out)
     out = _advance(s, 1.0 + LEASE)
     assert SetServing("ag", "db-1", False, 0, fenced=True) in out
-    assert agent.status("db-1") is LocalStatus.STANDBY and agent.is_fenced("db-1")
+    assert agent.status("db-1") is LocalStatus.STANDBY
+    assert agent.is_fenced("db-1")
     # Before the hub's alive timeout (it last heard us at 3.0 at the latest):
     # the connection is given up, so the hub decides ownership again.
     assert any(isinstance(e, CloseConnection) for e in out)
@@ -121,7 +122,7 @@ def test_the_lease_counts_from_the_answered_ping_not_from_the_answer() -> None:
 def test_a_message_that_waited_out_the_lease_is_not_obeyed() -> None:
     # The agent process was paused: on waking, the request queued for it is
     # read before its timers run; the fence comes first.
-    s, agent = _serving_agent()
+    s, _ = _serving_agent()
     s.receive(Request(7, "db-1", "op", b"", "c"), 5.0)
     out = s.effects()
     assert SetServing("ag", "db-1", False, 0, fenced=True) in out
@@ -183,11 +184,13 @@ def test_the_hub_giving_the_uuid_to_another_keeps_it_standing_by() -> None:
     register = next(m for m in _sent(s.effects()) if isinstance(m, RegisterAgent))
     s.receive(RegisterReply(register.id, standby=("db-1",)), now + 0.01)
     assert s.effects() == [SetServing("ag", "db-1", False, 0)]
-    assert agent.status("db-1") is LocalStatus.STANDBY and not agent.is_fenced("db-1")
+    assert agent.status("db-1") is LocalStatus.STANDBY
+    assert not agent.is_fenced("db-1")
     # A forwarded request for it is refused, never run.
     s.receive(Request(9, "db-1", "op", b"", "c"), now + 0.02)
     (reply,) = _sent(s.effects())
-    assert isinstance(reply, Error) and reply.code == ErrorCode.NOT_FOUND.value
+    assert isinstance(reply, Error)
+    assert reply.code == ErrorCode.NOT_FOUND.value
 
 
 def test_a_session_without_agents_never_fences_nor_drops_early() -> None:
