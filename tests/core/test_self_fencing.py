@@ -1,4 +1,4 @@
-"""Self-fencing: an agent the hub has not heard for its fence lease stops serving."""
+"""Self-fencing: an agent its hub has not heard for a fence lease stops serving.
 
 Issue #14, deliverable 4.  The session counts from the last moment it knows
 the hub heard it (the send time of the last ping the hub answered, or of the
