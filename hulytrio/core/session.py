@@ -400,6 +400,9 @@ class ClientSession:
         self._transition(SessionState.BACKOFF)
         self.timers.cancel(SessionTimer.PING)
         self.timers.cancel(SessionTimer.HUB_ALIVE)
+        if self._fence_at != math.inf:
+            # No ping ticks until the next Welcome: the lease needs its timer.
+            self.timers.call_at(self._fence_at, SessionTimer.FENCE)
         self.calls.connection_lost()
         self.timers.call_at(now + self.backoff.delay(self._attempt, self.rng),
                             SessionTimer.RECONNECT)
@@ -424,8 +427,14 @@ class ClientSession:
             match key:
                 case SessionTimer.PING:
                     if self._ready:
+                        if now >= self._fence_at:
+                            self._check_fence(now)
+                            if not self._ready:
+                                continue
                         self._pings.append(now)
                         self._effects.append(_SEND_PING)
+                        if self._fence_at != math.inf:
+                            self._watch_fence()
                 case SessionTimer.HUB_ALIVE:
                     self._check_hub_alive(now)
                 case SessionTimer.FENCE:
@@ -725,7 +734,20 @@ class ClientSession:
         """Start counting the fence lease from the last time the hub heard us."""
         self._lease = self.fence_lease_for(self._hub_alive)
         self._fence_at = self._heard_us + self._lease
-        self.timers.call_at(self._fence_at, SessionTimer.FENCE)
+        self._watch_fence()
+
+    def _watch_fence(self) -> None:
+        """Arm the FENCE timer unless the next ping tick comes first (it looks then).
+
+        While the hub answers, the lease ends after the next tick and no
+        timer is armed (no wake-ups of their own: the simulator's traces of
+        a healthy cluster do not change); without ping ticks (not READY) the
+        timer is armed at the lease's end.
+        """
+        fence_at = self._fence_at
+        tick = self.timers.deadline(SessionTimer.PING) if self._ready else None
+        if tick is None or fence_at <= tick:
+            self.timers.call_at(fence_at, SessionTimer.FENCE)
 
     def _check_fence(self, now: float) -> None:
         """The fence lease may be over: pause serving stateless offers if it is.
@@ -741,7 +763,7 @@ class ClientSession:
         if self._fence_at == math.inf:
             return  # fenced already: the next Welcome counts again
         if now < self._fence_at:
-            self.timers.call_at(self._fence_at, SessionTimer.FENCE)
+            self._watch_fence()
             return
         self._fence_at = math.inf  # until the next Welcome
         fenced = self.hosting.self_fence()
