@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import enum
 
+from .answers import ANSWER_LIMIT, ANSWER_TTL, Answers
 from .effects import (
     ConnectContainer,
     DisconnectContainer,
@@ -125,7 +126,8 @@ PHASE_TRANSITIONS: TransitionTable[AgentPhase] = TransitionTable("agent", {
 
 
 class _Local:
-    __slots__ = ("epoch", "fenced", "kind", "labels", "start_ids", "stateless", "status")
+    __slots__ = ("answers", "epoch", "fenced", "kind", "labels", "start_ids", "stateless",
+                 "status")
 
     def __init__(self, kind: ContainerKind, labels: tuple[str, ...], stateless: bool,
                  status: LocalStatus) -> None:
@@ -138,6 +140,8 @@ class _Local:
         self.fenced = False
         #: hub call ids waiting for this start (duplicated Starts are joined)
         self.start_ids: list[int] = []
+        #: what this instance answered recently (made on its first request)
+        self.answers: Answers | None = None
 
     def _transition(self, new: LocalStatus) -> None:
         # The one place a local container changes state (LOCAL_TRANSITIONS).
@@ -161,6 +165,8 @@ class AgentState:
         stateless: tuple[OfferedContainer, ...] = (),
         max_containers: int | None = None,
         fence_lease: float | None = None,
+        answer_limit: int = ANSWER_LIMIT,
+        answer_ttl: float = ANSWER_TTL,
     ) -> None:
         if fence_lease is not None and not fence_lease > 0:
             raise LocalProtocolError(f"fence_lease must be > 0, got {fence_lease}")
@@ -169,6 +175,9 @@ class AgentState:
         #: through; None: the session's default, a share of the hub's alive
         #: timeout (``ClientSession.fence_lease_for``)
         self.fence_lease = fence_lease
+        #: the bounds of each container instance's ``Answers`` (``core/answers.py``)
+        self.answer_limit = answer_limit
+        self.answer_ttl = answer_ttl
         self.kinds = tuple(dict.fromkeys(kinds))
         self.endpoint = endpoint
         self.max_containers = max_containers
@@ -216,6 +225,18 @@ class AgentState:
             and (kind is None or c.kind == kind)
             and wanted.issubset(c.labels)
         )
+
+    def answers(self, uuid: ContainerUuid) -> Answers | None:
+        """Return the recent answers of the instance of ``uuid`` here (None: no such instance).
+
+        Made on first use; a new instance under the same uuid starts empty.
+        """
+        local = self._containers.get(uuid)
+        if local is None:
+            return None
+        if local.answers is None:
+            local.answers = Answers(self.answer_limit, self.answer_ttl)
+        return local.answers
 
     def epoch(self, uuid: ContainerUuid) -> int:
         """Return the ownership epoch this agent last heard for ``uuid`` (0 if none)."""

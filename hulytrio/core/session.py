@@ -64,9 +64,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import attrs
 
 from .agent import AgentState
+from .answers import Answer
 from .calls import GET_RETRY_CODES, REACQUIRE_CODES, Call, CallKind, CallTable
 from .effects import (
-    CancelRequest,
     CloseConnection,
     DeliverEvent,
     DeliverPush,
@@ -400,6 +400,7 @@ class ClientSession:
         self._transition(SessionState.BACKOFF)
         self.timers.cancel(SessionTimer.PING)
         self.timers.cancel(SessionTimer.HUB_ALIVE)
+        self.hosting.connection_lost()
         if self._fence_at != math.inf:
             # No ping ticks until the next Welcome: the lease needs its timer.
             self.timers.call_at(self._fence_at, SessionTimer.FENCE)
@@ -685,13 +686,22 @@ class ClientSession:
         """Container ``uuid`` of ``agent_id`` ended on its own."""
         self._emit(self.hosting.stopped(agent_id, uuid))
 
-    def agent_reply(self, call_id: int, payload: bytes) -> None:
-        """A forwarded request ``call_id`` completed with ``payload``."""
-        self._send(Response(call_id, payload))
+    def agent_reply(self, call_id: int, payload: bytes, *, now: float) -> None:
+        """The run ``call_id`` (a ``RunRequest``'s) completed with ``payload`` at ``now``.
 
-    def agent_error(self, call_id: int, code: str, message: str, type_name: str = "") -> None:
-        """A forwarded request ``call_id`` failed (``code``: an ``ErrorCode`` value)."""
-        self._send(Error(call_id, code, message, type_name))
+        The answer is remembered for a resend (``core/answers.py``) and sent
+        to every hub call waiting for it on the current connection.
+        """
+        self._emit(self.hosting.reply(call_id, Answer(payload), now))
+
+    def agent_error(self, call_id: int, code: str, message: str, type_name: str = "",
+                    *, now: float) -> None:
+        """The run ``call_id`` failed (``code``: an ``ErrorCode`` value) at ``now``.
+
+        A ``remote`` error (the container raised) is remembered like an
+        answer; any other says the request did not run, so a resend runs.
+        """
+        self._emit(self.hosting.reply(call_id, Answer(b"", code, message, type_name), now))
 
     def agent_push(self, uuid: ContainerUuid, client_id: str, payload: bytes) -> None:
         """Container ``uuid`` broadcasts ``payload`` to ``client_id`` (connected via the hub)."""
@@ -1252,11 +1262,11 @@ class ClientSession:
         self._emit(self.hosting.on_activate(msg))
 
     def _on_request(self, msg: Request, now: float) -> None:
-        self._emit(self.hosting.on_request(msg))
+        self._emit(self.hosting.on_request(msg, now))
 
     def _on_cancel(self, msg: Cancel, now: float) -> None:
         # The hub's request msg.id, to one of the agents hosted here.
-        self._effects.append(CancelRequest(msg.id))
+        self._effects.extend(self.hosting.cancel(msg.id))
 
     def _on_connect(self, msg: Connect, now: float) -> None:
         self._emit(self.hosting.on_connect(msg))
