@@ -338,6 +338,9 @@ class ClientSession:
         #: inf while no agent is hosted or nothing serves
         self._lease = FENCE_SHARE * self._hub_alive
         self._fence_at = math.inf
+        #: the hub's ping interval, and the one the session pings at
+        self._ping_interval = 1.0
+        self._pinging = 0.0
 
     @property
     def view_agents(self) -> dict[AgentId, AgentInfo]:
@@ -624,6 +627,7 @@ class ClientSession:
         """
         self.hosting.add(agent)
         if self._ready:
+            self._ping_every(self._last_heard)
             self._arm_fence()
         call = self.calls.open(CallKind.REGISTER, True, agent_id=agent.agent_id)
         self._send_call(call)
@@ -740,6 +744,22 @@ class ClientSession:
         asked = self.hosting.fence_lease()
         return lease if asked is None or asked > lease else asked
 
+    def _ping_every(self, now: float, *, force: bool = False) -> None:
+        """Ping at the hub's interval, or at A / 3 when hosting agents, whichever is shorter.
+
+        The fence lease counts from the last ping the hub answered, so pings
+        must come well within it: with the hub's defaults (3 s, pings every
+        1 s) nothing changes, but a hub with a 1 s alive timeout and 1 s
+        pings (its idle peers live on their other traffic) would have its
+        agents fence between two pings.
+        """
+        interval = self._ping_interval
+        if self.hosting.agents:
+            interval = min(interval, self._hub_alive / 3)
+        if force or interval != self._pinging:
+            self._pinging = interval
+            self.timers.call_every(interval, SessionTimer.PING, now + interval)
+
     def _arm_fence(self) -> None:
         """Start counting the fence lease from the last time the hub heard us."""
         self._lease = self.fence_lease_for(self._hub_alive)
@@ -809,7 +829,8 @@ class ClientSession:
         self._transition(SessionState.READY)
         self._attempt = 0
         self._hub_alive = msg.alive_timeout
-        self.timers.call_every(msg.ping_interval, SessionTimer.PING, now + msg.ping_interval)
+        self._ping_interval = msg.ping_interval
+        self._ping_every(now, force=True)
         self.timers.call_at(now + self._hub_alive, SessionTimer.HUB_ALIVE)
         # The Welcome answers our hello: the hub heard us when we sent it.
         self._heard_us = self._hello_at

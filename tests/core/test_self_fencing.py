@@ -25,7 +25,7 @@ from hulytrio.core.messages import (
     Request,
     Welcome,
 )
-from hulytrio.core.session import FENCE_SHARE, ClientSession, SessionState
+from hulytrio.core.session import FENCE_SHARE, ClientSession, SessionState, SessionTimer
 from hulytrio.core.types import OfferedContainer
 
 ALIVE = 3.0  # the hub's alive timeout for this session (its Welcome)
@@ -202,3 +202,26 @@ def test_a_session_without_agents_never_fences_nor_drops_early() -> None:
     out = _advance(s, ALIVE - 0.01)  # silent hub, below its alive timeout
     assert not any(isinstance(e, CloseConnection) for e in out)
     assert s.state is SessionState.READY
+
+
+def test_a_session_hosting_agents_pings_at_a_third_of_a_short_alive_timeout() -> None:
+    # A hub with a 1 s alive timeout and 1 s pings: an agent pinging every
+    # second would fence (lease 0.9 s) between two answered pings.
+    s = ClientSession("me", rng=random.Random(1))
+    s.connect(0.0)
+    s.connection_made(0.0)
+    s.receive(Welcome(PROTOCOL_VERSION, "hub1", 1.0, 1.0), 0.0)
+    assert s.timers.deadline(SessionTimer.PING) == 1.0  # no agent: the hub's interval
+    agent = AgentState("ag", ("db",), stateless=(OfferedContainer("db-1", "db", (), True),))
+    s.register_agent(agent)
+    register = next(m for m in _sent(s.effects()) if isinstance(m, RegisterAgent))
+    s.receive(RegisterReply(register.id), 0.0)
+    s.effects()
+    pings = 0
+    for step in range(1, 31):  # ten seconds, the hub answering each ping in 50 ms
+        out = _advance(s, step / 3)
+        pings += _sent(out).count(Ping())
+        s.receive(Pong(), step / 3 + 0.05)
+        assert not any(isinstance(e, SetServing) for e in s.effects() + out)
+    assert pings == 30
+    assert agent.status("db-1") is LocalStatus.ACTIVE
