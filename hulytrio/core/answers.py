@@ -20,6 +20,11 @@ instance).  Keyed by (caller's peer id, caller's request id) it remembers:
   a container that raised.  An error that says the request did not run
   (``not_found``, a cancelled run) is forgotten, so a resend runs.
 
+A key alone could name another request: a caller process that restarts
+under a fixed peer id numbers its calls from 1 again.  So each entry also
+keeps the request's operation and payload, and a request that differs in
+them is another request: it runs (the stale answer is dropped).
+
 Bounds: at most ``limit`` answers per caller (the oldest goes first; the
 default, 512, is the hub's in-flight limit per client and container, so
 every call in flight when a hub dies can be remembered), each for ``ttl``
@@ -45,6 +50,8 @@ ANSWER_TTL = 60.0
 
 #: (the caller's peer id, the caller's id for the request)
 CallerKey = tuple[str, int]
+#: what the request asked: (operation, payload)
+Asked = tuple[str, bytes]
 
 
 @attrs.frozen(slots=True)
@@ -76,10 +83,10 @@ class Answers:
     def __init__(self, limit: int = ANSWER_LIMIT, ttl: float = ANSWER_TTL) -> None:
         self.limit = limit
         self.ttl = ttl
-        #: key -> the run id of the request running
-        self._running: dict[CallerKey, int] = {}
-        #: key -> (answer, when answered), oldest answer first
-        self._answered: collections.OrderedDict[CallerKey, tuple[Answer, float]] = (
+        #: key -> (the run id of the request running, what it asked)
+        self._running: dict[CallerKey, tuple[int, Asked]] = {}
+        #: key -> (answer, when answered, what it asked), oldest answer first
+        self._answered: collections.OrderedDict[CallerKey, tuple[Answer, float, Asked]] = (
             collections.OrderedDict())
         #: peer id -> its answered request ids, oldest first
         self._per_caller: dict[str, collections.OrderedDict[int, None]] = {}
@@ -87,26 +94,33 @@ class Answers:
     def __len__(self) -> int:
         return len(self._answered)
 
-    def lookup(self, key: CallerKey, now: float) -> int | Answer | None:
-        """Return the run id running ``key``, its remembered ``Answer``, or None (run it)."""
+    def lookup(self, key: CallerKey, asked: Asked, now: float) -> int | Answer | None:
+        """Return the run id running ``key``, its remembered ``Answer``, or None (run it).
+
+        ``asked`` is the request's (operation, payload): a remembered
+        request that asked something else is another one (None).
+        """
         self._expire(now)
-        run_id = self._running.get(key)
-        if run_id is not None:
-            return run_id
+        running = self._running.get(key)
+        if running is not None:
+            return running[0] if running[1] == asked else None
         entry = self._answered.get(key)
-        return None if entry is None else entry[0]
+        return None if entry is None or entry[2] != asked else entry[0]
 
-    def start(self, key: CallerKey, run_id: int) -> None:
-        """``key`` runs now as ``run_id``."""
-        self._running[key] = run_id
+    def start(self, key: CallerKey, run_id: int, asked: Asked) -> None:
+        """``key`` runs now as ``run_id``, asking ``asked``."""
+        self._running[key] = (run_id, asked)
 
-    def forget(self, key: CallerKey) -> None:
-        """``key``'s run ended without running it (cancelled, not served): a resend runs."""
-        self._running.pop(key, None)
+    def forget(self, key: CallerKey, run_id: int) -> None:
+        """``key``'s run ``run_id`` ended without running it (cancelled): a resend runs."""
+        running = self._running.get(key)
+        if running is not None and running[0] == run_id:
+            del self._running[key]
 
-    def finish(self, key: CallerKey, answer: Answer, now: float) -> None:
-        """``key``'s run answered ``answer`` at ``now``: remember it if the request ran."""
-        self._running.pop(key, None)
+    def finish(self, key: CallerKey, run_id: int, asked: Asked, answer: Answer,
+               now: float) -> None:
+        """``key``'s run ``run_id`` answered ``answer`` at ``now``: remember it if it ran."""
+        self.forget(key, run_id)
         if not answer.ran:
             return
         self._expire(now)
@@ -114,7 +128,7 @@ class Answers:
         answered = self._answered
         if key in answered:
             del answered[key]
-        answered[key] = (answer, now)
+        answered[key] = (answer, now, asked)
         mine = self._per_caller.setdefault(caller, collections.OrderedDict())
         mine[call_id] = None
         mine.move_to_end(call_id)
@@ -126,7 +140,7 @@ class Answers:
         answered = self._answered
         horizon = now - self.ttl
         while answered:
-            key, (_, at) = next(iter(answered.items()))
+            key, (_, at, _) = next(iter(answered.items()))
             if at > horizon:
                 return
             del answered[key]

@@ -34,7 +34,7 @@ ids mean nothing to the next one); the caller's resend joins them again.
 from __future__ import annotations
 
 from .agent import AgentState
-from .answers import Answer, Answers, CallerKey
+from .answers import Answer, Answers, Asked, CallerKey
 from .effects import CancelRequest, RunRequest, Send, SessionEffect
 from .errors import ErrorCode, LocalProtocolError
 from .messages import (
@@ -56,12 +56,14 @@ __all__ = ["Hosting"]
 class _Run:
     """A forwarded request running on a container instance."""
 
-    __slots__ = ("answers", "key", "waiting")
+    __slots__ = ("answers", "asked", "key", "waiting")
 
-    def __init__(self, answers: Answers | None, key: CallerKey | None, call_id: int) -> None:
+    def __init__(self, answers: Answers | None, key: CallerKey | None, asked: Asked,
+                 call_id: int) -> None:
         #: the instance's memory (None: the request cannot be recognised on a resend)
         self.answers = answers
         self.key = key
+        self.asked = asked
         #: the hub's call ids (current connection) that get the answer
         self.waiting = [call_id]
 
@@ -218,11 +220,12 @@ class Hosting:
             return out  # refused: not serving here
         answers: Answers | None = None
         key: CallerKey | None = None
+        asked = (msg.operation, msg.payload)
         if msg.client_id is not None and msg.caller_id is not None:
             answers = agent.answers(msg.uuid)
             key = (msg.client_id, msg.caller_id)
             if answers is not None:
-                seen = answers.lookup(key, now)
+                seen = answers.lookup(key, asked, now)
                 if isinstance(seen, int):
                     self.probes.hit("resent request joined its run")
                     run = self._runs[seen]
@@ -237,10 +240,10 @@ class Hosting:
             # An older connection's run holds the hub's number: go local.
             self._local_runs -= 1
             run_id = self._local_runs
-        self._runs[run_id] = _Run(answers, key, msg.id)
+        self._runs[run_id] = _Run(answers, key, asked, msg.id)
         self._by_call[msg.id] = run_id
         if answers is not None and key is not None:
-            answers.start(key, run_id)
+            answers.start(key, run_id, asked)
         if run_id == msg.id:
             return out
         return [RunRequest(run_request.agent_id, msg.uuid, run_id, msg.operation, msg.payload,
@@ -256,7 +259,7 @@ class Hosting:
         if run is None:
             return []  # cancelled meanwhile, or not a forwarded request
         if run.answers is not None and run.key is not None:
-            run.answers.finish(run.key, answer, now)
+            run.answers.finish(run.key, run_id, run.asked, answer, now)
         by_call = self._by_call
         out: list[SessionEffect] = []
         for call_id in run.waiting:
@@ -279,7 +282,7 @@ class Hosting:
             return []
         del self._runs[run_id]
         if run.answers is not None and run.key is not None:
-            run.answers.forget(run.key)
+            run.answers.forget(run.key, run_id)
         return [CancelRequest(run_id)]
 
     def on_connect(self, msg: Connect) -> list[SessionEffect]:

@@ -117,30 +117,46 @@ def test_the_memory_ends_with_the_instance() -> None:
     assert h.on_request(req(6, 40), 2.0) == [RunRequest("a", "e-1", 6, "op", b"data", "alice")]
 
 
+OP = ("op", b"data")
+
+
 def test_answers_are_bounded_per_caller_by_count_and_by_time() -> None:
     assert (ANSWER_LIMIT, ANSWER_TTL) == (512, 60.0)
     mem = Answers(limit=3, ttl=10.0)
     for call_id in range(1, 6):
-        mem.finish(("alice", call_id), Answer(b"%d" % call_id), float(call_id))
-    mem.finish(("bob", 1), Answer(b"b"), 5.0)
+        mem.finish(("alice", call_id), call_id, OP, Answer(b"%d" % call_id), float(call_id))
+    mem.finish(("bob", 1), 9, OP, Answer(b"b"), 5.0)
     assert len(mem) == 4  # alice's 3 newest, bob's one
-    assert mem.lookup(("alice", 2), 5.0) is None  # evicted by alice's newer answers
-    assert mem.lookup(("alice", 3), 5.0) == Answer(b"3")
-    assert mem.lookup(("bob", 1), 5.0) == Answer(b"b")
+    assert mem.lookup(("alice", 2), OP, 5.0) is None  # evicted by alice's newer answers
+    assert mem.lookup(("alice", 3), OP, 5.0) == Answer(b"3")
+    assert mem.lookup(("bob", 1), OP, 5.0) == Answer(b"b")
     # Ten seconds after each answer it is gone.
-    assert mem.lookup(("alice", 3), 12.9) == Answer(b"3")
-    assert mem.lookup(("alice", 3), 13.0) is None
+    assert mem.lookup(("alice", 3), OP, 12.9) == Answer(b"3")
+    assert mem.lookup(("alice", 3), OP, 13.0) is None
     assert len(mem) == 3
-    assert mem.lookup(("bob", 1), 15.0) is None
+    assert mem.lookup(("bob", 1), OP, 15.0) is None
     assert len(mem) == 0
 
 
 def test_a_running_request_is_never_expired() -> None:
     mem = Answers(limit=1, ttl=1.0)
-    mem.start(("alice", 1), 5)
-    mem.finish(("alice", 2), Answer(b"x"), 0.0)
-    mem.finish(("alice", 3), Answer(b"y"), 0.0)
-    assert mem.lookup(("alice", 1), 100.0) == 5
+    mem.start(("alice", 1), 5, OP)
+    mem.finish(("alice", 2), 6, OP, Answer(b"x"), 0.0)
+    mem.finish(("alice", 3), 7, OP, Answer(b"y"), 0.0)
+    assert mem.lookup(("alice", 1), OP, 100.0) == 5
+
+
+def test_a_restarted_caller_reusing_an_id_for_another_request_runs_it() -> None:
+    # A caller process restarted under a fixed peer id numbers from 1 again.
+    h = hosting()
+    h.on_request(Request(5, "e-1", "inc", b"1", "alice", 1), 0.0)
+    h.reply(5, Answer(b"count 1"), 1.0)
+    assert h.on_request(Request(6, "e-1", "get", b"", "alice", 1), 2.0) == [
+        RunRequest("a", "e-1", 6, "get", b"", "alice")]
+    # ... also while the first still runs (it is not joined).
+    h.on_request(Request(7, "e-1", "slow", b"", "bob", 1), 2.0)
+    assert h.on_request(Request(8, "e-1", "fast", b"", "bob", 1), 2.0) == [
+        RunRequest("a", "e-1", 8, "fast", b"", "bob")]
 
 
 def _ready(s: ClientSession, now: float) -> None:
