@@ -111,7 +111,7 @@ from .timeouts import Timeouts
 from .timers import Timers
 from .types import ClientId, ContainerUuid
 
-__all__ = ["Hub", "HubStatistics", "HubTimer", "HubTimers", "term_epoch_base"]
+__all__ = ["MAX_EVENT_BYTES", "Hub", "HubStatistics", "HubTimer", "HubTimers", "term_epoch_base"]
 
 #: messages without fields are immutable: one instance serves every send
 _PONG = Pong()
@@ -123,6 +123,10 @@ _REPLIES = frozenset({GetReply, Ok, Error, ListReply, AgentsReply, KindsReply, R
 _QUERIES = frozenset({"list", "agents", "kinds"})
 #: how many ended sessions' peer ids the hub remembers, to tell a reconnect
 _REMEMBERED_PEERS = 4096
+#: The most one ``Event`` takes encoded (an upper bound: ``events.change_bytes``);
+#: a quarter of the 16 MiB frame limit, so an event always fits a frame and
+#: leaves room for the replies batched with it.
+MAX_EVENT_BYTES = 4 * 1024 * 1024
 
 Conn = Hashable
 
@@ -247,6 +251,8 @@ class Hub:
     either the hub answers ``Retry``.  A ``Cancel`` frees a call's slot.
     ``max_alive_timeout`` caps the alive timeout a hello may ask for (a
     larger one is clamped, and the ``Welcome`` says what was granted).
+    ``max_event_bytes`` bounds one ``Event`` as encoded: a window with more
+    changes goes out as several events, numbered one after the other.
     """
 
     def __init__(
@@ -258,6 +264,7 @@ class Hub:
         max_in_flight: int = 1024,
         max_in_flight_per_container: int = 512,
         max_alive_timeout: float = 300.0,
+        max_event_bytes: int = MAX_EVENT_BYTES,
         probes: Probes | None = None,
         seeded_bugs: frozenset[str] = frozenset(),
     ) -> None:
@@ -274,6 +281,7 @@ class Hub:
         self.probes = probes if probes is not None else Probes()
         self.registry = Registry(hub_id, self.timeouts, probes=self.probes,
                                  seeded_bugs=seeded_bugs, epoch_base=term_epoch_base(term))
+        self.registry.events.max_bytes = max_event_bytes
         self.stats = HubStatistics()
         self._timers = Timers()
         #: every deadline of the hub, read-only (drivers wait on it)
@@ -566,9 +574,11 @@ class Hub:
 
     def _flush(self) -> None:
         event, interest = self.registry.flush_events()
-        if event is None:
-            return
-        self.broadcast(event, interest)
+        while event is not None:
+            self.broadcast(event, interest)
+            # A window too large for one event leaves the rest queued: each
+            # part goes out as the next event (EventQueue.max_bytes).
+            event = self.registry.events.flush() if self.registry.events.dirty else None
 
     def broadcast(self, event: NetworkEvent,
                   interest: dict[str, dict[ClientId, None]] | None = None) -> None:
