@@ -27,9 +27,9 @@ A window's changes may be too many for one frame (one registration offering
 changes in the order they were queued (agents first) only up to that many
 bytes *as encoded on the wire*, and leaves the rest queued (``dirty``) for
 the next call, each part numbered one more.  The core does not encode, so
-it counts an upper bound (``change_bytes``: 4 bytes per character, the most
-UTF-8 takes, plus every msgpack header at its largest); a single change over
-the bound goes alone.
+it counts an upper bound (``change_bytes``: a byte per character of ASCII
+strings, 4 otherwise, the most UTF-8 takes, plus every msgpack header at its
+largest); a single change over the bound goes alone.
 """
 
 from __future__ import annotations
@@ -105,23 +105,29 @@ _CHANGE_OVERHEAD = 64
 def change_bytes(change: AgentEvent | ContainerEvent) -> int:
     """Return an upper bound of the bytes ``change`` takes encoded in an ``event``.
 
-    Four bytes per character (UTF-8's most), plus every header at its
-    largest: never less than the codec produces.
+    A byte per character when every string is ASCII (``isascii`` costs
+    nothing: CPython records it), four otherwise (UTF-8's most), plus every
+    header at its largest: never less than the codec produces.
     """
     endpoint: str | None
     if type(change) is ContainerEvent:
         c = change.container
-        chars = len(c.uuid) + len(c.kind) + len(c.agent_id)
+        uuid, kind, agent_id = c.uuid, c.kind, c.agent_id
+        chars = len(uuid) + len(kind) + len(agent_id)
+        ascii_only = uuid.isascii() and kind.isascii() and agent_id.isascii()
         strings, endpoint = c.labels, c.endpoint
     else:
         a = change.agent  # type: ignore[union-attr]  # an AgentEvent
         chars = len(a.agent_id)
+        ascii_only = a.agent_id.isascii()
         strings, endpoint = a.kinds, a.endpoint
     if endpoint:
         chars += len(endpoint)
+        ascii_only = ascii_only and endpoint.isascii()
     for text in strings:
         chars += len(text)
-    return _CHANGE_OVERHEAD + 4 * chars + 5 * len(strings)
+        ascii_only = ascii_only and text.isascii()
+    return _CHANGE_OVERHEAD + (chars if ascii_only else 4 * chars) + 5 * len(strings)
 
 
 def _fold(earlier: ChangeKind, later: ChangeKind) -> ChangeKind:

@@ -485,6 +485,16 @@ class Hub:
     def has_session(self, conn: Conn) -> bool:
         """Return whether ``conn`` said an accepted hello and its session is current."""
         return self._conn_client.get(conn) is not None
+
+    def resyncs_after_gap(self, conn: Conn) -> bool:
+        """Return whether ``conn``'s session gets every event (``events="all"``).
+
+        Such a session rebuilds its view from a snapshot when it sees a gap
+        in the event numbers, so a driver may skip events for it while it
+        is behind; an ``"own"`` session has no snapshot to fall back on.
+        """
+        client_id = self._conn_client.get(conn)
+        return client_id is not None and client_id not in self._own
     def receive_hello(self, conn: Conn, message: Hello, principal: Principal, now: float
                       ) -> None:
         """Handle ``message``, a hello whose credential the driver verified as ``principal``.

@@ -42,6 +42,10 @@ def test_change_bytes_is_never_less_than_the_encoding() -> None:
             alone = Event(_event((change,)))
             encoded = len(encode_frame([alone]))
             assert encoded <= EVENT_ENVELOPE_BYTES + change_bytes(change), (text[:3], change)
+    # One wide string among ASCII ones counts the whole change wide.
+    mixed = ContainerEvent(ChangeKind.ADDED, ContainerRecord("x" * 1000, "k", "a", None, ("𝄞",)))
+    assert len(encode_frame([Event(_event((mixed,)))])) <= (EVENT_ENVELOPE_BYTES
+                                                           + change_bytes(mixed))
 
 
 def _event(changes):
