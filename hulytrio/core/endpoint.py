@@ -13,6 +13,7 @@ bypassing the hub.  The conversation is a subset of the hub protocol::
                                <-  Ok(id) | Error(id, not_found) | Retry(id, after)
     Request(id, uuid, op, ..)  ->
                                <-  Response(id, ..) | Error(id, ..) | Retry(id, after)
+    Cancel(id)                 ->                     (the caller gave up: no answer)
                                <-  Push(uuid, payload)   (container broadcasts)
                                <-  Disconnect(uuid)      (the container stopped here)
     Disconnect(uuid)           ->
@@ -24,7 +25,8 @@ hello, answers only for containers the agent serves *now* (a standby or a
 terminated container is ``not_found``, so the client falls back to the hub
 and re-acquires), and turns calls into the same agent effects the hub path
 produces (``RunRequest``, ``ConnectContainer``, ``DisconnectContainer``).
-A request id already in flight on the connection is processed once.  A
+A request id already in flight on the connection is processed once; a
+``Cancel`` of one stops it (``CancelRequest``) and no answer is sent.  A
 stateless owner *fenced* while its registration awaits the hub's answer
 (see ``core/agent.py``) is neither serving nor gone: its calls are answered
 ``Retry(id, FENCED_RETRY_AFTER)``, so they wait out that round trip instead
@@ -54,6 +56,7 @@ import enum
 from collections.abc import Callable
 
 from .effects import (
+    CancelRequest,
     CloseConnection,
     ConnectContainer,
     DeliverPush,
@@ -68,6 +71,7 @@ from .effects import (
 from .errors import ConnectionClosed, ErrorCode, LocalProtocolError, error_from_code
 from .messages import (
     PROTOCOL_VERSION,
+    Cancel,
     Close,
     Connect,
     Disconnect,
@@ -169,6 +173,12 @@ class EndpointSession:
             return [*self.connection_lost(), CloseConnection(None, "peer closed")]
         if isinstance(message, Pong):
             return []
+        if isinstance(message, Cancel):
+            # Stopped, and never answered: ``reply`` / ``error`` find it gone.
+            if message.id in self._in_flight:
+                self._in_flight.discard(message.id)
+                return [CancelRequest(message.id)]
+            return []  # answered already (the answer crossed the cancel)
         return [self.protocol_error(getattr(message, "id", 0),
                                     f"{message.TAG!r} is not served by an agent endpoint")]
 
@@ -321,6 +331,22 @@ class EndpointClient:
         handle = self._call()
         message = self._calls[handle] = Request(handle, uuid, operation, payload)
         return handle, [Send(None, message)]
+
+    def cancel(self, handle: int) -> list[EndpointEffect]:
+        """The caller abandoned call ``handle``: forget it; returns the effects.
+
+        A request still open is cancelled at the agent (``Cancel``; its
+        answer, if one crosses, is ignored); a connect is just forgotten
+        (the caller's ``disconnect`` ends the stream).  No outcome follows.
+        """
+        message = self._calls.pop(handle, None)
+        if message is None:
+            return []
+        if self._retries:
+            self._forget_retries(handle)
+        if isinstance(message, Request) and self.state is EndpointState.OPEN:
+            return [Send(None, Cancel(handle))]
+        return []
 
     def disconnect(self, uuid: ContainerUuid) -> list[EndpointEffect]:
         """Close the event stream from ``uuid`` and the connection; returns the effects."""

@@ -121,6 +121,7 @@ _GONE: Any = object()
 _REPLIES = frozenset({GetReply, Ok, Error, ListReply, AgentsReply, KindsReply, RegisterReply})
 #: the queries counted under their own operation name (others: "query")
 _QUERIES = frozenset({"list", "agents", "kinds"})
+_CANCELLED = ErrorCode.CANCELLED.value
 #: how many ended sessions' peer ids the hub remembers, to tell a reconnect
 _REMEMBERED_PEERS = 4096
 #: The most one ``Event`` takes encoded (an upper bound: ``events.change_bytes``);
@@ -578,7 +579,10 @@ class Hub:
         if call is None:
             return
         operation, since = call
-        self._count(operation, "error" if type(message) is Error else "ok")
+        if type(message) is Error:
+            self._count(operation, "cancelled" if message.code == _CANCELLED else "error")
+        else:
+            self._count(operation, "ok")
         if operation == "get":
             self.stats.durations["get"].observe(self._now - since)
 
@@ -992,7 +996,10 @@ class Hub:
         flight = self._in_flight.get(client_id)
         fwd_id = flight.calls.get(msg.id) if flight is not None else None
         if fwd_id is None:
-            return  # answered already, or never admitted
+            # A get waiting for a container to start stops waiting (answered
+            # ``cancelled``); anything else was answered already.
+            self.registry.cancel_get(client_id, msg.id)
+            return
         fwd = self._forwards.get(fwd_id)
         if fwd is None:
             return
@@ -1000,6 +1007,10 @@ class Hub:
         if fwd.kind == "request":
             self.stats.request_cancelled += 1
             self._send_to(fwd.agent_client, Cancel(fwd_id))
+        else:
+            # A connect: the agent's answer will reach nobody; the stream, if
+            # it opens, is closed by the caller's ``disconnect``.
+            self._count(fwd.kind, "cancelled")
 
     def _on_disconnect(self, conn: Conn, client_id: ClientId, msg: Disconnect, now: float
                        ) -> None:
