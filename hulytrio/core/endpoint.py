@@ -92,8 +92,10 @@ from .transitions import TransitionTable
 from .types import AgentId, ContainerUuid
 
 __all__ = [
+    "ENDPOINT_MAX_IN_FLIGHT",
     "ENDPOINT_TRANSITIONS",
     "FENCED_RETRY_AFTER",
+    "IN_FLIGHT_RETRY_AFTER",
     "RETRY_MAX",
     "EndpointClient",
     "EndpointSession",
@@ -105,6 +107,12 @@ __all__ = [
 FENCED_RETRY_AFTER = 0.02
 #: The longest wait between resends of one call that keeps being retried.
 RETRY_MAX = 1.0
+#: Requests one direct connection may have in flight at the agent (the hub's
+#: bound per client and container is 512, per client 1024).
+ENDPOINT_MAX_IN_FLIGHT = 1024
+#: What a request over that bound is asked to wait before it is resent
+#: (seconds; the client doubles it for each further ``Retry``).
+IN_FLIGHT_RETRY_AFTER = 0.01
 
 
 class EndpointState(enum.Enum):
@@ -132,12 +140,17 @@ class EndpointSession:
     ``fenced(uuid)`` whether it will again once the hub answers its
     registration (calls to it are then answered ``Retry``).
     ``alive_timeout`` and ``ping_interval`` are announced in the ``Welcome``.
+    ``max_in_flight`` bounds the requests the peer may have running or
+    queued at once; beyond it a request is answered ``Retry`` (as the hub
+    answers a client over its bound), and a ``Cancel`` frees a slot.
     """
 
     def __init__(self, agent_id: AgentId, serves: Callable[[ContainerUuid], bool],
                  fenced: Callable[[ContainerUuid], bool] | None = None, *,
-                 alive_timeout: float = 3.0, ping_interval: float = 1.0) -> None:
+                 alive_timeout: float = 3.0, ping_interval: float = 1.0,
+                 max_in_flight: int = ENDPOINT_MAX_IN_FLIGHT) -> None:
         self.agent_id = agent_id
+        self.max_in_flight = max_in_flight
         self.serves = serves
         self.fenced = fenced
         self.alive_timeout = alive_timeout
@@ -267,6 +280,8 @@ class EndpointSession:
             return []  # a duplicate of a request still running: answered once
         if not self.serves(msg.uuid):
             return [self._refusal(msg.id, msg.uuid)]
+        if len(self._in_flight) >= self.max_in_flight:
+            return [Send(None, Retry(msg.id, IN_FLIGHT_RETRY_AFTER))]
         self._in_flight.add(msg.id)
         return [RunRequest(self.agent_id, msg.uuid, msg.id, msg.operation, msg.payload,
                            self.peer_id)]

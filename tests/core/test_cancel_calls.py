@@ -10,7 +10,11 @@ from __future__ import annotations
 import random
 
 from hulytrio.core.effects import CancelRequest, Reject, Resolve, RunRequest, Send
-from hulytrio.core.endpoint import EndpointClient, EndpointSession
+from hulytrio.core.endpoint import (
+    IN_FLIGHT_RETRY_AFTER,
+    EndpointClient,
+    EndpointSession,
+)
 from hulytrio.core.errors import ErrorCode
 from hulytrio.core.messages import (
     PROTOCOL_VERSION,
@@ -257,3 +261,17 @@ def test_the_endpoint_client_cancels_a_request_and_forgets_its_late_answer() -> 
     assert client.receive(Ok(c), 0.2) == []
     # Nothing is left to fail when the connection ends.
     assert client.connection_lost() == []
+
+
+def test_a_direct_connection_has_a_bound_on_requests_in_flight() -> None:
+    es = EndpointSession("ag", lambda uuid: uuid == "x", max_in_flight=2)
+    es.receive(Hello(PROTOCOL_VERSION, "me"))
+    assert isinstance(es.receive(Request(1, "x", "hang"))[0], RunRequest)
+    assert isinstance(es.receive(Request(2, "x", "hang"))[0], RunRequest)
+    assert es.receive(Request(3, "x", "op")) == [Send(None, Retry(3, IN_FLIGHT_RETRY_AFTER))]
+    # An answer frees a slot, and so does a cancel.
+    es.reply(1, b"done")
+    assert isinstance(es.receive(Request(3, "x", "op"))[0], RunRequest)
+    assert es.receive(Request(4, "x", "op"))[0] == Send(None, Retry(4, IN_FLIGHT_RETRY_AFTER))
+    es.receive(Cancel(2))
+    assert isinstance(es.receive(Request(4, "x", "op"))[0], RunRequest)
