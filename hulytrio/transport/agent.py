@@ -45,7 +45,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeAlias, assert_never
+from typing import Any, Protocol, TypeAlias, assert_never, cast
 
 import attrs
 import trio
@@ -787,7 +787,8 @@ class AgentRuntime:
             route.reply(call_id, payload)
         finally:
             if worker is not None:
-                running = route.calls if isinstance(route, _EndpointPeer) else self._hub_calls
+                running = (self._hub_calls if route is self._hub_route
+                           else cast(_EndpointPeer, route).calls)
                 if running.get(call_id) is worker:
                     del running[call_id]
 
