@@ -319,6 +319,7 @@ class NetworkServer:
         ahead = peer.ws.pending + queued.get(peer, 0)
         if ahead + size <= self.event_backlog or not peer.hub.resyncs_after_gap(peer.conn):
             queued[peer] = queued.get(peer, 0) + size
+            peer.held = None  # this newer event shows the gap; the older one is moot
             return False
         if peer.held is None:
             log.info("connection %s (%s) is %d bytes behind: registry events held back "
