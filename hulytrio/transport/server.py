@@ -125,6 +125,21 @@ class _Peer:
         self.held: Event | None = None
 
 
+class _Behind:
+    """One drain's bookkeeping of events for peers with bytes waiting.
+
+    ``queued``: event bytes queued by this drain per peer (a window's parts
+    are flushed in one drain: they count together); ``sizes``: each event's
+    size by ``id``, measured once however many peers are behind.
+    """
+
+    __slots__ = ("queued", "sizes")
+
+    def __init__(self) -> None:
+        self.queued: dict[_Peer, int] = {}
+        self.sizes: dict[int, int] = {}
+
+
 class NetworkServer:
     """A running hub: ``url`` to connect to, ``hub`` the core machine it drives."""
 
@@ -235,9 +250,7 @@ class NetworkServer:
     def _drain(self) -> None:
         # The core annotates its outputs as any Effect; the hub emits
         # HubEffect only (core/effects.py).
-        # event bytes queued by this drain per peer behind (an event window
-        #: flushes in one drain: its parts count together)
-        queued: dict[_Peer, int] | None = None
+        behind: _Behind | None = None  # made when a peer with bytes waiting gets an event
         for effect in self.hub.effects():
             match effect:
                 case Send():
@@ -245,9 +258,9 @@ class NetworkServer:
                     if peer is None or peer.outbox.closing:
                         continue
                     if peer.ws.pending and type(effect.message) is Event:
-                        if queued is None:
-                            queued = {}
-                        if self._hold_event(peer, effect.message, queued):
+                        if behind is None:
+                            behind = _Behind()
+                        if self._hold_event(peer, effect.message, behind):
                             continue
                     if not peer.outbox.put_nowait(effect.message):
                         self._drop_slow(peer)
@@ -307,7 +320,7 @@ class NetworkServer:
         log.info("hub %s drained: %d connections left", hub.hub_id, len(self._peers))
         return answered
 
-    def _hold_event(self, peer: _Peer, event: Event, queued: dict[_Peer, int]) -> bool:
+    def _hold_event(self, peer: _Peer, event: Event, behind: _Behind) -> bool:
         """Return whether to hold ``event`` back from ``peer``, which has bytes waiting.
 
         Held while the bytes waiting plus the events queued for it in this
@@ -315,7 +328,10 @@ class NetworkServer:
         after a gap (``Hub.resyncs_after_gap``).  The latest held event goes
         out when the peer catches up (``_caught_up``).
         """
-        size = _event_bytes(event)
+        sizes, queued = behind.sizes, behind.queued
+        size = sizes.get(id(event))
+        if size is None:
+            size = sizes[id(event)] = _event_bytes(event)
         ahead = peer.ws.pending + queued.get(peer, 0)
         if ahead + size <= self.event_backlog or not peer.hub.resyncs_after_gap(peer.conn):
             queued[peer] = queued.get(peer, 0) + size
