@@ -1028,6 +1028,13 @@ class ClientSession:
         call = self.calls.pending.get(msg.id)
         if call is None:
             return
+        if call.kind is CallKind.GET and call.ref_id is not None:
+            ref = self.refs.by_id.get(call.ref_id)
+            if ref is not None and ref.status is RefStatus.RELEASED:
+                # Released or cancelled: the hub holds nothing for it; not resent.
+                self.calls.finish(msg.id)
+                self.refs.drop(ref)
+                return
         call.sent = False
         self.timers.call_at(now + msg.after, Resend(msg.id))
 

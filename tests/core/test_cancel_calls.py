@@ -133,6 +133,19 @@ def test_a_cancelled_get_left_by_a_reconnect_is_forgotten() -> None:
     assert s.references() == {}
 
 
+def test_a_cancelled_get_the_hub_asked_to_retry_is_not_resent() -> None:
+    s = _session()
+    g = s.get("echo")
+    s.effects()
+    s.cancel(g)
+    s.effects()
+    s.receive(Retry(g, 0.05), 0.1)  # crossed the cancel (a hub shutting down)
+    s.handle_timers(1.0)
+    assert not [m for m in _sent(s) if isinstance(m, Get)]
+    assert g not in s.calls.pending
+    assert s.references() == {}
+
+
 def test_a_cancelled_connect_sends_cancel_and_resolves_nothing() -> None:
     s = _session()
     ref = s.get("echo")
