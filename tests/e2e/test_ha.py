@@ -168,3 +168,46 @@ async def test_a_bad_hub_list_is_one_line_and_exit_2(procs):
         lines = procs.logs().strip().splitlines()
         assert len(lines) == 1, lines
         assert "hub URL 2 of 3 is empty" in lines[0]
+
+
+async def _forwarded(port: int) -> bool:
+    """Whether the hub on ``port`` has forwarded a request (its /metrics)."""
+    def read() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            return ""
+    text = await trio.to_thread.run_sync(read)
+    return any(line.startswith("huly_requests_forwarded_total") and not line.endswith(" 0")
+               for line in text.splitlines())
+
+
+async def test_a_request_in_flight_when_the_active_hub_dies_runs_once(procs, tmp_path):
+    """Issue 14, deliverable 5: it ran twice (once per hub); now the resend joins the run."""
+    with trio.fail_after(40):
+        port_a, port_b, hub_a, hub_b = await _start_pair(procs, f"file:{tmp_path}/hub.lock")
+        urls = f"ws://127.0.0.1:{port_a},ws://127.0.0.1:{port_b}"
+        agent = await procs.agent(urls, "steady")
+        async with hulytrio.open_client(urls) as c:
+            await c.wait_connection()
+            await wait_for(lambda: _has_agent(c, "steady"))
+            ref = await c.get("echo")
+            answers: list[object] = []
+
+            async def slow() -> None:
+                answers.append(await ref.request("sleep", 2.0))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(slow)
+                # The request runs on the agent (it sleeps 2 s) when hub a dies.
+                await wait_for(lambda: _forwarded(port_a))
+                await kill(hub_a, signal.SIGKILL)
+            (reply,) = answers
+            assert reply["op"] == "sleep"
+            assert c.hub_url == f"ws://127.0.0.1:{port_b}"
+            # The resend through hub b joined the first run: it ran once.
+            assert (await ref.request("runs"))["sleep"] == 1, procs.logs()
+        await kill(agent, signal.SIGTERM)
+        assert agent.returncode == 0, procs.logs()
+        await kill(hub_b, signal.SIGTERM)
