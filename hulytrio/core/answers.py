@@ -29,7 +29,7 @@ Bounds: at most ``limit`` answers per caller (the oldest goes first; the
 default, 512, is the hub's in-flight limit per client and container, so
 every call in flight when a hub dies can be remembered), each for ``ttl``
 seconds after it was answered (default 60 s, many times a takeover or a
-reconnect).  Expired answers are dropped whenever the memory is used.
+reconnect).  Expired answers are dropped whenever an answer is added.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import collections
 import attrs
 
 from .errors import ErrorCode
+from .fastinit import fast_init
 from .messages import Error, Message, Response
 
 __all__ = ["ANSWER_LIMIT", "ANSWER_TTL", "Answer", "Answers", "CallerKey"]
@@ -54,7 +55,8 @@ CallerKey = tuple[str, int]
 Asked = tuple[str, bytes]
 
 
-@attrs.frozen(slots=True)
+@fast_init
+@attrs.frozen
 class Answer:
     """What a run answered: a response ``payload``, or an error (``code`` set)."""
 
@@ -98,14 +100,17 @@ class Answers:
         """Return the run id running ``key``, its remembered ``Answer``, or None (run it).
 
         ``asked`` is the request's (operation, payload): a remembered
-        request that asked something else is another one (None).
+        request that asked something else is another one (None).  An answer
+        older than ``ttl`` is not returned (it is dropped at the next
+        ``finish``: lookups stay cheap on the request path).
         """
-        self._expire(now)
         running = self._running.get(key)
         if running is not None:
             return running[0] if running[1] == asked else None
         entry = self._answered.get(key)
-        return None if entry is None or entry[2] != asked else entry[0]
+        if entry is None or entry[2] != asked or entry[1] <= now - self.ttl:
+            return None
+        return entry[0]
 
     def start(self, key: CallerKey, run_id: int, asked: Asked) -> None:
         """``key`` runs now as ``run_id``, asking ``asked``."""
