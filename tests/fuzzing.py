@@ -1,4 +1,4 @@
-"""How many examples the fuzz tests draw: a bounded number in ``make test``, many under ``make fuzz``.
+"""How many examples a fuzz test draws: a bounded number in ``make test``, more in ``make fuzz``.
 
 ``make fuzz`` sets ``HULYTRIO_FUZZ=long``; each fuzz test then draws
 ``LONG_FACTOR`` times its CI count, with random (not derandomized) examples
