@@ -221,7 +221,8 @@ async def _endpoint(client: bool = False, limit: int = 1000
     ws = WebSocket(ours, client=client, max_message_size=limit, remote="pair")
     peer = trio.socket.from_stdlib_socket(theirs)
     try:
-        yield ws, peer
+        with trio.fail_after(10):
+            yield ws, peer
     finally:
         ws.abort()
         peer.close()

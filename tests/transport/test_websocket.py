@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 import trio_websocket
 from wsclient import dial
 from wspair import ws_pair
@@ -182,3 +183,35 @@ async def test_handshake_failures_are_handshake_errors():
             with pytest.raises(ValueError, match="ws://"):
                 await connect_websocket("http://127.0.0.1/", max_message_size=100)
             nursery.cancel_scope.cancel()
+
+
+async def test_a_backlog_emptied_while_the_writer_waits_ends_wait_sent_cleanly():
+    # Found by tests/fuzz/test_live_hub.py: a flood made another task's write
+    # pass max_pending while the writer waited for the socket; the backlog
+    # was freed (``_overflow`` calls ``_lost``, then closes the socket from
+    # the run loop) and the writer, woken because the socket had become
+    # writable, read ``out[0]`` of an empty list: an IndexError that failed
+    # the hub's connection to a healthy agent.
+    with trio.fail_after(10):
+        async with ws_pair(max_message_size=1 << 20) as (client, server):
+            while client.pending == 0:
+                client.send_nowait(b"z" * 500_000)
+            outcome: list[BaseException | None] = []
+
+            async def writer() -> None:
+                try:
+                    await client.wait_sent()
+                    outcome.append(None)
+                except BaseException as exc:  # noqa: BLE001 - the test reports what it was
+                    outcome.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer)
+                await trio.testing.wait_all_tasks_blocked()
+                client._lost("over the bound: the backlog is freed")  # what _overflow does
+                with trio.move_on_after(2):
+                    while not outcome:  # the peer reads: the writer's socket becomes writable
+                        await server.receive()
+            assert len(outcome) == 1
+            assert isinstance(outcome[0], WebSocketClosed), outcome
+            assert client.pending == 0
