@@ -202,7 +202,7 @@ async def test_a_backlog_emptied_while_the_writer_waits_ends_wait_sent_cleanly()
                 try:
                     await client.wait_sent()
                     outcome.append(None)
-                except BaseException as exc:  # noqa: BLE001 - the test reports what it was
+                except BaseException as exc:  # the test reports what it was
                     outcome.append(exc)
 
             async with trio.open_nursery() as nursery:
