@@ -74,7 +74,15 @@ class WebsocketsFramedWebSocket(ours.WebSocket):
                     self._fragments.append(payload)
                     payload = b"".join(self._fragments)
                     self._fragments = []
-                inbox.append(payload.decode() if opcode is TEXT else payload)
+                if opcode is TEXT:
+                    try:
+                        inbox.append(payload.decode())
+                    except UnicodeDecodeError:
+                        # websockets' sans-IO core leaves UTF-8 to its drivers
+                        proto.fail(1007, "a text message that is not UTF-8")
+                        break
+                    continue
+                inbox.append(payload)
             elif opcode is CLOSE:
                 close = proto.close_rcvd
                 assert close is not None
@@ -84,7 +92,8 @@ class WebsocketsFramedWebSocket(ours.WebSocket):
                 return
         # pongs the protocol queued, or its close frame after a protocol error
         self._flush_proto()
-        if proto.parser_exc is not None and self._closed is None:
+        failed = proto.parser_exc is not None or proto.close_sent is not None
+        if failed and self._closed is None:
             sent = proto.close_sent
             self._close_sent = True
             self._finish(sent.code if sent else 1006, sent.reason if sent else "")

@@ -371,6 +371,8 @@ async def _read_handshake(sock: socket.socket, conn: WSConnection,
             if len(received) > MAX_HANDSHAKE_BYTES:
                 raise HandshakeError("handshake too large")
             continue
+        if end + 4 > MAX_HANDSHAKE_BYTES:  # it may arrive whole, in one read
+            raise HandshakeError("handshake too large")
         head, rest = received[:end + 4], received[end + 4:]
         if http is not None and (answer := http(head)) is not None:
             await _send_all(sock, answer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import trio
 import trio.testing
@@ -10,6 +12,7 @@ from wsclient import dial
 from wspair import ws_pair
 
 from hulytrio.transport.websocket import (
+    MAX_HANDSHAKE_BYTES,
     HandshakeError,
     WebSocket,
     WebSocketClosed,
@@ -215,3 +218,24 @@ async def test_a_backlog_emptied_while_the_writer_waits_ends_wait_sent_cleanly()
             assert len(outcome) == 1
             assert isinstance(outcome[0], WebSocketClosed), outcome
             assert client.pending == 0
+
+
+async def test_an_upgrade_request_over_the_limit_is_refused_even_when_it_arrives_whole():
+    # Found by tests/fuzz/test_handshake_fuzz.py: the 16 KiB limit was checked
+    # only while the head was incomplete, so a larger head read at once passed.
+    ours, theirs = socket.socketpair()
+    peer = trio.socket.from_stdlib_socket(theirs)
+    request = (b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               b"X-Pad: " + b"p" * MAX_HANDSHAKE_BYTES + b"\r\n\r\n")
+    try:
+        with trio.fail_after(10):
+            await peer.send(request)
+            with pytest.raises(HandshakeError, match="too large"):
+                ws = await accept_websocket(
+                    trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
+                    max_message_size=1000)
+                ws.abort()
+            assert (await peer.recv(1000)).startswith(b"HTTP/1.1 400 ")
+    finally:
+        peer.close()
