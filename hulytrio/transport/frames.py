@@ -9,8 +9,9 @@ requires of an endpoint that fails the connection:
 
 - reserved bits and unknown opcodes (1002), a client's frames unmasked or a
   server's frames masked (1002);
-- control frames fragmented or over 125 bytes (1002); a continuation
-  without a message, or a new message inside a fragmented one (1002);
+- control frames fragmented or over 125 bytes (1002), from the header,
+  before the payload is buffered; a continuation without a message, or a
+  new message inside a fragmented one (1002);
 - text that is not UTF-8 (1007); a close frame with a bad code or a
   one-byte payload (1002);
 - a message over the size limit (1009), detected from the frame header,
