@@ -69,7 +69,7 @@ chaos: $(TEST_STAMP)
 
 # Fuzzing of the WebSocket layer and a live hub (docs/security.md, "What is fuzzed"); not
 # part of `make test`, which runs the same Hypothesis fuzz tests with few examples.
-# atheris (coverage-guided) FUZZ_SECONDS per target, then the Hypothesis fuzz at 50x.
+# atheris (coverage-guided) FUZZ_SECONDS per target, then the Hypothesis fuzz at 10x.
 fuzz: $(FUZZ_STAMP)
 	mkdir -p build/fuzz
 	cd build/fuzz && ../../$(BIN)/python ../../tools/fuzz_atheris.py frames \

@@ -12,7 +12,7 @@ import os
 from hypothesis import HealthCheck, settings
 
 #: How many times more examples a long run (``make fuzz``) draws.
-LONG_FACTOR = 50
+LONG_FACTOR = 10
 
 
 def long_run() -> bool:
