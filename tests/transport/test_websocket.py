@@ -231,11 +231,9 @@ async def test_an_upgrade_request_over_the_limit_is_refused_even_when_it_arrives
     try:
         with trio.fail_after(10):
             await peer.send(request)
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
             with pytest.raises(HandshakeError, match="too large"):
-                ws = await accept_websocket(
-                    trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
-                    max_message_size=1000)
-                ws.abort()
+                await accept_websocket(stream, max_message_size=1000)
             assert (await peer.recv(1000)).startswith(b"HTTP/1.1 400 ")
     finally:
         peer.close()
