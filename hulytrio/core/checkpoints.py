@@ -51,6 +51,7 @@ from .transitions import TransitionTable
 
 __all__ = [
     "FINAL_CHECKPOINT_SKIPPED",
+    "INTERVAL_CHECKPOINTS_SKIPPED",
     "SERVE_BEFORE_IMPORT",
     "STATE_TRANSITIONS",
     "CheckpointPolicy",
@@ -64,6 +65,8 @@ __all__ = [
 SERVE_BEFORE_IMPORT = "serve-before-import"
 #: Seeded bug: a container leaving cleanly gets no final checkpoint.
 FINAL_CHECKPOINT_SKIPPED = "skip-final-checkpoint"
+#: Seeded bug: no interval checkpoint is ever due.
+INTERVAL_CHECKPOINTS_SKIPPED = "skip-interval-checkpoints"
 
 
 class StateStatus(enum.Enum):
@@ -116,10 +119,11 @@ class CheckpointPolicy:
     """The checkpoint/restore decisions of one agent (see module docstring).
 
     ``interval``: seconds between checkpoints.  ``seeded_bugs``: test-only
-    faults (``SERVE_BEFORE_IMPORT``, ``FINAL_CHECKPOINT_SKIPPED``).
+    faults (``SERVE_BEFORE_IMPORT``, ``FINAL_CHECKPOINT_SKIPPED``,
+    ``INTERVAL_CHECKPOINTS_SKIPPED``).
     """
 
-    __slots__ = ("_due", "_records", "_serve_early", "_skip_final", "interval")
+    __slots__ = ("_due", "_never_due", "_records", "_serve_early", "_skip_final", "interval")
 
     def __init__(self, interval: float, *, seeded_bugs: frozenset[str] = frozenset()) -> None:
         if not interval > 0:
@@ -129,6 +133,7 @@ class CheckpointPolicy:
         self._due: float | None = None
         self._serve_early = SERVE_BEFORE_IMPORT in seeded_bugs
         self._skip_final = FINAL_CHECKPOINT_SKIPPED in seeded_bugs
+        self._never_due = INTERVAL_CHECKPOINTS_SKIPPED in seeded_bugs
 
     # --- time -------------------------------------------------------------------
 
@@ -145,7 +150,7 @@ class CheckpointPolicy:
         if self._due is None or now < self._due:
             return False
         self._due = now + self.interval
-        return True
+        return not self._never_due
 
     # --- the lifecycle of a record --------------------------------------------------
 

@@ -196,7 +196,10 @@ class Faults:
         elif action == "drain":
             session = proc.session
             agent = session.agent(proc.pid) if session is not None else None
-            if proc.alive and agent is not None and agent.phase is AgentPhase.SERVING:
+            # A paused process does nothing, a SIGTERM included (it is
+            # handled when it runs again... or never: the fault is skipped).
+            if proc.alive and not proc.paused and agent is not None \
+                    and agent.phase is AgentPhase.SERVING:
                 assert session is not None
                 sim.note("fault", label)
                 self._failovers_for(proc, "drain")

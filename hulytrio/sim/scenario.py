@@ -355,11 +355,6 @@ class CheckSpec:
     view_sample: int = 50
 
 
-def _positive_seconds(_inst: object, attr: attrs.Attribute[Seconds], value: Seconds) -> None:
-    if not value > 0:
-        raise ValueError(f"{attr.name} must be > 0, got {value!r}")
-
-
 @attrs.frozen
 class StateSpec:
     """Container state and the state store (docs/simulator.md, "Container state").
@@ -370,14 +365,14 @@ class StateSpec:
     write it one last time on a clean stop.  A store operation takes
     ``store_latency``; while the store is cut off one fails after
     ``store_timeout``.  ``seeded_bugs`` (test-only): the policy's
-    ``serve-before-import`` and ``skip-final-checkpoint``, the store's
-    ``store-accepts-stale``.
+    ``serve-before-import``, ``skip-final-checkpoint`` and
+    ``skip-interval-checkpoints``, the store's ``store-accepts-stale``.
     """
 
     kinds: tuple[str, ...] = ()
-    interval: Seconds = attrs.field(default=_S_1_0, validator=_positive_seconds)
+    interval: Seconds = _S_1_0
     store_latency: Span = Span(0.002, 0.002)
-    store_timeout: Seconds = attrs.field(default=_S_1_0, validator=_positive_seconds)
+    store_timeout: Seconds = _S_1_0
     seeded_bugs: tuple[str, ...] = ()
 
 
@@ -565,7 +560,8 @@ def _check_names(scenario: Scenario, text: str, source: str) -> None:
 
 
 #: the seeded bugs a ``[state]`` table may switch on (test-only)
-STATE_SEEDED_BUGS = ("serve-before-import", "skip-final-checkpoint", "store-accepts-stale")
+STATE_SEEDED_BUGS = ("serve-before-import", "skip-final-checkpoint", "skip-interval-checkpoints",
+                     "store-accepts-stale")
 
 
 def _check_state(scenario: Scenario, text: str, source: str) -> None:
@@ -593,6 +589,9 @@ def _check_state(scenario: Scenario, text: str, source: str) -> None:
                 fail(("random_faults", "actions"),
                      f"{action!r} needs a [state] table (there is no store)")
     if state is not None:
+        for key in ("interval", "store_timeout"):
+            if not getattr(state, key) > 0:
+                fail(("state", key), f"{key} must be > 0, got {getattr(state, key)}")
         for bug in state.seeded_bugs:
             if bug not in STATE_SEEDED_BUGS:
                 fail(("state", "seeded_bugs"),

@@ -193,8 +193,8 @@ class StateChecks:
                                f"{proc.pid} stops {inst.uuid} cleanly at state {inst.counter} "
                                f"but wrote only {inst.issued}")
 
-    def changed(self, proc: Process, inst: Instance, restoring: bool) -> None:
-        """A request changed ``inst`` in ``proc``."""
+    def serves(self, proc: Process, inst: Instance, restoring: bool) -> None:
+        """A request starts to run on ``inst`` in ``proc``."""
         self.world.count_check("import-before-serve")
         if not inst.imported or restoring:
             self.world.violate("import-before-serve",
@@ -419,6 +419,7 @@ class StateLayer:
         if start is not None:
             self.world.start_finished(proc, start, None)
         for eff in ps.held.pop(uuid, []):
+            self.checks.serves(proc, inst, policy.restoring(uuid))
             ps.running += 1
             self.world.schedule_request(proc, eff)
 
@@ -476,6 +477,7 @@ class StateLayer:
         if not ps.policy.may_serve(eff.uuid):
             ps.held.setdefault(eff.uuid, []).append(eff)
             return False
+        self.checks.serves(proc, ps.instances[eff.uuid], ps.policy.restoring(eff.uuid))
         ps.running += 1
         return True
 
@@ -489,7 +491,6 @@ class StateLayer:
             return
         ps.running -= 1
         if ok:
-            self.checks.changed(proc, inst, ps.policy.restoring(eff.uuid))
             inst.history.append((self.world.clock.now, inst.counter + 1))
         if ps.closing is not None and ps.running <= 0:
             self._last_checkpoint(proc, ps)
