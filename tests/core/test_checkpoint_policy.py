@@ -23,7 +23,8 @@ def serving(policy: CheckpointPolicy, uuid: str, epoch: int = 0, claimed: int | 
 
 def test_interval_checkpoints_are_due_every_interval_from_start() -> None:
     policy = CheckpointPolicy(2.0)
-    assert policy.next_deadline() is None and not policy.checkpoint_due(100.0)
+    assert policy.next_deadline() is None
+    assert not policy.checkpoint_due(100.0)
     policy.start(10.0)
     assert policy.next_deadline() == 12.0
     assert not policy.checkpoint_due(11.9)
@@ -41,10 +42,13 @@ def test_requests_wait_while_restoring_and_untracked_uuids_serve() -> None:
     policy = CheckpointPolicy(1.0)
     assert policy.may_serve("plain")
     record = policy.restore_started("u", 3)
-    assert not policy.may_serve("u") and policy.restoring("u") and not policy.tracks("u")
+    assert not policy.may_serve("u")
+    assert policy.restoring("u")
+    assert not policy.tracks("u")
     assert policy.epoch("u") is None
     policy.restored(record, None, 5)
-    assert policy.may_serve("u") and policy.tracks("u")
+    assert policy.may_serve("u")
+    assert policy.tracks("u")
     assert policy.epoch("u") == 3  # nothing claimed: the ownership epoch
 
 
@@ -75,7 +79,8 @@ def test_a_stale_refusal_forgets_the_container_once() -> None:
     serving(policy, "a", version=0)
     writes = policy.due([("a", 2)])
     assert policy.written(writes, {"a"}) == ["a"]
-    assert not policy.tracks("a") and policy.may_serve("a")
+    assert not policy.tracks("a")
+    assert policy.may_serve("a")
     assert policy.written(writes, {"a"}) == []  # forgotten already: nothing to stop
 
 
@@ -95,7 +100,8 @@ def test_the_final_write_is_made_only_when_something_changed() -> None:
     record = policy.forget("a")
     assert policy.final_write(record, 3) is None
     write = policy.final_write(record, 4)
-    assert write is not None and (write.uuid, write.version, write.epoch) == ("a", 4, 1)
+    assert write is not None
+    assert (write.uuid, write.version, write.epoch) == ("a", 4, 1)
     assert policy.final_write(None, 4) is None
     restoring = policy.restore_started("b", 0)
     assert policy.final_write(policy.forget("b"), 9) is None  # never imported: nothing to save
@@ -107,7 +113,8 @@ def test_a_closing_agent_holds_every_serving_container() -> None:
     serving(policy, "a")
     policy.restore_started("b", 0)
     assert policy.hold_all() == ["a"]
-    assert not policy.may_serve("a") and not policy.may_serve("b")
+    assert not policy.may_serve("a")
+    assert not policy.may_serve("b")
     assert [w.uuid for w in policy.due([("a", 1)])] == ["a"]  # its last checkpoint
 
 
@@ -132,4 +139,5 @@ def test_seeded_bugs_take_their_one_wrong_step() -> None:
     assert skip.final_write(skip.forget("a"), 5) is None
     never = CheckpointPolicy(1.0, seeded_bugs=frozenset({INTERVAL_CHECKPOINTS_SKIPPED}))
     never.start(0.0)
-    assert not never.checkpoint_due(5.0) and never.next_deadline() == 6.0
+    assert not never.checkpoint_due(5.0)
+    assert never.next_deadline() == 6.0

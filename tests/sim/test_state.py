@@ -200,11 +200,14 @@ def test_store_fences_writes_and_claims_raise_the_epoch() -> None:
     store.put_many("a", [("u", 6, 3)], replies.append)  # refused: 3 < 4
     store.claim("c", "nothing", 2, replies.append)
     clock.run_until(1.0)
-    assert replies[0].ok and not replies[0].refused
+    assert replies[0].ok
+    assert not replies[0].refused
     claimed = replies[1].claimed
-    assert claimed is not None and (claimed.value, claimed.epoch) == (5, 4)
+    assert claimed is not None
+    assert (claimed.value, claimed.epoch) == (5, 4)
     assert replies[2].refused == frozenset({"u"})
-    assert replies[3].ok and replies[3].claimed is None
+    assert replies[3].ok
+    assert replies[3].claimed is None
     assert store.rows["u"].value == 5
 
 
@@ -217,11 +220,13 @@ def test_a_paused_store_answers_on_resume_in_order_and_a_cut_one_fails() -> None
     clock.run_until(5.0)
     assert replies == []
     store.resume()
-    assert [ok for _, ok in replies] == [True, True] and store.rows["u"].value == 2
+    assert [ok for _, ok in replies] == [True, True]
+    assert store.rows["u"].value == 2
     store.cut_off()
     store.put_many("a", [("u", 3, 0)], lambda r: replies.append((clock.now, r.ok)))
     clock.run_until(7.0)
-    assert replies[-1] == (6.0, False) and store.rows["u"].value == 2
+    assert replies[-1] == (6.0, False)
+    assert store.rows["u"].value == 2
     assert not store.healthy_since(0.0)
 
 
@@ -238,5 +243,6 @@ def test_one_clients_operations_apply_in_order_whatever_the_draws() -> None:
 def test_the_state_table_is_optional_and_absent_from_old_scenarios() -> None:
     scenario = load_scenario(ROOT / "scenarios" / "failover.toml")
     assert scenario.state is None
-    result, sim = run_scenario(attrs.evolve(scenario, duration=2.0), 1)
-    assert sim.state is None and "store-fenced" not in sim.invariants.summary_counts()
+    _result, sim = run_scenario(attrs.evolve(scenario, duration=2.0), 1)
+    assert sim.state is None
+    assert "store-fenced" not in sim.invariants.summary_counts()
