@@ -303,18 +303,21 @@ class StateLayer:
     # --- writes --------------------------------------------------------------------------
 
     def _write(self, proc: Process, ps: _ProcState, writes: list[StateWrite], *, final: bool,
-               then: Callable[[], None] | None = None) -> None:
+               then: Callable[[], None] | None = None,
+               leaving: Instance | None = None) -> None:
+        """Send ``writes`` (of ``ps.instances``, or of ``leaving``, gone from them)."""
         if not writes:
             if then is not None:
                 then()
             return
         items = []
+        insts: list[Instance | None] = []
         for write in writes:
-            inst = ps.instances.get(write.uuid)
+            inst = leaving if leaving is not None else ps.instances.get(write.uuid)
             if inst is not None:
                 inst.issued = max(inst.issued, write.version)
+            insts.append(inst)
             items.append((write.uuid, write.version, write.epoch))
-        insts = [ps.instances.get(w.uuid) for w in writes]
         self.store.put_many(ps.client, items,
                             _WriteAnswer(self, proc, ps, writes, insts, final, then).answer)
 
@@ -360,7 +363,7 @@ class StateLayer:
     def _final(self, proc: Process, ps: _ProcState, inst: Instance,
                record: StateRecord | None) -> None:
         write = ps.policy.final_write(record, inst.counter)
-        self._write(proc, ps, [write] if write is not None else [], final=True)
+        self._write(proc, ps, [write] if write is not None else [], final=True, leaving=inst)
         self.checks.clean_stop(proc, inst)
 
     # --- restores ------------------------------------------------------------------------
