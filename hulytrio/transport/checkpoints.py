@@ -140,6 +140,10 @@ class Checkpoints:
                  len(stored.state), stored.epoch)
         return stored.epoch
 
+    def hold_all(self) -> list[str]:
+        """The agent is closing: return the tracked uuids, now held for the last checkpoint."""
+        return self.policy.hold_all()
+
     def resume(self, uuid: str, epoch: int) -> None:
         """``uuid`` serves on here after a pause: its writes carry at least ``epoch``."""
         self.policy.resume(uuid, epoch)
