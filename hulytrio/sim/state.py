@@ -73,6 +73,9 @@ class StateWorld(Protocol):
     def count_check(self, name: str) -> None:
         """Count one check of invariant ``name``."""
 
+    def invariants_checked(self, name: str) -> int:
+        """Return how often invariant ``name`` was checked."""
+
     def perform(self, proc: Process) -> None:
         """Perform ``proc``'s session's effects."""
 
@@ -149,6 +152,19 @@ class StateChecks:
         self.floor: dict[str, int] = {}
         #: crashes not judged by crash-loss-bounded (store outage or pause in the window)
         self.unjudged = 0
+        #: what the store did: writes accepted and refused as stale, claims of saved state
+        self.accepted = 0
+        self.refused = 0
+        self.claims = 0
+        #: changes lost by judged crashes (the counters' differences)
+        self.lost = 0
+
+    def tally(self) -> str:
+        """Return one line: what the store accepted, refused and handed over, what crashes lost."""
+        return (f"{self.accepted} writes accepted, {self.refused} refused as stale, "
+                f"{self.claims} saved states claimed; crashes judged "
+                f"{self.world.invariants_checked('crash-loss-bounded')}, not judged (store "
+                f"or agent down in the window) {self.unjudged}, changes they lost {self.lost}")
 
     # --- the store reports --------------------------------------------------------------
 
@@ -162,6 +178,7 @@ class StateChecks:
                 w.violate("state-regression", f"{client} claimed {uuid}: nothing stored, "
                                               f"after a clean handoff saved {floor}")
             return
+        self.claims += 1
         self._epochs[uuid] = max(self._epochs.get(uuid, 0), row.epoch)
         if floor is not None and row.value < floor:
             w.violate("state-regression", f"{client} restores {uuid} at {row.value}, older "
@@ -172,7 +189,9 @@ class StateChecks:
         """A write was applied (``accepted`` or refused)."""
         self.world.count_check("store-fenced")
         if not accepted:
+            self.refused += 1
             return
+        self.accepted += 1
         highest = self._epochs.get(uuid, 0)
         if epoch < highest:
             self.world.violate("store-fenced", f"the store accepted {client}'s write of "
@@ -212,6 +231,7 @@ class StateChecks:
             self.unjudged += 1
             return
         w.count_check("crash-loss-bounded")
+        self.lost += max(0, inst.counter - inst.acked)
         old = inst.counter_at(since - _EPS)
         if old > inst.acked:
             w.violate("crash-loss-bounded",

@@ -818,6 +818,10 @@ class Simulation:
         checked = self.invariants.checked
         checked[name] = checked.get(name, 0) + 1
 
+    def invariants_checked(self, name: str) -> int:
+        """Return how often invariant ``name`` was checked."""
+        return self.invariants.checked.get(name, 0)
+
     # --- workload operations ------------------------------------------------------------
 
     def operation(self, pid: str, op: str, slot: int) -> None:
