@@ -244,11 +244,15 @@ class CheckpointPolicy:
 
     def due(self, versions: Iterable[tuple[str, int]]) -> list[StateWrite]:
         """Return the writes of a checkpoint: those of ``versions`` that changed."""
+        # ``changed`` inlined: a checkpoint of 10,000 containers runs this
+        # loop on the agent's trio thread without a scheduling point.
+        records = self._records
+        restoring = StateStatus.RESTORING
         out = []
         for uuid, version in versions:
-            write = self.changed(uuid, version)
-            if write is not None:
-                out.append(write)
+            record = records.get(uuid)
+            if record is not None and version != record.saved and record.status is not restoring:
+                out.append(StateWrite(record, version))
         return out
 
     def final_write(self, record: StateRecord | None, version: int) -> StateWrite | None:

@@ -49,6 +49,8 @@ log = logging.getLogger("hulytrio.agent")
 
 #: The longest stretch of exports run without letting other tasks in (seconds).
 SLICE = 0.002
+#: Containers whose versions are compared in one go before the clock is read.
+SCAN = 256
 
 
 class RestoreFailed(Exception):
@@ -165,12 +167,23 @@ class Checkpoints:
         async with self._lock:
             batch: list[tuple[StateWrite, bytes]] = []
             started = time.perf_counter()
-            for write in self.policy.due(self._versions()):
-                if self.policy.record(write.uuid) is not write.record:
-                    continue  # left while earlier exports ran
-                data = await self._export(write.uuid, self._containers[write.uuid])
-                if data is not None:
-                    batch.append((write, data))
+            policy = self.policy
+            containers = self._containers
+            uuids = policy.uuids()
+            # The policy is asked a slice at a time, so scanning 10,000 idle
+            # containers also lets other tasks in every ``SLICE``.
+            for i in range(0, len(uuids), SCAN):
+                versions = [(u, containers[u].state_version) for u in uuids[i:i + SCAN]
+                            if u in containers]
+                for write in policy.due(versions):
+                    if policy.record(write.uuid) is not write.record:
+                        continue  # left while earlier exports ran
+                    data = await self._export(write.uuid, containers[write.uuid])
+                    if data is not None:
+                        batch.append((write, data))
+                    if time.perf_counter() - started > SLICE:
+                        await trio.lowlevel.checkpoint()
+                        started = time.perf_counter()
                 if time.perf_counter() - started > SLICE:
                     await trio.lowlevel.checkpoint()
                     started = time.perf_counter()
