@@ -253,3 +253,34 @@ def test_the_state_table_is_optional_and_absent_from_old_scenarios() -> None:
     _result, sim = run_scenario(attrs.evolve(scenario, duration=2.0), 1)
     assert sim.state is None
     assert "store-fenced" not in sim.invariants.summary_counts()
+
+
+def test_a_paused_agent_ignores_a_drain() -> None:
+    """A paused process does nothing: a drain aimed at it is skipped (it used to send
+    its Drain while paused, and the hub's alive timer heard from a silent process)."""
+    text = """
+name = "drain-paused"
+duration = "6s"
+liveness = "10s"
+[hub]
+alive = "1s"
+ping_interval = "250ms"
+[[agents]]
+name = "a"
+count = 2
+kinds = ["echo"]
+[[faults]]
+at = "1s"
+action = "pause"
+target = "a-1"
+duration = "3s"
+[[faults]]
+at = "1500ms"
+action = "drain"
+target = "a-1"
+"""
+    result, sim = run_scenario(parse_scenario(text), 1)
+    assert result.ok, result.violations
+    notes = [e.text for e in sim.timeline if e.kind == "fault"]
+    assert "drain a-1" not in notes
+    assert any(n.startswith("pause a-1") for n in notes)
