@@ -910,7 +910,8 @@ class Simulation:
         s = proc.session
         if s is None:
             return True
-        return all(s.ref_status(r) is RefStatus.READY for r in s.references())
+        ready = RefStatus.READY  # (an enum class read is dear: once, not per reference)
+        return all(s.ref_status(r) is ready for r in s.references())
 
     def waiting_requests(self) -> int:
         """Return the requests still pending that no live agent could serve."""
