@@ -592,9 +592,9 @@ class Simulation:
                 case RunRequest():
                     self._run_request(proc, eff)
                 case OpenConnection():
-                    # ``url`` (a standby's redirect) has no meaning here: the
-                    # simulated world has one hub, always the active one.
-                    self._open(proc)
+                    # ``url`` is a standby's redirect: with one hub (always the
+                    # active one) it has no meaning; sim/hubs.py follows it.
+                    self._open(proc, eff.url)
                 case CloseConnection():
                     conn = proc.conn
                     if conn is not None and conn.client_open:
@@ -639,7 +639,7 @@ class Simulation:
             proc.armed = d
             self.clock.at(d, _Wake(self, proc, proc.incarnation, d))
 
-    def _open(self, proc: Process) -> None:
+    def _open(self, proc: Process, url: str | None = None) -> None:
         self._cid += 1
         conn = Connection(self._cid, proc.pid, self.clock, proc.link)
         conn.up.wake = _DeliverToHub(self, conn)
