@@ -241,7 +241,7 @@ class MultiHubSimulation(Simulation):
             spec = self.hubs_spec
             self.clock.at(self.clock.now + float(spec.ttl) / 3,
                           _LeaseTick(self, host, host.incarnation, host.generation))
-            self.clock.at(sent + self._step_down_after(),
+            self.clock.at(max(self.clock.now, sent + self._step_down_after()),
                           _StepDown(self, host, host.incarnation, host.generation, sent))
 
     def _step_down_after(self) -> float:
@@ -330,7 +330,7 @@ class MultiHubSimulation(Simulation):
             if grant.term:
                 if sent > host.last_ok:
                     host.last_ok = sent
-                    self.clock.at(sent + self._step_down_after(),
+                    self.clock.at(max(self.clock.now, sent + self._step_down_after()),
                                   _StepDown(self, host, inc, gen, sent))
             else:
                 self.trace("lease-lost", host.name, f"term {host.term}")
@@ -372,10 +372,12 @@ class MultiHubSimulation(Simulation):
         self.trace("hub-resume", host.name, "")
         self.note("fault", f"hub {host.name} wakes up")
         host.paused = False
+        now = self.clock.now
+        # Its backlog is read now, in order, before its timers run.
         for conn in list(host.conns):
+            conn.up.release(now)
             conn.up.reschedule()
         deferred, host.deferred = host.deferred, []
-        now = self.clock.now
         for event in deferred:
             self.clock.at(now, event)
         if host.hub is not None:
@@ -639,7 +641,8 @@ class MultiHubSimulation(Simulation):
         d = timers.next_deadline()
         if d is not None and (host.armed is None or d < host.armed):
             host.armed = d
-            self.clock.at(d, _HostWake(self, host, hub, d))
+            # (A deadline that passed while the hub was paused is due now.)
+            self.clock.at(max(d, self.clock.now), _HostWake(self, host, hub, d))
 
     def hub_wake(self, hub: Hub, d: float) -> None:
         """``hub``'s timers are due (``d``: the deadline this wake-up was armed for)."""
