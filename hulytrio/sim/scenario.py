@@ -285,10 +285,12 @@ class HubsSpec:
     ``store_latency``: one way between a hub and the lease store.
     """
 
-    count: int = attrs.field(default=2, validator=_positive_count)
+    # (Checked by _check_hubs, which names the key: a validator's error inside
+    # an optional table reaches the user as "invalid value".)
+    count: int = 2
     lease: Literal["ttl", "file"] = "ttl"
     ttl: Seconds = _S_2_0
-    margin: float = attrs.field(default=0.2, validator=_rate)
+    margin: float = 0.2
     poll: Seconds = _S_0_05
     store_latency: Span = Span(0.001, 0.001)
 
@@ -581,6 +583,15 @@ def _check_hubs(scenario: Scenario, text: str, source: str) -> None:
         where = f"line {line}" if line else "unknown line"
         raise ScenarioError(f"{source}: {where}: key '{_dotted(path)}': {problem}")
 
+    if hubs is not None:
+        if hubs.count < 1:
+            fail(("hubs", "count"), f"count must be >= 1, got {hubs.count}")
+        if not 0.0 <= hubs.margin < 1.0:
+            fail(("hubs", "margin"), f"margin must be within 0..1 (1 excluded), got "
+                                     f"{hubs.margin!r}")
+        for key in ("ttl", "poll"):
+            if not getattr(hubs, key) > 0:
+                fail(("hubs", key), f"{key} must be above 0")
     for i, f in enumerate(scenario.faults):
         hubby = f.action in HUB_ACTIONS or (hubs is not None and f.action in ("hub-crash",
                                                                              "hub-restart"))
