@@ -6,15 +6,17 @@ world's hub methods (sim/hubs.py).  Targets: a hub name (``hub-2``), a
 comma list, or ``active`` (the default): whichever hub process is the
 newest active one at that instant.
 
-| action | what happens |
-|---|---|
-| ``hub-crash`` | the hub process dies: its peers see resets; a file lock is released at once, a TTL lease expires after the TTL |
-| ``hub-restart`` | crash if alive, then start as a standby |
-| ``hub-pause`` (``duration``) | the process stops (SIGSTOP, a VM freeze): it keeps what it believes, its lease runs out; on waking it reads its backlog first |
-| ``hub-resume`` | end a pause |
-| ``hub-partition`` (``peers``, ``mode``, ``duration``) | cut the hub from the lease store (``peers = "lease"``), from the peers a pattern names, or from everything (absent) |
-| ``hub-heal`` | end the hub's cuts |
-| ``lease-pause`` (``duration``) / ``lease-resume`` | the lease store stops answering / runs again |
+- ``hub-crash``: the hub process dies: its peers see resets; a file lock
+  is released at once, a TTL lease expires after the TTL;
+- ``hub-restart``: crash if alive, then start as a standby;
+- ``hub-pause`` (``duration``) / ``hub-resume``: the process stops (SIGSTOP,
+  a VM freeze) and keeps what it believes while its lease runs out; on
+  waking it reads its backlog first;
+- ``hub-partition`` (``peers``, ``mode``, ``duration``) / ``hub-heal``: cut
+  the hub from the lease store (``peers = "lease"``), from the peers a
+  pattern names, or from everything (no ``peers``);
+- ``lease-pause`` (``duration``) / ``lease-resume``: the lease store stops
+  answering / runs again.
 
 Hub faults open no failover records (``failover_within`` measures the
 peers' faults): after a hub fault the same agent usually keeps its uuid.

@@ -53,8 +53,8 @@ from ..core.hub import Hub
 from ..core.messages import Hello, Welcome
 from ..core.session import SessionState
 from .clock import Event
-from .links import CLOSE, OPENED, Connection
 from .lease import Grant, LeaseStore
+from .links import CLOSE, OPENED, Connection
 from .process import Process
 from .scenario import HubsSpec, Scenario, hub_names
 from .world import FaultLayer, Observer, Simulation
@@ -603,7 +603,7 @@ class MultiHubSimulation(Simulation):
 
     def _hub_effects(self, hub: Hub, closed: list[Connection] | None = None) -> None:
         """Perform ``hub``'s effects and wake its process at the hub's next deadline."""
-        effects = cast(list[HubEffect], hub.effects())
+        effects: list[HubEffect] = hub.effects()
         for eff in effects:
             match eff:
                 case Send():

@@ -27,12 +27,12 @@ import cattrs
 
 __all__ = [
     "FAULT_ACTIONS",
+    "HUB_ACTIONS",
     "AgentSpec",
     "CheckSpec",
     "ClientSpec",
     "Expectations",
     "FaultSpec",
-    "HUB_ACTIONS",
     "HubSpec",
     "HubsSpec",
     "LinkSpec",

@@ -105,7 +105,9 @@ def test_a_file_lock_is_held_until_its_holder_dies() -> None:
 def test_hubs_table_parses_and_round_trips() -> None:
     sc = parse_scenario(pair(faults=fault("3s", "hub-partition", target="active",
                                           peers="lease", duration="1s")))
-    assert sc.hubs is not None and sc.hubs.count == 2 and sc.hubs.lease == "ttl"
+    assert sc.hubs is not None
+    assert sc.hubs.count == 2
+    assert sc.hubs.lease == "ttl"
     assert sc.faults[0].peers == "lease"
     assert parse_scenario(dump_scenario(sc)) == sc
 
@@ -144,7 +146,8 @@ def test_one_hub_wins_and_every_peer_ends_on_it() -> None:
     assert result.ok, result.summary
     assert isinstance(sim, MultiHubSimulation)
     active = [h for h in sim.hosts.values() if h.role == "active"]
-    assert len(active) == 1 and active[0].term == 1
+    assert len(active) == 1
+    assert active[0].term == 1
     assert all(p.conn is not None and p.conn.hub is active[0].hub
                for p in sim.live_processes())
     assert sim.probes.counts.get("redirected by a standby hub", 0) >= 1
@@ -186,7 +189,8 @@ def test_a_hub_cut_from_the_store_steps_down_before_the_store_frees_the_lease() 
     _, sim = run_scenario(parse_scenario(text))
     stepped = [e.time for e in sim.timeline if "no keep-alive answered" in e.text]
     granted = [t for t, _, term in sim.store.grants if term == 2]
-    assert stepped and granted
+    assert stepped
+    assert granted
     assert stepped[0] < granted[0]
 
 
@@ -196,7 +200,8 @@ def test_a_paused_store_makes_the_holder_step_down_and_a_hub_wins_again() -> Non
     assert result.ok, result.summary
     assert any("no keep-alive answered" in e.text for e in sim.timeline)
     terms = [term for _, _, term in sim.store.grants]
-    assert terms == sorted(set(terms)) and terms[-1] >= 2
+    assert terms == sorted(set(terms))
+    assert terms[-1] >= 2
 
 
 def test_multi_hub_runs_are_deterministic() -> None:
@@ -236,7 +241,8 @@ def test_old_term_refused_fires_when_a_session_obeys_an_older_term() -> None:
     checks = sim.invariants
     assert isinstance(checks, HubInvariants)
     proc = sim.procs["app-1"]
-    assert proc.session is not None and proc.conn is not None
+    assert proc.session is not None
+    assert proc.conn is not None
     assert proc.session.state is SessionState.READY
     welcome = Welcome(PROTOCOL_VERSION, "hub-x", 3.0, 1.0, 7, 0)
     checks.hub_message(proc, proc.conn, welcome)      # seen: term 7
