@@ -3,8 +3,9 @@
 ``HubFaults`` is the fault layer (faults.py) of a ``MultiHubSimulation``:
 the peers' faults are the base class's; the hubs' are applied through the
 world's hub methods (sim/hubs.py).  Targets: a hub name (``hub-2``), a
-comma list, or ``active`` (the default): whichever hub process is the
-newest active one at that instant.
+comma list, ``active`` (the default): whichever hub process is the
+newest active one at that instant, or ``down``: every hub process that is
+down then (``hub-restart`` them).
 
 - ``hub-crash``: the hub process dies: its peers see resets; a file lock
   is released at once, a TTL lease expires after the TTL;
@@ -46,13 +47,19 @@ class HubFaults(Faults):
         self.world = sim
 
     def hub_targets(self, pattern: str) -> list[HubHost]:
-        """Return the hub processes ``pattern`` names (``active``: the newest active one now)."""
+        """Return the hub processes ``pattern`` names (``active``: the newest active one now;
+        ``down``: every one that is down)."""
         world = self.world
         out: list[HubHost] = []
         for part in (pattern or "active").split(","):
-            host = world.active_host() if part == "active" else world.hosts.get(part)
-            if host is not None and host not in out:
-                out.append(host)
+            if part == "down":
+                found = [h for h in world.hosts.values() if not h.alive]
+            else:
+                one = world.active_host() if part == "active" else world.hosts.get(part)
+                found = [one] if one is not None else []
+            for host in found:
+                if host not in out:
+                    out.append(host)
         return out
 
     def inject(self, fault: FaultSpec) -> None:

@@ -378,8 +378,15 @@ class MultiHubSimulation(Simulation):
             conn.up.release(now)
             conn.up.reschedule()
         deferred, host.deferred = host.deferred, []
+        # Connections waiting in its listen queue are sockets too: accepted
+        # before its timers run (a deposed hub may welcome a peer in its old
+        # term: the peer's term check is what refuses it).
         for event in deferred:
-            self.clock.at(now, event)
+            if isinstance(event, _Arrive):
+                self.clock.at(now, event)
+        for event in deferred:
+            if not isinstance(event, _Arrive):
+                self.clock.at(now, event)
         if host.hub is not None:
             host.armed = None
             host.mark = -1

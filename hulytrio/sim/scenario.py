@@ -604,9 +604,9 @@ def _check_hubs(scenario: Scenario, text: str, source: str) -> None:
             continue
         names = hub_names(hubs)
         for part in (f.target or "active").split(","):
-            if part != "active" and part not in names:
-                fail(("faults", i, "target"), f"{part!r} is not a hub: expected 'active' or "
-                                              f"one of {', '.join(names)}")
+            if part not in ("active", "down") and part not in names:
+                fail(("faults", i, "target"), f"{part!r} is not a hub: expected 'active', "
+                                              f"'down' or one of {', '.join(names)}")
     if hubs is not None and hubs.lease == "file":
         for i, f in enumerate(scenario.faults):
             if f.action in ("lease-pause", "lease-resume"):

@@ -117,8 +117,8 @@ def test_hubs_table_parses_and_round_trips() -> None:
      + fault("1s", "hub-pause"),
      "x.toml: line 29: key 'faults[0].action': 'hub-pause' needs a [hubs] table"),
     (pair(faults=fault("1s", "hub-crash", target="hub-3")),
-     "x.toml: line 34: key 'faults[0].target': 'hub-3' is not a hub: expected 'active' or one "
-     "of hub-1, hub-2"),
+     "x.toml: line 34: key 'faults[0].target': 'hub-3' is not a hub: expected 'active', "
+     "'down' or one of hub-1, hub-2"),
     (pair(lease="file", faults=fault("1s", "lease-pause")),
      "x.toml: line 33: key 'faults[0].action': 'lease-pause' needs hubs.lease = 'ttl'"),
     (pair(faults=fault("1s", "pause", target="db-1", peers="lease")),
