@@ -20,7 +20,7 @@ every periodic check where a state can break it:
   timeout) is what must keep a cut-off owner from serving beside its
   successor;
 - ``at-most-once``: no request is run twice on one container instance.  A
-  request is named by its payload (the workload writes ``peer:n`` in
+  request is named by its payload (the workload writes ``peer#incarnation:n`` in
   ``[hubs]`` runs); an instance is (process, incarnation, uuid, how many
   times that process has started it).
 """

@@ -91,7 +91,7 @@ class Workload:
         #: container uuid -> payloads it pushed to this client
         self.pushed: dict[str, int] = {}
         self.stopped = False
-        #: each request's payload names it (``peer:n``), so a check can tell a
+        #: each request's payload names it (``peer#incarnation:n``), so a check can tell a
         #: request run twice from two requests (sim/hubchecks.py); off: b"x"
         self.unique_payloads = False
         self._serial = 0
@@ -200,7 +200,8 @@ class Workload:
         payload = b"x"
         if self.unique_payloads:
             self._serial += 1
-            payload = f"{session.client_id}:{self._serial}".encode()
+            # (the incarnation too: a restarted process numbers from 1 again)
+            payload = f"{session.client_id}#{self.proc.incarnation}:{self._serial}".encode()
         try:
             handle = session.request(ref, "work", payload)
         except LocalProtocolError:
