@@ -750,10 +750,11 @@ class Simulation:
                 proc.rng_agent.random() < spec.request_failure_rate:
             self.trace("reply-error", proc.pid, str(eff.call_id))
             proc.session.agent_error(eff.call_id, ErrorCode.REMOTE.value,
-                                     "simulated container failure", "SimulatedFailure")
+                                     "simulated container failure", "SimulatedFailure",
+                                     now=self.clock.now)
         else:
             self.record.pending.append((self.clock.now, "reply", proc.pid, str(eff.call_id)))
-            proc.session.agent_reply(eff.call_id, eff.payload)
+            proc.session.agent_reply(eff.call_id, eff.payload, now=self.clock.now)
         self.perform(proc)
 
     # --- workload operations ------------------------------------------------------------
