@@ -206,6 +206,11 @@ class AgentState:
         """Return the uuids this agent serves right now (ACTIVE), in start order."""
         return tuple(u for u, c in self._containers.items() if c.status is LocalStatus.ACTIVE)
 
+    def serves_stateless(self) -> bool:
+        """Return whether a stateless offer serves here (ACTIVE)."""
+        return any(c.stateless and c.status is LocalStatus.ACTIVE
+                   for c in self._containers.values())
+
     def running(self) -> tuple[ContainerUuid, ...]:
         """Return every uuid with a live instance here (ACTIVE, STANDBY or DRAINING)."""
         return tuple(u for u, c in self._containers.items() if c.status is not LocalStatus.STARTING)

@@ -166,6 +166,10 @@ class Hosting:
             out.extend(agent.self_fence())
         return out
 
+    def serves_stateless(self) -> bool:
+        """Return whether some hosted agent serves a stateless offer now (it could fence)."""
+        return any(agent.serves_stateless() for agent in self.agents.values())
+
     def fence_lease(self) -> float | None:
         """Return the shortest fence lease a hosted agent asks for (None: none asks)."""
         leases = [a.fence_lease for a in self.agents.values() if a.fence_lease is not None]

@@ -404,7 +404,7 @@ class ClientSession:
         self.timers.cancel(SessionTimer.PING)
         self.timers.cancel(SessionTimer.HUB_ALIVE)
         self.hosting.connection_lost()
-        if self._fence_at != math.inf:
+        if self._fence_at != math.inf and self.hosting.serves_stateless():
             # No ping ticks until the next Welcome: the lease needs its timer.
             self.timers.call_at(self._fence_at, SessionTimer.FENCE)
         self.calls.connection_lost()
