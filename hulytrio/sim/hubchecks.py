@@ -108,13 +108,15 @@ class HubInvariants(Invariants):
     # --- single-serving ---------------------------------------------------------------
 
     def _servers(self, uuid: str) -> list[str]:
-        # Welcomed (READY): an agent no hub has welcomed can be handed no
+        # Welcomed (READY) by a hub machine that still exists (alive, maybe
+        # paused): an agent no live hub has welcomed can be handed no
         # request, and the welcome's rebuild re-registers it, which fences
         # its offers until the hub answers (docs/simulator.md).
         return [p.pid for p in self.sim.procs.values()
                 if p.is_agent and p.alive and not p.paused and uuid in p.running
                 and p.serving.get(uuid, True) and p.session is not None
-                and p.session.state is SessionState.READY]
+                and p.session.state is SessionState.READY
+                and p.conn is not None and self.world.serves_conn(p.conn)]
 
     def _single(self, uuid: str, servers: list[str], when: str) -> None:
         self.checked["single-serving"] += 1

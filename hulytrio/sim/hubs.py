@@ -682,6 +682,11 @@ class MultiHubSimulation(Simulation):
                 break
         return why
 
+    def serves_conn(self, conn: Connection) -> bool:
+        """Return whether the hub machine that accepted ``conn`` still runs (paused or not)."""
+        host = self._conn_host.get(conn)
+        return host is not None and host.alive and conn.hub is host.hub
+
     def host_of(self, conn: Connection) -> HubHost | None:
         """Return the hub process ``conn`` dialled."""
         return self._conn_host.get(conn)
