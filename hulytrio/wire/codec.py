@@ -417,7 +417,9 @@ _RESPONSE_SPEC = _MESSAGE_SPECS[Response.TAG]
 
 
 def _encode_request(m: Request) -> list[Any]:
-    return ["req", m.id, m.uuid, m.operation, m.payload, m.client_id]
+    if m.caller_id is None:
+        return ["req", m.id, m.uuid, m.operation, m.payload, m.client_id]
+    return ["req", m.id, m.uuid, m.operation, m.payload, m.client_id, m.caller_id]
 
 
 def _decode_request(m: list[Any], index: int) -> Message:
@@ -431,6 +433,17 @@ def _decode_request(m: list[Any], index: int) -> Message:
             and (client_id is None or type(client_id) is str)
         ):
             return Request(id_, uuid, operation, payload, client_id)
+    elif len(m) == 7:
+        _, id_, uuid, operation, payload, client_id, caller_id = m
+        if (
+            type(id_) is int
+            and type(uuid) is str
+            and type(operation) is str
+            and type(payload) is bytes
+            and type(client_id) is str
+            and type(caller_id) is int
+        ):
+            return Request(id_, uuid, operation, payload, client_id, caller_id)
     return _decode_generic(_REQUEST_SPEC, m, index)
 
 

@@ -370,7 +370,7 @@ def test_oversized_frame():
         ([7, 1], "message 0: tag must be str, got int"),
         ([], "message 0: empty array, expected [tag, fields...]"),
         ("ping", "message 0: must be an array [tag, fields...], got str"),
-        (["req", 1], "message 0 (req): expected 3 to 5 fields after the tag, got 1"),
+        (["req", 1], "message 0 (req): expected 3 to 6 fields after the tag, got 1"),
         (["res", 1, b"", None], "message 0 (res): expected 1 to 2 fields after the tag, got 3"),
         (["ping", 1], "message 0 (ping): expected 0 fields after the tag, got 1"),
         (["ok", 1, 2], "message 0 (ok): expected 1 field after the tag, got 2"),
