@@ -109,6 +109,11 @@ LOCAL_TRANSITIONS: TransitionTable[LocalStatus] = TransitionTable("local contain
     LocalStatus.STANDBY: (LocalStatus.ACTIVE, LocalStatus.STANDBY, LocalStatus.DRAINING),
 })
 
+#: read once for ``on_request`` (every forwarded request): on Python 3.11 a read
+#: of ``LocalStatus.ACTIVE`` costs ~1,100 instructions, a global ~10 (see
+#: docs/performance.md, "Churn instructions recovered (2026-12-06)")
+_LOCAL_ACTIVE = LocalStatus.ACTIVE
+
 
 class AgentPhase(enum.Enum):
     """Where the agent as a whole stands."""
@@ -505,7 +510,7 @@ class AgentState:
     def on_request(self, msg: Request) -> list[SessionEffect]:
         """Run a forwarded request, or answer ``not_found`` if ``msg.uuid`` does not serve here."""
         local = self._containers.get(msg.uuid)
-        if local is None or local.status is not LocalStatus.ACTIVE:
+        if local is None or local.status is not _LOCAL_ACTIVE:
             why = ("is not running" if local is None
                    else "is draining" if local.status is LocalStatus.DRAINING else "stands by")
             return [Send(None, Error(msg.id, ErrorCode.NOT_FOUND.value,

@@ -225,6 +225,17 @@ _REFUSALS = frozenset({ErrorCode.UNAUTHORIZED.value, ErrorCode.FORBIDDEN.value})
 #: and so is the effect that sends it
 _SEND_PING = Send(None, _PING)
 
+# The enum members the per-request and per-event paths compare with, read
+# once: on Python 3.11 reading ``RefStatus.READY`` costs ~1,100 instructions
+# (``EnumType`` defines ``__getattr__``, so every attribute read on an enum
+# class goes through a slot wrapper), a module global ~10.  Measured in
+# docs/performance.md, "Churn instructions recovered (2026-12-06)".
+_REF_READY = RefStatus.READY
+_REF_RELEASED = RefStatus.RELEASED
+_REF_ACQUIRING = RefStatus.ACQUIRING
+_CALL_REQUEST = CallKind.REQUEST
+_CHANGE_REMOVED = ChangeKind.REMOVED
+
 
 @attrs.frozen
 class Backoff:
@@ -531,10 +542,10 @@ class ClientSession:
             LocalProtocolError: if ``ref_id`` is unknown or released.
         """
         ref = self.refs.by_id.get(ref_id)
-        if ref is None or ref.status is RefStatus.RELEASED:
+        if ref is None or ref.status is _REF_RELEASED:
             raise LocalProtocolError(f"reference {ref_id} is not held")
-        call = self.calls.open(CallKind.REQUEST, True, ref_id, None, (operation, payload))
-        if ref.status is RefStatus.READY:
+        call = self.calls.open(_CALL_REQUEST, True, ref_id, None, (operation, payload))
+        if ref.status is _REF_READY:
             self._send_request(call)
         else:
             ref.waiting[call.call_id] = None
@@ -1043,13 +1054,13 @@ class ClientSession:
         if not self._ready:
             return
         ref = self.refs.by_id.get(call.ref_id) if call.ref_id is not None else None
-        if ref is None or ref.status is RefStatus.RELEASED:
+        if ref is None or ref.status is _REF_RELEASED:
             # fix: released while this request was in flight and the
             # connection dropped; it can never be resent, so end it.
             self.calls.finish(call.call_id)
             self._effects.append(Reject(call.call_id, ContainerNotFound("reference released")))
             return
-        if ref.record is None or ref.status is not RefStatus.READY:
+        if ref.record is None or ref.status is not _REF_READY:
             ref.waiting[call.call_id] = None
             return
         operation, payload = call.data
@@ -1256,7 +1267,7 @@ class ClientSession:
         if now is None or not self.hosting.agents:
             return
         for ce in event.containers:
-            if ce.change is not ChangeKind.REMOVED:
+            if ce.change is not _CHANGE_REMOVED:
                 continue
             uuid = ce.container.uuid
             for agent_id in self.hosting.standing_by(uuid):
@@ -1267,20 +1278,19 @@ class ClientSession:
         """Update the references ``event`` concerns (``affected``: their ids, oldest first)."""
         by_uuid: dict[ContainerUuid, ContainerEvent] | None = None
         new_kinds: set[str] | None = None
-        removed = ChangeKind.REMOVED
         for ref_id in affected:
             ref = self.refs.by_id.get(ref_id)
             if ref is None:
                 continue
             status = ref.status
-            if status is RefStatus.RELEASED:
+            if status is _REF_RELEASED:
                 continue
-            if status is RefStatus.ACQUIRING:
+            if status is _REF_ACQUIRING:
                 if not event.agents or GetRetry(ref_id) not in self.timers:
                     continue
                 if new_kinds is None:
                     new_kinds = {kind for ae in event.agents
-                                 if ae.change is not removed
+                                 if ae.change is not _CHANGE_REMOVED
                                  for kind in ae.agent.kinds}
                 if ref.kind in new_kinds:
                     # An agent with the kind appeared: retry at once.
@@ -1298,7 +1308,7 @@ class ClientSession:
             instance = ce.container.instance
             if instance < ref.record.instance:
                 continue  # news about an instance older than the one we hold
-            if ce.change is removed or instance > ref.record.instance:
+            if ce.change is _CHANGE_REMOVED or instance > ref.record.instance:
                 # Our instance is gone (removed, or replaced by a new one under
                 # the same uuid and folded into "added"): the hub dropped our
                 # hold.  fix: the reference left such references dangling.

@@ -895,9 +895,8 @@ class AgentRuntime:
         nothing.  The held requests are answered ``not_found`` once the
         containers are gone, and their callers re-route to the new owner.
         """
-        for uuid in self.containers:
-            if checkpoints.tracks(uuid):
-                self._held.setdefault(uuid, trio.Event())
+        for uuid in checkpoints.hold_all():
+            self._held.setdefault(uuid, trio.Event())
         if self._running:
             self._quiet = trio.Event()
             with trio.move_on_after(FINAL_CHECKPOINT_WAIT):

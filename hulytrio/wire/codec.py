@@ -566,6 +566,10 @@ def _unpack(data: bytes, what: str) -> Any:
 # keeps a buffer between calls, so each thread gets its own: a thread switch
 # inside the ``default`` hook must not interleave two frames in one buffer.
 _packers = threading.local()
+#: A packer that packed more than this is dropped: its buffer keeps the size of the
+#: largest value it ever packed (a 34 MiB burst for a peer that did not read stayed
+#: allocated for ever; found by tests/fuzz/test_live_hub.py's memory target).
+_KEEP_PACKER_BYTES = 1 << 20
 
 
 def _new_packer() -> Any:
@@ -580,6 +584,8 @@ def _pack(value: Any) -> bytes:
         # autoreset (the default) empties the buffer after each pack, and
         # after a failed one too.
         packed: bytes = packer.pack(value)
+        if len(packed) > _KEEP_PACKER_BYTES:
+            _packers.packer = None
     except LocalProtocolError:
         raise
     except (OverflowError, ValueError, TypeError) as exc:
