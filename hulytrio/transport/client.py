@@ -193,6 +193,8 @@ class Client:
         self._timer = DeadlineTask(session.next_deadline, self._fire)
         #: the shielded scopes of the background tasks (see ``spawn``)
         self._scopes: dict[int, trio.CancelScope] = {}
+        #: set once the client closed: a task that starts after it is cancelled at once
+        self._tasks_cancelled = False
         #: says "cannot connect" once, then with backoff, not on every attempt
         self._connect_log = RetryLog(log, f"connect to the hub at {url}")
 
@@ -258,6 +260,7 @@ class Client:
     async def serve_agent(self, factories: dict[str, Factory], *, agent_id: str | None = None,
                           stateless: Sequence[StatelessContainer] = (),
                           endpoint: str | None = None,
+                          endpoint_ssl_context: ssl.SSLContext | None = None,
                           max_containers: int | None = None,
                           state_store: StateStore | None = None,
                           checkpoint_interval: float = 60.0) -> Agent:
@@ -265,7 +268,9 @@ class Client:
 
         ``factories`` maps each kind to an async factory; ``stateless`` lists
         pre-existing HA instances; ``endpoint`` (``"HOST:PORT"``, port 0 for
-        any) opens the agent's own WebSocket server for direct connections;
+        any) opens the agent's own WebSocket server for direct connections,
+        ``wss://`` with ``endpoint_ssl_context`` (``tls.server_ssl_context``;
+        clients dial it with the CA bundle they use for the hub);
         ``max_containers`` caps the containers it runs (the hub is told, and
         starts beyond it are refused with ``full``); ``state_store`` (from
         ``hulytrio.state.open_state_store``) restores containers with state
@@ -273,19 +278,22 @@ class Client:
         (docs/state.md).
 
         Raises:
-            LocalProtocolError: if an agent with that id is already hosted here.
+            LocalProtocolError: if an agent with that id is already hosted here,
+                or ``endpoint_ssl_context`` is given without an ``endpoint``.
             OSError: if the endpoint cannot be bound.
         """
         agent_id = agent_id if agent_id is not None else f"agent-{secrets.token_hex(4)}"
         if agent_id in self._agents:
             raise LocalProtocolError(f"agent {agent_id!r} is already hosted here")
+        if endpoint_ssl_context is not None and endpoint is None:
+            raise LocalProtocolError("endpoint_ssl_context needs an endpoint")
         if not checkpoint_interval > 0:
             raise LocalProtocolError(f"checkpoint_interval must be > 0, got {checkpoint_interval}")
         runtime = AgentRuntime(self._agent_host, agent_id, dict(factories), tuple(stateless),
                                state_store=state_store, checkpoint_interval=checkpoint_interval)
         advertised = None
         if endpoint is not None:
-            advertised = await runtime.open_endpoint(endpoint)
+            advertised = await runtime.open_endpoint(endpoint, endpoint_ssl_context)
         offers = tuple(OfferedContainer(s.uuid, s.kind, tuple(s.labels), True) for s in stateless)
         runtime.state = AgentState(agent_id, tuple(factories), endpoint=advertised,
                                    stateless=offers, max_containers=max_containers)
@@ -318,6 +326,11 @@ class Client:
     async def _shielded(self, fn: Callable[..., Awaitable[object]], args: tuple[Any, ...]
                         ) -> None:
         scope = trio.CancelScope(shield=True)
+        if self._tasks_cancelled:
+            # spawned before the client closed but started only after
+            # _cancel_tasks (a body that exits without a checkpoint): it
+            # would otherwise run, shielded, for ever
+            scope.cancel()
         self._scopes[id(scope)] = scope
         try:
             with scope:
@@ -326,6 +339,7 @@ class Client:
             del self._scopes[id(scope)]
 
     def _cancel_tasks(self) -> None:
+        self._tasks_cancelled = True
         for scope in list(self._scopes.values()):
             scope.cancel()
 
@@ -435,7 +449,7 @@ class Client:
         """``ref.connect()``: straight to the agent's endpoint if it has one, else the hub."""
         endpoint = ref.record.endpoint
         if endpoint:
-            ws = await open_endpoint(endpoint)
+            ws = await open_endpoint(endpoint, ssl_context=self.ssl_context, spawn=self.spawn)
             if ws is not None:
                 async with run_direct_connection(ref, ws, self.client_id) as conn:
                     yield conn

@@ -58,7 +58,8 @@ SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
                "--advertise-url")
 AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
                "--alive-timeout", "--shutdown-timeout", "--token-file", "--ca-file",
-               "--tls-client-cert", "--tls-client-key", "--state", "--checkpoint-interval")
+               "--tls-client-cert", "--tls-client-key", "--tls-cert", "--tls-key",
+               "--tls-client-ca", "--state", "--checkpoint-interval")
 LOG_FLAGS = ("--log-level", "--log-format", "--log-file")
 #: An agent's data limit below this would fail Python itself, not its containers.
 MIN_MEMORY_LIMIT = 32 * 1024**2
@@ -218,15 +219,11 @@ def _serve_command(args: argparse.Namespace) -> int:
     _warn_inert(config, "hub")
     from hulytrio.auth import AuthError, load_authenticator
 
-    from .tls import TlsError, server_ssl_context
+    from .tls import TlsError
 
-    security = config.security
     try:
-        authenticator = load_authenticator(security.auth)
-        if security.tls_cert is None and (security.tls_key or security.tls_client_ca):
-            raise TlsError("--tls-key and --tls-client-ca need --tls-cert")
-        ssl_context = (None if security.tls_cert is None else server_ssl_context(
-            security.tls_cert, security.tls_key, client_ca=security.tls_client_ca))
+        authenticator = load_authenticator(config.security.auth)
+        ssl_context = _server_tls(config)
     except (AuthError, TlsError) as exc:
         return _refuse("serve", exc)
     host, port = config.network.bind_address, config.network.port
@@ -391,13 +388,14 @@ def _agent_command(args: argparse.Namespace) -> int:
                               f"an agent: expected the hub's port 1..65535")
         _limit_memory(config)
         token, ssl_context = _peer_security(config)
+        endpoint = config.agent_endpoint()
+        endpoint_tls = _endpoint_tls(config, endpoint)
         factories, stateless = load_factories(args.factories)
     except ConfigError as exc:
         return _refuse("agent", exc)
     except (ValueError, ImportError, AttributeError) as exc:
         return _refuse("agent", ConfigError(f"--factories {args.factories}: {exc}"))
     _warn_inert(config, "agent")
-    endpoint = config.agent_endpoint()
     # The agent asks the hub for its own alive timeout only when one was set.
     alive = (config.network.alive_timeout
              if config.source("network.aliveTimeout") != "default" else None)
@@ -422,7 +420,8 @@ def _agent_command(args: argparse.Namespace) -> int:
                 open_client(url, alive_timeout=alive, token=token, ssl_context=ssl_context))
             agent = await _unless_stopped(stop, functools.partial(
                 client.serve_agent, factories, agent_id=config.agent.id, stateless=stateless,
-                endpoint=endpoint, max_containers=config.agent.max_containers,
+                endpoint=endpoint, endpoint_ssl_context=endpoint_tls,
+                max_containers=config.agent.max_containers,
                 state_store=store, checkpoint_interval=config.agent.checkpoint_interval))
             if agent is None:
                 return  # stopped before the hub answered: nothing to drain
@@ -448,6 +447,41 @@ def _agent_command(args: argparse.Namespace) -> int:
         return _refuse("agent", ConfigError(
             f"{_origin_name(config, 'agent.stateStore')}: {exc}"))
     return 0
+
+
+def _server_tls(config: Config) -> Any:
+    """Return the server TLS context of ``--tls-cert``/``--tls-key``/``--tls-client-ca``.
+
+    None without ``--tls-cert``.  Raises ``TlsError`` (one line) if a file is
+    unusable or a key or client CA is given without a certificate.
+    """
+    from .tls import TlsError, server_ssl_context
+
+    security = config.security
+    if security.tls_cert is None:
+        if security.tls_key or security.tls_client_ca:
+            raise TlsError("--tls-key and --tls-client-ca need --tls-cert")
+        return None
+    return server_ssl_context(security.tls_cert, security.tls_key,
+                              client_ca=security.tls_client_ca)
+
+
+def _endpoint_tls(config: Config, endpoint: str | None) -> Any:
+    """Return the agent endpoint's TLS context (None: plain ``ws://``).
+
+    Raises:
+        ConfigError: a TLS file is unusable, or TLS is asked without an endpoint.
+    """
+    from .tls import TlsError
+
+    try:
+        context = _server_tls(config)
+    except TlsError as exc:
+        raise ConfigError(str(exc)) from None
+    if context is not None and endpoint is None:
+        raise ConfigError(f"{_origin_name(config, 'security.tlsCert')} is for the agent's "
+                          f"endpoint: set --endpoint (agent.endpoint) too")
+    return context
 
 
 def _peer_security(config: Config) -> tuple[str | None, Any]:

@@ -21,6 +21,7 @@ both ends, the TLS one with a ``close_notify`` bounded to a second.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import ssl
 from collections.abc import Callable
@@ -31,7 +32,10 @@ import trio
 
 from .websocket import HandshakeError, WebSocket, connect_websocket
 
-__all__ = ["CLOSE_NOTIFY_TIMEOUT", "RELAY_BYTES", "TLS_HANDSHAKE_ERRORS", "connect_wss", "handshake", "relay"]
+__all__ = ["CLOSE_NOTIFY_TIMEOUT", "RELAY_BYTES", "TLS_HANDSHAKE_ERRORS", "accept_tls",
+           "connect_wss", "handshake", "relay"]
+
+log = logging.getLogger(__name__)
 
 #: Bytes moved per read, each way.
 RELAY_BYTES = 256 * 1024
@@ -108,6 +112,26 @@ async def _copy(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.Cance
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass
     done.cancel()
+
+
+async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext, where: str,
+                     spawn: _Spawn) -> trio.SocketStream | None:
+    """Complete a server-side TLS handshake on ``stream`` and start relaying it.
+
+    Returns the relay's plain end (for ``accept_websocket``), or None if the
+    handshake failed: a peer speaking plain ``ws://``, a certificate the
+    context refuses (mutual TLS).  The failure is logged at info (``where``
+    names the peer) and ``stream`` is closed; it is closed too if the wait is
+    cancelled (bound it with ``trio.move_on_after``).  ``spawn`` is as for
+    ``relay``.
+    """
+    tls = trio.SSLStream(stream, context, server_side=True)
+    try:
+        await handshake(tls, where)
+    except HandshakeError as exc:
+        log.info("%s", exc)
+        return None
+    return relay(spawn, tls)
 
 
 async def connect_wss(url: str, *, max_message_size: int, ssl_context: ssl.SSLContext | None,
