@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from hulytrio.core.errors import (
+    AuthenticationError,
     ConnectionClosed,
     ContainerNotFound,
     Forbidden,
@@ -70,6 +71,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "Agent",
     "AgentInfo",
+    "AuthenticationError",
     "Broadcast",
     "Client",
     "ConnectionClosed",

@@ -25,6 +25,7 @@ Connection lifecycle (``SessionState``, table ``SESSION_TRANSITIONS``)::
     BACKOFF --backoff delay elapsed--> CONNECTING          (forever, until close)
     READY --another Welcome--> READY                       (rebuilds again)
     HANDSHAKE --Welcome with a redirect, or an older term--> BACKOFF
+    HANDSHAKE --Error "unauthorized" (the credential refused)--> CLOSED  (final)
     any --close--> CLOSED
 
 Several hubs (one active, standbys on a lease): a standby answers the hello
@@ -76,9 +77,11 @@ from .effects import (
     SessionEffect,
 )
 from .errors import (
+    AuthenticationError,
     ConnectionClosed,
     ContainerNotFound,
     ErrorCode,
+    HulyError,
     LocalProtocolError,
     error_from_code,
 )
@@ -286,6 +289,9 @@ class ClientSession:
         #: ``forbidden``: the peer id is another principal's); None once welcomed.
         #: The session keeps reconnecting with backoff meanwhile.
         self.refused: Error | None = None
+        #: why the session closed by itself (a refused credential); None
+        #: while open or closed by ``close()``.  Calls made after fail with it.
+        self.closed_by: HulyError | None = None
         self.rng = rng
         self.alive_timeout = alive_timeout
         self.backoff = backoff
@@ -437,6 +443,22 @@ class ClientSession:
             elif isinstance(message, Error) and message.code in _REFUSALS:
                 self.probes.hit("hello refused")
                 self.refused = message
+                if message.code == ErrorCode.UNAUTHORIZED.value:
+                    self._credential_refused(message)
+
+    def _credential_refused(self, refusal: Error) -> None:
+        """The hub refused the credential itself: retrying cannot cure it, so close.
+
+        (A ``forbidden`` hello, a peer id another principal holds, may heal
+        when that session ends: the session keeps retrying then.)
+        """
+        self.probes.hit("credential refused: closed")
+        self.closed_by = AuthenticationError(refusal.message)
+        self._effects.append(CloseConnection(None, f"unauthorized: {refusal.message}"))
+        self._transition(SessionState.CLOSED)
+        for call in self.calls.close():
+            self._effects.append(Reject(call.call_id, self.closed_by))
+        self.timers = Timers()
 
     # --- user operations -------------------------------------------------------
 
@@ -811,8 +833,15 @@ class ClientSession:
             self._send_call(call)
 
     def _send_call(self, call: Call) -> None:
-        """Send ``call`` if the session is READY (else it waits for the next ``Welcome``)."""
+        """Send ``call`` if the session is READY (else it waits for the next ``Welcome``).
+
+        A call made on a closed session fails at once (it would wait for ever).
+        """
         if not self._ready:
+            if (self.state is SessionState.CLOSED and call.user
+                    and self.calls.finish(call.call_id) is not None):
+                self._effects.append(Reject(call.call_id, self.closed_by
+                                            or ConnectionClosed("client closed")))
             return
         message: Message
         match call.kind:

@@ -195,6 +195,9 @@ class Client:
         self._scopes: dict[int, trio.CancelScope] = {}
         #: set once the client closed: a task that starts after it is cancelled at once
         self._tasks_cancelled = False
+        #: the ``async with open_client`` body's scope: cancelled when the hub
+        #: refuses the credential for good (then open_client raises)
+        self._body_scope = trio.CancelScope()
         #: says "cannot connect" once, then with backoff, not on every attempt
         self._connect_log = RetryLog(log, f"connect to the hub at {url}")
 
@@ -209,11 +212,14 @@ class Client:
         """Return once the hub has welcomed this client (at least once).
 
         Raises:
-            Unauthorized: the hub refused the client's credential (missing,
-                unknown, expired), or ``Forbidden`` its peer id (another
-                principal's); the client keeps retrying with backoff.
+            AuthenticationError: the hub refused the client's credential
+                (missing, unknown, expired): final, the client does not retry.
+            Forbidden: the hub refused the peer id (another principal's);
+                the client keeps retrying with backoff.
         """
         await self._welcomed.wait()
+        if self.session.closed_by is not None:
+            raise self.session.closed_by
         refused = self.session.refused
         if not self.session.welcomes and refused is not None:
             raise error_from_code(refused.code, refused.message)
@@ -380,9 +386,13 @@ class Client:
     def _refused(self) -> None:
         refused = self._refusal = self.session.refused
         if refused is not None:
-            log.error("the hub at %s refused this client (%s): %s", self.url, refused.code,
-                      refused.message)
+            final = self.session.closed_by is not None
+            log.error("the hub at %s refused this client (%s): %s%s", self.url, refused.code,
+                      refused.message, "; not retrying" if final else "")
             self._welcomed.set()  # wait_connection raises the refusal
+            if final:
+                # the ``async with open_client`` body ends; open_client raises
+                self._body_scope.cancel()
 
     def _perform(self, effect: SessionEffect) -> None:
         # Ordered by frequency: a routed request is a Send and a Resolve here.
@@ -695,8 +705,10 @@ async def open_client(url: str, *, client_id: str | None = None,
     ``updates()`` sees every change) or ``"own"`` (agent changes and changes
     to its own containers only: enough to follow its references, and cheap
     for the hub with many clients).  ``token`` is the credential presented
-    in every hello, for a hub that requires one (``serve --auth``); a refused
-    one makes ``wait_connection()`` raise ``Unauthorized``.  A ``wss://``
+    in every hello, for a hub that requires one (``serve --auth``).  A refused
+    credential is final: the client stops reconnecting, every call fails
+    with ``AuthenticationError``, the ``async with`` body is cancelled and
+    ``open_client`` raises ``AuthenticationError``.  A ``wss://``
     ``url`` is reached over TLS: its certificate is checked against ``ca``
     (a PEM bundle; default: the system's CAs), or ``ssl_context`` is used
     as it is (``tls.client_ssl_context(ca, cert=..., key=...)`` for a hub
@@ -712,6 +724,7 @@ async def open_client(url: str, *, client_id: str | None = None,
     Raises:
         ValueError: ``url`` is not a ``ws://`` URL or a comma-separated list
             of them (the message names the bad element).
+        AuthenticationError: the hub refused ``token`` (see above).
     """
     if ssl_context is None and ca is not None:
         ssl_context = client_ssl_context(ca)
@@ -727,10 +740,13 @@ async def open_client(url: str, *, client_id: str | None = None,
             session.connect(trio.current_time())
             client._drain()
             try:
-                yield client
+                with client._body_scope:
+                    yield client
             finally:
                 with trio.CancelScope(shield=True):
                     await client._shutdown()
                 client._cancel_tasks()
                 nursery.cancel_scope.cancel()
+    if client._body_scope.cancelled_caught and session.closed_by is not None:
+        raise session.closed_by
 

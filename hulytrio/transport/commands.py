@@ -435,6 +435,8 @@ def _agent_command(args: argparse.Namespace) -> int:
             await stop.wait()
             await agent.drain(shutdown_timeout)
 
+    from hulytrio.core.errors import AuthenticationError, Unauthorized
+
     from .errors import single_errors
 
     try:
@@ -446,6 +448,12 @@ def _agent_command(args: argparse.Namespace) -> int:
     except StateStoreError as exc:
         return _refuse("agent", ConfigError(
             f"{_origin_name(config, 'agent.stateStore')}: {exc}"))
+    except Unauthorized as exc:
+        # a refused credential (final), or a registration the roles do not
+        # allow: retrying cannot cure either
+        kind = "credential" if isinstance(exc, AuthenticationError) else "registration"
+        return _refuse("agent", ConfigError(f"the hub at {url} refused this agent's {kind}: "
+                                            f"{exc}"))
     return 0
 
 
