@@ -29,7 +29,7 @@ from hulytrio.core.errors import (
 )
 from hulytrio.core.events import NetworkEvent
 from hulytrio.core.timeouts import Timeouts
-from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions
+from hulytrio.core.types import AgentInfo, ClientInfo, ContainerRecord, GetOptions
 
 if TYPE_CHECKING:
     from hulytrio.transport.agent import Agent
@@ -74,6 +74,7 @@ __all__ = [
     "AuthenticationError",
     "Broadcast",
     "Client",
+    "ClientInfo",
     "ConnectionClosed",
     "Container",
     "ContainerConnection",

@@ -93,6 +93,7 @@ from .messages import (
     AgentsReply,
     Cancel,
     Claim,
+    ClientsReply,
     Close,
     Connect,
     Disconnect,
@@ -117,6 +118,7 @@ from .messages import (
     Retry,
     Start,
     Terminate,
+    TerminateAny,
     UnregisterAgent,
     Welcome,
 )
@@ -557,11 +559,23 @@ class ClientSession:
         return handle
 
     def query(self, what: str, kind: str | None = None) -> int:
-        """Ask the hub for ``"list"``, ``"agents"`` or ``"kinds"``; returns a handle.
+        """Ask the hub for ``"list"``, ``"agents"``, ``"kinds"`` or ``"clients"``; returns a handle.
 
-        Resolves with a tuple of ``ContainerRecord``, ``AgentInfo`` or ``str``.
+        Resolves with a tuple of ``ContainerRecord``, ``AgentInfo``, ``str``
+        or ``ClientInfo`` (``"clients"``: the admin role, else ``Forbidden``).
         """
         call = self.calls.open(CallKind.QUERY, True, data=(what, kind))
+        self._send_call(call)
+        return call.call_id
+
+    def terminate_any(self, uuid: str) -> int:
+        """Ask the hub to terminate container ``uuid``, whoever holds it; returns a handle.
+
+        Needs the ``admin`` role.  Resolves with None; rejects with
+        ``Forbidden`` (not an admin) or ``ContainerNotFound`` (no such
+        container, or it is still starting).
+        """
+        call = self.calls.open(CallKind.TERMINATE, True, data=uuid)
         self._send_call(call)
         return call.call_id
 
@@ -880,6 +894,8 @@ class ClientSession:
                 message = Connect(call.call_id, call.data)
             case CallKind.DRAIN:
                 message = Drain(call.call_id, call.agent_id or "")
+            case CallKind.TERMINATE:
+                message = TerminateAny(call.call_id, call.data)
         call.sent = True
         self._send(message)
 
@@ -1045,11 +1061,12 @@ class ClientSession:
         if call.user:
             self._effects.append(Resolve(msg.id, msg))
 
-    def _on_query_reply(self, msg: ListReply | AgentsReply | KindsReply, now: float) -> None:
+    def _on_query_reply(self, msg: ListReply | AgentsReply | KindsReply | ClientsReply,
+                        now: float) -> None:
         call = self.calls.finish(msg.id)
         if call is None:
             return
-        if call.kind is CallKind.RESYNC:
+        if call.kind is CallKind.RESYNC and not isinstance(msg, ClientsReply):
             event = self.view.replace(msg)
             if event is not None:
                 self._effects.append(DeliverEvent(event))
@@ -1060,6 +1077,8 @@ class ClientSession:
             value = msg.containers
         elif isinstance(msg, AgentsReply):
             value = msg.agents
+        elif isinstance(msg, ClientsReply):
+            value = msg.clients
         else:
             value = msg.kinds
         self._effects.append(Resolve(msg.id, value))
@@ -1205,6 +1224,7 @@ _HANDLERS: dict[type[Message], Any] = {
     ListReply: ClientSession._on_query_reply,
     AgentsReply: ClientSession._on_query_reply,
     KindsReply: ClientSession._on_query_reply,
+    ClientsReply: ClientSession._on_query_reply,
     Start: ClientSession._on_start,
     Terminate: ClientSession._on_terminate,
     Activate: ClientSession._on_activate,

@@ -62,7 +62,7 @@ from hulytrio.core.events import NetworkEvent
 from hulytrio.core.hubs import parse_hub_urls
 from hulytrio.core.messages import Error, Message
 from hulytrio.core.session import Backoff, ClientSession
-from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
+from hulytrio.core.types import AgentInfo, ClientInfo, ContainerRecord, GetOptions, OfferedContainer
 
 from ..wire.codec import (
     MAX_FRAME_BYTES,
@@ -256,6 +256,27 @@ class Client:
         """Return the sorted, de-duplicated kinds the registered agents host."""
         result: tuple[str, ...] = await self._wait(self.session.query("kinds"))
         return result
+
+    async def clients(self) -> tuple[ClientInfo, ...]:
+        """Return every client session at the hub, by client id (the ``admin`` role).
+
+        Raises:
+            Forbidden: this client's credential is not an admin's.
+        """
+        result: tuple[ClientInfo, ...] = await self._wait(self.session.query("clients"))
+        return result
+
+    async def terminate(self, uuid: str) -> None:
+        """Terminate container ``uuid``, whoever hosts and holds it (the ``admin`` role).
+
+        Its agent terminates it, and its holders' references re-acquire (a
+        new container), as when an agent dies.
+
+        Raises:
+            Forbidden: this client's credential is not an admin's.
+            ContainerNotFound: no such container, or it is still starting.
+        """
+        await self._wait(self.session.terminate_any(uuid))
 
     def updates(self) -> Updates:
         """Return an async iterator of the registry events from now on."""
