@@ -1,4 +1,5 @@
-"""Operator commands: ``health``, ``agents``, ``list``, ``request``, ``watch``, ``top``.
+"""Operator commands: ``health``, ``agents``, ``list``, ``request``, ``watch``, ``top``,
+and for admins ``clients`` and ``terminate``.
 
 Each one connects to a hub with the public client API (``open_client``),
 does one thing and exits: tables for people, ``--json`` for scripts.  The
@@ -255,6 +256,40 @@ class Snapshot:
     at: float
 
 
+async def clients(url: str, patience: float, out: TextIO, *, as_json: bool,
+                  access: Access = NO_ACCESS) -> None:
+    """Write every client session at the hub (the admin role), as a table or JSON.
+
+    Raises:
+        Unreachable: if the hub does not answer in time.
+        hulytrio.Forbidden: if the credential is not an admin's.
+    """
+    with trio.fail_after(patience):
+        async with connected(url, patience, events="own", access=access) as client:
+            infos = await client.clients()
+    if as_json:
+        _dump(infos, out)
+        return
+    _render(_table(f"{len(infos)} clients", ["client", "subject", "holds", "agents"],
+                   [[c.client_id, c.subject, ", ".join(c.holds) or "-",
+                     ", ".join(c.agents) or "-"] for c in infos]), out)
+
+
+async def terminate(url: str, patience: float, out: TextIO, *, uuid: str,
+                    access: Access = NO_ACCESS) -> None:
+    """Terminate container ``uuid`` whoever holds it (the admin role); writes one line.
+
+    Raises:
+        Unreachable: if the hub does not answer in time.
+        hulytrio.Forbidden: if the credential is not an admin's.
+        hulytrio.ContainerNotFound: if there is no such container.
+    """
+    with trio.fail_after(patience):
+        async with connected(url, patience, events="own", access=access) as client:
+            await client.terminate(uuid)
+    out.write(f"terminated {uuid}\n")
+
+
 async def _requests_forwarded(url: str, access: Access) -> float | None:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -346,9 +381,12 @@ def _run(args: argparse.Namespace, main: Callable[[], Awaitable[None]]) -> int:
         print(f"hulytrio {args.command}: the hub at {args.url} did not answer within "
               f"{args.timeout:g} s", file=sys.stderr)
         return 1
-    except hulytrio.AuthenticationError as exc:
-        # the token (or its absence) is the operator's input: fix it, do not retry
-        print(f"hulytrio {args.command}: the hub at {args.url} refused the credential: {exc}",
+    except hulytrio.Unauthorized as exc:
+        # the token (or its absence, or its role) is the operator's input:
+        # fix it, do not retry
+        what = ("the credential" if isinstance(exc, hulytrio.AuthenticationError)
+                else f"'{args.command}' for this credential")
+        print(f"hulytrio {args.command}: the hub at {args.url} refused {what}: {exc}",
               file=sys.stderr)
         return 2
     except (hulytrio.HulyError, ValueError) as exc:
@@ -418,6 +456,10 @@ def _command(args: argparse.Namespace) -> int:
             return 2
         return _run(args, lambda: request(url, patience, out, uuid=args.uuid,
                                           operation=args.operation, data=data, access=access))
+    if command == "clients":
+        return _run(args, lambda: clients(url, patience, out, as_json=args.json, access=access))
+    if command == "terminate":
+        return _run(args, lambda: terminate(url, patience, out, uuid=args.uuid, access=access))
     if command == "watch":
         return _run(args, lambda: watch(url, patience, out, as_json=args.json,
                                         count=args.count, access=access))
@@ -456,6 +498,11 @@ def register(sub: Any) -> None:
         "request": sub.add_parser("request", parents=[scripted],
                                   help="call an operation on a container"),
         "watch": sub.add_parser("watch", parents=[scripted], help="print registry events"),
+        "clients": sub.add_parser("clients", parents=[scripted],
+                                  help="list every client session (needs the admin role)"),
+        "terminate": sub.add_parser("terminate", parents=[common],
+                                    help="terminate a container, whoever holds it "
+                                         "(needs the admin role)"),
         "top": sub.add_parser("top", parents=[scripted],
                               help="live view of agents, containers and request rate"),
     }
@@ -464,6 +511,7 @@ def register(sub: Any) -> None:
     parsers["request"].add_argument("uuid", help="the container's uuid")
     parsers["request"].add_argument("operation", help="the operation name")
     parsers["request"].add_argument("data", nargs="?", help="the argument, as JSON")
+    parsers["terminate"].add_argument("uuid", help="the container's uuid")
     parsers["watch"].add_argument("--count", type=int, help="stop after this many events")
     parsers["top"].add_argument("--once", action="store_true",
                                 help="print one frame and exit (no live view)")

@@ -108,3 +108,52 @@ async def test_an_unusable_token_or_ca_file_is_one_line_and_exit_2(tmp_path):
             assert (code, out) == (2, "")
             assert says in err, err
             assert err.count("\n") == 1, err
+
+
+ADMIN = "admin-token-0123456789"
+
+
+async def test_admin_commands_clients_and_terminate(tmp_path):
+    (tmp_path / "tokens.toml").write_text(TOKENS + f"""
+[[token]]
+token = "{ADMIN}"
+subject = "root"
+role = "admin"
+""")
+    (tmp_path / "admin.token").write_text(ADMIN)
+    (tmp_path / "ops.token").write_text(OPS)
+    admin = ["--token-file", str(tmp_path / "admin.token")]
+    with trio.fail_after(90):
+        async with hulytrio.serve_network(
+                port=0, authenticator=load_authenticator(f"tokens:{tmp_path / 'tokens.toml'}")
+                ) as hub, \
+                hulytrio.open_client(hub.url, token=AGENT, client_id="pool-host") as client:
+            await client.serve_agent({"echo": start_echo}, agent_id="pool-1")
+            ref = await client.get("echo")
+
+            code, out, err = await hulytrio_cli("clients", "--url", hub.url, "--json", *admin)
+            assert code == 0, err
+            seen = {c["client_id"]: c for c in json.loads(out)}
+            assert seen["pool-host"]["subject"] == "pool"
+            assert seen["pool-host"]["holds"] == [ref.uuid]
+            assert seen["pool-host"]["agents"] == ["pool-1"]
+
+            # a client's token may do neither: one line, exit 2, nothing changes
+            for argv in (["clients"], ["terminate", ref.uuid]):
+                code, out, err = await hulytrio_cli(*argv, "--url", hub.url, "--token-file",
+                                                    str(tmp_path / "ops.token"))
+                assert (code, out) == (2, ""), err
+                assert err.count("\n") == 1, err
+                assert f"refused '{argv[0]}' for this credential" in err, err
+            assert hub.hub.registry.container(ref.uuid) is not None
+
+            before = hub.hub.registry.container(ref.uuid)
+            assert before is not None
+            code, out, err = await hulytrio_cli("terminate", "--url", hub.url, ref.uuid, *admin)
+            assert (code, out, err) == (0, f"terminated {ref.uuid}\n", "")
+            # that instance is gone; the holder's reference re-acquires its uuid
+            # (a new instance, as after an agent's death)
+            assert (await ref.request("again", 1))["data"] == 1
+            after = hub.hub.registry.container(ref.uuid)
+            assert after is not None
+            assert after.instance != before.instance
