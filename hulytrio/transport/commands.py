@@ -55,7 +55,8 @@ T = TypeVar("T")
 SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
                "--container-timeout", "--metrics-port", "--shutdown-timeout", "--auth",
                "--tls-cert", "--tls-key", "--tls-client-ca", "--lease", "--lease-ttl",
-               "--advertise-url")
+               "--advertise-url", "--max-in-flight", "--max-in-flight-per-container",
+               "--send-queue-bytes", "--max-alive-timeout")
 AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
                "--alive-timeout", "--shutdown-timeout", "--token-file", "--ca-file",
                "--tls-client-cert", "--tls-client-key", "--tls-cert", "--tls-key",
@@ -228,6 +229,7 @@ def _serve_command(args: argparse.Namespace) -> int:
         return _refuse("serve", exc)
     host, port = config.network.bind_address, config.network.port
     timeouts = hub_timeouts(config)
+    limits = config.limits
     # /metrics on its own port too, when monitoring is on (None: off; it is
     # always on the network port).
     metrics_port = config.metrics_port
@@ -249,14 +251,23 @@ def _serve_command(args: argparse.Namespace) -> int:
             if lease_url is None:
                 return serve_network(host, port, timeouts=timeouts, listen_sockets=listeners,
                                      metrics_port=metrics_port, authenticator=authenticator,
-                                     ssl_context=ssl_context)
+                                     ssl_context=ssl_context,
+                                     max_in_flight=limits.max_in_flight,
+                                     max_in_flight_per_container=(
+                                         limits.max_in_flight_per_container),
+                                     send_bytes=limits.send_queue_bytes,
+                                     max_alive_timeout=limits.max_alive_timeout)
             from .leadership import serve_on_lease
 
             return serve_on_lease(lease_url, lease_ttl=config.network.lease_ttl,
                                   advertise_url=config.network.advertise_url, host=host,
                                   port=port, timeouts=timeouts, listen_sockets=listeners,
                                   metrics_port=metrics_port, authenticator=authenticator,
-                                  ssl_context=ssl_context)
+                                  ssl_context=ssl_context,
+                                  max_in_flight=limits.max_in_flight,
+                                  max_in_flight_per_container=limits.max_in_flight_per_container,
+                                  send_bytes=limits.send_queue_bytes,
+                                  max_alive_timeout=limits.max_alive_timeout)
 
         async def body(stop: trio.Event) -> None:
             async with serve() as server:
