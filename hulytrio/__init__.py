@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from hulytrio.core.errors import (
+    AuthenticationError,
     ConnectionClosed,
     ContainerNotFound,
     Forbidden,
@@ -28,7 +29,7 @@ from hulytrio.core.errors import (
 )
 from hulytrio.core.events import NetworkEvent
 from hulytrio.core.timeouts import Timeouts
-from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions
+from hulytrio.core.types import AgentInfo, ClientInfo, ContainerRecord, GetOptions
 
 if TYPE_CHECKING:
     from hulytrio.transport.agent import Agent
@@ -70,8 +71,10 @@ def __dir__() -> list[str]:
 __all__ = [
     "Agent",
     "AgentInfo",
+    "AuthenticationError",
     "Broadcast",
     "Client",
+    "ClientInfo",
     "ConnectionClosed",
     "Container",
     "ContainerConnection",

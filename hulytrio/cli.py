@@ -29,6 +29,8 @@ COMMANDS = {
     "request": "hulytrio.ops.commands",
     "watch": "hulytrio.ops.commands",
     "top": "hulytrio.ops.commands",
+    "clients": "hulytrio.ops.commands",
+    "terminate": "hulytrio.ops.commands",
     "state": "hulytrio.state.commands",
 }
 

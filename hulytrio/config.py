@@ -39,6 +39,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from hulytrio.core.hubs import parse_hub_urls
+from hulytrio.wire.codec import MAX_FRAME_BYTES
 
 __all__ = [
     "KEYS",
@@ -46,6 +47,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Key",
+    "LimitsConfig",
     "LoggingConfig",
     "MonitoringConfig",
     "NetworkConfig",
@@ -134,6 +136,16 @@ class SecurityConfig:
 
 
 @attrs.frozen
+class LimitsConfig:
+    """The hub's bounds on one peer (``limits.*``; docs/security.md has the table)."""
+
+    max_in_flight: int = 1024
+    max_in_flight_per_container: int = 512
+    send_queue_bytes: int = 32 * 1024**2
+    max_alive_timeout: float = 300.0
+
+
+@attrs.frozen
 class Config:
     """The effective configuration; ``sources`` maps each key's path to its origin.
 
@@ -145,6 +157,7 @@ class Config:
     logging: LoggingConfig = attrs.Factory(LoggingConfig)
     monitoring: MonitoringConfig = attrs.Factory(MonitoringConfig)
     security: SecurityConfig = attrs.Factory(SecurityConfig)
+    limits: LimitsConfig = attrs.Factory(LimitsConfig)
     sources: Mapping[str, str] = attrs.field(factory=dict, eq=False)
 
     @property
@@ -493,6 +506,18 @@ KEYS: tuple[Key, ...] = (
     Key("security.tlsClientKey", _text, "a PEM file path (unset: in tlsClientCert)",
         "the private key of tlsClientCert", env="HULYTRIO_TLS_CLIENT_KEY",
         flag="--tls-client-key"),
+    Key("limits.maxInFlight", _count, "a whole number >= 1",
+        "hub: container calls in flight per client; more are answered retry",
+        env="HULYTRIO_MAX_IN_FLIGHT", flag="--max-in-flight"),
+    Key("limits.maxInFlightPerContainer", _count, "a whole number >= 1",
+        "hub: the same, per client and container", env="HULYTRIO_MAX_IN_FLIGHT_PER_CONTAINER",
+        flag="--max-in-flight-per-container"),
+    Key("limits.sendQueueBytes", _size, "a size: 32M, 64Mi, bytes",
+        "hub: bytes kept for a peer that does not read; past it the peer is dropped",
+        env="HULYTRIO_SEND_QUEUE_BYTES", flag="--send-queue-bytes"),
+    Key("limits.maxAliveTimeout", _seconds, "seconds > 0",
+        "hub: the longest alive timeout a hello may ask for (longer ones are clamped)",
+        env="HULYTRIO_MAX_ALIVE_TIMEOUT", flag="--max-alive-timeout"),
 )
 
 _BY_PATH = {key.path: key for key in KEYS}
@@ -503,7 +528,8 @@ def _make_converter() -> cattrs.Converter:
     """Return the converter between ``Config`` and the file's camelCase shape."""
     converter = cattrs.Converter(forbid_extra_keys=True)
     sections = {"network": NetworkConfig, "agent": AgentConfig, "logging": LoggingConfig,
-                "monitoring": MonitoringConfig, "security": SecurityConfig}
+                "monitoring": MonitoringConfig, "security": SecurityConfig,
+                "limits": LimitsConfig}
     for section, cls in sections.items():
         renames: dict[str, Any] = {_camel_to_snake(name): override(rename=name)
                                    for name in _SECTIONS[section]}
@@ -615,6 +641,21 @@ def _show(value: object) -> str:
 
 def _check_together(config: Config) -> None:
     """Refuse combinations that are each allowed alone but do not work together."""
+    limits = config.limits
+    if limits.send_queue_bytes < MAX_FRAME_BYTES:
+        # below one frame, a peer reading normally is dropped on any large answer
+        name = _name("limits.sendQueueBytes", config.source("limits.sendQueueBytes"))
+        raise ConfigError(f"{name}={format_size(limits.send_queue_bytes)} is not allowed: "
+                          f"expected at least one frame, {format_size(MAX_FRAME_BYTES)}")
+    # (the default per-container bound above a lower per-client one is
+    # harmless: the per-client bound binds first)
+    if (config.source("limits.maxInFlightPerContainer") != "default"
+            and limits.max_in_flight_per_container > limits.max_in_flight):
+        name = _name("limits.maxInFlightPerContainer",
+                     config.source("limits.maxInFlightPerContainer"))
+        bound = _name("limits.maxInFlight", config.source("limits.maxInFlight"))
+        raise ConfigError(f"{name}={limits.max_in_flight_per_container} is not allowed: "
+                          f"expected at most {bound} ({limits.max_in_flight})")
     network = config.network
     # Only a ping interval someone chose is checked: the default (1 s) with a
     # short alive timeout is how the hub always ran (tests and benchmarks use
@@ -635,7 +676,7 @@ def describe(config: Config) -> list[tuple[str, str, str]]:
     for key in KEYS:
         value = flat[key.section][key.name]
         shown = "unset" if value is None else json.dumps(value)
-        if key.path == "agent.memoryLimit" and value is not None:
+        if key.path in ("agent.memoryLimit", "limits.sendQueueBytes") and value is not None:
             shown = f"{format_size(value)} ({value} bytes)"
         rows.append((key.path, shown, config.source(key.path)))
     return rows

@@ -58,6 +58,8 @@ class CallKind(enum.Enum):
     CONNECT = "connect"
     #: A ``Drain`` of an agent hosted here that shuts down.
     DRAIN = "drain"
+    #: The user's ``terminate_any`` (an admin's ``TerminateAny``).
+    TERMINATE = "terminate"
 
 
 #: Error codes on which a ``Get`` is retried later: waiting may cure them.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "AuthenticationError",
     "ConnectionClosed",
     "ContainerNotFound",
     "ErrorCode",
@@ -103,6 +104,13 @@ class ConnectionClosed(HulyError):
 
 class Unauthorized(HulyError):
     """The hub refused the call: this peer may not do it."""
+
+
+class AuthenticationError(Unauthorized):
+    """The hub refused this peer's credential (missing, unknown, expired, badly signed).
+
+    Final: the session closed and does not reconnect; every call fails with it.
+    """
 
 
 class Forbidden(Unauthorized):

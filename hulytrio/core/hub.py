@@ -75,6 +75,7 @@ from .messages import (
     AgentsReply,
     Cancel,
     Claim,
+    ClientsReply,
     Close,
     Connect,
     ContainerStopped,
@@ -100,6 +101,7 @@ from .messages import (
     Response,
     Retry,
     Started,
+    TerminateAny,
     UnregisterAgent,
     Welcome,
 )
@@ -109,7 +111,7 @@ from .registry import Registry
 from .tally import Durations
 from .timeouts import Timeouts
 from .timers import Timers
-from .types import ClientId, ContainerUuid
+from .types import ClientId, ClientInfo, ContainerUuid
 
 __all__ = ["MAX_EVENT_BYTES", "Hub", "HubStatistics", "HubTimer", "HubTimers", "term_epoch_base"]
 
@@ -886,8 +888,34 @@ class Hub:
         self.registry.claim(client_id, msg.id, msg.agent_id, msg.container, now)
 
     def _on_query(self, conn: Conn, client_id: ClientId, msg: Query, now: float) -> None:
+        if msg.what == "clients":
+            self._clients_query(conn, client_id, msg)
+            return
         self._call(client_id, msg.id, msg.what if msg.what in _QUERIES else "query", now)
         self.registry.query(client_id, msg.id, msg.what, msg.kind)
+
+    def _clients_query(self, conn: Conn, client_id: ClientId, msg: Query) -> None:
+        """Answer ``Query("clients")``: every session, for an admin only."""
+        if not self._principal(client_id).allows(Action.SEE_ALL_CLIENTS):
+            self._forbid(conn, client_id, msg, "query 'clients' needs the admin role")
+            return
+        reg = self.registry
+        agents: dict[ClientId, list[str]] = {}
+        for info in reg.agents():
+            owner = reg.agent_owner(info.agent_id)
+            if owner is not None:
+                agents.setdefault(owner, []).append(info.agent_id)
+        self._count("clients", "ok")
+        self._effects.append(Send(conn, ClientsReply(msg.id, tuple(
+            ClientInfo(cid, self._principal(cid).subject, tuple(sorted(reg.holds(cid))),
+                       tuple(sorted(agents.get(cid, ()))))
+            for cid in sorted(reg.clients())))))
+
+    def _on_terminate_any(self, conn: Conn, client_id: ClientId, msg: TerminateAny, now: float
+                          ) -> None:
+        # the admin role is checked with every gated kind (``_denied``, at hello)
+        self._call(client_id, msg.id, "terminate", now)
+        self.registry.terminate_any(client_id, msg.id, msg.uuid, now)
 
     def _on_stopped(self, conn: Conn, client_id: ClientId, msg: ContainerStopped, now: float
                     ) -> None:
@@ -1078,6 +1106,7 @@ Hub.HANDLERS = {
     Cancel: Hub._on_cancel,
     Push: Hub._on_push,
     Drain: Hub._on_drain,
+    TerminateAny: Hub._on_terminate_any,
 }
 
 
@@ -1097,6 +1126,7 @@ _ACTION_OF: dict[type[Message], Action] = {
     Claim: Action.SERVE,
     Started: Action.SERVE,
     ContainerStopped: Action.SERVE,
+    TerminateAny: Action.TERMINATE_ANY,
 }
 
 

@@ -22,7 +22,14 @@ import attrs
 
 from .events import NetworkEvent
 from .fastinit import fast_init
-from .types import AgentId, AgentInfo, ContainerRecord, GetOptions, OfferedContainer
+from .types import (
+    AgentId,
+    AgentInfo,
+    ClientInfo,
+    ContainerRecord,
+    GetOptions,
+    OfferedContainer,
+)
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -30,6 +37,7 @@ __all__ = [
     "AgentsReply",
     "Cancel",
     "Claim",
+    "ClientsReply",
     "Close",
     "Connect",
     "ContainerStopped",
@@ -57,6 +65,7 @@ __all__ = [
     "Start",
     "Started",
     "Terminate",
+    "TerminateAny",
     "UnregisterAgent",
     "Welcome",
 ]
@@ -218,12 +227,29 @@ class Claim(Message):
 @fast_init
 @attrs.frozen
 class Query(Message):
-    """Read the registry: ``what`` is ``"list"``, ``"agents"`` or ``"kinds"``."""
+    """Read the registry: ``what`` is ``"list"``, ``"agents"``, ``"kinds"`` or ``"clients"``.
+
+    ``"clients"`` is for the ``admin`` role (``forbidden`` for others).
+    """
 
     TAG: ClassVar[str] = "query"
     id: int
     what: str
     kind: str | None = None
+
+
+@fast_init
+@attrs.frozen
+class TerminateAny(Message):
+    """Terminate container ``uuid`` whoever hosts and holds it (the ``admin`` role).
+
+    Answered ``Ok``, or ``Error`` (``not_found``: no such container or still
+    starting; ``forbidden``: the sender is not an admin).
+    """
+
+    TAG: ClassVar[str] = "terminate_any"
+    id: int
+    uuid: str
 
 
 @fast_init
@@ -300,6 +326,16 @@ class ListReply(Message):
     TAG: ClassVar[str] = "listed"
     id: int
     containers: tuple[ContainerRecord, ...]
+
+
+@fast_init
+@attrs.frozen
+class ClientsReply(Message):
+    """Answer to ``Query("clients")`` (the ``admin`` role): every session, by client id."""
+
+    TAG: ClassVar[str] = "clients"
+    id: int
+    clients: tuple[ClientInfo, ...]
 
 
 @fast_init
@@ -493,6 +529,6 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Hello, Welcome, Ping, Pong, Close, Get, Release, RegisterAgent, UnregisterAgent,
         Claim, Query, ContainerStopped, Drain, Ok, GetReply, RegisterReply, ListReply,
         AgentsReply, KindsReply, Error, Retry, Start, Started, Terminate, Activate, Request,
-        Response, Connect, Disconnect, Push, Event, Cancel,
+        Response, Connect, Disconnect, Push, Event, Cancel, TerminateAny, ClientsReply,
     )
 }

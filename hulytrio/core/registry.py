@@ -1088,6 +1088,29 @@ class Registry:
 
     # --- queries --------------------------------------------------------------
 
+    def terminate_any(self, client_id: ClientId, call_id: int, uuid: ContainerUuid, now: float
+                      ) -> None:
+        """Terminate ``uuid`` for an admin, whoever hosts and holds it; answers ``Ok``.
+
+        Its agent is told ``Terminate``, its holders lose it (their
+        references re-acquire, as when an agent dies) and clients see it
+        removed.  Errors: ``not_found`` if there is no such container, or it
+        is still starting (a pending start has no instance to terminate yet).
+        """
+        c = self._containers.get(uuid)
+        if c is None or c.state is _PENDING:
+            self._error(client_id, call_id, ErrorCode.NOT_FOUND,
+                        f"container {uuid!r} " + ("is still starting" if c else "not found"))
+            return
+        self.probes.hit("terminated by an admin")
+        agent = self._agents.get(c.agent_id)
+        if agent is not None:
+            self._send(agent.owner, Terminate(agent.agent_id, c.uuid))
+        self._drop_container(c, now, f"terminated by {client_id}")
+        if agent is not None:
+            self.events.agent(ChangeKind.UPDATED, agent.info())
+        self._send(client_id, Ok(call_id))
+
     def query(self, client_id: ClientId, call_id: int, what: str, kind: str | None) -> None:
         """Answer a ``Query``: ``ListReply``, ``AgentsReply``, ``KindsReply`` or ``Error``."""
         match what:

@@ -25,6 +25,7 @@ Connection lifecycle (``SessionState``, table ``SESSION_TRANSITIONS``)::
     BACKOFF --backoff delay elapsed--> CONNECTING          (forever, until close)
     READY --another Welcome--> READY                       (rebuilds again)
     HANDSHAKE --Welcome with a redirect, or an older term--> BACKOFF
+    HANDSHAKE --Error "unauthorized" (the credential refused)--> CLOSED  (final)
     any --close--> CLOSED
 
 Several hubs (one active, standbys on a lease): a standby answers the hello
@@ -78,9 +79,11 @@ from .effects import (
     SessionEffect,
 )
 from .errors import (
+    AuthenticationError,
     ConnectionClosed,
     ContainerNotFound,
     ErrorCode,
+    HulyError,
     LocalProtocolError,
     error_from_code,
 )
@@ -92,6 +95,7 @@ from .messages import (
     AgentsReply,
     Cancel,
     Claim,
+    ClientsReply,
     Close,
     Connect,
     Disconnect,
@@ -116,6 +120,7 @@ from .messages import (
     Retry,
     Start,
     Terminate,
+    TerminateAny,
     UnregisterAgent,
     Welcome,
 )
@@ -308,6 +313,9 @@ class ClientSession:
         #: ``forbidden``: the peer id is another principal's); None once welcomed.
         #: The session keeps reconnecting with backoff meanwhile.
         self.refused: Error | None = None
+        #: why the session closed by itself (a refused credential); None
+        #: while open or closed by ``close()``.  Calls made after fail with it.
+        self.closed_by: HulyError | None = None
         self.rng = rng
         self.alive_timeout = alive_timeout
         self.backoff = backoff
@@ -502,6 +510,22 @@ class ClientSession:
             elif isinstance(message, Error) and message.code in _REFUSALS:
                 self.probes.hit("hello refused")
                 self.refused = message
+                if message.code == ErrorCode.UNAUTHORIZED.value:
+                    self._credential_refused(message)
+
+    def _credential_refused(self, refusal: Error) -> None:
+        """The hub refused the credential itself: retrying cannot cure it, so close.
+
+        (A ``forbidden`` hello, a peer id another principal holds, may heal
+        when that session ends: the session keeps retrying then.)
+        """
+        self.probes.hit("credential refused: closed")
+        self.closed_by = AuthenticationError(refusal.message)
+        self._effects.append(CloseConnection(None, f"unauthorized: {refusal.message}"))
+        self._transition(SessionState.CLOSED)
+        for call in self.calls.close():
+            self._effects.append(Reject(call.call_id, self.closed_by))
+        self.timers = Timers()
 
     # --- user operations -------------------------------------------------------
 
@@ -636,11 +660,23 @@ class ClientSession:
         return handle
 
     def query(self, what: str, kind: str | None = None) -> int:
-        """Ask the hub for ``"list"``, ``"agents"`` or ``"kinds"``; returns a handle.
+        """Ask the hub for ``"list"``, ``"agents"``, ``"kinds"`` or ``"clients"``; returns a handle.
 
-        Resolves with a tuple of ``ContainerRecord``, ``AgentInfo`` or ``str``.
+        Resolves with a tuple of ``ContainerRecord``, ``AgentInfo``, ``str``
+        or ``ClientInfo`` (``"clients"``: the admin role, else ``Forbidden``).
         """
         call = self.calls.open(CallKind.QUERY, True, data=(what, kind))
+        self._send_call(call)
+        return call.call_id
+
+    def terminate_any(self, uuid: str) -> int:
+        """Ask the hub to terminate container ``uuid``, whoever holds it; returns a handle.
+
+        Needs the ``admin`` role.  Resolves with None; rejects with
+        ``Forbidden`` (not an admin) or ``ContainerNotFound`` (no such
+        container, or it is still starting).
+        """
+        call = self.calls.open(CallKind.TERMINATE, True, data=uuid)
         self._send_call(call)
         return call.call_id
 
@@ -1006,8 +1042,15 @@ class ClientSession:
             self._send_call(call)
 
     def _send_call(self, call: Call) -> None:
-        """Send ``call`` if the session is READY (else it waits for the next ``Welcome``)."""
+        """Send ``call`` if the session is READY (else it waits for the next ``Welcome``).
+
+        A call made on a closed session fails at once (it would wait for ever).
+        """
         if not self._ready:
+            if (self.state is SessionState.CLOSED and call.user
+                    and self.calls.finish(call.call_id) is not None):
+                self._effects.append(Reject(call.call_id, self.closed_by
+                                            or ConnectionClosed("client closed")))
             return
         message: Message
         match call.kind:
@@ -1046,6 +1089,8 @@ class ClientSession:
                 message = Connect(call.call_id, call.data)
             case CallKind.DRAIN:
                 message = Drain(call.call_id, call.agent_id or "")
+            case CallKind.TERMINATE:
+                message = TerminateAny(call.call_id, call.data)
         call.sent = True
         self._send(message)
 
@@ -1218,11 +1263,12 @@ class ClientSession:
         if call.user:
             self._effects.append(Resolve(msg.id, msg))
 
-    def _on_query_reply(self, msg: ListReply | AgentsReply | KindsReply, now: float) -> None:
+    def _on_query_reply(self, msg: ListReply | AgentsReply | KindsReply | ClientsReply,
+                        now: float) -> None:
         call = self.calls.finish(msg.id)
         if call is None:
             return
-        if call.kind is CallKind.RESYNC:
+        if call.kind is CallKind.RESYNC and not isinstance(msg, ClientsReply):
             event = self.view.replace(msg)
             if event is not None:
                 self._effects.append(DeliverEvent(event))
@@ -1233,6 +1279,8 @@ class ClientSession:
             value = msg.containers
         elif isinstance(msg, AgentsReply):
             value = msg.agents
+        elif isinstance(msg, ClientsReply):
+            value = msg.clients
         else:
             value = msg.kinds
         self._effects.append(Resolve(msg.id, value))
@@ -1377,6 +1425,7 @@ _HANDLERS: dict[type[Message], Any] = {
     ListReply: ClientSession._on_query_reply,
     AgentsReply: ClientSession._on_query_reply,
     KindsReply: ClientSession._on_query_reply,
+    ClientsReply: ClientSession._on_query_reply,
     Start: ClientSession._on_start,
     Terminate: ClientSession._on_terminate,
     Activate: ClientSession._on_activate,

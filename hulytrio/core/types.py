@@ -17,6 +17,7 @@ __all__ = [
     "AgentId",
     "AgentInfo",
     "ClientId",
+    "ClientInfo",
     "ContainerKind",
     "ContainerRecord",
     "ContainerState",
@@ -118,6 +119,20 @@ class ContainerRecord:
     stateless: bool = False
     epoch: int = 0
     instance: int = 0
+
+
+@fast_init
+@attrs.frozen
+class ClientInfo:
+    """A session as an admin sees it (``Query("clients")``)."""
+
+    client_id: ClientId
+    #: the principal's subject ("anonymous" with authentication off)
+    subject: str
+    #: the uuids it holds references to, sorted
+    holds: tuple[ContainerUuid, ...] = ()
+    #: the agent ids it registered, sorted
+    agents: tuple[AgentId, ...] = ()
 
 
 @fast_init

@@ -44,6 +44,7 @@ import functools
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeAlias, assert_never, cast
 
@@ -86,6 +87,7 @@ from .container import Container, Factory, StatelessContainer, has_state
 from .http import agent_routes
 from .limits import MAX_BAD_MESSAGES_PER_FRAME, PRE_HELLO_BYTES, refusal
 from .outbox import Outbox
+from .tls_relay import accept_tls
 from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
 
 __all__ = ["Agent", "AgentHost", "AgentRuntime", "HostedAgentEffect"]
@@ -285,6 +287,8 @@ class AgentRuntime:
         self._endpoint_peers: dict[int, _EndpointPeer] = {}
         #: direct connections being served, upgrading ones included
         self._endpoint_connections = 0
+        #: the endpoint's TLS settings (None: plain ``ws://``)
+        self._endpoint_tls: ssl.SSLContext | None = None
         # Shielded like every client task: it closes with the agent, not before.
         self._endpoint_scope = trio.CancelScope(shield=True)
         self._tasks = 0
@@ -335,8 +339,11 @@ class AgentRuntime:
 
     # --- the endpoint server ------------------------------------------------------
 
-    async def open_endpoint(self, spec: str) -> str:
+    async def open_endpoint(self, spec: str, ssl_context: ssl.SSLContext | None = None) -> str:
         """Listen on ``spec`` (``"HOST:PORT"``); returns the URL to advertise.
+
+        With ``ssl_context`` (``tls.server_ssl_context``) the endpoint speaks
+        ``wss://`` only, and advertises a ``wss://`` URL.
 
         Raises:
             OSError: if the address cannot be bound.
@@ -346,11 +353,13 @@ class AgentRuntime:
         if not sep or not port_text.isdigit():
             raise ValueError(f"endpoint must be HOST:PORT, got {spec!r}")
         host = host or "0.0.0.0"
+        self._endpoint_tls = ssl_context
         listener: Any = await self.host.start(self._serve_endpoint, host, int(port_text))
         advertised = host
         if host in ("0.0.0.0", "::"):
             advertised = os.environ.get("AGENT_HOST") or socket.gethostname()
-        url = f"ws://{advertised}:{listener.socket.getsockname()[1]}"
+        scheme = "ws" if ssl_context is None else "wss"
+        url = f"{scheme}://{advertised}:{listener.socket.getsockname()[1]}"
         log.info("agent %s endpoint listening on %s", self.agent_id, url)
         return url
 
@@ -389,6 +398,24 @@ class AgentRuntime:
             self._endpoint_connections -= 1
 
     async def _handle_endpoint_stream(self, stream: trio.SocketStream) -> None:
+        if self._endpoint_tls is None:
+            await self._handle_endpoint_ws(stream)
+            return
+        address = _peer_address(stream)
+        where = f"agent {self.agent_id} endpoint, peer {address}"
+        async with trio.open_nursery() as relays:
+            plain = None
+            with trio.move_on_after(ENDPOINT_HANDSHAKE_TIMEOUT) as handshake_scope:
+                plain = await accept_tls(stream, self._endpoint_tls, where, relays.start_soon)
+            if handshake_scope.cancelled_caught:
+                log.info("TLS handshake with %s: none within %g s", where,
+                         ENDPOINT_HANDSHAKE_TIMEOUT)
+            if plain is not None:
+                await self._handle_endpoint_ws(plain, address)
+
+    async def _handle_endpoint_ws(self, stream: trio.SocketStream,
+                                  address: str | None = None) -> None:
+        """Serve one WebSocket; ``address`` names the peer of a relayed (TLS) stream."""
         try:
             with trio.fail_after(ENDPOINT_HANDSHAKE_TIMEOUT):
                 ws = await accept_websocket(stream, max_message_size=MAX_FRAME_BYTES,
@@ -398,6 +425,8 @@ class AgentRuntime:
                 log.info("agent %s endpoint: upgrade failed: %r", self.agent_id, exc)
             await trio.aclose_forcefully(stream)
             return
+        if address is not None:
+            ws.remote = address
         try:
             await self._serve_endpoint_peer(ws)
         except Exception as exc:
@@ -907,3 +936,12 @@ class AgentRuntime:
     def cancel(self) -> None:
         """Close the endpoint server and its connections at once."""
         self._endpoint_scope.cancel()
+
+
+def _peer_address(stream: trio.SocketStream) -> str:
+    """Return ``HOST:PORT`` of the stream's peer, or ``"?"`` if the socket is gone."""
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"

@@ -62,7 +62,7 @@ from hulytrio.core.events import NetworkEvent
 from hulytrio.core.hubs import parse_hub_urls
 from hulytrio.core.messages import Error, Message
 from hulytrio.core.session import Backoff, ClientSession
-from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
+from hulytrio.core.types import AgentInfo, ClientInfo, ContainerRecord, GetOptions, OfferedContainer
 
 from ..wire.codec import (
     MAX_FRAME_BYTES,
@@ -193,6 +193,11 @@ class Client:
         self._timer = DeadlineTask(session.next_deadline, self._fire)
         #: the shielded scopes of the background tasks (see ``spawn``)
         self._scopes: dict[int, trio.CancelScope] = {}
+        #: set once the client closed: a task that starts after it is cancelled at once
+        self._tasks_cancelled = False
+        #: the ``async with open_client`` body's scope: cancelled when the hub
+        #: refuses the credential for good (then open_client raises)
+        self._body_scope = trio.CancelScope()
         #: says "cannot connect" once, then with backoff, not on every attempt
         self._connect_log = RetryLog(log, f"connect to the hub at {url}")
 
@@ -207,11 +212,14 @@ class Client:
         """Return once the hub has welcomed this client (at least once).
 
         Raises:
-            Unauthorized: the hub refused the client's credential (missing,
-                unknown, expired), or ``Forbidden`` its peer id (another
-                principal's); the client keeps retrying with backoff.
+            AuthenticationError: the hub refused the client's credential
+                (missing, unknown, expired): final, the client does not retry.
+            Forbidden: the hub refused the peer id (another principal's);
+                the client keeps retrying with backoff.
         """
         await self._welcomed.wait()
+        if self.session.closed_by is not None:
+            raise self.session.closed_by
         refused = self.session.refused
         if not self.session.welcomes and refused is not None:
             raise error_from_code(refused.code, refused.message)
@@ -249,6 +257,27 @@ class Client:
         result: tuple[str, ...] = await self._wait(self.session.query("kinds"))
         return result
 
+    async def clients(self) -> tuple[ClientInfo, ...]:
+        """Return every client session at the hub, by client id (the ``admin`` role).
+
+        Raises:
+            Forbidden: this client's credential is not an admin's.
+        """
+        result: tuple[ClientInfo, ...] = await self._wait(self.session.query("clients"))
+        return result
+
+    async def terminate(self, uuid: str) -> None:
+        """Terminate container ``uuid``, whoever hosts and holds it (the ``admin`` role).
+
+        Its agent terminates it, and its holders' references re-acquire (a
+        new container), as when an agent dies.
+
+        Raises:
+            Forbidden: this client's credential is not an admin's.
+            ContainerNotFound: no such container, or it is still starting.
+        """
+        await self._wait(self.session.terminate_any(uuid))
+
     def updates(self) -> Updates:
         """Return an async iterator of the registry events from now on."""
         listener = Updates(self)
@@ -258,6 +287,7 @@ class Client:
     async def serve_agent(self, factories: dict[str, Factory], *, agent_id: str | None = None,
                           stateless: Sequence[StatelessContainer] = (),
                           endpoint: str | None = None,
+                          endpoint_ssl_context: ssl.SSLContext | None = None,
                           max_containers: int | None = None,
                           state_store: StateStore | None = None,
                           checkpoint_interval: float = 60.0,
@@ -266,7 +296,9 @@ class Client:
 
         ``factories`` maps each kind to an async factory; ``stateless`` lists
         pre-existing HA instances; ``endpoint`` (``"HOST:PORT"``, port 0 for
-        any) opens the agent's own WebSocket server for direct connections;
+        any) opens the agent's own WebSocket server for direct connections,
+        ``wss://`` with ``endpoint_ssl_context`` (``tls.server_ssl_context``;
+        clients dial it with the CA bundle they use for the hub);
         ``max_containers`` caps the containers it runs (the hub is told, and
         starts beyond it are refused with ``full``); ``state_store`` (from
         ``hulytrio.state.open_state_store``) restores containers with state
@@ -276,12 +308,15 @@ class Client:
         hub's alive timeout; docs/high-availability.md).
 
         Raises:
-            LocalProtocolError: if an agent with that id is already hosted here.
+            LocalProtocolError: if an agent with that id is already hosted here,
+                or ``endpoint_ssl_context`` is given without an ``endpoint``.
             OSError: if the endpoint cannot be bound.
         """
         agent_id = agent_id if agent_id is not None else f"agent-{secrets.token_hex(4)}"
         if agent_id in self._agents:
             raise LocalProtocolError(f"agent {agent_id!r} is already hosted here")
+        if endpoint_ssl_context is not None and endpoint is None:
+            raise LocalProtocolError("endpoint_ssl_context needs an endpoint")
         if not checkpoint_interval > 0:
             raise LocalProtocolError(f"checkpoint_interval must be > 0, got {checkpoint_interval}")
         if fence_lease is not None and not fence_lease > 0:
@@ -290,7 +325,7 @@ class Client:
                                state_store=state_store, checkpoint_interval=checkpoint_interval)
         advertised = None
         if endpoint is not None:
-            advertised = await runtime.open_endpoint(endpoint)
+            advertised = await runtime.open_endpoint(endpoint, endpoint_ssl_context)
         offers = tuple(OfferedContainer(s.uuid, s.kind, tuple(s.labels), True) for s in stateless)
         runtime.state = AgentState(agent_id, tuple(factories), endpoint=advertised,
                                    stateless=offers, max_containers=max_containers,
@@ -324,6 +359,11 @@ class Client:
     async def _shielded(self, fn: Callable[..., Awaitable[object]], args: tuple[Any, ...]
                         ) -> None:
         scope = trio.CancelScope(shield=True)
+        if self._tasks_cancelled:
+            # spawned before the client closed but started only after
+            # _cancel_tasks (a body that exits without a checkpoint): it
+            # would otherwise run, shielded, for ever
+            scope.cancel()
         self._scopes[id(scope)] = scope
         try:
             with scope:
@@ -332,6 +372,7 @@ class Client:
             del self._scopes[id(scope)]
 
     def _cancel_tasks(self) -> None:
+        self._tasks_cancelled = True
         for scope in list(self._scopes.values()):
             scope.cancel()
 
@@ -372,9 +413,13 @@ class Client:
     def _refused(self) -> None:
         refused = self._refusal = self.session.refused
         if refused is not None:
-            log.error("the hub at %s refused this client (%s): %s", self.url, refused.code,
-                      refused.message)
+            final = self.session.closed_by is not None
+            log.error("the hub at %s refused this client (%s): %s%s", self.url, refused.code,
+                      refused.message, "; not retrying" if final else "")
             self._welcomed.set()  # wait_connection raises the refusal
+            if final:
+                # the ``async with open_client`` body ends; open_client raises
+                self._body_scope.cancel()
 
     def _perform(self, effect: SessionEffect) -> None:
         # Ordered by frequency: a routed request is a Send and a Resolve here.
@@ -441,7 +486,7 @@ class Client:
         """``ref.connect()``: straight to the agent's endpoint if it has one, else the hub."""
         endpoint = ref.record.endpoint
         if endpoint:
-            ws = await open_endpoint(endpoint)
+            ws = await open_endpoint(endpoint, ssl_context=self.ssl_context, spawn=self.spawn)
             if ws is not None:
                 async with run_direct_connection(ref, ws, self.client_id) as conn:
                     yield conn
@@ -687,8 +732,10 @@ async def open_client(url: str, *, client_id: str | None = None,
     ``updates()`` sees every change) or ``"own"`` (agent changes and changes
     to its own containers only: enough to follow its references, and cheap
     for the hub with many clients).  ``token`` is the credential presented
-    in every hello, for a hub that requires one (``serve --auth``); a refused
-    one makes ``wait_connection()`` raise ``Unauthorized``.  A ``wss://``
+    in every hello, for a hub that requires one (``serve --auth``).  A refused
+    credential is final: the client stops reconnecting, every call fails
+    with ``AuthenticationError``, the ``async with`` body is cancelled and
+    ``open_client`` raises ``AuthenticationError``.  A ``wss://``
     ``url`` is reached over TLS: its certificate is checked against ``ca``
     (a PEM bundle; default: the system's CAs), or ``ssl_context`` is used
     as it is (``tls.client_ssl_context(ca, cert=..., key=...)`` for a hub
@@ -704,6 +751,7 @@ async def open_client(url: str, *, client_id: str | None = None,
     Raises:
         ValueError: ``url`` is not a ``ws://`` URL or a comma-separated list
             of them (the message names the bad element).
+        AuthenticationError: the hub refused ``token`` (see above).
     """
     if ssl_context is None and ca is not None:
         ssl_context = client_ssl_context(ca)
@@ -719,10 +767,13 @@ async def open_client(url: str, *, client_id: str | None = None,
             session.connect(trio.current_time())
             client._drain()
             try:
-                yield client
+                with client._body_scope:
+                    yield client
             finally:
                 with trio.CancelScope(shield=True):
                     await client._shutdown()
                 client._cancel_tasks()
                 nursery.cancel_scope.cancel()
+    if client._body_scope.cancelled_caught and session.closed_by is not None:
+        raise session.closed_by
 

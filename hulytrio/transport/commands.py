@@ -55,11 +55,12 @@ T = TypeVar("T")
 SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
                "--container-timeout", "--metrics-port", "--shutdown-timeout", "--auth",
                "--tls-cert", "--tls-key", "--tls-client-ca", "--lease", "--lease-ttl",
-               "--advertise-url")
+               "--advertise-url", "--max-in-flight", "--max-in-flight-per-container",
+               "--send-queue-bytes", "--max-alive-timeout")
 AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
                "--alive-timeout", "--shutdown-timeout", "--token-file", "--ca-file",
-               "--tls-client-cert", "--tls-client-key", "--state", "--checkpoint-interval",
-               "--fence-lease")
+               "--tls-client-cert", "--tls-client-key", "--tls-cert", "--tls-key",
+               "--tls-client-ca", "--state", "--checkpoint-interval", "--fence-lease")
 LOG_FLAGS = ("--log-level", "--log-format", "--log-file")
 #: An agent's data limit below this would fail Python itself, not its containers.
 MIN_MEMORY_LIMIT = 32 * 1024**2
@@ -219,19 +220,16 @@ def _serve_command(args: argparse.Namespace) -> int:
     _warn_inert(config, "hub")
     from hulytrio.auth import AuthError, load_authenticator
 
-    from .tls import TlsError, server_ssl_context
+    from .tls import TlsError
 
-    security = config.security
     try:
-        authenticator = load_authenticator(security.auth)
-        if security.tls_cert is None and (security.tls_key or security.tls_client_ca):
-            raise TlsError("--tls-key and --tls-client-ca need --tls-cert")
-        ssl_context = (None if security.tls_cert is None else server_ssl_context(
-            security.tls_cert, security.tls_key, client_ca=security.tls_client_ca))
+        authenticator = load_authenticator(config.security.auth)
+        ssl_context = _server_tls(config)
     except (AuthError, TlsError) as exc:
         return _refuse("serve", exc)
     host, port = config.network.bind_address, config.network.port
     timeouts = hub_timeouts(config)
+    limits = config.limits
     # /metrics on its own port too, when monitoring is on (None: off; it is
     # always on the network port).
     metrics_port = config.metrics_port
@@ -253,14 +251,23 @@ def _serve_command(args: argparse.Namespace) -> int:
             if lease_url is None:
                 return serve_network(host, port, timeouts=timeouts, listen_sockets=listeners,
                                      metrics_port=metrics_port, authenticator=authenticator,
-                                     ssl_context=ssl_context)
+                                     ssl_context=ssl_context,
+                                     max_in_flight=limits.max_in_flight,
+                                     max_in_flight_per_container=(
+                                         limits.max_in_flight_per_container),
+                                     send_bytes=limits.send_queue_bytes,
+                                     max_alive_timeout=limits.max_alive_timeout)
             from .leadership import serve_on_lease
 
             return serve_on_lease(lease_url, lease_ttl=config.network.lease_ttl,
                                   advertise_url=config.network.advertise_url, host=host,
                                   port=port, timeouts=timeouts, listen_sockets=listeners,
                                   metrics_port=metrics_port, authenticator=authenticator,
-                                  ssl_context=ssl_context)
+                                  ssl_context=ssl_context,
+                                  max_in_flight=limits.max_in_flight,
+                                  max_in_flight_per_container=limits.max_in_flight_per_container,
+                                  send_bytes=limits.send_queue_bytes,
+                                  max_alive_timeout=limits.max_alive_timeout)
 
         async def body(stop: trio.Event) -> None:
             async with serve() as server:
@@ -392,13 +399,14 @@ def _agent_command(args: argparse.Namespace) -> int:
                               f"an agent: expected the hub's port 1..65535")
         _limit_memory(config)
         token, ssl_context = _peer_security(config)
+        endpoint = config.agent_endpoint()
+        endpoint_tls = _endpoint_tls(config, endpoint)
         factories, stateless = load_factories(args.factories)
     except ConfigError as exc:
         return _refuse("agent", exc)
     except (ValueError, ImportError, AttributeError) as exc:
         return _refuse("agent", ConfigError(f"--factories {args.factories}: {exc}"))
     _warn_inert(config, "agent")
-    endpoint = config.agent_endpoint()
     # The agent asks the hub for its own alive timeout only when one was set.
     alive = (config.network.alive_timeout
              if config.source("network.aliveTimeout") != "default" else None)
@@ -423,7 +431,8 @@ def _agent_command(args: argparse.Namespace) -> int:
                 open_client(url, alive_timeout=alive, token=token, ssl_context=ssl_context))
             agent = await _unless_stopped(stop, functools.partial(
                 client.serve_agent, factories, agent_id=config.agent.id, stateless=stateless,
-                endpoint=endpoint, max_containers=config.agent.max_containers,
+                endpoint=endpoint, endpoint_ssl_context=endpoint_tls,
+                max_containers=config.agent.max_containers,
                 state_store=store, checkpoint_interval=config.agent.checkpoint_interval,
                 fence_lease=config.agent.fence_lease))
             if agent is None:
@@ -438,6 +447,8 @@ def _agent_command(args: argparse.Namespace) -> int:
             await stop.wait()
             await agent.drain(shutdown_timeout)
 
+    from hulytrio.core.errors import AuthenticationError, Unauthorized
+
     from .errors import single_errors
 
     try:
@@ -449,7 +460,48 @@ def _agent_command(args: argparse.Namespace) -> int:
     except StateStoreError as exc:
         return _refuse("agent", ConfigError(
             f"{_origin_name(config, 'agent.stateStore')}: {exc}"))
+    except Unauthorized as exc:
+        # a refused credential (final), or a registration the roles do not
+        # allow: retrying cannot cure either
+        kind = "credential" if isinstance(exc, AuthenticationError) else "registration"
+        return _refuse("agent", ConfigError(f"the hub at {url} refused this agent's {kind}: "
+                                            f"{exc}"))
     return 0
+
+
+def _server_tls(config: Config) -> Any:
+    """Return the server TLS context of ``--tls-cert``/``--tls-key``/``--tls-client-ca``.
+
+    None without ``--tls-cert``.  Raises ``TlsError`` (one line) if a file is
+    unusable or a key or client CA is given without a certificate.
+    """
+    from .tls import TlsError, server_ssl_context
+
+    security = config.security
+    if security.tls_cert is None:
+        if security.tls_key or security.tls_client_ca:
+            raise TlsError("--tls-key and --tls-client-ca need --tls-cert")
+        return None
+    return server_ssl_context(security.tls_cert, security.tls_key,
+                              client_ca=security.tls_client_ca)
+
+
+def _endpoint_tls(config: Config, endpoint: str | None) -> Any:
+    """Return the agent endpoint's TLS context (None: plain ``ws://``).
+
+    Raises:
+        ConfigError: a TLS file is unusable, or TLS is asked without an endpoint.
+    """
+    from .tls import TlsError
+
+    try:
+        context = _server_tls(config)
+    except TlsError as exc:
+        raise ConfigError(str(exc)) from None
+    if context is not None and endpoint is None:
+        raise ConfigError(f"{_origin_name(config, 'security.tlsCert')} is for the agent's "
+                          f"endpoint: set --endpoint (agent.endpoint) too")
+    return context
 
 
 def _peer_security(config: Config) -> tuple[str | None, Any]:

@@ -19,7 +19,8 @@ If the agent's endpoint cannot be reached, the hub path is used instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+import ssl
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, assert_never
 
@@ -53,8 +54,9 @@ from .deadlines import DeadlineTask
 from .errors import single_errors
 from .limits import refusal
 from .outbox import Outbox
+from .tls_relay import connect_wss
 from .waiter import Waiter
-from .websocket import HandshakeError, WebSocket, WebSocketClosed, connect_websocket
+from .websocket import HandshakeError, WebSocket, WebSocketClosed
 
 __all__ = [
     "ConnectionTarget",
@@ -321,11 +323,20 @@ async def _run_direct(ref: ConnectionTarget, ws: WebSocket, client_id: str,
                 await direct.writer_done.wait()
 
 
-async def open_endpoint(url: str) -> WebSocket | None:
-    """Open a WebSocket to an agent's endpoint; returns it, or None (logged) if unreachable."""
+async def open_endpoint(url: str, *, ssl_context: ssl.SSLContext | None,
+                        spawn: Callable[..., Any]) -> WebSocket | None:
+    """Open a WebSocket to an agent's endpoint; returns it, or None (logged) if unreachable.
+
+    A ``wss://`` endpoint is dialled with ``ssl_context`` (the one the client
+    uses for the hub: same CA bundle, same client certificate) and relayed
+    through ``spawn`` (``tls_relay.relay``); a certificate that does not
+    verify is "unreachable" too, and the caller uses the hub instead.
+    """
     try:
         with trio.fail_after(5):
-            return await connect_websocket(url, max_message_size=MAX_FRAME_BYTES)
+            return await connect_wss(url, max_message_size=MAX_FRAME_BYTES,
+                                     ssl_context=ssl_context, spawn=spawn)
     except (OSError, ValueError, HandshakeError, trio.TooSlowError) as exc:
-        log.warning("agent endpoint %s unreachable (%r); using the hub", url, exc)
+        log.warning("agent endpoint %s unreachable (%s); using the hub", url,
+                    str(exc) or repr(exc))
         return None

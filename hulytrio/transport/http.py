@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -185,21 +186,29 @@ async def serve_http(routes: HttpRoutes, host: str, port: int, *,
     await trio.serve_listeners(handle, listeners)
 
 
-async def fetch(url: str, path: str) -> tuple[int, bytes]:
+async def fetch(url: str, path: str, *, ssl_context: ssl.SSLContext | None = None
+                ) -> tuple[int, bytes]:
     """GET ``path`` from the host and port of ``url`` (``http://`` or ``ws://``).
 
-    Returns the status code and the body.  Bound the wait with a trio timeout.
+    ``https://`` and ``wss://`` are fetched over TLS, the certificate checked
+    with ``ssl_context`` (None: the system's CAs).  Returns the status code
+    and the body.  Bound the wait with a trio timeout.
 
     Raises:
         ValueError: if ``url`` has no host, or the answer is not HTTP.
         OSError: if the connection fails.
+        trio.BrokenResourceError: if the TLS handshake fails.
     """
     parts = urlsplit(url)
     if not parts.hostname:
         raise ValueError(f"expected an http:// or ws:// URL with a host, got {url!r}")
-    port = parts.port or 80
+    secure = parts.scheme in ("https", "wss")
+    port = parts.port or (443 if secure else 80)
     conn = h11.Connection(h11.CLIENT)
-    stream = await trio.open_tcp_stream(parts.hostname, port)
+    stream: trio.abc.Stream = await trio.open_tcp_stream(parts.hostname, port)
+    if secure:
+        stream = trio.SSLStream(stream, ssl_context or ssl.create_default_context(),
+                                server_hostname=parts.hostname)
     async with stream:
         await stream.send_all(conn.send(h11.Request(
             method="GET", target=path,
@@ -213,7 +222,7 @@ async def fetch(url: str, path: str) -> tuple[int, bytes]:
             except h11.RemoteProtocolError as exc:
                 raise ValueError(f"not an HTTP answer from {url}: {exc}") from exc
             if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(64 * 1024))
+                conn.receive_data(bytes(await stream.receive_some(64 * 1024)))
             elif isinstance(event, h11.Response):
                 status = event.status_code
             elif isinstance(event, h11.Data):

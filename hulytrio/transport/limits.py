@@ -27,6 +27,7 @@ from hulytrio.core.errors import ErrorCode
 from hulytrio.core.messages import (
     AgentsReply,
     Claim,
+    ClientsReply,
     Connect,
     Error,
     Get,
@@ -44,6 +45,7 @@ from hulytrio.core.messages import (
     Retry,
     Start,
     Started,
+    TerminateAny,
     UnregisterAgent,
 )
 
@@ -61,10 +63,11 @@ PRE_HELLO_BYTES = 64 * 1024
 MAX_BAD_MESSAGES_PER_FRAME = 32
 
 #: Messages that answer a call of the peer's (carry the peer's call id).
-_REPLIES = (AgentsReply, Error, GetReply, KindsReply, ListReply, Ok, RegisterReply, Response,
-            Retry, Started)
+_REPLIES = (AgentsReply, ClientsReply, Error, GetReply, KindsReply, ListReply, Ok,
+            RegisterReply, Response, Retry, Started)
 #: Messages that are calls of ours (the peer answers them by id).
-_CALLS = (Claim, Connect, Get, Query, RegisterAgent, Release, Request, Start, UnregisterAgent)
+_CALLS = (Claim, Connect, Get, Query, RegisterAgent, Release, Request, Start, TerminateAny,
+          UnregisterAgent)
 
 
 @attrs.frozen

@@ -72,7 +72,7 @@ from .lifecycle import Lifecycle
 from .limits import MAX_BAD_MESSAGES_PER_FRAME, PRE_HELLO_BYTES, refusal
 from .metrics import hub_routes
 from .outbox import Outbox
-from .tls_relay import handshake, relay
+from .tls_relay import accept_tls
 from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
 
 __all__ = ["NetworkServer", "ServerStatistics", "serve_network"]
@@ -387,15 +387,10 @@ class NetworkServer:
                           relays: trio.Nursery) -> trio.SocketStream | None:
         """Complete the TLS handshake; returns the relay's plain end, or None (logged)."""
         assert self.ssl_context is not None
-        tls = trio.SSLStream(stream, self.ssl_context, server_side=True)
-        try:
-            with trio.fail_after(HANDSHAKE_TIMEOUT):
-                await handshake(tls, address)
-        except (HandshakeError, trio.TooSlowError) as exc:
-            log.info("TLS handshake failed: %s", exc)
-            await trio.aclose_forcefully(tls)
-            return None
-        return relay(relays.start_soon, tls)
+        with trio.move_on_after(HANDSHAKE_TIMEOUT):
+            return await accept_tls(stream, self.ssl_context, address, relays.start_soon)
+        log.info("TLS handshake with %s: none within %g s", address, HANDSHAKE_TIMEOUT)
+        return None
 
     async def _accept(self, stream: trio.SocketStream) -> WebSocket | None:
         """Complete the WebSocket upgrade; returns the WebSocket, or None (logged)."""

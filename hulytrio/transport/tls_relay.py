@@ -21,6 +21,7 @@ both ends, the TLS one with a ``close_notify`` bounded to a second.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import ssl
 from collections.abc import Callable
@@ -31,10 +32,15 @@ import trio
 
 from .websocket import HandshakeError, WebSocket, connect_websocket
 
-__all__ = ["RELAY_BYTES", "TLS_HANDSHAKE_ERRORS", "connect_wss", "handshake", "relay"]
+__all__ = ["CLOSE_NOTIFY_TIMEOUT", "RELAY_BYTES", "TLS_HANDSHAKE_ERRORS", "accept_tls",
+           "connect_wss", "handshake", "relay"]
+
+log = logging.getLogger(__name__)
 
 #: Bytes moved per read, each way.
 RELAY_BYTES = 256 * 1024
+#: Seconds the relay waits to send its ``close_notify`` before closing the socket.
+CLOSE_NOTIFY_TIMEOUT = 1.0
 #: What a failed TLS handshake raises in trio (the ssl error is its cause).
 TLS_HANDSHAKE_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
@@ -84,14 +90,17 @@ async def _relay(tls: trio.SSLStream[Any], inner: trio.SocketStream) -> None:
             nursery.start_soon(_copy, inner, tls, nursery.cancel_scope)
             nursery.start_soon(_copy, tls, inner, nursery.cancel_scope)
     finally:
-        await trio.aclose_forcefully(inner)
-        with trio.move_on_after(1) as scope:
-            scope.shield = True
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError,
-                                     OSError):
+        # Shielded: a relay is usually ended by cancellation (a client closing
+        # cancels its tasks), and in a cancelled scope the first checkpoint
+        # re-raises Cancelled: unshielded, that skipped the rest of this block
+        # and left the TLS socket open (the ResourceWarning of h/auth-wss-wip).
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(inner)
+            with trio.move_on_after(CLOSE_NOTIFY_TIMEOUT), contextlib.suppress(
+                    trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 await tls.aclose()
-        # whatever state the TLS stream ended in, its socket is closed
-        await trio.aclose_forcefully(tls.transport_stream)
+            # whatever state the TLS stream ended in, its socket is closed
+            await trio.aclose_forcefully(tls.transport_stream)
 
 
 async def _copy(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.CancelScope
@@ -103,6 +112,26 @@ async def _copy(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.Cance
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass
     done.cancel()
+
+
+async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext, where: str,
+                     spawn: _Spawn) -> trio.SocketStream | None:
+    """Complete a server-side TLS handshake on ``stream`` and start relaying it.
+
+    Returns the relay's plain end (for ``accept_websocket``), or None if the
+    handshake failed: a peer speaking plain ``ws://``, a certificate the
+    context refuses (mutual TLS).  The failure is logged at info (``where``
+    names the peer) and ``stream`` is closed; it is closed too if the wait is
+    cancelled (bound it with ``trio.move_on_after``).  ``spawn`` is as for
+    ``relay``.
+    """
+    tls = trio.SSLStream(stream, context, server_side=True)
+    try:
+        await handshake(tls, where)
+    except HandshakeError as exc:
+        log.info("%s", exc)
+        return None
+    return relay(spawn, tls)
 
 
 async def connect_wss(url: str, *, max_message_size: int, ssl_context: ssl.SSLContext | None,

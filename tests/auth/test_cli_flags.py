@@ -15,9 +15,13 @@ from hulytrio.cli import main
     (["serve", "--port", "0", "--tls-key", "/no/key.pem"], "need --tls-cert"),
     (["agent", "--factories", "x:Y", "--token-file", "/no/token"], "--token-file /no/token"),
     (["agent", "--factories", "x:Y", "--ca-file", "/no/ca.pem"], "/no/ca.pem: no such file"),
+    (["agent", "--factories", "x:Y", "--endpoint", "127.0.0.1:0", "--tls-cert", "/no/c.pem"],
+     "--tls-cert /no/c.pem: no such file"),
+    (["agent", "--factories", "x:Y", "--tls-client-ca", "/no/ca.pem"], "need --tls-cert"),
 ])
 def test_bad_security_flags_are_one_line_and_exit_2(capsys, monkeypatch, argv, says):
-    for name in ("HULYTRIO_AUTH", "HULYTRIO_TOKEN_FILE", "HULYTRIO_CA_FILE"):
+    for name in ("HULYTRIO_AUTH", "HULYTRIO_TOKEN_FILE", "HULYTRIO_CA_FILE", "HULYTRIO_TLS_CERT",
+                 "HULYTRIO_TLS_KEY", "HULYTRIO_TLS_CLIENT_CA"):
         monkeypatch.delenv(name, raising=False)
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -20,6 +20,7 @@ from hulytrio.core.messages import (
     AgentsReply,
     Cancel,
     Claim,
+    ClientsReply,
     Close,
     Connect,
     ContainerStopped,
@@ -47,10 +48,17 @@ from hulytrio.core.messages import (
     Start,
     Started,
     Terminate,
+    TerminateAny,
     UnregisterAgent,
     Welcome,
 )
-from hulytrio.core.types import AgentInfo, ContainerRecord, GetOptions, OfferedContainer
+from hulytrio.core.types import (
+    AgentInfo,
+    ClientInfo,
+    ContainerRecord,
+    GetOptions,
+    OfferedContainer,
+)
 from hulytrio.wire.codec import (
     MAX_FRAME_BYTES,
     WireError,
@@ -94,6 +102,9 @@ SAMPLES: list[Message] = [
     RegisterReply(9, standby=(UUID,), terminate=("c-2",)),
     ListReply(10, (RECORD, ContainerRecord("c-2", "echo", "agent-1"))),
     AgentsReply(11, (AGENT, AgentInfo("agent-1", ()))),
+    ClientsReply(14, (ClientInfo("c-1", "ops", ("u-1", "u-2"), ("agent-1",)),
+                      ClientInfo("c-2", "anonymous"))),
+    TerminateAny(15, "u-1"),
     KindsReply(12, ("echo", "session")),
     Error(13, ErrorCode.REMOTE.value, "division by zero", "ZeroDivisionError"),
     Retry(14, 0.25),

@@ -1,0 +1,73 @@
+"""The hub's per-peer limits as configuration keys (limits.*): file, env, flags; checked."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import trio
+
+import hulytrio
+from hulytrio.config import ConfigError, load_config
+
+
+def test_limits_defaults_match_the_hub() -> None:
+    limits = load_config().limits
+    assert (limits.max_in_flight, limits.max_in_flight_per_container,
+            limits.send_queue_bytes, limits.max_alive_timeout) == (1024, 512, 32 * 1024**2, 300.0)
+
+
+def test_limits_from_a_file_env_and_flags(tmp_path) -> None:
+    path = tmp_path / "hub.toml"
+    path.write_text("[limits]\nmaxInFlight = 100\nsendQueueBytes = \"64M\"\n")
+    config = load_config(config_file=str(path),
+                         env={"HULYTRIO_MAX_IN_FLIGHT_PER_CONTAINER": "10"},
+                         flags={"--max-alive-timeout": "30"})
+    limits = config.limits
+    assert limits.max_in_flight == 100
+    assert limits.send_queue_bytes == 64 * 1024**2
+    assert limits.max_in_flight_per_container == 10
+    assert limits.max_alive_timeout == 30.0
+    assert config.source("limits.maxAliveTimeout") == "flag --max-alive-timeout"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"env": {"HULYTRIO_MAX_IN_FLIGHT": "0"}},
+     "HULYTRIO_MAX_IN_FLIGHT=0 is not allowed: expected a whole number >= 1"),
+    ({"flags": {"--send-queue-bytes": "lots"}},
+     "--send-queue-bytes=lots is not allowed: expected a size"),
+    ({"flags": {"--send-queue-bytes": "1M"}},
+     "--send-queue-bytes=1M is not allowed: expected at least one frame, 16M"),
+    ({"flags": {"--max-alive-timeout": "-1"}},
+     "--max-alive-timeout=-1 is not allowed: expected a number of seconds > 0"),
+    ({"flags": {"--max-in-flight": "10", "--max-in-flight-per-container": "20"}},
+     "--max-in-flight-per-container=20 is not allowed: expected at most --max-in-flight (10)"),
+])
+def test_a_wrong_limit_is_one_line_naming_it(kwargs, message) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(**kwargs)
+    assert str(caught.value).startswith(message), caught.value
+    assert "\n" not in str(caught.value)
+
+
+async def test_serve_applies_the_alive_timeout_clamp(tmp_path) -> None:
+    # the flag reaches the hub: a hello asking for 100 s is granted 2 s
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            proc = await nursery.start(functools.partial(
+                trio.run_process,
+                [sys.executable, "-m", "hulytrio", "serve", "--host", "127.0.0.1", "--port",
+                 str(port), "--max-alive-timeout", "2"], check=False))
+            try:
+                async with hulytrio.open_client(f"ws://127.0.0.1:{port}",
+                                                alive_timeout=100) as client:
+                    await client.wait_connection()
+                    assert client.session._hub_alive == 2.0
+            finally:
+                proc.terminate()
