@@ -41,7 +41,7 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import assert_never
 
@@ -144,6 +144,12 @@ class NetworkServer:
         self._going_away = False
         #: set when the last connection ends while ``drain`` waits for it
         self._peers_gone: trio.Event | None = None
+        #: set by ``serve_on_lease``: resigns the lease at the start of
+        #: ``drain`` and returns the URL of the hub that took it over ("": none
+        #: before the deadline it is given)
+        self.resign: Callable[[float], Awaitable[str]] | None = None
+        #: the hub this one handed over to while it drains ("": none)
+        self._successor = ""
 
     @property
     def ready(self) -> bool:
@@ -214,6 +220,9 @@ class NetworkServer:
     def _drain(self) -> None:
         # The core annotates its outputs as any Effect; the hub emits
         # HubEffect only (core/effects.py).
+        if self._successor:
+            # Handing over: every peer whose calls are all answered moves on.
+            self.hub.hand_over(self._successor)
         for effect in self.hub.effects():
             match effect:
                 case Send():
@@ -249,11 +258,24 @@ class NetworkServer:
         says ``Close`` to every peer and closes its connection with 1001,
         waiting (within what is left of ``grace``, at least a second) for
         the close handshakes.  The caller then leaves ``serve_network``.
+
+        A hub on a lease (``resign`` set) first resigns it; once a standby
+        has taken it over, every peer with no call in flight is redirected
+        to that hub at once, and each of the others as soon as its calls
+        are answered (``Hub.hand_over``), so nobody waits for the drain.
         """
-        hub = self.hub
         self.role = "draining"
-        hub.stop_taking_calls()
+        self.hub.stop_taking_calls()
         deadline = trio.current_time() + grace
+        if self.resign is not None:
+            successor = await self.resign(deadline)
+            if successor:
+                log.info("handing over to %s: peers with nothing in flight are redirected "
+                         "there now, the others once their calls are answered", successor)
+                self._successor = successor
+        hub = self.hub
+        hub.stop_taking_calls()  # a no-op unless the hub was replaced while resigning
+        self._drain()
         log.info("hub %s draining: %d calls in flight get up to %g s; new calls are told to "
                  "retry", hub.hub_id, hub.forwards_in_flight(), grace)
         answered = True
