@@ -273,8 +273,10 @@ class NetworkServer:
                 log.info("handing over to %s: peers with nothing in flight are redirected "
                          "there now, the others once their calls are answered", successor)
                 self._successor = successor
+        # Again, in case the campaign changed the role or the hub while it stopped.
+        self.role = "draining"
         hub = self.hub
-        hub.stop_taking_calls()  # a no-op unless the hub was replaced while resigning
+        hub.stop_taking_calls()
         self._drain()
         log.info("hub %s draining: %d calls in flight get up to %g s; new calls are told to "
                  "retry", hub.hub_id, hub.forwards_in_flight(), grace)
