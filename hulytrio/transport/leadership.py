@@ -39,6 +39,7 @@ import trio
 
 from hulytrio.lease import Lease, LeaseLost, open_lease
 
+from .http import fetch
 from .server import NetworkServer, serve_network
 
 __all__ = ["HANDOVER_WAIT", "LEADER_POLL", "default_advertise_url", "lead", "serve_on_lease",
@@ -54,6 +55,8 @@ HANDOVER_WAIT = 1.0
 #: How often it looks for that successor meanwhile (a short window: at
 #: most ``HANDOVER_WAIT`` once per clean stop).
 SUCCESSOR_POLL = 0.005
+#: How long one ``/ready`` probe of that successor may take.
+READY_TIMEOUT = 0.2
 
 
 async def lead(server: NetworkServer, lease: Lease, advertise_url: str) -> None:
@@ -160,12 +163,35 @@ async def serve_on_lease(lease_url: str, *, lease_ttl: float, advertise_url: str
 async def wait_successor(lease: Lease, own_url: str, deadline: float) -> str:
     """Return the URL of the hub that now holds ``lease`` (not ``own_url``).
 
-    Returns ``""`` when none has taken it by ``deadline`` (trio time).
+    Waits, too, until a ``ws://`` successor answers ``/ready``: the lease
+    names it a moment before it switches from standby to active, and a peer
+    sent to it in that moment would be redirected back here and lose a
+    reconnect backoff.  Returns ``""`` when none has taken the lease by
+    ``deadline`` (trio time); the holder when it is not ready by then.
     """
+    holder = ""
     with trio.move_on_at(deadline):
-        while True:
-            holder = await lease.leader()
-            if holder and holder != own_url:
-                return holder
-            await trio.sleep(SUCCESSOR_POLL)
-    return ""
+        while not holder:
+            found = await lease.leader()
+            if found and found != own_url:
+                holder = found
+            else:
+                await trio.sleep(SUCCESSOR_POLL)
+        # /ready is not fetched over TLS: a wss:// successor is not waited for.
+        ready = not holder.startswith("ws://")
+        while not ready:
+            ready = await _ready(holder)
+            if not ready:
+                await trio.sleep(SUCCESSOR_POLL)
+    return holder
+
+
+async def _ready(url: str) -> bool:
+    """Return whether the hub at ``url`` answers ``/ready`` with 200 (an active hub)."""
+    try:
+        with trio.move_on_after(READY_TIMEOUT):
+            status, _ = await fetch(url, "/ready")
+            return status == 200
+    except (OSError, ValueError):
+        pass
+    return False
