@@ -188,9 +188,11 @@ async def _sigterm_hands_over_before_the_drain_ends(procs, lease: str, *extra: s
         assert (await ref.request("before"))["agent"] == "steady"
         term = c.session.term
         slow_answer: list[object] = []
+        slow_done = trio.Event()
 
         async def slow() -> None:
             slow_answer.append(await slow_ref.request("sleep", 8))
+            slow_done.set()
 
         nursery.start_soon(slow)
         await trio.sleep(0.5)  # the sleep is in flight; b has read who holds the lease
@@ -212,8 +214,7 @@ async def _sigterm_hands_over_before_the_drain_ends(procs, lease: str, *extra: s
         # The request in flight through a is answered there, then its
         # caller and agent move to b too.
         with trio.fail_after(15):
-            while not slow_answer:
-                await trio.sleep(0.05)
+            await slow_done.wait()
             await hub_a.wait()
         assert slow_answer[0]["agent"] == "slow"  # type: ignore[index]
         assert hub_a.returncode == 0, procs.logs()

@@ -9,6 +9,7 @@ clean stop runs against both stores (SQLite and a real PostgreSQL).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -211,9 +212,18 @@ class Flaky(Counter):
         await super().import_state(state)
 
 
-async def _serving(agent: hulytrio.Agent, uuid: str) -> None:
-    while uuid not in agent.serving():
+async def _until(predicate: Callable[[], Awaitable[bool]]) -> None:
+    while True:
+        if await predicate():
+            return
         await trio.sleep(0.02)
+
+
+async def _serving(agent: hulytrio.Agent, uuid: str) -> None:
+    async def serving() -> bool:
+        return uuid in agent.serving()
+
+    await _until(serving)
 
 
 async def test_a_stateless_uuid_that_failed_to_restore_is_offered_again(sqlite_url):
@@ -229,8 +239,10 @@ async def test_a_stateless_uuid_that_failed_to_restore_is_offered_again(sqlite_u
                 stateless=[hulytrio.StatelessContainer("ha-f", "counter", flaky)])
             # Owner at registration; its import fails: it stops serving and
             # nobody serves ha-f, but the instance lives on (not terminated).
-            while a.serving() or await caller.list("counter"):
-                await trio.sleep(0.02)
+            async def nobody_serves() -> bool:
+                return not a.serving() and not await caller.list("counter")
+
+            await _until(nobody_serves)
             assert not flaky.terminated.is_set()
             # The state becomes readable (a fixed release, `hulytrio state
             # import`): the offer comes back by itself (after 1 s), wins and restores.
@@ -253,8 +265,10 @@ async def test_an_owner_that_failed_to_restore_hands_over_and_stands_by_again(sq
             a = await host_a.serve_agent(
                 {}, agent_id="a", state_store=store,
                 stateless=[hulytrio.StatelessContainer("ha-g", "counter", broken)])
-            while a.serving():
-                await trio.sleep(0.02)
+            async def a_stood_down() -> bool:
+                return not a.serving()
+
+            await _until(a_stood_down)
             async with hulytrio.open_client(hub.url) as host_b:
                 b = await host_b.serve_agent(
                     {}, agent_id="b", state_store=store,
