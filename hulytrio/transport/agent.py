@@ -318,9 +318,9 @@ class AgentRuntime:
         #: set when no request runs any more (while a closing agent waits for that)
         self._quiet: trio.Event | None = None
         self._checkpoint_scope = trio.CancelScope()
-        #: the waits before a stateless uuid that failed to restore is offered
-        #: again (``_stand_down``); ``aclose`` cancels them
-        self._offer_scope = trio.CancelScope()
+        #: set by ``aclose``: ends the waits before a stateless uuid that
+        #: failed to restore is offered again (``_stand_down``)
+        self._closing = trio.Event()
         #: stateless uuid -> the wait before its next offer after a failed restore
         self._offer_delays: dict[ContainerUuid, float] = {}
         self.agent = Agent(self)
@@ -610,22 +610,25 @@ class AgentRuntime:
         store failure heals without an agent restart (docs/state.md).
         """
         offer = self.state.offered(uuid)
+        if offer is None or self.containers.get(uuid) is not container:
+            log.error("agent %s: %s does not serve here: %s", self.agent_id, uuid, exc)
+            self._stop_here(uuid, container)  # not an offer of ours (any more)
+            return
         delay = self._offer_delays.get(uuid, REOFFER_FIRST)
         self._offer_delays[uuid] = min(delay * 2, REOFFER_MAX)
         log.error("agent %s: %s does not serve here: %s; offered again in %g s",
                   self.agent_id, uuid, exc, delay)
         self.host.session.agent_stopped(self.agent_id, uuid)
         self.host.drain()
-        if offer is not None and self.containers.get(uuid) is container:
-            self.host.spawn(self._offer_again, offer, container, delay)
+        self.host.spawn(self._offer_again, offer, container, delay)
 
     async def _offer_again(self, offer: OfferedContainer, container: Container,
                            delay: float) -> None:
-        with self._offer_scope:
-            await trio.sleep(delay)
-            if not self.closed and self.containers.get(offer.uuid) is container:
-                self.host.session.agent_offer_again(self.agent_id, offer)
-                self.host.drain()
+        with trio.move_on_after(delay):
+            await self._closing.wait()
+        if not self.closed and self.containers.get(offer.uuid) is container:
+            self.host.session.agent_offer_again(self.agent_id, offer)
+            self.host.drain()
 
     def _stale(self, uuid: ContainerUuid) -> None:
         """The store refused a write of ``uuid``: a newer owner exists, stop it here."""
@@ -885,7 +888,7 @@ class AgentRuntime:
         self.closed = True
         host = self.host
         self._checkpoint_scope.cancel()
-        self._offer_scope.cancel()
+        self._closing.set()
         if self.checkpoints is not None:
             await self._last_checkpoint(self.checkpoints)
         handle = host.session.unregister_agent(self.agent_id)

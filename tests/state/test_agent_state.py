@@ -205,11 +205,17 @@ class Flaky(Counter):
     def __init__(self, uuid: str, *, broken: bool) -> None:
         super().__init__(uuid)
         self.broken = broken
+        self.imports = 0
 
     async def import_state(self, state: Any) -> None:
+        self.imports += 1
         if self.broken:
             raise ValueError("cannot read it yet")
         await super().import_state(state)
+
+
+async def _attempts(flaky: Flaky, n: int) -> bool:
+    return flaky.imports >= n
 
 
 async def _until(predicate: Callable[[], Awaitable[bool]]) -> None:
@@ -242,16 +248,23 @@ async def test_a_stateless_uuid_that_failed_to_restore_is_offered_again(sqlite_u
             async def nobody_serves() -> bool:
                 return not a.serving() and not await caller.list("counter")
 
+            await _until(lambda: _attempts(flaky, 1))
+            started = trio.current_time()
             await _until(nobody_serves)
             assert not flaky.terminated.is_set()
+            # Offered again after 1 s: it wins, fails again, stands down, and
+            # waits twice as long (2 s) before the next offer.
+            await _until(lambda: _attempts(flaky, 2))
+            assert 0.8 < trio.current_time() - started < 2.5
+            await _until(nobody_serves)
             # The state becomes readable (a fixed release, `hulytrio state
-            # import`): the offer comes back by itself (after 1 s), wins and restores.
+            # import`): the next offer wins and restores.
             flaky.broken = False
-            started = trio.current_time()
             await _serving(a, "ha-f")
-            assert trio.current_time() - started < 5
+            assert 2.5 < trio.current_time() - started < 8
             ref = await caller.get("counter", uuid="ha-f")
-            assert await ref.request("inc") == 42
+            assert await ref.request("inc") == 42  # served only once restored
+            assert flaky.imports == 3
 
 
 async def test_an_owner_that_failed_to_restore_hands_over_and_stands_by_again(sqlite_url):
