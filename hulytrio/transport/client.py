@@ -8,7 +8,8 @@ resending unanswered requests, standby claims) happens in the core
 ``ClientSession``.  This driver only:
 
 - opens a WebSocket when the session says ``OpenConnection`` and reports
-  ``connection_made`` / ``connection_lost`` (one connection task at a time);
+  ``connection_made`` / ``connection_lost`` (one connection task at a time;
+  with several hubs it dials them staggered, first answer wins: ``_dial``);
 - feeds decoded frames to ``receive`` and deadlines to ``handle_timers``
   (one ``DeadlineTask``);
 - after every input drains ``effects()``: ``Send`` goes to the connection's
