@@ -474,7 +474,7 @@ class Hub:
         self._conn_client.clear()
         self._client_conn.clear()
 
-    def hand_over(self, url: str) -> int:
+    def hand_over(self, url: str, *, everyone: bool = False) -> int:
         """This hub resigned its lease to the hub at ``url``: send its peers there.
 
         Every later hello is redirected to ``url`` (as a standby's is).  Every
@@ -482,7 +482,9 @@ class Hub:
         nor as the agent that answers it, is sent a ``Welcome`` redirecting
         to ``url`` (a session follows it at once) and its connection is
         closed; the others keep theirs until their forwards are answered, so
-        call this again after later inputs.  Returns how many sessions were
+        call this again after later inputs.  ``everyone``: send the busy
+        sessions too (their forwarded calls are not answered here; their
+        callers resend them to ``url``).  Returns how many sessions were
         sent away by this call.
         """
         self.redirect = url
@@ -491,7 +493,8 @@ class Hub:
             if client_id is None:
                 continue  # its hello will be redirected
             flight = self._in_flight.get(client_id)
-            if (flight is not None and flight.calls) or self._forwards_to.get(client_id):
+            if not everyone and ((flight is not None and flight.calls)
+                                 or self._forwards_to.get(client_id)):
                 continue
             self._effects.append(Send(conn, Welcome(
                 PROTOCOL_VERSION, self.hub_id, self.timeouts.alive, self.timeouts.ping_interval,

@@ -281,15 +281,29 @@ class NetworkServer:
         log.info("hub %s draining: %d calls in flight get up to %g s; new calls are told to "
                  "retry", hub.hub_id, hub.forwards_in_flight(), grace)
         answered = True
-        with trio.move_on_at(deadline):
+        # Handing over, the busy peers wait at most half an alive timeout:
+        # the new hub parks re-acquires of uuids it does not know yet for one
+        # alive timeout from its first session; an agent that re-registered
+        # later would see its containers started afresh elsewhere.
+        busy_until = (deadline if not self._successor
+                      else min(deadline, trio.current_time() + hub.timeouts.alive / 2))
+        with trio.move_on_at(busy_until):
             while hub.forwards_in_flight():
                 self._forwards_done = trio.Event()
                 await self._forwards_done.wait()
         self._forwards_done = None
         if hub.forwards_in_flight():
             answered = False
-            log.warning("hub %s: %d calls still in flight after %g s; closing anyway",
-                        hub.hub_id, hub.forwards_in_flight(), grace)
+            if self._successor:
+                log.warning("hub %s: %d calls still in flight after %g s; their peers go to "
+                            "%s now and the callers resend them there", hub.hub_id,
+                            hub.forwards_in_flight(), hub.timeouts.alive / 2,
+                            self._successor)
+                hub.hand_over(self._successor, everyone=True)
+                self._drain()
+            else:
+                log.warning("hub %s: %d calls still in flight after %g s; closing anyway",
+                            hub.hub_id, hub.forwards_in_flight(), grace)
         self._going_away = True
         hub.close_all("hub shutting down")
         self._drain()

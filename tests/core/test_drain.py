@@ -248,6 +248,20 @@ def test_a_hub_that_hands_over_redirects_idle_peers_at_once_and_the_rest_when_an
     assert raw.hub.registry.check() == []
 
 
+def test_a_hub_that_hands_over_can_send_its_busy_peers_too(raw) -> None:
+    uuid = _echo_on_a0(raw)
+    raw.send("u", Request(2, uuid, "op", b"1"))
+    raw.take("h0")
+    raw.hub.stop_taking_calls()
+    assert raw.hub.hand_over("ws://b:1") == 1  # h1 only
+    # The request outlives the wait: caller and agent go too (the caller
+    # resends it to the new hub).
+    assert raw.hub.hand_over("ws://b:1", everyone=True) == 2
+    raw.drain()
+    assert [type(m) for m in raw.take("u")] == [Welcome]
+    assert sorted(raw.closed) == ["h0", "h1", "u"]
+
+
 def test_a_session_resends_a_drain_after_a_reconnect() -> None:
     c = two_agents()
     c.disconnect("h0")

@@ -171,11 +171,13 @@ async def test_a_bad_hub_list_is_one_line_and_exit_2(procs):
 
 
 async def _sigterm_hands_over_before_the_drain_ends(procs, lease: str, *extra: str) -> None:
-    # Hub a's drain would last 20 s: a request of 8 s is in flight through it.
-    # An alive timeout of 1 s (the pair's default here) is at the ping
-    # interval: over these 10 s peers would be declared dead under load.
+    # Hub a's drain may last 20 s: a request of 4 s is in flight through it.
+    # With an alive timeout of 10 s a busy peer may stay up to 5 s (half of
+    # it: then the new hub still parks the re-acquires of its containers).
+    # (The pair's 1 s alive timeout is at the ping interval: over these
+    # seconds peers would be declared dead under load.)
     port_a, port_b, hub_a, hub_b = await _start_pair(procs, lease, "--shutdown-timeout", "20",
-                                                     "--alive-timeout", "5", *extra)
+                                                     "--alive-timeout", "10", *extra)
     urls = f"ws://127.0.0.1:{port_a},ws://127.0.0.1:{port_b}"
     await procs.agent(urls, "slow")
     async with hulytrio.open_client(urls) as busy, hulytrio.open_client(urls) as c, \
@@ -191,7 +193,7 @@ async def _sigterm_hands_over_before_the_drain_ends(procs, lease: str, *extra: s
         slow_done = trio.Event()
 
         async def slow() -> None:
-            slow_answer.append(await slow_ref.request("sleep", 8))
+            slow_answer.append(await slow_ref.request("sleep", 4))
             slow_done.set()
 
         nursery.start_soon(slow)
@@ -199,7 +201,7 @@ async def _sigterm_hands_over_before_the_drain_ends(procs, lease: str, *extra: s
         assert slow_answer == []
         hub_a.send_signal(signal.SIGTERM)
         start = trio.current_time()
-        with trio.fail_after(3):  # far inside a's 8 s (and 20 s) drain
+        with trio.fail_after(3):  # inside a's 4 s (and 20 s) drain
             # What reached a before the signal did may still be answered
             # there: wait for the first answer of b's (newer) term.
             reply = await ref.request("after")
@@ -212,13 +214,15 @@ async def _sigterm_hands_over_before_the_drain_ends(procs, lease: str, *extra: s
         assert await role(port_b) == "active"
         assert hub_a.returncode is None  # still draining: the standby did not wait for it
         # The request in flight through a is answered there, then its
-        # caller and agent move to b too.
+        # caller and agent move to b too; the container stays where it was
+        # (b parked the caller's re-acquire until its agent re-registered).
         with trio.fail_after(15):
             await slow_done.wait()
             await hub_a.wait()
         assert slow_answer[0]["agent"] == "slow"  # type: ignore[index]
         assert hub_a.returncode == 0, procs.logs()
-        await slow_ref.request("again")
+        again = await slow_ref.request("again")
+        assert (again["agent"], again["pid"]) == ("slow", slow_answer[0]["pid"])  # type: ignore[index]
         assert busy.hub_url == f"ws://127.0.0.1:{port_b}"
         assert elapsed < 3
     await kill(hub_b, signal.SIGTERM)
