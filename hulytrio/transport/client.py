@@ -544,15 +544,32 @@ class Client:
         open wins (``hub_url`` names it) and every other attempt is
         cancelled or closed.  Returns None when all failed (logged).
         """
+        if len(urls) == 1:
+            # One hub: no race to run (and no scheduling point between the
+            # upgrade and the session's hello).
+            result = await self._open_ws(urls[0])
+            if isinstance(result, str):
+                self._connect_log.failed(trio.current_time(), result)
+                return None
+            self.hub_url = urls[0]
+            self._connect_log.succeeded(trio.current_time())
+            return result
         failures: builtins.list[str] = []
         won: builtins.list[tuple[str, WebSocket]] = []
-        async with trio.open_nursery() as nursery:
-            for url in urls:
-                failed = trio.Event()
-                nursery.start_soon(self._attempt, url, won, failures, failed,
-                                   nursery.cancel_scope)
-                with trio.move_on_after(STAGGER_DELAY):
-                    await failed.wait()
+        try:
+            async with trio.open_nursery() as nursery:
+                for url in urls:
+                    failed = trio.Event()
+                    nursery.start_soon(self._attempt, url, won, failures, failed,
+                                       nursery.cancel_scope)
+                    with trio.move_on_after(STAGGER_DELAY):
+                        await failed.wait()
+        except BaseException:
+            # Cancelled (the client closes) after a hub answered: nobody
+            # else will close the winner's socket.
+            for _, ws in won:
+                ws.abort()
+            raise
         if not won:
             self._connect_log.failed(trio.current_time(), "; ".join(failures))
             return None
@@ -567,17 +584,9 @@ class Client:
                        failures: builtins.list[str], failed: trio.Event,
                        race: trio.CancelScope) -> None:
         """One attempt of ``_dial``: the winner ends the race, a loser's socket is closed."""
-        try:
-            with trio.fail_after(CONNECT_TIMEOUT):
-                ws = await connect_wss(url, max_message_size=MAX_FRAME_BYTES,
-                                       ssl_context=self.ssl_context, spawn=self.spawn)
-        except (OSError, HandshakeError, ValueError, trio.TooSlowError) as exc:
-            # ValueError: a redirect to a URL this client cannot dial.
-            reason = (f"no answer within {CONNECT_TIMEOUT:g} s"
-                      if isinstance(exc, trio.TooSlowError) else str(exc) or repr(exc))
-            if len(self.urls) > 1 or url != self.urls[0]:
-                reason = f"{url}: {reason}"
-            failures.append(reason)
+        ws = await self._open_ws(url)
+        if isinstance(ws, str):
+            failures.append(ws)
             failed.set()
             return
         if won:
@@ -585,6 +594,20 @@ class Client:
             return
         won.append((url, ws))
         race.cancel()
+
+    async def _open_ws(self, url: str) -> WebSocket | str:
+        """Open a WebSocket to ``url``; returns it, or why it failed (a log line)."""
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                return await connect_wss(url, max_message_size=MAX_FRAME_BYTES,
+                                         ssl_context=self.ssl_context, spawn=self.spawn)
+        except (OSError, HandshakeError, ValueError, trio.TooSlowError) as exc:
+            # ValueError: a redirect to a URL this client cannot dial.
+            reason = (f"no answer within {CONNECT_TIMEOUT:g} s"
+                      if isinstance(exc, trio.TooSlowError) else str(exc) or repr(exc))
+            if len(self.urls) > 1 or url != self.urls[0]:
+                reason = f"{url}: {reason}"
+            return reason
 
     async def _read(self, ws: WebSocket) -> None:
         session = self.session
