@@ -57,6 +57,7 @@ chaos: $(TEST_STAMP)
 	$(BIN)/hulytrio simulate scenarios/reconnect.toml --seeds 1..200
 	$(BIN)/hulytrio simulate scenarios/partition.toml --seeds 1..200
 	$(BIN)/hulytrio simulate scenarios/churn.toml --seeds 1..200
+	$(BIN)/hulytrio simulate scenarios/stateful-failover.toml --seeds 1..1000
 	mkdir -p chaos-out
 	HYPOTHESIS_PROFILE=chaos HULYTRIO_CHAOS_OUT=chaos-out $(BIN)/python -m pytest tests/sim -q
 

@@ -197,10 +197,12 @@ class RunRequest(BaseEffect):
 @fast_init
 @attrs.frozen
 class CancelRequest(BaseEffect):
-    """Agent: the caller abandoned the hub's request ``call_id``; stop it, answer nothing.
+    """Agent: the caller abandoned request ``call_id``; stop it, answer nothing.
 
-    The session does not know which hosted agent runs it: the driver asks
-    each (ids are the hub's, unique on the connection).
+    From a client session: the hub's request id; the session does not know
+    which hosted agent runs it, so the driver asks each (ids are the hub's,
+    unique on the connection).  From an ``EndpointSession``: the id of a
+    request on that direct connection.
     """
 
     call_id: int
@@ -337,7 +339,7 @@ SessionEffect: TypeAlias = (
 #: A direct endpoint's outputs (``EndpointServer`` and ``EndpointClient``).
 EndpointEffect: TypeAlias = (
     Send | CloseConnection | Resolve | Reject | DeliverPush | StreamEnded
-    | RunRequest | ConnectContainer | DisconnectContainer
+    | RunRequest | ConnectContainer | DisconnectContainer | CancelRequest
 )
 #: Any effect of any machine.
 Effect: TypeAlias = HubEffect | SessionEffect | EndpointEffect

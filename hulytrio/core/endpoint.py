@@ -13,6 +13,7 @@ bypassing the hub.  The conversation is a subset of the hub protocol::
                                <-  Ok(id) | Error(id, not_found) | Retry(id, after)
     Request(id, uuid, op, ..)  ->
                                <-  Response(id, ..) | Error(id, ..) | Retry(id, after)
+    Cancel(id)                 ->                     (the caller gave up: no answer)
                                <-  Push(uuid, payload)   (container broadcasts)
                                <-  Disconnect(uuid)      (the container stopped here)
     Disconnect(uuid)           ->
@@ -24,7 +25,8 @@ hello, answers only for containers the agent serves *now* (a standby or a
 terminated container is ``not_found``, so the client falls back to the hub
 and re-acquires), and turns calls into the same agent effects the hub path
 produces (``RunRequest``, ``ConnectContainer``, ``DisconnectContainer``).
-A request id already in flight on the connection is processed once.  A
+A request id already in flight on the connection is processed once; a
+``Cancel`` of one stops it (``CancelRequest``) and no answer is sent.  A
 stateless owner *fenced* while its registration awaits the hub's answer
 (see ``core/agent.py``) is neither serving nor gone: its calls are answered
 ``Retry(id, FENCED_RETRY_AFTER)``, so they wait out that round trip instead
@@ -54,6 +56,7 @@ import enum
 from collections.abc import Callable
 
 from .effects import (
+    CancelRequest,
     CloseConnection,
     ConnectContainer,
     DeliverPush,
@@ -68,6 +71,7 @@ from .effects import (
 from .errors import ConnectionClosed, ErrorCode, LocalProtocolError, error_from_code
 from .messages import (
     PROTOCOL_VERSION,
+    Cancel,
     Close,
     Connect,
     Disconnect,
@@ -88,8 +92,10 @@ from .transitions import TransitionTable
 from .types import AgentId, ContainerUuid
 
 __all__ = [
+    "ENDPOINT_MAX_IN_FLIGHT",
     "ENDPOINT_TRANSITIONS",
     "FENCED_RETRY_AFTER",
+    "IN_FLIGHT_RETRY_AFTER",
     "RETRY_MAX",
     "EndpointClient",
     "EndpointSession",
@@ -101,6 +107,12 @@ __all__ = [
 FENCED_RETRY_AFTER = 0.02
 #: The longest wait between resends of one call that keeps being retried.
 RETRY_MAX = 1.0
+#: Requests one direct connection may have in flight at the agent (the hub's
+#: bound per client and container is 512, per client 1024).
+ENDPOINT_MAX_IN_FLIGHT = 1024
+#: What a request over that bound is asked to wait before it is resent
+#: (seconds; the client doubles it for each further ``Retry``).
+IN_FLIGHT_RETRY_AFTER = 0.01
 
 
 class EndpointState(enum.Enum):
@@ -128,12 +140,17 @@ class EndpointSession:
     ``fenced(uuid)`` whether it will again once the hub answers its
     registration (calls to it are then answered ``Retry``).
     ``alive_timeout`` and ``ping_interval`` are announced in the ``Welcome``.
+    ``max_in_flight`` bounds the requests the peer may have running or
+    queued at once; beyond it a request is answered ``Retry`` (as the hub
+    answers a client over its bound), and a ``Cancel`` frees a slot.
     """
 
     def __init__(self, agent_id: AgentId, serves: Callable[[ContainerUuid], bool],
                  fenced: Callable[[ContainerUuid], bool] | None = None, *,
-                 alive_timeout: float = 3.0, ping_interval: float = 1.0) -> None:
+                 alive_timeout: float = 3.0, ping_interval: float = 1.0,
+                 max_in_flight: int = ENDPOINT_MAX_IN_FLIGHT) -> None:
         self.agent_id = agent_id
+        self.max_in_flight = max_in_flight
         self.serves = serves
         self.fenced = fenced
         self.alive_timeout = alive_timeout
@@ -169,6 +186,12 @@ class EndpointSession:
             return [*self.connection_lost(), CloseConnection(None, "peer closed")]
         if isinstance(message, Pong):
             return []
+        if isinstance(message, Cancel):
+            # Stopped, and never answered: ``reply`` / ``error`` find it gone.
+            if message.id in self._in_flight:
+                self._in_flight.discard(message.id)
+                return [CancelRequest(message.id)]
+            return []  # answered already (the answer crossed the cancel)
         return [self.protocol_error(getattr(message, "id", 0),
                                     f"{message.TAG!r} is not served by an agent endpoint")]
 
@@ -257,6 +280,8 @@ class EndpointSession:
             return []  # a duplicate of a request still running: answered once
         if not self.serves(msg.uuid):
             return [self._refusal(msg.id, msg.uuid)]
+        if len(self._in_flight) >= self.max_in_flight:
+            return [Send(None, Retry(msg.id, IN_FLIGHT_RETRY_AFTER))]
         self._in_flight.add(msg.id)
         return [RunRequest(self.agent_id, msg.uuid, msg.id, msg.operation, msg.payload,
                            self.peer_id)]
@@ -321,6 +346,22 @@ class EndpointClient:
         handle = self._call()
         message = self._calls[handle] = Request(handle, uuid, operation, payload)
         return handle, [Send(None, message)]
+
+    def cancel(self, handle: int) -> list[EndpointEffect]:
+        """The caller abandoned call ``handle``: forget it; returns the effects.
+
+        A request still open is cancelled at the agent (``Cancel``; its
+        answer, if one crosses, is ignored); a connect is just forgotten
+        (the caller's ``disconnect`` ends the stream).  No outcome follows.
+        """
+        message = self._calls.pop(handle, None)
+        if message is None:
+            return []
+        if self._retries:
+            self._forget_retries(handle)
+        if isinstance(message, Request) and self.state is EndpointState.OPEN:
+            return [Send(None, Cancel(handle))]
+        return []
 
     def disconnect(self, uuid: ContainerUuid) -> list[EndpointEffect]:
         """Close the event stream from ``uuid`` and the connection; returns the effects."""

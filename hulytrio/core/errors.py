@@ -51,6 +51,9 @@ class ErrorCode(enum.Enum):
     BAD_KIND = "bad_kind"
     #: The agent is at its container limit.
     FULL = "full"
+    #: The caller cancelled the call (``cancel``): the answer to a ``get``
+    #: whose wait for a starting container the hub dropped (no hold follows).
+    CANCELLED = "cancelled"
 
 
 class HulyError(Exception):

@@ -21,18 +21,33 @@ REMOVED     UPDATED     ADDED
 Every flushed event carries a sequence number that grows by one per flush, so
 a client that sees a gap knows it missed something and resyncs from a
 snapshot (``list`` + ``agents``).
+
+A window's changes may be too many for one frame (one registration offering
+60,000 stateless containers): with ``max_bytes`` set, ``flush`` returns the
+changes in the order they were queued (agents first) only up to that many
+bytes *as encoded on the wire*, and leaves the rest queued (``dirty``) for
+the next call, each part numbered one more.  The core does not encode, so
+it counts an upper bound (``change_bytes``: a byte per character of ASCII
+strings, 4 otherwise, the most UTF-8 takes, plus every msgpack header at its
+largest); a single change over the bound goes alone.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import attrs
 
 from .fastinit import fast_init
 from .types import AgentId, AgentInfo, ContainerRecord, ContainerUuid
 
-__all__ = ["AgentEvent", "ChangeKind", "ContainerEvent", "EventQueue", "NetworkEvent"]
+__all__ = [
+    "EVENT_ENVELOPE_BYTES", "AgentEvent", "ChangeKind", "ContainerEvent", "EventQueue",
+    "NetworkEvent", "change_bytes",
+]
 
 
 class ChangeKind(enum.Enum):
@@ -74,6 +89,47 @@ class NetworkEvent:
     containers: tuple[ContainerEvent, ...] = ()
 
 
+_K = TypeVar("_K")
+_C = TypeVar("_C", AgentEvent, ContainerEvent)
+
+#: The most an ``event`` message takes on the wire besides its changes: the
+#: frame's and the message's array headers, the tag, ``seq`` and two array
+#: headers (msgpack: at most 5 bytes per header, 9 per int).
+EVENT_ENVELOPE_BYTES = 32
+#: The most one change takes besides the characters of its strings: its
+#: arrays' and strings' headers (5 bytes each at most), the change kind,
+#: bools, ints (9 bytes each) and ``None``s.
+_CHANGE_OVERHEAD = 64
+
+
+def change_bytes(change: AgentEvent | ContainerEvent) -> int:
+    """Return an upper bound of the bytes ``change`` takes encoded in an ``event``.
+
+    A byte per character when every string is ASCII (``isascii`` costs
+    nothing: CPython records it), four otherwise (UTF-8's most), plus every
+    header at its largest: never less than the codec produces.
+    """
+    endpoint: str | None
+    if type(change) is ContainerEvent:
+        c = change.container
+        uuid, kind, agent_id = c.uuid, c.kind, c.agent_id
+        chars = len(uuid) + len(kind) + len(agent_id)
+        ascii_only = uuid.isascii() and kind.isascii() and agent_id.isascii()
+        strings, endpoint = c.labels, c.endpoint
+    else:
+        a = change.agent  # type: ignore[union-attr]  # an AgentEvent
+        chars = len(a.agent_id)
+        ascii_only = a.agent_id.isascii()
+        strings, endpoint = a.kinds, a.endpoint
+    if endpoint:
+        chars += len(endpoint)
+        ascii_only = ascii_only and endpoint.isascii()
+    for text in strings:
+        chars += len(text)
+        ascii_only = ascii_only and text.isascii()
+    return _CHANGE_OVERHEAD + (chars if ascii_only else 4 * chars) + 5 * len(strings)
+
+
 def _fold(earlier: ChangeKind, later: ChangeKind) -> ChangeKind:
     if later is ChangeKind.REMOVED:
         return ChangeKind.REMOVED
@@ -91,9 +147,11 @@ class EventQueue:
     is deterministic.
     """
 
-    __slots__ = ("_agents", "_containers", "dirty", "seq")
+    __slots__ = ("_agents", "_containers", "dirty", "max_bytes", "seq")
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int | None = None) -> None:
+        #: the most one flushed event may take encoded (None: no bound)
+        self.max_bytes = max_bytes
         self._agents: dict[AgentId, AgentEvent] = {}
         self._containers: dict[ContainerUuid, ContainerEvent] = {}
         #: Sequence number of the last flushed event (0: none yet).
@@ -122,14 +180,55 @@ class EventQueue:
         self.dirty = True
 
     def flush(self) -> NetworkEvent | None:
-        """Return the folded event and empty the queue; None when nothing is queued."""
-        if not self._agents and not self._containers:
+        """Return the folded event and take its changes from the queue; None when empty.
+
+        With ``max_bytes`` set the event holds the oldest changes (agents
+        first) up to that many encoded bytes, at least one change; the rest
+        stay queued and ``dirty`` stays set, so the caller flushes again for
+        the next part.
+        """
+        agents, containers = self._agents, self._containers
+        if not agents and not containers:
             return None
         self.seq += 1
-        event = NetworkEvent(
-            self.seq, tuple(self._agents.values()), tuple(self._containers.values())
-        )
+        if self.max_bytes is not None:
+            n_agents, room = _fitting(agents.values(), self.max_bytes - EVENT_ENVELOPE_BYTES)
+            n_containers = _fitting(containers.values(), room)[0] if n_agents == len(agents) \
+                else 0
+            if n_agents < len(agents) or n_containers < len(containers):
+                if not n_agents and not n_containers:
+                    # One change over the bound: it goes alone (a frame takes it,
+                    # or the driver refuses it and the client resyncs).
+                    n_agents = 1 if agents else 0
+                    n_containers = 1 - n_agents
+                part = NetworkEvent(self.seq, _take(agents, n_agents),
+                                    _take(containers, n_containers))
+                self._agents = _rest(agents, n_agents)
+                self._containers = _rest(containers, n_containers)
+                return part
+        event = NetworkEvent(self.seq, tuple(agents.values()), tuple(containers.values()))
         self._agents = {}
         self._containers = {}
         self.dirty = False
         return event
+
+
+def _fitting(changes: Iterable[AgentEvent | ContainerEvent], room: int) -> tuple[int, int]:
+    """Return how many of ``changes`` (from the first) fit ``room`` bytes, and the room left."""
+    n = 0
+    for change in changes:
+        room -= change_bytes(change)
+        if room < 0:
+            break
+        n += 1
+    return n, room
+
+
+def _take(queued: dict[Any, _C], n: int) -> tuple[_C, ...]:
+    """Return the first ``n`` changes of ``queued``, oldest first."""
+    return tuple(itertools.islice(queued.values(), n))
+
+
+def _rest(queued: dict[_K, _C], n: int) -> dict[_K, _C]:
+    """Return ``queued`` without its first ``n`` changes (order kept)."""
+    return dict(itertools.islice(queued.items(), n, None)) if n else queued

@@ -111,7 +111,7 @@ from .timeouts import Timeouts
 from .timers import Timers
 from .types import ClientId, ContainerUuid
 
-__all__ = ["Hub", "HubStatistics", "HubTimer", "HubTimers", "term_epoch_base"]
+__all__ = ["MAX_EVENT_BYTES", "Hub", "HubStatistics", "HubTimer", "HubTimers", "term_epoch_base"]
 
 #: messages without fields are immutable: one instance serves every send
 _PONG = Pong()
@@ -121,8 +121,13 @@ _GONE: Any = object()
 _REPLIES = frozenset({GetReply, Ok, Error, ListReply, AgentsReply, KindsReply, RegisterReply})
 #: the queries counted under their own operation name (others: "query")
 _QUERIES = frozenset({"list", "agents", "kinds"})
+_CANCELLED = ErrorCode.CANCELLED.value
 #: how many ended sessions' peer ids the hub remembers, to tell a reconnect
 _REMEMBERED_PEERS = 4096
+#: The most one ``Event`` takes encoded (an upper bound: ``events.change_bytes``);
+#: a quarter of the 16 MiB frame limit, so an event always fits a frame and
+#: leaves room for the replies batched with it.
+MAX_EVENT_BYTES = 4 * 1024 * 1024
 
 Conn = Hashable
 
@@ -247,6 +252,8 @@ class Hub:
     either the hub answers ``Retry``.  A ``Cancel`` frees a call's slot.
     ``max_alive_timeout`` caps the alive timeout a hello may ask for (a
     larger one is clamped, and the ``Welcome`` says what was granted).
+    ``max_event_bytes`` bounds one ``Event`` as encoded: a window with more
+    changes goes out as several events, numbered one after the other.
     """
 
     def __init__(
@@ -258,6 +265,7 @@ class Hub:
         max_in_flight: int = 1024,
         max_in_flight_per_container: int = 512,
         max_alive_timeout: float = 300.0,
+        max_event_bytes: int = MAX_EVENT_BYTES,
         probes: Probes | None = None,
         seeded_bugs: frozenset[str] = frozenset(),
     ) -> None:
@@ -274,6 +282,7 @@ class Hub:
         self.probes = probes if probes is not None else Probes()
         self.registry = Registry(hub_id, self.timeouts, probes=self.probes,
                                  seeded_bugs=seeded_bugs, epoch_base=term_epoch_base(term))
+        self.registry.events.max_bytes = max_event_bytes
         self.stats = HubStatistics()
         self._timers = Timers()
         #: every deadline of the hub, read-only (drivers wait on it)
@@ -512,6 +521,16 @@ class Hub:
         """Return whether ``conn`` said an accepted hello and its session is current."""
         return self._conn_client.get(conn) is not None
 
+    def resyncs_after_gap(self, conn: Conn) -> bool:
+        """Return whether ``conn``'s session gets every event (``events="all"``).
+
+        Such a session rebuilds its view from a snapshot when it sees a gap
+        in the event numbers, so a driver may skip events for it while it
+        is behind; an ``"own"`` session has no snapshot to fall back on.
+        """
+        client_id = self._conn_client.get(conn)
+        return client_id is not None and client_id not in self._own
+
     def receive_hello(self, conn: Conn, message: Hello, principal: Principal, now: float
                       ) -> None:
         """Handle ``message``, a hello whose credential the driver verified as ``principal``.
@@ -595,15 +614,20 @@ class Hub:
         if call is None:
             return
         operation, since = call
-        self._count(operation, "error" if type(message) is Error else "ok")
+        if type(message) is Error:
+            self._count(operation, "cancelled" if message.code == _CANCELLED else "error")
+        else:
+            self._count(operation, "ok")
         if operation == "get":
             self.stats.durations["get"].observe(self._now - since)
 
     def _flush(self) -> None:
         event, interest = self.registry.flush_events()
-        if event is None:
-            return
-        self.broadcast(event, interest)
+        while event is not None:
+            self.broadcast(event, interest)
+            # A window too large for one event leaves the rest queued: each
+            # part goes out as the next event (EventQueue.max_bytes).
+            event = self.registry.events.flush() if self.registry.events.dirty else None
 
     def broadcast(self, event: NetworkEvent,
                   interest: dict[str, dict[ClientId, None]] | None = None) -> None:
@@ -1007,7 +1031,10 @@ class Hub:
         flight = self._in_flight.get(client_id)
         fwd_id = flight.calls.get(msg.id) if flight is not None else None
         if fwd_id is None:
-            return  # answered already, or never admitted
+            # A get waiting for a container to start stops waiting (answered
+            # ``cancelled``); anything else was answered already.
+            self.registry.cancel_get(client_id, msg.id)
+            return
         fwd = self._forwards.get(fwd_id)
         if fwd is None:
             return
@@ -1015,6 +1042,10 @@ class Hub:
         if fwd.kind == "request":
             self.stats.request_cancelled += 1
             self._send_to(fwd.agent_client, Cancel(fwd_id))
+        else:
+            # A connect: the agent's answer will reach nobody; the stream, if
+            # it opens, is closed by the caller's ``disconnect``.
+            self._count(fwd.kind, "cancelled")
 
     def _on_disconnect(self, conn: Conn, client_id: ClientId, msg: Disconnect, now: float
                        ) -> None:

@@ -916,6 +916,31 @@ class Registry:
             Start(serial, agent.agent_id, kind, uuid, options.labels, options.extra),
         )
 
+    def cancel_get(self, client_id: ClientId, call_id: int) -> bool:
+        """``client_id`` abandoned its get ``call_id``: stop it waiting for a start.
+
+        Returns whether it was waiting; then it is answered ``Error(call_id,
+        "cancelled")`` (no hold follows).  The start goes on: nobody else
+        waiting, the container it brings is orphaned like any unheld one.
+        Otherwise (answered already, or never a wait) nothing happens.
+        """
+        cl = self._clients.get(client_id)
+        if cl is None:
+            return False
+        waiter = (client_id, call_id)
+        for uuid in cl.waiting:
+            p = self._starts.by_uuid.get(uuid)
+            if p is None or waiter not in p.waiters:
+                continue
+            p.waiters.remove(waiter)
+            if not any(w[0] == client_id for w in p.waiters):
+                del cl.waiting[uuid]
+            self.probes.hit("get cancelled while its start was pending")
+            self._error(client_id, call_id, ErrorCode.CANCELLED,
+                        f"get cancelled while container {uuid!r} was starting")
+            return True
+        return False
+
     def _wait(self, client_id: ClientId, call_id: int, p: PendingStart) -> None:
         """``client_id``'s get ``call_id`` waits for pending start ``p``."""
         p.waiters.append((client_id, call_id))

@@ -487,14 +487,28 @@ class ClientSession:
         return call.call_id
 
     def cancel(self, handle: int) -> None:
-        """The user abandoned request ``handle``: forget it, and tell the hub if it was sent.
+        """The user abandoned call ``handle``: forget it, and tell the hub if it was sent.
 
-        The hub then frees the call's in-flight slot and the agent stops it;
-        no outcome is emitted for it.  A no-op for a handle that is not a
-        pending request (answered already, or another kind of call).
+        No outcome is emitted for it.  A request or a ``connect``: the hub
+        frees its in-flight slot (and the agent stops the request).  A
+        ``get``: its reference is released; a get the hub was waiting on a
+        container start for stops waiting there, and one the hub answered
+        already is given back when the answer lands.  A query is forgotten
+        (the hub holds nothing for it).  A no-op for a handle that is not a
+        pending call of the user's (answered already, or the session's own).
         """
         call = self.calls.pending.get(handle)
-        if call is None or call.kind is not CallKind.REQUEST:
+        if call is None:
+            return
+        kind = call.kind
+        if kind is not CallKind.REQUEST:
+            if kind is CallKind.GET:
+                self._cancel_get(call)
+            elif kind is CallKind.QUERY or kind is CallKind.CONNECT:
+                self.calls.finish(handle)
+                self.timers.cancel(Resend(handle))
+                if kind is CallKind.CONNECT and call.sent and self._ready:
+                    self._send(Cancel(handle))
             return
         self.calls.finish(handle)
         self.timers.cancel(Resend(handle))
@@ -503,6 +517,28 @@ class ClientSession:
             ref.waiting.pop(handle, None)
         if call.sent and self._ready:
             self._send(Cancel(handle))
+
+    def _cancel_get(self, call: Call) -> None:
+        """The user abandoned its ``get`` ``call``: release the reference it was acquiring.
+
+        Sent, the call stays open for the hub's one answer: ``cancelled``
+        (the hub stopped waiting for a start) or a ``GetReply`` that crossed
+        the cancel, which is given back with a release (``_on_got``).
+        """
+        handle = call.call_id
+        self.timers.cancel(Resend(handle))
+        ref = self.refs.by_id.get(call.ref_id) if call.ref_id is not None else None
+        if ref is not None:
+            self.timers.cancel(GetRetry(ref.ref_id))
+            if ref.status is not RefStatus.RELEASED:
+                self.refs.released(ref)
+        if call.sent and self._ready:
+            self._send(Cancel(handle))
+            return
+        self.calls.finish(handle)
+        if ref is not None:
+            ref.acquire_call = None
+            self.refs.drop(ref)
 
     def release(self, ref_id: int) -> int:
         """Release reference ``ref_id``; returns a handle resolved with None.
@@ -753,8 +789,13 @@ class ClientSession:
         self.calls.forget_kind(CallKind.RESYNC)
         for agent_id in self.hosting.agents:
             self._send_call(self.calls.open(CallKind.REGISTER, False, agent_id=agent_id))
-        for ref in self.refs.by_id.values():
+        for ref in list(self.refs.by_id.values()):
             if ref.status is RefStatus.RELEASED:
+                # Released (or its get cancelled) while a Get was in flight:
+                # the new hub session holds nothing, there is nothing to give back.
+                if ref.acquire_call is not None:
+                    self.calls.finish(ref.acquire_call)
+                    self.refs.drop(ref)
                 continue
             if self.refs.lost(ref):
                 self._effects.append(ReferenceChanged(ref.ref_id, None))
@@ -1004,6 +1045,13 @@ class ClientSession:
         call = self.calls.pending.get(msg.id)
         if call is None:
             return
+        if call.kind is CallKind.GET and call.ref_id is not None:
+            ref = self.refs.by_id.get(call.ref_id)
+            if ref is not None and ref.status is RefStatus.RELEASED:
+                # Released or cancelled: the hub holds nothing for it; not resent.
+                self.calls.finish(msg.id)
+                self.refs.drop(ref)
+                return
         call.sent = False
         self.timers.call_at(now + msg.after, Resend(msg.id))
 

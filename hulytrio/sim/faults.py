@@ -32,6 +32,7 @@ and the world calls it through its ``FaultLayer`` protocol.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import random
 
 import attrs
@@ -39,7 +40,7 @@ import attrs
 from ..core.agent import AgentPhase
 from .clock import Event
 from .process import Process
-from .scenario import FaultSpec, Span, process_names
+from .scenario import STORE_ACTIONS, FaultSpec, Span, process_names
 from .world import Simulation
 
 #: Seconds a draining agent (fault "drain") lets its requests finish before it
@@ -106,6 +107,8 @@ class Faults:
             action = rng.choice(rf.actions)
             target = rng.choice(targets)
             duration = rf.duration.draw(rng)
+            if action in STORE_ACTIONS:
+                target = ""  # the store is not a process
             if action == "crash":
                 # A random crash comes back: otherwise a long run kills everyone.
                 out.append(FaultSpec(t, "crash", target))  # type: ignore[arg-type]
@@ -134,6 +137,11 @@ class Faults:
                 self._hub_crash("hub-restart")
             sim.note("fault", "hub restarts")
             sim.start_hub()
+            return
+        if action in STORE_ACTIONS:
+            if sim.state is not None:
+                sim.note("fault", action)
+                sim.state.store_fault(fault)
             return
         procs = self.targets(fault.target)
         if not procs:
@@ -188,7 +196,10 @@ class Faults:
         elif action == "drain":
             session = proc.session
             agent = session.agent(proc.pid) if session is not None else None
-            if proc.alive and agent is not None and agent.phase is AgentPhase.SERVING:
+            # A paused process does nothing, a SIGTERM included (it is
+            # handled when it runs again... or never: the fault is skipped).
+            if proc.alive and not proc.paused and agent is not None \
+                    and agent.phase is AgentPhase.SERVING:
                 assert session is not None
                 sim.note("fault", label)
                 self._failovers_for(proc, "drain")
@@ -243,6 +254,8 @@ class Faults:
                         continue
                     sim.note("fault", f"{label} {uuid}")
                     self._failovers_for(proc, "container-exit", uuid)
+                    if sim.state is not None:
+                        sim.state.exited(proc, uuid)
                     del proc.running[uuid]
                     proc.serving.pop(uuid, None)
                     sim.trace("exit", proc.pid, uuid)
@@ -265,6 +278,8 @@ class Faults:
 
     def _kill(self, proc: Process) -> None:
         """``proc`` dies: its driver's work, its workload's requests and its connection go."""
+        if self.sim.state is not None:
+            self.sim.state.crashed(proc)
         proc.alive = False
         proc.paused = False
         proc.partition = None
@@ -357,6 +372,15 @@ class Faults:
         """``proc`` stops gracefully (fault "leave", or the end of a drain): it closes."""
         sim = self.sim
         if proc.alive and proc.session is not None:
+            if sim.state is not None and sim.state.leaving(
+                    proc, functools.partial(self._leave_now, proc, proc.incarnation)):
+                return  # its last checkpoint first: it leaves when that is written
+            self._leave_now(proc, proc.incarnation)
+
+    def _leave_now(self, proc: Process, inc: int) -> None:
+        """``proc`` (incarnation ``inc``) closes and exits."""
+        sim = self.sim
+        if inc == proc.incarnation and proc.alive and proc.session is not None:
             sim.note("fault", f"leave {proc.pid}")
             self._failovers_for(proc, "leave")
             proc.session.close(sim.clock.now)

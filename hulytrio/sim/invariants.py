@@ -42,6 +42,7 @@ from ..core.hub import Hub
 from .clock import Event
 from .links import Connection
 from .process import Process
+from .state import STATE_INVARIANTS
 from .workload import RequestStats
 from .world import Simulation
 
@@ -74,6 +75,9 @@ class Invariants:
         #: the trace lines leading to the first violation
         self.context: list[str] = []
         self.checked: dict[str, int] = dict.fromkeys(INVARIANTS, 0)
+        if sim.scenario.state is not None:
+            # Container state's checks (sim/state.py), counted here too.
+            self.checked.update(dict.fromkeys(STATE_INVARIANTS, 0))
         self.requests = RequestStats()
         #: stateless uuid -> processes offering it
         self.offering: dict[str, dict[str, None]] = {}
@@ -350,7 +354,7 @@ class Invariants:
         broken: dict[str, int] = {}
         for v in self.violations:
             broken[v.name] = broken.get(v.name, 0) + 1
-        return {name: (self.checked[name], broken.get(name, 0)) for name in INVARIANTS}
+        return {name: (self.checked[name], broken.get(name, 0)) for name in self.checked}
 
 
 class _Detect(Event):

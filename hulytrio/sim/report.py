@@ -178,6 +178,8 @@ def summarize(sim: Simulation, r: RunResult) -> str:
         out.append(f"  {name:<22} {state:<26} ({checked} checks)")
     for v in r.violations[:10] + r.expected_violations[:3]:
         out.append(f"  ! {v.time:.3f}s {v.name}: {v.text}")
+    if sim.state is not None:
+        out.append("state: " + sim.state.checks.tally())
     if r.converged_at is not None:
         out.append(f"liveness: converged at {r.converged_at:.3f}s "
                    f"({r.converged_at - sc.duration:.3f}s after the faults stopped)")

@@ -40,6 +40,7 @@ __all__ = [
     "ScenarioError",
     "Seconds",
     "Span",
+    "StateSpec",
     "StatelessSpec",
     "dump_scenario",
     "load_scenario",
@@ -255,11 +256,16 @@ class LinkSpec:
 FAULT_ACTIONS = (
     "crash", "restart", "pause", "resume", "partition", "heal", "drop-connection",
     "slow-link", "leave", "join", "hub-crash", "hub-restart", "container-exit", "drain",
+    # the state store ([state]): no target
+    "store-pause", "store-resume", "store-cut", "store-heal", "store-slow",
 )
 FaultAction = Literal[
     "crash", "restart", "pause", "resume", "partition", "heal", "drop-connection",
     "slow-link", "leave", "join", "hub-crash", "hub-restart", "container-exit", "drain",
+    "store-pause", "store-resume", "store-cut", "store-heal", "store-slow",
 ]
+#: the fault actions aimed at the state store (they need a ``[state]`` table)
+STORE_ACTIONS = ("store-pause", "store-resume", "store-cut", "store-heal", "store-slow")
 
 
 @attrs.frozen
@@ -350,6 +356,27 @@ class CheckSpec:
 
 
 @attrs.frozen
+class StateSpec:
+    """Container state and the state store (docs/simulator.md, "Container state").
+
+    Containers of ``kinds`` (ordinary ones and stateless offers alike) have
+    state: a counter every request changes.  Their agents checkpoint it to
+    one simulated store every ``interval``, restore it before serving, and
+    write it one last time on a clean stop.  A store operation takes
+    ``store_latency``; while the store is cut off one fails after
+    ``store_timeout``.  ``seeded_bugs`` (test-only): the policy's
+    ``serve-before-import``, ``skip-final-checkpoint`` and
+    ``skip-interval-checkpoints``, the store's ``store-accepts-stale``.
+    """
+
+    kinds: tuple[str, ...] = ()
+    interval: Seconds = _S_1_0
+    store_latency: Span = Span(0.002, 0.002)
+    store_timeout: Seconds = _S_1_0
+    seeded_bugs: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class Scenario:
     """A whole scenario (see module docstring)."""
 
@@ -368,6 +395,8 @@ class Scenario:
     operations: tuple[OperationSpec, ...] = ()
     expect: Expectations = Expectations()
     checks: CheckSpec = CheckSpec()
+    #: container state and its store (None: containers have no state)
+    state: StateSpec | None = None
 
 
 def _converter() -> cattrs.Converter:
@@ -506,6 +535,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
             messages.append(f"{source}: {where}: key '{_dotted(path)}': {text_part}")
         raise ScenarioError("\n".join(messages) or f"{source}: {exc}") from None
     _check_names(scenario, text, source)
+    _check_state(scenario, text, source)
     return scenario
 
 
@@ -527,6 +557,49 @@ def _check_names(scenario: Scenario, text: str, source: str) -> None:
                 raise ScenarioError(f"{source}: {where}: key '{table}[{index}].name': process "
                                     f"name {pid!r} is already used by {seen[pid]}")
             seen[pid] = f"{table}[{index}]"
+
+
+#: the seeded bugs a ``[state]`` table may switch on (test-only)
+STATE_SEEDED_BUGS = ("serve-before-import", "skip-final-checkpoint", "skip-interval-checkpoints",
+                     "store-accepts-stale")
+
+
+def _check_state(scenario: Scenario, text: str, source: str) -> None:
+    """Raise ScenarioError for a store fault without a store, or an unknown state bug."""
+    lines = _key_lines(text)
+
+    def fail(path: tuple[str | int, ...], problem: str) -> None:
+        line = _locate(lines, path)
+        where = f"line {line}" if line else "unknown line"
+        raise ScenarioError(f"{source}: {where}: key '{_dotted(path)}': {problem}")
+
+    state = scenario.state
+    for index, fault in enumerate(scenario.faults):
+        if fault.action in STORE_ACTIONS:
+            if state is None:
+                fail(("faults", index, "action"),
+                     f"{fault.action!r} needs a [state] table (there is no store)")
+            if fault.target:
+                fail(("faults", index, "target"),
+                     f"{fault.action!r} acts on the state store and takes no target")
+    rf = scenario.random_faults
+    if rf is not None and state is None:
+        for action in rf.actions:
+            if action in STORE_ACTIONS:
+                fail(("random_faults", "actions"),
+                     f"{action!r} needs a [state] table (there is no store)")
+    if state is not None:
+        for key in ("interval", "store_timeout"):
+            if not getattr(state, key) > 0:
+                fail(("state", key), f"{key} must be > 0, got {getattr(state, key)}")
+        for bug in state.seeded_bugs:
+            if bug not in STATE_SEEDED_BUGS:
+                fail(("state", "seeded_bugs"),
+                     f"unknown seeded bug {bug!r}; known: {', '.join(STATE_SEEDED_BUGS)}")
+        if state.store_latency.high > state.store_timeout:
+            fail(("state", "store_latency"),
+                 f"the latency {state.store_latency} exceeds store_timeout "
+                 f"{format_seconds(state.store_timeout)}")
 
 
 def _problems(exc: BaseException) -> list[str]:

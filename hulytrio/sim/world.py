@@ -74,6 +74,7 @@ from .clock import Clock, Event
 from .links import CLOSE, OPENED, Connection, LinkProfile
 from .process import Process
 from .scenario import FaultSpec, Scenario, process_names
+from .state import StateLayer
 from .trace import TimelineEntry, Trace
 from .workload import RequestStats, Workload
 
@@ -201,10 +202,14 @@ class Simulation:
         #: peer id -> the connection on which the hub last accepted its Hello
         self.hub_conn_of: dict[str, Connection] = {}
         self.max_latency = max(scenario.links.latency.high, 0.0)
+        #: container state and its store (None without a [state] table)
+        self.state: StateLayer | None = None
         self.faults = faults(self)
         #: the periodic check's event, scheduled again after each check (one is due at a time)
         self._check_event = _Check(self)
         self.invariants = observe(self)
+        if scenario.state is not None:
+            self.state = StateLayer(self, scenario.state)
         self._build()
 
     # --- building --------------------------------------------------------------
@@ -544,6 +549,8 @@ class Simulation:
                 proc.serving[s.uuid] = False
                 self.invariants.offered(s.uuid, proc)
             session.register_agent(proc.agent)
+            if self.state is not None:
+                self.state.process_started(proc)
         proc.load = None
         if proc.client_spec is not None or proc.agent_spec is None:
             proc.load = Workload(proc, proc.client_spec,
@@ -606,6 +613,8 @@ class Simulation:
                     self._start_container(proc, eff)
                 case StopContainer():
                     uuid = eff.uuid
+                    if self.state is not None:
+                        self.state.stopped(proc, uuid)
                     proc.starting.pop(uuid, None)
                     proc.running.pop(uuid, None)
                     proc.serving.pop(uuid, None)
@@ -712,6 +721,26 @@ class Simulation:
                 proc.rng_agent.random() < spec.start_failure_rate:
             self.trace("start-failed", proc.pid, eff.uuid)
             proc.session.agent_start_failed(eff.agent_id, eff.uuid, "simulated start failure")
+        elif self.state is not None and self.state.has_state(eff.kind):
+            # Its saved state is restored before the start is reported.
+            proc.starting[eff.uuid] = eff.kind
+            self.state.restore_for_start(proc, eff)
+            return
+        else:
+            proc.running[eff.uuid] = eff.kind
+            self.trace("started", proc.pid, eff.uuid)
+            proc.session.agent_started(eff.agent_id, eff.uuid)
+        self.perform(proc)
+
+    def start_finished(self, proc: Process, eff: StartContainer, error: str | None) -> None:
+        """The restore before ``eff``'s start ended (``error``: it failed); report the start."""
+        if proc.session is None or proc.starting.pop(eff.uuid, None) is None:
+            if error is None and self.state is not None:
+                self.state.stopped(proc, eff.uuid)  # terminated while restoring
+            return
+        if error is not None:
+            self.trace("start-failed", proc.pid, eff.uuid)
+            proc.session.agent_start_failed(eff.agent_id, eff.uuid, error)
         else:
             proc.running[eff.uuid] = eff.kind
             self.trace("started", proc.pid, eff.uuid)
@@ -725,9 +754,18 @@ class Simulation:
             proc.serving[eff.uuid] = eff.serving
         if eff.serving:
             self.faults.failover_progress(eff.uuid)
+        if self.state is not None:
+            self.state.set_serving(proc, eff)
 
     def _run_request(self, proc: Process, eff: RunRequest) -> None:
         self.invariants.run_request(proc, eff)
+        if self.state is not None and not self.state.admit(proc, eff):
+            self.trace("held", proc.pid, str(eff.call_id))
+            return
+        self.schedule_request(proc, eff)
+
+    def schedule_request(self, proc: Process, eff: RunRequest) -> None:
+        """Run ``eff`` in ``proc``'s container now: its reply comes after the request latency."""
         spec = proc.agent_spec
         delay = 0.0
         if spec is not None:
@@ -751,10 +789,38 @@ class Simulation:
             self.trace("reply-error", proc.pid, str(eff.call_id))
             proc.session.agent_error(eff.call_id, ErrorCode.REMOTE.value,
                                      "simulated container failure", "SimulatedFailure")
+            if self.state is not None:
+                self.state.request_done(proc, eff, False)
         else:
             self.record.pending.append((self.clock.now, "reply", proc.pid, str(eff.call_id)))
+            if self.state is not None:
+                self.state.request_done(proc, eff, True)
             proc.session.agent_reply(eff.call_id, eff.payload)
         self.perform(proc)
+
+    def stopped_here(self, proc: Process, uuid: str) -> None:
+        """``proc`` stops serving ``uuid`` on its own (its state is stale or unreadable)."""
+        session = proc.session
+        if session is None or uuid not in proc.running:
+            return
+        del proc.running[uuid]
+        proc.serving.pop(uuid, None)
+        self.trace("exit", proc.pid, uuid)
+        session.agent_stopped(proc.pid, uuid)
+        self.perform(proc)
+
+    def violate(self, name: str, text: str) -> None:
+        """Record that invariant ``name`` broke now (the state layer's checks)."""
+        self.invariants.violate(name, text)
+
+    def count_check(self, name: str) -> None:
+        """Count one check of invariant ``name`` (the state layer's checks)."""
+        checked = self.invariants.checked
+        checked[name] = checked.get(name, 0) + 1
+
+    def invariants_checked(self, name: str) -> int:
+        """Return how often invariant ``name`` was checked."""
+        return self.invariants.checked.get(name, 0)
 
     # --- workload operations ------------------------------------------------------------
 
@@ -780,6 +846,8 @@ class Simulation:
             if proc.load is not None:
                 proc.load.stop()
             self.faults.release(proc)
+        if self.state is not None:
+            self.state.end_faults()
         if self.hub is None:
             self.note("phase", "the hub comes back")
             self.start_hub()

@@ -45,13 +45,14 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeAlias, assert_never
+from typing import Any, Protocol, TypeAlias, assert_never, cast
 
 import attrs
 import trio
 
 from hulytrio.core.agent import AgentState, LocalStatus
 from hulytrio.core.effects import (
+    CancelRequest,
     CloseConnection,
     ConnectContainer,
     DeliverPush,
@@ -209,11 +210,15 @@ class Agent:
 class _EndpointPeer:
     """One direct connection to the agent's endpoint; the route of its requests' answers."""
 
-    __slots__ = ("outbox", "runtime", "scope", "session")
+    __slots__ = ("calls", "cancelled_queued", "outbox", "runtime", "scope", "session")
 
     def __init__(self, runtime: AgentRuntime, session: EndpointSession) -> None:
         self.runtime = runtime
         self.session = session
+        #: its requests running now, by its call id (a ``Cancel`` stops the worker)
+        self.calls: dict[int, _Worker] = {}
+        #: its call ids cancelled while queued (each leaves when its turn comes)
+        self.cancelled_queued: set[int] = set()
         self.outbox = Outbox(ENDPOINT_SEND_QUEUE, max_bytes=ENDPOINT_SEND_BYTES,
                              oversized=self._oversized)
         self.scope = trio.CancelScope()
@@ -497,6 +502,8 @@ class AgentRuntime:
                                 functools.partial(self._endpoint_push, peer, effect.uuid))
                 case DisconnectContainer():
                     self._spawn(self._disconnect, id(peer), effect.uuid, effect.client_id)
+                case CancelRequest():
+                    self._cancel(effect.call_id, peer.calls, peer.cancelled_queued)
                 case Resolve() | Reject() | DeliverPush() | StreamEnded():
                     pass  # the calling side's effects (EndpointClient); a server emits none
                 case _:
@@ -548,14 +555,18 @@ class AgentRuntime:
         (trio cancellation at its next checkpoint); either way no answer is
         sent for it.  A no-op for an id this agent does not run.
         """
-        worker = self._hub_calls.pop(call_id, None)
+        self._cancel(call_id, self._hub_calls, self._cancelled_queued)
+
+    def _cancel(self, call_id: int, running: dict[int, _Worker], queued: set[int]) -> None:
+        """Stop request ``call_id`` of one route (its ``running`` workers, its ``queued`` set)."""
+        worker = running.pop(call_id, None)
         if worker is not None:
             worker.cancelled = True
             worker.scope.cancel()
         elif self._queue:
-            # Perhaps still queued: it is skipped when its turn comes.  (An id
-            # answered already lands here too; the set empties with the queue.)
-            self._cancelled_queued.add(call_id)
+            # Perhaps still queued: it is skipped when its turn comes.  (A hub
+            # id answered already lands here too; the set empties with the queue.)
+            queued.add(call_id)
 
     def _set_serving(self, effect: SetServing) -> None:
         if effect.fenced:
@@ -775,6 +786,12 @@ class AgentRuntime:
                 self._cancelled_queued.discard(call_id)
                 return  # cancelled while queued
             worker = self._hub_calls[call_id] = self._current_worker
+        elif isinstance(route, _EndpointPeer):
+            # From a direct connection: the same, under that connection's ids.
+            if route.cancelled_queued and call_id in route.cancelled_queued:
+                route.cancelled_queued.discard(call_id)
+                return
+            worker = route.calls[call_id] = self._current_worker
         try:
             if self._held:
                 held = self._held.get(effect.uuid)
@@ -809,8 +826,11 @@ class AgentRuntime:
                 return
             route.reply(call_id, payload)
         finally:
-            if worker is not None and self._hub_calls.get(call_id) is worker:
-                del self._hub_calls[call_id]
+            if worker is not None:
+                running = (self._hub_calls if route is self._hub_route
+                           else cast(_EndpointPeer, route).calls)
+                if running.get(call_id) is worker:
+                    del running[call_id]
 
     async def _connect(self, route: int, uuid: str, client_id: str,
                        push: Callable[[bytes], Awaitable[None]]) -> None:
@@ -915,9 +935,8 @@ class AgentRuntime:
         nothing.  The held requests are answered ``not_found`` once the
         containers are gone, and their callers re-route to the new owner.
         """
-        for uuid in self.containers:
-            if checkpoints.tracks(uuid):
-                self._held.setdefault(uuid, trio.Event())
+        for uuid in checkpoints.hold_all():
+            self._held.setdefault(uuid, trio.Event())
         if self._running:
             self._quiet = trio.Event()
             with trio.move_on_after(FINAL_CHECKPOINT_WAIT):

@@ -2,9 +2,11 @@
 
 Theory of operation
 -------------------
-Only containers with state (``has_state``: they override ``export_state``)
-are tracked, from the moment they serve here with their saved state
-restored (``restore``) until they leave (``forget``).  Each tracked
+The decisions are the core's ``CheckpointPolicy`` (``core/checkpoints.py``,
+shared with the simulator); this module performs them.  Only containers
+with state (``has_state``: they override ``export_state``) are tracked,
+from the moment their restore begins (``restore``) until they leave
+(``forget``).  Each tracked
 container remembers its write epoch and the ``state_version`` it had at
 its last write; a checkpoint (``checkpoint``, every ``interval`` seconds in
 ``run``) exports only the containers whose version moved, encodes them as
@@ -30,11 +32,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import overload
+from collections.abc import Callable
 
 import trio
 
+from hulytrio.core.checkpoints import CheckpointPolicy, StateRecord, StateWrite
 from hulytrio.core.errors import LocalProtocolError
 from hulytrio.state import StaleEpoch, StateStore, StateStoreError
 
@@ -47,78 +49,23 @@ log = logging.getLogger("hulytrio.agent")
 
 #: The longest stretch of exports run without letting other tasks in (seconds).
 SLICE = 0.002
+#: Containers whose versions are compared in one go before the clock is read.
+SCAN = 256
 
 
 class RestoreFailed(Exception):
     """The saved state could not be read or imported; the message says which and why."""
 
 
-class _Tracked:
-    """One container with state serving here."""
-
-    __slots__ = ("container", "epoch", "saved")
-
-    def __init__(self, container: Container, epoch: int, saved: int) -> None:
-        self.container = container
-        #: the epoch its writes carry
-        self.epoch = epoch
-        #: its ``state_version`` when last written (or restored)
-        self.saved = saved
-
-
-class _Batch(Sequence[tuple[str, bytes, int]]):
-    """The writes of one checkpoint, in columns; reads as ``put_many``'s items.
-
-    Why columns: a tuple per container, alive for the whole checkpoint, made
-    the garbage collector run (a checkpoint of 10,000 containers: 45
-    young-generation passes, and a full collection every third checkpoint,
-    which held the trio thread 12-55 ms on this VM: docs/performance.md).
-    Here nothing the collector tracks is kept per container: the items
-    ``put_many`` reads are made one at a time and freed at once.
-    """
-
-    __slots__ = ("epochs", "states", "tracked", "uuids", "versions")
-
-    def __init__(self) -> None:
-        self.uuids: list[str] = []
-        self.tracked: list[_Tracked] = []
-        self.versions: list[int] = []
-        self.states: list[bytes] = []
-        self.epochs: list[int] = []
-
-    def add(self, uuid: str, tracked: _Tracked, version: int, state: bytes) -> None:
-        """Write ``state`` of ``uuid`` (its ``state_version`` ``version``) at its epoch."""
-        self.uuids.append(uuid)
-        self.tracked.append(tracked)
-        self.versions.append(version)
-        self.states.append(state)
-        self.epochs.append(tracked.epoch)
-
-    def __len__(self) -> int:
-        return len(self.uuids)
-
-    @overload
-    def __getitem__(self, index: int) -> tuple[str, bytes, int]: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[tuple[str, bytes, int]]: ...
-
-    def __getitem__(self, index: int | slice
-                    ) -> tuple[str, bytes, int] | Sequence[tuple[str, bytes, int]]:
-        if isinstance(index, slice):
-            return list(zip(self.uuids[index], self.states[index], self.epochs[index],
-                            strict=True))
-        return self.uuids[index], self.states[index], self.epochs[index]
-
-    def __iter__(self) -> Iterator[tuple[str, bytes, int]]:
-        return zip(self.uuids, self.states, self.epochs, strict=True)
-
-
 class Checkpoints:
     """The checkpoints of one agent's containers (see module docstring).
 
-    ``on_stale(uuid)`` is called when the store refused a write of ``uuid``
-    as stale (the container is no longer tracked by then).
+    The decisions (which containers are due, the epoch of each write, the
+    final write, what a stale refusal forgets) are the core's
+    ``CheckpointPolicy`` (``policy``); this class performs them: the claim,
+    ``import_state``, the exports and the store's writes.  ``on_stale(uuid)``
+    is called when the store refused a write of ``uuid`` as stale (the
+    container is no longer tracked by then).
     """
 
     def __init__(self, store: StateStore, interval: float, agent_id: str,
@@ -127,23 +74,28 @@ class Checkpoints:
         self.interval = interval
         self.agent_id = agent_id
         self._on_stale = on_stale
-        self._tracked: dict[str, _Tracked] = {}
+        self.policy = CheckpointPolicy(interval)
+        #: the containers with state restored here (or being restored), by uuid
+        self._containers: dict[str, Container] = {}
         self._lock = trio.Lock()
         #: states written since the start (for tests and logs)
         self.written = 0
 
     def tracks(self, uuid: str) -> bool:
         """Return whether ``uuid`` is tracked (restored here and serving)."""
-        return uuid in self._tracked
+        return self.policy.tracks(uuid)
 
     def epoch(self, uuid: str) -> int | None:
         """Return the epoch the writes of ``uuid`` carry, None if untracked."""
-        tracked = self._tracked.get(uuid)
-        return None if tracked is None else tracked.epoch
+        return self.policy.epoch(uuid)
 
     def dirty(self) -> list[str]:
         """Return the tracked uuids whose state changed since their last write."""
-        return [u for u, t in self._tracked.items() if t.container.state_version != t.saved]
+        return [w.uuid for w in self.policy.due(self._versions())]
+
+    def _versions(self) -> list[tuple[str, int]]:
+        containers = self._containers
+        return [(u, containers[u].state_version) for u in self.policy.uuids()]
 
     async def restore(self, uuid: str, container: Container, epoch: int) -> None:
         """Claim ``uuid`` at ownership ``epoch``, import its saved state, track it.
@@ -151,35 +103,60 @@ class Checkpoints:
         Raises ``RestoreFailed`` (nothing tracked) when the store fails, the
         saved state cannot be decoded, or ``import_state`` raises.
         """
+        policy = self.policy
+        if policy.record(uuid) is not None:
+            # Tracked already (a restart raced a forget): this restore replaces it.
+            policy.forget(uuid)
+        record = policy.restore_started(uuid, epoch)
+        self._containers[uuid] = container
+        try:
+            claimed = await self._claim_and_import(uuid, container, epoch)
+        except BaseException:
+            policy.restore_failed(record)
+            if policy.record(uuid) is None and self._containers.get(uuid) is container:
+                del self._containers[uuid]
+            raise
+        if policy.record(uuid) is record:
+            policy.restored(record, claimed, container.state_version)
+
+    async def _claim_and_import(self, uuid: str, container: Container,
+                                epoch: int) -> int | None:
+        """Return the epoch claimed (None: nothing stored) once the state is imported."""
         try:
             stored = await self.store.claim(uuid, epoch)
         except StateStoreError as exc:
             raise RestoreFailed(f"reading the saved state of {uuid} failed: {exc}") from exc
-        if stored is not None:
-            try:
-                value = decode_payload(stored.state)
-            except WireError as exc:
-                raise RestoreFailed(f"the saved state of {uuid} (epoch {stored.epoch}) "
-                                    f"cannot be decoded: {exc}") from exc
-            try:
-                await container.import_state(value)
-            except Exception as exc:
-                raise RestoreFailed(f"import_state of {uuid} raised "
-                                    f"{type(exc).__name__}: {exc}") from exc
-            epoch = stored.epoch
-            log.info("agent %s: %s restored (%d bytes, epoch %d)", self.agent_id, uuid,
-                     len(stored.state), epoch)
-        self._tracked[uuid] = _Tracked(container, epoch, container.state_version)
+        if stored is None:
+            return None
+        try:
+            value = decode_payload(stored.state)
+        except WireError as exc:
+            raise RestoreFailed(f"the saved state of {uuid} (epoch {stored.epoch}) "
+                                f"cannot be decoded: {exc}") from exc
+        try:
+            await container.import_state(value)
+        except Exception as exc:
+            raise RestoreFailed(f"import_state of {uuid} raised "
+                                f"{type(exc).__name__}: {exc}") from exc
+        log.info("agent %s: %s restored (%d bytes, epoch %d)", self.agent_id, uuid,
+                 len(stored.state), stored.epoch)
+        return stored.epoch
+
+    def hold_all(self) -> list[str]:
+        """The agent is closing: return the tracked uuids, now held for the last checkpoint."""
+        return self.policy.hold_all()
 
     def resume(self, uuid: str, epoch: int) -> None:
         """``uuid`` serves on here after a pause: its writes carry at least ``epoch``."""
-        tracked = self._tracked.get(uuid)
-        if tracked is not None:
-            tracked.epoch = max(tracked.epoch, epoch)
+        self.policy.resume(uuid, epoch)
 
-    def forget(self, uuid: str) -> _Tracked | None:
+    def forget(self, uuid: str) -> tuple[StateRecord, Container] | None:
         """Stop tracking ``uuid``; returns what ``final`` needs for its last write."""
-        return self._tracked.pop(uuid, None)
+        record = self.policy.forget(uuid)
+        container = self._containers.pop(uuid, None)
+        if record is None or container is None:
+            return None
+        return record, container
 
     async def checkpoint(self) -> int:
         """Write every changed container in one transaction; returns how many were written.
@@ -188,43 +165,53 @@ class Checkpoints:
         write stops that container (``on_stale``).
         """
         async with self._lock:
-            batch = _Batch()
+            batch: list[tuple[StateWrite, bytes]] = []
             started = time.perf_counter()
-            # The uuids, not the items: no tuple per container (see _Batch).
-            for uuid in list(self._tracked):
-                tracked = self._tracked.get(uuid)  # None: it left meanwhile
-                if tracked is None:
-                    continue
-                version = tracked.container.state_version
-                if version == tracked.saved:
-                    continue
-                data = await self._export(uuid, tracked.container)
-                if data is not None:
-                    batch.add(uuid, tracked, version, data)
+            policy = self.policy
+            containers = self._containers
+            uuids = policy.uuids()
+            # The policy is asked a slice at a time, so scanning 10,000 idle
+            # containers also lets other tasks in every ``SLICE``.
+            for i in range(0, len(uuids), SCAN):
+                versions = [(u, containers[u].state_version) for u in uuids[i:i + SCAN]
+                            if u in containers]
+                for write in policy.due(versions):
+                    if policy.record(write.uuid) is not write.record:
+                        continue  # left while earlier exports ran
+                    data = await self._export(write.uuid, containers[write.uuid])
+                    if data is not None:
+                        batch.append((write, data))
+                    if time.perf_counter() - started > SLICE:
+                        await trio.lowlevel.checkpoint()
+                        started = time.perf_counter()
                 if time.perf_counter() - started > SLICE:
                     await trio.lowlevel.checkpoint()
                     started = time.perf_counter()
             return await self._write(batch)
 
-    async def final(self, uuid: str, tracked: _Tracked | None) -> None:
-        """The last write of a container leaving (``tracked`` from ``forget``), if it changed."""
-        if tracked is None:
+    async def final(self, uuid: str, leaving: tuple[StateRecord, Container] | None) -> None:
+        """The last write of a container leaving (``leaving`` from ``forget``), if it changed."""
+        if leaving is None:
             return
+        record, container = leaving
         async with self._lock:
-            version = tracked.container.state_version
-            if version == tracked.saved:
+            write = self.policy.final_write(record, container.state_version)
+            if write is None:
                 return
-            data = await self._export(uuid, tracked.container)
+            data = await self._export(uuid, container)
             if data is not None:
-                batch = _Batch()
-                batch.add(uuid, tracked, version, data)
-                await self._write(batch)
+                await self._write([(write, data)])
 
     async def run(self) -> None:
         """Checkpoint every ``interval`` seconds, for ever (cancel to stop)."""
+        policy = self.policy
+        policy.start(trio.current_time())
         while True:
-            await trio.sleep(self.interval)
-            await self.checkpoint()
+            deadline = policy.next_deadline()
+            assert deadline is not None  # armed by start()
+            await trio.sleep_until(deadline)
+            if policy.checkpoint_due(trio.current_time()):
+                await self.checkpoint()
 
     async def _export(self, uuid: str, container: Container) -> bytes | None:
         try:
@@ -237,25 +224,22 @@ class Checkpoints:
                       type(exc).__name__, exc)
         return None
 
-    async def _write(self, batch: _Batch) -> int:
+    async def _write(self, batch: list[tuple[StateWrite, bytes]]) -> int:
         if not batch:
             return 0
         try:
-            refused = await self.store.put_many(batch)
+            refused = await self.store.put_many(
+                [(write.uuid, data, write.epoch) for write, data in batch])
         except StateStoreError as exc:
             log.error("agent %s: checkpoint of %d containers failed: %s", self.agent_id,
                       len(batch), exc)
             return 0
         stale: dict[str, StaleEpoch] = {r.uuid: r for r in refused}
-        for uuid, tracked, version in zip(batch.uuids, batch.tracked, batch.versions,
-                                          strict=True):
-            if uuid not in stale:
-                tracked.saved = version
-                continue
+        writes = [write for write, _ in batch]
+        for uuid in self.policy.written(writes, stale):
             log.warning("agent %s: %s; another owner took %s over, it stops serving here",
                         self.agent_id, stale[uuid], uuid)
-            if self._tracked.get(uuid) is tracked:
-                del self._tracked[uuid]
-                self._on_stale(uuid)
+            self._containers.pop(uuid, None)
+            self._on_stale(uuid)
         self.written += len(batch) - len(stale)
         return len(batch) - len(stale)

@@ -26,6 +26,7 @@ from typing import Any, Protocol, assert_never
 import trio
 
 from hulytrio.core.effects import (
+    CancelRequest,
     CloseConnection,
     ConnectContainer,
     DeliverPush,
@@ -214,7 +215,7 @@ class _Direct:
                 case StreamEnded():
                     if self.conn is not None:
                         self.conn.end_events()
-                case RunRequest() | ConnectContainer() | DisconnectContainer():
+                case RunRequest() | ConnectContainer() | DisconnectContainer() | CancelRequest():
                     pass  # the serving side's effects (EndpointSession); a client emits none
                 case _:
                     assert_never(effect)
@@ -223,6 +224,12 @@ class _Direct:
         waiter = self.slots[handle] = Waiter()
         try:
             return await waiter.wait()
+        except trio.Cancelled:
+            if waiter.outcome is None:
+                # The caller gave up: the agent stops the request (``Cancel``)
+                # and the machine forgets the call instead of holding it.
+                self.perform(self.machine.cancel(handle))
+            raise
         finally:
             del self.slots[handle]
 

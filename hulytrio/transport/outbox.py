@@ -145,6 +145,9 @@ class Outbox:
         #: messages of this round already sent early, and when to send early
         self._round_sent = 0
         self._split_at = _NEVER
+        #: called by the writer when the kernel has taken every byte kept
+        #: for the peer (``WebSocket.pending`` back to 0 after a backlog)
+        self.on_caught_up: Callable[[], None] | None = None
 
     def put_nowait(self, message: Message) -> bool:
         """Queue ``message`` for this round's frame; returns False when full or closing."""
@@ -292,6 +295,8 @@ class Outbox:
                     raise self._failure
                 if ws.pending:
                     await ws.wait_sent()
+                    if self.on_caught_up is not None:
+                        self.on_caught_up()
                     continue
                 if self._close_reason is not None:
                     self._send_queued(ws)

@@ -14,6 +14,15 @@ which writes everything a scheduler round queued as one frame
 peer whose outbox is full has stopped reading: it is dropped (logged), so it
 can neither grow the hub's memory nor stall the messages of anyone else.
 
+Registry events are the one thing the hub sends unasked, to every session
+at once, so a slow reader must not make them pile up.  While more than
+``event_backlog`` bytes wait for a peer that resyncs from snapshots (an
+``events="all"`` session), new events for it are *held back*: only the
+latest is kept (one shared object, no bytes), and it is sent once the
+peer has caught up.  The peer sees a gap in the numbers and resyncs
+(``list`` + ``agents``); the messages it asked for are never held.  Every
+other session's events go out as before, and the hub loop never waits.
+
 Bad input never reaches the hub as an exception: an undecodable frame or
 message is answered with an ``Error`` through ``Hub.protocol_error`` and
 logged, and the connection carries on.
@@ -50,8 +59,9 @@ import trio
 
 from hulytrio.auth import Authenticator, AuthError
 from hulytrio.core.effects import CloseConnection, Notice, Refused, Send
+from hulytrio.core.events import EVENT_ENVELOPE_BYTES, change_bytes
 from hulytrio.core.hub import Hub
-from hulytrio.core.messages import Hello, Message
+from hulytrio.core.messages import Event, Hello, Message
 from hulytrio.core.timeouts import Timeouts
 
 from ..wire.codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
@@ -75,6 +85,10 @@ DEFAULT_SEND_QUEUE = 10_000
 #: Bytes kept for one peer that does not read before it is dropped (pongs
 #: included).  Twice the frame limit: one largest answer must always fit.
 DEFAULT_SEND_BYTES = 2 * MAX_FRAME_BYTES
+#: Bytes waiting for a peer beyond which registry events for it are held
+#: back (the latest one kept) until it catches up: two of the largest
+#: events (``core.hub.MAX_EVENT_BYTES``), well under ``DEFAULT_SEND_BYTES``.
+DEFAULT_EVENT_BACKLOG = 8 * 1024 * 1024
 #: Seconds a new connection has to complete the WebSocket upgrade.
 HANDSHAKE_TIMEOUT = 10.0
 
@@ -89,10 +103,12 @@ class ServerStatistics:
     dropped_slow: int
     #: connections accepted since start (health probes not counted)
     accepted: int = 0
+    #: registry events not sent to a peer that was behind (it resyncs)
+    events_held: int = 0
 
 
 class _Peer:
-    __slots__ = ("address", "conn", "greeted", "hub", "outbox", "scope", "ws")
+    __slots__ = ("address", "conn", "greeted", "held", "hub", "outbox", "scope", "ws")
 
     def __init__(self, conn: int, ws: WebSocket, outbox: Outbox, hub: Hub) -> None:
         self.conn = conn
@@ -105,6 +121,23 @@ class _Peer:
         self.address = ws.remote
         #: the hub accepted its hello (its messages may be full size now)
         self.greeted = False
+        #: the latest registry event held back while the peer was behind
+        self.held: Event | None = None
+
+
+class _Behind:
+    """One drain's bookkeeping of events for peers with bytes waiting.
+
+    ``queued``: event bytes queued by this drain per peer (a window's parts
+    are flushed in one drain: they count together); ``sizes``: each event's
+    size by ``id``, measured once however many peers are behind.
+    """
+
+    __slots__ = ("queued", "sizes")
+
+    def __init__(self) -> None:
+        self.queued: dict[_Peer, int] = {}
+        self.sizes: dict[int, int] = {}
 
 
 class NetworkServer:
@@ -112,6 +145,7 @@ class NetworkServer:
 
     def __init__(self, hub: Hub, *, send_queue: int, max_frame_bytes: int,
                  send_bytes: int = DEFAULT_SEND_BYTES,
+                 event_backlog: int = DEFAULT_EVENT_BACKLOG,
                  authenticator: Authenticator | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.hub = hub
@@ -122,8 +156,10 @@ class NetworkServer:
         self.port = 0
         self.send_queue = send_queue
         self.send_bytes = send_bytes
+        self.event_backlog = event_backlog
         self.max_frame_bytes = max_frame_bytes
         self._peers: dict[Hashable, _Peer] = {}
+        self._events_held = 0
         self._serial = 0
         self._frames_in = 0
         self._bad_frames = 0
@@ -213,7 +249,7 @@ class NetworkServer:
     def statistics(self) -> ServerStatistics:
         """Return the driver's counters."""
         return ServerStatistics(len(self._peers), self._frames_in, self._bad_frames,
-                                self._dropped, self._serial)
+                                self._dropped, self._serial, self._events_held)
 
     # --- effects -------------------------------------------------------------------
 
@@ -223,12 +259,19 @@ class NetworkServer:
         if self._successor:
             # Handing over: every peer whose calls are all answered moves on.
             self.hub.hand_over(self._successor)
+        behind: _Behind | None = None  # made when a peer with bytes waiting gets an event
         for effect in self.hub.effects():
             match effect:
                 case Send():
                     peer = self._peers.get(effect.conn)
-                    if (peer is not None and not peer.outbox.closing
-                            and not peer.outbox.put_nowait(effect.message)):
+                    if peer is None or peer.outbox.closing:
+                        continue
+                    if peer.ws.pending and type(effect.message) is Event:
+                        if behind is None:
+                            behind = _Behind()
+                        if self._hold_event(peer, effect.message, behind):
+                            continue
+                    if not peer.outbox.put_nowait(effect.message):
                         self._drop_slow(peer)
                 case CloseConnection():
                     peer = self._peers.get(effect.conn)
@@ -315,6 +358,36 @@ class NetworkServer:
         log.info("hub %s drained: %d connections left", hub.hub_id, len(self._peers))
         return answered
 
+    def _hold_event(self, peer: _Peer, event: Event, behind: _Behind) -> bool:
+        """Return whether to hold ``event`` back from ``peer``, which has bytes waiting.
+
+        Held while the bytes waiting plus the events queued for it in this
+        drain would pass ``event_backlog``; only for a session that resyncs
+        after a gap (``Hub.resyncs_after_gap``).  The latest held event goes
+        out when the peer catches up (``_caught_up``).
+        """
+        sizes, queued = behind.sizes, behind.queued
+        size = sizes.get(id(event))
+        if size is None:
+            size = sizes[id(event)] = _event_bytes(event)
+        ahead = peer.ws.pending + queued.get(peer, 0)
+        if ahead + size <= self.event_backlog or not peer.hub.resyncs_after_gap(peer.conn):
+            queued[peer] = queued.get(peer, 0) + size
+            peer.held = None  # this newer event shows the gap; the older one is moot
+            return False
+        if peer.held is None:
+            log.info("connection %s (%s) is %d bytes behind: registry events held back "
+                     "until it catches up (it resyncs)", peer.conn, peer.address, ahead)
+        peer.held = event
+        self._events_held += 1
+        return True
+
+    def _caught_up(self, peer: _Peer) -> None:
+        """Every byte for ``peer`` is sent: send the latest event held back from it."""
+        held, peer.held = peer.held, None
+        if held is not None:
+            peer.outbox.put_nowait(held)
+
     def _drop_slow(self, peer: _Peer) -> None:
         self._dropped += 1
         log.warning("dropping connection %s (%s): send queue full (%d messages); "
@@ -382,6 +455,7 @@ class NetworkServer:
                         max_bytes=self.send_bytes,
                         oversized=lambda message, size: self._oversized(conn, message, size))
         peer = _Peer(conn, ws, outbox, self.hub)
+        outbox.on_caught_up = lambda: self._caught_up(peer)
         if self._going_away:
             # Drained: a peer reconnecting now is told to go elsewhere at once.
             ws.close_nowait(1001, "hub shutting down")
@@ -498,6 +572,13 @@ def _loopback_only(listener: trio.SocketListener,
         return False
 
 
+def _event_bytes(event: Event) -> int:
+    """Return an upper bound of ``event``'s encoded size (``events.change_bytes``)."""
+    changes = event.event
+    return (EVENT_ENVELOPE_BYTES + sum(map(change_bytes, changes.agents))
+            + sum(map(change_bytes, changes.containers)))
+
+
 def _address(stream: trio.SocketStream) -> str:
     try:
         host, port = stream.socket.getpeername()[:2]
@@ -515,6 +596,7 @@ async def serve_network(
     hub_id: str | None = None,
     send_queue: int = DEFAULT_SEND_QUEUE,
     send_bytes: int = DEFAULT_SEND_BYTES,
+    event_backlog: int = DEFAULT_EVENT_BACKLOG,
     max_frame_bytes: int = MAX_FRAME_BYTES,
     listen_sockets: Sequence[socket.socket] | None = None,
     metrics_port: int | None = None,
@@ -541,7 +623,8 @@ async def serve_network(
     ``ws://``.  Yields the ``NetworkServer``; on exit every connection is
     cancelled.  ``send_bytes`` bounds the bytes kept for a peer that does
     not read (it is dropped past it); ``send_queue`` the messages queued for
-    it in one scheduler round.  ``max_in_flight``,
+    it in one scheduler round; ``event_backlog`` the bytes waiting for a
+    peer beyond which registry events for it are held back (it resyncs).  ``max_in_flight``,
     ``max_in_flight_per_container`` and ``max_alive_timeout`` are the hub's
     own bounds (``core.hub.Hub``).  ``standby`` starts the hub as a
     standby (``leadership.py`` campaigns for it).
@@ -554,7 +637,8 @@ async def serve_network(
               max_in_flight_per_container=max_in_flight_per_container,
               max_alive_timeout=max_alive_timeout)
     server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes,
-                           send_bytes=send_bytes, authenticator=authenticator,
+                           send_bytes=send_bytes, event_backlog=event_backlog,
+                           authenticator=authenticator,
                            ssl_context=ssl_context)
     if standby:
         server.stand_by("", "standby: campaigning for the lease")

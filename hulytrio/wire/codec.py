@@ -41,7 +41,7 @@ import attrs
 import msgpack
 
 from hulytrio.core.errors import LocalProtocolError, RemoteProtocolError
-from hulytrio.core.messages import MESSAGE_TYPES, Message, Ping, Pong, Request, Response
+from hulytrio.core.messages import MESSAGE_TYPES, Event, Message, Ping, Pong, Request, Response
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -576,6 +576,59 @@ def _pack(value: Any) -> bytes:
     return packed
 
 
+# --- registry events: encoded once for every session ------------------------------
+
+#: The encodings of the latest ``Event`` messages, most recently used last:
+#: the hub sends one ``Event`` object to every session that sees all events,
+#: and each session's outbox encodes its own frame.  Converting a 60,000-
+#: change event takes over a second of Python; packed once and reused it
+#: costs each further session a copy of its bytes.  Bounded in entries and
+#: bytes; per thread, like the packers.
+_EVENT_CACHE_ENTRIES = 16
+_EVENT_CACHE_BYTES = 16 * 1024 * 1024
+_event_caches = threading.local()
+
+
+def _event_bytes(message: Message) -> bytes:
+    """Return ``message`` (an ``Event``) packed alone, from the cache when it was before."""
+    cache: dict[int, tuple[Message, bytes]] | None = getattr(_event_caches, "cache", None)
+    if cache is None:
+        cache = _event_caches.cache = {}
+        _event_caches.size = 0
+    key = id(message)
+    hit = cache.pop(key, None)
+    if hit is not None and hit[0] is message:
+        cache[key] = hit  # most recently used now
+        return hit[1]
+    if hit is not None:  # the id of an event no longer alive, reused
+        _event_caches.size -= len(hit[1])
+    data = _pack(_to_wire(message))
+    if len(data) <= _EVENT_CACHE_BYTES:
+        size = _event_caches.size + len(data)
+        while cache and (len(cache) >= _EVENT_CACHE_ENTRIES or size > _EVENT_CACHE_BYTES):
+            size -= len(cache.pop(next(iter(cache)))[1])
+        cache[key] = (message, data)
+        _event_caches.size = size
+    return data
+
+
+def _array_header(n: int) -> bytes:
+    """Return the msgpack header of an array of ``n`` items."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def _encode_frame_with_events(messages: Sequence[Message]) -> bytes:
+    """``encode_frame`` for a frame with an ``Event``: each message packed alone, joined."""
+    parts = [_array_header(len(messages))]
+    for m in messages:
+        parts.append(_event_bytes(m) if type(m) is Event else _pack(_to_wire(m)))
+    return b"".join(parts)
+
+
 # --- public API -----------------------------------------------------------------
 
 
@@ -590,6 +643,10 @@ def encode_frame(messages: Sequence[Message]) -> bytes:
     Raises ``LocalProtocolError`` if an item is not a protocol message, or a
     field holds something msgpack cannot encode (the message names the type).
     """
+    for m in messages:
+        if type(m) is Event:
+            # The same bytes: a msgpack array is its header and its items.
+            return _encode_frame_with_events(messages)
     return _pack([_to_wire(m) for m in messages])
 
 

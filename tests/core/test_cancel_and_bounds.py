@@ -12,6 +12,7 @@ from hulytrio.core.messages import (
     Get,
     GetReply,
     Hello,
+    ListReply,
     Ok,
     RegisterAgent,
     Request,
@@ -187,13 +188,17 @@ def test_a_request_not_yet_sent_is_cancelled_without_a_message() -> None:
     assert all(r not in refd.waiting for refd in s.refs.by_id.values())
 
 
-def test_only_requests_are_cancelled() -> None:
+def test_a_cancelled_query_is_forgotten_without_a_message() -> None:
+    # The hub holds nothing for a query: the session only stops waiting
+    # (it used to keep the call pending for ever; docs/security.md).
     s, _ref = _ready_session()
     q = s.query("list")
     s.effects()
     s.cancel(q)
     assert s.effects() == []
-    assert q in s.calls.pending
+    assert q not in s.calls.pending
+    s.receive(ListReply(q, ()), 0.1)
+    assert s.effects() == []
 
 
 def test_a_cancel_from_the_hub_reaches_the_agent_driver() -> None:

@@ -92,10 +92,12 @@ class ChaosMachine(RuleBasedStateMachine):
     session_bugs: ClassVar[tuple[str, ...]] = ()
     #: where the failing run is written as a scenario
     out_dir: ClassVar[Path | None] = None
+    #: the scenario the machine starts from
+    base_text: ClassVar[str] = BASE
 
     def __init__(self) -> None:
         super().__init__()
-        base = parse_scenario(BASE)
+        base = parse_scenario(self.base_text)
         self.scenario = attrs.evolve(
             base,
             hub=attrs.evolve(base.hub, seeded_bugs=self.hub_bugs),
@@ -166,6 +168,43 @@ class ChaosMachine(RuleBasedStateMachine):
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 (self.out_dir / "chaos-failure.toml").write_text(dump_scenario(written))
             raise AssertionError("; ".join(problems[:3]))
+
+
+class StatefulChaosMachine(ChaosMachine):
+    """The same machine with container state (``[state]``): "kv" containers have state,
+    and the state store pauses, slows down and is cut off among the other faults;
+    agents also drain (a clean handoff, with its final checkpoint).
+    """
+
+    base_text: ClassVar[str] = BASE + """
+[state]
+kinds = ["kv"]
+interval = "500ms"
+store_latency = "1ms..4ms"
+store_timeout = "500ms"
+"""
+
+    @rule(action=st.sampled_from(["store-pause", "store-cut", "store-slow"]),
+          duration=st.sampled_from([None, 0.3, 1.0, 3.0]))
+    def store_fault(self, action: str, duration: float | None) -> None:
+        self._inject(FaultSpec(self._now(), action,  # type: ignore[arg-type]
+                               duration=None if duration is None else Seconds(duration),
+                               latency=Span(0.2, 0.2) if action == "store-slow" else None))
+
+    @rule(action=st.sampled_from(["store-resume", "store-heal"]))
+    def store_back(self, action: str) -> None:
+        self._inject(FaultSpec(self._now(), action))  # type: ignore[arg-type]
+
+    @rule(who=st.sampled_from(("a-1", "a-2", "f")), grace=st.sampled_from([0.1, 1.0]))
+    def drain(self, who: str, grace: float) -> None:
+        self._inject(FaultSpec(self._now(), "drain", who, Seconds(grace)))
+
+
+def test_chaos_with_container_state_holds(chaos_settings: settings, tmp_path: Path) -> None:
+    """Store faults and drains in the mix: the state checks hold too."""
+    out = Path(os.environ.get("HULYTRIO_CHAOS_OUT", tmp_path)) / "state"
+    machine = type("StatefulChaos", (StatefulChaosMachine,), {"out_dir": out})
+    run_state_machine_as_test(machine, settings=chaos_settings)
 
 
 def test_chaos_the_core_holds(chaos_settings: settings, tmp_path: Path) -> None:

@@ -1,0 +1,143 @@
+"""The checkpoint/restore policy (core/checkpoints.py), driven with explicit times and versions."""
+
+from __future__ import annotations
+
+import pytest
+
+from hulytrio.core.checkpoints import (
+    FINAL_CHECKPOINT_SKIPPED,
+    INTERVAL_CHECKPOINTS_SKIPPED,
+    SERVE_BEFORE_IMPORT,
+    STATE_TRANSITIONS,
+    CheckpointPolicy,
+    StateStatus,
+)
+from hulytrio.core.errors import LocalProtocolError
+
+
+def serving(policy: CheckpointPolicy, uuid: str, epoch: int = 0, claimed: int | None = None,
+            version: int = 0) -> None:
+    record = policy.restore_started(uuid, epoch)
+    policy.restored(record, claimed, version)
+
+
+def test_interval_checkpoints_are_due_every_interval_from_start() -> None:
+    policy = CheckpointPolicy(2.0)
+    assert policy.next_deadline() is None
+    assert not policy.checkpoint_due(100.0)
+    policy.start(10.0)
+    assert policy.next_deadline() == 12.0
+    assert not policy.checkpoint_due(11.9)
+    assert policy.checkpoint_due(12.5)
+    assert policy.next_deadline() == 14.5
+    assert not policy.checkpoint_due(13.0)
+
+
+def test_a_zero_interval_is_refused() -> None:
+    with pytest.raises(LocalProtocolError, match="interval must be > 0"):
+        CheckpointPolicy(0.0)
+
+
+def test_requests_wait_while_restoring_and_untracked_uuids_serve() -> None:
+    policy = CheckpointPolicy(1.0)
+    assert policy.may_serve("plain")
+    record = policy.restore_started("u", 3)
+    assert not policy.may_serve("u")
+    assert policy.restoring("u")
+    assert not policy.tracks("u")
+    assert policy.epoch("u") is None
+    policy.restored(record, None, 5)
+    assert policy.may_serve("u")
+    assert policy.tracks("u")
+    assert policy.epoch("u") == 3  # nothing claimed: the ownership epoch
+
+
+def test_the_claimed_epoch_is_the_write_epoch_and_resume_only_raises_it() -> None:
+    policy = CheckpointPolicy(1.0)
+    serving(policy, "u", epoch=2, claimed=7)
+    assert policy.epoch("u") == 7
+    policy.resume("u", 4)
+    assert policy.epoch("u") == 7
+    policy.resume("u", 9)
+    assert policy.epoch("u") == 9
+
+
+def test_only_changed_containers_are_due_and_an_ack_saves_them() -> None:
+    policy = CheckpointPolicy(1.0)
+    serving(policy, "a", version=1)
+    serving(policy, "b", version=4)
+    restoring = policy.restore_started("c", 0)
+    del restoring
+    writes = policy.due([("a", 1), ("b", 6), ("c", 9)])
+    assert [(w.uuid, w.version, w.epoch) for w in writes] == [("b", 6, 0)]
+    assert policy.written(writes, ()) == []
+    assert policy.due([("a", 1), ("b", 6)]) == []
+
+
+def test_a_stale_refusal_forgets_the_container_once() -> None:
+    policy = CheckpointPolicy(1.0)
+    serving(policy, "a", version=0)
+    writes = policy.due([("a", 2)])
+    assert policy.written(writes, {"a"}) == ["a"]
+    assert not policy.tracks("a")
+    assert policy.may_serve("a")
+    assert policy.written(writes, {"a"}) == []  # forgotten already: nothing to stop
+
+
+def test_a_refusal_after_the_container_left_and_came_back_keeps_the_new_record() -> None:
+    policy = CheckpointPolicy(1.0)
+    serving(policy, "a")
+    writes = policy.due([("a", 2)])
+    policy.forget("a")
+    serving(policy, "a", claimed=5)
+    assert policy.written(writes, {"a"}) == []
+    assert policy.tracks("a")
+
+
+def test_the_final_write_is_made_only_when_something_changed() -> None:
+    policy = CheckpointPolicy(1.0)
+    serving(policy, "a", epoch=1, version=3)
+    record = policy.forget("a")
+    assert policy.final_write(record, 3) is None
+    write = policy.final_write(record, 4)
+    assert write is not None
+    assert (write.uuid, write.version, write.epoch) == ("a", 4, 1)
+    assert policy.final_write(None, 4) is None
+    restoring = policy.restore_started("b", 0)
+    assert policy.final_write(policy.forget("b"), 9) is None  # never imported: nothing to save
+    assert restoring.status is StateStatus.RESTORING
+
+
+def test_a_closing_agent_holds_every_serving_container() -> None:
+    policy = CheckpointPolicy(1.0)
+    serving(policy, "a")
+    policy.restore_started("b", 0)
+    assert policy.hold_all() == ["a"]
+    assert not policy.may_serve("a")
+    assert not policy.may_serve("b")
+    assert [w.uuid for w in policy.due([("a", 1)])] == ["a"]  # its last checkpoint
+
+
+def test_restoring_twice_is_a_protocol_error_and_moves_are_checked() -> None:
+    policy = CheckpointPolicy(1.0)
+    record = policy.restore_started("a", 0)
+    with pytest.raises(LocalProtocolError, match="tracked already"):
+        policy.restore_started("a", 0)
+    policy.restored(record, None, 0)
+    with pytest.raises(LocalProtocolError, match="SERVING -> SERVING"):
+        policy.restored(record, None, 0)
+    assert STATE_TRANSITIONS.allows(StateStatus.SERVING, StateStatus.HELD)
+    assert not STATE_TRANSITIONS.allows(StateStatus.HELD, StateStatus.SERVING)
+
+
+def test_seeded_bugs_take_their_one_wrong_step() -> None:
+    early = CheckpointPolicy(1.0, seeded_bugs=frozenset({SERVE_BEFORE_IMPORT}))
+    early.restore_started("a", 0)
+    assert early.may_serve("a")
+    skip = CheckpointPolicy(1.0, seeded_bugs=frozenset({FINAL_CHECKPOINT_SKIPPED}))
+    serving(skip, "a")
+    assert skip.final_write(skip.forget("a"), 5) is None
+    never = CheckpointPolicy(1.0, seeded_bugs=frozenset({INTERVAL_CHECKPOINTS_SKIPPED}))
+    never.start(0.0)
+    assert not never.checkpoint_due(5.0)
+    assert never.next_deadline() == 6.0

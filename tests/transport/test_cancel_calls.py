@@ -1,0 +1,105 @@
+"""Cancel beyond requests through the hub, on loopback.
+
+An abandoned ``get`` (the container still starting) leaves no hold behind,
+and an abandoned request on a direct connection stops the container's
+handler and frees the call at both ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+import hulytrio
+
+
+class Stuck(hulytrio.Container):
+    """Answers ``op`` at once; ``hang`` never returns (until cancelled)."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.cancelled = 0
+
+    async def request(self, operation: str, data: Any = None, client_id: str | None = None
+                      ) -> Any:
+        if operation != "hang":
+            return data
+        self.running += 1
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            self.cancelled += 1
+            raise
+        finally:
+            self.running -= 1
+
+
+async def test_a_get_abandoned_while_its_container_starts_leaves_no_hold():
+    release = trio.Event()
+    made: list[Stuck] = []
+
+    async def slow_start(options: hulytrio.GetOptions) -> hulytrio.Container:
+        await release.wait()
+        made.append(Stuck())
+        return made[-1]
+
+    timeouts = hulytrio.Timeouts(unused_container=0.5)
+    with trio.fail_after(30):
+        async with hulytrio.serve_network(port=0, timeouts=timeouts) as hub, \
+                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
+            await host.serve_agent({"slow": slow_start})
+            with trio.move_on_after(0.3) as scope:
+                await caller.get("slow", uuid="s-1")
+            assert scope.cancelled_caught
+            registry = hub.hub.registry
+            # The hub stopped waiting for it at once (before the start ends).
+            with trio.fail_after(5):
+                while registry.holds(caller.client_id) or caller.session.calls.pending:  # noqa: ASYNC110
+                    await trio.sleep(0.02)
+            assert hub.hub.stats.calls[("get", "cancelled")] == 1
+            release.set()
+            # The start completes with nobody waiting: an orphan, terminated
+            # after the unused timeout; the caller holds nothing throughout.
+            with trio.fail_after(10):
+                while registry.container("s-1") is None:  # noqa: ASYNC110
+                    await trio.sleep(0.02)
+            assert registry.holders("s-1") == {}
+            with trio.fail_after(10):
+                while registry.container("s-1") is not None:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            assert caller.session.references() == {}
+            # The caller works as before.
+            ref = await caller.get("slow", uuid="s-2")
+            assert await ref.request("op", 5) == 5
+
+
+async def test_a_request_abandoned_on_a_direct_connection_stops_its_handler():
+    made: list[Stuck] = []
+
+    async def start(options: hulytrio.GetOptions) -> hulytrio.Container:
+        made.append(Stuck())
+        return made[-1]
+
+    with trio.fail_after(30):
+        async with hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
+            await host.serve_agent({"stuck": start}, endpoint="127.0.0.1:0")
+            ref = await caller.get("stuck")
+            async with ref.connect() as conn:
+                direct = conn._direct
+                assert direct is not None, "the test needs a direct connection"
+                for _ in range(20):
+                    with trio.move_on_after(0.05):
+                        await conn.request("hang")
+                box = made[0]
+                with trio.fail_after(5):
+                    while box.running:  # noqa: ASYNC110 - polls the agent's handler count
+                        await trio.sleep(0.02)
+                assert box.cancelled == 20
+                # Neither end keeps the abandoned calls.
+                assert direct.machine._calls == {}
+                assert direct.slots == {}
+                # The connection carries on.
+                with trio.fail_after(2):
+                    assert await conn.request("op", 7) == 7
