@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DEV_STAMP := $(VENV)/.installed-dev
+FUZZ_STAMP := $(VENV)/.installed-fuzz
+#: seconds of coverage-guided fuzzing per atheris target in `make fuzz`
+FUZZ_SECONDS ?= 300
 
-.PHONY: serve test lint bench chaos compiled sim-speed clean system-deps
+.PHONY: serve test lint bench chaos fuzz compiled sim-speed clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +25,10 @@ $(TEST_STAMP): $(BIN)/python pyproject.toml
 
 $(DEV_STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(FUZZ_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
 	touch $@
 
 serve: $(STAMP)
@@ -58,8 +65,21 @@ chaos: $(TEST_STAMP)
 	$(BIN)/hulytrio simulate scenarios/partition.toml --seeds 1..200
 	$(BIN)/hulytrio simulate scenarios/churn.toml --seeds 1..200
 	$(BIN)/hulytrio simulate scenarios/stateful-failover.toml --seeds 1..1000
+	$(BIN)/hulytrio simulate scenarios/hub-failover.toml --seeds 1..1000
+	$(BIN)/hulytrio simulate scenarios/split-brain.toml --seeds 1..1000
 	mkdir -p chaos-out
 	HYPOTHESIS_PROFILE=chaos HULYTRIO_CHAOS_OUT=chaos-out $(BIN)/python -m pytest tests/sim -q
+
+# Fuzzing of the WebSocket layer and a live hub (docs/security.md, "What is fuzzed"); not
+# part of `make test`, which runs the same Hypothesis fuzz tests with few examples.
+# atheris (coverage-guided) FUZZ_SECONDS per target, then the Hypothesis fuzz at 10x.
+fuzz: $(FUZZ_STAMP)
+	mkdir -p build/fuzz
+	cd build/fuzz && ../../$(BIN)/python ../../tools/fuzz_atheris.py frames \
+		-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+	cd build/fuzz && ../../$(BIN)/python ../../tools/fuzz_atheris.py handshake \
+		-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+	HULYTRIO_FUZZ=long $(BIN)/python -m pytest tests/fuzz tests/transport/test_rfc6455.py -q
 
 # The simulator's hot modules compiled with mypyc into build/compiled (the
 # working tree stays pure Python); use it with PYTHONPATH=build/compiled.

@@ -14,10 +14,15 @@ under ``-m``).  The harness itself is always the working tree's
 (``benchmarks/`` is found after it on ``PYTHONPATH``): both versions are
 measured by the same yardstick.
 
+``--variant websockets`` compares the working tree with itself instead: the
+B side's processes run on the ``websockets`` framing (``benchmarks/ws_websockets.py``,
+installed by ``benchmarks/wsvariant/sitecustomize.py``), the A side on ours.
+
 Usage::
 
     .venv/bin/python benchmarks/ab.py --base HEAD~1 --rounds 4 hub-16,direct-64
     .venv/bin/python benchmarks/ab.py --metric p50_ms cold-get
+    .venv/bin/python benchmarks/ab.py --variant websockets hub-1,hub-16-64k
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: ``--variant`` name -> the directory put first on the B side's ``PYTHONPATH``
+VARIANTS = {"websockets": ROOT / "benchmarks" / "wsvariant"}
 
 
 def export(rev: str, into: Path) -> None:
@@ -41,8 +48,13 @@ def export(rev: str, into: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
 
 
-def bench(cwd: Path, scenarios: str, duration: float, metric: str) -> dict[str, float]:
-    """Run the scenarios once with the processes started in ``cwd``; returns metric per scenario."""
+def bench(cwd: Path, scenarios: str, duration: float, metric: str,
+          first: Path | None = None) -> dict[str, float]:
+    """Run the scenarios once with the processes started in ``cwd``; returns metric per scenario.
+
+    ``first``, when given, goes first on the processes' ``PYTHONPATH`` (a variant).
+    """
+    path = [str(cwd), str(ROOT)] if first is None else [str(first), str(cwd), str(ROOT)]
     with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
         out = Path(f.name)
     try:
@@ -50,7 +62,7 @@ def bench(cwd: Path, scenarios: str, duration: float, metric: str) -> dict[str, 
                         scenarios, "--duration", str(duration), "--json", str(out)],
                        cwd=cwd, check=False, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL,
-                       env={**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), str(ROOT)])})
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(path)})
         results = {}
         for line in out.read_text().splitlines():
             row = json.loads(line)
@@ -69,16 +81,22 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=2.0, help="seconds measured per run")
     parser.add_argument("--metric", default="req_per_s", help="metric of the JSON line")
+    parser.add_argument("--variant", choices=sorted(VARIANTS),
+                        help="compare the working tree with itself run on this variant")
     args = parser.parse_args(argv)
     runs: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        export(args.base, base)
-        versions = {args.base: base, "working tree": ROOT}
+        versions: dict[str, tuple[Path, Path | None]]
+        if args.variant:
+            versions = {"ours": (ROOT, None), args.variant: (ROOT, VARIANTS[args.variant])}
+        else:
+            base = Path(tmp)
+            export(args.base, base)
+            versions = {args.base: (base, None), "working tree": (ROOT, None)}
         for n in range(args.rounds):
-            for label, cwd in versions.items():
+            for label, (cwd, first) in versions.items():
                 for scenario, value in bench(cwd, args.scenarios, args.duration,
-                                             args.metric).items():
+                                             args.metric, first).items():
                     runs.setdefault((scenario, label), []).append(value)
             print(f"round {n + 1}/{args.rounds} done", file=sys.stderr)
     print(f"{'scenario':<14} {'version':<14} {'median ' + args.metric:>18}  runs")

@@ -1,6 +1,7 @@
 """Instructions per churn event and per routed request, counted by valgrind.
 
 Usage: python -m benchmarks.instructions [--only churn|hub|direct] [--requests N]
+                                         [--size BYTES] [--inflight K] [--ws ours|websockets]
 
 Wall time on this VM drifts by 2x from one hour to the next; instruction
 counts do not (the same binary, inputs and environment give the same total).
@@ -10,7 +11,9 @@ This is the method docs/performance.md quotes:
   total for a 1 s run of it (interpreter start, imports and scenario set-up
   cancel out), divided by the difference in core events;
 - requests: ``benchmarks/cpu_per_request.py --one PATH`` with N requests
-  minus the same with 0, divided by N.
+  minus the same with 0, divided by N (``--size``, ``--inflight`` and ``--ws``
+  are passed on: the echoed string's length, the calls in flight, and the
+  WebSocket framing, ours or ``websockets``' for the A/B of issue 13).
 
 Prints one table row per path. Needs ``valgrind`` on PATH (Debian's package).
 """
@@ -65,9 +68,13 @@ def churn_per_event() -> tuple[float, int]:
     return (big - small) / (big_events - small_events), big_events - small_events
 
 
-def request_cost(path: str, requests: int) -> float:
-    """Returns instructions per echo request on ``path`` ("hub" or "direct")."""
-    argv = [sys.executable, "-m", "benchmarks.cpu_per_request", "--one", path, "--requests"]
+def request_cost(path: str, requests: int, extra: tuple[str, ...] = ()) -> float:
+    """Returns instructions per echo request on ``path`` ("hub" or "direct").
+
+    ``extra`` is passed on to ``benchmarks.cpu_per_request`` (``--size`` etc.).
+    """
+    argv = [sys.executable, "-m", "benchmarks.cpu_per_request", "--one", path, *extra,
+            "--requests"]
     big, _ = _cachegrind([*argv, str(requests)])
     small, _ = _cachegrind([*argv, "0"])
     return (big - small) / requests
@@ -77,7 +84,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("churn", "hub", "direct"))
     parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--size", type=int, help="echoed string's length (default 100)")
+    parser.add_argument("--inflight", type=int, help="calls in flight (default 64)")
+    parser.add_argument("--ws", choices=("ours", "websockets"), default="ours")
     args = parser.parse_args()
+    extra = ("--ws", args.ws)
+    if args.size is not None:
+        extra += ("--size", str(args.size))
+    if args.inflight is not None:
+        extra += ("--inflight", str(args.inflight))
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
     print("| path | instructions |")
@@ -87,8 +102,9 @@ def main() -> None:
         print(f"| churn, per core event ({events:,} events) | {per_event:,.0f} |", flush=True)
     for path in ("hub", "direct"):
         if args.only in (None, path):
-            cost = request_cost(path, args.requests)
-            print(f"| request {path}, per request | {cost:,.0f} |", flush=True)
+            cost = request_cost(path, args.requests, extra)
+            print(f"| request {path}, per request ({' '.join(extra)}) | {cost:,.0f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,7 @@ class AgentConfig:
     health_check_interval: float | None = None
     state_store: str | None = None
     checkpoint_interval: float = 60.0
+    fence_lease: float | None = None
 
 
 @attrs.frozen
@@ -454,6 +455,9 @@ KEYS: tuple[Key, ...] = (
     Key("agent.checkpointInterval", _seconds, "seconds > 0",
         "how often the changed containers' state is checkpointed to agent.stateStore",
         env="CHECKPOINT_INTERVAL", flag="--checkpoint-interval"),
+    Key("agent.fenceLease", _seconds, "seconds > 0 (unset: 0.9 x the hub's alive timeout)",
+        "the longest hub silence stateless containers serve through; capped at 0.9 x the "
+        "hub's alive timeout", env="FENCE_LEASE", flag="--fence-lease"),
     Key("logging.level", _LEVELS, "debug, info, warning (warn), error, critical",
         "the least severe level logged", env="LOG_LEVEL", flag="--log-level"),
     Key("logging.format", _choice("text", "json"), "text, json",

@@ -59,7 +59,13 @@ COMPILED = (
     "hulytrio/core/view.py",
     "hulytrio/sim/clock.py",
     "hulytrio/sim/faults.py",
+    # (the multi-hub world subclasses the world, the checker and the fault
+    # layer: an interpreted class cannot inherit from a compiled one)
+    "hulytrio/sim/hubchecks.py",
+    "hulytrio/sim/hubfaults.py",
+    "hulytrio/sim/hubs.py",
     "hulytrio/sim/invariants.py",
+    "hulytrio/sim/lease.py",
     "hulytrio/sim/links.py",
     "hulytrio/sim/process.py",
     "hulytrio/sim/trace.py",

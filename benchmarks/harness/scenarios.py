@@ -104,10 +104,12 @@ def _echo_scenarios() -> dict[str, Scenario]:
                                  f"echo 100 B {via}, 8 clients x {inflight} in flight",
                                  path=path, inflight=inflight, clients=8, procs=2)
         for inflight in (1, 16):
-            for label, size in (("10k", 10_000), ("1m", 1_000_000)):
+            # 200 B and 64 KiB: the framing A/B of issue 13 (docs/performance.md)
+            for label, size, text in (("200b", 200, "200 B"), ("10k", 10_000, "10 KB"),
+                                      ("64k", 65_536, "64 KiB"), ("1m", 1_000_000, "1 MB")):
                 name = f"{path}-{inflight}-{label}"
                 out[name] = Scenario(name, "echo",
-                                     f"echo {label.upper()}B {via}, {inflight} in flight",
+                                     f"echo {text} {via}, {inflight} in flight",
                                      path=path, inflight=inflight, payload=size)
     return out
 

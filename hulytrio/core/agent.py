@@ -16,6 +16,7 @@ Local container lifecycle (``LocalStatus``, table ``LOCAL_TRANSITIONS``)::
                       \\--failed, Terminate or registration sent--> (gone)
     stateless offer: STANDBY --RegisterReply (not standby)--> ACTIVE
                      ACTIVE --registration sent (fence)--> STANDBY (fenced)
+                     ACTIVE --hub silent past the fence lease (self_fence)--> STANDBY (fenced)
                      STANDBY --RegisterReply.standby--> STANDBY (demoted)
                      STANDBY --Activate--> ACTIVE
     draining agent:  ACTIVE or STANDBY --the hub answered Drain--> DRAINING
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import enum
 
+from .answers import ANSWER_LIMIT, ANSWER_TTL, Answers
 from .effects import (
     ConnectContainer,
     DisconnectContainer,
@@ -62,7 +64,7 @@ from .effects import (
     StartContainer,
     StopContainer,
 )
-from .errors import ErrorCode
+from .errors import ErrorCode, LocalProtocolError
 from .messages import (
     Activate,
     Connect,
@@ -107,6 +109,11 @@ LOCAL_TRANSITIONS: TransitionTable[LocalStatus] = TransitionTable("local contain
     LocalStatus.STANDBY: (LocalStatus.ACTIVE, LocalStatus.STANDBY, LocalStatus.DRAINING),
 })
 
+#: read once for ``on_request`` (every forwarded request): on Python 3.11 a read
+#: of ``LocalStatus.ACTIVE`` costs ~1,100 instructions, a global ~10 (see
+#: docs/performance.md, "Churn instructions recovered (2026-12-06)")
+_LOCAL_ACTIVE = LocalStatus.ACTIVE
+
 
 class AgentPhase(enum.Enum):
     """Where the agent as a whole stands."""
@@ -124,7 +131,8 @@ PHASE_TRANSITIONS: TransitionTable[AgentPhase] = TransitionTable("agent", {
 
 
 class _Local:
-    __slots__ = ("epoch", "fenced", "kind", "labels", "start_ids", "stateless", "status")
+    __slots__ = ("answers", "epoch", "fenced", "kind", "labels", "start_ids", "stateless",
+                 "status")
 
     def __init__(self, kind: ContainerKind, labels: tuple[str, ...], stateless: bool,
                  status: LocalStatus) -> None:
@@ -137,6 +145,8 @@ class _Local:
         self.fenced = False
         #: hub call ids waiting for this start (duplicated Starts are joined)
         self.start_ids: list[int] = []
+        #: what this instance answered recently (made on its first request)
+        self.answers: Answers | None = None
 
     def _transition(self, new: LocalStatus) -> None:
         # The one place a local container changes state (LOCAL_TRANSITIONS).
@@ -159,8 +169,20 @@ class AgentState:
         endpoint: str | None = None,
         stateless: tuple[OfferedContainer, ...] = (),
         max_containers: int | None = None,
+        fence_lease: float | None = None,
+        answer_limit: int = ANSWER_LIMIT,
+        answer_ttl: float = ANSWER_TTL,
     ) -> None:
+        if fence_lease is not None and not fence_lease > 0:
+            raise LocalProtocolError(f"fence_lease must be > 0, got {fence_lease}")
         self.agent_id = agent_id
+        #: the longest silence of the hub (seconds) its stateless offers serve
+        #: through; None: the session's default, a share of the hub's alive
+        #: timeout (``ClientSession.fence_lease_for``)
+        self.fence_lease = fence_lease
+        #: the bounds of each container instance's ``Answers`` (``core/answers.py``)
+        self.answer_limit = answer_limit
+        self.answer_ttl = answer_ttl
         self.kinds = tuple(dict.fromkeys(kinds))
         self.endpoint = endpoint
         self.max_containers = max_containers
@@ -189,6 +211,11 @@ class AgentState:
         """Return the uuids this agent serves right now (ACTIVE), in start order."""
         return tuple(u for u, c in self._containers.items() if c.status is LocalStatus.ACTIVE)
 
+    def serves_stateless(self) -> bool:
+        """Return whether a stateless offer serves here (ACTIVE)."""
+        return any(c.stateless and c.status is LocalStatus.ACTIVE
+                   for c in self._containers.values())
+
     def running(self) -> tuple[ContainerUuid, ...]:
         """Return every uuid with a live instance here (ACTIVE, STANDBY or DRAINING)."""
         return tuple(u for u, c in self._containers.items() if c.status is not LocalStatus.STARTING)
@@ -208,6 +235,18 @@ class AgentState:
             and (kind is None or c.kind == kind)
             and wanted.issubset(c.labels)
         )
+
+    def answers(self, uuid: ContainerUuid) -> Answers | None:
+        """Return the recent answers of the instance of ``uuid`` here (None: no such instance).
+
+        Made on first use; a new instance under the same uuid starts empty.
+        """
+        local = self._containers.get(uuid)
+        if local is None:
+            return None
+        if local.answers is None:
+            local.answers = Answers(self.answer_limit, self.answer_ttl)
+        return local.answers
 
     def epoch(self, uuid: ContainerUuid) -> int:
         """Return the ownership epoch this agent last heard for ``uuid`` (0 if none)."""
@@ -315,12 +354,25 @@ class AgentState:
         for uuid in starting:
             del self._containers[uuid]
             out.append(StopContainer(self.agent_id, uuid))
+        out.extend(self.self_fence())
+        return out
+
+    def self_fence(self) -> list[SessionEffect]:
+        """The hub has been silent past the fence lease: serving stateless offers pause.
+
+        Returns ``SetServing(False, fenced=True)`` for each stateless offer
+        that served (ACTIVE -> STANDBY, fenced); nothing else changes.  Only
+        the hub's answer to a registration (``on_registered``) or its
+        ``Activate`` makes them serve again: the hub may have given their
+        uuids to a standby meanwhile.
+        """
+        out: list[SessionEffect] = []
         for uuid, local in self._containers.items():
             if local.stateless and local.status is LocalStatus.ACTIVE:
                 local._transition(LocalStatus.STANDBY)
                 local.fenced = True
-                # The registration starts a new ownership view (perhaps a new
-                # hub term, whose epochs restart): older epochs mean nothing.
+                # A new ownership view follows (perhaps a new hub term, whose
+                # epochs restart): older epochs mean nothing.
                 local.epoch = 0
                 out.append(SetServing(self.agent_id, uuid, False, 0, fenced=True))
         return out
@@ -480,7 +532,7 @@ class AgentState:
     def on_request(self, msg: Request) -> list[SessionEffect]:
         """Run a forwarded request, or answer ``not_found`` if ``msg.uuid`` does not serve here."""
         local = self._containers.get(msg.uuid)
-        if local is None or local.status is not LocalStatus.ACTIVE:
+        if local is None or local.status is not _LOCAL_ACTIVE:
             why = ("is not running" if local is None
                    else "is draining" if local.status is LocalStatus.DRAINING else "stands by")
             return [Send(None, Error(msg.id, ErrorCode.NOT_FOUND.value,

@@ -964,7 +964,7 @@ class Hub:
         self._count_flight(flight, msg.id, msg.uuid, fwd_id)
         self.stats.forwarded += 1
         self._send_to(agent_client, Request(fwd_id, msg.uuid, msg.operation, msg.payload,
-                                            client_id))
+                                            client_id, msg.id))
 
     def _new_forward(self, fwd: _Forward) -> int:
         self._forward_serial += 1

@@ -405,7 +405,10 @@ class Activate(Message):
 class Request(Message):
     """Call ``operation`` on container ``uuid``; ``payload`` is the encoded data.
 
-    ``client_id`` is filled in by the hub when it forwards to an agent.
+    ``client_id`` and ``caller_id`` are filled in by the hub when it forwards
+    to an agent: the caller's peer id and the caller's own ``id`` for the
+    request, which stay the same when the caller resends it after a hub
+    restart or takeover (the agent answers such a resend from memory).
     """
 
     TAG: ClassVar[str] = "req"
@@ -414,6 +417,7 @@ class Request(Message):
     operation: str
     payload: bytes = b""
     client_id: str | None = None
+    caller_id: int | None = None
 
 
 @fast_init

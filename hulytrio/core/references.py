@@ -169,7 +169,8 @@ class References:
 
     def live(self) -> dict[int, ContainerRecord | None]:
         """Return every reference not released, with its record (None while acquiring)."""
-        return {i: r.record for i, r in self.by_id.items() if r.status is not RefStatus.RELEASED}
+        released = RefStatus.RELEASED  # (an enum class read is dear: once, not per reference)
+        return {i: r.record for i, r in self.by_id.items() if r.status is not released}
 
     def affected_by(self, event: NetworkEvent) -> list[int]:
         """Return the ids of the references ``event`` may concern, oldest first.

@@ -56,15 +56,17 @@ standby); ``handle_timers`` matches on them.
 
 from __future__ import annotations
 
+import collections
 import enum
+import math
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 
 from .agent import AgentState
+from .answers import Answer
 from .calls import GET_RETRY_CODES, REACQUIRE_CODES, Call, CallKind, CallTable
 from .effects import (
-    CancelRequest,
     CloseConnection,
     DeliverEvent,
     DeliverPush,
@@ -129,6 +131,7 @@ if TYPE_CHECKING:
     from random import Random
 
 __all__ = [
+    "FENCE_SHARE",
     "SESSION_TRANSITIONS",
     "Backoff",
     "ClaimAfter",
@@ -181,6 +184,8 @@ class SessionTimer(enum.Enum):
     HUB_ALIVE = "hub-alive"
     #: The backoff delay elapsed: open a connection again.
     RECONNECT = "reconnect"
+    #: Has the hub heard from us within the fence lease?  (only while hosting)
+    FENCE = "fence"
 
     # Timers hash their keys on every arming and firing, and every session
     # pings: identity hashing (in C) instead of Enum's hash of the name (in
@@ -220,6 +225,17 @@ _REFUSALS = frozenset({ErrorCode.UNAUTHORIZED.value, ErrorCode.FORBIDDEN.value})
 #: and so is the effect that sends it
 _SEND_PING = Send(None, _PING)
 
+# The enum members the per-request and per-event paths compare with, read
+# once: on Python 3.11 reading ``RefStatus.READY`` costs ~1,100 instructions
+# (``EnumType`` defines ``__getattr__``, so every attribute read on an enum
+# class goes through a slot wrapper), a module global ~10.  Measured in
+# docs/performance.md, "Churn instructions recovered (2026-12-06)".
+_REF_READY = RefStatus.READY
+_REF_RELEASED = RefStatus.RELEASED
+_REF_ACQUIRING = RefStatus.ACQUIRING
+_CALL_REQUEST = CallKind.REQUEST
+_CHANGE_REMOVED = ChangeKind.REMOVED
+
 
 @attrs.frozen
 class Backoff:
@@ -238,6 +254,12 @@ class Backoff:
         """Return the delay before attempt number ``attempt`` (1-based)."""
         base = min(self.initial * self.factor ** max(attempt - 1, 0), self.maximum)
         return base * (1.0 - self.jitter * rng.random())
+
+
+#: The default fence lease, as a share of the alive timeout the hub applies
+#: to this session (its ``Welcome``): 10% of it is the margin for the two
+#: clocks' rates (docs/high-availability.md, "Self-fencing agents").
+FENCE_SHARE = 0.9
 
 
 #: After a standby's redirect the reconnect delay is that of this attempt at
@@ -315,6 +337,21 @@ class ClientSession:
         self._attempt = 0
         self._hub_alive = 3.0
         self._last_heard = 0.0
+        #: when the hello of the current connection was sent
+        self._hello_at = 0.0
+        #: send times of the pings the hub has not answered yet on this
+        #: connection (a stream keeps order: a Pong answers the oldest)
+        self._pings: collections.deque[float] = collections.deque()
+        #: the latest time we know the hub heard us: the send time of the
+        #: last ping it answered (or of the hello its Welcome answered)
+        self._heard_us = 0.0
+        #: the fence lease in force (``fence_lease_for``), and when it ends;
+        #: inf while no agent is hosted or nothing serves
+        self._lease = FENCE_SHARE * self._hub_alive
+        self._fence_at = math.inf
+        #: the hub's ping interval, and the one the session pings at
+        self._ping_interval = 1.0
+        self._pinging = 0.0
 
     @property
     def view_agents(self) -> dict[AgentId, AgentInfo]:
@@ -359,6 +396,8 @@ class ClientSession:
             return
         self._transition(SessionState.HANDSHAKE)
         self._last_heard = now
+        self._hello_at = now
+        self._pings.clear()
         # The handshake must finish within the hub's alive timeout as we know it.
         self.timers.call_at(now + self._hub_alive, SessionTimer.HUB_ALIVE)
         self._send(Hello(PROTOCOL_VERSION, self.client_id, self.alive_timeout,
@@ -375,6 +414,10 @@ class ClientSession:
         self._transition(SessionState.BACKOFF)
         self.timers.cancel(SessionTimer.PING)
         self.timers.cancel(SessionTimer.HUB_ALIVE)
+        self.hosting.connection_lost()
+        if self._fence_at != math.inf and self.hosting.serves_stateless():
+            # No ping ticks until the next Welcome: the lease needs its timer.
+            self.timers.call_at(self._fence_at, SessionTimer.FENCE)
         self.calls.connection_lost()
         self.timers.call_at(now + self.backoff.delay(self._attempt, self.rng),
                             SessionTimer.RECONNECT)
@@ -399,9 +442,18 @@ class ClientSession:
             match key:
                 case SessionTimer.PING:
                     if self._ready:
+                        if now >= self._fence_at:
+                            self._check_fence(now)
+                            if not self._ready:
+                                continue
+                        self._pings.append(now)
                         self._effects.append(_SEND_PING)
+                        if self._fence_at != math.inf:
+                            self._watch_fence()
                 case SessionTimer.HUB_ALIVE:
                     self._check_hub_alive(now)
+                case SessionTimer.FENCE:
+                    self._check_fence(now)
                 case SessionTimer.RECONNECT:
                     if self.state is SessionState.BACKOFF:
                         self._open(now)
@@ -423,10 +475,23 @@ class ClientSession:
     def receive(self, message: Message, now: float) -> None:
         """Handle one decoded message from the hub (ignored unless connected)."""
         if self._ready:
+            if now >= self._fence_at:
+                # Checked before anything is read: a message that waited out
+                # the lease (this process was paused) proves nothing.
+                self._check_fence(now)
+                if not self._ready:
+                    return
             self._last_heard = now
             kind = type(message)
             if kind is Pong:
-                return  # most of an idle session's input: its sign of life is noted
+                # Most of an idle session's input: its sign of life is noted,
+                # and the ping it answers is the latest the hub heard of us.
+                pings = self._pings
+                if pings:
+                    self._heard_us = heard = pings.popleft()
+                    if self._fence_at != math.inf:
+                        self._fence_at = heard + self._lease
+                return
             handler = _HANDLERS.get(kind)
             if handler is not None:
                 handler(self, message, now)
@@ -477,10 +542,10 @@ class ClientSession:
             LocalProtocolError: if ``ref_id`` is unknown or released.
         """
         ref = self.refs.by_id.get(ref_id)
-        if ref is None or ref.status is RefStatus.RELEASED:
+        if ref is None or ref.status is _REF_RELEASED:
             raise LocalProtocolError(f"reference {ref_id} is not held")
-        call = self.calls.open(CallKind.REQUEST, True, ref_id, None, (operation, payload))
-        if ref.status is RefStatus.READY:
+        call = self.calls.open(_CALL_REQUEST, True, ref_id, None, (operation, payload))
+        if ref.status is _REF_READY:
             self._send_request(call)
         else:
             ref.waiting[call.call_id] = None
@@ -608,6 +673,9 @@ class ClientSession:
             LocalProtocolError: if an agent with that id is already hosted here.
         """
         self.hosting.add(agent)
+        if self._ready:
+            self._ping_every(self._last_heard)
+            self._arm_fence()
         call = self.calls.open(CallKind.REGISTER, True, agent_id=agent.agent_id)
         self._send_call(call)
         return call.call_id
@@ -686,13 +754,22 @@ class ClientSession:
             self._send_call(self.calls.open(CallKind.CLAIM, False, agent_id=agent_id,
                                             data=offer))
 
-    def agent_reply(self, call_id: int, payload: bytes) -> None:
-        """A forwarded request ``call_id`` completed with ``payload``."""
-        self._send(Response(call_id, payload))
+    def agent_reply(self, call_id: int, payload: bytes, *, now: float) -> None:
+        """The run ``call_id`` (a ``RunRequest``'s) completed with ``payload`` at ``now``.
 
-    def agent_error(self, call_id: int, code: str, message: str, type_name: str = "") -> None:
-        """A forwarded request ``call_id`` failed (``code``: an ``ErrorCode`` value)."""
-        self._send(Error(call_id, code, message, type_name))
+        The answer is remembered for a resend (``core/answers.py``) and sent
+        to every hub call waiting for it on the current connection.
+        """
+        self._emit(self.hosting.reply(call_id, Answer(payload), now))
+
+    def agent_error(self, call_id: int, code: str, message: str, type_name: str = "",
+                    *, now: float) -> None:
+        """The run ``call_id`` failed (``code``: an ``ErrorCode`` value) at ``now``.
+
+        A ``remote`` error (the container raised) is remembered like an
+        answer; any other says the request did not run, so a resend runs.
+        """
+        self._emit(self.hosting.reply(call_id, Answer(b"", code, message, type_name), now))
 
     def agent_push(self, uuid: ContainerUuid, client_id: str, payload: bytes) -> None:
         """Container ``uuid`` broadcasts ``payload`` to ``client_id`` (connected via the hub)."""
@@ -720,6 +797,78 @@ class ClientSession:
         self._effects.append(CloseConnection(None, "hub silent past its alive timeout"))
         self.connection_lost(now)
 
+    def fence_lease_for(self, alive_timeout: float) -> float:
+        """Return the fence lease under a hub whose alive timeout for us is ``alive_timeout``.
+
+        ``FENCE_SHARE`` (0.9) of it, or the shortest lease a hosted agent
+        asks for (``AgentState.fence_lease``) when that is shorter: an agent
+        may fence sooner, never later than the margin allows.
+        """
+        lease = FENCE_SHARE * alive_timeout
+        asked = self.hosting.fence_lease()
+        return lease if asked is None or asked > lease else asked
+
+    def _ping_every(self, now: float, *, force: bool = False) -> None:
+        """Ping at the hub's interval, or at A / 3 when hosting agents, whichever is shorter.
+
+        The fence lease counts from the last ping the hub answered, so pings
+        must come well within it: with the hub's defaults (3 s, pings every
+        1 s) nothing changes, but a hub with a 1 s alive timeout and 1 s
+        pings (its idle peers live on their other traffic) would have its
+        agents fence between two pings.
+        """
+        interval = self._ping_interval
+        if self.hosting.agents:
+            interval = min(interval, self._hub_alive / 3)
+        if force or interval != self._pinging:
+            self._pinging = interval
+            self.timers.call_every(interval, SessionTimer.PING, now + interval)
+
+    def _arm_fence(self) -> None:
+        """Start counting the fence lease from the last time the hub heard us."""
+        self._lease = self.fence_lease_for(self._hub_alive)
+        self._fence_at = self._heard_us + self._lease
+        self._watch_fence()
+
+    def _watch_fence(self) -> None:
+        """Arm the FENCE timer unless the next ping tick comes first (it looks then).
+
+        While the hub answers, the lease ends after the next tick and no
+        timer is armed (no wake-ups of their own: the simulator's traces of
+        a healthy cluster do not change); without ping ticks (not READY) the
+        timer is armed at the lease's end.
+        """
+        fence_at = self._fence_at
+        tick = self.timers.deadline(SessionTimer.PING) if self._ready else None
+        if tick is None or fence_at <= tick:
+            self.timers.call_at(fence_at, SessionTimer.FENCE)
+
+    def _check_fence(self, now: float) -> None:
+        """The fence lease may be over: pause serving stateless offers if it is.
+
+        Past it, the hub may have declared us dead and given our stateless
+        uuids to a standby: they stop serving (``Hosting.self_fence``), and a
+        connection still open is dropped, so the reconnect's registration
+        lets the hub decide ownership again.
+        """
+        if not self.hosting.agents or self.state is SessionState.CLOSED:
+            self._fence_at = math.inf
+            return
+        if self._fence_at == math.inf:
+            return  # fenced already: the next Welcome counts again
+        if now < self._fence_at:
+            self._watch_fence()
+            return
+        self._fence_at = math.inf  # until the next Welcome
+        fenced = self.hosting.self_fence()
+        if not fenced:
+            return
+        self.probes.hit("self-fenced: hub silent past the fence lease")
+        self._effects.extend(fenced)
+        if self.state is SessionState.READY or self.state is SessionState.HANDSHAKE:
+            self._effects.append(CloseConnection(None, "hub silent past the fence lease"))
+            self.connection_lost(now)
+
     def _welcome(self, msg: Welcome, now: float) -> None:
         if msg.redirect is not None:
             self._redirected(msg.redirect, now)
@@ -744,8 +893,13 @@ class ClientSession:
         self._transition(SessionState.READY)
         self._attempt = 0
         self._hub_alive = msg.alive_timeout
-        self.timers.call_every(msg.ping_interval, SessionTimer.PING, now + msg.ping_interval)
+        self._ping_interval = msg.ping_interval
+        self._ping_every(now, force=True)
         self.timers.call_at(now + self._hub_alive, SessionTimer.HUB_ALIVE)
+        # The Welcome answers our hello: the hub heard us when we sent it.
+        self._heard_us = self._hello_at
+        if self.hosting.agents:
+            self._arm_fence()
         # Events continue from the hub's current number (a restarted hub
         # counts from 0 again); what we missed meanwhile comes from a resync,
         # and a snapshot half answered on the old connection is dropped.
@@ -917,13 +1071,13 @@ class ClientSession:
         if not self._ready:
             return
         ref = self.refs.by_id.get(call.ref_id) if call.ref_id is not None else None
-        if ref is None or ref.status is RefStatus.RELEASED:
+        if ref is None or ref.status is _REF_RELEASED:
             # fix: released while this request was in flight and the
             # connection dropped; it can never be resent, so end it.
             self.calls.finish(call.call_id)
             self._effects.append(Reject(call.call_id, ContainerNotFound("reference released")))
             return
-        if ref.record is None or ref.status is not RefStatus.READY:
+        if ref.record is None or ref.status is not _REF_READY:
             ref.waiting[call.call_id] = None
             return
         operation, payload = call.data
@@ -1130,7 +1284,7 @@ class ClientSession:
         if now is None or not self.hosting.agents:
             return
         for ce in event.containers:
-            if ce.change is not ChangeKind.REMOVED:
+            if ce.change is not _CHANGE_REMOVED:
                 continue
             uuid = ce.container.uuid
             for agent_id in self.hosting.standing_by(uuid):
@@ -1141,20 +1295,19 @@ class ClientSession:
         """Update the references ``event`` concerns (``affected``: their ids, oldest first)."""
         by_uuid: dict[ContainerUuid, ContainerEvent] | None = None
         new_kinds: set[str] | None = None
-        removed = ChangeKind.REMOVED
         for ref_id in affected:
             ref = self.refs.by_id.get(ref_id)
             if ref is None:
                 continue
             status = ref.status
-            if status is RefStatus.RELEASED:
+            if status is _REF_RELEASED:
                 continue
-            if status is RefStatus.ACQUIRING:
+            if status is _REF_ACQUIRING:
                 if not event.agents or GetRetry(ref_id) not in self.timers:
                     continue
                 if new_kinds is None:
                     new_kinds = {kind for ae in event.agents
-                                 if ae.change is not removed
+                                 if ae.change is not _CHANGE_REMOVED
                                  for kind in ae.agent.kinds}
                 if ref.kind in new_kinds:
                     # An agent with the kind appeared: retry at once.
@@ -1172,7 +1325,7 @@ class ClientSession:
             instance = ce.container.instance
             if instance < ref.record.instance:
                 continue  # news about an instance older than the one we hold
-            if ce.change is removed or instance > ref.record.instance:
+            if ce.change is _CHANGE_REMOVED or instance > ref.record.instance:
                 # Our instance is gone (removed, or replaced by a new one under
                 # the same uuid and folded into "added"): the hub dropped our
                 # hold.  fix: the reference left such references dangling.
@@ -1205,11 +1358,11 @@ class ClientSession:
         self._emit(self.hosting.on_activate(msg))
 
     def _on_request(self, msg: Request, now: float) -> None:
-        self._emit(self.hosting.on_request(msg))
+        self._emit(self.hosting.on_request(msg, now))
 
     def _on_cancel(self, msg: Cancel, now: float) -> None:
         # The hub's request msg.id, to one of the agents hosted here.
-        self._effects.append(CancelRequest(msg.id))
+        self._effects.extend(self.hosting.cancel(msg.id))
 
     def _on_connect(self, msg: Connect, now: float) -> None:
         self._emit(self.hosting.on_connect(msg))

@@ -24,6 +24,11 @@ from .types import AgentId, AgentInfo, ContainerRecord, ContainerUuid
 
 __all__ = ["RegistryView"]
 
+#: read once for ``apply`` (every session, every event): on Python 3.11 a read
+#: of ``ChangeKind.REMOVED`` costs ~1,100 instructions, a global ~10 (see
+#: docs/performance.md, "Churn instructions recovered (2026-12-06)")
+_CHANGE_REMOVED = ChangeKind.REMOVED
+
 
 class RegistryView:
     """The agents and containers a session has heard of, and the last event number."""
@@ -57,7 +62,7 @@ class RegistryView:
         """Apply ``event``'s changes to the view ("all" mode; ``follow`` notes its number)."""
         # Every session applies every event: after a hub start that is
         # sessions x agents updates, so the loops bind what they use once.
-        removed = ChangeKind.REMOVED
+        removed = _CHANGE_REMOVED
         agents = self.agents
         for ae in event.agents:
             if ae.change is removed:

@@ -10,6 +10,9 @@ import attrs
 
 from . import world
 from .faults import Faults
+from .hubchecks import HubInvariants
+from .hubfaults import HubFaults
+from .hubs import MultiHubSimulation
 from .invariants import Invariants, Violation
 from .scenario import Scenario
 from .world import Simulation
@@ -32,6 +35,11 @@ def simulation(
     fault layer (``Faults``) breaks it on schedule and tracks the failovers,
     and each process's workload is made by the world from its client spec.
     """
+    if scenario.hubs is not None:
+        # Several hubs on a lease: the multi-hub world, its checks and faults
+        # (sim/hubs.py, hubchecks.py, hubfaults.py).
+        return MultiHubSimulation(scenario, observe=HubInvariants, faults=HubFaults, seed=seed,
+                                  trace=trace, keep_trace=keep_trace, progress=progress)
     return Simulation(scenario, observe=Invariants, faults=Faults, seed=seed, trace=trace,
                       keep_trace=keep_trace, progress=progress)
 

@@ -27,12 +27,14 @@ import cattrs
 
 __all__ = [
     "FAULT_ACTIONS",
+    "HUB_ACTIONS",
     "AgentSpec",
     "CheckSpec",
     "ClientSpec",
     "Expectations",
     "FaultSpec",
     "HubSpec",
+    "HubsSpec",
     "LinkSpec",
     "OperationSpec",
     "RandomFaults",
@@ -64,6 +66,7 @@ _S_0_0 = Seconds(0.0)
 _S_0_01 = Seconds(0.01)
 _S_0_05 = Seconds(0.05)
 _S_1_0 = Seconds(1.0)
+_S_2_0 = Seconds(2.0)
 _S_3_0 = Seconds(3.0)
 _S_30_0 = Seconds(30.0)
 _S_5_0 = Seconds(5.0)
@@ -258,14 +261,45 @@ FAULT_ACTIONS = (
     "slow-link", "leave", "join", "hub-crash", "hub-restart", "container-exit", "drain",
     # the state store ([state]): no target
     "store-pause", "store-resume", "store-cut", "store-heal", "store-slow",
+    # several hubs on a lease ([hubs])
+    "hub-pause", "hub-resume", "hub-partition", "hub-heal", "lease-pause", "lease-resume",
 )
 FaultAction = Literal[
     "crash", "restart", "pause", "resume", "partition", "heal", "drop-connection",
     "slow-link", "leave", "join", "hub-crash", "hub-restart", "container-exit", "drain",
     "store-pause", "store-resume", "store-cut", "store-heal", "store-slow",
+    "hub-pause", "hub-resume", "hub-partition", "hub-heal", "lease-pause", "lease-resume",
 ]
 #: the fault actions aimed at the state store (they need a ``[state]`` table)
 STORE_ACTIONS = ("store-pause", "store-resume", "store-cut", "store-heal", "store-slow")
+#: actions that need a ``[hubs]`` table (several hubs on a lease: sim/hubs.py)
+HUB_ACTIONS = ("hub-pause", "hub-resume", "hub-partition", "hub-heal", "lease-pause",
+               "lease-resume")
+
+
+@attrs.frozen
+class HubsSpec:
+    """Several hub processes on a leader lease (``[hubs]``; absent: one hub, always active).
+
+    ``count`` hub processes ``hub-1`` .. ``hub-N`` (URLs ``sim://hub-N``,
+    every peer is given all of them in that order) campaign for one lease.
+    ``lease``: ``"ttl"`` (etcd: a holder keeps it by keep-alives every
+    ``ttl / 3`` and steps down after ``ttl x (1 - margin)`` without an
+    answered one; the store frees it ``ttl`` after the last one it
+    answered) or ``"file"`` (a file lock: held until the holder process
+    dies, released at once then; a paused holder keeps it).  ``poll``: how
+    often a standby campaigns (and re-reads the holder for its redirect);
+    ``store_latency``: one way between a hub and the lease store.
+    """
+
+    # (Checked by _check_hubs, which names the key: a validator's error inside
+    # an optional table reaches the user as "invalid value".)
+    count: int = 2
+    lease: Literal["ttl", "file"] = "ttl"
+    ttl: Seconds = _S_2_0
+    margin: float = 0.2
+    poll: Seconds = _S_0_05
+    store_latency: Span = Span(0.001, 0.001)
 
 
 @attrs.frozen
@@ -292,6 +326,9 @@ class FaultSpec:
     mode: Literal["hold", "hang"] = "hold"
     latency: Span | None = None
     uuid: str | None = None
+    #: hub-partition: what the hub is cut from: "lease" (the lease store), a
+    #: process name or pattern (those peers), absent: everything
+    peers: str | None = attrs.field(default=None, validator=attrs.validators.optional(_pattern))
 
 
 @attrs.frozen
@@ -397,6 +434,8 @@ class Scenario:
     checks: CheckSpec = CheckSpec()
     #: container state and its store (None: containers have no state)
     state: StateSpec | None = None
+    #: several hubs on a lease (None: one hub, always active)
+    hubs: HubsSpec | None = None
 
 
 def _converter() -> cattrs.Converter:
@@ -536,6 +575,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         raise ScenarioError("\n".join(messages) or f"{source}: {exc}") from None
     _check_names(scenario, text, source)
     _check_state(scenario, text, source)
+    _check_hubs(scenario, text, source)
     return scenario
 
 
@@ -600,6 +640,57 @@ def _check_state(scenario: Scenario, text: str, source: str) -> None:
             fail(("state", "store_latency"),
                  f"the latency {state.store_latency} exceeds store_timeout "
                  f"{format_seconds(state.store_timeout)}")
+
+
+def hub_names(hubs: HubsSpec) -> list[str]:
+    """Return the hub process names of a ``[hubs]`` table: ``hub-1`` .. ``hub-N``."""
+    return [f"hub-{i}" for i in range(1, hubs.count + 1)]
+
+
+def _check_hubs(scenario: Scenario, text: str, source: str) -> None:
+    """Raise ScenarioError if a fault needs ``[hubs]`` (or names a hub) it does not have."""
+    hubs = scenario.hubs
+    lines = _key_lines(text)
+
+    def fail(path: tuple[str | int, ...], problem: str) -> None:
+        line = _locate(lines, path)
+        where = f"line {line}" if line else "unknown line"
+        raise ScenarioError(f"{source}: {where}: key '{_dotted(path)}': {problem}")
+
+    if hubs is not None:
+        if hubs.count < 1:
+            fail(("hubs", "count"), f"count must be >= 1, got {hubs.count}")
+        if not 0.0 <= hubs.margin < 1.0:
+            fail(("hubs", "margin"), f"margin must be within 0..1 (1 excluded), got "
+                                     f"{hubs.margin!r}")
+        for key in ("ttl", "poll"):
+            if not getattr(hubs, key) > 0:
+                fail(("hubs", key), f"{key} must be above 0")
+    for i, f in enumerate(scenario.faults):
+        hubby = f.action in HUB_ACTIONS or (hubs is not None and f.action in ("hub-crash",
+                                                                             "hub-restart"))
+        if f.action in HUB_ACTIONS and hubs is None:
+            fail(("faults", i, "action"), f"{f.action!r} needs a [hubs] table (several hubs "
+                                          f"on a lease)")
+        if f.peers is not None and f.action != "hub-partition":
+            fail(("faults", i, "peers"), f"only hub-partition takes peers, not {f.action!r}")
+        if hubs is None or not hubby or f.action.startswith("lease-"):
+            continue
+        names = hub_names(hubs)
+        for part in (f.target or "active").split(","):
+            if part not in ("active", "down") and part not in names:
+                fail(("faults", i, "target"), f"{part!r} is not a hub: expected 'active', "
+                                              f"'down' or one of {', '.join(names)}")
+    if hubs is not None and hubs.lease == "file":
+        for i, f in enumerate(scenario.faults):
+            if f.action in ("lease-pause", "lease-resume"):
+                fail(("faults", i, "action"), f"{f.action!r} needs hubs.lease = 'ttl': a file "
+                                              f"lock is the kernel's, it does not pause")
+    if hubs is not None and scenario.random_faults is not None:
+        bad = [a for a in scenario.random_faults.actions if a in HUB_ACTIONS or
+               a in ("hub-crash", "hub-restart")]
+        if bad:
+            fail(("random_faults", "actions"), f"hub faults are not drawn at random: {bad}")
 
 
 def _problems(exc: BaseException) -> list[str]:

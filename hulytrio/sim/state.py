@@ -453,7 +453,8 @@ class StateLayer:
             return
         for eff in held:
             session.agent_error(eff.call_id, ErrorCode.NOT_FOUND.value,
-                                f"container {uuid!r} is gone", "")
+                                f"container {uuid!r} is gone", "",
+                                now=self.world.clock.now)
         self.world.perform(proc)
 
     # --- the hub's orders ---------------------------------------------------------------

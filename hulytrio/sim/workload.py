@@ -91,6 +91,10 @@ class Workload:
         #: container uuid -> payloads it pushed to this client
         self.pushed: dict[str, int] = {}
         self.stopped = False
+        #: each request's payload names it (``peer#incarnation:n``), so a check can tell a
+        #: request run twice from two requests (sim/hubchecks.py); off: b"x"
+        self.unique_payloads = False
+        self._serial = 0
         self.dead = False
         self.generation = 0
         #: the one request-loop event of this workload, scheduled again after each tick
@@ -193,8 +197,13 @@ class Workload:
         ref = self.slots.get(slot)
         if session is None or ref is None:
             return
+        payload = b"x"
+        if self.unique_payloads:
+            self._serial += 1
+            # (the incarnation too: a restarted process numbers from 1 again)
+            payload = f"{session.client_id}#{self.proc.incarnation}:{self._serial}".encode()
         try:
-            handle = session.request(ref, "work", b"x")
+            handle = session.request(ref, "work", payload)
         except LocalProtocolError:
             return
         self.outstanding[handle] = self.clock.now

@@ -599,9 +599,9 @@ class Simulation:
                 case RunRequest():
                     self._run_request(proc, eff)
                 case OpenConnection():
-                    # ``url`` (a standby's redirect) has no meaning here: the
-                    # simulated world has one hub, always the active one.
-                    self._open(proc)
+                    # ``url`` is a standby's redirect: with one hub (always the
+                    # active one) it has no meaning; sim/hubs.py follows it.
+                    self._open(proc, eff.url)
                 case CloseConnection():
                     conn = proc.conn
                     if conn is not None and conn.client_open:
@@ -648,7 +648,7 @@ class Simulation:
             proc.armed = d
             self.clock.at(d, _Wake(self, proc, proc.incarnation, d))
 
-    def _open(self, proc: Process) -> None:
+    def _open(self, proc: Process, url: str | None = None) -> None:
         self._cid += 1
         conn = Connection(self._cid, proc.pid, self.clock, proc.link)
         conn.up.wake = _DeliverToHub(self, conn)
@@ -788,14 +788,15 @@ class Simulation:
                 proc.rng_agent.random() < spec.request_failure_rate:
             self.trace("reply-error", proc.pid, str(eff.call_id))
             proc.session.agent_error(eff.call_id, ErrorCode.REMOTE.value,
-                                     "simulated container failure", "SimulatedFailure")
+                                     "simulated container failure", "SimulatedFailure",
+                                     now=self.clock.now)
             if self.state is not None:
                 self.state.request_done(proc, eff, False)
         else:
             self.record.pending.append((self.clock.now, "reply", proc.pid, str(eff.call_id)))
             if self.state is not None:
                 self.state.request_done(proc, eff, True)
-            proc.session.agent_reply(eff.call_id, eff.payload)
+            proc.session.agent_reply(eff.call_id, eff.payload, now=self.clock.now)
         self.perform(proc)
 
     def stopped_here(self, proc: Process, uuid: str) -> None:
@@ -910,7 +911,8 @@ class Simulation:
         s = proc.session
         if s is None:
             return True
-        return all(s.ref_status(r) is RefStatus.READY for r in s.references())
+        ready = RefStatus.READY  # (an enum class read is dear: once, not per reference)
+        return all(s.ref_status(r) is ready for r in s.references())
 
     def waiting_requests(self) -> int:
         """Return the requests still pending that no live agent could serve."""

@@ -198,7 +198,7 @@ class Cluster:
             case StopContainer(agent_id=agent_id, uuid=uuid):
                 self.running.get(agent_id, {}).pop(uuid, None)
             case RunRequest(call_id=call_id):
-                s.agent_reply(call_id, self.responder(effect))
+                s.agent_reply(call_id, self.responder(effect), now=self.now)
             case CancelRequest():
                 pass  # requests are answered at once here: none is left to stop
             case ReferenceChanged() | DeliverPush() | SetServing() | ConnectContainer() \

@@ -260,11 +260,12 @@ class _HubRoute:
         self.host = host
 
     def reply(self, call_id: int, payload: bytes) -> None:
-        self.host.session.agent_reply(call_id, payload)
+        self.host.session.agent_reply(call_id, payload, now=trio.current_time())
         self.host.drain()
 
     def fail(self, call_id: int, code: str, message: str, type_name: str) -> None:
-        self.host.session.agent_error(call_id, code, message, type_name)
+        self.host.session.agent_error(call_id, code, message, type_name,
+                                      now=trio.current_time())
         self.host.drain()
 
 

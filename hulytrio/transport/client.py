@@ -266,7 +266,8 @@ class Client:
                           endpoint: str | None = None,
                           max_containers: int | None = None,
                           state_store: StateStore | None = None,
-                          checkpoint_interval: float = 60.0) -> Agent:
+                          checkpoint_interval: float = 60.0,
+                          fence_lease: float | None = None) -> Agent:
         """Host an agent in this client and register it; returns its ``Agent``.
 
         ``factories`` maps each kind to an async factory; ``stateless`` lists
@@ -276,7 +277,9 @@ class Client:
         starts beyond it are refused with ``full``); ``state_store`` (from
         ``hulytrio.state.open_state_store``) restores containers with state
         and checkpoints them every ``checkpoint_interval`` seconds
-        (docs/state.md).
+        (docs/state.md); ``fence_lease`` (seconds) shortens the hub silence
+        its stateless containers serve through (default and cap: 0.9 x the
+        hub's alive timeout; docs/high-availability.md).
 
         Raises:
             LocalProtocolError: if an agent with that id is already hosted here.
@@ -287,6 +290,8 @@ class Client:
             raise LocalProtocolError(f"agent {agent_id!r} is already hosted here")
         if not checkpoint_interval > 0:
             raise LocalProtocolError(f"checkpoint_interval must be > 0, got {checkpoint_interval}")
+        if fence_lease is not None and not fence_lease > 0:
+            raise LocalProtocolError(f"fence_lease must be > 0, got {fence_lease}")
         runtime = AgentRuntime(self._agent_host, agent_id, dict(factories), tuple(stateless),
                                state_store=state_store, checkpoint_interval=checkpoint_interval)
         advertised = None
@@ -294,7 +299,8 @@ class Client:
             advertised = await runtime.open_endpoint(endpoint)
         offers = tuple(OfferedContainer(s.uuid, s.kind, tuple(s.labels), True) for s in stateless)
         runtime.state = AgentState(agent_id, tuple(factories), endpoint=advertised,
-                                   stateless=offers, max_containers=max_containers)
+                                   stateless=offers, max_containers=max_containers,
+                                   fence_lease=fence_lease)
         self._agents[agent_id] = runtime
         handle = self.session.register_agent(runtime.state)
         runtime.start_checkpoints()

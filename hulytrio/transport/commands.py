@@ -58,7 +58,8 @@ SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
                "--advertise-url")
 AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
                "--alive-timeout", "--shutdown-timeout", "--token-file", "--ca-file",
-               "--tls-client-cert", "--tls-client-key", "--state", "--checkpoint-interval")
+               "--tls-client-cert", "--tls-client-key", "--state", "--checkpoint-interval",
+               "--fence-lease")
 LOG_FLAGS = ("--log-level", "--log-format", "--log-file")
 #: An agent's data limit below this would fail Python itself, not its containers.
 MIN_MEMORY_LIMIT = 32 * 1024**2
@@ -423,7 +424,8 @@ def _agent_command(args: argparse.Namespace) -> int:
             agent = await _unless_stopped(stop, functools.partial(
                 client.serve_agent, factories, agent_id=config.agent.id, stateless=stateless,
                 endpoint=endpoint, max_containers=config.agent.max_containers,
-                state_store=store, checkpoint_interval=config.agent.checkpoint_interval))
+                state_store=store, checkpoint_interval=config.agent.checkpoint_interval,
+                fence_lease=config.agent.fence_lease))
             if agent is None:
                 return  # stopped before the hub answered: nothing to drain
             log.info("agent %s serving %s via %s%s%s%s", agent.agent_id,

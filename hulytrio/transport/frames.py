@@ -9,8 +9,9 @@ requires of an endpoint that fails the connection:
 
 - reserved bits and unknown opcodes (1002), a client's frames unmasked or a
   server's frames masked (1002);
-- control frames fragmented or over 125 bytes (1002); a continuation
-  without a message, or a new message inside a fragmented one (1002);
+- control frames fragmented or over 125 bytes (1002), from the header,
+  before the payload is buffered; a continuation without a message, or a
+  new message inside a fragmented one (1002);
 - text that is not UTF-8 (1007); a close frame with a bad code or a
   one-byte payload (1002);
 - a message over the size limit (1009), detected from the frame header,
@@ -127,10 +128,15 @@ def encode_frame(opcode: int, payload: bytes, *, masked: bool) -> bytes:
 
 
 def close_payload(code: int, reason: str) -> bytes:
-    """Return a close frame's payload: ``code`` and ``reason`` cut to fit 125 bytes."""
+    """Return a close frame's payload: ``code`` and ``reason`` cut to fit 125 bytes.
+
+    The reason is cut at a character boundary: a peer fails a close frame
+    whose reason is not UTF-8 (1007).
+    """
     if code == 1005:  # "no status": sent as an empty close frame
         return b""
-    return code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
+    cut = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+    return code.to_bytes(2, "big") + cut
 
 
 def _parse_close(payload: bytes) -> tuple[int, str]:
@@ -159,6 +165,11 @@ class MessageReader:
     __slots__ = ("_buf", "_fragments", "_fragments_size", "_message_opcode", "failed",
                  "masked", "max_message_size")
 
+    #: The most ``buffered`` exceeds ``max_message_size`` by: the largest frame
+    #: header (14 bytes, with its mask) and a control frame (125 bytes) read
+    #: while a fragmented message is buffered.
+    OVERHEAD: Final = 14 + 125
+
     def __init__(self, *, masked: bool, max_message_size: int) -> None:
         #: whether incoming frames must be masked (a server reading a client)
         self.masked = masked
@@ -168,6 +179,15 @@ class MessageReader:
         self._fragments: list[bytes] = []
         self._fragments_size = 0
         self.failed = False
+
+    @property
+    def buffered(self) -> int:
+        """Return the bytes held between feeds: a partial frame and a message's fragments.
+
+        Never more than ``max_message_size + OVERHEAD`` (tests/fuzz checks it
+        after every feed).
+        """
+        return len(self._buf) + self._fragments_size
 
     def feed(self, data: bytes) -> tuple[list[bytes | str | Control], FrameError | None]:
         """Consume ``data``; returns the items it completed and the error, if any."""
@@ -204,7 +224,14 @@ class MessageReader:
                     raise FrameError(1002, "a client's frames must be masked, a server's not"
                                      if self.masked else "a server's frames must not be masked")
                 opcode = b0 & 0x0F
-                if length > self.max_message_size - self._fragments_size and opcode < 8:
+                if opcode >= 8:
+                    # From the header, as for data frames below: a control
+                    # frame declaring a huge length would otherwise be
+                    # buffered for ever (found by tests/fuzz).
+                    if length > 125 or not b0 & 0x80:
+                        raise FrameError(1002, "control frames must be final and at most "
+                                               "125 bytes")
+                elif length > self.max_message_size - self._fragments_size:
                     raise FrameError(1009, f"message exceeds the limit of "
                                            f"{self.max_message_size} bytes")
                 if self.masked:
@@ -232,9 +259,7 @@ class MessageReader:
 
     def _frame(self, items: list[bytes | str | Control], fin: bool, opcode: int,
                payload: bytes) -> None:
-        if opcode >= 8:
-            if not fin or len(payload) > 125:
-                raise FrameError(1002, "control frames must be final and at most 125 bytes")
+        if opcode >= 8:  # final and at most 125 bytes: checked from the header
             if opcode == OP_CLOSE:
                 code, reason = _parse_close(payload)
                 items.append(Control(OP_CLOSE, payload, code, reason))

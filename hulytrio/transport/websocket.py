@@ -269,6 +269,12 @@ class WebSocket:
             except trio.ClosedResourceError:
                 self._lost("the connection was closed locally")
                 continue
+            if not out:
+                # Emptied while we waited: another task's write passed
+                # ``max_pending`` (``_overflow``), or the connection was lost.
+                # (Found by tests/fuzz/test_live_hub.py: an IndexError here
+                # failed the hub's connection to a healthy agent.)
+                break
             # Up to about _COALESCE bytes per send: joining everything kept
             # (up to max_pending) for every send would copy it over and over.
             data = out[0]
@@ -365,6 +371,8 @@ async def _read_handshake(sock: socket.socket, conn: WSConnection,
             if len(received) > MAX_HANDSHAKE_BYTES:
                 raise HandshakeError("handshake too large")
             continue
+        if end + 4 > MAX_HANDSHAKE_BYTES:  # it may arrive whole, in one read
+            raise HandshakeError("handshake too large")
         head, rest = received[:end + 4], received[end + 4:]
         if http is not None and (answer := http(head)) is not None:
             await _send_all(sock, answer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from hulytrio.core.agent import AgentState
 from hulytrio.core.effects import CancelRequest, Reject, Resolve, Send
 from hulytrio.core.messages import (
     PROTOCOL_VERSION,
@@ -203,8 +204,18 @@ def test_a_cancelled_query_is_forgotten_without_a_message() -> None:
 
 def test_a_cancel_from_the_hub_reaches_the_agent_driver() -> None:
     s, _ref = _ready_session()
+    s.register_agent(AgentState("a", ("echo",)))
+    s.receive(Start(3, "a", "echo", "e-1"), 0.1)
+    s.agent_started("a", "e-1")
+    s.effects()
+    s.receive(Request(17, "e-1", "op", b"", "caller", 4), 0.15)
+    assert [type(e).__name__ for e in s.effects()] == ["RunRequest"]
     s.receive(Cancel(17), 0.2)
     assert s.effects() == [CancelRequest(17)]
+    # A cancel of a call that does not run here (answered already, or never
+    # forwarded here) reaches nobody.
+    s.receive(Cancel(18), 0.3)
+    assert s.effects() == []
 
 
 # --- timers ---------------------------------------------------------------------

@@ -64,7 +64,7 @@ def test_orders_go_to_the_agent_named_or_running_the_uuid() -> None:
     assert h.on_start(Start(7, "a", "echo", "e-1")) == [
         StartContainer("a", "e-1", "echo", GetOptions("e-1"))]
     assert h.started("a", "e-1", None) == [Send(None, Started(7, "e-1", None))]
-    assert h.on_request(Request(8, "e-1", "op", b"x", "caller")) == [
+    assert h.on_request(Request(8, "e-1", "op", b"x", "caller"), 0.0) == [
         RunRequest("a", "e-1", 8, "op", b"x", "caller")]
     assert h.on_connect(Connect(9, "e-1", "caller")) == [
         ConnectContainer("a", "e-1", "caller"), Send(None, Ok(9))]
@@ -76,7 +76,7 @@ def test_orders_go_to_the_agent_named_or_running_the_uuid() -> None:
 def test_orders_for_what_is_not_here_are_not_found_or_ignored() -> None:
     h = hosting()
     assert error_code(h.on_start(Start(1, "zz", "echo", "e-1"))) == ErrorCode.NOT_FOUND.value
-    assert error_code(h.on_request(Request(2, "nope", "op", b""))) == ErrorCode.NOT_FOUND.value
+    assert error_code(h.on_request(Request(2, "nope", "op", b""), 0.0)) == ErrorCode.NOT_FOUND.value
     assert error_code(h.on_connect(Connect(3, "nope", "caller"))) == ErrorCode.NOT_FOUND.value
     assert h.on_disconnect(Disconnect("nope", "caller")) == []
     assert h.on_terminate(Terminate("zz", "e-1")) == []
@@ -109,4 +109,4 @@ def test_removing_an_agent_stops_what_it_ran() -> None:
     h.started("a", "e-1", None)
     assert h.remove("a") == [StopContainer("a", "e-1")]
     assert h.get("a") is None
-    assert error_code(h.on_request(Request(8, "e-1", "op", b""))) == ErrorCode.NOT_FOUND.value
+    assert error_code(h.on_request(Request(8, "e-1", "op", b""), 0.0)) == ErrorCode.NOT_FOUND.value

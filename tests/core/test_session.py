@@ -373,7 +373,8 @@ def test_agent_side_errors_are_forwarded_with_their_type() -> None:
 
     def respond(req: RunRequest) -> bytes:
         seen.append(req)
-        c.sessions["h"].agent_error(req.call_id, ErrorCode.REMOTE.value, "bad", "ValueError")
+        c.sessions["h"].agent_error(req.call_id, ErrorCode.REMOTE.value, "bad", "ValueError",
+                                    now=c.now)
         raise _Answered
 
     c.responder = respond

@@ -12,13 +12,20 @@ AGENT = os.environ.get("AGENT_ID", "?")
 
 
 class Echo(hulytrio.Container):
-    """Echoes requests; ``emit`` broadcasts to connected clients; ``fail`` raises."""
+    """Echoes requests; ``emit`` broadcasts to connected clients; ``fail`` raises.
+
+    ``runs`` answers how many times each operation ran on this instance.
+    """
 
     def __init__(self, uuid: str | None) -> None:
         self.uuid = uuid
         self.streams: dict[str, hulytrio.Broadcast] = {}
+        self.runs: dict[str, int] = {}
 
     async def request(self, operation, data=None, client_id=None):
+        if operation == "runs":
+            return dict(self.runs)
+        self.runs[operation] = self.runs.get(operation, 0) + 1
         if operation == "fail":
             raise ValueError(f"asked to fail: {data}")
         if operation == "emit":

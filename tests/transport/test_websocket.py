@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import trio
+import trio.testing
 import trio_websocket
 from wsclient import dial
 from wspair import ws_pair
 
 from hulytrio.transport.websocket import (
+    MAX_HANDSHAKE_BYTES,
     HandshakeError,
     WebSocket,
     WebSocketClosed,
@@ -182,3 +186,54 @@ async def test_handshake_failures_are_handshake_errors():
             with pytest.raises(ValueError, match="ws://"):
                 await connect_websocket("http://127.0.0.1/", max_message_size=100)
             nursery.cancel_scope.cancel()
+
+
+async def test_a_backlog_emptied_while_the_writer_waits_ends_wait_sent_cleanly():
+    # Found by tests/fuzz/test_live_hub.py: a flood made another task's write
+    # pass max_pending while the writer waited for the socket; the backlog
+    # was freed (``_overflow`` calls ``_lost``, then closes the socket from
+    # the run loop) and the writer, woken because the socket had become
+    # writable, read ``out[0]`` of an empty list: an IndexError that failed
+    # the hub's connection to a healthy agent.
+    with trio.fail_after(10):
+        async with ws_pair(max_message_size=1 << 20) as (client, server):
+            while client.pending == 0:
+                client.send_nowait(b"z" * 500_000)
+            outcome: list[BaseException | None] = []
+
+            async def writer() -> None:
+                try:
+                    await client.wait_sent()
+                    outcome.append(None)
+                except BaseException as exc:  # the test reports what it was
+                    outcome.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer)
+                await trio.testing.wait_all_tasks_blocked()
+                client._lost("over the bound: the backlog is freed")  # what _overflow does
+                with trio.move_on_after(2):
+                    while not outcome:  # the peer reads: the writer's socket becomes writable
+                        await server.receive()
+            assert len(outcome) == 1
+            assert isinstance(outcome[0], WebSocketClosed), outcome
+            assert client.pending == 0
+
+
+async def test_an_upgrade_request_over_the_limit_is_refused_even_when_it_arrives_whole():
+    # Found by tests/fuzz/test_handshake_fuzz.py: the 16 KiB limit was checked
+    # only while the head was incomplete, so a larger head read at once passed.
+    ours, theirs = socket.socketpair()
+    peer = trio.socket.from_stdlib_socket(theirs)
+    request = (b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               b"X-Pad: " + b"p" * MAX_HANDSHAKE_BYTES + b"\r\n\r\n")
+    try:
+        with trio.fail_after(10):
+            await peer.send(request)
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+            with pytest.raises(HandshakeError, match="too large"):
+                await accept_websocket(stream, max_message_size=1000)
+            assert (await peer.recv(1000)).startswith(b"HTTP/1.1 400 ")
+    finally:
+        peer.close()

@@ -370,7 +370,7 @@ def test_oversized_frame():
         ([7, 1], "message 0: tag must be str, got int"),
         ([], "message 0: empty array, expected [tag, fields...]"),
         ("ping", "message 0: must be an array [tag, fields...], got str"),
-        (["req", 1], "message 0 (req): expected 3 to 5 fields after the tag, got 1"),
+        (["req", 1], "message 0 (req): expected 3 to 6 fields after the tag, got 1"),
         (["res", 1, b"", None], "message 0 (res): expected 1 to 2 fields after the tag, got 3"),
         (["ping", 1], "message 0 (ping): expected 0 fields after the tag, got 1"),
         (["ok", 1, 2], "message 0 (ok): expected 1 field after the tag, got 2"),
@@ -523,3 +523,26 @@ def test_unencodable_payload_names_the_type(value, name):
 def test_bad_payload(data, expected):
     with pytest.raises(RemoteProtocolError, match=expected):
         decode_payload(data)
+
+
+def test_a_large_frame_leaves_no_buffer_behind():
+    # Found by tests/fuzz/test_live_hub.py: the reused msgpack Packer kept a
+    # buffer the size of the largest frame it ever packed (34 MiB after a
+    # burst for a peer that did not read), allocated for as long as the hub ran.
+    import gc
+    import tracemalloc
+
+    small = [Response(1, b"x")]
+    encode_frame(small)  # the packer exists before the baseline
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        big = encode_frame([Response(i, b"x" * (256 * 1024)) for i in range(32)])
+        assert len(big) > 8 * (1 << 20)
+        del big
+        encode_frame(small)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1 << 20, f"{held} bytes still held after an 8 MiB frame"
