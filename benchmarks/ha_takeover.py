@@ -13,6 +13,11 @@ reference succeeds through hub b (no user code in between).
   waits for etcd to expire a's lease.  Target: under TTL + 1 s (3 s).
 - ``file-term`` / ``etcd-term``: SIGTERM of a (a clean stop resigns the
   lease, so b takes over at once).  Target < 100 ms.
+- ``file-kill-silent``: as ``file-kill``, but the peers' list is
+  ``a,SILENT,b`` where SILENT is a dead hub host: a socket that listens and
+  never accepts (the TCP handshake completes, the WebSocket upgrade is
+  never answered, as with a frozen or cut-off host).  Round-robin after a
+  dials SILENT first: this times how soon the peers give up on it.
 
 The etcd rounds start a throwaway etcd (``hulytrio.testing.etcd``) and are
 skipped, with a line saying so, when ``etcd`` is not installed.
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -42,12 +48,13 @@ from benchmarks.harness.procs import free_port
 from hulytrio.testing.etcd import EtcdMissing, run_etcd
 from hulytrio.transport.http import fetch
 
-SCENARIOS = ("file-kill", "file-term", "etcd-kill", "etcd-term")
+SCENARIOS = ("file-kill", "file-term", "etcd-kill", "etcd-term", "file-kill-silent")
 LABELS = {
     "file-kill": "file lock: active SIGKILL -> ref usable",
     "file-term": "file lock: active SIGTERM -> ref usable",
     "etcd-kill": "etcd ttl {ttl:g}s: active SIGKILL -> ref usable",
     "etcd-term": "etcd ttl {ttl:g}s: active SIGTERM -> ref usable",
+    "file-kill-silent": "file lock, a silent hub next in the list: SIGKILL -> ref usable",
 }
 
 
@@ -62,10 +69,16 @@ async def wait_role(port: int, wanted: str) -> None:
         await trio.sleep(0.01)
 
 
-async def takeover_round(lease: str, sig: signal.Signals, ttl: float, alive: float) -> float:
-    """One round; returns seconds from the signal to the first answer through hub b."""
+async def takeover_round(lease: str, sig: signal.Signals, ttl: float, alive: float,
+                         silent: socket.socket | None = None) -> float:
+    """One round; returns seconds from the signal to the first answer through hub b.
+
+    ``silent``: a listening socket that never accepts, put between a and b
+    in the peers' list.
+    """
     port_a, port_b = free_port(), free_port()
-    urls = f"ws://127.0.0.1:{port_a},ws://127.0.0.1:{port_b}"
+    middle = "" if silent is None else f"ws://127.0.0.1:{silent.getsockname()[1]},"
+    urls = f"ws://127.0.0.1:{port_a},{middle}ws://127.0.0.1:{port_b}"
     flags = ("--lease", lease, "--lease-ttl", str(ttl), "--alive-timeout", str(alive))
     procs: list[trio.Process] = []
     try:
@@ -107,7 +120,7 @@ async def measure(rounds: int, scenarios: list[str], ttl: float, alive: float, *
         wants_etcd = any(s.startswith("etcd") for s in scenarios)
         with _maybe_etcd(Path(tmp), wants_etcd) as etcd_url:
             for scenario in scenarios:
-                kind, how = scenario.split("-")
+                kind, how = scenario.split("-")[:2]
                 if kind == "etcd" and etcd_url is None:
                     print(f"{scenario}: skipped (etcd is not installed)")
                     continue
@@ -116,11 +129,23 @@ async def measure(rounds: int, scenarios: list[str], ttl: float, alive: float, *
                 for n in range(rounds):
                     lease = (f"file:{tmp}/{scenario}-{n}.lock" if kind == "file" else
                              f"{etcd_url}/bench/{scenario}-{n}".replace("http://", "etcd://"))
-                    with trio.fail_after(ttl * 3 + 30):
-                        values.append(await takeover_round(lease, sig, ttl, alive))
+                    with trio.fail_after(ttl * 3 + 30), _silent_host(scenario) as silent:
+                        values.append(await takeover_round(lease, sig, ttl, alive, silent))
                 rows.append(summary(f"ha_{scenario.replace('-', '_')}",
                                     LABELS[scenario].format(ttl=ttl), values, show=show))
     return rows
+
+
+@contextmanager
+def _silent_host(scenario: str) -> Iterator[socket.socket | None]:
+    """Yield a socket that listens and never accepts for a ``-silent`` scenario."""
+    if not scenario.endswith("-silent"):
+        yield None
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield sock
 
 
 @contextmanager

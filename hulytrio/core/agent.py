@@ -258,6 +258,28 @@ class AgentState:
         local = self._containers.get(uuid)
         return local is not None and local.status is LocalStatus.STANDBY
 
+    def offered(self, uuid: ContainerUuid) -> OfferedContainer | None:
+        """Return how ``uuid`` is offered to the hub if it is a stateless offer here, or None."""
+        local = self._containers.get(uuid)
+        if local is None or not local.stateless:
+            return None
+        return OfferedContainer(uuid, local.kind, local.labels, True)
+
+    def offer_again(self, offer: OfferedContainer) -> bool:
+        """Stand by for the stateless ``offer`` again; returns whether it was added.
+
+        For an offer this agent stopped serving on its own (its saved state
+        would not import): it is listed again, standing by, and the hub
+        decides by the claim the caller sends.  Not added (False) when the
+        uuid is here already, the offer is not stateless, or the agent drains.
+        """
+        if (offer.uuid in self._containers or not offer.stateless
+                or self.phase is AgentPhase.DRAINING):
+            return False
+        self._containers[offer.uuid] = _Local(offer.kind, offer.labels, True,
+                                              LocalStatus.STANDBY)
+        return True
+
     def __contains__(self, uuid: object) -> bool:
         return uuid in self._containers
 

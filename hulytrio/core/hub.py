@@ -485,6 +485,40 @@ class Hub:
         self._conn_client.clear()
         self._client_conn.clear()
 
+    def hand_over(self, url: str, *, everyone: bool = False) -> int:
+        """This hub resigned its lease to the hub at ``url``: send its peers there.
+
+        Every later hello is redirected to ``url`` (as a standby's is).  Every
+        session with no call in flight through the hub, neither as the caller
+        nor as the agent that answers it, is sent a ``Welcome`` redirecting
+        to ``url`` (a session follows it at once) and its connection is
+        closed; the others keep theirs until their forwards are answered, so
+        call this again after later inputs.  ``everyone``: send the busy
+        sessions too (their forwarded calls are not answered here; their
+        callers resend them to ``url``).  Returns how many sessions were
+        sent away by this call.
+        """
+        self.redirect = url
+        moved = 0
+        for conn, client_id in list(self._conn_client.items()):
+            if client_id is None:
+                continue  # its hello will be redirected
+            flight = self._in_flight.get(client_id)
+            if not everyone and ((flight is not None and flight.calls)
+                                 or self._forwards_to.get(client_id)):
+                continue
+            self._effects.append(Send(conn, Welcome(
+                PROTOCOL_VERSION, self.hub_id, self.timeouts.alive, self.timeouts.ping_interval,
+                self.term, 0, url)))
+            self._effects.append(CloseConnection(conn, f"hub handed over to {url}"))
+            # As close_all: the session is not ended (no churn in a hub that
+            # is going away); nothing more is sent to it.
+            del self._conn_client[conn]
+            if self._client_conn.get(client_id) == conn:
+                del self._client_conn[client_id]
+            moved += 1
+        return moved
+
     def has_session(self, conn: Conn) -> bool:
         """Return whether ``conn`` said an accepted hello and its session is current."""
         return self._conn_client.get(conn) is not None
@@ -498,6 +532,7 @@ class Hub:
         """
         client_id = self._conn_client.get(conn)
         return client_id is not None and client_id not in self._own
+
     def receive_hello(self, conn: Conn, message: Hello, principal: Principal, now: float
                       ) -> None:
         """Handle ``message``, a hello whose credential the driver verified as ``principal``.

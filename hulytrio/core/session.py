@@ -128,7 +128,7 @@ from .probes import Probes
 from .references import Reference, References, RefStatus
 from .timers import Timers
 from .transitions import TransitionTable
-from .types import AgentId, AgentInfo, ContainerRecord, ContainerUuid, GetOptions
+from .types import AgentId, AgentInfo, ContainerRecord, ContainerUuid, GetOptions, OfferedContainer
 from .view import RegistryView
 
 if TYPE_CHECKING:
@@ -772,6 +772,23 @@ class ClientSession:
     def agent_stopped(self, agent_id: AgentId, uuid: ContainerUuid) -> None:
         """Container ``uuid`` of ``agent_id`` ended on its own."""
         self._emit(self.hosting.stopped(agent_id, uuid))
+
+    def agent_offer_again(self, agent_id: AgentId, offer: OfferedContainer) -> None:
+        """Hosted ``agent_id`` offers the stateless ``offer`` again and claims it.
+
+        For an offer it stopped serving on its own (``agent_stopped``, e.g.
+        after its saved state failed to import): the claim makes it the
+        owner if nobody owns the uuid now, else a standby again.  Without a
+        connection the next registration lists it.  A no-op for an agent not
+        hosted here or an offer ``AgentState.offer_again`` does not take.
+        """
+        agent = self.hosting.agents.get(agent_id)
+        if agent is None or not agent.offer_again(offer):
+            return
+        if self.state is SessionState.READY:
+            self.probes.hit("stateless offered again")
+            self._send_call(self.calls.open(CallKind.CLAIM, False, agent_id=agent_id,
+                                            data=offer))
 
     def agent_reply(self, call_id: int, payload: bytes, *, now: float) -> None:
         """The run ``call_id`` (a ``RunRequest``'s) completed with ``payload`` at ``now``.

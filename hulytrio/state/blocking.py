@@ -101,20 +101,27 @@ class BlockingStateStore(StateStore):
         # GIL, and so delays trio's thread, far less than a Python loop of
         # executes), then the epochs read back: a write whose uuid now holds
         # a newer epoch was refused (or already replaced by a newer owner's).
+        # Rows are made as the driver reads them and read back one at a
+        # time: nothing the garbage collector tracks is kept per item, so a
+        # big batch triggers no collection (see checkpoints._Batch).
         now = time.time()
         p = self.placeholder
-        stored: dict[str, int] = {}
+        refused: list[StaleEpoch] = []
         with self._transaction() as cur:
             cur.executemany(self._sql["upsert"],
-                            [(uuid, state, epoch, now) for uuid, state, epoch in items])
+                            ((uuid, state, epoch, now) for uuid, state, epoch in items))
             uuids = [uuid for uuid, _, _ in items]
+            epochs = [epoch for _, _, epoch in items]
             for i in range(0, len(uuids), EPOCHS_CHUNK):
                 chunk = uuids[i:i + EPOCHS_CHUNK]
+                mine = dict(zip(chunk, epochs[i:i + EPOCHS_CHUNK], strict=True))
                 cur.execute(f"SELECT uuid, epoch FROM {TABLE} WHERE uuid IN "
                             f"({', '.join([p] * len(chunk))})", chunk)
-                stored.update((str(u), int(e)) for u, e in cur.fetchall())
-        return [StaleEpoch(uuid, epoch, stored[uuid]) for uuid, _, epoch in items
-                if stored.get(uuid, epoch) > epoch]
+                for uuid, stored in cur:
+                    epoch = mine[str(uuid)]
+                    if int(stored) > epoch:
+                        refused.append(StaleEpoch(str(uuid), epoch, int(stored)))
+        return refused
 
     def _delete(self, uuid: str) -> bool:
         with self._transaction() as cur:
@@ -141,7 +148,7 @@ class BlockingStateStore(StateStore):
             raise refused[0]
 
     async def put_many(self, items: Sequence[tuple[str, bytes, int]]) -> list[StaleEpoch]:
-        return await self._call(self._put_many, list(items))
+        return await self._call(self._put_many, items)
 
     async def delete(self, uuid: str) -> bool:
         return await self._call(self._delete, uuid)

@@ -72,7 +72,7 @@ from hulytrio.core.endpoint import EndpointSession, EndpointState
 from hulytrio.core.errors import ErrorCode, LocalProtocolError
 from hulytrio.core.messages import Message
 from hulytrio.core.session import ClientSession
-from hulytrio.core.types import ContainerUuid
+from hulytrio.core.types import ContainerUuid, OfferedContainer
 from hulytrio.state import StateStore
 
 from ..wire.codec import (
@@ -117,6 +117,10 @@ ENDPOINT_HELLO_TIMEOUT = 10.0
 ENDPOINT_MAX_CONNECTIONS = 512
 #: Seconds a closing agent waits for running requests before its last checkpoint.
 FINAL_CHECKPOINT_WAIT = 2.0
+#: A stateless uuid whose saved state did not import is offered again after
+#: this many seconds, the wait doubling up to ``REOFFER_MAX`` while it fails.
+REOFFER_FIRST = 1.0
+REOFFER_MAX = 60.0
 
 
 @attrs.frozen
@@ -324,6 +328,11 @@ class AgentRuntime:
         #: set when no request runs any more (while a closing agent waits for that)
         self._quiet: trio.Event | None = None
         self._checkpoint_scope = trio.CancelScope()
+        #: set by ``aclose``: ends the waits before a stateless uuid that
+        #: failed to restore is offered again (``_stand_down``)
+        self._closing = trio.Event()
+        #: stateless uuid -> the wait before its next offer after a failed restore
+        self._offer_delays: dict[ContainerUuid, float] = {}
         self.agent = Agent(self)
 
     def start_checkpoints(self) -> None:
@@ -621,15 +630,46 @@ class AgentRuntime:
         try:
             await checkpoints.restore(uuid, container, epoch)
         except RestoreFailed as exc:
-            log.error("agent %s: %s does not serve here: %s", self.agent_id, uuid, exc)
-            self._stop_here(uuid, container)
+            self._stand_down(uuid, container, exc)
         else:
+            self._offer_delays.pop(uuid, None)
             if self.state.status(uuid) is not LocalStatus.ACTIVE:
                 checkpoints.forget(uuid)  # demoted meanwhile: it restores again if promoted
         finally:
             held = self._held.pop(uuid, None)
             if held is not None:
                 held.set()
+
+    def _stand_down(self, uuid: ContainerUuid, container: Container, exc: RestoreFailed
+                    ) -> None:
+        """A stateless uuid's saved state did not import: stop serving it, offer it later.
+
+        The hub hears it stopped here (it promotes another standby, if any);
+        the instance is kept, not terminated, and offered again after a
+        backoff (``REOFFER_FIRST`` doubling to ``REOFFER_MAX``), so an
+        operator's fix of the state (``hulytrio state import``) or a passing
+        store failure heals without an agent restart (docs/state.md).
+        """
+        offer = self.state.offered(uuid)
+        if offer is None or self.containers.get(uuid) is not container:
+            log.error("agent %s: %s does not serve here: %s", self.agent_id, uuid, exc)
+            self._stop_here(uuid, container)  # not an offer of ours (any more)
+            return
+        delay = self._offer_delays.get(uuid, REOFFER_FIRST)
+        self._offer_delays[uuid] = min(delay * 2, REOFFER_MAX)
+        log.error("agent %s: %s does not serve here: %s; offered again in %g s",
+                  self.agent_id, uuid, exc, delay)
+        self.host.session.agent_stopped(self.agent_id, uuid)
+        self.host.drain()
+        self.host.spawn(self._offer_again, offer, container, delay)
+
+    async def _offer_again(self, offer: OfferedContainer, container: Container,
+                           delay: float) -> None:
+        with trio.move_on_after(delay):
+            await self._closing.wait()
+        if not self.closed and self.containers.get(offer.uuid) is container:
+            self.host.session.agent_offer_again(self.agent_id, offer)
+            self.host.drain()
 
     def _stale(self, uuid: ContainerUuid) -> None:
         """The store refused a write of ``uuid``: a newer owner exists, stop it here."""
@@ -898,6 +938,7 @@ class AgentRuntime:
         self.closed = True
         host = self.host
         self._checkpoint_scope.cancel()
+        self._closing.set()
         if self.checkpoints is not None:
             await self._last_checkpoint(self.checkpoints)
         handle = host.session.unregister_agent(self.agent_id)

@@ -8,7 +8,8 @@ resending unanswered requests, standby claims) happens in the core
 ``ClientSession``.  This driver only:
 
 - opens a WebSocket when the session says ``OpenConnection`` and reports
-  ``connection_made`` / ``connection_lost`` (one connection task at a time);
+  ``connection_made`` / ``connection_lost`` (one connection task at a time;
+  with several hubs it dials them staggered, first answer wins: ``_dial``);
 - feeds decoded frames to ``receive`` and deadlines to ``handle_timers``
   (one ``DeadlineTask``);
 - after every input drains ``effects()``: ``Send`` goes to the connection's
@@ -23,6 +24,7 @@ and decoded at this edge only (``encode_payload`` / ``decode_payload``).
 
 from __future__ import annotations
 
+import builtins
 import logging
 import random
 import secrets
@@ -98,6 +100,10 @@ T = TypeVar("T")
 
 #: How long one connection attempt (TCP + WebSocket handshake) may take.
 CONNECT_TIMEOUT = 5.0
+#: With several hubs: how long an attempt has before the next hub of the
+#: list is dialled beside it (RFC 8305's "happy eyeballs" delay).  A hub
+#: host that never answers then costs this, not ``CONNECT_TIMEOUT``.
+STAGGER_DELAY = 0.25
 #: Reconnect backoff: 50 ms growing by half to 2 s, jittered.  Flatter than the
 #: core's default so a restarted hub is found within ~0.6 s of listening
 #: again once it has been down for a second (measured: docs/performance.md).
@@ -460,7 +466,7 @@ class Client:
                 if ref is not None and effect.record is not None:
                     ref._record = effect.record
             case OpenConnection():
-                self.spawn(self._run_connection, self._pick_url(effect.url))
+                self.spawn(self._run_connection, self._dial_order(effect.url))
             case CloseConnection():
                 self._close_connection(effect.reason)
             case _:
@@ -529,29 +535,31 @@ class Client:
 
     # --- the connection -------------------------------------------------------------
 
-    def _pick_url(self, redirect: str | None) -> str:
-        """Return the hub to dial: a standby's redirect, else the next of the list.
+    def _dial_order(self, redirect: str | None) -> Sequence[str]:
+        """Return the hubs to dial, first to last: a standby's redirect, else the
+        next of the list, then the rest of the list from there.
 
         The list is walked round-robin, so after the active hub fails the
-        next attempt tries another hub.
+        next attempt starts with another hub.
         """
         urls = self.urls
         if redirect is not None:
-            url = redirect
-            if url in urls:
-                self._next_url = urls.index(url) + 1
+            first = redirect
+            if first in urls:
+                self._next_url = urls.index(first) + 1
         else:
-            url = urls[self._next_url % len(urls)]
+            first = urls[self._next_url % len(urls)]
             self._next_url += 1
-        self.hub_url = url
-        return url
+        self.hub_url = first
+        start = self._next_url % len(urls)
+        return [first, *(u for u in urls[start:] + urls[:start] if u != first)]
 
-    async def _run_connection(self, url: str) -> None:
+    async def _run_connection(self, urls: Sequence[str]) -> None:
         conn = _Connection(self._oversized)
         self._conn = conn
         try:
             with conn.scope:
-                ws = await self._open_ws(url)
+                ws = await self._dial(urls)
                 if ws is None:
                     return
                 conn.ws = ws
@@ -578,21 +586,79 @@ class Client:
                 self.session.connection_lost(trio.current_time())
                 self._drain()
 
-    async def _open_ws(self, url: str) -> WebSocket | None:
+    async def _dial(self, urls: Sequence[str]) -> WebSocket | None:
+        """Connect to the first hub of ``urls`` that answers; returns its WebSocket.
+
+        ``urls[0]`` is dialled first; each next one ``STAGGER_DELAY`` later,
+        or at once when every attempt so far failed (happy eyeballs, as
+        ``trio.open_tcp_stream`` does for addresses).  The first WebSocket
+        open wins (``hub_url`` names it) and every other attempt is
+        cancelled or closed.  Returns None when all failed (logged).
+        """
+        if len(urls) == 1:
+            # One hub: no race to run (and no scheduling point between the
+            # upgrade and the session's hello).
+            result = await self._open_ws(urls[0])
+            if isinstance(result, str):
+                self._connect_log.failed(trio.current_time(), result)
+                return None
+            self.hub_url = urls[0]
+            self._connect_log.succeeded(trio.current_time())
+            return result
+        failures: builtins.list[str] = []
+        won: builtins.list[tuple[str, WebSocket]] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                for url in urls:
+                    failed = trio.Event()
+                    nursery.start_soon(self._attempt, url, won, failures, failed,
+                                       nursery.cancel_scope)
+                    with trio.move_on_after(STAGGER_DELAY):
+                        await failed.wait()
+        except BaseException:
+            # Cancelled (the client closes) after a hub answered: nobody
+            # else will close the winner's socket.
+            for _, ws in won:
+                ws.abort()
+            raise
+        if not won:
+            self._connect_log.failed(trio.current_time(), "; ".join(failures))
+            return None
+        url, ws = won[0]
+        self.hub_url = url
+        if url in self.urls:
+            self._next_url = self.urls.index(url) + 1
+        self._connect_log.succeeded(trio.current_time())
+        return ws
+
+    async def _attempt(self, url: str, won: builtins.list[tuple[str, WebSocket]],
+                       failures: builtins.list[str], failed: trio.Event,
+                       race: trio.CancelScope) -> None:
+        """One attempt of ``_dial``: the winner ends the race, a loser's socket is closed."""
+        ws = await self._open_ws(url)
+        if isinstance(ws, str):
+            failures.append(ws)
+            failed.set()
+            return
+        if won:
+            ws.abort()  # another hub answered first
+            return
+        won.append((url, ws))
+        race.cancel()
+
+    async def _open_ws(self, url: str) -> WebSocket | str:
+        """Open a WebSocket to ``url``; returns it, or why it failed (a log line)."""
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                ws = await connect_wss(url, max_message_size=MAX_FRAME_BYTES,
-                                       ssl_context=self.ssl_context, spawn=self.spawn)
+                return await connect_wss(url, max_message_size=MAX_FRAME_BYTES,
+                                         ssl_context=self.ssl_context, spawn=self.spawn)
         except (OSError, HandshakeError, ValueError, trio.TooSlowError) as exc:
             # ValueError: a redirect to a URL this client cannot dial.
             reason = (f"no answer within {CONNECT_TIMEOUT:g} s"
                       if isinstance(exc, trio.TooSlowError) else str(exc) or repr(exc))
             if len(self.urls) > 1 or url != self.urls[0]:
                 reason = f"{url}: {reason}"
-            self._connect_log.failed(trio.current_time(), reason)
-            return None
-        self._connect_log.succeeded(trio.current_time())
-        return ws
+            return reason
 
     async def _read(self, ws: WebSocket) -> None:
         session = self.session

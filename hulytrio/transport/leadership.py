@@ -18,10 +18,13 @@ exactly as after a restart).  While active it holds the lease; when the
 lease is lost (etcd: no keep-alive answered for ttl x 0.8; a file: the lock
 file was removed or replaced) it steps down at once: every session is closed (their
 peers reconnect to the new active hub) and it campaigns again as a standby.
-Leaving the ``async with`` of ``open_lease`` resigns, so a clean stop
-(SIGTERM) hands over within a standby's poll interval (the connections
-close at the same time: the peers' first retry usually finds the new
-active hub).
+A clean stop (SIGTERM: ``NetworkServer.drain``) resigns **first**
+(``server.resign``, set by ``serve_on_lease``): the campaign stops, the
+lease is given up, and the hub waits (at most ``HANDOVER_WAIT``) until the
+lease names the standby that took it.  Then it hands over: every peer with
+no call in flight is sent a redirect to that hub at once, the others as
+soon as their calls are answered, so no peer waits for the drain to end.
+Leaving the ``async with`` of ``open_lease`` resigns too (a no-op by then).
 """
 
 from __future__ import annotations
@@ -36,14 +39,24 @@ import trio
 
 from hulytrio.lease import Lease, LeaseLost, open_lease
 
+from .http import fetch
 from .server import NetworkServer, serve_network
 
-__all__ = ["LEADER_POLL", "default_advertise_url", "lead", "serve_on_lease"]
+__all__ = ["HANDOVER_WAIT", "LEADER_POLL", "default_advertise_url", "lead", "serve_on_lease",
+           "wait_successor"]
 
 log = logging.getLogger("hulytrio.hub")
 
 #: How often a standby re-reads who holds the lease (for its redirects).
 LEADER_POLL = 0.1
+#: How long a hub that resigned waits for a standby to take the lease
+#: before it drains without a successor to send its peers to.
+HANDOVER_WAIT = 1.0
+#: How often it looks for that successor meanwhile (a short window: at
+#: most ``HANDOVER_WAIT`` once per clean stop).
+SUCCESSOR_POLL = 0.005
+#: How long one ``/ready`` probe of that successor may take.
+READY_TIMEOUT = 0.2
 
 
 async def lead(server: NetworkServer, lease: Lease, advertise_url: str) -> None:
@@ -116,9 +129,69 @@ async def serve_on_lease(lease_url: str, *, lease_ttl: float, advertise_url: str
     async with serve_network(host, port, standby=True, **server_options) as server, \
             open_lease(lease_url, ttl=lease_ttl) as lease:
         url = advertise_url or default_advertise_url(host, server.port)
+        # Its own scope: the resign must stop the campaign, not the caller's
+        # drain (which runs inside this nursery's scope).
+        lead_scope = trio.CancelScope()
+        lead_done = trio.Event()
+
+        async def run_lead() -> None:
+            try:
+                with lead_scope:
+                    await lead(server, lease, url)
+            finally:
+                lead_done.set()
+
+        async def resign(deadline: float) -> str:
+            lead_scope.cancel()
+            await lead_done.wait()
+            if server.hub.redirect is not None:
+                return ""  # a standby: it held nothing
+            await lease.resign()
+            log.info("resigned the lease; waiting for a standby to take it over")
+            return await wait_successor(lease, url, min(deadline, trio.current_time()
+                                                        + HANDOVER_WAIT))
+
+        server.resign = resign
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(lead, server, lease, url)
+            nursery.start_soon(run_lead)
             try:
                 yield server
             finally:
                 nursery.cancel_scope.cancel()
+
+
+async def wait_successor(lease: Lease, own_url: str, deadline: float) -> str:
+    """Return the URL of the hub that now holds ``lease`` (not ``own_url``).
+
+    Waits, too, until a ``ws://`` successor answers ``/ready``: the lease
+    names it a moment before it switches from standby to active, and a peer
+    sent to it in that moment would be redirected back here and lose a
+    reconnect backoff.  Returns ``""`` when none has taken the lease by
+    ``deadline`` (trio time); the holder when it is not ready by then.
+    """
+    holder = ""
+    with trio.move_on_at(deadline):
+        while not holder:
+            found = await lease.leader()
+            if found and found != own_url:
+                holder = found
+            else:
+                await trio.sleep(SUCCESSOR_POLL)
+        # /ready is not fetched over TLS: a wss:// successor is not waited for.
+        ready = not holder.startswith("ws://")
+        while not ready:
+            ready = await _ready(holder)
+            if not ready:
+                await trio.sleep(SUCCESSOR_POLL)
+    return holder
+
+
+async def _ready(url: str) -> bool:
+    """Return whether the hub at ``url`` answers ``/ready`` with 200 (an active hub)."""
+    try:
+        with trio.move_on_after(READY_TIMEOUT):
+            status, _ = await fetch(url, "/ready")
+            return status == 200
+    except (OSError, ValueError):
+        pass
+    return False

@@ -50,7 +50,7 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import assert_never
 
@@ -180,6 +180,12 @@ class NetworkServer:
         self._going_away = False
         #: set when the last connection ends while ``drain`` waits for it
         self._peers_gone: trio.Event | None = None
+        #: set by ``serve_on_lease``: resigns the lease at the start of
+        #: ``drain`` and returns the URL of the hub that took it over ("": none
+        #: before the deadline it is given)
+        self.resign: Callable[[float], Awaitable[str]] | None = None
+        #: the hub this one handed over to while it drains ("": none)
+        self._successor = ""
 
     @property
     def ready(self) -> bool:
@@ -250,6 +256,9 @@ class NetworkServer:
     def _drain(self) -> None:
         # The core annotates its outputs as any Effect; the hub emits
         # HubEffect only (core/effects.py).
+        if self._successor:
+            # Handing over: every peer whose calls are all answered moves on.
+            self.hub.hand_over(self._successor)
         behind: _Behind | None = None  # made when a peer with bytes waiting gets an event
         for effect in self.hub.effects():
             match effect:
@@ -292,23 +301,52 @@ class NetworkServer:
         says ``Close`` to every peer and closes its connection with 1001,
         waiting (within what is left of ``grace``, at least a second) for
         the close handshakes.  The caller then leaves ``serve_network``.
+
+        A hub on a lease (``resign`` set) first resigns it; once a standby
+        has taken it over, every peer with no call in flight is redirected
+        to that hub at once, and each of the others as soon as its calls
+        are answered (``Hub.hand_over``), so nobody waits for the drain.
         """
-        hub = self.hub
         self.role = "draining"
-        hub.stop_taking_calls()
+        self.hub.stop_taking_calls()
         deadline = trio.current_time() + grace
+        if self.resign is not None:
+            successor = await self.resign(deadline)
+            if successor:
+                log.info("handing over to %s: peers with nothing in flight are redirected "
+                         "there now, the others once their calls are answered", successor)
+                self._successor = successor
+        # Again, in case the campaign changed the role or the hub while it stopped.
+        self.role = "draining"
+        hub = self.hub
+        hub.stop_taking_calls()
+        self._drain()
         log.info("hub %s draining: %d calls in flight get up to %g s; new calls are told to "
                  "retry", hub.hub_id, hub.forwards_in_flight(), grace)
         answered = True
-        with trio.move_on_at(deadline):
+        # Handing over, the busy peers wait at most half an alive timeout:
+        # the new hub parks re-acquires of uuids it does not know yet for one
+        # alive timeout from its first session; an agent that re-registered
+        # later would see its containers started afresh elsewhere.
+        busy_until = (deadline if not self._successor
+                      else min(deadline, trio.current_time() + hub.timeouts.alive / 2))
+        with trio.move_on_at(busy_until):
             while hub.forwards_in_flight():
                 self._forwards_done = trio.Event()
                 await self._forwards_done.wait()
         self._forwards_done = None
         if hub.forwards_in_flight():
             answered = False
-            log.warning("hub %s: %d calls still in flight after %g s; closing anyway",
-                        hub.hub_id, hub.forwards_in_flight(), grace)
+            if self._successor:
+                log.warning("hub %s: %d calls still in flight after %g s; their peers go to "
+                            "%s now and the callers resend them there", hub.hub_id,
+                            hub.forwards_in_flight(), hub.timeouts.alive / 2,
+                            self._successor)
+                hub.hand_over(self._successor, everyone=True)
+                self._drain()
+            else:
+                log.warning("hub %s: %d calls still in flight after %g s; closing anyway",
+                            hub.hub_id, hub.forwards_in_flight(), grace)
         self._going_away = True
         hub.close_all("hub shutting down")
         self._drain()

@@ -11,6 +11,7 @@ from hulytrio.core.effects import Resolve, SetServing
 from hulytrio.core.entries import AGENT_TRANSITIONS, AgentStatus
 from hulytrio.core.errors import ErrorCode, LocalProtocolError
 from hulytrio.core.messages import (
+    PROTOCOL_VERSION,
     Activate,
     Close,
     Connect,
@@ -24,6 +25,7 @@ from hulytrio.core.messages import (
     Retry,
     Start,
     Started,
+    Welcome,
 )
 from hulytrio.core.types import ContainerState, GetOptions, OfferedContainer
 from hulytrio.testing import Cluster
@@ -212,6 +214,51 @@ def test_a_hub_that_stops_retries_new_calls_and_finishes_the_forwarded_ones(raw)
     raw.hub.close_all("hub shutting down")
     raw.drain()
     assert raw.take("u") == [Close("hub shutting down")]
+    assert sorted(raw.closed) == ["h0", "h1", "u"]
+
+
+def test_a_hub_that_hands_over_redirects_idle_peers_at_once_and_the_rest_when_answered(
+        raw) -> None:
+    uuid = _echo_on_a0(raw)
+    raw.hello("idle", alive=100.0)
+    raw.take("idle")
+    raw.send("u", Request(2, uuid, "op", b"1"))
+    (fwd,) = [m for m in raw.take("h0") if isinstance(m, Request)]
+    raw.hub.stop_taking_calls()
+    # Resigned; the standby at ws://b won: peers with nothing in flight go
+    # there now (a Welcome with its URL), the caller and its agent stay.
+    assert raw.hub.hand_over("ws://b:1") == 2
+    raw.drain()
+    redirect = Welcome(PROTOCOL_VERSION, raw.hub.hub_id, raw.hub.timeouts.alive,
+                       raw.hub.timeouts.ping_interval, 1, 0, "ws://b:1")
+    assert raw.take("idle") == [redirect]
+    assert raw.take("h1") == [redirect]
+    assert sorted(raw.closed) == ["h1", "idle"]
+    assert raw.hub.hand_over("ws://b:1") == 0  # u waits for its answer, h0 gives it
+    raw.send("h0", Response(fwd.id, b"done"))
+    assert raw.take("u") == [Response(2, b"done")]
+    assert raw.hub.hand_over("ws://b:1") == 2
+    raw.drain()
+    assert raw.take("u") == [redirect]
+    assert sorted(raw.closed) == ["h0", "h1", "idle", "u"]
+    # A peer that comes back to this hub is redirected like a standby's.
+    raw.hello("late", alive=100.0)
+    assert raw.take("late") == [redirect]
+    raw.lost("u", 1.0)  # closing a handed-over connection ends nothing more
+    assert raw.hub.registry.check() == []
+
+
+def test_a_hub_that_hands_over_can_send_its_busy_peers_too(raw) -> None:
+    uuid = _echo_on_a0(raw)
+    raw.send("u", Request(2, uuid, "op", b"1"))
+    raw.take("h0")
+    raw.hub.stop_taking_calls()
+    assert raw.hub.hand_over("ws://b:1") == 1  # h1 only
+    # The request outlives the wait: caller and agent go too (the caller
+    # resends it to the new hub).
+    assert raw.hub.hand_over("ws://b:1", everyone=True) == 2
+    raw.drain()
+    assert [type(m) for m in raw.take("u")] == [Welcome]
     assert sorted(raw.closed) == ["h0", "h1", "u"]
 
 

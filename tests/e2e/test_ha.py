@@ -211,3 +211,73 @@ async def test_a_request_in_flight_when_the_active_hub_dies_runs_once(procs, tmp
         await kill(agent, signal.SIGTERM)
         assert agent.returncode == 0, procs.logs()
         await kill(hub_b, signal.SIGTERM)
+
+
+async def _sigterm_hands_over_before_the_drain_ends(procs, lease: str, *extra: str) -> None:
+    # Hub a's drain may last 20 s: a request of 4 s is in flight through it.
+    # With an alive timeout of 10 s a busy peer may stay up to 5 s (half of
+    # it: then the new hub still parks the re-acquires of its containers).
+    # (The pair's 1 s alive timeout is at the ping interval: over these
+    # seconds peers would be declared dead under load.)
+    port_a, port_b, hub_a, hub_b = await _start_pair(procs, lease, "--shutdown-timeout", "20",
+                                                     "--alive-timeout", "10", *extra)
+    urls = f"ws://127.0.0.1:{port_a},ws://127.0.0.1:{port_b}"
+    await procs.agent(urls, "slow")
+    async with hulytrio.open_client(urls) as busy, hulytrio.open_client(urls) as c, \
+            trio.open_nursery() as nursery:
+        await wait_for(lambda: _has_agent(c, "slow"))
+        slow_ref = await busy.get("echo")  # on "slow": the only agent yet
+        await procs.agent(urls, "steady", env={"E2E_HA_UUID": "ha-term"})
+        await wait_for(lambda: _has_agent(c, "steady"))
+        ref = await c.get("ha", uuid="ha-term")
+        assert (await ref.request("before"))["agent"] == "steady"
+        term = c.session.term
+        slow_answer: list[object] = []
+        slow_done = trio.Event()
+
+        async def slow() -> None:
+            slow_answer.append(await slow_ref.request("sleep", 4))
+            slow_done.set()
+
+        nursery.start_soon(slow)
+        await trio.sleep(0.5)  # the sleep is in flight; b has read who holds the lease
+        assert slow_answer == []
+        hub_a.send_signal(signal.SIGTERM)
+        start = trio.current_time()
+        with trio.fail_after(3):  # inside a's 4 s (and 20 s) drain
+            # What reached a before the signal did may still be answered
+            # there: wait for the first answer of b's (newer) term.
+            reply = await ref.request("after")
+            while c.session.term == term:
+                reply = await ref.request("after")
+        elapsed = trio.current_time() - start
+        assert reply["agent"] == "steady"
+        assert c.hub_url == f"ws://127.0.0.1:{port_b}", procs.logs()
+        assert c.session.term >= 2
+        assert await role(port_b) == "active"
+        assert hub_a.returncode is None  # still draining: the standby did not wait for it
+        # The request in flight through a is answered there, then its
+        # caller and agent move to b too; the container stays where it was
+        # (b parked the caller's re-acquire until its agent re-registered).
+        with trio.fail_after(15):
+            await slow_done.wait()
+            await hub_a.wait()
+        assert slow_answer[0]["agent"] == "slow"  # type: ignore[index]
+        assert hub_a.returncode == 0, procs.logs()
+        again = await slow_ref.request("again")
+        assert (again["agent"], again["pid"]) == ("slow", slow_answer[0]["pid"])  # type: ignore[index]
+        assert busy.hub_url == f"ws://127.0.0.1:{port_b}"
+        assert elapsed < 3
+    await kill(hub_b, signal.SIGTERM)
+
+
+async def test_sigterm_of_the_active_file_lease_hub_hands_over_at_once(procs, tmp_path):
+    with trio.fail_after(60):
+        await _sigterm_hands_over_before_the_drain_ends(procs, f"file:{tmp_path}/hub.lock")
+
+
+async def test_sigterm_of_the_active_etcd_hub_hands_over_at_once(procs, etcd_url, tmp_path):
+    key = f"/hulytrio/test-{tmp_path.name}/leader"
+    lease = etcd_url.replace("http://", "etcd://") + key
+    with trio.fail_after(60):
+        await _sigterm_hands_over_before_the_drain_ends(procs, lease, "--lease-ttl", "2")

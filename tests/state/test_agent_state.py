@@ -9,6 +9,7 @@ clean stop runs against both stores (SQLite and a real PostgreSQL).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -196,3 +197,102 @@ async def test_a_stale_write_stops_the_old_owner(sqlite_url):
             stored = await store.get("stale-1")
             assert stored is not None
             assert stored.epoch == 6
+
+
+class Flaky(Counter):
+    """Its import fails while ``broken`` (a state only a fixed release can read)."""
+
+    def __init__(self, uuid: str, *, broken: bool) -> None:
+        super().__init__(uuid)
+        self.broken = broken
+        self.imports = 0
+
+    async def import_state(self, state: Any) -> None:
+        self.imports += 1
+        if self.broken:
+            raise ValueError("cannot read it yet")
+        await super().import_state(state)
+
+
+async def _attempts(flaky: Flaky, n: int) -> bool:
+    return flaky.imports >= n
+
+
+async def _until(predicate: Callable[[], Awaitable[bool]]) -> None:
+    while True:
+        if await predicate():
+            return
+        await trio.sleep(0.02)
+
+
+async def _serving(agent: hulytrio.Agent, uuid: str) -> None:
+    async def serving() -> bool:
+        return uuid in agent.serving()
+
+    await _until(serving)
+
+
+async def test_a_stateless_uuid_that_failed_to_restore_is_offered_again(sqlite_url):
+    flaky = Flaky("ha-f", broken=True)
+    with trio.fail_after(30):
+        async with open_state_store(sqlite_url) as store, \
+                hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as caller, \
+                hulytrio.open_client(hub.url) as host:
+            await store.put("ha-f", encode_payload({"count": 41}), 0)
+            a = await host.serve_agent(
+                {}, agent_id="a", state_store=store,
+                stateless=[hulytrio.StatelessContainer("ha-f", "counter", flaky)])
+            # Owner at registration; its import fails: it stops serving and
+            # nobody serves ha-f, but the instance lives on (not terminated).
+            async def nobody_serves() -> bool:
+                return not a.serving() and not await caller.list("counter")
+
+            await _until(lambda: _attempts(flaky, 1))
+            started = trio.current_time()
+            await _until(nobody_serves)
+            assert not flaky.terminated.is_set()
+            # Offered again after 1 s: it wins, fails again, stands down, and
+            # waits twice as long (2 s) before the next offer.
+            await _until(lambda: _attempts(flaky, 2))
+            assert 0.8 < trio.current_time() - started < 2.5
+            await _until(nobody_serves)
+            # The state becomes readable (a fixed release, `hulytrio state
+            # import`): the next offer wins and restores.
+            flaky.broken = False
+            await _serving(a, "ha-f")
+            assert 2.5 < trio.current_time() - started < 8
+            ref = await caller.get("counter", uuid="ha-f")
+            assert await ref.request("inc") == 42  # served only once restored
+            assert flaky.imports == 3
+
+
+async def test_an_owner_that_failed_to_restore_hands_over_and_stands_by_again(sqlite_url):
+    broken, good = Flaky("ha-g", broken=True), Flaky("ha-g", broken=False)
+    with trio.fail_after(30):
+        async with open_state_store(sqlite_url) as store, \
+                hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as caller, \
+                hulytrio.open_client(hub.url) as host_a:
+            await store.put("ha-g", encode_payload({"count": 10}), 0)
+            a = await host_a.serve_agent(
+                {}, agent_id="a", state_store=store,
+                stateless=[hulytrio.StatelessContainer("ha-g", "counter", broken)])
+            async def a_stood_down() -> bool:
+                return not a.serving()
+
+            await _until(a_stood_down)
+            async with hulytrio.open_client(hub.url) as host_b:
+                b = await host_b.serve_agent(
+                    {}, agent_id="b", state_store=store,
+                    stateless=[hulytrio.StatelessContainer("ha-g", "counter", good)])
+                await _serving(b, "ha-g")
+                ref = await caller.get("counter", uuid="ha-g")
+                assert await ref.request("inc") == 11
+                await trio.sleep(1.5)  # a's offer is back: it stands by
+                assert a.serving() == ()
+                broken.broken = False
+                await b.aclose()  # a clean handover: a takes ha-g with b's state
+                await _serving(a, "ha-g")
+                assert await ref.request("inc") == 12
+            assert broken.count == 12

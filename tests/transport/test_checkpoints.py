@@ -298,3 +298,4 @@ async def test_a_long_checkpoint_lets_other_tasks_run():
         nursery.cancel_scope.cancel()
     # 200 exports of SLICE/4 each: at least one turn per 4 exports, give or take
     assert turns >= 200 // 4 // 2
+

@@ -16,7 +16,7 @@ import hulytrio
 from hulytrio.core.hubs import parse_hub_urls
 from hulytrio.lease import Leadership, Lease, LeaseLost
 from hulytrio.transport.http import fetch
-from hulytrio.transport.leadership import LEADER_POLL, lead
+from hulytrio.transport.leadership import LEADER_POLL, lead, wait_successor
 
 
 class Switch(Lease):
@@ -147,3 +147,33 @@ async def test_a_client_given_two_hubs_moves_to_the_live_one():
             async with hulytrio.open_client(f"{dead},{hub.url}") as c:
                 await c.wait_connection()
                 assert c.hub_url == hub.url
+
+
+async def test_a_resigning_hub_waits_for_its_successor_to_be_active():
+    with trio.fail_after(10):
+        async with hulytrio.serve_network(port=0, standby=True) as successor:
+            lease = Switch(holder="ws://me:1")  # our own record, as after a resign
+            got: list[str] = []
+
+            async def wait() -> None:
+                got.append(await wait_successor(lease, "ws://me:1",
+                                                trio.current_time() + 5))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait)
+                await trio.sleep(0.05)
+                lease.holder = successor.url  # it won the lease, not yet active
+                await trio.sleep(0.1)
+                assert got == []  # a peer sent there now would be sent back
+                successor.activate(2)
+            assert got == [successor.url]
+
+
+async def test_a_resigning_hub_gives_up_on_a_successor_at_its_deadline():
+    with trio.fail_after(5):
+        lease = Switch(holder="ws://me:1")
+        start = trio.current_time()
+        assert await wait_successor(lease, "ws://me:1", start + 0.2) == ""
+        # A TLS successor is not probed: the lease's word is taken.
+        lease.holder = "wss://next:1"
+        assert await wait_successor(lease, "ws://me:1", start + 5) == "wss://next:1"
