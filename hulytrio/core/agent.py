@@ -289,10 +289,14 @@ class AgentState:
         """Return the ``RegisterAgent`` message listing everything that runs here.
 
         A draining agent lists neither its starting nor its draining
-        containers, and asks for no room (``max_containers`` 0).
+        containers, and asks for no room (``max_containers`` 0).  A stateless
+        offer that serves here (ACTIVE) is marked ``serving``: a hub in its
+        recovery window makes only such an offer the owner at once.  Call it
+        before ``fence`` (which pauses those offers for the answer).
         """
         offered = tuple(
-            OfferedContainer(uuid, c.kind, c.labels, c.stateless)
+            OfferedContainer(uuid, c.kind, c.labels, c.stateless,
+                             c.stateless and c.status is LocalStatus.ACTIVE)
             for uuid, c in self._containers.items()
             if c.status is not LocalStatus.STARTING and c.status is not LocalStatus.DRAINING
         )

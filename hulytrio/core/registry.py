@@ -634,10 +634,26 @@ class Registry:
                 self.probes.hit("stateless offer stands by for a start")
                 self._standbys.stand_by(agent, oc, StandbyState.BEHIND_START)
                 return Offer.STANDBY
+            if oc.stateless and not oc.serving and self._recovery.is_open(now):
+                # A new hub (restarted, or a standby that just took the lease)
+                # cannot tell who served the uuid before it: that agent may
+                # still serve (a woken old hub forwards to it, a client calls
+                # it directly) until its fence lease runs out, which the window
+                # outlasts.  So an offer that did not serve waits for one that
+                # did, or for the window's end (``_recovery_ended``).
+                self.probes.hit("stateless offer stands by for recovery")
+                self._standbys.stand_by(agent, oc, StandbyState.BEHIND_RECOVERY)
+                return Offer.STANDBY
             c = self._add_container(agent, oc.uuid, oc.kind, oc.labels, oc.stateless)
             if oc.stateless:
                 self.effects.append(Notice(Fact.OWNER_CHOSEN, agent.agent_id, oc.uuid, oc.kind,
                                            agent.owner, "offered"))
+            if oc.uuid in self._standbys:
+                # Offers stood by behind recovery: they stand behind this owner
+                # now (its own offer among them, if any, is withdrawn).
+                self.probes.hit("serving offer owns a uuid behind recovery")
+                self._standbys.withdraw(agent, oc.uuid)
+                self._standbys.owner_arrived(oc.uuid)
             for waiter, call_id, _kind, _options in self._recovery.take(oc.uuid):
                 parked_client = self._clients.get(waiter)
                 if parked_client is not None:
@@ -878,6 +894,19 @@ class Registry:
                 # whose agent has not re-registered yet: wait for it rather
                 # than start a second instance elsewhere (state would be lost).
                 self.probes.hit("re-acquire parked during recovery")
+                self._recovery.park(uuid, (client_id, call_id, kind, options))
+                self._clients[client_id].parked[uuid] = None
+                return
+            if self._standbys.state(uuid) is StandbyState.BEHIND_RECOVERY:
+                offered = self._standbys.first_kind(uuid)
+                if offered != kind:
+                    self._error(client_id, call_id, ErrorCode.BAD_KIND,
+                                f"container {uuid!r} is of kind {offered!r}, not {kind!r}")
+                    return
+                # Its owner is chosen when a serving offer comes or the window
+                # closes (both answer the parked gets): wait for it rather
+                # than be told "no owner" and retry with a growing delay.
+                self.probes.hit("get parked behind recovery")
                 self._recovery.park(uuid, (client_id, call_id, kind, options))
                 self._clients[client_id].parked[uuid] = None
                 return
@@ -1157,6 +1186,13 @@ class Registry:
             self.events.agent(ChangeKind.UPDATED, agent.info())
 
     def _recovery_ended(self, now: float) -> None:
+        # No agent that served a uuid behind recovery came: one that did
+        # could not re-register in the window, so its fence lease is over
+        # (docs/high-availability.md).  The first live standby owns it,
+        # before the parked gets run again, so that those find the owner.
+        for uuid in self._standbys.behind_recovery():
+            self.probes.hit("standby activated at the end of recovery")
+            self._activate_standby(uuid)
         for client_id, call_id, kind, options in self._recovery.close():
             parked_client = self._clients.get(client_id)
             if parked_client is not None:

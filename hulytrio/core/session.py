@@ -1095,9 +1095,11 @@ class ClientSession:
                 agent = self.hosting.get(call.agent_id or "")
                 if agent is None:
                     return
-                # Serve stateless offers only once the hub has answered this.
-                self._effects.extend(agent.fence())
+                # Listed before the fence, so the offers that serve say so
+                # (``OfferedContainer.serving``); they serve again only once
+                # the hub has answered this.
                 message = agent.registration(call.call_id)
+                self._effects.extend(agent.fence())
             case CallKind.UNREGISTER:
                 message = UnregisterAgent(call.call_id, call.agent_id or "")
             case CallKind.CLAIM:

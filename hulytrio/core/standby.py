@@ -5,19 +5,34 @@ Theory of operation
 A stateless (HA) container is a pre-existing instance that several agents
 offer under one uuid.  The first offer the registry sees owns the uuid; every
 later offer *stands by* (the agent is told so in its ``RegisterReply``) in a
-group kept per uuid, in offer order.  A group is in one of these states::
+group kept per uuid, in offer order.  In the hub's recovery window (its
+first session + one alive timeout, ``recovery``) only an offer its agent
+*served* (``OfferedContainer.serving``) owns an unknown uuid at once: the
+agent that served it under the previous hub may still serve it, through a
+woken old hub or a direct connection, until its fence lease runs out.  Any
+other offer stands by *behind recovery* until a serving offer comes or the
+window closes.  A group is in one of these states::
 
                  offer while a start of the uuid is pending (the start wins)
     (no group) ----------------------------------------------> BEHIND_START
-        |                                                       |  |  |
-        | offer while another agent owns the uuid   started ---'  |  | offer,
-        v                                                          |  | withdrawal
-    BEHIND_OWNER <------------ start failed: first standby owns ---'  |
-      |  ^   |                  it, others left                       |
-      |  |   |  offer, withdrawal, owner gone: first standby          |
-      |  '---'  promoted (others left)                                |
-      |                                                               v
-      '--- last standby withdrawn or taken over ------------------> DISBANDED
+      |  |                                                      |  |  |
+      |  | offer while another agent owns the uuid  started ---'  |  | offer,
+      |  v                                                         |  | withdrawal
+      | BEHIND_OWNER <----------- start failed: first standby owns -'  |
+      |  |  ^   ^  |               it, others left                     |
+      |  |  |   '--'  offer, withdrawal, owner gone: first standby     |
+      |  |  |         promoted (others left)                           |
+      |  |  | a serving offer owns the uuid, or the window closed:     |
+      |  |  | first standby activated (others left behind it)          v
+      |  '--+--- last standby withdrawn or taken over ------------> DISBANDED
+      |     |                                                         ^
+      v     |                                                         |
+    BEHIND_RECOVERY --- last standby withdrawn or activated ----------'
+      |  ^
+      '--'  offer, withdrawal
+
+(no group -> BEHIND_RECOVERY: the recovery window is open, nobody owns or
+starts the uuid, and the offer's agent did not serve it.)
 
 "Owner gone" is one of: its agent left or re-registered without it, it
 stopped, it was dropped as an orphan.  Then the registry asks
@@ -26,7 +41,10 @@ a stateless owner is *promoted* (its record moves to that agent, epoch + 1,
 holds carry over); an ordinary instance that won a race with the offers is
 dropped and the standby is *activated* (a new record).  A start of the uuid
 that fails or times out activates a standby the same way, and the gets that
-waited for the start hold it.
+waited for the start hold it.  When the recovery window closes, the first
+live standby of each group behind recovery is activated the same way, and
+the gets parked for the uuid (re-acquires, and gets of a uuid behind
+recovery) hold it.
 
 ``Standbys`` keeps the groups and each agent's own list of offers
 (``AgentEntry.standby``) in step; the registry decides when an owner is gone
@@ -55,18 +73,23 @@ class StandbyState(enum.Enum):
     BEHIND_START = "behind-start"
     #: Standbys wait behind the agent that owns the uuid.
     BEHIND_OWNER = "behind-owner"
+    #: Nobody owns the uuid and the hub's recovery window is open: standbys
+    #: wait for an offer its agent served, or for the window to close.
+    BEHIND_RECOVERY = "behind-recovery"
     #: Nobody stands by any more (final: the group is forgotten).
     DISBANDED = "disbanded"
 
 
 _START = StandbyState.BEHIND_START
 _OWNER = StandbyState.BEHIND_OWNER
+_RECOVERY = StandbyState.BEHIND_RECOVERY
 _DISBANDED = StandbyState.DISBANDED
 
 #: The group lifecycle's legal moves (see the diagram above).
 STANDBY_TRANSITIONS: TransitionTable[StandbyState] = TransitionTable("standby", {
     _START: {_START, _OWNER, _DISBANDED},
     _OWNER: {_OWNER, _DISBANDED},
+    _RECOVERY: {_RECOVERY, _OWNER, _DISBANDED},
 })
 
 
@@ -127,10 +150,19 @@ class Standbys:
         agent.standby[uuid] = offer
 
     def owner_arrived(self, uuid: ContainerUuid) -> None:
-        """The start ``uuid``'s standbys waited behind answered: they wait behind it now."""
+        """``uuid``'s standbys have an owner now (the start they waited behind
+        answered, or a serving offer came in the recovery window): they wait
+        behind it."""
         group = self._groups.get(uuid)
         if group is not None:
             self._transition(group, _OWNER)
+
+    def behind_recovery(self) -> list[ContainerUuid]:
+        """Return the uuids whose groups wait behind recovery, in the order they formed.
+
+        O(groups); called once, when the recovery window closes.
+        """
+        return [uuid for uuid, group in self._groups.items() if group.state is _RECOVERY]
 
     def withdraw(self, agent: AgentEntry, uuid: ContainerUuid) -> None:
         """``agent`` no longer stands by for ``uuid`` (a no-op if it did not)."""

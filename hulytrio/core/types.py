@@ -91,12 +91,16 @@ class OfferedContainer:
 
     ``stateless`` marks a pre-existing HA instance that several agents may
     offer under one uuid; the first offer wins and the rest stand by.
+    ``serving`` says the agent served this stateless offer (locally ACTIVE)
+    when it registered: in a hub's recovery window only such an offer
+    becomes the owner at once (``registry.Registry._offer``).
     """
 
     uuid: ContainerUuid
     kind: ContainerKind
     labels: tuple[str, ...] = attrs.field(default=(), converter=labels_key)
     stateless: bool = False
+    serving: bool = False
 
 
 @fast_init
