@@ -245,6 +245,10 @@ class Registry:
         """Return the agents standing by for stateless ``uuid``, in promotion order."""
         return tuple(self._standbys.agents(uuid))
 
+    def recovery_until(self) -> float | None:
+        """Return when the recovery window closes (None: no session has opened it yet)."""
+        return self._recovery.until
+
     def standby_state(self, uuid: ContainerUuid) -> StandbyState:
         """Return the state of ``uuid``'s standby group (DISBANDED: it has none)."""
         return self._standbys.state(uuid)
@@ -453,8 +457,10 @@ class Registry:
 
     def _activate_standby(
         self, uuid: ContainerUuid, waiters: Iterable[tuple[ClientId, int]] = (),
+        reason: str = "a standby of an unowned uuid",
     ) -> ContainerEntry | None:
-        """Make the first live standby of unowned ``uuid`` its owner; returns its entry.
+        """Make the first live standby of unowned ``uuid`` its owner (``reason``
+        goes in its notice); returns its entry.
 
         ``waiters`` (gets of the uuid) hold it and are answered.  The agent is
         told with ``Activate``, everyone with an added event.  Returns None
@@ -466,7 +472,7 @@ class Registry:
         agent, offer = taken
         self.probes.hit("standby activated for an unowned uuid")
         self.effects.append(Notice(Fact.OWNER_CHOSEN, agent.agent_id, uuid, offer.kind,
-                                   agent.owner, "a standby of an unowned uuid"))
+                                   agent.owner, reason))
         c = self._add_container(agent, uuid, offer.kind, offer.labels, stateless=True)
         self._send(agent.owner, Activate(agent.agent_id, uuid, c.epoch))
         for client_id, call_id in waiters:
@@ -1192,7 +1198,7 @@ class Registry:
         # before the parked gets run again, so that those find the owner.
         for uuid in self._standbys.behind_recovery():
             self.probes.hit("standby activated at the end of recovery")
-            self._activate_standby(uuid)
+            self._activate_standby(uuid, reason="the recovery window closed")
         for client_id, call_id, kind, options in self._recovery.close():
             parked_client = self._clients.get(client_id)
             if parked_client is not None:

@@ -139,6 +139,17 @@ class Cluster:
         self.now = now
         self.pump()
 
+    def wait_for_recovery(self) -> None:
+        """Advance past the hub's recovery window, if it is open.
+
+        Until it closes, a stateless uuid offered only by agents that did not
+        serve it has no owner (docs/high-availability.md, "A new hub and
+        stateless owners"): at boot, its first offer owns it then.
+        """
+        until = self.hub.registry.recovery_until()
+        if until is not None and until > self.now:
+            self.advance(until)
+
     def pump(self) -> None:
         """Deliver every message and effect until the cluster is quiet."""
         busy = True

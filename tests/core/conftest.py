@@ -57,6 +57,18 @@ class RawHub:
         self.hub.handle_timers(now)
         self.drain()
 
+    def recovered(self) -> RawHub:
+        """Make the hub one whose recovery window closed at 0.0 (up for a while).
+
+        A new hub's first alive timeout treats stateless offers that did not
+        serve as standbys (``registry.Registry._offer``); tests of a running
+        hub start after it.  Returns ``self``.
+        """
+        registry = self.hub.registry
+        alive = registry.timeouts.alive
+        registry._recovery.open(-alive, alive)
+        return self
+
     def take(self, conn: Hashable) -> list[Message]:
         """Return and forget what ``conn`` received so far."""
         return self.inbox.pop(conn, [])

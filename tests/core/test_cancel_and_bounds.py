@@ -260,7 +260,7 @@ def test_2000_gone_sessions_asking_1e9_leave_no_timers_behind(make_raw) -> None:
 
 
 def test_dropped_stateless_uuids_are_remembered_within_a_bound(make_raw) -> None:
-    raw = make_raw()
+    raw = make_raw().recovered()
     reg = raw.hub.registry
     reg.max_remembered_epochs = 3
     raw.hello("h")

@@ -40,6 +40,7 @@ def two_agents() -> Cluster:
         c.add_client(f"h{i}")
         c.add_agent(f"h{i}", AgentState(f"a{i}", ("echo", "db"), stateless=(DB,)))
     c.add_client("u")
+    c.wait_for_recovery()  # a0's offer owns the uuid once the window closes
     return c
 
 

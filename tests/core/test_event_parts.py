@@ -105,7 +105,7 @@ def test_a_registration_of_60000_stateless_offers_reaches_every_session_in_parts
         make_raw) -> None:
     # The lockout: one registration's event had every offer in it.
     limit = 256 * 1024
-    raw = make_raw(max_event_bytes=limit)
+    raw = make_raw(max_event_bytes=limit).recovered()
     raw.hello("watcher")
     raw.hello("host")
     raw.take("watcher")
@@ -132,7 +132,7 @@ def test_own_sessions_get_their_share_of_every_part(make_raw) -> None:
     from hulytrio.core.messages import PROTOCOL_VERSION, Get, GetReply, Hello, Start, Started
     from hulytrio.core.types import GetOptions
 
-    raw = make_raw(max_event_bytes=4096)
+    raw = make_raw(max_event_bytes=4096).recovered()
     raw.hub.connection_made("mine", 0.0)
     raw.hub.receive("mine", Hello(PROTOCOL_VERSION, "mine", None, events="own"), 0.0)
     raw.drain()
@@ -156,7 +156,7 @@ def test_own_sessions_get_their_share_of_every_part(make_raw) -> None:
 
 @pytest.mark.parametrize("limit", [1024, 64 * 1024])
 def test_every_part_fits_its_bound_with_non_ascii_names(make_raw, limit: int) -> None:
-    raw = make_raw(max_event_bytes=limit)
+    raw = make_raw(max_event_bytes=limit).recovered()
     raw.hello("watcher")
     raw.hello("host")
     raw.take("watcher")

@@ -72,11 +72,13 @@ def test_agent_dead_by_alive_timeout_promotes_standby_with_failover_duration() -
     for i in range(2):
         c.add_client(f"h{i}")
         c.add_agent(f"h{i}", AgentState(f"a{i}", ("db",), stateless=(DB,)))
+    assert of(c, Fact.OWNER_CHOSEN) == []  # at boot: nobody served it before
+    c.wait_for_recovery()
     assert of(c, Fact.OWNER_CHOSEN) == [
-        Notice(Fact.OWNER_CHOSEN, "a0", "db-1", "db", "h0", "offered")]
-    c.now = 0.5
+        Notice(Fact.OWNER_CHOSEN, "a0", "db-1", "db", "h0", "the recovery window closed")]
+    c.advance(c.now + 0.5)
     c.crash("h0")  # silent: the hub learns by its alive timeout
-    c.advance(10.0)
+    c.advance(c.now + 10.0)
     (dead,) = of(c, Fact.AGENT_DEAD)
     assert dead == Notice(Fact.AGENT_DEAD, "a0", None, "db", "h0", "alive timeout")
     (gone,) = [n for n in of(c, Fact.CLIENT_GONE) if n.client_id == "h0"]

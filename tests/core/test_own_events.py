@@ -65,12 +65,13 @@ def test_own_session_follows_a_promoted_stateless_container() -> None:
         offer = OfferedContainer("db", "db", stateless=True)
         c.add_agent(host, AgentState(agent_id, ("db",), stateless=(offer,)))
     ref = client.get("db", GetOptions("db"))
-    c.advance(0.1)
+    c.wait_for_recovery()  # the get waits for the owner, chosen as the window closes
+    c.advance(c.now + 0.1)
     before = client.reference(ref)
     assert before is not None
     assert before.agent_id == "A"
     c.disconnect("h1")
-    c.advance(0.2)
+    c.advance(c.now + 0.2)
     after = client.reference(ref)
     assert after is not None
     assert after.agent_id == "B"
@@ -87,9 +88,10 @@ def test_own_standby_hosts_hear_of_the_uuid_they_stand_by_for() -> None:
         c.add_client(host, events="own")
         offer = OfferedContainer("db", "db", stateless=True)
         c.add_agent(host, AgentState(agent_id, ("db",), stateless=(offer,)))
-    c.advance(0.1)
+    c.wait_for_recovery()
+    c.advance(c.now + 0.1)
     c.disconnect("h1")
-    c.advance(0.2)
+    c.advance(c.now + 0.2)
     # B was promoted (told by Activate); C still stands by and saw the change.
     assert c.hub.registry.container("db") is not None
     assert c.hub.registry.container("db").agent_id == "B"

@@ -107,6 +107,7 @@ def test_uuid_owned_by_another_agent_first_wins(raw) -> None:
 
 
 def test_stateless_second_offer_stands_by(raw) -> None:
+    raw.recovered()
     setup(raw)
     raw.hello("host2")
     x = OfferedContainer("x", "db", stateless=True)

@@ -32,6 +32,8 @@ def ha_cluster(n: int = 3) -> Cluster:
         c.add_agent(f"h{i}", AgentState(f"a{i}", ("db",), endpoint=f"ws://a{i}",
                                         stateless=(DB,)))
     c.add_client("u")
+    # At boot the first offer owns the uuid once the hub's recovery window closes.
+    c.wait_for_recovery()
     return c
 
 
@@ -102,7 +104,7 @@ def test_standby_promoted_with_exactly_one_winner(how) -> None:
 
 
 def test_activate_goes_to_the_one_winner_only(make_raw) -> None:
-    raw = make_raw()
+    raw = make_raw().recovered()
     for i in range(3):
         raw.hello(f"h{i}")
         raw.send(f"h{i}", RegisterAgent(1, f"a{i}", ("db",), None, (DB,)))
@@ -134,7 +136,7 @@ def test_a_stateless_uuid_started_afresh_keeps_its_epoch_growing(make_raw) -> No
     uuid's epochs (fix: it had epoch 0, below the epochs the hub had already
     published; found by the simulator's epoch-monotonic invariant), and so
     does an offer that takes over from it later."""
-    raw = make_raw()
+    raw = make_raw().recovered()
     raw.hello("h0", alive=100.0)
     raw.send("h0", RegisterAgent(1, "a0", ("db",), None, (DB,)))
     raw.hello("h1", alive=100.0)
@@ -331,7 +333,7 @@ def owner_of(raw) -> str:
 
 
 def test_a_claim_of_an_unowned_uuid_wins(make_raw) -> None:
-    raw = make_raw()
+    raw = make_raw().recovered()
     raw.hello("h0")
     raw.send("h0", RegisterAgent(1, "a0", ("db",)))  # hosts the kind, offered nothing
     assert _claim(raw, "h0", "a0") == [RegisterReply(9)]
@@ -342,7 +344,7 @@ def test_a_claim_of_an_unowned_uuid_wins(make_raw) -> None:
 
 
 def test_a_claim_of_a_uuid_another_agent_owns_makes_a_standby(make_raw) -> None:
-    raw = make_raw()
+    raw = make_raw().recovered()
     raw.hello("h0")
     raw.send("h0", RegisterAgent(1, "a0", ("db",), None, (DB,)))
     raw.hello("h1")
@@ -359,7 +361,7 @@ def test_a_claim_of_a_uuid_another_agent_owns_makes_a_standby(make_raw) -> None:
 
 def test_a_claim_by_the_owner_is_answered_won_and_changes_nothing(make_raw) -> None:
     # The only case the simulator reaches: the claimer's registration got there first.
-    raw = make_raw()
+    raw = make_raw().recovered()
     raw.hello("h0")
     raw.send("h0", RegisterAgent(1, "a0", ("db",), None, (DB,)))
     before = raw.hub.registry.container(DB.uuid)

@@ -186,6 +186,9 @@ def test_trailing_defaulted_fields_may_be_omitted():
     assert decode_frame(frame(["got", 1, [UUID, "k", "a"]])) == [
         GetReply(1, ContainerRecord(UUID, "k", "a"))
     ]
+    # An agent older than ``OfferedContainer.serving`` sends 4 fields: not serving.
+    [register] = decode_frame(frame(["register", 1, "a", ["db"], None, [[UUID, "db", [], True]]]))
+    assert register.containers == (OfferedContainer(UUID, "db", (), True, False),)
 
 
 def test_tuple_fields_come_back_as_tuples_and_labels_canonical():
