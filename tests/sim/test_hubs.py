@@ -282,7 +282,9 @@ def test_single_serving_fires_when_two_agents_serve_one_uuid() -> None:
 
 
 def test_at_most_once_fires_for_a_request_run_twice_on_one_instance() -> None:
-    sim = started(pair())
+    # Past the hub's boot recovery window (its first session + the 3 s alive
+    # timeout): only then does an offer of db-main own it and serve.
+    sim = started(pair(), until=4.0)
     owner = next(p for p in (sim.procs["db-1"], sim.procs["db-2"])
                  if p.serving.get("db-main"))
     req = RunRequest(owner.pid, "db-main", 1, "work", b"probe:1", "app-1")
