@@ -130,7 +130,10 @@ async def test_a_stateless_owner_hands_over_to_its_standby_with_its_state(sqlite
                     {}, agent_id="standby", state_store=store,
                     stateless=[hulytrio.StatelessContainer("ha-1", "counter",
                                                            standby_counter)])
-                assert owner.serving() == ("ha-1",)
+                # At boot the first offer owns the uuid once the hub's recovery
+                # window closes (docs/high-availability.md): wait for it.
+                while owner.serving() != ("ha-1",):
+                    await trio.sleep(0.01)
                 assert standby.serving() == ()
                 ref = await caller.get("counter", uuid="ha-1")
                 assert [await ref.request("inc") for _ in range(7)][-1] == 7
