@@ -1,4 +1,8 @@
-"""The hub's bound on a client's request bytes in flight (issue 13, bounded cost per peer)."""
+"""The hub's bounds on a client's request bytes in flight and on one registration's offers.
+
+Issue 13, bounded cost per peer; the loopback attacks are in
+``tests/transport/test_in_flight_bytes.py`` and ``test_huge_registration.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,13 @@ from hulytrio.core.messages import (
     Error,
     Get,
     GetReply,
+    RegisterAgent,
+    RegisterReply,
     Request,
     Response,
     Retry,
 )
-from hulytrio.core.types import GetOptions
+from hulytrio.core.types import GetOptions, OfferedContainer
 
 from .test_hub_protocol import served
 
@@ -127,3 +133,28 @@ def test_the_bound_is_per_client_and_a_client_gone_frees_it(make_raw) -> None:
     assert raw.hub._in_flight["d"].bytes == 1000
     (retry,) = raw.send("d", Request(2, uuid, "op", b"b"), now=1.0)
     assert isinstance(retry, Retry)
+
+
+def _offers(n: int) -> tuple[OfferedContainer, ...]:
+    return tuple(OfferedContainer(f"s-{i}", "echo", stateless=True) for i in range(n))
+
+
+def test_a_registration_over_max_offers_is_refused_and_changes_nothing(make_raw) -> None:
+    raw = make_raw(max_offers=3)
+    raw.hello("host")
+    raw.hello("watcher")
+    raw.take("watcher")
+    raw.take("host")
+    (reply,) = raw.send("host", RegisterAgent(1, "big", ("echo",), containers=_offers(4)))
+    assert isinstance(reply, Error)
+    assert (reply.id, reply.code) == (1, ErrorCode.PROTOCOL.value)
+    assert reply.message == ("register 'big': offers 4 containers; the hub accepts at most 3 "
+                             "per registration (limits.maxOffers)")
+    raw.advance(1.0)
+    raw.take("host")
+    assert not list(raw.hub.registry.agents())
+    assert raw.take("watcher") == []  # no event went out
+    # At the limit it registers as always.
+    raw.send("host", RegisterAgent(2, "big", ("echo",), containers=_offers(3)))
+    assert [type(m) for m in raw.take("host")] == [RegisterReply]
+    assert raw.hub.registry.route("s-2") is not None

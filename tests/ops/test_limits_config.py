@@ -94,3 +94,17 @@ def test_serve_takes_the_in_flight_bytes_flag() -> None:
     out = subprocess.run([sys.executable, "-m", "hulytrio", "serve", "--help"],
                          capture_output=True, text=True, check=True).stdout
     assert "--max-in-flight-bytes" in out
+    assert "--max-offers" in out
+
+
+def test_the_offers_limit_is_a_count_key() -> None:
+    from hulytrio.core.hub import MAX_OFFERS
+
+    assert load_config().limits.max_offers == MAX_OFFERS == 10_000
+    config = load_config(env={"HULYTRIO_MAX_OFFERS": "500"})
+    assert config.limits.max_offers == 500
+    assert config.source("limits.maxOffers") == "env HULYTRIO_MAX_OFFERS"
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags={"--max-offers": "-3"})
+    assert str(caught.value).startswith(
+        "--max-offers=-3 is not allowed: expected a whole number >= 1")
