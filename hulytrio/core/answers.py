@@ -134,9 +134,12 @@ class Answers:
         if key in answered:
             del answered[key]
         answered[key] = (answer, now, asked)
-        mine = self._per_caller.setdefault(caller, collections.OrderedDict())
+        mine = self._per_caller.get(caller)
+        if mine is None:
+            mine = self._per_caller[caller] = collections.OrderedDict()
+        elif call_id in mine:
+            mine.move_to_end(call_id)
         mine[call_id] = None
-        mine.move_to_end(call_id)
         if len(mine) > self.limit:
             oldest, _ = mine.popitem(last=False)
             del answered[(caller, oldest)]
