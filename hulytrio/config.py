@@ -141,6 +141,8 @@ class LimitsConfig:
 
     max_in_flight: int = 1024
     max_in_flight_per_container: int = 512
+    max_in_flight_bytes: int = 8 * 1024**2
+    max_offers: int = 10_000
     send_queue_bytes: int = 32 * 1024**2
     max_alive_timeout: float = 300.0
 
@@ -512,6 +514,12 @@ KEYS: tuple[Key, ...] = (
     Key("limits.maxInFlightPerContainer", _count, "a whole number >= 1",
         "hub: the same, per client and container", env="HULYTRIO_MAX_IN_FLIGHT_PER_CONTAINER",
         flag="--max-in-flight-per-container"),
+    Key("limits.maxInFlightBytes", _size, "a size: 8M, 16Mi, bytes",
+        "hub: request payload bytes in flight per client; more are answered retry",
+        env="HULYTRIO_MAX_IN_FLIGHT_BYTES", flag="--max-in-flight-bytes"),
+    Key("limits.maxOffers", _count, "a whole number >= 1",
+        "hub: containers one agent registration may offer; more are refused",
+        env="HULYTRIO_MAX_OFFERS", flag="--max-offers"),
     Key("limits.sendQueueBytes", _size, "a size: 32M, 64Mi, bytes",
         "hub: bytes kept for a peer that does not read; past it the peer is dropped",
         env="HULYTRIO_SEND_QUEUE_BYTES", flag="--send-queue-bytes"),

@@ -80,7 +80,7 @@ class Answer:
 class Answers:
     """The recent answers of one container instance (see module docstring)."""
 
-    __slots__ = ("_answered", "_per_caller", "_running", "limit", "ttl")
+    __slots__ = ("_answered", "_oldest_at", "_per_caller", "_running", "limit", "ttl")
 
     def __init__(self, limit: int = ANSWER_LIMIT, ttl: float = ANSWER_TTL) -> None:
         self.limit = limit
@@ -92,6 +92,9 @@ class Answers:
             collections.OrderedDict())
         #: peer id -> its answered request ids, oldest first
         self._per_caller: dict[str, collections.OrderedDict[int, None]] = {}
+        #: no answer remembered is older than this (a lower bound, inf when
+        #: none is): ``finish`` looks for expired answers only once one may be
+        self._oldest_at = float("inf")
 
     def __len__(self) -> int:
         return len(self._answered)
@@ -128,9 +131,12 @@ class Answers:
         self.forget(key, run_id)
         if not answer.ran:
             return
-        self._expire(now)
+        if self._oldest_at <= now - self.ttl:
+            self._expire(now)
         caller, call_id = key
         answered = self._answered
+        if not answered:
+            self._oldest_at = now
         if key in answered:
             del answered[key]
         answered[key] = (answer, now, asked)
@@ -150,6 +156,7 @@ class Answers:
         while answered:
             key, (_, at, _) = next(iter(answered.items()))
             if at > horizon:
+                self._oldest_at = at
                 return
             del answered[key]
             caller, call_id = key
@@ -157,3 +164,4 @@ class Answers:
             del mine[call_id]
             if not mine:
                 del self._per_caller[caller]
+        self._oldest_at = float("inf")

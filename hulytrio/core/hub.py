@@ -113,7 +113,8 @@ from .timeouts import Timeouts
 from .timers import Timers
 from .types import ClientId, ClientInfo, ContainerUuid
 
-__all__ = ["MAX_EVENT_BYTES", "Hub", "HubStatistics", "HubTimer", "HubTimers", "term_epoch_base"]
+__all__ = ["MAX_EVENT_BYTES", "MAX_IN_FLIGHT_BYTES", "MAX_OFFERS", "Hub", "HubStatistics",
+           "HubTimer", "HubTimers", "term_epoch_base"]
 
 #: messages without fields are immutable: one instance serves every send
 _PONG = Pong()
@@ -130,6 +131,15 @@ _REMEMBERED_PEERS = 4096
 #: a quarter of the 16 MiB frame limit, so an event always fits a frame and
 #: leaves room for the replies batched with it.
 MAX_EVENT_BYTES = 4 * 1024 * 1024
+#: The payload bytes of one client's requests in flight through the hub: a
+#: quarter of the transport's 32 MiB send queue, so a client firing large
+#: requests at a slow agent fills neither the agent's queue (which would drop
+#: the agent as not reading) nor the hub's memory.
+MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024
+#: The containers one ``register`` may offer.  The registry spends ~11 us and
+#: a log line per offer in the hub's one loop (60,000 offers: 0.7 s of core
+#: work, every peer waiting); a bigger agent registers under several ids.
+MAX_OFFERS = 10_000
 
 Conn = Hashable
 
@@ -206,11 +216,11 @@ class HubStatistics:
 
 
 class _Forward:
-    __slots__ = ("agent_client", "caller", "caller_id", "kind", "sent", "uuid")
+    __slots__ = ("agent_client", "caller", "caller_id", "kind", "sent", "size", "uuid")
 
     def __init__(
         self, caller: ClientId, caller_id: int, agent_client: ClientId, kind: str,
-        uuid: ContainerUuid, sent: float,
+        uuid: ContainerUuid, sent: float, size: int = 0,
     ) -> None:
         self.caller = caller
         self.caller_id = caller_id
@@ -218,6 +228,7 @@ class _Forward:
         self.kind = kind  # "request" or "connect"
         self.uuid = uuid
         self.sent = sent  # when it was forwarded (its duration counts from it)
+        self.size = size  # the request's payload bytes (0 for a connect)
 
 
 class _Flight:
@@ -225,14 +236,17 @@ class _Flight:
 
     ``calls`` maps the client's call id to the hub's forward id (a ``Cancel``
     finds its forward here); ``per_uuid`` counts them per container, so one
-    stuck container cannot take every slot of the client.
+    stuck container cannot take every slot of the client; ``bytes`` sums the
+    payloads of its requests in flight, so one client cannot fill an agent's
+    send queue (and get the agent dropped as not reading).
     """
 
-    __slots__ = ("calls", "per_uuid")
+    __slots__ = ("bytes", "calls", "per_uuid")
 
     def __init__(self) -> None:
         self.calls: dict[int, int] = {}
         self.per_uuid: dict[ContainerUuid, int] = {}
+        self.bytes = 0
 
 
 def term_epoch_base(term: int) -> int:
@@ -252,6 +266,11 @@ class Hub:
     client may have outstanding through the hub, and
     ``max_in_flight_per_container`` those to any one container; beyond
     either the hub answers ``Retry``.  A ``Cancel`` frees a call's slot.
+    ``max_in_flight_bytes`` bounds the payload bytes of one client's requests
+    in flight the same way (answered ``Retry``); a request alone in flight is
+    admitted whatever its size, so a large legal request still runs.
+    ``max_offers`` bounds the containers one ``RegisterAgent`` may offer (a
+    larger one is refused with a ``protocol`` error before the registry sees it).
     ``max_alive_timeout`` caps the alive timeout a hello may ask for (a
     larger one is clamped, and the ``Welcome`` says what was granted).
     ``max_event_bytes`` bounds one ``Event`` as encoded: a window with more
@@ -266,6 +285,8 @@ class Hub:
         term: int = 1,
         max_in_flight: int = 1024,
         max_in_flight_per_container: int = 512,
+        max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
+        max_offers: int = MAX_OFFERS,
         max_alive_timeout: float = 300.0,
         max_event_bytes: int = MAX_EVENT_BYTES,
         probes: Probes | None = None,
@@ -280,6 +301,8 @@ class Hub:
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         self.max_in_flight = max_in_flight
         self.max_in_flight_per_container = max_in_flight_per_container
+        self.max_in_flight_bytes = max_in_flight_bytes
+        self.max_offers = max_offers
         self.max_alive_timeout = max_alive_timeout
         self.probes = probes if probes is not None else Probes()
         self.registry = Registry(hub_id, self.timeouts, probes=self.probes,
@@ -829,6 +852,7 @@ class Hub:
         if flight is None or flight.calls.get(fwd.caller_id) != fwd_id:
             return
         del flight.calls[fwd.caller_id]
+        flight.bytes -= fwd.size
         per_uuid = flight.per_uuid
         n = per_uuid[fwd.uuid] - 1
         if n:
@@ -836,12 +860,14 @@ class Hub:
         else:
             del per_uuid[fwd.uuid]
 
-    def _admit(self, conn: Conn, client_id: ClientId, call_id: int, uuid: ContainerUuid
-               ) -> _Flight | None:
+    def _admit(self, conn: Conn, client_id: ClientId, call_id: int, uuid: ContainerUuid,
+               size: int = 0) -> _Flight | None:
         """Return the caller's in-flight record if one more call to ``uuid`` fits.
 
-        Otherwise answer ``Retry`` and return None.  A call id already in
-        flight (a resend) gives up its old slot first: the newer counts.
+        ``size`` is the call's payload bytes (0 for a connect).  Otherwise
+        answer ``Retry`` and return None.  A call id already in flight (a
+        resend) gives up its old slot first: the newer counts.  A call that
+        alone exceeds ``max_in_flight_bytes`` fits when no bytes are in flight.
         """
         flight = self._in_flight.get(client_id)
         if flight is None:
@@ -851,7 +877,8 @@ class Hub:
         if old is not None:
             self._forget_count(flight, call_id, old)
         if (len(flight.calls) >= self.max_in_flight
-                or flight.per_uuid.get(uuid, 0) >= self.max_in_flight_per_container):
+                or flight.per_uuid.get(uuid, 0) >= self.max_in_flight_per_container
+                or (flight.bytes and flight.bytes + size > self.max_in_flight_bytes)):
             self.stats.retries += 1
             self._effects.append(Send(conn, Retry(call_id, self.timeouts.event_window)))
             return None
@@ -859,7 +886,10 @@ class Hub:
 
     def _count_flight(self, flight: _Flight, call_id: int, uuid: ContainerUuid, fwd_id: int
                       ) -> None:
-        """Count the admitted call ``call_id`` (forward ``fwd_id``) against its caller."""
+        """Count the admitted call ``call_id`` (forward ``fwd_id``) against its caller.
+
+        (A request's bytes are added by ``_on_request``: connects carry none.)
+        """
         flight.calls[call_id] = fwd_id
         per_uuid = flight.per_uuid
         per_uuid[uuid] = per_uuid.get(uuid, 0) + 1
@@ -898,6 +928,12 @@ class Hub:
 
     def _on_register(self, conn: Conn, client_id: ClientId, msg: RegisterAgent, now: float
                      ) -> None:
+        if len(msg.containers) > self.max_offers:
+            self._count("register", "error")
+            self._protocol_error(conn, msg.id, (
+                f"register {msg.agent_id!r}: offers {len(msg.containers)} containers; the hub "
+                f"accepts at most {self.max_offers} per registration (limits.maxOffers)"))
+            return
         principal = self._principals.get(client_id)
         if principal is not None:  # authentication on
             if not principal.may_use_agent_id(msg.agent_id):
@@ -983,13 +1019,15 @@ class Hub:
         if self._draining and msg.uuid in self._draining:
             self._retry_draining(conn, msg.id)
             return
-        flight = self._admit(conn, client_id, msg.id, msg.uuid)
+        size = len(msg.payload)
+        flight = self._admit(conn, client_id, msg.id, msg.uuid, size)
         if flight is None:
             return
         agent_client = route[1]
         fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "request", msg.uuid,
-                                            now))
+                                            now, size))
         self._count_flight(flight, msg.id, msg.uuid, fwd_id)
+        flight.bytes += size
         self.stats.forwarded += 1
         self._send_to(agent_client, Request(fwd_id, msg.uuid, msg.operation, msg.payload,
                                             client_id, msg.id))

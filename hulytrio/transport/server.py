@@ -60,7 +60,7 @@ import trio
 from hulytrio.auth import Authenticator, AuthError
 from hulytrio.core.effects import CloseConnection, Notice, Refused, Send
 from hulytrio.core.events import EVENT_ENVELOPE_BYTES, change_bytes
-from hulytrio.core.hub import Hub
+from hulytrio.core.hub import MAX_IN_FLIGHT_BYTES, MAX_OFFERS, Hub
 from hulytrio.core.messages import Event, Hello, Message
 from hulytrio.core.timeouts import Timeouts
 
@@ -235,6 +235,8 @@ class NetworkServer:
         self.hub = Hub(f"hub-{secrets.token_hex(4)}", old.timeouts, term=term,
                        max_in_flight=old.max_in_flight,
                        max_in_flight_per_container=old.max_in_flight_per_container,
+                       max_in_flight_bytes=old.max_in_flight_bytes,
+                       max_offers=old.max_offers,
                        max_alive_timeout=old.max_alive_timeout)
         if self._peers:
             log.info("closing %d connection(s): %s", len(self._peers), reason)
@@ -597,6 +599,8 @@ async def serve_network(
     metrics_port: int | None = None,
     max_in_flight: int = 1024,
     max_in_flight_per_container: int = 512,
+    max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
+    max_offers: int = MAX_OFFERS,
     max_alive_timeout: float = 300.0,
     authenticator: Authenticator | None = None,
     ssl_context: ssl.SSLContext | None = None,
@@ -619,10 +623,12 @@ async def serve_network(
     cancelled.  ``send_bytes`` bounds the bytes kept for a peer that does
     not read (it is dropped past it); ``send_queue`` the messages queued for
     it in one scheduler round; ``event_backlog`` the bytes waiting for a
-    peer beyond which registry events for it are held back (it resyncs).  ``max_in_flight``,
-    ``max_in_flight_per_container`` and ``max_alive_timeout`` are the hub's
-    own bounds (``core.hub.Hub``).  ``standby`` starts the hub as a
-    standby (``leadership.py`` campaigns for it).
+    peer beyond which registry events for it are held back (it resyncs).
+    ``max_in_flight``, ``max_in_flight_per_container``, ``max_in_flight_bytes``
+    (request payload bytes per client), ``max_offers`` (containers per
+    registration) and ``max_alive_timeout`` are the hub's own bounds
+    (``core.hub.Hub``).  ``standby`` starts the hub as a standby
+    (``leadership.py`` campaigns for it).
 
     Raises:
         OSError: if the address cannot be bound.
@@ -630,6 +636,8 @@ async def serve_network(
     hub = Hub(hub_id if hub_id is not None else f"hub-{secrets.token_hex(4)}", timeouts,
               max_in_flight=max_in_flight,
               max_in_flight_per_container=max_in_flight_per_container,
+              max_in_flight_bytes=max_in_flight_bytes,
+              max_offers=max_offers,
               max_alive_timeout=max_alive_timeout)
     server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes,
                            send_bytes=send_bytes, event_backlog=event_backlog,

@@ -137,6 +137,13 @@ def test_answers_are_bounded_per_caller_by_count_and_by_time() -> None:
     # Expired answers are dropped when the next one is added.
     mem.finish(("carol", 1), 10, OP, Answer(b"c"), 15.0)
     assert len(mem) == 1
+    # The answers left after an expiry still expire in their turn.
+    mem.finish(("carol", 2), 11, OP, Answer(b"d"), 20.0)
+    assert len(mem) == 2
+    mem.finish(("carol", 3), 12, OP, Answer(b"e"), 26.0)
+    assert len(mem) == 2  # carol's first (answered at 15) is gone at 25
+    assert mem.lookup(("carol", 1), OP, 26.0) is None
+    assert mem.lookup(("carol", 2), OP, 26.0) == Answer(b"d")
 
 
 def test_a_running_request_is_never_expired() -> None:

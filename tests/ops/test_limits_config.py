@@ -71,3 +71,40 @@ async def test_serve_applies_the_alive_timeout_clamp(tmp_path) -> None:
                     assert client.session._hub_alive == 2.0
             finally:
                 proc.terminate()
+
+
+def test_the_in_flight_bytes_limit_is_a_size_key() -> None:
+    from hulytrio.core.hub import MAX_IN_FLIGHT_BYTES
+
+    assert load_config().limits.max_in_flight_bytes == MAX_IN_FLIGHT_BYTES == 8 * 1024**2
+    assert load_config(env={"HULYTRIO_MAX_IN_FLIGHT_BYTES": "2M"}).limits.max_in_flight_bytes \
+        == 2 * 1024**2
+    config = load_config(flags={"--max-in-flight-bytes": "1Mi"})
+    assert config.limits.max_in_flight_bytes == 1024**2
+    assert config.source("limits.maxInFlightBytes") == "flag --max-in-flight-bytes"
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags={"--max-in-flight-bytes": "0"})
+    assert str(caught.value).startswith("--max-in-flight-bytes=0 is not allowed: expected a size")
+
+
+def test_serve_takes_the_in_flight_bytes_flag() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "hulytrio", "serve", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "--max-in-flight-bytes" in out
+    assert "--max-offers" in out
+
+
+def test_the_offers_limit_is_a_count_key() -> None:
+    from hulytrio.core.hub import MAX_OFFERS
+
+    assert load_config().limits.max_offers == MAX_OFFERS == 10_000
+    config = load_config(env={"HULYTRIO_MAX_OFFERS": "500"})
+    assert config.limits.max_offers == 500
+    assert config.source("limits.maxOffers") == "env HULYTRIO_MAX_OFFERS"
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags={"--max-offers": "-3"})
+    assert str(caught.value).startswith(
+        "--max-offers=-3 is not allowed: expected a whole number >= 1")
