@@ -82,7 +82,10 @@ async def test_a_subscriber_that_never_reads_costs_its_backlog_and_stalls_nobody
             worst = 0.0
             most = 0
             for i in range(REGISTRATIONS):
-                offers = tuple(OfferedContainer(f"flood-{i}-{j}", "flood", (LABEL,), True)
+                # Offers that say they serve (so a new hub's recovery window
+                # does not hold them back): each one is an added event.
+                offers = tuple(OfferedContainer(f"flood-{i}-{j}", "flood", (LABEL,), True,
+                                                serving=True)
                                for j in range(OFFERS))
                 registrar.send_nowait(encode_frame(
                     [RegisterAgent(i + 1, f"flood-{i}", ("flood",), containers=offers)]))

@@ -52,7 +52,10 @@ async def _next_message(ws: WebSocket) -> Message:
 
 
 def _offers(n: int) -> tuple[OfferedContainer, ...]:
-    return tuple(OfferedContainer(f"s-{i:05d}", "echo", stateless=True) for i in range(n))
+    # Offers that say they serve: a new hub takes them at once (the others
+    # stand by until its recovery window closes).
+    return tuple(OfferedContainer(f"s-{i:05d}", "echo", stateless=True, serving=True)
+                 for i in range(n))
 
 
 async def test_the_issue_attack_a_60000_offer_registration_is_refused_quickly():
