@@ -25,9 +25,15 @@ async def start_echo(options):
     return Echo()
 
 
+#: A cap per command: each is a new interpreter, seconds to start on a loaded
+#: machine (one cap over a test's fourteen commands summed their start-ups).
+CLI_CAP = 30
+
+
 async def hulytrio_cli(*argv: str) -> tuple[int, str, str]:
-    result = await trio.run_process([sys.executable, "-m", "hulytrio", *argv],
-                                    capture_stdout=True, capture_stderr=True, check=False)
+    with trio.fail_after(CLI_CAP):
+        result = await trio.run_process([sys.executable, "-m", "hulytrio", *argv],
+                                        capture_stdout=True, capture_stderr=True, check=False)
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
@@ -39,7 +45,9 @@ def free_port() -> int:
 
 
 async def test_commands_show_agents_and_containers():
-    with trio.fail_after(60):
+    # Each command has its cap (``hulytrio_cli``); this one only ends a hang
+    # of the hub's set-up or teardown.
+    with trio.fail_after(20 * CLI_CAP):
         async with hulytrio.serve_network(host="127.0.0.1", port=0) as hub, \
                 hulytrio.open_client(hub.url) as client:
             agent = await client.serve_agent({"echo": start_echo, "kv": start_echo},
