@@ -39,11 +39,22 @@ async def start_echo(options):
     return Echo()
 
 
-async def hulytrio_cli(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+#: The commands' own ``--timeout``: long, as the hub (this test process) may
+#: answer slowly on a loaded machine; the refusals below give short ones.
+PATIENCE = 20.0
+#: A cap per command: each is a new interpreter, seconds to start on a loaded
+#: machine (one cap over a test's ten commands summed their start-ups).
+CLI_CAP = 60
+
+
+async def hulytrio_cli(command: str, *argv: str, env: dict[str, str] | None = None,
+                       patience: float = PATIENCE) -> tuple[int, str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("HULYTRIO_")}
-    result = await trio.run_process([sys.executable, "-m", "hulytrio", *argv],
-                                    capture_stdout=True, capture_stderr=True, check=False,
-                                    env={**clean, **(env or {})})
+    with trio.fail_after(CLI_CAP):
+        result = await trio.run_process(
+            [sys.executable, "-m", "hulytrio", command, "--timeout", f"{patience:g}", *argv],
+            capture_stdout=True, capture_stderr=True, check=False,
+            env={**clean, **(env or {})})
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
@@ -53,7 +64,7 @@ async def test_operator_commands_with_a_token_and_a_ca_file(tmp_path):
     token_file = tmp_path / "ops.token"
     token_file.write_text(OPS + "\n")
     creds = ["--token-file", str(token_file), "--ca-file", pki["ca"]]
-    with trio.fail_after(90):
+    with trio.fail_after(10 * CLI_CAP):  # each command has its own cap
         async with hulytrio.serve_network(
                 port=0, authenticator=load_authenticator(f"tokens:{tmp_path / 'tokens.toml'}"),
                 ssl_context=server_ssl_context(pki["cert"], pki["key"])) as hub, \
@@ -90,12 +101,12 @@ async def test_operator_commands_with_a_token_and_a_ca_file(tmp_path):
 
             # without the token: refused; without the CA: the certificate is not trusted
             code, out, err = await hulytrio_cli("list", "--url", hub.url, "--ca-file", pki["ca"],
-                                                "--timeout", "2")
+                                                patience=2)
             assert code == 2
             assert err.count("\n") == 1, err
             assert "refused the credential: no credential" in err, err
             code, out, err = await hulytrio_cli("list", "--url", hub.url, "--token-file",
-                                                str(token_file), "--timeout", "1")
+                                                str(token_file), patience=1)
             assert code == 1
             assert err.count("\n") == 1, err
 
@@ -123,7 +134,7 @@ role = "admin"
     (tmp_path / "admin.token").write_text(ADMIN)
     (tmp_path / "ops.token").write_text(OPS)
     admin = ["--token-file", str(tmp_path / "admin.token")]
-    with trio.fail_after(90):
+    with trio.fail_after(10 * CLI_CAP):  # each command has its own cap
         async with hulytrio.serve_network(
                 port=0, authenticator=load_authenticator(f"tokens:{tmp_path / 'tokens.toml'}")
                 ) as hub, \
