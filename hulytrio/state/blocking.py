@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import trio
@@ -101,17 +101,24 @@ class BlockingStateStore(StateStore):
         # GIL, and so delays trio's thread, far less than a Python loop of
         # executes), then the epochs read back: a write whose uuid now holds
         # a newer epoch was refused (or already replaced by a newer owner's).
-        # Rows are made as the driver reads them and read back one at a
+        # Rows are made as the driver reads them (``items`` may make its own
+        # tuples only then: the agent's ``_Items``) and read back one at a
         # time: nothing the garbage collector tracks is kept per item, so a
-        # big batch triggers no collection (see checkpoints._Batch).
+        # big batch triggers no collection (transport/checkpoints.py).
         now = time.time()
         p = self.placeholder
         refused: list[StaleEpoch] = []
+        uuids: list[str] = []
+        epochs: list[int] = []
+
+        def rows() -> Iterator[tuple[str, bytes, int, float]]:
+            for uuid, state, epoch in items:
+                uuids.append(uuid)
+                epochs.append(epoch)
+                yield uuid, state, epoch, now
+
         with self._transaction() as cur:
-            cur.executemany(self._sql["upsert"],
-                            ((uuid, state, epoch, now) for uuid, state, epoch in items))
-            uuids = [uuid for uuid, _, _ in items]
-            epochs = [epoch for _, _, epoch in items]
+            cur.executemany(self._sql["upsert"], rows())
             for i in range(0, len(uuids), EPOCHS_CHUNK):
                 chunk = uuids[i:i + EPOCHS_CHUNK]
                 mine = dict(zip(chunk, epochs[i:i + EPOCHS_CHUNK], strict=True))
