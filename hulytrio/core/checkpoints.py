@@ -426,9 +426,15 @@ class CheckpointPolicy:
 
     def _written(self, uuids: list[str], gens: list[int], versions: list[int],
                  refused: Collection[str]) -> list[str]:
-        stale = []
         current = self._gen
         saved = self._saved
+        if not refused and list(map(current.get, uuids)) == gens:
+            # The usual answer (all written, all still tracked), in two C
+            # loops: a Python loop over 10,000 writes held the agent's
+            # thread for 3-4 ms.
+            saved.update(zip(uuids, versions, strict=True))
+            return []
+        stale = []
         for uuid, gen, version in zip(uuids, gens, versions, strict=True):
             if current.get(uuid) != gen:
                 # Left (and maybe came back) since: only its record learns it.

@@ -61,7 +61,7 @@ __all__ = ["SLICE", "Checkpoints", "RestoreFailed"]
 log = logging.getLogger("hulytrio.agent")
 
 #: The longest stretch of exports run without letting other tasks in (seconds).
-SLICE = 0.002
+SLICE = 0.001
 #: Containers whose versions are compared in one go before the clock is read.
 SCAN = 256
 
