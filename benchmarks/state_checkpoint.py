@@ -315,6 +315,7 @@ def summary(run: dict[str, Any]) -> dict[str, float]:
         "p99 checkpointing / idle": req["checkpointing"]["p99_ms"] / req["idle"]["p99_ms"],
         "requests checkpointing: max (ms)": req["checkpointing"]["max_ms"],
         "store alone: longest loop gap (ms)": max(s["gap_ms"] for s in r["store_alone"]),
+        "store alone: process CPU in a gap (ms)": max(s["own_ms"] for s in r["store_alone"]),
     }
 
 
