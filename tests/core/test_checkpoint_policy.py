@@ -212,3 +212,20 @@ def test_a_restore_answered_after_its_tracking_ended_changes_only_its_record() -
     assert record.status is StateStatus.SERVING
     assert (record.epoch, record.saved) == (3, 9)
     assert policy.epoch("a") == 7
+
+
+def test_a_batch_takes_the_exported_entries_and_untracked_uuids_change_nothing() -> None:
+    policy = CheckpointPolicy(1.0)
+    serving(policy, "a", epoch=2)
+    serving(policy, "b", epoch=3)
+    due = policy.due_batch(["a", "b"], [1, 1])
+    batch = WriteBatch()
+    batch.take(due, 1)  # "a"'s export failed: only "b" is written
+    assert [repr(w) for w in batch] == ["StateWrite('b', epoch=3, version=1)"]
+    assert policy.written(batch, ()) == []
+    assert [w.uuid for w in policy.due([("a", 1), ("b", 1)])] == ["a"]
+    assert policy.forget("nobody") is None
+    assert policy.record("nobody") is None
+    policy.resume("nobody", 9)
+    assert policy.epoch("nobody") is None
+    assert repr(policy.record("a")) == "StateRecord('a', SERVING, epoch=2, saved=0)"
