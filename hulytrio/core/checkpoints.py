@@ -50,7 +50,7 @@ are columns too (``WriteBatch``, from ``due_batch``), and a ``StateRecord``
 or ``StateWrite`` is made only where one container is in hand (a restore, a
 leave).  Every object the garbage collector tracks that lives through a
 checkpoint adds to the count that triggers its collections; one per
-container made 35 young collections per checkpoint of 10,000 and a full one
+container made about 38 collections per checkpoint of 10,000 and a full one
 (40-50 ms, the loop held) every few (docs/performance.md, "Container
 state").  The tracking number (``StateRecord.gen``) stands for the identity
 of the old record objects: a write or a restore answered for a tracking
@@ -153,8 +153,8 @@ class WriteBatch:
     Four lists of strings and integers, none of which the garbage collector
     tracks, instead of one ``StateWrite`` per container: a checkpoint of
     10,000 containers keeps its writes alive for its whole length, and one
-    object each made the collector run about 35 times per checkpoint, a full
-    collection (40-50 ms on the agent's thread) every third one.
+    object each made the collector run about 38 times per checkpoint, a full
+    collection (40-50 ms on the agent's thread) about every fifth.
     ``write(i)`` makes the ``StateWrite`` of one entry.
     """
 

@@ -2,7 +2,7 @@
 
 Every object the collector tracks that lives through a checkpoint counts
 towards its next collection; one per container (as the policy's records and
-writes once were) made a checkpoint of 10,000 containers run about 35 young
+writes once were) made a checkpoint of 10,000 containers run about 38 young
 collections and, every few checkpoints, a full one that held the agent's
 loop for 40-50 ms (docs/performance.md, "Container state").
 """
