@@ -49,12 +49,13 @@ written version and *tracking* number, keyed by uuid), a checkpoint's writes
 are columns too (``WriteBatch``, from ``due_batch``), and a ``StateRecord``
 or ``StateWrite`` is made only where one container is in hand (a restore, a
 leave).  Every object the garbage collector tracks that lives through a
-checkpoint adds to the count that triggers its collections; one per
-container made about 38 collections per checkpoint of 10,000 and a full one
-(40-50 ms, the loop held) every few (docs/performance.md, "Container
-state").  The tracking number (``StateRecord.gen``) stands for the identity
-of the old record objects: a write or a restore answered for a tracking
-that has ended does not touch the uuid's next one.
+checkpoint adds to the count that triggers its collections; three per
+container (a write and the driver's two tuples) made about 38 collections
+per checkpoint of 10,000 and a full one (40-50 ms, the loop held) about
+every fifth (docs/performance.md, "Container state").  The tracking number
+(``StateRecord.gen``) stands for the identity of the old record objects: a
+write or a restore answered for a tracking that has ended does not touch
+the uuid's next one.
 """
 
 from __future__ import annotations
@@ -153,8 +154,9 @@ class WriteBatch:
     Four lists of strings and integers, none of which the garbage collector
     tracks, instead of one ``StateWrite`` per container: a checkpoint of
     10,000 containers keeps its writes alive for its whole length, and one
-    object each made the collector run about 38 times per checkpoint, a full
-    collection (40-50 ms on the agent's thread) about every fifth.
+    object each (with the driver's two tuples) made the collector run about
+    38 times per checkpoint, a full collection (40-50 ms on the agent's
+    thread) about every fifth.
     ``write(i)`` makes the ``StateWrite`` of one entry.
     """
 

@@ -179,7 +179,8 @@ def test_an_answer_for_an_ended_tracking_does_not_touch_the_next_one() -> None:
     assert old is not None
     serving(policy, "a", claimed=2, version=1)
     new = policy.record("a")
-    assert new is not None and new.gen != old.gen
+    assert new is not None
+    assert new.gen != old.gen
     assert not policy.current(old)
     assert policy.current(new)
     assert policy.written(batch, ()) == []
@@ -199,7 +200,8 @@ def test_a_write_acknowledged_after_its_container_left_saves_its_final_write() -
     assert policy.written(batch, ()) == []
     assert policy.final_write(leaving, 3) is None  # the checkpoint saved it already
     write = policy.final_write(leaving, 4)
-    assert write is not None and (write.version, write.epoch) == (4, 4)
+    assert write is not None
+    assert (write.version, write.epoch) == (4, 4)
 
 
 def test_a_restore_answered_after_its_tracking_ended_changes_only_its_record() -> None:
