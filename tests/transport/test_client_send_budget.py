@@ -108,7 +108,8 @@ async def test_the_resend_after_a_reconnect_waits_for_room_too():
                         await trio.sleep(0.01)
                     await trio.sleep(0.5)
                     conn = caller._conn
-                    assert conn is not None and conn.ws is not None
+                    assert conn is not None
+                    assert conn.ws is not None
                     conn.ws.abort()  # the connection breaks with every request unanswered
                     while caller.session.welcomes < 2:  # noqa: ASYNC110 - polls the session
                         await trio.sleep(0.01)
@@ -159,7 +160,8 @@ async def test_a_hub_that_stops_reading_leaves_requests_held_and_is_dropped(monk
                                             max_unsent_request_bytes=budget) as client:
                 ref = await client.get("k")
                 conn = client._conn
-                assert conn is not None and conn.ws is not None
+                assert conn is not None
+                assert conn.ws is not None
                 async with trio.open_nursery() as calls:
                     for i in range(64):  # 64 MiB: far more than the kernel buffers
                         calls.start_soon(ref.request, "op", bytes([i]) * MIB)
