@@ -608,7 +608,7 @@ class Client:
                 ws = await self._dial(urls)
                 if ws is None:
                     return
-                conn.ws = ws
+                conn.ws = conn.pacer.ws = ws
                 if self._conn is not conn:
                     return
                 async with trio.open_nursery() as nursery:

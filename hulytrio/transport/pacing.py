@@ -58,6 +58,9 @@ class RequestPacer:
         self._held: dict[int, Request] = {}
         #: request bytes put on the outbox since its queue was last seen empty
         self._round = 0
+        #: the outbox's queue of this round (the deque itself: read for every
+        #: request, where the ``queued`` property's call costs more than the check)
+        self._queue = outbox._queue
         self._wake = trio.Event()
         outbox.on_caught_up = self._caught_up
 
@@ -76,8 +79,7 @@ class RequestPacer:
         size = len(message.payload) + len(message.operation) + REQUEST_OVERHEAD
         # ``_unsent()`` inlined: this runs for every request (instructions per
         # routed request, benchmarks/instructions.py).
-        outbox = self.outbox
-        queued = self._round if outbox.queued else 0
+        queued = self._round if self._queue else 0
         ws = self.ws
         unsent = queued + ws.pending if ws is not None else queued
         if unsent and unsent + size > self.budget:
@@ -85,7 +87,7 @@ class RequestPacer:
             self._wake.set()
             return True
         self._round = queued + size
-        return outbox.put_nowait(message)
+        return self.outbox.put_nowait(message)
 
     def forget(self, call_id: int) -> bool:
         """The caller gave up on request ``call_id``: returns True if it was held (and
@@ -93,7 +95,7 @@ class RequestPacer:
         return self._held.pop(call_id, None) is not None
 
     def _unsent(self) -> int:
-        if not self.outbox.queued:
+        if not self._queue:
             self._round = 0  # flushed: what the kernel refused is in ``pending``
         ws = self.ws
         return self._round + (ws.pending if ws is not None else 0)
