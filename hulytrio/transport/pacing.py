@@ -108,6 +108,9 @@ class RequestPacer:
         """Move held requests to the outbox, in order, while they fit; returns False
         if the outbox refused one (the connection is as good as dead)."""
         held = self._held
+        if self.outbox.closing:
+            held.clear()  # the connection ends: the session resends them on the next
+            return True
         while held:
             call_id = next(iter(held))
             message = held[call_id]
