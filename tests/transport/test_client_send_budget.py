@@ -145,7 +145,7 @@ async def test_a_hub_that_stops_reading_leaves_requests_held_and_is_dropped(monk
     bound (plus one request) for it, a cancelled held request is never sent,
     and the connection is dropped once the hub has taken nothing for
     ``STALL_TIMEOUT`` (its pings would wait for ever)."""
-    monkeypatch.setattr(client_module, "STALL_TIMEOUT", 1.0)
+    monkeypatch.setattr(client_module, "STALL_TIMEOUT", 2.0)
     budget = 512 * 1024
     connections: list[WebSocket] = []
     second = trio.Event()
