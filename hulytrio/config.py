@@ -142,9 +142,18 @@ class LimitsConfig:
     max_in_flight: int = 1024
     max_in_flight_per_container: int = 512
     max_in_flight_bytes: int = 8 * 1024**2
+    #: None: half of ``send_queue_bytes`` (``in_flight_bytes_per_agent``)
+    max_in_flight_bytes_per_agent: int | None = None
     max_offers: int = 10_000
     send_queue_bytes: int = 32 * 1024**2
     max_alive_timeout: float = 300.0
+
+    @property
+    def in_flight_bytes_per_agent(self) -> int:
+        """Return ``max_in_flight_bytes_per_agent``, by default half of ``send_queue_bytes``."""
+        if self.max_in_flight_bytes_per_agent is not None:
+            return self.max_in_flight_bytes_per_agent
+        return self.send_queue_bytes // 2
 
 
 @attrs.frozen
@@ -517,6 +526,11 @@ KEYS: tuple[Key, ...] = (
     Key("limits.maxInFlightBytes", _size, "a size: 8M, 16Mi, bytes",
         "hub: request payload bytes in flight per client; more are answered retry",
         env="HULYTRIO_MAX_IN_FLIGHT_BYTES", flag="--max-in-flight-bytes"),
+    Key("limits.maxInFlightBytesPerAgent", _size,
+        "a size: 16M, 32Mi, bytes (unset: half of sendQueueBytes)",
+        "hub: request payload bytes in flight to one agent from every client together; "
+        "more are answered retry", env="HULYTRIO_MAX_IN_FLIGHT_BYTES_PER_AGENT",
+        flag="--max-in-flight-bytes-per-agent"),
     Key("limits.maxOffers", _count, "a whole number >= 1",
         "hub: containers one agent registration may offer; more are refused",
         env="HULYTRIO_MAX_OFFERS", flag="--max-offers"),
@@ -655,6 +669,15 @@ def _check_together(config: Config) -> None:
         name = _name("limits.sendQueueBytes", config.source("limits.sendQueueBytes"))
         raise ConfigError(f"{name}={format_size(limits.send_queue_bytes)} is not allowed: "
                           f"expected at least one frame, {format_size(MAX_FRAME_BYTES)}")
+    per_agent = limits.max_in_flight_bytes_per_agent
+    if per_agent is not None and per_agent > limits.send_queue_bytes:
+        # the bound exists so that callers together cannot fill the agent's queue
+        name = _name("limits.maxInFlightBytesPerAgent",
+                     config.source("limits.maxInFlightBytesPerAgent"))
+        bound = _name("limits.sendQueueBytes", config.source("limits.sendQueueBytes"))
+        raise ConfigError(f"{name}={format_size(per_agent)} is not allowed: expected at most "
+                          f"{bound} ({format_size(limits.send_queue_bytes)}), or the callers "
+                          f"together can fill an agent's send queue")
     # (the default per-container bound above a lower per-client one is
     # harmless: the per-client bound binds first)
     if (config.source("limits.maxInFlightPerContainer") != "default"
@@ -677,6 +700,11 @@ def _check_together(config: Config) -> None:
                           f"declared dead between two pings")
 
 
+#: The keys ``describe`` shows as sizes.
+_SIZES = ("agent.memoryLimit", "limits.maxInFlightBytes", "limits.maxInFlightBytesPerAgent",
+          "limits.sendQueueBytes", "limits.preHelloBytes")
+
+
 def describe(config: Config) -> list[tuple[str, str, str]]:
     """Return ``(key path, effective value, origin)`` rows for every key, in ``KEYS`` order."""
     flat = converter.unstructure(config)
@@ -684,7 +712,7 @@ def describe(config: Config) -> list[tuple[str, str, str]]:
     for key in KEYS:
         value = flat[key.section][key.name]
         shown = "unset" if value is None else json.dumps(value)
-        if key.path in ("agent.memoryLimit", "limits.sendQueueBytes") and value is not None:
+        if key.path in _SIZES and value is not None:
             shown = f"{format_size(value)} ({value} bytes)"
         rows.append((key.path, shown, config.source(key.path)))
     return rows

@@ -113,7 +113,7 @@ from .timeouts import Timeouts
 from .timers import Timers
 from .types import ClientId, ClientInfo, ContainerUuid
 
-__all__ = ["MAX_EVENT_BYTES", "MAX_IN_FLIGHT_BYTES", "MAX_OFFERS", "Hub", "HubStatistics",
+__all__ = ["MAX_EVENT_BYTES", "MAX_IN_FLIGHT_BYTES", "MAX_IN_FLIGHT_BYTES_PER_AGENT", "MAX_OFFERS", "Hub", "HubStatistics",
            "HubTimer", "HubTimers", "term_epoch_base"]
 
 #: messages without fields are immutable: one instance serves every send
@@ -136,6 +136,11 @@ MAX_EVENT_BYTES = 4 * 1024 * 1024
 #: requests at a slow agent fills neither the agent's queue (which would drop
 #: the agent as not reading) nor the hub's memory.
 MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024
+#: The payload bytes of the requests in flight to one agent connection, from
+#: every client together: half the transport's 32 MiB send queue.  Four
+#: clients at ``MAX_IN_FLIGHT_BYTES`` each would fill that queue, and the hub
+#: would drop the *agent* as not reading, ending its containers for everyone.
+MAX_IN_FLIGHT_BYTES_PER_AGENT = 16 * 1024 * 1024
 #: The containers one ``register`` may offer.  The registry spends ~11 us and
 #: a log line per offer in the hub's one loop (60,000 offers: 0.7 s of core
 #: work, every peer waiting); a bigger agent registers under several ids.
@@ -269,6 +274,9 @@ class Hub:
     ``max_in_flight_bytes`` bounds the payload bytes of one client's requests
     in flight the same way (answered ``Retry``); a request alone in flight is
     admitted whatever its size, so a large legal request still runs.
+    ``max_in_flight_bytes_per_agent`` bounds the same bytes per agent
+    connection, summed over every caller (answered ``Retry``; a request
+    alone in flight to the agent is admitted whatever its size).
     ``max_offers`` bounds the containers one ``RegisterAgent`` may offer (a
     larger one is refused with a ``protocol`` error before the registry sees it).
     ``max_alive_timeout`` caps the alive timeout a hello may ask for (a
@@ -286,6 +294,7 @@ class Hub:
         max_in_flight: int = 1024,
         max_in_flight_per_container: int = 512,
         max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
+        max_in_flight_bytes_per_agent: int = MAX_IN_FLIGHT_BYTES_PER_AGENT,
         max_offers: int = MAX_OFFERS,
         max_alive_timeout: float = 300.0,
         max_event_bytes: int = MAX_EVENT_BYTES,
@@ -302,6 +311,7 @@ class Hub:
         self.max_in_flight = max_in_flight
         self.max_in_flight_per_container = max_in_flight_per_container
         self.max_in_flight_bytes = max_in_flight_bytes
+        self.max_in_flight_bytes_per_agent = max_in_flight_bytes_per_agent
         self.max_offers = max_offers
         self.max_alive_timeout = max_alive_timeout
         self.probes = probes if probes is not None else Probes()
@@ -320,6 +330,9 @@ class Hub:
         self._forwards_to: dict[ClientId, dict[int, None]] = {}
         #: client id -> its calls in flight through the hub
         self._in_flight: dict[ClientId, _Flight] = {}
+        #: agent client id -> payload bytes of the requests in flight to it,
+        #: from every caller (absent at 0)
+        self._agent_bytes: dict[ClientId, int] = {}
         #: client id -> {(uuid, agent client)} it is connected to through the hub
         self._connected: dict[ClientId, dict[str, ClientId]] = {}
         self._forward_serial = 0
@@ -800,7 +813,16 @@ class Hub:
             route = self.registry.route(uuid)
             if route is not None and route[1] == agent_client:
                 self._send_to(agent_client, Disconnect(uuid, client_id))
-        self._in_flight.pop(client_id, None)
+        flight = self._in_flight.pop(client_id, None)
+        if flight is not None and flight.bytes:
+            # Its requests still at agents stop counting against them: nobody
+            # waits for their answers (a stuck container must not keep an
+            # agent's byte bound full of gone callers' calls).
+            for fwd_id in flight.calls.values():
+                fwd = self._forwards.get(fwd_id)
+                if fwd is not None and fwd.size:
+                    self._agent_bytes_done(fwd)
+                    fwd.size = 0
         self._own.pop(client_id, None)
         self._pongs.pop(client_id, None)
         self._calls.pop(client_id, None)
@@ -861,24 +883,31 @@ class Hub:
             del per_uuid[fwd.uuid]
 
     def _admit(self, conn: Conn, client_id: ClientId, call_id: int, uuid: ContainerUuid,
-               size: int = 0) -> _Flight | None:
+               size: int = 0, agent_client: ClientId = "") -> _Flight | None:
         """Return the caller's in-flight record if one more call to ``uuid`` fits.
 
-        ``size`` is the call's payload bytes (0 for a connect).  Otherwise
-        answer ``Retry`` and return None.  A call id already in flight (a
-        resend) gives up its old slot first: the newer counts.  A call that
-        alone exceeds ``max_in_flight_bytes`` fits when no bytes are in flight.
+        ``size`` is the call's payload bytes (0 for a connect), on its way to
+        ``agent_client``.  Otherwise answer ``Retry`` and return None.  A
+        call id already in flight (a resend) gives up its old slot first: the
+        newer counts.  A call that alone exceeds ``max_in_flight_bytes`` (or
+        ``max_in_flight_bytes_per_agent``) fits when no bytes are in flight
+        (for the caller, or to the agent).
         """
         flight = self._in_flight.get(client_id)
         if flight is None:
             flight = self._in_flight[client_id] = _Flight()
-            return flight
-        old = flight.calls.get(call_id)
-        if old is not None:
-            self._forget_count(flight, call_id, old)
+            agent_bytes = self._agent_bytes.get(agent_client, 0) if size else 0
+            if not agent_bytes or agent_bytes + size <= self.max_in_flight_bytes_per_agent:
+                return flight
+        else:
+            old = flight.calls.get(call_id)
+            if old is not None:
+                self._forget_count(flight, call_id, old)
+            agent_bytes = self._agent_bytes.get(agent_client, 0) if size else 0
         if (len(flight.calls) >= self.max_in_flight
                 or flight.per_uuid.get(uuid, 0) >= self.max_in_flight_per_container
-                or (flight.bytes and flight.bytes + size > self.max_in_flight_bytes)):
+                or (flight.bytes and flight.bytes + size > self.max_in_flight_bytes)
+                or (agent_bytes and agent_bytes + size > self.max_in_flight_bytes_per_agent)):
             self.stats.retries += 1
             self._effects.append(Send(conn, Retry(call_id, self.timeouts.event_window)))
             return None
@@ -1020,14 +1049,18 @@ class Hub:
             self._retry_draining(conn, msg.id)
             return
         size = len(msg.payload)
-        flight = self._admit(conn, client_id, msg.id, msg.uuid, size)
+        agent_client = route[1]
+        flight = self._admit(conn, client_id, msg.id, msg.uuid, size, agent_client)
         if flight is None:
             return
-        agent_client = route[1]
         fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "request", msg.uuid,
                                             now, size))
         self._count_flight(flight, msg.id, msg.uuid, fwd_id)
         flight.bytes += size
+        if size:
+            # (subtracted in ``_finish_forward``, or when the caller goes)
+            agent_bytes = self._agent_bytes
+            agent_bytes[agent_client] = agent_bytes.get(agent_client, 0) + size
         self.stats.forwarded += 1
         self._send_to(agent_client, Request(fwd_id, msg.uuid, msg.operation, msg.payload,
                                             client_id, msg.id))
@@ -1045,6 +1078,8 @@ class Hub:
         if bucket is not None:
             bucket.pop(fwd_id, None)
         self._in_flight_done(fwd_id, fwd)
+        if fwd.size:
+            self._agent_bytes_done(fwd)
         if self._draining:
             left = self._draining.get(fwd.uuid)
             if left is not None:
@@ -1053,6 +1088,15 @@ class Hub:
                 else:
                     del self._draining[fwd.uuid]
                     self.registry.drop_drained(fwd.uuid, self._now)
+
+    def _agent_bytes_done(self, fwd: _Forward) -> None:
+        """Subtract request ``fwd``'s payload from its agent's bytes in flight."""
+        agent_bytes = self._agent_bytes
+        left = agent_bytes[fwd.agent_client] - fwd.size
+        if left:
+            agent_bytes[fwd.agent_client] = left
+        else:
+            del agent_bytes[fwd.agent_client]
 
     def _on_response(self, conn: Conn, client_id: ClientId, msg: Response, now: float) -> None:
         fwd = self._forwards.get(msg.id)

@@ -56,7 +56,7 @@ SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
                "--container-timeout", "--metrics-port", "--shutdown-timeout", "--auth",
                "--tls-cert", "--tls-key", "--tls-client-ca", "--lease", "--lease-ttl",
                "--advertise-url", "--max-in-flight", "--max-in-flight-per-container",
-               "--max-in-flight-bytes", "--max-offers", "--send-queue-bytes", "--max-alive-timeout")
+               "--max-in-flight-bytes", "--max-in-flight-bytes-per-agent", "--max-offers", "--send-queue-bytes", "--max-alive-timeout")
 AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
                "--alive-timeout", "--shutdown-timeout", "--token-file", "--ca-file",
                "--tls-client-cert", "--tls-client-key", "--tls-cert", "--tls-key",
@@ -256,6 +256,8 @@ def _serve_command(args: argparse.Namespace) -> int:
                                      max_in_flight_per_container=(
                                          limits.max_in_flight_per_container),
                                      max_in_flight_bytes=limits.max_in_flight_bytes,
+                                     max_in_flight_bytes_per_agent=(
+                                         limits.in_flight_bytes_per_agent),
                                      max_offers=limits.max_offers,
                                      send_bytes=limits.send_queue_bytes,
                                      max_alive_timeout=limits.max_alive_timeout)
@@ -269,6 +271,8 @@ def _serve_command(args: argparse.Namespace) -> int:
                                   max_in_flight=limits.max_in_flight,
                                   max_in_flight_per_container=limits.max_in_flight_per_container,
                                   max_in_flight_bytes=limits.max_in_flight_bytes,
+                                  max_in_flight_bytes_per_agent=(
+                                      limits.in_flight_bytes_per_agent),
                                   max_offers=limits.max_offers,
                                   send_bytes=limits.send_queue_bytes,
                                   max_alive_timeout=limits.max_alive_timeout)

@@ -236,6 +236,7 @@ class NetworkServer:
                        max_in_flight=old.max_in_flight,
                        max_in_flight_per_container=old.max_in_flight_per_container,
                        max_in_flight_bytes=old.max_in_flight_bytes,
+                       max_in_flight_bytes_per_agent=old.max_in_flight_bytes_per_agent,
                        max_offers=old.max_offers,
                        max_alive_timeout=old.max_alive_timeout)
         if self._peers:
@@ -600,6 +601,7 @@ async def serve_network(
     max_in_flight: int = 1024,
     max_in_flight_per_container: int = 512,
     max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
+    max_in_flight_bytes_per_agent: int | None = None,
     max_offers: int = MAX_OFFERS,
     max_alive_timeout: float = 300.0,
     authenticator: Authenticator | None = None,
@@ -625,7 +627,10 @@ async def serve_network(
     it in one scheduler round; ``event_backlog`` the bytes waiting for a
     peer beyond which registry events for it are held back (it resyncs).
     ``max_in_flight``, ``max_in_flight_per_container``, ``max_in_flight_bytes``
-    (request payload bytes per client), ``max_offers`` (containers per
+    (request payload bytes per client), ``max_in_flight_bytes_per_agent``
+    (the same per agent connection, from every client; None: half of
+    ``send_bytes``, so callers together never fill an agent's send queue
+    and get it dropped as not reading), ``max_offers`` (containers per
     registration) and ``max_alive_timeout`` are the hub's own bounds
     (``core.hub.Hub``).  ``standby`` starts the hub as a standby
     (``leadership.py`` campaigns for it).
@@ -637,6 +642,9 @@ async def serve_network(
               max_in_flight=max_in_flight,
               max_in_flight_per_container=max_in_flight_per_container,
               max_in_flight_bytes=max_in_flight_bytes,
+              max_in_flight_bytes_per_agent=(send_bytes // 2
+                                             if max_in_flight_bytes_per_agent is None
+                                             else max_in_flight_bytes_per_agent),
               max_offers=max_offers,
               max_alive_timeout=max_alive_timeout)
     server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes,
