@@ -113,8 +113,9 @@ from .timeouts import Timeouts
 from .timers import Timers
 from .types import ClientId, ClientInfo, ContainerUuid
 
-__all__ = ["MAX_EVENT_BYTES", "MAX_IN_FLIGHT_BYTES", "MAX_IN_FLIGHT_BYTES_PER_AGENT", "MAX_OFFERS", "Hub", "HubStatistics",
-           "HubTimer", "HubTimers", "term_epoch_base"]
+__all__ = ["MAX_EVENT_BYTES", "MAX_IN_FLIGHT_BYTES", "MAX_IN_FLIGHT_BYTES_PER_AGENT", "MAX_KINDS",
+           "MAX_OFFERS", "MAX_REGISTRATIONS", "Hub", "HubStatistics", "HubTimer", "HubTimers",
+           "term_epoch_base"]
 
 #: messages without fields are immutable: one instance serves every send
 _PONG = Pong()
@@ -141,6 +142,12 @@ MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024
 #: clients at ``MAX_IN_FLIGHT_BYTES`` each would fill that queue, and the hub
 #: would drop the *agent* as not reading, ending its containers for everyone.
 MAX_IN_FLIGHT_BYTES_PER_AGENT = 16 * 1024 * 1024
+#: The agent ids one session may have registered at once: an agent process
+#: hosts a few; each registration costs registry entries and events.
+MAX_REGISTRATIONS = 64
+#: The kinds one ``register`` may name (each is a line of the scheduler's
+#: index and of every snapshot).
+MAX_KINDS = 1024
 #: The containers one ``register`` may offer.  The registry spends ~11 us and
 #: a log line per offer in the hub's one loop (60,000 offers: 0.7 s of core
 #: work, every peer waiting); a bigger agent registers under several ids.
@@ -278,7 +285,9 @@ class Hub:
     connection, summed over every caller (answered ``Retry``; a request
     alone in flight to the agent is admitted whatever its size).
     ``max_offers`` bounds the containers one ``RegisterAgent`` may offer (a
-    larger one is refused with a ``protocol`` error before the registry sees it).
+    larger one is refused with a ``protocol`` error before the registry sees it),
+    ``max_kinds`` the kinds it may name, and ``max_registrations`` the agent
+    ids one session may have registered at once (refused the same way).
     ``max_alive_timeout`` caps the alive timeout a hello may ask for (a
     larger one is clamped, and the ``Welcome`` says what was granted).
     ``max_event_bytes`` bounds one ``Event`` as encoded: a window with more
@@ -296,6 +305,8 @@ class Hub:
         max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
         max_in_flight_bytes_per_agent: int = MAX_IN_FLIGHT_BYTES_PER_AGENT,
         max_offers: int = MAX_OFFERS,
+        max_kinds: int = MAX_KINDS,
+        max_registrations: int = MAX_REGISTRATIONS,
         max_alive_timeout: float = 300.0,
         max_event_bytes: int = MAX_EVENT_BYTES,
         probes: Probes | None = None,
@@ -313,6 +324,8 @@ class Hub:
         self.max_in_flight_bytes = max_in_flight_bytes
         self.max_in_flight_bytes_per_agent = max_in_flight_bytes_per_agent
         self.max_offers = max_offers
+        self.max_kinds = max_kinds
+        self.max_registrations = max_registrations
         self.max_alive_timeout = max_alive_timeout
         self.probes = probes if probes is not None else Probes()
         self.registry = Registry(hub_id, self.timeouts, probes=self.probes,
@@ -883,31 +896,28 @@ class Hub:
             del per_uuid[fwd.uuid]
 
     def _admit(self, conn: Conn, client_id: ClientId, call_id: int, uuid: ContainerUuid,
-               size: int = 0, agent_client: ClientId = "") -> _Flight | None:
+               size: int = 0, agent_full: bool = False) -> _Flight | None:
         """Return the caller's in-flight record if one more call to ``uuid`` fits.
 
-        ``size`` is the call's payload bytes (0 for a connect), on its way to
-        ``agent_client``.  Otherwise answer ``Retry`` and return None.  A
-        call id already in flight (a resend) gives up its old slot first: the
-        newer counts.  A call that alone exceeds ``max_in_flight_bytes`` (or
-        ``max_in_flight_bytes_per_agent``) fits when no bytes are in flight
-        (for the caller, or to the agent).
+        ``size`` is the call's payload bytes (0 for a connect); ``agent_full``
+        says they do not fit the agent's ``max_in_flight_bytes_per_agent``.
+        Otherwise answer ``Retry`` and return None.  A call id already in
+        flight (a resend) gives up its old slot first: the newer counts.  A
+        call that alone exceeds ``max_in_flight_bytes`` fits when no bytes
+        are in flight.
         """
         flight = self._in_flight.get(client_id)
         if flight is None:
             flight = self._in_flight[client_id] = _Flight()
-            agent_bytes = self._agent_bytes.get(agent_client, 0) if size else 0
-            if not agent_bytes or agent_bytes + size <= self.max_in_flight_bytes_per_agent:
+            if not agent_full:
                 return flight
         else:
             old = flight.calls.get(call_id)
             if old is not None:
                 self._forget_count(flight, call_id, old)
-            agent_bytes = self._agent_bytes.get(agent_client, 0) if size else 0
-        if (len(flight.calls) >= self.max_in_flight
+        if (agent_full or len(flight.calls) >= self.max_in_flight
                 or flight.per_uuid.get(uuid, 0) >= self.max_in_flight_per_container
-                or (flight.bytes and flight.bytes + size > self.max_in_flight_bytes)
-                or (agent_bytes and agent_bytes + size > self.max_in_flight_bytes_per_agent)):
+                or (flight.bytes and flight.bytes + size > self.max_in_flight_bytes)):
             self.stats.retries += 1
             self._effects.append(Send(conn, Retry(call_id, self.timeouts.event_window)))
             return None
@@ -957,11 +967,10 @@ class Hub:
 
     def _on_register(self, conn: Conn, client_id: ClientId, msg: RegisterAgent, now: float
                      ) -> None:
-        if len(msg.containers) > self.max_offers:
+        refusal = self._over_limits(client_id, msg)
+        if refusal:
             self._count("register", "error")
-            self._protocol_error(conn, msg.id, (
-                f"register {msg.agent_id!r}: offers {len(msg.containers)} containers; the hub "
-                f"accepts at most {self.max_offers} per registration (limits.maxOffers)"))
+            self._protocol_error(conn, msg.id, f"register {msg.agent_id!r}: {refusal}")
             return
         principal = self._principals.get(client_id)
         if principal is not None:  # authentication on
@@ -977,6 +986,22 @@ class Hub:
                 return
         self._call(client_id, msg.id, "register", now)
         self.registry.register(client_id, msg, now)
+
+    def _over_limits(self, client_id: ClientId, msg: RegisterAgent) -> str:
+        """Return which bound ``msg`` passes, naming the limit ("" if none)."""
+        if len(msg.containers) > self.max_offers:
+            return (f"offers {len(msg.containers)} containers; the hub accepts at most "
+                    f"{self.max_offers} per registration (limits.maxOffers)")
+        if len(msg.kinds) > self.max_kinds:
+            return (f"names {len(msg.kinds)} kinds; the hub accepts at most "
+                    f"{self.max_kinds} per registration (limits.maxKinds)")
+        reg = self.registry
+        if (reg.agent_owner(msg.agent_id) != client_id
+                and reg.registered_agents(client_id) >= self.max_registrations):
+            return (f"this session has {reg.registered_agents(client_id)} agents registered; "
+                    f"the hub accepts at most {self.max_registrations} per session "
+                    f"(limits.maxRegistrations)")
+        return ""
 
     def _on_unregister(self, conn: Conn, client_id: ClientId, msg: UnregisterAgent, now: float
                        ) -> None:
@@ -1050,7 +1075,13 @@ class Hub:
             return
         size = len(msg.payload)
         agent_client = route[1]
-        flight = self._admit(conn, client_id, msg.id, msg.uuid, size, agent_client)
+        # The agent's bytes in flight from every caller; a request alone to
+        # it is admitted whatever its size.  (Subtracted in
+        # ``_finish_forward``, or when the caller goes.)
+        agent_bytes = self._agent_bytes.get(agent_client, 0)
+        flight = self._admit(conn, client_id, msg.id, msg.uuid, size,
+                             agent_bytes + size > self.max_in_flight_bytes_per_agent
+                             and agent_bytes > 0 and size > 0)
         if flight is None:
             return
         fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "request", msg.uuid,
@@ -1058,9 +1089,7 @@ class Hub:
         self._count_flight(flight, msg.id, msg.uuid, fwd_id)
         flight.bytes += size
         if size:
-            # (subtracted in ``_finish_forward``, or when the caller goes)
-            agent_bytes = self._agent_bytes
-            agent_bytes[agent_client] = agent_bytes.get(agent_client, 0) + size
+            self._agent_bytes[agent_client] = agent_bytes + size
         self.stats.forwarded += 1
         self._send_to(agent_client, Request(fwd_id, msg.uuid, msg.operation, msg.payload,
                                             client_id, msg.id))

@@ -60,7 +60,13 @@ import trio
 from hulytrio.auth import Authenticator, AuthError
 from hulytrio.core.effects import CloseConnection, Notice, Refused, Send
 from hulytrio.core.events import EVENT_ENVELOPE_BYTES, change_bytes
-from hulytrio.core.hub import MAX_IN_FLIGHT_BYTES, MAX_OFFERS, Hub
+from hulytrio.core.hub import (
+    MAX_IN_FLIGHT_BYTES,
+    MAX_KINDS,
+    MAX_OFFERS,
+    MAX_REGISTRATIONS,
+    Hub,
+)
 from hulytrio.core.messages import Event, Hello, Message
 from hulytrio.core.timeouts import Timeouts
 
@@ -147,8 +153,14 @@ class NetworkServer:
                  send_bytes: int = DEFAULT_SEND_BYTES,
                  event_backlog: int = DEFAULT_EVENT_BACKLOG,
                  authenticator: Authenticator | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 max_bad_messages_per_frame: int = MAX_BAD_MESSAGES_PER_FRAME,
+                 pre_hello_bytes: int = PRE_HELLO_BYTES) -> None:
         self.hub = hub
+        #: bad messages answered in one frame before the connection is closed
+        self.max_bad_messages_per_frame = max_bad_messages_per_frame
+        #: the largest message a connection may send before its hello is accepted
+        self.pre_hello_bytes = pre_hello_bytes
         #: verifies hello credentials; None: authentication off
         self.authenticator = authenticator
         self.ssl_context = ssl_context
@@ -238,6 +250,8 @@ class NetworkServer:
                        max_in_flight_bytes=old.max_in_flight_bytes,
                        max_in_flight_bytes_per_agent=old.max_in_flight_bytes_per_agent,
                        max_offers=old.max_offers,
+                       max_kinds=old.max_kinds,
+                       max_registrations=old.max_registrations,
                        max_alive_timeout=old.max_alive_timeout)
         if self._peers:
             log.info("closing %d connection(s): %s", len(self._peers), reason)
@@ -459,7 +473,7 @@ class NetworkServer:
             ws.close_nowait(1001, "hub shutting down")
             ws.abort()
             return
-        ws.max_message_size = min(PRE_HELLO_BYTES, ws.max_message_size)
+        ws.max_message_size = min(self.pre_hello_bytes, ws.max_message_size)
         self._peers[conn] = peer
         try:
             peer.hub.connection_made(conn, trio.current_time())
@@ -516,11 +530,11 @@ class NetworkServer:
                     continue
                 try:
                     messages, errors = decode_frame_lenient(data, self.max_frame_bytes,
-                                                            MAX_BAD_MESSAGES_PER_FRAME)
+                                                            self.max_bad_messages_per_frame)
                 except WireError as exc:
                     self._bad(peer, 0, str(exc))
                     continue
-                if len(errors) > MAX_BAD_MESSAGES_PER_FRAME:
+                if len(errors) > self.max_bad_messages_per_frame:
                     self._too_many_bad(peer, errors)
                     continue
                 for err in errors:
@@ -537,9 +551,11 @@ class NetworkServer:
 
     def _too_many_bad(self, peer: _Peer, errors: list[WireError]) -> None:
         """Answer the first bad messages of a frame full of them, then close (1008)."""
-        for err in errors[:MAX_BAD_MESSAGES_PER_FRAME]:
+        limit = self.max_bad_messages_per_frame
+        for err in errors[:limit]:
             self._bad(peer, err.call_id or 0, str(err))
-        reason = f"more than {MAX_BAD_MESSAGES_PER_FRAME} bad messages in one frame"
+        reason = (f"more than {limit} bad messages in one frame "
+                  f"(limits.maxBadMessagesPerFrame)")
         log.warning("closing connection %s (%s): %s", peer.conn, peer.address, reason)
         self._drain()  # the answers go out before the close
         peer.outbox.close_after_flush(reason, 1008)
@@ -603,7 +619,11 @@ async def serve_network(
     max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
     max_in_flight_bytes_per_agent: int | None = None,
     max_offers: int = MAX_OFFERS,
+    max_kinds: int = MAX_KINDS,
+    max_registrations: int = MAX_REGISTRATIONS,
     max_alive_timeout: float = 300.0,
+    max_bad_messages_per_frame: int = MAX_BAD_MESSAGES_PER_FRAME,
+    pre_hello_bytes: int = PRE_HELLO_BYTES,
     authenticator: Authenticator | None = None,
     ssl_context: ssl.SSLContext | None = None,
     standby: bool = False,
@@ -631,8 +651,12 @@ async def serve_network(
     (the same per agent connection, from every client; None: half of
     ``send_bytes``, so callers together never fill an agent's send queue
     and get it dropped as not reading), ``max_offers`` (containers per
-    registration) and ``max_alive_timeout`` are the hub's own bounds
-    (``core.hub.Hub``).  ``standby`` starts the hub as a standby
+    registration), ``max_kinds`` (kinds per registration),
+    ``max_registrations`` (agent ids per session) and ``max_alive_timeout``
+    are the hub's own bounds (``core.hub.Hub``).  The first
+    ``max_bad_messages_per_frame`` bad messages of a frame are answered,
+    then the connection is closed; ``pre_hello_bytes`` is the largest
+    message before an accepted hello.  ``standby`` starts the hub as a standby
     (``leadership.py`` campaigns for it).
 
     Raises:
@@ -646,11 +670,15 @@ async def serve_network(
                                              if max_in_flight_bytes_per_agent is None
                                              else max_in_flight_bytes_per_agent),
               max_offers=max_offers,
+              max_kinds=max_kinds,
+              max_registrations=max_registrations,
               max_alive_timeout=max_alive_timeout)
     server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes,
                            send_bytes=send_bytes, event_backlog=event_backlog,
                            authenticator=authenticator,
-                           ssl_context=ssl_context)
+                           ssl_context=ssl_context,
+                           max_bad_messages_per_frame=max_bad_messages_per_frame,
+                           pre_hello_bytes=pre_hello_bytes)
     if standby:
         server.stand_by("", "standby: campaigning for the lease")
     with single_errors():

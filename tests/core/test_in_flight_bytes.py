@@ -177,8 +177,9 @@ def _callers(raw, n: int) -> list[str]:
 def test_the_default_per_agent_bound_is_half_the_agent_send_queue() -> None:
     from hulytrio.core.hub import MAX_IN_FLIGHT_BYTES_PER_AGENT
 
-    assert MAX_IN_FLIGHT_BYTES_PER_AGENT * 2 == LimitsConfig().send_queue_bytes
+    assert LimitsConfig().send_queue_bytes == 2 * MAX_IN_FLIGHT_BYTES_PER_AGENT
     assert LimitsConfig().max_in_flight_bytes_per_agent is None  # half of sendQueueBytes
+    assert LimitsConfig().in_flight_bytes_per_agent == MAX_IN_FLIGHT_BYTES_PER_AGENT
 
 
 def test_four_clients_each_under_their_bound_do_not_fill_the_agent(make_raw) -> None:
@@ -246,7 +247,7 @@ def test_answer_error_cancel_agent_gone_and_client_gone_free_the_agent_bytes(mak
     c1, c2, c3 = _callers(raw, 3)
     for caller in (c1, c2, c3):
         raw.send(caller, Request(1, uuid, "op", b"a" * 1000), now=1.0)
-    one, two, three = _forwarded(raw)
+    one, two, _three = _forwarded(raw)
     assert _agent_bytes(raw) == 3000
     raw.send("h", Response(one.id, b"r"), now=2.0)  # answer
     assert _agent_bytes(raw) == 2000
@@ -256,7 +257,7 @@ def test_answer_error_cancel_agent_gone_and_client_gone_free_the_agent_bytes(mak
     assert _agent_bytes(raw) == 0
     raw.send(c1, Request(2, uuid, "op", b"a" * 1000), now=3.0)
     raw.send(c2, Request(2, uuid, "op", b"a" * 1000), now=3.0)
-    four, five = _forwarded(raw)
+    four, _five = _forwarded(raw)
     raw.lost(c1, now=4.0)  # client gone: nobody waits for its call
     assert _agent_bytes(raw) == 1000
     raw.send("h", Response(four.id, b"late"), now=4.0)  # its late answer frees nothing more

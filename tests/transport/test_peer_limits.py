@@ -24,8 +24,11 @@ from hulytrio.core.messages import (
     Welcome,
 )
 from hulytrio.core.types import GetOptions
-from hulytrio.transport import agent as agent_module
-from hulytrio.transport.limits import MAX_BAD_MESSAGES_PER_FRAME, PRE_HELLO_BYTES
+from hulytrio.transport.limits import (
+    MAX_BAD_MESSAGES_PER_FRAME,
+    PRE_HELLO_BYTES,
+    EndpointLimits,
+)
 from hulytrio.transport.websocket import WebSocket, WebSocketClosed, connect_websocket
 from hulytrio.wire.codec import MAX_FRAME_BYTES, decode_frame, encode_frame, encode_payload
 
@@ -223,12 +226,12 @@ async def test_the_hub_refuses_a_large_message_before_the_hello():
             assert await ref.request("op", big) == big
 
 
-async def test_an_agent_endpoint_closes_silent_and_oversized_peers_before_hello(monkeypatch):
-    monkeypatch.setattr(agent_module, "ENDPOINT_HELLO_TIMEOUT", 0.5)
+async def test_an_agent_endpoint_closes_silent_and_oversized_peers_before_hello():
     with trio.fail_after(30):
         async with hulytrio.serve_network(port=0) as hub, \
                 hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0")
+            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0",
+                                           endpoint_limits=EndpointLimits(hello_timeout=0.5))
             assert agent.endpoint is not None
             ref = await caller.get("echo")
             silent = await connect_websocket(agent.endpoint, max_message_size=MAX_FRAME_BYTES)
@@ -248,12 +251,12 @@ async def test_an_agent_endpoint_closes_silent_and_oversized_peers_before_hello(
                 assert await conn.request("op", big) == big
 
 
-async def test_an_agent_endpoint_serves_at_most_its_maximum_of_connections(monkeypatch):
-    monkeypatch.setattr(agent_module, "ENDPOINT_MAX_CONNECTIONS", 3)
+async def test_an_agent_endpoint_serves_at_most_its_maximum_of_connections():
     with trio.fail_after(30):
         async with hulytrio.serve_network(port=0) as hub, \
                 hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0")
+            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0",
+                                           endpoint_limits=EndpointLimits(max_connections=3))
             assert agent.endpoint is not None
             ref = await caller.get("echo")
             host_port = agent.endpoint.removeprefix("ws://").rsplit(":", 1)
