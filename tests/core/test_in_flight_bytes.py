@@ -311,3 +311,59 @@ def test_the_agent_bytes_always_equal_the_counted_forwards(make_raw) -> None:
         assert raw.hub._agent_bytes == {}
 
     run()
+
+
+# --- registrations per session and kinds per registration --------------------------------
+
+
+def test_registrations_past_the_bound_are_refused_naming_the_limit(make_raw) -> None:
+    from hulytrio.core.hub import MAX_REGISTRATIONS
+    from hulytrio.core.messages import UnregisterAgent
+
+    assert MAX_REGISTRATIONS == 64
+    raw = make_raw(max_registrations=3).recovered()
+    raw.hello("host")
+    raw.hello("watcher")
+    raw.take("host")
+    for i in range(3):
+        raw.send("host", RegisterAgent(i + 1, f"ag-{i}", ("echo",)), now=0.1)
+    assert [type(m) for m in raw.take("host")] == [RegisterReply] * 3
+    raw.advance(1.0)
+    raw.take("watcher")
+    (reply,) = raw.send("host", RegisterAgent(9, "ag-3", ("echo",)), now=1.0)
+    assert isinstance(reply, Error)
+    assert (reply.id, reply.code) == (9, ErrorCode.PROTOCOL.value)
+    assert reply.message == ("register 'ag-3': this session has 3 agents registered; the hub "
+                             "accepts at most 3 per session (limits.maxRegistrations)")
+    raw.advance(2.0)
+    assert sorted(a.agent_id for a in raw.hub.registry.agents()) == ["ag-0", "ag-1", "ag-2"]
+    assert raw.take("watcher") == []  # nothing changed, no event
+    # Re-registering one it has is not a new registration.
+    assert [type(m) for m in raw.send("host", RegisterAgent(10, "ag-1", ("echo", "more")),
+                                      now=2.0)] == [RegisterReply]
+    # Another session has a bound of its own.
+    raw.hello("other")
+    assert [type(m) for m in raw.send("other", RegisterAgent(1, "ag-x", ("echo",)),
+                                      now=2.0)] == [RegisterReply]
+    # One gone, one more fits.
+    raw.send("host", UnregisterAgent(11, "ag-0"), now=3.0)
+    raw.take("host")
+    assert [type(m) for m in raw.send("host", RegisterAgent(12, "ag-3", ("echo",)),
+                                      now=3.0)] == [RegisterReply]
+
+
+def test_a_registration_naming_too_many_kinds_is_refused(make_raw) -> None:
+    from hulytrio.core.hub import MAX_KINDS
+
+    assert MAX_KINDS == 1024
+    raw = make_raw(max_kinds=4).recovered()
+    raw.hello("host")
+    raw.take("host")
+    kinds = tuple(f"k{i}" for i in range(5))
+    (reply,) = raw.send("host", RegisterAgent(1, "ag", kinds))
+    assert isinstance(reply, Error)
+    assert reply.message == ("register 'ag': names 5 kinds; the hub accepts at most 4 per "
+                             "registration (limits.maxKinds)")
+    assert not list(raw.hub.registry.agents())
+    assert [type(m) for m in raw.send("host", RegisterAgent(2, "ag", kinds[:4]))] == [
+        RegisterReply]
