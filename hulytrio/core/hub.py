@@ -967,7 +967,8 @@ class Hub:
 
     def _on_register(self, conn: Conn, client_id: ClientId, msg: RegisterAgent, now: float
                      ) -> None:
-        refusal = self._over_limits(client_id, msg)
+        refusal = self._over_limits(client_id, msg.agent_id, len(msg.kinds),
+                                    len(msg.containers))
         if refusal:
             self._count("register", "error")
             self._protocol_error(conn, msg.id, f"register {msg.agent_id!r}: {refusal}")
@@ -987,16 +988,46 @@ class Hub:
         self._call(client_id, msg.id, "register", now)
         self.registry.register(client_id, msg, now)
 
-    def _over_limits(self, client_id: ClientId, msg: RegisterAgent) -> str:
-        """Return which bound ``msg`` passes, naming the limit ("" if none)."""
-        if len(msg.containers) > self.max_offers:
-            return (f"offers {len(msg.containers)} containers; the hub accepts at most "
+    def refuse_registration(self, conn: Conn, call_id: int, agent_id: str, kinds: int,
+                            offers: int) -> bool:
+        """Refuse a ``RegisterAgent`` from its counts alone, before it is decoded.
+
+        ``kinds`` and ``offers`` are how many kinds it names and containers
+        it offers (a driver reads them from the frame's headers:
+        ``wire.prescan``).  Returns True when it is over ``max_offers`` or
+        ``max_kinds``: it was answered with the same ``protocol`` error
+        ``receive`` would give, and the driver must not feed it.  Returns
+        False otherwise (``max_registrations`` depends on the messages before
+        it, and is checked when it is received), and for a connection
+        without a session (``receive`` refuses its messages).
+        """
+        if self._conn_client.get(conn) is None:
+            return False
+        refusal = self._too_large(kinds, offers)
+        if not refusal:
+            return False
+        self._count("register", "error")
+        self._protocol_error(conn, call_id, f"register {agent_id!r}: {refusal}")
+        return True
+
+    def _over_limits(self, client_id: ClientId, agent_id: str, kinds: int, offers: int) -> str:
+        """Return which bound a registration passes, naming the limit ("" if none)."""
+        return self._too_large(kinds, offers) or self._too_many(client_id, agent_id)
+
+    def _too_large(self, kinds: int, offers: int) -> str:
+        """Return which bound on one registration's size it passes ("" if none)."""
+        if offers > self.max_offers:
+            return (f"offers {offers} containers; the hub accepts at most "
                     f"{self.max_offers} per registration (limits.maxOffers)")
-        if len(msg.kinds) > self.max_kinds:
-            return (f"names {len(msg.kinds)} kinds; the hub accepts at most "
+        if kinds > self.max_kinds:
+            return (f"names {kinds} kinds; the hub accepts at most "
                     f"{self.max_kinds} per registration (limits.maxKinds)")
+        return ""
+
+    def _too_many(self, client_id: ClientId, agent_id: str) -> str:
+        """Return the bound on registrations per session, if one more passes it ("" if not)."""
         reg = self.registry
-        if (reg.agent_owner(msg.agent_id) != client_id
+        if (reg.agent_owner(agent_id) != client_id
                 and reg.registered_agents(client_id) >= self.max_registrations):
             return (f"this session has {reg.registered_agents(client_id)} agents registered; "
                     f"the hub accepts at most {self.max_registrations} per session "

@@ -367,3 +367,22 @@ def test_a_registration_naming_too_many_kinds_is_refused(make_raw) -> None:
     assert not list(raw.hub.registry.agents())
     assert [type(m) for m in raw.send("host", RegisterAgent(2, "ag", kinds[:4]))] == [
         RegisterReply]
+
+
+def test_a_registration_is_refused_from_its_counts_before_it_is_decoded(make_raw) -> None:
+    raw = make_raw(max_offers=3, max_kinds=2).recovered()
+    raw.hello("host")
+    raw.take("host")
+    hub = raw.hub
+    assert not hub.refuse_registration("nobody", 1, "ag", 9, 9)  # no session: receive refuses
+    assert not hub.refuse_registration("host", 1, "ag", 2, 3)  # fits: fed as usual
+    assert hub.refuse_registration("host", 2, "ag", 1, 4)
+    assert hub.refuse_registration("host", 3, "ag", 3, 0)
+    raw.drain()
+    assert [(m.id, m.message) for m in raw.take("host")] == [
+        (2, "register 'ag': offers 4 containers; the hub accepts at most 3 per registration "
+            "(limits.maxOffers)"),
+        (3, "register 'ag': names 3 kinds; the hub accepts at most 2 per registration "
+            "(limits.maxKinds)")]
+    assert hub.stats.calls[("register", "error")] == 2
+    assert not list(hub.registry.agents())
