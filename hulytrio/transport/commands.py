@@ -296,8 +296,9 @@ def _serve_command(args: argparse.Namespace) -> int:
                          server.port, timeouts.alive,
                          timeouts.ping_interval, timeouts.unused_container)
                 if server.metrics_port is not None:
-                    log.info("metrics on http://%s:%d/metrics (and on the network port)",
-                             host, server.metrics_port)
+                    log.info("metrics on %s://%s:%d/metrics (and on the network port)",
+                             "http" if ssl_context is None else "https", host,
+                             server.metrics_port)
                 if await _stop_or_parent_gone(stop, parent_gone):
                     await server.drain(shutdown_timeout)
 

@@ -44,6 +44,7 @@ TLS (``wss://``): see ``tls.serve_tls``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import secrets
@@ -659,8 +660,9 @@ async def serve_network(
     hub.  ``listen_sockets``, if given, are already listening (see
     ``listen.bind_listeners``) and are served instead of binding ``host:port``;
     they are closed on exit.  ``metrics_port``, if given, serves ``/metrics``
-    (and ``/health``, ``/ready``) over plain HTTP on ``host:metrics_port``
-    too (0 picks a free port: ``server.metrics_port``).  ``authenticator``
+    (and ``/health``, ``/ready``) over HTTP on ``host:metrics_port``
+    too (0 picks a free port: ``server.metrics_port``), over TLS
+    (``https://``) with ``ssl_context`` when one is given.  ``authenticator``
     (``hulytrio.auth.load_authenticator``) makes every peer present a
     credential in its hello; without one, a hub bound beyond loopback logs
     a warning.  ``ssl_context`` (``tls.server_ssl_context``) serves
@@ -713,8 +715,8 @@ async def serve_network(
             server.port = listener.socket.getsockname()[1]
             nursery.start_soon(server._timer.run)
             if metrics_port is not None:
-                server.metrics_port = await nursery.start(serve_http, server.http, host,
-                                                          metrics_port)
+                server.metrics_port = await nursery.start(functools.partial(
+                    serve_http, server.http, host, metrics_port, ssl_context=ssl_context))
             log.info("hub %s listening on %s", hub.hub_id, server.url)
             if ((authenticator is None or not authenticator.required)
                     and not _loopback_only(listener, listen_sockets)):
