@@ -81,7 +81,7 @@ from .connection import (
 from .container import Factory, StatelessContainer
 from .deadlines import DeadlineTask
 from .errors import single_errors
-from .limits import refusal
+from .limits import EndpointLimits, refusal
 from .outbox import Outbox, Oversized
 from .pacing import RequestPacer
 from .retrylog import RetryLog
@@ -313,7 +313,8 @@ class Client:
                           max_containers: int | None = None,
                           state_store: StateStore | None = None,
                           checkpoint_interval: float = 60.0,
-                          fence_lease: float | None = None) -> Agent:
+                          fence_lease: float | None = None,
+                          endpoint_limits: EndpointLimits | None = None) -> Agent:
         """Host an agent in this client and register it; returns its ``Agent``.
 
         ``factories`` maps each kind to an async factory; ``stateless`` lists
@@ -327,7 +328,8 @@ class Client:
         and checkpoints them every ``checkpoint_interval`` seconds
         (docs/state.md); ``fence_lease`` (seconds) shortens the hub silence
         its stateless containers serve through (default and cap: 0.9 x the
-        hub's alive timeout; docs/high-availability.md).
+        hub's alive timeout; docs/high-availability.md); ``endpoint_limits``
+        bound what direct connections may cost the endpoint (docs/security.md).
 
         Raises:
             LocalProtocolError: if an agent with that id is already hosted here,
@@ -347,7 +349,8 @@ class Client:
                                state_store=state_store, checkpoint_interval=checkpoint_interval)
         advertised = None
         if endpoint is not None:
-            advertised = await runtime.open_endpoint(endpoint, endpoint_ssl_context)
+            advertised = await runtime.open_endpoint(endpoint, endpoint_ssl_context,
+                                                     endpoint_limits)
         offers = tuple(OfferedContainer(s.uuid, s.kind, tuple(s.labels), True) for s in stateless)
         runtime.state = AgentState(agent_id, tuple(factories), endpoint=advertised,
                                    stateless=offers, max_containers=max_containers,
