@@ -50,7 +50,7 @@ from typing import IO, Any, Protocol, assert_never, cast
 
 from ..core.effects import CloseConnection, HubEffect, Notice, Refused, Send, StartContainer
 from ..core.hub import Hub
-from ..core.messages import Hello, Welcome
+from ..core.messages import Welcome
 from ..core.session import SessionState
 from .clock import Event
 from .lease import Grant, LeaseStore
@@ -152,6 +152,8 @@ class MultiHubSimulation(Simulation):
         self._hub_serial = 0
         super().__init__(scenario, observe=observe, faults=faults, seed=seed, trace=trace,
                          keep_trace=keep_trace, progress=progress)
+        # The term check sees every message a session handles from a hub.
+        self.hub_message_seen = self.hub_checks.hub_message
 
     @property
     def hub_checks(self) -> HubObserver:
@@ -531,82 +533,13 @@ class MultiHubSimulation(Simulation):
 
     def deliver_to_hub(self, conn: Connection) -> None:
         """Deliver what is ready from a process to the hub process it is connected to."""
-        d = conn.up
-        d.scheduled = False
-        if d.blocked:
-            return
         host = self._conn_host.get(conn)
         if host is not None and host.paused:
-            return  # read when it wakes
-        now = self.clock.now
-        queue = d.queue
-        pid = conn.name
-        while queue and queue[0][0] <= now:
-            item = queue.popleft()[1]
-            hub = host.hub if host is not None else None
-            if hub is None or conn.hub is not hub:
-                continue  # the hub machine that had this connection is gone
-            if item is CLOSE:
-                if conn.hub_open:
-                    conn.hub_open = False
-                    self.trace("closed", hub.hub_id, pid)
-                    hub.connection_lost(conn, now)
-                    self._hub_effects(hub)
-                continue
-            self.record.pending.append((now, "hub-recv", pid, item.TAG))
-            if not conn.hub_open:
-                hub.receive(conn, item, now)
-                self.invariants.late_message(conn, hub.effects())
-                continue
-            conn.last_arrival = now
-            if type(item) is Hello:
-                peer = item.peer_id
-                old = self.hub_conn_of.get(peer)
-                hub.receive(conn, item, now)
-                closed: list[Connection] = []
-                self._hub_effects(hub, closed)
-                self.invariants.hello(conn, old, closed)
-                self.hub_conn_of[peer] = conn
-            else:
-                hub.receive(conn, item, now)
-                self._hub_effects(hub)
-        d.reschedule()
-
-    def deliver_to_process(self, conn: Connection, proc: Process) -> None:
-        """Deliver what is ready from a hub to a process, and tell the hub checks."""
-        d = conn.down
-        d.scheduled = False
-        if d.blocked or proc.paused:
+            # Read when it wakes (resume_host puts the wake-up back on the clock).
+            conn.up.scheduled = False
             return
-        now = self.clock.now
-        queue = d.queue
-        session = proc.session
-        checks = self.hub_checks
-        while queue and queue[0][0] <= now:
-            item = queue.popleft()[1]
-            if not proc.alive or proc.conn is not conn or session is None:
-                continue
-            if item is OPENED:
-                conn.client_open = True
-                conn.established = True
-                self.trace("opened", proc.pid, f"conn{conn.cid}")
-                session.connection_made(now)
-            elif item is CLOSE:
-                if not conn.client_open and conn.established:
-                    continue
-                conn.client_open = False
-                conn.established = True
-                conn.up.closed = True
-                self.trace("closed", proc.pid, f"conn{conn.cid}")
-                session.connection_lost(now)
-            elif not conn.client_open:
-                continue
-            else:
-                self.record.pending.append((now, "recv", proc.pid, item.TAG))
-                session.receive(item, now)
-                checks.hub_message(proc, conn, item)
-            self.perform(proc)
-        d.reschedule()
+        hub = host.hub if host is not None else None
+        self.hub_reads(conn, hub, hub.hub_id if hub is not None else "")
 
     def _hub_effects(self, hub: Hub, closed: list[Connection] | None = None) -> None:
         """Perform ``hub``'s effects and wake its process at the hub's next deadline."""
