@@ -488,6 +488,8 @@ class MultiHubSimulation(Simulation):
         assert conn is not None
         host = self._by_url[url]
         self._conn_host[conn] = host
+        # What it sends goes to the hub process it dialled, not to ``self.hub``.
+        conn.up.wake = _DeliverToHost(self, conn, host)
         self.trace("dial", proc.pid, f"conn{conn.cid} {host.name}")
 
     def start_process(self, proc: Process) -> None:
@@ -531,15 +533,14 @@ class MultiHubSimulation(Simulation):
         self._hub_effects(hub)
         conn.down.push(OPENED)
 
-    def deliver_to_hub(self, conn: Connection) -> None:
-        """Deliver what is ready from a process to the hub process it is connected to."""
-        host = self._conn_host.get(conn)
-        if host is not None and host.paused:
+    def deliver_to_host(self, conn: Connection, host: HubHost) -> None:
+        """Deliver what is ready from a process to the hub process ``host`` it dialled."""
+        if host.paused:
             # Read when it wakes (resume_host puts the wake-up back on the clock).
             conn.up.scheduled = False
             return
-        hub = host.hub if host is not None else None
-        self.hub_reads(conn, hub, hub.hub_id if hub is not None else "")
+        hub = host.hub
+        self.deliver_to_hub(conn, hub, hub.hub_id if hub is not None else "")
 
     def _hub_effects(self, hub: Hub, closed: list[Connection] | None = None) -> None:
         """Perform ``hub``'s effects and wake its process at the hub's next deadline."""
@@ -723,6 +724,21 @@ class _HostWake(Event):
     def fire(self) -> None:
         """Hand it to the world."""
         self.world.hub_wake(self.hub, self.deadline)
+
+
+class _DeliverToHost(Event):
+    """Messages from a process are ready at the hub process it dialled."""
+
+    __slots__ = ("conn", "host", "world")
+
+    def __init__(self, world: MultiHubSimulation, conn: Connection, host: HubHost) -> None:
+        self.world = world
+        self.conn = conn
+        self.host = host
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.deliver_to_host(self.conn, self.host)
 
 
 class _Arrive(Event):

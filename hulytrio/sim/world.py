@@ -421,15 +421,11 @@ class Simulation:
 
     # --- links ---------------------------------------------------------------------------
 
-    def deliver_to_hub(self, conn: Connection) -> None:
-        """Deliver what is ready from a process to the hub."""
-        self.hub_reads(conn, self.hub, "hub")
+    def deliver_to_hub(self, conn: Connection, hub: Hub | None, name: str) -> None:
+        """Deliver what is ready from a process to ``hub`` (traced as ``name``).
 
-    def hub_reads(self, conn: Connection, hub: Hub | None, name: str) -> None:
-        """``hub`` (traced as ``name``) reads what is ready on ``conn``'s way up.
-
-        What reaches a hub that did not accept ``conn`` (None: no hub runs)
-        is lost: the hub that had the connection is gone.
+        ``hub`` is the hub that runs now where ``conn`` leads (None: none
+        runs); what reaches a hub that did not accept ``conn`` is lost.
         """
         d = conn.up
         d.scheduled = False
@@ -1039,8 +1035,9 @@ class _DeliverToHub(Event):
         self.conn = conn
 
     def fire(self) -> None:
-        """Hand it to the world."""
-        self.world.deliver_to_hub(self.conn)
+        """Hand them to the hub that runs now."""
+        world = self.world
+        world.deliver_to_hub(self.conn, world.hub, "hub")
 
 
 class _DeliverToProcess(Event):
