@@ -409,12 +409,7 @@ class MultiHubSimulation(Simulation):
             host.cut[proc.pid] = mode
             conn = proc.conn
             if conn is not None and self._conn_host.get(conn) is host:
-                for d in (conn.up, conn.down):
-                    if mode == "hang":
-                        d.dead = True
-                        d.queue.clear()
-                    else:
-                        d.blocked = True
+                conn.cut(mode)
 
     def heal_host(self, host: HubHost) -> None:
         """End every cut of ``host``."""
@@ -431,12 +426,7 @@ class MultiHubSimulation(Simulation):
                 continue
             if self._conn_host.get(conn) is not host:
                 continue
-            earliest = self.clock.now + proc.link.draw()
-            for d in (conn.up, conn.down):
-                if d.blocked:
-                    d.blocked = False
-                    d.release(earliest)
-                    d.reschedule()
+            conn.heal(self.clock.now + proc.link.draw())
 
     def pause_store(self) -> None:
         """The lease store stops answering (requests wait in its buffers)."""
