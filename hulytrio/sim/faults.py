@@ -225,14 +225,8 @@ class Faults:
                 self._silence(proc, "partition")
                 proc.partition = fault.mode
                 sim.record_state(proc, "partitioned")
-                conn = proc.conn
-                if conn is not None:
-                    for d in (conn.up, conn.down):
-                        if fault.mode == "hang":
-                            d.dead = True
-                            d.queue.clear()
-                        else:
-                            d.blocked = True
+                if proc.conn is not None:
+                    proc.conn.cut(fault.mode)
                 if fault.duration is not None:
                     clock.at(clock.now + fault.duration, _Heal(self, proc, proc.episode))
         elif action == "heal":
@@ -345,12 +339,7 @@ class Faults:
         sim.record_state(proc, "paused" if proc.paused else "up")
         conn = proc.conn
         if conn is not None:
-            earliest = sim.clock.now + proc.link.draw()
-            for d in (conn.up, conn.down):
-                if d.blocked:
-                    d.blocked = False
-                    d.release(earliest)
-                    d.reschedule()
+            conn.heal(sim.clock.now + proc.link.draw())
 
     def unslow(self, proc: Process) -> None:
         """``proc``'s slow link is back to the scenario's latency."""

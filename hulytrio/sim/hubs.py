@@ -50,7 +50,7 @@ from typing import IO, Any, Protocol, assert_never, cast
 
 from ..core.effects import CloseConnection, HubEffect, Notice, Refused, Send, StartContainer
 from ..core.hub import Hub
-from ..core.messages import Hello, Welcome
+from ..core.messages import Welcome
 from ..core.session import SessionState
 from .clock import Event
 from .lease import Grant, LeaseStore
@@ -152,6 +152,8 @@ class MultiHubSimulation(Simulation):
         self._hub_serial = 0
         super().__init__(scenario, observe=observe, faults=faults, seed=seed, trace=trace,
                          keep_trace=keep_trace, progress=progress)
+        # The term check sees every message a session handles from a hub.
+        self.hub_message_seen = self.hub_checks.hub_message
 
     @property
     def hub_checks(self) -> HubObserver:
@@ -407,12 +409,7 @@ class MultiHubSimulation(Simulation):
             host.cut[proc.pid] = mode
             conn = proc.conn
             if conn is not None and self._conn_host.get(conn) is host:
-                for d in (conn.up, conn.down):
-                    if mode == "hang":
-                        d.dead = True
-                        d.queue.clear()
-                    else:
-                        d.blocked = True
+                conn.cut(mode)
 
     def heal_host(self, host: HubHost) -> None:
         """End every cut of ``host``."""
@@ -429,12 +426,7 @@ class MultiHubSimulation(Simulation):
                 continue
             if self._conn_host.get(conn) is not host:
                 continue
-            earliest = self.clock.now + proc.link.draw()
-            for d in (conn.up, conn.down):
-                if d.blocked:
-                    d.blocked = False
-                    d.release(earliest)
-                    d.reschedule()
+            conn.heal(self.clock.now + proc.link.draw())
 
     def pause_store(self) -> None:
         """The lease store stops answering (requests wait in its buffers)."""
@@ -486,6 +478,8 @@ class MultiHubSimulation(Simulation):
         assert conn is not None
         host = self._by_url[url]
         self._conn_host[conn] = host
+        # What it sends goes to the hub process it dialled, not to ``self.hub``.
+        conn.up.wake = _DeliverToHost(self, conn, host)
         self.trace("dial", proc.pid, f"conn{conn.cid} {host.name}")
 
     def start_process(self, proc: Process) -> None:
@@ -529,84 +523,14 @@ class MultiHubSimulation(Simulation):
         self._hub_effects(hub)
         conn.down.push(OPENED)
 
-    def deliver_to_hub(self, conn: Connection) -> None:
-        """Deliver what is ready from a process to the hub process it is connected to."""
-        d = conn.up
-        d.scheduled = False
-        if d.blocked:
+    def deliver_to_host(self, conn: Connection, host: HubHost) -> None:
+        """Deliver what is ready from a process to the hub process ``host`` it dialled."""
+        if host.paused:
+            # Read when it wakes (resume_host puts the wake-up back on the clock).
+            conn.up.scheduled = False
             return
-        host = self._conn_host.get(conn)
-        if host is not None and host.paused:
-            return  # read when it wakes
-        now = self.clock.now
-        queue = d.queue
-        pid = conn.name
-        while queue and queue[0][0] <= now:
-            item = queue.popleft()[1]
-            hub = host.hub if host is not None else None
-            if hub is None or conn.hub is not hub:
-                continue  # the hub machine that had this connection is gone
-            if item is CLOSE:
-                if conn.hub_open:
-                    conn.hub_open = False
-                    self.trace("closed", hub.hub_id, pid)
-                    hub.connection_lost(conn, now)
-                    self._hub_effects(hub)
-                continue
-            self.record.pending.append((now, "hub-recv", pid, item.TAG))
-            if not conn.hub_open:
-                hub.receive(conn, item, now)
-                self.invariants.late_message(conn, hub.effects())
-                continue
-            conn.last_arrival = now
-            if type(item) is Hello:
-                peer = item.peer_id
-                old = self.hub_conn_of.get(peer)
-                hub.receive(conn, item, now)
-                closed: list[Connection] = []
-                self._hub_effects(hub, closed)
-                self.invariants.hello(conn, old, closed)
-                self.hub_conn_of[peer] = conn
-            else:
-                hub.receive(conn, item, now)
-                self._hub_effects(hub)
-        d.reschedule()
-
-    def deliver_to_process(self, conn: Connection, proc: Process) -> None:
-        """Deliver what is ready from a hub to a process, and tell the hub checks."""
-        d = conn.down
-        d.scheduled = False
-        if d.blocked or proc.paused:
-            return
-        now = self.clock.now
-        queue = d.queue
-        session = proc.session
-        checks = self.hub_checks
-        while queue and queue[0][0] <= now:
-            item = queue.popleft()[1]
-            if not proc.alive or proc.conn is not conn or session is None:
-                continue
-            if item is OPENED:
-                conn.client_open = True
-                conn.established = True
-                self.trace("opened", proc.pid, f"conn{conn.cid}")
-                session.connection_made(now)
-            elif item is CLOSE:
-                if not conn.client_open and conn.established:
-                    continue
-                conn.client_open = False
-                conn.established = True
-                conn.up.closed = True
-                self.trace("closed", proc.pid, f"conn{conn.cid}")
-                session.connection_lost(now)
-            elif not conn.client_open:
-                continue
-            else:
-                self.record.pending.append((now, "recv", proc.pid, item.TAG))
-                session.receive(item, now)
-                checks.hub_message(proc, conn, item)
-            self.perform(proc)
-        d.reschedule()
+        hub = host.hub
+        self.deliver_to_hub(conn, hub, hub.hub_id if hub is not None else "")
 
     def _hub_effects(self, hub: Hub, closed: list[Connection] | None = None) -> None:
         """Perform ``hub``'s effects and wake its process at the hub's next deadline."""
@@ -790,6 +714,21 @@ class _HostWake(Event):
     def fire(self) -> None:
         """Hand it to the world."""
         self.world.hub_wake(self.hub, self.deadline)
+
+
+class _DeliverToHost(Event):
+    """Messages from a process are ready at the hub process it dialled."""
+
+    __slots__ = ("conn", "host", "world")
+
+    def __init__(self, world: MultiHubSimulation, conn: Connection, host: HubHost) -> None:
+        self.world = world
+        self.conn = conn
+        self.host = host
+
+    def fire(self) -> None:
+        """Hand it to the world."""
+        self.world.deliver_to_host(self.conn, self.host)
 
 
 class _Arrive(Event):

@@ -187,5 +187,24 @@ class Connection:
         #: when the hub last received something on it (no-false-death check)
         self.last_arrival = 0.0
 
+    def cut(self, mode: str) -> None:
+        """Partition both directions: ``"hang"`` loses what is in flight and all
+        that follows, with no close on either side; otherwise (``"hold"``) all
+        of it waits until ``heal``."""
+        for d in (self.up, self.down):
+            if mode == "hang":
+                d.dead = True
+                d.queue.clear()
+            else:
+                d.blocked = True
+
+    def heal(self, earliest: float) -> None:
+        """End a hold: what waited in each direction is delivered in order, from ``earliest``."""
+        for d in (self.up, self.down):
+            if d.blocked:
+                d.blocked = False
+                d.release(earliest)
+                d.reschedule()
+
     def __repr__(self) -> str:
         return f"conn{self.cid}({self.name})"

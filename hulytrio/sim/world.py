@@ -201,6 +201,10 @@ class Simulation:
         self.container_samples: list[tuple[float, int]] = []
         #: peer id -> the connection on which the hub last accepted its Hello
         self.hub_conn_of: dict[str, Connection] = {}
+        #: told ``(proc, conn, message)`` after a session handled a message from the
+        #: hub (the multi-hub world's term check); None: nobody is (an attribute, not
+        #: a method to override: it is asked per message)
+        self.hub_message_seen: Callable[[Process, Connection, Any], None] | None = None
         self.max_latency = max(scenario.links.latency.high, 0.0)
         #: container state and its store (None without a [state] table)
         self.state: StateLayer | None = None
@@ -417,8 +421,12 @@ class Simulation:
 
     # --- links ---------------------------------------------------------------------------
 
-    def deliver_to_hub(self, conn: Connection) -> None:
-        """Deliver what is ready from a process to the hub."""
+    def deliver_to_hub(self, conn: Connection, hub: Hub | None, name: str) -> None:
+        """Deliver what is ready from a process to ``hub`` (traced as ``name``).
+
+        ``hub`` is the hub that runs now where ``conn`` leads (None: none
+        runs); what reaches a hub that did not accept ``conn`` is lost.
+        """
         d = conn.up
         d.scheduled = False
         if d.blocked:
@@ -429,13 +437,12 @@ class Simulation:
         pending = self.record.pending
         while queue and queue[0][0] <= now:
             item = queue.popleft()[1]
-            hub = self.hub
             if hub is None or conn.hub is not hub:
                 continue  # the hub that had this connection is gone
             if item is CLOSE:
                 if conn.hub_open:
                     conn.hub_open = False
-                    self.trace("closed", "hub", pid)
+                    self.trace("closed", name, pid)
                     hub.connection_lost(conn, now)
                     self._hub_effects(hub)
                 continue
@@ -462,7 +469,7 @@ class Simulation:
         d.reschedule()
 
     def deliver_to_process(self, conn: Connection, proc: Process) -> None:
-        """Deliver what is ready from the hub to a process."""
+        """Deliver what is ready from the hub to a process (and tell ``hub_message_seen``)."""
         d = conn.down
         d.scheduled = False
         if d.blocked or proc.paused:
@@ -472,6 +479,7 @@ class Simulation:
         session = proc.session
         pid = proc.pid
         pending = self.record.pending
+        seen = self.hub_message_seen
         while queue and queue[0][0] <= now:
             item = queue.popleft()[1]
             if not proc.alive or proc.conn is not conn or session is None:
@@ -495,6 +503,8 @@ class Simulation:
             else:
                 pending.append((now, "recv", pid, item.TAG))  # trace(), inlined: per message
                 session.receive(item, now)
+                if seen is not None:
+                    seen(proc, conn, item)
             self.perform(proc)
         d.reschedule()
 
@@ -1025,8 +1035,9 @@ class _DeliverToHub(Event):
         self.conn = conn
 
     def fire(self) -> None:
-        """Hand it to the world."""
-        self.world.deliver_to_hub(self.conn)
+        """Hand them to the hub that runs now."""
+        world = self.world
+        world.deliver_to_hub(self.conn, world.hub, "hub")
 
 
 class _DeliverToProcess(Event):

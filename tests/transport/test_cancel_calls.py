@@ -7,32 +7,10 @@ handler and frees the call at both ends.
 
 from __future__ import annotations
 
-from typing import Any
-
 import trio
+from hubpair import Stuck, open_hub_pair
 
 import hulytrio
-
-
-class Stuck(hulytrio.Container):
-    """Answers ``op`` at once; ``hang`` never returns (until cancelled)."""
-
-    def __init__(self) -> None:
-        self.running = 0
-        self.cancelled = 0
-
-    async def request(self, operation: str, data: Any = None, client_id: str | None = None
-                      ) -> Any:
-        if operation != "hang":
-            return data
-        self.running += 1
-        try:
-            await trio.sleep_forever()
-        except trio.Cancelled:
-            self.cancelled += 1
-            raise
-        finally:
-            self.running -= 1
 
 
 async def test_a_get_abandoned_while_its_container_starts_leaves_no_hold():
@@ -46,9 +24,7 @@ async def test_a_get_abandoned_while_its_container_starts_leaves_no_hold():
 
     timeouts = hulytrio.Timeouts(unused_container=0.5)
     with trio.fail_after(30):
-        async with hulytrio.serve_network(port=0, timeouts=timeouts) as hub, \
-                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            await host.serve_agent({"slow": slow_start})
+        async with open_hub_pair({"slow": slow_start}, timeouts=timeouts) as (hub, _, caller, _):
             with trio.move_on_after(0.3) as scope:
                 await caller.get("slow", uuid="s-1")
             assert scope.cancelled_caught
@@ -82,9 +58,7 @@ async def test_a_request_abandoned_on_a_direct_connection_stops_its_handler():
         return made[-1]
 
     with trio.fail_after(30):
-        async with hulytrio.serve_network(port=0) as hub, \
-                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            await host.serve_agent({"stuck": start}, endpoint="127.0.0.1:0")
+        async with open_hub_pair({"stuck": start}, endpoint="127.0.0.1:0") as (_, _, caller, _):
             ref = await caller.get("stuck")
             async with ref.connect() as conn:
                 direct = conn._direct

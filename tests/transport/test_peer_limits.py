@@ -10,6 +10,7 @@ from typing import Any
 
 import msgpack
 import trio
+from hubpair import Stuck, open_hub_pair
 
 import hulytrio
 from hulytrio.core.messages import (
@@ -24,6 +25,7 @@ from hulytrio.core.messages import (
     Welcome,
 )
 from hulytrio.core.types import GetOptions
+from hulytrio.testing.echo import start_echo
 from hulytrio.transport.limits import (
     MAX_BAD_MESSAGES_PER_FRAME,
     PRE_HELLO_BYTES,
@@ -31,27 +33,6 @@ from hulytrio.transport.limits import (
 )
 from hulytrio.transport.websocket import WebSocket, WebSocketClosed, connect_websocket
 from hulytrio.wire.codec import MAX_FRAME_BYTES, decode_frame, encode_frame, encode_payload
-
-
-class Stuck(hulytrio.Container):
-    """Answers ``op`` at once; ``hang`` never returns (until cancelled)."""
-
-    def __init__(self) -> None:
-        self.running = 0
-        self.cancelled = 0
-
-    async def request(self, operation: str, data: Any = None, client_id: str | None = None
-                      ) -> Any:
-        if operation != "hang":
-            return data
-        self.running += 1
-        try:
-            await trio.sleep_forever()
-        except trio.Cancelled:
-            self.cancelled += 1
-            raise
-        finally:
-            self.running -= 1
 
 
 async def test_the_issue_attack_1030_abandoned_calls_leave_the_client_working():
@@ -62,9 +43,7 @@ async def test_the_issue_attack_1030_abandoned_calls_leave_the_client_working():
         return made[-1]
 
     with trio.fail_after(150):
-        async with hulytrio.serve_network(port=0) as hub, \
-                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            await host.serve_agent({"stuck": start})
+        async with open_hub_pair({"stuck": start}) as (hub, _, caller, _):
             stuck = await caller.get("stuck", uuid="stuck-1")
             other = await caller.get("stuck", uuid="other-1")
             box = made[0]
@@ -132,9 +111,7 @@ async def _next_message(ws: WebSocket) -> Message:
 
 async def test_a_peer_that_never_reads_600_large_answers_is_dropped():
     with trio.fail_after(120):
-        async with hulytrio.serve_network(port=0) as hub, \
-                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            await host.serve_agent({"sized": start_sized})
+        async with open_hub_pair({"sized": start_sized}) as (hub, _, caller, _):
             ref = await caller.get("sized")
             attacker = await _raw_peer(hub.url, "attacker")
             attacker.send_nowait(encode_frame([Get(1, "sized", GetOptions(ref.uuid))]))
@@ -172,9 +149,7 @@ async def _read_until_closed(ws: WebSocket) -> tuple[list[Message], WebSocketClo
 
 async def test_a_frame_of_300000_nil_messages_gets_a_bounded_answer_and_a_close():
     with trio.fail_after(30):
-        async with hulytrio.serve_network(port=0) as hub, \
-                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            await host.serve_agent({"sized": start_sized})
+        async with open_hub_pair({"sized": start_sized}) as (hub, _, caller, _):
             ref = await caller.get("sized")
             attacker = await _raw_peer(hub.url, "attacker")
             attacker.send_nowait(msgpack.packb([None] * 300_000))
@@ -190,9 +165,8 @@ async def test_a_frame_of_300000_nil_messages_gets_a_bounded_answer_and_a_close(
 
 async def test_an_agent_endpoint_closes_on_a_frame_of_bad_messages_too():
     with trio.fail_after(30):
-        async with hulytrio.serve_network(port=0) as hub, \
-                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            agent = await host.serve_agent({"sized": start_sized}, endpoint="127.0.0.1:0")
+        async with open_hub_pair({"sized": start_sized}, endpoint="127.0.0.1:0"
+                                 ) as (_, _, caller, agent):
             assert agent.endpoint is not None
             ref = await caller.get("sized")
             attacker = await connect_websocket(agent.endpoint, max_message_size=MAX_FRAME_BYTES)
@@ -209,21 +183,9 @@ async def test_an_agent_endpoint_closes_on_a_frame_of_bad_messages_too():
             attacker.abort()
 
 
-class Echo(hulytrio.Container):
-    async def request(self, operation: str, data: Any = None, client_id: str | None = None
-                      ) -> Any:
-        return data
-
-
-async def start_echo(options: hulytrio.GetOptions) -> hulytrio.Container:
-    return Echo()
-
-
 async def test_the_hub_refuses_a_large_message_before_the_hello():
     with trio.fail_after(30):
-        async with hulytrio.serve_network(port=0) as hub, \
-                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            await host.serve_agent({"echo": start_echo})
+        async with open_hub_pair({"echo": start_echo}) as (hub, _, caller, _):
             ref = await caller.get("echo")
             attacker = await connect_websocket(hub.url, max_message_size=MAX_FRAME_BYTES)
             attacker.send_nowait(b"\x91" + b"\xc0" * (PRE_HELLO_BYTES + 1))
@@ -238,10 +200,9 @@ async def test_the_hub_refuses_a_large_message_before_the_hello():
 
 async def test_an_agent_endpoint_closes_silent_and_oversized_peers_before_hello():
     with trio.fail_after(30):
-        async with hulytrio.serve_network(port=0) as hub, \
-                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0",
-                                           endpoint_limits=EndpointLimits(hello_timeout=0.5))
+        async with open_hub_pair({"echo": start_echo}, endpoint="127.0.0.1:0",
+                                 endpoint_limits=EndpointLimits(hello_timeout=0.5)
+                                 ) as (_, _, caller, agent):
             assert agent.endpoint is not None
             ref = await caller.get("echo")
             silent = await connect_websocket(agent.endpoint, max_message_size=MAX_FRAME_BYTES)
@@ -263,10 +224,9 @@ async def test_an_agent_endpoint_closes_silent_and_oversized_peers_before_hello(
 
 async def test_an_agent_endpoint_serves_at_most_its_maximum_of_connections():
     with trio.fail_after(30):
-        async with hulytrio.serve_network(port=0) as hub, \
-                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0",
-                                           endpoint_limits=EndpointLimits(max_connections=3))
+        async with open_hub_pair({"echo": start_echo}, endpoint="127.0.0.1:0",
+                                 endpoint_limits=EndpointLimits(max_connections=3)
+                                 ) as (_, _, caller, agent):
             assert agent.endpoint is not None
             ref = await caller.get("echo")
             host_port = agent.endpoint.removeprefix("ws://").rsplit(":", 1)
