@@ -74,7 +74,8 @@ def test_a_changed_source_makes_the_build_stale(compiled: Path, tmp_path: Path) 
     assert stale_sources(compiled, root) == ["hulytrio/core/session.py"]
 
 
-@pytest.mark.parametrize("scenario", ["failover", "reconnect", "partition", "churn"])
+@pytest.mark.parametrize("scenario", ["failover", "reconnect", "partition", "churn",
+                                      "stateful-failover"])
 def test_compiled_and_pure_runs_write_the_same_trace(compiled: Path, tmp_path: Path,
                                                      scenario: str) -> None:
     path = str(ROOT / "scenarios" / f"{scenario}.toml")
