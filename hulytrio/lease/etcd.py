@@ -14,13 +14,18 @@ httpx, which runs on trio.  A campaign:
 Holding means a keep-alive every ``ttl / 3``.  The holder counts the lease as
 lost when etcd says it expired, or when no keep-alive has succeeded for
 ``ttl`` minus a margin measured on its own clock: etcd may already have
-expired it, and acting on after that is how split brain starts.
+expired it, and acting on after that is how split brain starts.  The same
+deadline is published as ``valid_until`` (counted from when the grant or
+the last successful keep-alive was *sent*: etcd renews at its arrival,
+later), so the hub can check it before every read, also in the instant a
+paused process wakes, before ``hold`` has had a chance to run.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import math
 from typing import Any
 
 import httpx
@@ -52,6 +57,7 @@ class EtcdLease(Lease):
         self._client = httpx.AsyncClient(base_url=endpoint, timeout=max(ttl / 3, 0.5))
         self._lease_id: str | None = None
         self._last_ok = 0.0
+        self.valid_until = -math.inf
 
     @property
     def lease_id(self) -> str | None:
@@ -90,8 +96,10 @@ class EtcdLease(Lease):
         warned = False
         while True:
             try:
-                lease_id = await self._grant()
+                # etcd counts the ttl from the grant's arrival: count ours
+                # from before the request left.
                 started = trio.current_time()
+                lease_id = await self._grant()
                 answer = await self._post("/v3/kv/txn", {
                     "compare": [{"key": key, "result": "EQUAL", "target": "CREATE",
                                  "create_revision": "0"}],
@@ -108,6 +116,7 @@ class EtcdLease(Lease):
             if answer.get("succeeded"):
                 self._lease_id = lease_id
                 self._last_ok = started
+                self.valid_until = started + self.ttl * (1 - _SAFETY_MARGIN)
                 return Leadership(int(answer["header"]["revision"]), holder)
             await self._revoke(lease_id)
             await self._wait_vacant(key)
@@ -140,13 +149,18 @@ class EtcdLease(Lease):
                     continue
                 ttl = (answer.get("result") or {}).get("TTL")
                 if not ttl or int(ttl) <= 0:
-                    self._lease_id = None
+                    self._lost()
                     raise LeaseLost(f"etcd lease on {self.key}: expired or revoked")
                 self._last_ok = sent
+                self.valid_until = sent + deadline_share
             if scope.cancelled_caught:
-                self._lease_id = None
+                self._lost()
                 raise LeaseLost(f"etcd lease on {self.key}: no keep-alive answered for "
                                 f"{deadline_share:.2f}s (ttl {self.ttl}s)")
+
+    def _lost(self) -> None:
+        self._lease_id = None
+        self.valid_until = -math.inf
 
     async def leader(self) -> str | None:
         try:
@@ -160,6 +174,7 @@ class EtcdLease(Lease):
 
     async def resign(self) -> None:
         lease_id, self._lease_id = self._lease_id, None
+        self.valid_until = -math.inf
         if lease_id is not None:
             await self._revoke(lease_id)
 

@@ -18,6 +18,10 @@ exactly as after a restart).  While active it holds the lease; when the
 lease is lost (etcd: no keep-alive answered for ttl x 0.8; a file: the lock
 file was removed or replaced) it steps down at once: every session is closed (their
 peers reconnect to the new active hub) and it campaigns again as a standby.
+The server also compares the lease's ``valid_until`` with its clock before
+it reads or fires anything (``NetworkServer._lease_expired``): a hub woken
+from a pause past its lease steps down there, unanswered, before ``hold``
+has run.
 A clean stop (SIGTERM: ``NetworkServer.drain``) resigns **first**
 (``server.resign``, set by ``serve_on_lease``): the campaign stops, the
 lease is given up, and the hub waits (at most ``HANDOVER_WAIT``) until the
@@ -77,15 +81,22 @@ async def lead(server: NetworkServer, lease: Lease, advertise_url: str) -> None:
             nursery.start_soon(_follow_leader, server, lease, advertise_url)
             leadership = await lease.campaign(advertise_url)
             nursery.cancel_scope.cancel()
-        server.activate(leadership.term)
+        # The server checks lease.valid_until before every read and timer:
+        # a hub that wakes from a pause past it steps down before ``hold``
+        # has run (server._lease_expired).
+        server.activate(leadership.term, lease)
         log.info("active: won the lease, term %d (hub %s)", leadership.term,
                  server.hub.hub_id)
+        hub = server.hub
         try:
             await lease.hold()
         except LeaseLost as exc:
-            log.error("lost the lease (%s): stepping down to standby, closing every "
-                      "session", exc)
-            server.stand_by("", f"lost the lease: {exc}")
+            if server.hub is not hub or server.role != "active":
+                log.info("lease lost (%s); the hub had stepped down already", exc)
+            else:
+                log.error("lost the lease (%s): stepping down to standby, closing every "
+                          "session", exc)
+                server.stand_by("", f"lost the lease: {exc}")
 
 
 async def _follow_leader(server: NetworkServer, lease: Lease, advertise_url: str) -> None:
