@@ -58,6 +58,7 @@ class EtcdLease(Lease):
         self._lease_id: str | None = None
         self._last_ok = 0.0
         self.valid_until = -math.inf
+        self._raised_warned = False
 
     @property
     def lease_id(self) -> str | None:
@@ -83,6 +84,15 @@ class EtcdLease(Lease):
         lease_id = answer.get("ID")
         if not lease_id:
             raise LeaseError(f"etcd at {self.endpoint}: lease grant refused: {answer}")
+        granted = answer.get("TTL")
+        if granted is not None and str(granted).isdigit() and int(granted) > seconds \
+                and not self._raised_warned:
+            # etcd raises a ttl below its minimum (3/2 of its election
+            # timeout, 2 s by default): a takeover then waits that long.
+            self._raised_warned = True
+            log.warning("etcd at %s granted a lease ttl of %ss for the %gs asked (its minimum); "
+                        "a standby takes over up to %ss after a holder dies", self.endpoint,
+                        granted, self.ttl, granted)
         return str(lease_id)
 
     async def _revoke(self, lease_id: str) -> None:

@@ -41,7 +41,8 @@ from typing import Any
 
 import trio
 
-from hulytrio.lease import Lease, LeaseLost, open_lease
+from hulytrio.lease import Lease, LeaseLost, open_lease, parse_lease_url
+from hulytrio.lease.timing import stateless_takeover
 
 from .http import fetch
 from .server import NetworkServer, serve_network
@@ -140,6 +141,9 @@ async def serve_on_lease(lease_url: str, *, lease_ttl: float, advertise_url: str
     async with serve_network(host, port, standby=True, **server_options) as server, \
             open_lease(lease_url, ttl=lease_ttl) as lease:
         url = advertise_url or default_advertise_url(host, server.port)
+        if parse_lease_url(lease_url).kind == "etcd":
+            _warn_slow_stateless_takeover(lease_ttl, server.hub.timeouts.alive,
+                                          server.hub.timeouts.ping_interval)
         # Its own scope: the resign must stop the campaign, not the caller's
         # drain (which runs inside this nursery's scope).
         lead_scope = trio.CancelScope()
@@ -169,6 +173,26 @@ async def serve_on_lease(lease_url: str, *, lease_ttl: float, advertise_url: str
                 yield server
             finally:
                 nursery.cancel_scope.cancel()
+
+
+def _warn_slow_stateless_takeover(ttl: float, alive: float, ping: float) -> None:
+    """Warn (one line) when a killed hub's stateless uuids would wait for a recovery window.
+
+    ``lease/timing.py`` has the relation; the standby polls every
+    min(ttl / 10, 50 ms) (``open_lease``).
+    """
+    timing = stateless_takeover(ttl, alive, ping, poll=min(ttl / 10, 0.05))
+    if timing.fast:
+        return
+    instead = f"--alive-timeout {timing.alive_for_fast:g} or more"
+    if timing.ttl_for_fast:
+        instead += f", or --lease-ttl {timing.ttl_for_fast:g}"
+    log.warning("lease: with an etcd ttl of %gs (etcd applies %gs), alive timeout %gs and ping "
+                "interval %gs, the owner of a stateless uuid fences %.2fs after this hub dies "
+                "at the earliest, before a standby can take over (%.2fs at the worst), so its "
+                "uuid waits one alive timeout more after a kill -9 (ordinary containers do "
+                "not); for a fast takeover set %s", ttl, timing.ttl, alive, ping,
+                timing.fences, timing.takeover, instead)
 
 
 async def wait_successor(lease: Lease, own_url: str, deadline: float) -> str:
