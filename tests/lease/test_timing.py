@@ -25,7 +25,8 @@ def test_the_defaults_with_a_2s_ttl_lose_the_race():
 
 def test_the_suggested_alive_timeout_wins_the_race():
     t = stateless_takeover(2, 4.5, 1, poll=0.05)
-    assert t.fast and t.fences == pytest.approx(3.05)
+    assert t.fast
+    assert t.fences == pytest.approx(3.05)
     assert stateless_takeover(2, 4.0, 1, poll=0.05).fast is False
     # A shorter ping interval leaves the owner more of its fence lease.
     assert stateless_takeover(2, 4.0, 0.5, poll=0.05).fast
@@ -38,7 +39,8 @@ def test_a_ttl_below_etcds_minimum_counts_as_the_minimum():
 
 def test_the_largest_fast_ttl_is_strictly_inside_the_fence():
     t = stateless_takeover(5, 6, 1, poll=0.05)  # fences at 4.4 s: 4.4 - 0.8 = 3.6
-    assert not t.fast and t.ttl_for_fast == 3
+    assert not t.fast
+    assert t.ttl_for_fast == 3
     assert stateless_takeover(3, 6, 1, poll=0.05).fast
 
 

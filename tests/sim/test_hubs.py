@@ -311,7 +311,8 @@ def test_a_hub_woken_past_its_lease_steps_down_before_reading_its_backlog() -> N
     result, sim = run_scenario(parse_scenario(pair(faults=BETWEEN_T_AND_F)))
     assert result.ok, result.summary
     woke = [e for e in sim.timeline if "woke past its lease" in e.text]
-    assert len(woke) == 1 and woke[0].time == pytest.approx(6.4)
+    assert len(woke) == 1
+    assert woke[0].time == pytest.approx(6.4)
     assert sim.invariants.checked["acts-within-lease"] > 0
 
 

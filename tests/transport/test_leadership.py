@@ -206,7 +206,8 @@ async def test_a_hub_past_its_lease_steps_down_before_answering_a_ping():
             ws, stream = await dial(nursery, hub.url)
             await ws.send_message(encode_frame([Hello(PROTOCOL_VERSION, "agent-x")]))
             welcome = decode_frame(await ws.get_message())[0]  # type: ignore[arg-type]
-            assert isinstance(welcome, Welcome) and welcome.term == 7
+            assert isinstance(welcome, Welcome)
+            assert welcome.term == 7
             await ws.send_message(encode_frame([Ping()]))
             assert decode_frame(await ws.get_message()) == [Pong()]  # type: ignore[arg-type]
             first = hub.hub.hub_id
@@ -222,7 +223,8 @@ async def test_a_hub_past_its_lease_steps_down_before_answering_a_ping():
                         break
                     got.extend(decode_frame(data))  # type: ignore[arg-type]
             assert Pong() not in got, "a hub past its lease answered a ping"
-            assert hub.role == "standby" and hub.hub.hub_id != first
+            assert hub.role == "standby"
+            assert hub.hub.hub_id != first
             assert await role(hub) == (503, "standby")
             await stream.aclose()
             nursery.cancel_scope.cancel()
