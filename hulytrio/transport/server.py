@@ -360,6 +360,9 @@ class NetworkServer:
         self.hub.stop_taking_calls()
         deadline = trio.current_time() + grace
         if self.resign is not None:
+            # The lease is given up on purpose: the gate must not close the
+            # sessions the hand-over below still answers and redirects.
+            self._lease = _NO_LEASE
             successor = await self.resign(deadline)
             if successor:
                 log.info("handing over to %s: peers with nothing in flight are redirected "

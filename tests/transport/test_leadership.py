@@ -240,3 +240,25 @@ async def test_a_hub_past_its_lease_fires_no_timer():
             clock.valid_until = trio.current_time()
             hub._fire(trio.current_time())
             assert hub.role == "standby"
+
+
+async def test_a_hub_that_resigned_to_drain_is_not_stepped_down_by_its_gate():
+    # A clean stop resigns first (the lease's valid_until ends), then hands
+    # its peers over and answers what is in flight: that is on purpose, and
+    # the gate must not close those sessions as if the lease had run out.
+    with trio.fail_after(20):
+        async with hulytrio.serve_network(port=0, standby=True) as hub:
+            clock = Clock(trio.current_time() + 60)
+            hub.activate(2, clock)
+
+            async def resign(deadline: float) -> str:
+                clock.valid_until = -math.inf  # what Lease.resign does
+                return ""
+
+            hub.resign = resign
+            async with hulytrio.open_client(hub.url) as client:
+                await client.wait_connection()
+                machine = hub.hub
+                await hub.drain(1.0)
+            assert hub.hub is machine
+            assert hub.role == "draining"
