@@ -84,20 +84,24 @@ async def lead(server: NetworkServer, lease: Lease, advertise_url: str) -> None:
             nursery.cancel_scope.cancel()
         # The server checks lease.valid_until before every read and timer:
         # a hub that wakes from a pause past it steps down before ``hold``
-        # has run (server._lease_expired).
-        server.activate(leadership.term, lease)
+        # has run (server._lease_expired), and stops the hold here: a
+        # keep-alive answered a moment later must not keep the lease for a
+        # hub that no longer acts on it.
+        holding = trio.CancelScope()
+        server.activate(leadership.term, lease, on_expired=holding.cancel)
         log.info("active: won the lease, term %d (hub %s)", leadership.term,
                  server.hub.hub_id)
-        hub = server.hub
         try:
-            await lease.hold()
+            with holding:
+                await lease.hold()
         except LeaseLost as exc:
-            if server.hub is not hub or server.role != "active":
-                log.info("lease lost (%s); the hub had stepped down already", exc)
-            else:
-                log.error("lost the lease (%s): stepping down to standby, closing every "
-                          "session", exc)
-                server.stand_by("", f"lost the lease: {exc}")
+            log.error("lost the lease (%s): stepping down to standby, closing every "
+                      "session", exc)
+            server.stand_by("", f"lost the lease: {exc}")
+        if holding.cancelled_caught:
+            # Given up, in case etcd still counts it ours: a standby wins
+            # now rather than at its expiry; this hub campaigns again.
+            await lease.resign()
 
 
 async def _follow_leader(server: NetworkServer, lease: Lease, advertise_url: str) -> None:

@@ -208,6 +208,8 @@ class NetworkServer:
         #: the lease gate: past ``valid_until`` the active hub steps down
         #: before it reads or answers anything (``_lease_expired``)
         self._lease: LeaseClock = _NO_LEASE
+        #: called once when the gate steps the hub down (``activate``)
+        self._lease_expired_hook: Callable[[], None] | None = None
 
     @property
     def ready(self) -> bool:
@@ -235,21 +237,25 @@ class NetworkServer:
         the active hub.  The registry starts empty again.
         """
         self._lease = _NO_LEASE
+        self._lease_expired_hook = None
         self._replace_hub(self.hub.term, reason)
         self.hub.redirect = redirect
         self.role = "standby"
 
-    def activate(self, term: int, lease: LeaseClock | None = None) -> None:
+    def activate(self, term: int, lease: LeaseClock | None = None,
+                 on_expired: Callable[[], None] | None = None) -> None:
         """Serve as the active hub of ``term`` (the lease's term) from now on.
 
         Connections still open to the standby (waiting for their redirect)
         are closed; their peers reconnect and are welcomed.  With ``lease``
         the hub is active only until ``lease.valid_until`` (re-read at every
         check, so each renewal extends it): past it, it steps down before
-        it reads another message or fires another timer.
+        it reads another message or fires another timer, and calls
+        ``on_expired`` (the lease driver stops holding: ``leadership.lead``).
         """
         self._replace_hub(term, f"now the active hub (term {term})")
         self._lease = _NO_LEASE if lease is None else lease
+        self._lease_expired_hook = on_expired
         self.role = "active"
 
     def _lease_expired(self, now: float) -> bool:
@@ -266,10 +272,13 @@ class NetworkServer:
         if now < valid_until:
             return False
         late = now - valid_until
+        hook = self._lease_expired_hook
         self.stand_by("", f"the lease may have expired by this hub's clock ({late:.3f}s past "
                           f"its last renewal's ttl minus margin): stepping down unanswered")
         log.error("lease: %.3fs past the time it could be sure it held the lease (a pause?): "
                   "stepped down to standby before reading anything more", late)
+        if hook is not None:
+            hook()
         return True
 
     def set_redirect(self, url: str) -> None:
@@ -363,6 +372,7 @@ class NetworkServer:
             # The lease is given up on purpose: the gate must not close the
             # sessions the hand-over below still answers and redirects.
             self._lease = _NO_LEASE
+            self._lease_expired_hook = None
             successor = await self.resign(deadline)
             if successor:
                 log.info("handing over to %s: peers with nothing in flight are redirected "

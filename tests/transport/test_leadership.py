@@ -262,3 +262,32 @@ async def test_a_hub_that_resigned_to_drain_is_not_stepped_down_by_its_gate():
                 await hub.drain(1.0)
             assert hub.hub is machine
             assert hub.role == "draining"
+
+
+async def test_a_gate_step_down_ends_the_hold_and_gives_the_lease_up():
+    # The gate fired (the hub woke past its lease) while ``hold`` would
+    # still succeed (a keep-alive answered a moment later): the hub must not
+    # stay a standby that holds the lease, which no other hub could win.
+    with trio.fail_after(20):
+        async with hulytrio.serve_network(port=0, standby=True) as hub, \
+                trio.open_nursery() as nursery:
+            lease = Switch(holder=None)
+            resigned = []
+
+            async def resign() -> None:
+                resigned.append(trio.current_time())
+                lease.holder = None
+
+            lease.resign = resign  # type: ignore[method-assign]
+            nursery.start_soon(lead, hub, lease, hub.url)
+            lease.win(term=3)
+            await until(lambda: hub.role == "active")
+            async with hulytrio.open_client(hub.url) as client:
+                await client.wait_connection()
+                lease.valid_until = trio.current_time()  # hold() itself never raises
+                await until(lambda: hub.role == "standby")
+                await until(lambda: lease.campaigns == 2)
+                assert len(resigned) == 1
+                lease.win(term=4)
+                await until(lambda: client.session.term == 4)
+            nursery.cancel_scope.cancel()
