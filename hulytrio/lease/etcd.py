@@ -146,12 +146,16 @@ class EtcdLease(Lease):
             raise LeaseLost(f"etcd lease on {self.key}: not held")
         lease_id = self._lease_id
         deadline_share = self.ttl * (1 - _SAFETY_MARGIN)
+        # A third of the ttl after the grant was asked for: a slow campaign
+        # (a loaded machine, a slow etcd) has used some of it already.
+        next_at = self._last_ok + self.ttl / 3
         while True:
             # The keep-alive must land before the holder's own deadline;
             # stop waiting for one at that deadline.
             with trio.move_on_at(self._last_ok + deadline_share) as scope:
-                await trio.sleep(self.ttl / 3)
+                await trio.sleep_until(next_at)
                 sent = trio.current_time()
+                next_at = sent + self.ttl / 3
                 try:
                     answer = await self._post("/v3/lease/keepalive", {"ID": lease_id})
                 except LeaseError as exc:
