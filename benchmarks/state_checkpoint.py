@@ -1,21 +1,33 @@
 """A checkpoint of many changed containers to a state store, and what it costs the loop.
 
 Usage: python -m benchmarks.state_checkpoint [--containers N] [--size BYTES]
-       [--rounds R] [--postgresql URL] [--seconds S]
+       [--rounds R] [--postgresql URL] [--seconds S] [--json FILE]
+       python -m benchmarks.state_checkpoint --ab BASE_DIR [--runs K] [...]
 
-Three measurements, each against a fresh SQLite file (and PostgreSQL when a
-URL is given):
+Measurements, each against a fresh SQLite file (and PostgreSQL when a URL is
+given), after the VM's own noise (a 1 ms trio ticker with nothing else
+running):
 
 1. the store alone: N states of SIZE bytes in one ``put_many`` (one
    transaction), R rounds, while a trio task ticks every millisecond: the
    longest gap between its ticks is how long the write held trio's loop;
 2. the agent's checkpoint (``transport.checkpoints.Checkpoints``): N changed
    containers exported on the trio thread (in slices), encoded and written in
-   one batch; the same tick task gives the longest loop gap;
+   one batch, R rounds.  For each: the longest loop gap (wall time), the most
+   CPU time the *process* used within one gap (its own share of a gap: the
+   rest is the machine running other processes), and the garbage collector's
+   passes during the checkpoint (``gc.callbacks``: count by generation, total
+   and longest);
 3. routed requests during checkpoints: a hub, an agent and a caller on
    loopback in this process; the caller sends echo requests one after the
    other for S seconds, once with no checkpoint and once with checkpoints of
-   N changed containers running back to back in the same loop: p50 and p99.
+   N changed containers running back to back in the same loop: p50, p99, max.
+
+``--ab BASE_DIR`` runs this script K times for each of two code trees,
+alternating (BASE_DIR's ``hulytrio``, e.g. a detached worktree of main, put
+first on ``PYTHONPATH``; then this tree's), and prints the median and range of
+each figure per tree: the VM drifts within minutes, so only interleaved runs
+compare code.
 
 Target (issue "container state"): 10,000 states of 1 KB to SQLite in under
 1 s, never blocking the loop for more than 10 ms; p99 of routed requests
@@ -25,9 +37,17 @@ during a checkpoint within 2x of without.
 from __future__ import annotations
 
 import argparse
+import gc
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -37,32 +57,70 @@ from hulytrio.state import StateStore, open_state_store
 from hulytrio.transport.checkpoints import Checkpoints
 
 
-async def one_store(url: str, containers: int, size: int, rounds: int) -> list[tuple[float, float]]:
-    """Return (seconds, longest loop gap in seconds) for each round."""
+class Ticker:
+    """A trio task that ticks every millisecond and keeps the longest gap between ticks.
+
+    ``gap``: the longest gap (seconds of wall time); ``own``: the most CPU
+    time the whole process (every thread) used within one gap, i.e. how much
+    of a gap this process can have caused (the rest was the machine's).
+    """
+
+    def __init__(self) -> None:
+        self.gap = 0.0
+        self.own = 0.0
+
+    async def run(self) -> None:
+        """Tick until cancelled."""
+        last = time.perf_counter()
+        cpu = time.process_time()
+        while True:
+            await trio.sleep(0.001)
+            now = time.perf_counter()
+            now_cpu = time.process_time()
+            self.gap = max(self.gap, now - last)
+            self.own = max(self.own, min(now - last, now_cpu - cpu))
+            last, cpu = now, now_cpu
+
+
+@contextmanager
+def collections() -> Iterator[dict[str, float]]:
+    """Count the garbage collector's passes inside the block: by generation, ms, longest ms."""
+    counts: dict[str, float] = {"gen0": 0, "gen1": 0, "gen2": 0, "ms": 0.0, "longest_ms": 0.0}
+    began = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+            return
+        took = (time.perf_counter() - began[0]) * 1e3
+        counts[f"gen{info['generation']}"] += 1
+        counts["ms"] += took
+        counts["longest_ms"] = max(counts["longest_ms"], took)
+
+    gc.callbacks.append(callback)
+    try:
+        yield counts
+    finally:
+        gc.callbacks.remove(callback)
+
+
+async def one_store(url: str, containers: int, size: int, rounds: int) -> list[dict[str, float]]:
+    """Return seconds and the longest loop gap of each round's ``put_many``."""
     results = []
     async with open_state_store(url) as store:
         for r in range(rounds):
             items = [(f"container-{i}", bytes([r % 256]) * size, r + 1) for i in range(containers)]
-            gap = 0.0
-
-            async def ticker() -> None:
-                nonlocal gap
-                last = trio.current_time()
-                while True:
-                    await trio.sleep(0.001)
-                    now = trio.current_time()
-                    gap = max(gap, now - last)
-                    last = now
-
+            ticker = Ticker()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(ticker)
+                nursery.start_soon(ticker.run)
                 await trio.sleep(0.01)
                 started = time.perf_counter()
                 refused = await store.put_many(items)
                 took = time.perf_counter() - started
                 nursery.cancel_scope.cancel()
             assert not refused
-            results.append((took, gap))
+            results.append({"seconds": took, "gap_ms": ticker.gap * 1e3,
+                            "own_ms": ticker.own * 1e3})
     return results
 
 
@@ -93,44 +151,37 @@ async def _tracked(store: StateStore, containers: int, size: int) -> tuple[Check
 
 
 async def agent_checkpoint(url: str, containers: int, size: int, rounds: int
-                           ) -> list[tuple[float, float]]:
-    """Return (seconds, longest loop gap) of each of ``rounds`` agent checkpoints."""
+                           ) -> list[dict[str, float]]:
+    """Return seconds, loop gaps and collections of each of ``rounds`` agent checkpoints."""
     results = []
     async with open_state_store(url) as store:
         checkpoints, kept = await _tracked(store, containers, size)
         for _ in range(rounds):
             for c in kept:
                 c.state_version += 1
-            gap = 0.0
-
-            async def ticker() -> None:
-                nonlocal gap
-                last = trio.current_time()
-                while True:
-                    await trio.sleep(0.001)
-                    now = trio.current_time()
-                    gap = max(gap, now - last)
-                    last = now
-
+            ticker = Ticker()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(ticker)
+                nursery.start_soon(ticker.run)
                 await trio.sleep(0.01)
-                started = time.perf_counter()
-                written = await checkpoints.checkpoint()
-                took = time.perf_counter() - started
+                with collections() as gcs:
+                    started = time.perf_counter()
+                    written = await checkpoints.checkpoint()
+                    took = time.perf_counter() - started
                 nursery.cancel_scope.cancel()
             assert written == containers
-            results.append((took, gap))
+            results.append({"seconds": took, "gap_ms": ticker.gap * 1e3,
+                            "own_ms": ticker.own * 1e3, **gcs})
     return results
 
 
 async def requests_during(url: str, containers: int, size: int, seconds: float
-                          ) -> dict[str, list[float]]:
+                          ) -> dict[str, Any]:
     """Return request latencies (seconds) without and with back-to-back checkpoints."""
     async def start(options: hulytrio.GetOptions) -> hulytrio.Container:
         return Kept(0)
 
     latencies: dict[str, list[float]] = {"idle": [], "checkpointing": []}
+    gcs: dict[str, dict[str, float]] = {}
     async with open_state_store(url) as store, hulytrio.serve_network(port=0) as hub, \
             hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
         await host.serve_agent({"echo": start})
@@ -148,33 +199,178 @@ async def requests_during(url: str, containers: int, size: int, seconds: float
 
         for phase in ("idle", "checkpointing"):
             async with trio.open_nursery() as nursery:
-                if phase == "checkpointing":
-                    nursery.start_soon(checkpoint_forever)
-                deadline = time.perf_counter() + seconds
-                while time.perf_counter() < deadline:
-                    t = time.perf_counter()
-                    await ref.request("ping", 1)
-                    latencies[phase].append(time.perf_counter() - t)
+                with collections() as gcs[phase]:
+                    if phase == "checkpointing":
+                        nursery.start_soon(checkpoint_forever)
+                    deadline = time.perf_counter() + seconds
+                    while time.perf_counter() < deadline:
+                        t = time.perf_counter()
+                        await ref.request("ping", 1)
+                        latencies[phase].append(time.perf_counter() - t)
                 nursery.cancel_scope.cancel()
-        latencies["checkpoints"] = [float(checkpoint_count)]
-    return latencies
+    return {"latencies": latencies, "checkpoints": checkpoint_count, "collections": gcs}
 
 
-async def noise_floor(seconds: float) -> float:
-    """Return the longest gap of the 1 ms ticker with nothing else running (the VM's noise)."""
-    gap = 0.0
-    last = trio.current_time()
-    deadline = last + seconds
-    while last < deadline:
-        await trio.sleep(0.001)
-        now = trio.current_time()
-        gap = max(gap, now - last)
-        last = now
-    return gap
+async def noise_floor(seconds: float) -> dict[str, float]:
+    """Return the 1 ms ticker's longest gap with nothing else running (the VM's noise)."""
+    ticker = Ticker()
+    with trio.move_on_after(seconds):
+        await ticker.run()
+    return {"gap_ms": ticker.gap * 1e3, "own_ms": ticker.own * 1e3}
 
 
 def _p(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def _fresh(url: str) -> str:
+    if url.startswith("sqlite:"):
+        return f"sqlite:{tempfile.mkdtemp(prefix='hulytrio-bench-')}/state.db"
+    return url
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Return every figure of one run (see the module docstring), by store."""
+    urls = [f"sqlite:{tempfile.mkdtemp(prefix='hulytrio-bench-')}/state.db"]
+    if args.postgresql:
+        urls.append(args.postgresql)
+    out: dict[str, Any] = {"code": str(Path(hulytrio.__file__).parent),
+                           "noise": trio.run(noise_floor, 2.0), "stores": {}}
+    for url in urls:
+        kind = url.split(":")[0]
+        lat = trio.run(requests_during, _fresh(url), args.containers, args.size, args.seconds)
+        requests = {}
+        for phase in ("idle", "checkpointing"):
+            v = lat["latencies"][phase]
+            requests[phase] = {"count": len(v), "p50_ms": _p(v, 50) * 1e3,
+                               "p99_ms": _p(v, 99) * 1e3, "max_ms": max(v) * 1e3,
+                               "collections": lat["collections"][phase]}
+        requests["checkpoints"] = lat["checkpoints"]
+        out["stores"][kind] = {
+            "store_alone": trio.run(one_store, _fresh(url), args.containers, args.size,
+                                    args.rounds),
+            "agent": trio.run(agent_checkpoint, _fresh(url), args.containers, args.size,
+                              args.rounds),
+            "requests": requests,
+        }
+    return out
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print one run's figures as markdown tables."""
+    noise = result["noise"]
+    print(f"code: {result['code']}")
+    print(f"the 1 ms ticker alone for 2 s (this VM's noise): longest gap "
+          f"{noise['gap_ms']:.1f} ms")
+    for kind, r in result["stores"].items():
+        print()
+        print(f"{kind}: {args.containers} states of {args.size} bytes in one put_many")
+        print("| round | seconds | longest loop gap | process CPU in a gap |")
+        print("|---:|---:|---:|---:|")
+        for i, s in enumerate(r["store_alone"]):
+            print(f"| {i + 1} | {s['seconds']:.3f} | {s['gap_ms']:.1f} ms | "
+                  f"{s['own_ms']:.1f} ms |")
+        print()
+        print(f"{kind}: agent checkpoint, {args.containers} changed containers of "
+              f"{args.size} bytes exported, encoded, written in one batch")
+        print("| round | seconds | longest loop gap | process CPU in a gap | "
+              "collections gen0/1/2 | in them (longest) |")
+        print("|---:|---:|---:|---:|---|---:|")
+        for i, s in enumerate(r["agent"]):
+            print(f"| {i + 1} | {s['seconds']:.3f} | {s['gap_ms']:.1f} ms | "
+                  f"{s['own_ms']:.1f} ms | {s['gen0']:.0f}/{s['gen1']:.0f}/{s['gen2']:.0f} | "
+                  f"{s['ms']:.1f} ms ({s['longest_ms']:.1f}) |")
+        print()
+        req = r["requests"]
+        print(f"{kind}: routed echo requests, one at a time, {args.seconds:g} s each: idle, "
+              f"then with checkpoints back to back ({req['checkpoints']} ran)")
+        print("| phase | requests | p50 | p99 | max | collections gen0/1/2 |")
+        print("|---|---:|---:|---:|---:|---|")
+        for phase in ("idle", "checkpointing"):
+            v = req[phase]
+            c = v["collections"]
+            print(f"| {phase} | {v['count']} | {v['p50_ms']:.2f} ms | {v['p99_ms']:.2f} ms | "
+                  f"{v['max_ms']:.2f} ms | {c['gen0']:.0f}/{c['gen1']:.0f}/{c['gen2']:.0f} |")
+        print(f"p99 during checkpoints / idle: "
+              f"{req['checkpointing']['p99_ms'] / req['idle']['p99_ms']:.2f}x")
+
+
+def summary(run: dict[str, Any]) -> dict[str, float]:
+    """Return one run's headline figures (SQLite): the ones the A/B table compares."""
+    r = run["stores"]["sqlite"]
+    agent = r["agent"]
+    req = r["requests"]
+    return {
+        "noise: ticker alone, longest gap (ms)": run["noise"]["gap_ms"],
+        "checkpoint seconds (median of rounds)": statistics.median(a["seconds"] for a in agent),
+        "checkpoint seconds (max of rounds)": max(a["seconds"] for a in agent),
+        "longest loop gap in a checkpoint (ms)": max(a["gap_ms"] for a in agent),
+        "process CPU in that gap's worst (ms)": max(a["own_ms"] for a in agent),
+        "collections per checkpoint": statistics.mean(
+            a["gen0"] + a["gen1"] + a["gen2"] for a in agent),
+        "full collections per checkpoint": statistics.mean(a["gen2"] for a in agent),
+        "ms in collections per checkpoint": statistics.mean(a["ms"] for a in agent),
+        "requests idle: p99 (ms)": req["idle"]["p99_ms"],
+        "requests checkpointing: p99 (ms)": req["checkpointing"]["p99_ms"],
+        "p99 checkpointing / idle": req["checkpointing"]["p99_ms"] / req["idle"]["p99_ms"],
+        "requests checkpointing: max (ms)": req["checkpointing"]["max_ms"],
+        "store alone: longest loop gap (ms)": max(s["gap_ms"] for s in r["store_alone"]),
+        "store alone: process CPU in a gap (ms)": max(s["own_ms"] for s in r["store_alone"]),
+    }
+
+
+def ab(args: argparse.Namespace) -> int:
+    """Run this script alternately on BASE_DIR's code and this tree's; print the table."""
+    here = Path(__file__).resolve().parent.parent
+    sides = {"base": Path(args.ab).resolve(), "this": here}
+    runs: dict[str, list[dict[str, float]]] = {"base": [], "this": []}
+    passed = [a for a in sys.argv[1:] if a not in ("--ab", args.ab)]
+    for i in range(args.runs):
+        for side in (("base", "this") if i % 2 == 0 else ("this", "base")):
+            with tempfile.NamedTemporaryFile(suffix=".json") as f:
+                env = {**os.environ, "PYTHONPATH": str(sides[side])}
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--json", f.name,
+                       *_strip_runs(passed)]
+                subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+                run = json.loads(Path(f.name).read_text())
+            if Path(run["code"]).resolve() != (sides[side] / "hulytrio").resolve():
+                raise SystemExit(f"run {i + 1} ({side}) imported {run['code']}, "
+                                 f"not {sides[side]}")
+            runs[side].append(summary(run))
+            print(f"run {i + 1} {side}: " + ", ".join(
+                f"{k.split(' (')[0]} {v:.3g}" for k, v in runs[side][-1].items()
+                if "p99" in k or "gap" in k), flush=True)
+    print()
+    print(f"{args.runs} interleaved runs per side; median [min-max]; base: {sides['base']}")
+    print("| figure | base | this |")
+    print("|---|---:|---:|")
+    for key in runs["base"][0]:
+        cells = []
+        for side in ("base", "this"):
+            v = [r[key] for r in runs[side]]
+            cells.append(f"{_fmt(statistics.median(v))} [{_fmt(min(v))}-{_fmt(max(v))}]")
+        print(f"| {key} | {cells[0]} | {cells[1]} |")
+    return 0
+
+
+def _strip_runs(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--runs":
+            skip = True
+            continue
+        if a.startswith("--runs="):
+            continue
+        out.append(a)
+    return out
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3f}" if v < 10 else f"{v:.1f}"
 
 
 def main() -> int:
@@ -185,46 +381,19 @@ def main() -> int:
     parser.add_argument("--postgresql", metavar="URL")
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="how long requests are timed in each phase")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--ab", metavar="BASE_DIR",
+                        help="interleaved A/B: BASE_DIR's code against this tree's")
+    parser.add_argument("--runs", type=int, default=5, help="runs per side with --ab")
     args = parser.parse_args()
-    urls = [f"sqlite:{tempfile.mkdtemp(prefix='hulytrio-bench-')}/state.db"]
-    if args.postgresql:
-        urls.append(args.postgresql)
-    print(f"the 1 ms ticker alone for 2 s (this VM's noise): longest gap "
-          f"{trio.run(noise_floor, 2.0) * 1000:.1f} ms")
-    print()
-    print(f"checkpoint of {args.containers} states of {args.size} bytes, one transaction")
-    print("| store | round | seconds | longest loop gap |")
-    print("|---|---:|---:|---:|")
-    for url in urls:
-        for i, (took, gap) in enumerate(trio.run(one_store, url, args.containers, args.size,
-                                                 args.rounds)):
-            print(f"| {url.split(':')[0]} | {i + 1} | {took:.3f} | {gap * 1000:.1f} ms |")
-    print()
-    print(f"agent checkpoint: {args.containers} changed containers of {args.size} bytes "
-          f"exported, encoded, written in one batch")
-    print("| store | round | seconds | longest loop gap |")
-    print("|---|---:|---:|---:|")
-    for url in urls:
-        fresh = url if not url.startswith("sqlite:") else (
-            f"sqlite:{tempfile.mkdtemp(prefix='hulytrio-bench-')}/state.db")
-        for i, (took, gap) in enumerate(trio.run(agent_checkpoint, fresh, args.containers,
-                                                 args.size, args.rounds)):
-            print(f"| {url.split(':')[0]} | {i + 1} | {took:.3f} | {gap * 1000:.1f} ms |")
-    print()
-    print(f"routed echo requests, one at a time, {args.seconds:g} s each: idle, then with "
-          f"checkpoints of {args.containers} changed containers back to back")
-    print("| store | phase | requests | p50 | p99 | max |")
-    print("|---|---|---:|---:|---:|---:|")
-    for url in urls:
-        fresh = url if not url.startswith("sqlite:") else (
-            f"sqlite:{tempfile.mkdtemp(prefix='hulytrio-bench-')}/state.db")
-        lat = trio.run(requests_during, fresh, args.containers, args.size, args.seconds)
-        for phase in ("idle", "checkpointing"):
-            v = lat[phase]
-            print(f"| {url.split(':')[0]} | {phase} | {len(v)} | {_p(v, 50) * 1e3:.2f} ms | "
-                  f"{_p(v, 99) * 1e3:.2f} ms | {max(v) * 1e3:.2f} ms |")
-        print(f"({int(lat['checkpoints'][0])} checkpoints ran during the second phase)")
+    if args.ab:
+        return ab(args)
+    result = measure(args)
+    report(result, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result))
     return 0
+
 
 
 if __name__ == "__main__":

@@ -142,9 +142,24 @@ class LimitsConfig:
     max_in_flight: int = 1024
     max_in_flight_per_container: int = 512
     max_in_flight_bytes: int = 8 * 1024**2
+    #: None: half of ``send_queue_bytes`` (``in_flight_bytes_per_agent``)
+    max_in_flight_bytes_per_agent: int | None = None
     max_offers: int = 10_000
     send_queue_bytes: int = 32 * 1024**2
     max_alive_timeout: float = 300.0
+    max_registrations: int = 64
+    max_kinds: int = 1024
+    max_bad_messages_per_frame: int = 32
+    pre_hello_bytes: int = 64 * 1024
+    endpoint_hello_timeout: float = 10.0
+    endpoint_max_connections: int = 512
+
+    @property
+    def in_flight_bytes_per_agent(self) -> int:
+        """Return ``max_in_flight_bytes_per_agent``, by default half of ``send_queue_bytes``."""
+        if self.max_in_flight_bytes_per_agent is not None:
+            return self.max_in_flight_bytes_per_agent
+        return self.send_queue_bytes // 2
 
 
 @attrs.frozen
@@ -206,48 +221,43 @@ def _integer(value: object) -> int:
     raise ValueError
 
 
-def _port(value: object) -> int:
-    try:
-        port = _integer(value)
-    except ValueError:
-        raise ValueError("a port number 0..65535") from None
-    if not 0 <= port <= 65535:
-        raise ValueError("a port number 0..65535")
-    return port
-
-
-def _seconds(value: object) -> float:
+def _real(value: object) -> float:
     if isinstance(value, bool):
-        raise ValueError("a number of seconds > 0")
-    try:
-        seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError("a number of seconds > 0") from None
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError("a number of seconds > 0")
-    return seconds
-
-
-def _positive_number(value: object) -> float:
-    if isinstance(value, bool):
-        raise ValueError("a number > 0")
+        raise ValueError
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError("a number > 0") from None
-    if not (number > 0 and math.isfinite(number)):
-        raise ValueError("a number > 0")
+        raise ValueError from None
+    if not math.isfinite(number):
+        raise ValueError
     return number
 
 
-def _count(value: object) -> int:
-    try:
-        count = _integer(value)
-    except ValueError:
-        raise ValueError("a whole number >= 1") from None
-    if count < 1:
-        raise ValueError("a whole number >= 1")
-    return count
+def _number(allowed: str, *, whole: bool, low: float, high: float = math.inf,
+            above: bool = False) -> Callable[[object], Any]:
+    """Return a parser of a number in ``[low, high]`` (``(low, high]`` when ``above``).
+
+    ``whole``: an int (a string of digits in the environment); otherwise a
+    finite float.  A value of another type or out of range raises
+    ``ValueError(allowed)``.
+    """
+
+    def parse(value: object) -> float:
+        try:
+            number = _integer(value) if whole else _real(value)
+        except ValueError:
+            raise ValueError(allowed) from None
+        if not ((number > low if above else number >= low) and number <= high):
+            raise ValueError(allowed)
+        return number
+
+    return parse
+
+
+_port = _number("a port number 0..65535", whole=True, low=0, high=65535)
+_seconds = _number("a number of seconds > 0", whole=False, low=0, above=True)
+_positive_number = _number("a number > 0", whole=False, low=0, above=True)
+_count = _number("a whole number >= 1", whole=True, low=1)
 
 
 def _text(value: object) -> str:
@@ -517,6 +527,11 @@ KEYS: tuple[Key, ...] = (
     Key("limits.maxInFlightBytes", _size, "a size: 8M, 16Mi, bytes",
         "hub: request payload bytes in flight per client; more are answered retry",
         env="HULYTRIO_MAX_IN_FLIGHT_BYTES", flag="--max-in-flight-bytes"),
+    Key("limits.maxInFlightBytesPerAgent", _size,
+        "a size: 16M, 32Mi, bytes (unset: half of sendQueueBytes)",
+        "hub: request payload bytes in flight to one agent from every client together; "
+        "more are answered retry", env="HULYTRIO_MAX_IN_FLIGHT_BYTES_PER_AGENT",
+        flag="--max-in-flight-bytes-per-agent"),
     Key("limits.maxOffers", _count, "a whole number >= 1",
         "hub: containers one agent registration may offer; more are refused",
         env="HULYTRIO_MAX_OFFERS", flag="--max-offers"),
@@ -526,6 +541,25 @@ KEYS: tuple[Key, ...] = (
     Key("limits.maxAliveTimeout", _seconds, "seconds > 0",
         "hub: the longest alive timeout a hello may ask for (longer ones are clamped)",
         env="HULYTRIO_MAX_ALIVE_TIMEOUT", flag="--max-alive-timeout"),
+    Key("limits.maxRegistrations", _count, "a whole number >= 1",
+        "hub: agent ids one session may register; more are refused",
+        env="HULYTRIO_MAX_REGISTRATIONS", flag="--max-registrations"),
+    Key("limits.maxKinds", _count, "a whole number >= 1",
+        "hub: kinds one agent registration may name; more are refused",
+        env="HULYTRIO_MAX_KINDS", flag="--max-kinds"),
+    Key("limits.maxBadMessagesPerFrame", _count, "a whole number >= 1",
+        "hub and agent endpoint: bad messages answered in one frame; past it the "
+        "connection is closed", env="HULYTRIO_MAX_BAD_MESSAGES_PER_FRAME",
+        flag="--max-bad-messages-per-frame"),
+    Key("limits.preHelloBytes", _size, "a size: 64K, 1M, bytes; at least 4K, at most 16M",
+        "hub and agent endpoint: the largest message before an accepted hello",
+        env="HULYTRIO_PRE_HELLO_BYTES", flag="--pre-hello-bytes"),
+    Key("limits.endpointHelloTimeout", _seconds, "seconds > 0",
+        "agent endpoint: a direct connection without an accepted hello this long is closed",
+        env="HULYTRIO_ENDPOINT_HELLO_TIMEOUT", flag="--endpoint-hello-timeout"),
+    Key("limits.endpointMaxConnections", _count, "a whole number >= 1",
+        "agent endpoint: direct connections served at once; more are closed at once",
+        env="HULYTRIO_ENDPOINT_MAX_CONNECTIONS", flag="--endpoint-max-connections"),
 )
 
 _BY_PATH = {key.path: key for key in KEYS}
@@ -647,6 +681,10 @@ def _show(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+#: The smallest ``limits.preHelloBytes``: a hello carrying a signed token fits.
+_MIN_PRE_HELLO_BYTES = 4 * 1024
+
+
 def _check_together(config: Config) -> None:
     """Refuse combinations that are each allowed alone but do not work together."""
     limits = config.limits
@@ -655,6 +693,22 @@ def _check_together(config: Config) -> None:
         name = _name("limits.sendQueueBytes", config.source("limits.sendQueueBytes"))
         raise ConfigError(f"{name}={format_size(limits.send_queue_bytes)} is not allowed: "
                           f"expected at least one frame, {format_size(MAX_FRAME_BYTES)}")
+    if not _MIN_PRE_HELLO_BYTES <= limits.pre_hello_bytes <= MAX_FRAME_BYTES:
+        # below it a hello with a credential does not fit; above a frame it means nothing
+        name = _name("limits.preHelloBytes", config.source("limits.preHelloBytes"))
+        raise ConfigError(f"{name}={format_size(limits.pre_hello_bytes)} is not allowed: "
+                          f"expected {format_size(_MIN_PRE_HELLO_BYTES)} to "
+                          f"{format_size(MAX_FRAME_BYTES)} (a hello must fit, and no "
+                          f"message is larger than a frame)")
+    per_agent = limits.max_in_flight_bytes_per_agent
+    if per_agent is not None and per_agent > limits.send_queue_bytes:
+        # the bound exists so that callers together cannot fill the agent's queue
+        name = _name("limits.maxInFlightBytesPerAgent",
+                     config.source("limits.maxInFlightBytesPerAgent"))
+        bound = _name("limits.sendQueueBytes", config.source("limits.sendQueueBytes"))
+        raise ConfigError(f"{name}={format_size(per_agent)} is not allowed: expected at most "
+                          f"{bound} ({format_size(limits.send_queue_bytes)}), or the callers "
+                          f"together can fill an agent's send queue")
     # (the default per-container bound above a lower per-client one is
     # harmless: the per-client bound binds first)
     if (config.source("limits.maxInFlightPerContainer") != "default"
@@ -677,6 +731,11 @@ def _check_together(config: Config) -> None:
                           f"declared dead between two pings")
 
 
+#: The keys ``describe`` shows as sizes.
+_SIZES = ("agent.memoryLimit", "limits.maxInFlightBytes", "limits.maxInFlightBytesPerAgent",
+          "limits.sendQueueBytes", "limits.preHelloBytes")
+
+
 def describe(config: Config) -> list[tuple[str, str, str]]:
     """Return ``(key path, effective value, origin)`` rows for every key, in ``KEYS`` order."""
     flat = converter.unstructure(config)
@@ -684,7 +743,7 @@ def describe(config: Config) -> list[tuple[str, str, str]]:
     for key in KEYS:
         value = flat[key.section][key.name]
         shown = "unset" if value is None else json.dumps(value)
-        if key.path in ("agent.memoryLimit", "limits.sendQueueBytes") and value is not None:
+        if key.path in _SIZES and value is not None:
             shown = f"{format_size(value)} ({value} bytes)"
         rows.append((key.path, shown, config.source(key.path)))
     return rows

@@ -149,10 +149,10 @@ QUICK: tuple[str, ...] = (
 # --- process helpers ------------------------------------------------------------------
 
 
-def _start_hub(ps: Processes) -> tuple[Proc, str]:
+def _start_hub(ps: Processes, *flags: str) -> tuple[Proc, str]:
     port = free_port()
     hub = ps.python("hub", "-m", CLI_MODULE, "serve", "--host", "127.0.0.1",
-                    "--port", str(port), "--log-level", "warning")
+                    "--port", str(port), "--log-level", "warning", *flags)
     wait_for_port(hub, port)
     return hub, f"ws://127.0.0.1:{port}"
 
@@ -399,7 +399,8 @@ def _run_memory(sc: Scenario, warmup: float, duration: float, profile: str | Non
     hosts = 10
     per_host = max(1, sc.count // hosts)
     with Processes() as ps:
-        hub, url = _start_hub(ps)
+        # each host client registers per_host + 1 agents (limits.maxRegistrations)
+        hub, url = _start_hub(ps, "--max-registrations", str(per_host + 1))
         workers = _start_workers(ps, url, 1, prefix="host")
         _all(workers, {"cmd": "connect", "clients": hosts, "start": time.monotonic()})
         _all(workers, {"cmd": "agents", "kind": "idle"})

@@ -113,8 +113,9 @@ from .timeouts import Timeouts
 from .timers import Timers
 from .types import ClientId, ClientInfo, ContainerUuid
 
-__all__ = ["MAX_EVENT_BYTES", "MAX_IN_FLIGHT_BYTES", "MAX_OFFERS", "Hub", "HubStatistics",
-           "HubTimer", "HubTimers", "term_epoch_base"]
+__all__ = ["MAX_EVENT_BYTES", "MAX_IN_FLIGHT_BYTES", "MAX_IN_FLIGHT_BYTES_PER_AGENT", "MAX_KINDS",
+           "MAX_OFFERS", "MAX_REGISTRATIONS", "Hub", "HubStatistics", "HubTimer", "HubTimers",
+           "term_epoch_base"]
 
 #: messages without fields are immutable: one instance serves every send
 _PONG = Pong()
@@ -136,6 +137,17 @@ MAX_EVENT_BYTES = 4 * 1024 * 1024
 #: requests at a slow agent fills neither the agent's queue (which would drop
 #: the agent as not reading) nor the hub's memory.
 MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024
+#: The payload bytes of the requests in flight to one agent connection, from
+#: every client together: half the transport's 32 MiB send queue.  Four
+#: clients at ``MAX_IN_FLIGHT_BYTES`` each would fill that queue, and the hub
+#: would drop the *agent* as not reading, ending its containers for everyone.
+MAX_IN_FLIGHT_BYTES_PER_AGENT = 16 * 1024 * 1024
+#: The agent ids one session may have registered at once: an agent process
+#: hosts a few; each registration costs registry entries and events.
+MAX_REGISTRATIONS = 64
+#: The kinds one ``register`` may name (each is a line of the scheduler's
+#: index and of every snapshot).
+MAX_KINDS = 1024
 #: The containers one ``register`` may offer.  The registry spends ~11 us and
 #: a log line per offer in the hub's one loop (60,000 offers: 0.7 s of core
 #: work, every peer waiting); a bigger agent registers under several ids.
@@ -269,8 +281,13 @@ class Hub:
     ``max_in_flight_bytes`` bounds the payload bytes of one client's requests
     in flight the same way (answered ``Retry``); a request alone in flight is
     admitted whatever its size, so a large legal request still runs.
+    ``max_in_flight_bytes_per_agent`` bounds the same bytes per agent
+    connection, summed over every caller (answered ``Retry``; a request
+    alone in flight to the agent is admitted whatever its size).
     ``max_offers`` bounds the containers one ``RegisterAgent`` may offer (a
-    larger one is refused with a ``protocol`` error before the registry sees it).
+    larger one is refused with a ``protocol`` error before the registry sees it),
+    ``max_kinds`` the kinds it may name, and ``max_registrations`` the agent
+    ids one session may have registered at once (refused the same way).
     ``max_alive_timeout`` caps the alive timeout a hello may ask for (a
     larger one is clamped, and the ``Welcome`` says what was granted).
     ``max_event_bytes`` bounds one ``Event`` as encoded: a window with more
@@ -286,7 +303,10 @@ class Hub:
         max_in_flight: int = 1024,
         max_in_flight_per_container: int = 512,
         max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
+        max_in_flight_bytes_per_agent: int = MAX_IN_FLIGHT_BYTES_PER_AGENT,
         max_offers: int = MAX_OFFERS,
+        max_kinds: int = MAX_KINDS,
+        max_registrations: int = MAX_REGISTRATIONS,
         max_alive_timeout: float = 300.0,
         max_event_bytes: int = MAX_EVENT_BYTES,
         probes: Probes | None = None,
@@ -302,7 +322,10 @@ class Hub:
         self.max_in_flight = max_in_flight
         self.max_in_flight_per_container = max_in_flight_per_container
         self.max_in_flight_bytes = max_in_flight_bytes
+        self.max_in_flight_bytes_per_agent = max_in_flight_bytes_per_agent
         self.max_offers = max_offers
+        self.max_kinds = max_kinds
+        self.max_registrations = max_registrations
         self.max_alive_timeout = max_alive_timeout
         self.probes = probes if probes is not None else Probes()
         self.registry = Registry(hub_id, self.timeouts, probes=self.probes,
@@ -320,6 +343,9 @@ class Hub:
         self._forwards_to: dict[ClientId, dict[int, None]] = {}
         #: client id -> its calls in flight through the hub
         self._in_flight: dict[ClientId, _Flight] = {}
+        #: agent client id -> payload bytes of the requests in flight to it,
+        #: from every caller (absent at 0)
+        self._agent_bytes: dict[ClientId, int] = {}
         #: client id -> {(uuid, agent client)} it is connected to through the hub
         self._connected: dict[ClientId, dict[str, ClientId]] = {}
         self._forward_serial = 0
@@ -800,7 +826,16 @@ class Hub:
             route = self.registry.route(uuid)
             if route is not None and route[1] == agent_client:
                 self._send_to(agent_client, Disconnect(uuid, client_id))
-        self._in_flight.pop(client_id, None)
+        flight = self._in_flight.pop(client_id, None)
+        if flight is not None and flight.bytes:
+            # Its requests still at agents stop counting against them: nobody
+            # waits for their answers (a stuck container must not keep an
+            # agent's byte bound full of gone callers' calls).
+            for fwd_id in flight.calls.values():
+                fwd = self._forwards.get(fwd_id)
+                if fwd is not None and fwd.size:
+                    self._agent_bytes_done(fwd)
+                    fwd.size = 0
         self._own.pop(client_id, None)
         self._pongs.pop(client_id, None)
         self._calls.pop(client_id, None)
@@ -861,22 +896,26 @@ class Hub:
             del per_uuid[fwd.uuid]
 
     def _admit(self, conn: Conn, client_id: ClientId, call_id: int, uuid: ContainerUuid,
-               size: int = 0) -> _Flight | None:
+               size: int = 0, agent_full: bool = False) -> _Flight | None:
         """Return the caller's in-flight record if one more call to ``uuid`` fits.
 
-        ``size`` is the call's payload bytes (0 for a connect).  Otherwise
-        answer ``Retry`` and return None.  A call id already in flight (a
-        resend) gives up its old slot first: the newer counts.  A call that
-        alone exceeds ``max_in_flight_bytes`` fits when no bytes are in flight.
+        ``size`` is the call's payload bytes (0 for a connect); ``agent_full``
+        says they do not fit the agent's ``max_in_flight_bytes_per_agent``.
+        Otherwise answer ``Retry`` and return None.  A call id already in
+        flight (a resend) gives up its old slot first: the newer counts.  A
+        call that alone exceeds ``max_in_flight_bytes`` fits when no bytes
+        are in flight.
         """
         flight = self._in_flight.get(client_id)
         if flight is None:
             flight = self._in_flight[client_id] = _Flight()
-            return flight
-        old = flight.calls.get(call_id)
-        if old is not None:
-            self._forget_count(flight, call_id, old)
-        if (len(flight.calls) >= self.max_in_flight
+            if not agent_full:
+                return flight
+        else:
+            old = flight.calls.get(call_id)
+            if old is not None:
+                self._forget_count(flight, call_id, old)
+        if (agent_full or len(flight.calls) >= self.max_in_flight
                 or flight.per_uuid.get(uuid, 0) >= self.max_in_flight_per_container
                 or (flight.bytes and flight.bytes + size > self.max_in_flight_bytes)):
             self.stats.retries += 1
@@ -928,11 +967,11 @@ class Hub:
 
     def _on_register(self, conn: Conn, client_id: ClientId, msg: RegisterAgent, now: float
                      ) -> None:
-        if len(msg.containers) > self.max_offers:
+        refusal = self._over_limits(client_id, msg.agent_id, len(msg.kinds),
+                                    len(msg.containers))
+        if refusal:
             self._count("register", "error")
-            self._protocol_error(conn, msg.id, (
-                f"register {msg.agent_id!r}: offers {len(msg.containers)} containers; the hub "
-                f"accepts at most {self.max_offers} per registration (limits.maxOffers)"))
+            self._protocol_error(conn, msg.id, f"register {msg.agent_id!r}: {refusal}")
             return
         principal = self._principals.get(client_id)
         if principal is not None:  # authentication on
@@ -948,6 +987,52 @@ class Hub:
                 return
         self._call(client_id, msg.id, "register", now)
         self.registry.register(client_id, msg, now)
+
+    def refuse_registration(self, conn: Conn, call_id: int, agent_id: str, kinds: int,
+                            offers: int) -> bool:
+        """Refuse a ``RegisterAgent`` from its counts alone, before it is decoded.
+
+        ``kinds`` and ``offers`` are how many kinds it names and containers
+        it offers (a driver reads them from the frame's headers:
+        ``wire.prescan``).  Returns True when it is over ``max_offers`` or
+        ``max_kinds``: it was answered with the same ``protocol`` error
+        ``receive`` would give, and the driver must not feed it.  Returns
+        False otherwise (``max_registrations`` depends on the messages before
+        it, and is checked when it is received), and for a connection
+        without a session (``receive`` refuses its messages).
+        """
+        if self._conn_client.get(conn) is None:
+            return False
+        refusal = self._too_large(kinds, offers)
+        if not refusal:
+            return False
+        self._count("register", "error")
+        self._protocol_error(conn, call_id, f"register {agent_id!r}: {refusal}")
+        return True
+
+    def _over_limits(self, client_id: ClientId, agent_id: str, kinds: int, offers: int) -> str:
+        """Return which bound a registration passes, naming the limit ("" if none)."""
+        return self._too_large(kinds, offers) or self._too_many(client_id, agent_id)
+
+    def _too_large(self, kinds: int, offers: int) -> str:
+        """Return which bound on one registration's size it passes ("" if none)."""
+        if offers > self.max_offers:
+            return (f"offers {offers} containers; the hub accepts at most "
+                    f"{self.max_offers} per registration (limits.maxOffers)")
+        if kinds > self.max_kinds:
+            return (f"names {kinds} kinds; the hub accepts at most "
+                    f"{self.max_kinds} per registration (limits.maxKinds)")
+        return ""
+
+    def _too_many(self, client_id: ClientId, agent_id: str) -> str:
+        """Return the bound on registrations per session, if one more passes it ("" if not)."""
+        reg = self.registry
+        if (reg.agent_owner(agent_id) != client_id
+                and reg.registered_agents(client_id) >= self.max_registrations):
+            return (f"this session has {reg.registered_agents(client_id)} agents registered; "
+                    f"the hub accepts at most {self.max_registrations} per session "
+                    f"(limits.maxRegistrations)")
+        return ""
 
     def _on_unregister(self, conn: Conn, client_id: ClientId, msg: UnregisterAgent, now: float
                        ) -> None:
@@ -1020,14 +1105,22 @@ class Hub:
             self._retry_draining(conn, msg.id)
             return
         size = len(msg.payload)
-        flight = self._admit(conn, client_id, msg.id, msg.uuid, size)
+        agent_client = route[1]
+        # The agent's bytes in flight from every caller; a request alone to
+        # it is admitted whatever its size.  (Subtracted in
+        # ``_finish_forward``, or when the caller goes.)
+        agent_bytes = self._agent_bytes.get(agent_client, 0)
+        flight = self._admit(conn, client_id, msg.id, msg.uuid, size,
+                             agent_bytes + size > self.max_in_flight_bytes_per_agent
+                             and agent_bytes > 0 and size > 0)
         if flight is None:
             return
-        agent_client = route[1]
         fwd_id = self._new_forward(_Forward(client_id, msg.id, agent_client, "request", msg.uuid,
                                             now, size))
         self._count_flight(flight, msg.id, msg.uuid, fwd_id)
         flight.bytes += size
+        if size:
+            self._agent_bytes[agent_client] = agent_bytes + size
         self.stats.forwarded += 1
         self._send_to(agent_client, Request(fwd_id, msg.uuid, msg.operation, msg.payload,
                                             client_id, msg.id))
@@ -1045,6 +1138,8 @@ class Hub:
         if bucket is not None:
             bucket.pop(fwd_id, None)
         self._in_flight_done(fwd_id, fwd)
+        if fwd.size:
+            self._agent_bytes_done(fwd)
         if self._draining:
             left = self._draining.get(fwd.uuid)
             if left is not None:
@@ -1053,6 +1148,15 @@ class Hub:
                 else:
                     del self._draining[fwd.uuid]
                     self.registry.drop_drained(fwd.uuid, self._now)
+
+    def _agent_bytes_done(self, fwd: _Forward) -> None:
+        """Subtract request ``fwd``'s payload from its agent's bytes in flight."""
+        agent_bytes = self._agent_bytes
+        left = agent_bytes[fwd.agent_client] - fwd.size
+        if left:
+            agent_bytes[fwd.agent_client] = left
+        else:
+            del agent_bytes[fwd.agent_client]
 
     def _on_response(self, conn: Conn, client_id: ClientId, msg: Response, now: float) -> None:
         fwd = self._forwards.get(msg.id)

@@ -268,6 +268,11 @@ class Registry:
         a = self._agents.get(agent_id)
         return None if a is None else a.owner
 
+    def registered_agents(self, client_id: ClientId) -> int:
+        """Return how many agents ``client_id`` has registered (0 for an unknown client)."""
+        c = self._clients.get(client_id)
+        return 0 if c is None else len(c.agents)
+
     def agent_containers(self, agent_id: AgentId) -> tuple[ContainerUuid, ...]:
         """Return the uuids the hub believes ``agent_id`` runs."""
         a = self._agents.get(agent_id)

@@ -411,7 +411,7 @@ class StateLayer:
             return
         policy = ps.policy
         uuid = record.uuid
-        current = policy.record(uuid) is record and ps.instances.get(uuid) is inst
+        current = policy.current(record) and ps.instances.get(uuid) is inst
         if not reply.ok:
             policy.restore_failed(record)
             if current:

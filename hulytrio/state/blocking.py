@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import trio
@@ -97,21 +97,19 @@ class BlockingStateStore(StateStore):
         return StoredState(uuid, bytes(row[0]), int(row[1]), float(row[2]))
 
     def _put_many(self, items: Sequence[tuple[str, bytes, int]]) -> list[StaleEpoch]:
-        # One executemany (the driver loops in C: the worker thread holds the
-        # GIL, and so delays trio's thread, far less than a Python loop of
-        # executes), then the epochs read back: a write whose uuid now holds
-        # a newer epoch was refused (or already replaced by a newer owner's).
-        # Rows are made as the driver reads them and read back one at a
-        # time: nothing the garbage collector tracks is kept per item, so a
-        # big batch triggers no collection (see checkpoints._Batch).
-        now = time.time()
+        # The rows are written by ``_upsert`` (the backend's fastest way),
+        # then, unless it could tell that every row was written, the epochs
+        # are read back: a write whose uuid now holds a newer epoch was
+        # refused (or already replaced by a newer owner's).  Nothing the
+        # garbage collector tracks is kept per item (``items`` may make its
+        # tuples only as they are read: the agent's ``_Items``), so a big
+        # batch triggers no collection (transport/checkpoints.py).
         p = self.placeholder
         refused: list[StaleEpoch] = []
         with self._transaction() as cur:
-            cur.executemany(self._sql["upsert"],
-                            ((uuid, state, epoch, now) for uuid, state, epoch in items))
-            uuids = [uuid for uuid, _, _ in items]
-            epochs = [epoch for _, _, epoch in items]
+            uuids, epochs, all_written = self._upsert(cur, items, time.time())
+            if all_written:
+                return refused
             for i in range(0, len(uuids), EPOCHS_CHUNK):
                 chunk = uuids[i:i + EPOCHS_CHUNK]
                 mine = dict(zip(chunk, epochs[i:i + EPOCHS_CHUNK], strict=True))
@@ -122,6 +120,27 @@ class BlockingStateStore(StateStore):
                     if int(stored) > epoch:
                         refused.append(StaleEpoch(str(uuid), epoch, int(stored)))
         return refused
+
+    def _upsert(self, cur: Any, items: Sequence[tuple[str, bytes, int]], now: float
+                ) -> tuple[list[str], list[int], bool]:
+        """Run the fenced upsert of every item; return their uuids and epochs, and
+        True when every row is known to be written (no read-back needed).
+
+        This one is one ``executemany`` (the driver loops in C: the worker
+        thread holds the GIL far less than a Python loop of executes), rows
+        made as the driver reads them; it cannot tell what was written.
+        """
+        uuids: list[str] = []
+        epochs: list[int] = []
+
+        def rows() -> Iterator[tuple[str, bytes, int, float]]:
+            for uuid, state, epoch in items:
+                uuids.append(uuid)
+                epochs.append(epoch)
+                yield uuid, state, epoch, now
+
+        cur.executemany(self._sql["upsert"], rows())
+        return uuids, epochs, False
 
     def _delete(self, uuid: str) -> bool:
         with self._transaction() as cur:

@@ -85,7 +85,7 @@ from ..wire.codec import (
 from .checkpoints import Checkpoints, RestoreFailed
 from .container import Container, Factory, StatelessContainer, has_state
 from .http import agent_routes
-from .limits import MAX_BAD_MESSAGES_PER_FRAME, PRE_HELLO_BYTES, refusal
+from .limits import EndpointLimits, refusal
 from .outbox import Outbox
 from .tls_relay import accept_tls
 from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
@@ -110,11 +110,7 @@ ENDPOINT_SEND_QUEUE = 10_000
 ENDPOINT_SEND_BYTES = 2 * MAX_FRAME_BYTES
 #: Seconds a direct connection has to complete the WebSocket upgrade.
 ENDPOINT_HANDSHAKE_TIMEOUT = 10.0
-#: Seconds a direct connection has, once upgraded, to say an accepted hello.
-ENDPOINT_HELLO_TIMEOUT = 10.0
-#: Direct connections (upgrading or open) an endpoint serves at once; more are
-#: closed at once (each holds a descriptor, buffers and a task).
-ENDPOINT_MAX_CONNECTIONS = 512
+# (The endpoint's bounds on direct connections: ``limits.EndpointLimits``.)
 #: Seconds a closing agent waits for running requests before its last checkpoint.
 FINAL_CHECKPOINT_WAIT = 2.0
 #: A stateless uuid whose saved state did not import is offered again after
@@ -293,6 +289,8 @@ class AgentRuntime:
         self._endpoint_connections = 0
         #: the endpoint's TLS settings (None: plain ``ws://``)
         self._endpoint_tls: ssl.SSLContext | None = None
+        #: what direct connections may cost (``open_endpoint``)
+        self._endpoint_limits = EndpointLimits()
         # Shielded like every client task: it closes with the agent, not before.
         self._endpoint_scope = trio.CancelScope(shield=True)
         self._tasks = 0
@@ -348,11 +346,13 @@ class AgentRuntime:
 
     # --- the endpoint server ------------------------------------------------------
 
-    async def open_endpoint(self, spec: str, ssl_context: ssl.SSLContext | None = None) -> str:
+    async def open_endpoint(self, spec: str, ssl_context: ssl.SSLContext | None = None,
+                            limits: EndpointLimits | None = None) -> str:
         """Listen on ``spec`` (``"HOST:PORT"``); returns the URL to advertise.
 
         With ``ssl_context`` (``tls.server_ssl_context``) the endpoint speaks
-        ``wss://`` only, and advertises a ``wss://`` URL.
+        ``wss://`` only, and advertises a ``wss://`` URL.  ``limits`` bound
+        what direct connections may cost (default: ``EndpointLimits()``).
 
         Raises:
             OSError: if the address cannot be bound.
@@ -363,6 +363,8 @@ class AgentRuntime:
             raise ValueError(f"endpoint must be HOST:PORT, got {spec!r}")
         host = host or "0.0.0.0"
         self._endpoint_tls = ssl_context
+        if limits is not None:
+            self._endpoint_limits = limits
         listener: Any = await self.host.start(self._serve_endpoint, host, int(port_text))
         advertised = host
         if host in ("0.0.0.0", "::"):
@@ -395,7 +397,7 @@ class AgentRuntime:
 
     async def _handle_endpoint(self, stream: trio.SocketStream) -> None:
         """Serve one direct connection; nothing it raises reaches the others."""
-        if self._endpoint_connections >= ENDPOINT_MAX_CONNECTIONS:
+        if self._endpoint_connections >= self._endpoint_limits.max_connections:
             log.warning("agent %s endpoint: refusing a connection: %d open already",
                         self.agent_id, self._endpoint_connections)
             await trio.aclose_forcefully(stream)
@@ -447,7 +449,7 @@ class AgentRuntime:
         peer = _EndpointPeer(self, EndpointSession(self.agent_id, self._serves, self._fenced))
         self._endpoint_peers[id(peer)] = peer
         full_size = ws.max_message_size
-        ws.max_message_size = min(PRE_HELLO_BYTES, full_size)
+        ws.max_message_size = min(self._endpoint_limits.pre_hello_bytes, full_size)
         greeted = False
         try:
             with peer.scope:
@@ -475,10 +477,11 @@ class AgentRuntime:
 
     async def _hello_deadline(self, peer: _EndpointPeer) -> None:
         """Close ``peer`` if it has not said an accepted hello in time."""
-        await trio.sleep(ENDPOINT_HELLO_TIMEOUT)
+        timeout = self._endpoint_limits.hello_timeout
+        await trio.sleep(timeout)
         if peer.session.state is EndpointState.HELLO:
-            log.info("agent %s endpoint: closing a connection without a hello in %g s",
-                     self.agent_id, ENDPOINT_HELLO_TIMEOUT)
+            log.info("agent %s endpoint: closing a connection without a hello in %g s "
+                     "(limits.endpointHelloTimeout)", self.agent_id, timeout)
             peer.outbox.close_after_flush("no hello in time", 1008)
 
     def _endpoint_frame(self, peer: _EndpointPeer, data: bytes | str) -> None:
@@ -488,21 +491,22 @@ class AgentRuntime:
         if isinstance(data, str):
             self._endpoint_perform(peer, [es.protocol_error(0, "text frames are not spoken")])
             return
+        limit = self._endpoint_limits.max_bad_messages_per_frame
         try:
-            messages, errors = decode_frame_lenient(data, max_errors=MAX_BAD_MESSAGES_PER_FRAME)
+            messages, errors = decode_frame_lenient(data, max_errors=limit)
         except WireError as exc:
             log.warning("agent %s endpoint: bad frame: %s", self.agent_id, exc)
             self._endpoint_perform(peer, [es.protocol_error(0, str(exc))])
             return
-        too_many = len(errors) > MAX_BAD_MESSAGES_PER_FRAME
+        too_many = len(errors) > limit
         if too_many:
-            del errors[MAX_BAD_MESSAGES_PER_FRAME:]
+            del errors[limit:]
             messages = []
         for err in errors:
             log.warning("agent %s endpoint: bad message: %s", self.agent_id, err)
             self._endpoint_perform(peer, [es.protocol_error(err.call_id or 0, str(err))])
         if too_many:
-            reason = f"more than {MAX_BAD_MESSAGES_PER_FRAME} bad messages in one frame"
+            reason = f"more than {limit} bad messages in one frame (limits.maxBadMessagesPerFrame)"
             log.warning("agent %s endpoint: closing %s: %s", self.agent_id, es.peer_id, reason)
             peer.outbox.close_after_flush(reason, 1008)
         for message in messages:

@@ -15,6 +15,18 @@ store's worker thread), so idle containers cost one attribute read and no
 write.  Exports run on the trio thread; the loop gets a scheduling point
 at least every ``SLICE`` seconds of them, so requests keep being served.
 
+A checkpoint keeps no object per container alive on the way (the policy's
+``WriteBatch`` columns, the encoded states in a list beside them, the
+store's items made one at a time as its worker thread binds them): objects
+the garbage collector tracks that outlive a checkpoint of 10,000 containers
+would trigger its collections, a full one every few checkpoints, each
+holding the loop for 40-50 ms (docs/performance.md, "Container state").
+**Decision:** a state is encoded on the trio thread as soon as it is
+exported, not on the store's thread: a value the container returns (its
+own dict, say) is then not kept alive through the checkpoint, nor encoded
+while the container goes on changing it; msgpack of 1 KB costs about a
+microsecond, and the store's thread would hold the GIL for it anyway.
+
 Epochs (the fencing token of every write): ``restore`` *claims* the uuid
 (``StateStore.claim``): in one transaction the stored epoch is raised to
 ``max(stored + 1, ownership epoch)`` and the state read, so every write of
@@ -32,11 +44,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from typing import overload
 
 import trio
 
-from hulytrio.core.checkpoints import CheckpointPolicy, StateRecord, StateWrite
+from hulytrio.core.checkpoints import CheckpointPolicy, StateRecord, WriteBatch
 from hulytrio.core.errors import LocalProtocolError
 from hulytrio.state import StaleEpoch, StateStore, StateStoreError
 
@@ -48,7 +61,7 @@ __all__ = ["SLICE", "Checkpoints", "RestoreFailed"]
 log = logging.getLogger("hulytrio.agent")
 
 #: The longest stretch of exports run without letting other tasks in (seconds).
-SLICE = 0.002
+SLICE = 0.001
 #: Containers whose versions are compared in one go before the clock is read.
 SCAN = 256
 
@@ -104,7 +117,7 @@ class Checkpoints:
         saved state cannot be decoded, or ``import_state`` raises.
         """
         policy = self.policy
-        if policy.record(uuid) is not None:
+        if policy.tracking(uuid) is not None:
             # Tracked already (a restart raced a forget): this restore replaces it.
             policy.forget(uuid)
         record = policy.restore_started(uuid, epoch)
@@ -113,10 +126,10 @@ class Checkpoints:
             claimed = await self._claim_and_import(uuid, container, epoch)
         except BaseException:
             policy.restore_failed(record)
-            if policy.record(uuid) is None and self._containers.get(uuid) is container:
+            if policy.tracking(uuid) is None and self._containers.get(uuid) is container:
                 del self._containers[uuid]
             raise
-        if policy.record(uuid) is record:
+        if policy.current(record):
             policy.restored(record, claimed, container.state_version)
 
     async def _claim_and_import(self, uuid: str, container: Container,
@@ -165,29 +178,33 @@ class Checkpoints:
         write stops that container (``on_stale``).
         """
         async with self._lock:
-            batch: list[tuple[StateWrite, bytes]] = []
-            started = time.perf_counter()
             policy = self.policy
             containers = self._containers
+            # The batch in columns, the states beside it: nothing the garbage
+            # collector tracks is made per container and kept (module docstring).
+            batch = WriteBatch()
+            states: list[bytes] = []
             uuids = policy.uuids()
+            started = time.perf_counter()
             # The policy is asked a slice at a time, so scanning 10,000 idle
             # containers also lets other tasks in every ``SLICE``.
             for i in range(0, len(uuids), SCAN):
-                versions = [(u, containers[u].state_version) for u in uuids[i:i + SCAN]
-                            if u in containers]
-                for write in policy.due(versions):
-                    if policy.record(write.uuid) is not write.record:
+                scan = [u for u in uuids[i:i + SCAN] if u in containers]
+                due = policy.due_batch(scan, [containers[u].state_version for u in scan])
+                for j, uuid in enumerate(due.uuids):
+                    if policy.tracking(uuid) != due.gens[j]:
                         continue  # left while earlier exports ran
-                    data = await self._export(write.uuid, containers[write.uuid])
+                    data = await self._export(uuid, containers[uuid])
                     if data is not None:
-                        batch.append((write, data))
+                        batch.take(due, j)
+                        states.append(data)
                     if time.perf_counter() - started > SLICE:
                         await trio.lowlevel.checkpoint()
                         started = time.perf_counter()
                 if time.perf_counter() - started > SLICE:
                     await trio.lowlevel.checkpoint()
                     started = time.perf_counter()
-            return await self._write(batch)
+            return await self._write(batch, states)
 
     async def final(self, uuid: str, leaving: tuple[StateRecord, Container] | None) -> None:
         """The last write of a container leaving (``leaving`` from ``forget``), if it changed."""
@@ -200,7 +217,9 @@ class Checkpoints:
                 return
             data = await self._export(uuid, container)
             if data is not None:
-                await self._write([(write, data)])
+                batch = WriteBatch()
+                batch.append(write)
+                await self._write(batch, [data])
 
     async def run(self) -> None:
         """Checkpoint every ``interval`` seconds, for ever (cancel to stop)."""
@@ -224,22 +243,52 @@ class Checkpoints:
                       type(exc).__name__, exc)
         return None
 
-    async def _write(self, batch: list[tuple[StateWrite, bytes]]) -> int:
+    async def _write(self, batch: WriteBatch, states: list[bytes]) -> int:
         if not batch:
             return 0
         try:
-            refused = await self.store.put_many(
-                [(write.uuid, data, write.epoch) for write, data in batch])
+            refused = await self.store.put_many(_Items(batch, states))
         except StateStoreError as exc:
             log.error("agent %s: checkpoint of %d containers failed: %s", self.agent_id,
                       len(batch), exc)
             return 0
         stale: dict[str, StaleEpoch] = {r.uuid: r for r in refused}
-        writes = [write for write, _ in batch]
-        for uuid in self.policy.written(writes, stale):
+        for uuid in self.policy.written(batch, stale):
             log.warning("agent %s: %s; another owner took %s over, it stops serving here",
                         self.agent_id, stale[uuid], uuid)
             self._containers.pop(uuid, None)
             self._on_stale(uuid)
         self.written += len(batch) - len(stale)
         return len(batch) - len(stale)
+
+
+class _Items(Sequence[tuple[str, bytes, int]]):
+    """A batch's ``(uuid, state, epoch)`` items for ``put_many``, made as the store reads them.
+
+    The store iterates them on its worker thread, where each tuple lives only
+    until the driver has bound it: none is kept through the checkpoint.
+    """
+
+    __slots__ = ("_batch", "_states")
+
+    def __init__(self, batch: WriteBatch, states: list[bytes]) -> None:
+        self._batch = batch
+        self._states = states
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[str, bytes, int]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[tuple[str, bytes, int]]: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[str, bytes, int] | Sequence[
+            tuple[str, bytes, int]]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return self._batch.uuids[i], self._states[i], self._batch.epochs[i]
+
+    def __iter__(self) -> Iterator[tuple[str, bytes, int]]:
+        return zip(self._batch.uuids, self._states, self._batch.epochs, strict=True)

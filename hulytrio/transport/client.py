@@ -62,7 +62,7 @@ from hulytrio.core.errors import (
 )
 from hulytrio.core.events import NetworkEvent
 from hulytrio.core.hubs import parse_hub_urls
-from hulytrio.core.messages import Error, Message
+from hulytrio.core.messages import Cancel, Error, Message, Request
 from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ClientInfo, ContainerRecord, GetOptions, OfferedContainer
 
@@ -81,8 +81,9 @@ from .connection import (
 from .container import Factory, StatelessContainer
 from .deadlines import DeadlineTask
 from .errors import single_errors
-from .limits import refusal
+from .limits import EndpointLimits, refusal
 from .outbox import Outbox, Oversized
+from .pacing import RequestPacer
 from .retrylog import RetryLog
 from .tls import client_ssl_context
 from .tls_relay import connect_wss
@@ -120,17 +121,29 @@ SEND_QUEUE = 100_000
 #: Two processes' ids meet with a probability of about calls / 2**60.
 CALL_ID_OFFSET_BITS = 60
 #: Bytes kept for a hub that does not read before the connection counts as
-#: dead (a reconnect resends every unanswered call at once: generous).
+#: dead.  The client's own requests never fill it: they wait for room in
+#: ``UNSENT_REQUEST_BYTES`` (``pacing.py``), so what can is the rest (a
+#: hosted agent's answers, gets with large ``extra``).
 SEND_BYTES = 4 * MAX_FRAME_BYTES
+#: Request bytes a client lets wait for the hub (not yet taken by the kernel)
+#: before further requests wait for room: the hub's default in-flight bytes
+#: per client (``MAX_IN_FLIGHT_BYTES``), since more sent ahead would only be
+#: answered ``retry``.  ``open_client(max_unsent_request_bytes=...)``.
+UNSENT_REQUEST_BYTES = MAX_FRAME_BYTES // 2
+#: Seconds a hub may take none of the bytes waiting for it before the
+#: connection counts as dead: it is not reading (its pings and answers to
+#: it would pile up for ever).  A hub that reads slowly makes progress.
+STALL_TIMEOUT = 10.0
 #: Registry events buffered per ``updates()`` listener before it is cut off.
 UPDATES_BUFFER = 1024
 
 
 class _Connection:
-    __slots__ = ("done", "outbox", "scope", "ws")
+    __slots__ = ("done", "outbox", "pacer", "scope", "ws")
 
-    def __init__(self, oversized: Oversized) -> None:
+    def __init__(self, oversized: Oversized, request_budget: int) -> None:
         self.outbox = Outbox(SEND_QUEUE, max_bytes=SEND_BYTES, oversized=oversized)
+        self.pacer = RequestPacer(self.outbox, request_budget)
         self.scope = trio.CancelScope()
         self.ws: WebSocket | None = None
         self.done = trio.Event()
@@ -181,8 +194,11 @@ class Client:
     """A connected client (see ``open_client``)."""
 
     def __init__(self, url: str, session: ClientSession, nursery: trio.Nursery,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 max_unsent_request_bytes: int = UNSENT_REQUEST_BYTES) -> None:
         self.url = url
+        #: request bytes let wait for the hub before more requests wait for room
+        self.max_unsent_request_bytes = max_unsent_request_bytes
         #: TLS settings for a ``wss://`` hub (None: the system's CAs)
         self.ssl_context = ssl_context
         #: every hub this client may dial (``url`` is a comma-separated list)
@@ -304,7 +320,8 @@ class Client:
                           max_containers: int | None = None,
                           state_store: StateStore | None = None,
                           checkpoint_interval: float = 60.0,
-                          fence_lease: float | None = None) -> Agent:
+                          fence_lease: float | None = None,
+                          endpoint_limits: EndpointLimits | None = None) -> Agent:
         """Host an agent in this client and register it; returns its ``Agent``.
 
         ``factories`` maps each kind to an async factory; ``stateless`` lists
@@ -318,7 +335,8 @@ class Client:
         and checkpoints them every ``checkpoint_interval`` seconds
         (docs/state.md); ``fence_lease`` (seconds) shortens the hub silence
         its stateless containers serve through (default and cap: 0.9 x the
-        hub's alive timeout; docs/high-availability.md).
+        hub's alive timeout; docs/high-availability.md); ``endpoint_limits``
+        bound what direct connections may cost the endpoint (docs/security.md).
 
         Raises:
             LocalProtocolError: if an agent with that id is already hosted here,
@@ -338,7 +356,8 @@ class Client:
                                state_store=state_store, checkpoint_interval=checkpoint_interval)
         advertised = None
         if endpoint is not None:
-            advertised = await runtime.open_endpoint(endpoint, endpoint_ssl_context)
+            advertised = await runtime.open_endpoint(endpoint, endpoint_ssl_context,
+                                                     endpoint_limits)
         offers = tuple(OfferedContainer(s.uuid, s.kind, tuple(s.labels), True) for s in stateless)
         runtime.state = AgentState(agent_id, tuple(factories), endpoint=advertised,
                                    stateless=offers, max_containers=max_containers,
@@ -439,15 +458,18 @@ class Client:
         match effect:
             case Send():
                 conn = self._conn
-                if (conn is not None and conn.ws is not None and not conn.outbox.closing
-                        and not conn.outbox.put_nowait(effect.message)):
-                    # The hub has not drained this many messages: the connection
-                    # is as good as dead.  Drop it; the session reconnects and
-                    # resends what had no answer.
-                    log.warning("hub connection send queue full (%d); reconnecting",
-                                SEND_QUEUE)
-                    conn.outbox.closing = True
-                    conn.scope.cancel()
+                if conn is not None and conn.ws is not None and not conn.outbox.closing:
+                    message = effect.message
+                    kind = type(message)
+                    if kind is Request:
+                        # Held for room if too many request bytes wait already.
+                        sent = conn.pacer.send(message)  # type: ignore[arg-type]
+                    elif kind is Cancel and conn.pacer.forget(message.id):  # type: ignore[attr-defined]
+                        sent = True  # the request was held: the hub never saw it
+                    else:
+                        sent = conn.outbox.put_nowait(message)
+                    if not sent:
+                        self._give_up(conn)
             case Resolve() | Reject():
                 waiter = self._slots.get(effect.handle)
                 if waiter is not None:
@@ -478,6 +500,33 @@ class Client:
                 self._close_connection(effect.reason)
             case _:
                 assert_never(effect)
+
+    def _give_up(self, conn: _Connection) -> None:
+        """The hub has not drained this many messages: the connection is as good as
+        dead.  Drop it; the session reconnects and resends what had no answer."""
+        log.warning("hub connection send queue full (%d); reconnecting", SEND_QUEUE)
+        conn.outbox.closing = True
+        conn.scope.cancel()
+
+    async def _watch_progress(self, conn: _Connection, ws: WebSocket) -> None:
+        """Drop the connection if the hub takes none of our bytes for ``STALL_TIMEOUT``.
+
+        Bytes waiting at two looks ``STALL_TIMEOUT`` apart with none taken
+        between them (``WebSocket.drained``): the hub is not reading at all,
+        and its pings, pongs and answers would wait for ever (our requests
+        wait for room and never fill ``SEND_BYTES``).  A hub that reads, however
+        slowly, takes some.
+        """
+        drained, waiting = ws.drained, False
+        while True:
+            await trio.sleep(STALL_TIMEOUT)
+            if waiting and ws.pending and ws.drained == drained:
+                log.warning("the hub took none of the %d bytes waiting for it in %g s; "
+                            "reconnecting", ws.pending, STALL_TIMEOUT)
+                conn.outbox.closing = True
+                conn.scope.cancel()
+                return
+            drained, waiting = ws.drained, ws.pending > 0
 
     def _close_connection(self, reason: str) -> None:
         conn, self._conn = self._conn, None
@@ -562,18 +611,20 @@ class Client:
         return [first, *(u for u in urls[start:] + urls[:start] if u != first)]
 
     async def _run_connection(self, urls: Sequence[str]) -> None:
-        conn = _Connection(self._oversized)
+        conn = _Connection(self._oversized, self.max_unsent_request_bytes)
         self._conn = conn
         try:
             with conn.scope:
                 ws = await self._dial(urls)
                 if ws is None:
                     return
-                conn.ws = ws
+                conn.ws = conn.pacer.ws = ws
                 if self._conn is not conn:
                     return
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(conn.outbox.run_writer, ws)
+                    nursery.start_soon(conn.pacer.run, ws, lambda: self._give_up(conn))
+                    nursery.start_soon(self._watch_progress, conn, ws)
                     self.session.connection_made(trio.current_time())
                     self._drain()
                     await self._read(ws)
@@ -793,7 +844,9 @@ async def open_client(url: str, *, client_id: str | None = None,
                       events: str = "all",
                       token: str | None = None,
                       ca: str | None = None,
-                      ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Client]:
+                      ssl_context: ssl.SSLContext | None = None,
+                      max_unsent_request_bytes: int = UNSENT_REQUEST_BYTES,
+                      ) -> AsyncIterator[Client]:
     """Connect to the hub at ``url`` for the duration of the ``async with`` block.
 
     Returns at once (the connection is made in the background and remade
@@ -816,6 +869,13 @@ async def open_client(url: str, *, client_id: str | None = None,
     hosted agents are unregistered and their containers terminated, and the
     hub is told ``Close``.
 
+    Requests never pile up for the hub: ``ref.request`` sends at once while
+    fewer than ``max_unsent_request_bytes`` (8 MiB) of requests wait to be
+    taken by the kernel; beyond it each further request waits, in order,
+    for room (a request larger than the bound goes alone).  Resends after a
+    reconnect wait the same way.  The call returns when answered either
+    way; a call cancelled while it waits is never sent.
+
     ``url`` may list several hubs, ``"ws://a:3737,ws://b:3737"`` (an active
     hub and its standbys, docs/high-availability.md): the client follows a
     standby's redirect at once and otherwise tries the next hub of the list
@@ -828,6 +888,8 @@ async def open_client(url: str, *, client_id: str | None = None,
     """
     if ssl_context is None and ca is not None:
         ssl_context = client_ssl_context(ca)
+    if not max_unsent_request_bytes > 0:
+        raise ValueError(f"max_unsent_request_bytes must be > 0, got {max_unsent_request_bytes}")
     parse_hub_urls(url)
     session = ClientSession(client_id if client_id is not None
                             else f"client-{secrets.token_hex(4)}",
@@ -836,7 +898,7 @@ async def open_client(url: str, *, client_id: str | None = None,
                             first_call_id=secrets.randbits(CALL_ID_OFFSET_BITS))
     with single_errors():
         async with trio.open_nursery() as nursery:
-            client = Client(url, session, nursery, ssl_context)
+            client = Client(url, session, nursery, ssl_context, max_unsent_request_bytes)
             client.spawn(client._timer.run)
             session.connect(trio.current_time())
             client._drain()

@@ -32,7 +32,15 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hulytrio.config import KEYS, Config, ConfigError, describe, format_size, load_config
+from hulytrio.config import (
+    KEYS,
+    Config,
+    ConfigError,
+    LimitsConfig,
+    describe,
+    format_size,
+    load_config,
+)
 from hulytrio.core.timeouts import Timeouts
 
 from .listen import bind_listeners
@@ -45,7 +53,7 @@ if TYPE_CHECKING:
 # hub binds its port first, so clients reconnecting to a restarted hub
 # queue in its listen backlog while the rest of it is still being imported.
 
-__all__ = ["hub_timeouts", "load_factories", "register"]
+__all__ = ["hub_limits", "hub_timeouts", "load_factories", "register"]
 
 log = logging.getLogger("hulytrio.cli")
 
@@ -56,11 +64,16 @@ SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
                "--container-timeout", "--metrics-port", "--shutdown-timeout", "--auth",
                "--tls-cert", "--tls-key", "--tls-client-ca", "--lease", "--lease-ttl",
                "--advertise-url", "--max-in-flight", "--max-in-flight-per-container",
-               "--max-in-flight-bytes", "--max-offers", "--send-queue-bytes", "--max-alive-timeout")
+               "--max-in-flight-bytes", "--max-in-flight-bytes-per-agent", "--max-offers",
+               "--send-queue-bytes", "--max-alive-timeout",
+               "--max-registrations", "--max-kinds", "--max-bad-messages-per-frame",
+               "--pre-hello-bytes")
 AGENT_FLAGS = ("--url", "--agent-id", "--endpoint", "--max-containers", "--memory-limit",
                "--alive-timeout", "--shutdown-timeout", "--token-file", "--ca-file",
                "--tls-client-cert", "--tls-client-key", "--tls-cert", "--tls-key",
-               "--tls-client-ca", "--state", "--checkpoint-interval", "--fence-lease")
+               "--tls-client-ca", "--state", "--checkpoint-interval", "--fence-lease",
+               "--max-bad-messages-per-frame", "--pre-hello-bytes", "--endpoint-hello-timeout",
+               "--endpoint-max-connections")
 LOG_FLAGS = ("--log-level", "--log-format", "--log-file")
 #: An agent's data limit below this would fail Python itself, not its containers.
 MIN_MEMORY_LIMIT = 32 * 1024**2
@@ -113,6 +126,21 @@ def _refuse(command: str, exc: Exception) -> int:
     """Print one line naming the problem; returns exit status 2."""
     print(f"hulytrio {command}: error: {exc}", file=sys.stderr)
     return 2
+
+
+def hub_limits(limits: LimitsConfig) -> dict[str, Any]:
+    """Return the ``serve_network`` keyword arguments that ``limits`` (``limits.*``) set."""
+    return {"max_in_flight": limits.max_in_flight,
+            "max_in_flight_per_container": limits.max_in_flight_per_container,
+            "max_in_flight_bytes": limits.max_in_flight_bytes,
+            "max_in_flight_bytes_per_agent": limits.in_flight_bytes_per_agent,
+            "max_offers": limits.max_offers,
+            "max_kinds": limits.max_kinds,
+            "max_registrations": limits.max_registrations,
+            "max_bad_messages_per_frame": limits.max_bad_messages_per_frame,
+            "pre_hello_bytes": limits.pre_hello_bytes,
+            "send_bytes": limits.send_queue_bytes,
+            "max_alive_timeout": limits.max_alive_timeout}
 
 
 def hub_timeouts(config: Config) -> Timeouts:
@@ -248,30 +276,18 @@ def _serve_command(args: argparse.Namespace) -> int:
 
     def run_hub(parent_gone: int | None) -> int:
         def serve() -> AbstractAsyncContextManager[NetworkServer]:
+            bounds = hub_limits(limits)
             if lease_url is None:
                 return serve_network(host, port, timeouts=timeouts, listen_sockets=listeners,
                                      metrics_port=metrics_port, authenticator=authenticator,
-                                     ssl_context=ssl_context,
-                                     max_in_flight=limits.max_in_flight,
-                                     max_in_flight_per_container=(
-                                         limits.max_in_flight_per_container),
-                                     max_in_flight_bytes=limits.max_in_flight_bytes,
-                                     max_offers=limits.max_offers,
-                                     send_bytes=limits.send_queue_bytes,
-                                     max_alive_timeout=limits.max_alive_timeout)
+                                     ssl_context=ssl_context, **bounds)
             from .leadership import serve_on_lease
 
             return serve_on_lease(lease_url, lease_ttl=config.network.lease_ttl,
                                   advertise_url=config.network.advertise_url, host=host,
                                   port=port, timeouts=timeouts, listen_sockets=listeners,
                                   metrics_port=metrics_port, authenticator=authenticator,
-                                  ssl_context=ssl_context,
-                                  max_in_flight=limits.max_in_flight,
-                                  max_in_flight_per_container=limits.max_in_flight_per_container,
-                                  max_in_flight_bytes=limits.max_in_flight_bytes,
-                                  max_offers=limits.max_offers,
-                                  send_bytes=limits.send_queue_bytes,
-                                  max_alive_timeout=limits.max_alive_timeout)
+                                  ssl_context=ssl_context, **bounds)
 
         async def body(stop: trio.Event) -> None:
             async with serve() as server:
@@ -280,8 +296,9 @@ def _serve_command(args: argparse.Namespace) -> int:
                          server.port, timeouts.alive,
                          timeouts.ping_interval, timeouts.unused_container)
                 if server.metrics_port is not None:
-                    log.info("metrics on http://%s:%d/metrics (and on the network port)",
-                             host, server.metrics_port)
+                    log.info("metrics on %s://%s:%d/metrics (and on the network port)",
+                             "http" if ssl_context is None else "https", host,
+                             server.metrics_port)
                 if await _stop_or_parent_gone(stop, parent_gone):
                     await server.drain(shutdown_timeout)
 
@@ -422,6 +439,7 @@ def _agent_command(args: argparse.Namespace) -> int:
     from hulytrio.state import StateStore, StateStoreError, open_state_store
 
     from .client import open_client
+    from .limits import EndpointLimits
 
     shutdown_timeout = config.network.shutdown_timeout
     state_url = config.agent.state_store
@@ -438,7 +456,12 @@ def _agent_command(args: argparse.Namespace) -> int:
                 endpoint=endpoint, endpoint_ssl_context=endpoint_tls,
                 max_containers=config.agent.max_containers,
                 state_store=store, checkpoint_interval=config.agent.checkpoint_interval,
-                fence_lease=config.agent.fence_lease))
+                fence_lease=config.agent.fence_lease,
+                endpoint_limits=EndpointLimits(
+                    max_bad_messages_per_frame=config.limits.max_bad_messages_per_frame,
+                    pre_hello_bytes=config.limits.pre_hello_bytes,
+                    hello_timeout=config.limits.endpoint_hello_timeout,
+                    max_connections=config.limits.endpoint_max_connections)))
             if agent is None:
                 return  # stopped before the hub answered: nothing to drain
             log.info("agent %s serving %s via %s%s%s%s", agent.agent_id,

@@ -12,7 +12,8 @@ None); any other request gets a complete HTTP/1.1 response with
 ``Content-Length`` and ``Connection: close``, and the connection is closed.
 
 The same routes serve a separate metrics port (``serve_http``, the seed's
-``monitoring.metricsPort``), where no WebSocket is accepted.
+``monitoring.metricsPort``), where no WebSocket is accepted; over TLS
+(``https://``) when the hub serves ``wss://``, with the same context.
 
 Routes are plain callables returning ``(status, content type, body)``; they
 run in the connection's task and must not block (they read counters).
@@ -142,7 +143,7 @@ def agent_routes(runtime: AgentFacts, started: float) -> HttpRoutes:
     return HttpRoutes({"/health": health, "/ready": ready})
 
 
-async def _read_head(stream: trio.SocketStream) -> bytes:
+async def _read_head(stream: trio.abc.Stream) -> bytes:
     received = b""
     while b"\r\n\r\n" not in received:
         if len(received) > MAX_HEAD_BYTES:
@@ -154,24 +155,31 @@ async def _read_head(stream: trio.SocketStream) -> bytes:
     return received[:received.index(b"\r\n\r\n") + 4]
 
 
-async def _serve_one(routes: HttpRoutes, stream: trio.SocketStream) -> None:
+async def _serve_one(routes: HttpRoutes, stream: trio.abc.Stream) -> None:
     try:
         with trio.fail_after(HEAD_TIMEOUT):
+            if isinstance(stream, trio.SSLStream):
+                await stream.do_handshake()
             head = await _read_head(stream)
             answer = routes.answer(head)
             if answer is None:
                 answer = _response(400, "text/plain", b"no WebSocket on this port\n")
             await stream.send_all(answer)
     except (ValueError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+        # (a failed TLS handshake is a BrokenResourceError: a plain http://
+        # client, a certificate the context refuses)
         log.info("HTTP request failed: %r", exc)
     finally:
         await trio.aclose_forcefully(stream)
 
 
 async def serve_http(routes: HttpRoutes, host: str, port: int, *,
+                     ssl_context: ssl.SSLContext | None = None,
                      task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve ``routes`` over plain HTTP on ``host:port`` until cancelled.
+    """Serve ``routes`` over HTTP on ``host:port`` until cancelled.
 
+    With ``ssl_context`` (``tls.server_ssl_context``) over TLS only
+    (``https://``; a plain request fails its handshake and is closed).
     Reports the bound port through ``task_status`` (use ``nursery.start``).
 
     Raises:
@@ -181,7 +189,10 @@ async def serve_http(routes: HttpRoutes, host: str, port: int, *,
     task_status.started(listeners[0].socket.getsockname()[1])
 
     async def handle(stream: trio.SocketStream) -> None:
-        await _serve_one(routes, stream)
+        if ssl_context is None:
+            await _serve_one(routes, stream)
+        else:
+            await _serve_one(routes, trio.SSLStream(stream, ssl_context, server_side=True))
 
     await trio.serve_listeners(handle, listeners)
 

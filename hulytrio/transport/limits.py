@@ -49,7 +49,8 @@ from hulytrio.core.messages import (
     UnregisterAgent,
 )
 
-__all__ = ["MAX_BAD_MESSAGES_PER_FRAME", "PRE_HELLO_BYTES", "Refusal", "refusal"]
+__all__ = ["ENDPOINT_HELLO_TIMEOUT", "ENDPOINT_MAX_CONNECTIONS", "MAX_BAD_MESSAGES_PER_FRAME",
+           "PRE_HELLO_BYTES", "EndpointLimits", "Refusal", "refusal"]
 
 #: The largest message a connection may send before its hello is accepted
 #: (fragments included): a hello is tiny, and a peer nobody knows yet must
@@ -61,6 +62,30 @@ PRE_HELLO_BYTES = 64 * 1024
 #: connection is closed with 1008 (each answer costs a log line and a
 #: message: 300,000 in one frame cost 250 MB before this bound).
 MAX_BAD_MESSAGES_PER_FRAME = 32
+
+#: Seconds a direct connection to an agent's endpoint has, once upgraded, to
+#: say an accepted hello.
+ENDPOINT_HELLO_TIMEOUT = 10.0
+#: Direct connections (upgrading or open) an agent's endpoint serves at once;
+#: more are closed at once (each holds a descriptor, buffers and a task).
+ENDPOINT_MAX_CONNECTIONS = 512
+
+
+@attrs.frozen
+class EndpointLimits:
+    """What direct connections may cost an agent's endpoint (``limits.*`` keys).
+
+    The first ``max_bad_messages_per_frame`` bad messages of a frame are
+    answered, then the connection is closed (1008); ``pre_hello_bytes`` is
+    the largest message before an accepted hello (1009 past it);
+    ``hello_timeout`` seconds after its upgrade a connection without an
+    accepted hello is closed (1008); ``max_connections`` are served at once.
+    """
+
+    max_bad_messages_per_frame: int = MAX_BAD_MESSAGES_PER_FRAME
+    pre_hello_bytes: int = PRE_HELLO_BYTES
+    hello_timeout: float = ENDPOINT_HELLO_TIMEOUT
+    max_connections: int = ENDPOINT_MAX_CONNECTIONS
 
 #: Messages that answer a call of the peer's (carry the peer's call id).
 _REPLIES = (AgentsReply, ClientsReply, Error, GetReply, KindsReply, ListReply, Ok,

@@ -183,6 +183,11 @@ class Outbox:
             self._wake()
         return True
 
+    @property
+    def queued(self) -> int:
+        """Return the number of messages queued and not yet encoded (this round's)."""
+        return len(self._queue)
+
     def statistics(self) -> OutboxStatistics:
         """Return the counters of this outbox."""
         return OutboxStatistics(self.frames, self.messages, len(self._queue))

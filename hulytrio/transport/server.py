@@ -44,6 +44,7 @@ TLS (``wss://``): see ``tls.serve_tls``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
@@ -61,11 +62,18 @@ import trio
 from hulytrio.auth import Authenticator, AuthError
 from hulytrio.core.effects import CloseConnection, Notice, Refused, Send
 from hulytrio.core.events import EVENT_ENVELOPE_BYTES, change_bytes
-from hulytrio.core.hub import MAX_IN_FLIGHT_BYTES, MAX_OFFERS, Hub
+from hulytrio.core.hub import (
+    MAX_IN_FLIGHT_BYTES,
+    MAX_KINDS,
+    MAX_OFFERS,
+    MAX_REGISTRATIONS,
+    Hub,
+)
 from hulytrio.core.messages import Event, Hello, Message
 from hulytrio.core.timeouts import Timeouts
 
 from ..wire.codec import MAX_FRAME_BYTES, WireError, decode_frame_lenient
+from ..wire.prescan import registrations, without
 from .deadlines import DeadlineTask
 from .errors import single_errors
 from .http import serve_http
@@ -92,6 +100,10 @@ DEFAULT_SEND_BYTES = 2 * MAX_FRAME_BYTES
 DEFAULT_EVENT_BACKLOG = 8 * 1024 * 1024
 #: Seconds a new connection has to complete the WebSocket upgrade.
 HANDSHAKE_TIMEOUT = 10.0
+#: Frames larger than this are looked at before decoding for registrations
+#: over the hub's limits (``wire.prescan``): a smaller one holds too few
+#: offers to cost much to decode (64 KiB: a few thousand, ~30 ms).
+PRESCAN_BYTES = 64 * 1024
 
 
 class LeaseClock(Protocol):
@@ -166,8 +178,14 @@ class NetworkServer:
                  send_bytes: int = DEFAULT_SEND_BYTES,
                  event_backlog: int = DEFAULT_EVENT_BACKLOG,
                  authenticator: Authenticator | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 max_bad_messages_per_frame: int = MAX_BAD_MESSAGES_PER_FRAME,
+                 pre_hello_bytes: int = PRE_HELLO_BYTES) -> None:
         self.hub = hub
+        #: bad messages answered in one frame before the connection is closed
+        self.max_bad_messages_per_frame = max_bad_messages_per_frame
+        #: the largest message a connection may send before its hello is accepted
+        self.pre_hello_bytes = pre_hello_bytes
         #: verifies hello credentials; None: authentication off
         self.authenticator = authenticator
         self.ssl_context = ssl_context
@@ -292,7 +310,10 @@ class NetworkServer:
                        max_in_flight=old.max_in_flight,
                        max_in_flight_per_container=old.max_in_flight_per_container,
                        max_in_flight_bytes=old.max_in_flight_bytes,
+                       max_in_flight_bytes_per_agent=old.max_in_flight_bytes_per_agent,
                        max_offers=old.max_offers,
+                       max_kinds=old.max_kinds,
+                       max_registrations=old.max_registrations,
                        max_alive_timeout=old.max_alive_timeout)
         if self._peers:
             log.info("closing %d connection(s): %s", len(self._peers), reason)
@@ -520,11 +541,15 @@ class NetworkServer:
             ws.close_nowait(1001, "hub shutting down")
             ws.abort()
             return
+<<<<<<< HEAD
         ws.max_message_size = min(PRE_HELLO_BYTES, ws.max_message_size)
         now = trio.current_time()
         if now >= self._lease.valid_until:
             self._lease_expired(now)
             peer.hub = self.hub  # the standby's: it redirects this peer
+=======
+        ws.max_message_size = min(self.pre_hello_bytes, ws.max_message_size)
+>>>>>>> main
         self._peers[conn] = peer
         try:
             peer.hub.connection_made(conn, now)
@@ -584,13 +609,15 @@ class NetworkServer:
                 if isinstance(data, str):
                     self._bad(peer, 0, "text frames are not part of the protocol; send binary")
                     continue
+                if len(data) > PRESCAN_BYTES:
+                    data = self._refuse_large_registrations(peer, data)
                 try:
                     messages, errors = decode_frame_lenient(data, self.max_frame_bytes,
-                                                            MAX_BAD_MESSAGES_PER_FRAME)
+                                                            self.max_bad_messages_per_frame)
                 except WireError as exc:
                     self._bad(peer, 0, str(exc))
                     continue
-                if len(errors) > MAX_BAD_MESSAGES_PER_FRAME:
+                if len(errors) > self.max_bad_messages_per_frame:
                     self._too_many_bad(peer, errors)
                     continue
                 for err in errors:
@@ -605,11 +632,30 @@ class NetworkServer:
                     ws.max_message_size = 2 * self.max_frame_bytes
             self._drain()
 
+    def _refuse_large_registrations(self, peer: _Peer, data: bytes) -> bytes:
+        """Return ``data`` without the registrations over the hub's size limits.
+
+        Their counts are read from the frame's headers (``wire.prescan``);
+        the hub answers each refused one, and it is never decoded.
+        """
+        refused = [r for r in registrations(data)
+                   if peer.hub.refuse_registration(peer.conn, r.call_id, r.agent_id, r.kinds,
+                                                   r.offers)]
+        if not refused:
+            return data
+        for r in refused:
+            log.warning("bad input from connection %s (%s): register %r refused before "
+                        "decoding: %d kinds, %d offers", peer.conn, peer.address, r.agent_id,
+                        r.kinds, r.offers)
+        return without(data, refused)
+
     def _too_many_bad(self, peer: _Peer, errors: list[WireError]) -> None:
         """Answer the first bad messages of a frame full of them, then close (1008)."""
-        for err in errors[:MAX_BAD_MESSAGES_PER_FRAME]:
+        limit = self.max_bad_messages_per_frame
+        for err in errors[:limit]:
             self._bad(peer, err.call_id or 0, str(err))
-        reason = f"more than {MAX_BAD_MESSAGES_PER_FRAME} bad messages in one frame"
+        reason = (f"more than {limit} bad messages in one frame "
+                  f"(limits.maxBadMessagesPerFrame)")
         log.warning("closing connection %s (%s): %s", peer.conn, peer.address, reason)
         self._drain()  # the answers go out before the close
         peer.outbox.close_after_flush(reason, 1008)
@@ -671,8 +717,13 @@ async def serve_network(
     max_in_flight: int = 1024,
     max_in_flight_per_container: int = 512,
     max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
+    max_in_flight_bytes_per_agent: int | None = None,
     max_offers: int = MAX_OFFERS,
+    max_kinds: int = MAX_KINDS,
+    max_registrations: int = MAX_REGISTRATIONS,
     max_alive_timeout: float = 300.0,
+    max_bad_messages_per_frame: int = MAX_BAD_MESSAGES_PER_FRAME,
+    pre_hello_bytes: int = PRE_HELLO_BYTES,
     authenticator: Authenticator | None = None,
     ssl_context: ssl.SSLContext | None = None,
     standby: bool = False,
@@ -684,8 +735,9 @@ async def serve_network(
     hub.  ``listen_sockets``, if given, are already listening (see
     ``listen.bind_listeners``) and are served instead of binding ``host:port``;
     they are closed on exit.  ``metrics_port``, if given, serves ``/metrics``
-    (and ``/health``, ``/ready``) over plain HTTP on ``host:metrics_port``
-    too (0 picks a free port: ``server.metrics_port``).  ``authenticator``
+    (and ``/health``, ``/ready``) over HTTP on ``host:metrics_port``
+    too (0 picks a free port: ``server.metrics_port``), over TLS
+    (``https://``) with ``ssl_context`` when one is given.  ``authenticator``
     (``hulytrio.auth.load_authenticator``) makes every peer present a
     credential in its hello; without one, a hub bound beyond loopback logs
     a warning.  ``ssl_context`` (``tls.server_ssl_context``) serves
@@ -696,9 +748,16 @@ async def serve_network(
     it in one scheduler round; ``event_backlog`` the bytes waiting for a
     peer beyond which registry events for it are held back (it resyncs).
     ``max_in_flight``, ``max_in_flight_per_container``, ``max_in_flight_bytes``
-    (request payload bytes per client), ``max_offers`` (containers per
-    registration) and ``max_alive_timeout`` are the hub's own bounds
-    (``core.hub.Hub``).  ``standby`` starts the hub as a standby
+    (request payload bytes per client), ``max_in_flight_bytes_per_agent``
+    (the same per agent connection, from every client; None: half of
+    ``send_bytes``, so callers together never fill an agent's send queue
+    and get it dropped as not reading), ``max_offers`` (containers per
+    registration), ``max_kinds`` (kinds per registration),
+    ``max_registrations`` (agent ids per session) and ``max_alive_timeout``
+    are the hub's own bounds (``core.hub.Hub``).  The first
+    ``max_bad_messages_per_frame`` bad messages of a frame are answered,
+    then the connection is closed; ``pre_hello_bytes`` is the largest
+    message before an accepted hello.  ``standby`` starts the hub as a standby
     (``leadership.py`` campaigns for it).
 
     Raises:
@@ -708,12 +767,19 @@ async def serve_network(
               max_in_flight=max_in_flight,
               max_in_flight_per_container=max_in_flight_per_container,
               max_in_flight_bytes=max_in_flight_bytes,
+              max_in_flight_bytes_per_agent=(send_bytes // 2
+                                             if max_in_flight_bytes_per_agent is None
+                                             else max_in_flight_bytes_per_agent),
               max_offers=max_offers,
+              max_kinds=max_kinds,
+              max_registrations=max_registrations,
               max_alive_timeout=max_alive_timeout)
     server = NetworkServer(hub, send_queue=send_queue, max_frame_bytes=max_frame_bytes,
                            send_bytes=send_bytes, event_backlog=event_backlog,
                            authenticator=authenticator,
-                           ssl_context=ssl_context)
+                           ssl_context=ssl_context,
+                           max_bad_messages_per_frame=max_bad_messages_per_frame,
+                           pre_hello_bytes=pre_hello_bytes)
     if standby:
         server.stand_by("", "standby: campaigning for the lease")
     with single_errors():
@@ -724,8 +790,8 @@ async def serve_network(
             server.port = listener.socket.getsockname()[1]
             nursery.start_soon(server._timer.run)
             if metrics_port is not None:
-                server.metrics_port = await nursery.start(serve_http, server.http, host,
-                                                          metrics_port)
+                server.metrics_port = await nursery.start(functools.partial(
+                    serve_http, server.http, host, metrics_port, ssl_context=ssl_context))
             log.info("hub %s listening on %s", hub.hub_id, server.url)
             if ((authenticator is None or not authenticator.required)
                     and not _loopback_only(listener, listen_sockets)):

@@ -96,8 +96,8 @@ class WebSocket:
     """One open WebSocket (see the module docstring); made by ``accept_``/``connect_websocket``."""
 
     __slots__ = ("_close_sent", "_closed", "_closed_event", "_inbox", "_masked", "_out",
-                 "_reader", "_sock", "_streak", "max_pending", "on_backlog", "overflowed",
-                 "pending", "remote")
+                 "_reader", "_sock", "_streak", "drained", "max_pending", "on_backlog",
+                 "overflowed", "pending", "remote")
 
     def __init__(self, sock: socket.socket, *, client: bool, max_message_size: int,
                  remote: str, received: bytes = b"") -> None:
@@ -110,6 +110,9 @@ class WebSocket:
         #: bytes the kernel has not taken yet, in order
         self._out: list[bytes | memoryview] = []
         self.pending = 0
+        #: bytes of the backlog the kernel has taken so far (in ``wait_sent``): the
+        #: progress that tells a peer that reads slowly from one that does not
+        self.drained = 0
         #: the most ``pending`` may reach; past it the connection is dropped
         self.max_pending: float = math.inf
         #: dropped because ``pending`` passed ``max_pending``
@@ -293,6 +296,7 @@ class WebSocket:
                 self._lost(f"{type(exc).__name__}: {exc}")
                 continue
             self.pending -= sent
+            self.drained += sent
             if sent < len(data):
                 out[0] = memoryview(data)[sent:]
             else:

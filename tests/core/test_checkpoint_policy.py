@@ -11,6 +11,7 @@ from hulytrio.core.checkpoints import (
     STATE_TRANSITIONS,
     CheckpointPolicy,
     StateStatus,
+    WriteBatch,
 )
 from hulytrio.core.errors import LocalProtocolError
 
@@ -141,3 +142,92 @@ def test_seeded_bugs_take_their_one_wrong_step() -> None:
     never.start(0.0)
     assert not never.checkpoint_due(5.0)
     assert never.next_deadline() == 6.0
+
+
+def test_a_checkpoint_in_columns_is_the_same_decision() -> None:
+    policy = CheckpointPolicy(1.0)
+    serving(policy, "a", version=1)
+    serving(policy, "b", epoch=3, version=4)
+    serving(policy, "c", claimed=8, version=0)
+    policy.restore_started("d", 0)
+    batch = policy.due_batch(["a", "b", "c", "d", "untracked"], [1, 6, 2, 9, 1])
+    assert (batch.uuids, batch.versions, batch.epochs) == (["b", "c"], [6, 2], [3, 8])
+    assert [(w.uuid, w.version, w.epoch) for w in batch] == [
+        (w.uuid, w.version, w.epoch) for w in policy.due([("b", 6), ("c", 2), ("d", 9)])]
+    assert policy.written(batch, ()) == []
+    assert len(policy.due_batch(["a", "b", "c"], [1, 6, 2])) == 0
+    with pytest.raises(ValueError, match="2 uuids but 1 versions"):
+        policy.due_batch(["a", "b"], [1])
+
+
+def test_a_batch_answer_saves_the_accepted_and_forgets_the_stale() -> None:
+    policy = CheckpointPolicy(1.0)
+    for uuid in "abc":
+        serving(policy, uuid)
+    batch = policy.due_batch(["a", "b", "c"], [1, 2, 3])
+    assert policy.written(batch, {"b"}) == ["b"]
+    assert not policy.tracks("b")
+    assert [w.uuid for w in policy.due([("a", 1), ("c", 3)])] == []
+    assert [w.uuid for w in policy.due([("a", 2), ("c", 3)])] == ["a"]
+
+
+def test_an_answer_for_an_ended_tracking_does_not_touch_the_next_one() -> None:
+    policy = CheckpointPolicy(1.0)
+    serving(policy, "a", version=0)
+    batch = policy.due_batch(["a"], [5])
+    old = policy.forget("a")
+    assert old is not None
+    serving(policy, "a", claimed=2, version=1)
+    new = policy.record("a")
+    assert new is not None
+    assert new.gen != old.gen
+    assert not policy.current(old)
+    assert policy.current(new)
+    assert policy.written(batch, ()) == []
+    # the new tracking still saved at 1: version 5 is due for it
+    assert [w.version for w in policy.due([("a", 5)])] == [5]
+    # the old tracking's record (its driver still holds it) learnt the ack
+    assert old.saved == 5
+    assert policy.final_write(old, 5) is None
+
+
+def test_a_write_acknowledged_after_its_container_left_saves_its_final_write() -> None:
+    policy = CheckpointPolicy(1.0)
+    serving(policy, "a", epoch=4, version=0)
+    batch = WriteBatch()
+    batch.append(policy.due([("a", 3)])[0])
+    leaving = policy.forget("a")  # a clean stop while the checkpoint is written
+    assert policy.written(batch, ()) == []
+    assert policy.final_write(leaving, 3) is None  # the checkpoint saved it already
+    write = policy.final_write(leaving, 4)
+    assert write is not None
+    assert (write.version, write.epoch) == (4, 4)
+
+
+def test_a_restore_answered_after_its_tracking_ended_changes_only_its_record() -> None:
+    policy = CheckpointPolicy(1.0)
+    record = policy.restore_started("a", 0)
+    policy.forget("a")
+    policy.restore_failed(record)  # nothing tracked: nothing to forget
+    serving(policy, "a", epoch=7)
+    policy.restored(record, 3, 9)
+    assert record.status is StateStatus.SERVING
+    assert (record.epoch, record.saved) == (3, 9)
+    assert policy.epoch("a") == 7
+
+
+def test_a_batch_takes_the_exported_entries_and_untracked_uuids_change_nothing() -> None:
+    policy = CheckpointPolicy(1.0)
+    serving(policy, "a", epoch=2)
+    serving(policy, "b", epoch=3)
+    due = policy.due_batch(["a", "b"], [1, 1])
+    batch = WriteBatch()
+    batch.take(due, 1)  # "a"'s export failed: only "b" is written
+    assert [repr(w) for w in batch] == ["StateWrite('b', epoch=3, version=1)"]
+    assert policy.written(batch, ()) == []
+    assert [w.uuid for w in policy.due([("a", 1), ("b", 1)])] == ["a"]
+    assert policy.forget("nobody") is None
+    assert policy.record("nobody") is None
+    policy.resume("nobody", 9)
+    assert policy.epoch("nobody") is None
+    assert repr(policy.record("a")) == "StateRecord('a', SERVING, epoch=2, saved=0)"

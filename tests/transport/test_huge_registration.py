@@ -120,3 +120,57 @@ async def test_a_registration_at_the_limit_is_accepted():
             assert isinstance(reply, Error), reply
             assert "at most 3" in reply.message
             ws.abort()
+
+
+async def test_a_registration_over_the_limits_is_refused_before_it_is_decoded(monkeypatch):
+    # Issue 13: the 60,000 offers cost the hub 0.5 s to decode before it
+    # could see they were too many.  The counts are read from the frame's
+    # msgpack headers; the refused registration is cut out of the frame, and
+    # what is decoded is only the rest of it (the ping, the fitting one).
+    from hulytrio.core.messages import Ping, Pong, RegisterReply
+    from hulytrio.transport import server as server_module
+
+    decoded: list[int] = []
+    real = server_module.decode_frame_lenient
+
+    def spy(data: bytes, *args: Any) -> Any:
+        decoded.append(len(data))
+        return real(data, *args)
+
+    monkeypatch.setattr(server_module, "decode_frame_lenient", spy)
+    with trio.fail_after(60):
+        async with hulytrio.serve_network(port=0, max_kinds=100) as hub:
+            ws = await connect_websocket(hub.url, max_message_size=MAX_FRAME_BYTES)
+            ws.send_nowait(encode_frame([Hello(PROTOCOL_VERSION, "attacker", 120.0)]))
+            assert isinstance(await _next_message(ws), Welcome)
+            frame = encode_frame([
+                Ping(),
+                RegisterAgent(7, "big", ("echo",), containers=_offers(60_000)),
+                RegisterAgent(8, "kinds", tuple(f"k{i}" for i in range(20_000))),
+                RegisterAgent(9, "fits", ("echo",), containers=_offers(3)),
+            ])
+            assert len(frame) > 900_000
+            decoded.clear()
+            start = time.monotonic()
+            ws.send_nowait(frame)
+            await ws.wait_sent()
+            replies: list[Message] = []
+            while len(replies) < 4:  # every message of every frame, events aside
+                for data in await ws.receive():
+                    assert isinstance(data, bytes)
+                    replies.extend(m for m in decode_frame(data) if not isinstance(m, Event))
+            took = time.monotonic() - start
+            errors = {m.id: m.message for m in replies if isinstance(m, Error)}
+            assert errors == {
+                7: "register 'big': offers 60000 containers; the hub accepts at most 10000 per "
+                   "registration (limits.maxOffers)",
+                8: "register 'kinds': names 20000 kinds; the hub accepts at most 100 per "
+                   "registration (limits.maxKinds)"}
+            assert {type(m) for m in replies} == {Error, Pong, RegisterReply}
+            # Only the fitting rest of the frame was decoded.
+            assert decoded
+            assert max(decoded) < 1000, decoded
+            assert hub.hub.registry.route("s-00002") is not None
+            assert {info.agent_id for info in hub.hub.registry.agents()} == {"fits"}
+            assert took < 1.0, f"the hub took {took:.2f} s"
+            ws.abort()

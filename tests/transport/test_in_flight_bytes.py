@@ -135,3 +135,76 @@ async def test_the_issue_attack_large_requests_do_not_get_the_agent_dropped():
             assert await slow.request("work", b"xy") == len(encode_payload(b"xy"))
             agent_ws.abort()
             nursery.cancel_scope.cancel()
+
+
+CLIENTS = 6
+#: each client's requests stay under its own 8 MiB bound (a payload is its
+#: bytes plus a 5-byte header: 32 of them would pass 8 MiB by 160 bytes)
+PER_CLIENT = 31
+
+
+async def test_several_clients_each_within_their_bound_do_not_get_the_agent_dropped():
+    # 6 clients x 31 x 256 KiB = 46.5 MiB at one agent that reads nothing for
+    # 3 s: each client within its 8 MiB, together well past the 32 MiB the hub
+    # keeps for the agent.  Bounded per client only, the hub dropped the agent.
+    with trio.fail_after(120):
+        async with hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as healthy_host, \
+                hulytrio.open_client(hub.url) as healthy, \
+                trio.open_nursery() as nursery:
+            stalled, resume = trio.Event(), trio.Event()
+            agent_ws = await nursery.start(_stalling_agent, hub.url, stalled, resume)
+            await healthy_host.serve_agent({"echo": start_echo})
+            echo = await healthy.get("echo")
+            attackers = []
+            for _ in range(CLIENTS):
+                client = await nursery.start(_client, hub.url)
+                attackers.append(client)
+            slows = [await client.get("slow") for client in attackers]
+            await stalled.wait()
+            answers: list[int] = []
+            worst = 0.0
+            peak = 0
+
+            async def fire(slow: Any, i: int) -> None:
+                answers.append(await slow.request("work", bytes([i % 256]) * SIZE))
+
+            async def keep_calling(done: trio.Event) -> None:
+                nonlocal worst, peak
+                n = 0
+                while not done.is_set():
+                    start = time.monotonic()
+                    assert await echo.request("op", n) == n
+                    worst = max(worst, time.monotonic() - start)
+                    peak = max(peak, max(hub.hub._agent_bytes.values(), default=0))
+                    n += 1
+                    await trio.sleep(0.02)
+
+            done = trio.Event()
+            async with trio.open_nursery() as calls:
+                calls.start_soon(keep_calling, done)
+                async with trio.open_nursery() as attack:
+                    for slow in slows:
+                        for i in range(PER_CLIENT):
+                            attack.start_soon(fire, slow, i)
+                    await trio.sleep(3.0)
+                    resume.set()
+                    with trio.move_on_after(60):
+                        while (len(answers) < CLIENTS * PER_CLIENT  # noqa: ASYNC110 - polls the hub
+                               and not hub.statistics().dropped_slow):
+                            await trio.sleep(0.05)
+                    attack.cancel_scope.cancel()
+                done.set()
+            assert hub.statistics().dropped_slow == 0, "the hub dropped the agent"
+            assert answers == [len(encode_payload(b"x" * SIZE))] * (CLIENTS * PER_CLIENT)
+            assert peak <= hub.hub.max_in_flight_bytes_per_agent == hub.send_bytes // 2
+            assert worst < 1.0, f"the healthy pair waited {worst:.2f} s"
+            assert hub.hub._agent_bytes == {}
+            agent_ws.abort()
+            nursery.cancel_scope.cancel()
+
+
+async def _client(url: str, *, task_status: trio.TaskStatus[hulytrio.Client]) -> None:
+    async with hulytrio.open_client(url) as client:
+        task_status.started(client)
+        await trio.sleep_forever()

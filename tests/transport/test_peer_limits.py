@@ -24,8 +24,11 @@ from hulytrio.core.messages import (
     Welcome,
 )
 from hulytrio.core.types import GetOptions
-from hulytrio.transport import agent as agent_module
-from hulytrio.transport.limits import MAX_BAD_MESSAGES_PER_FRAME, PRE_HELLO_BYTES
+from hulytrio.transport.limits import (
+    MAX_BAD_MESSAGES_PER_FRAME,
+    PRE_HELLO_BYTES,
+    EndpointLimits,
+)
 from hulytrio.transport.websocket import WebSocket, WebSocketClosed, connect_websocket
 from hulytrio.wire.codec import MAX_FRAME_BYTES, decode_frame, encode_frame, encode_payload
 
@@ -223,12 +226,12 @@ async def test_the_hub_refuses_a_large_message_before_the_hello():
             assert await ref.request("op", big) == big
 
 
-async def test_an_agent_endpoint_closes_silent_and_oversized_peers_before_hello(monkeypatch):
-    monkeypatch.setattr(agent_module, "ENDPOINT_HELLO_TIMEOUT", 0.5)
+async def test_an_agent_endpoint_closes_silent_and_oversized_peers_before_hello():
     with trio.fail_after(30):
         async with hulytrio.serve_network(port=0) as hub, \
                 hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0")
+            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0",
+                                           endpoint_limits=EndpointLimits(hello_timeout=0.5))
             assert agent.endpoint is not None
             ref = await caller.get("echo")
             silent = await connect_websocket(agent.endpoint, max_message_size=MAX_FRAME_BYTES)
@@ -248,12 +251,12 @@ async def test_an_agent_endpoint_closes_silent_and_oversized_peers_before_hello(
                 assert await conn.request("op", big) == big
 
 
-async def test_an_agent_endpoint_serves_at_most_its_maximum_of_connections(monkeypatch):
-    monkeypatch.setattr(agent_module, "ENDPOINT_MAX_CONNECTIONS", 3)
+async def test_an_agent_endpoint_serves_at_most_its_maximum_of_connections():
     with trio.fail_after(30):
         async with hulytrio.serve_network(port=0) as hub, \
                 hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
-            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0")
+            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0",
+                                           endpoint_limits=EndpointLimits(max_connections=3))
             assert agent.endpoint is not None
             ref = await caller.get("echo")
             host_port = agent.endpoint.removeprefix("ws://").rsplit(":", 1)
@@ -273,3 +276,58 @@ async def test_an_agent_endpoint_serves_at_most_its_maximum_of_connections(monke
                             assert await conn.request("op", 1) == 1
                             break
                     await trio.sleep(0.1)
+
+
+async def test_the_hub_takes_its_bad_message_and_pre_hello_bounds_as_settings():
+    # limits.maxBadMessagesPerFrame and limits.preHelloBytes reach the hub's
+    # connections (they were module constants).
+    with trio.fail_after(30):
+        async with hulytrio.serve_network(port=0, max_bad_messages_per_frame=3,
+                                          pre_hello_bytes=8 * 1024) as hub, \
+                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
+            await host.serve_agent({"echo": start_echo})
+            ref = await caller.get("echo")
+            attacker = await _raw_peer(hub.url, "attacker")
+            attacker.send_nowait(msgpack.packb([None] * 10))
+            await attacker.wait_sent()
+            got, closed = await _read_until_closed(attacker)
+            attacker.abort()
+            assert closed.code == 1008, closed
+            assert "limits.maxBadMessagesPerFrame" in closed.reason
+            assert len([m for m in got if isinstance(m, Error)]) == 3
+            early = await connect_websocket(hub.url, max_message_size=MAX_FRAME_BYTES)
+            early.send_nowait(b"\x91" + b"\xc0" * (8 * 1024 + 1))  # under the default 64K
+            await early.wait_sent()
+            _got, closed = await _read_until_closed(early)
+            early.abort()
+            assert closed.code == 1009, closed
+            assert await ref.request("op", "y" * 20_000) == "y" * 20_000
+
+
+async def test_an_agent_endpoint_takes_its_bad_message_and_pre_hello_bounds_as_settings():
+    with trio.fail_after(30):
+        async with hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
+            limits = EndpointLimits(max_bad_messages_per_frame=2, pre_hello_bytes=4096)
+            agent = await host.serve_agent({"echo": start_echo}, endpoint="127.0.0.1:0",
+                                           endpoint_limits=limits)
+            assert agent.endpoint is not None
+            ref = await caller.get("echo")
+            attacker = await connect_websocket(agent.endpoint, max_message_size=MAX_FRAME_BYTES)
+            attacker.send_nowait(encode_frame([Hello(PROTOCOL_VERSION, "attacker")]))
+            assert isinstance(await _next_message(attacker), Welcome)
+            attacker.send_nowait(msgpack.packb([None] * 10))
+            await attacker.wait_sent()
+            got, closed = await _read_until_closed(attacker)
+            attacker.abort()
+            assert closed.code == 1008, closed
+            assert len([m for m in got if isinstance(m, Error)]) == 2
+            early = await connect_websocket(agent.endpoint, max_message_size=MAX_FRAME_BYTES)
+            early.send_nowait(b"\x91" + b"\xc0" * 5000)
+            await early.wait_sent()
+            _got, closed = await _read_until_closed(early)
+            early.abort()
+            assert closed.code == 1009, closed
+            async with ref.connect() as conn:
+                assert conn.direct
+                assert await conn.request("op", "z" * 10_000) == "z" * 10_000
