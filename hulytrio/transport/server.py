@@ -541,15 +541,11 @@ class NetworkServer:
             ws.close_nowait(1001, "hub shutting down")
             ws.abort()
             return
-<<<<<<< HEAD
-        ws.max_message_size = min(PRE_HELLO_BYTES, ws.max_message_size)
+        ws.max_message_size = min(self.pre_hello_bytes, ws.max_message_size)
         now = trio.current_time()
         if now >= self._lease.valid_until:
             self._lease_expired(now)
             peer.hub = self.hub  # the standby's: it redirects this peer
-=======
-        ws.max_message_size = min(self.pre_hello_bytes, ws.max_message_size)
->>>>>>> main
         self._peers[conn] = peer
         try:
             peer.hub.connection_made(conn, now)
