@@ -104,12 +104,15 @@ class CallTable:
 
     __slots__ = ("_next_id", "get_retry_initial", "get_retry_max", "pending")
 
-    def __init__(self, get_retry_initial: float = 0.05, get_retry_max: float = 5.0) -> None:
+    def __init__(self, get_retry_initial: float = 0.05, get_retry_max: float = 5.0,
+                 first_id: int = 0) -> None:
         self.get_retry_initial = get_retry_initial
         self.get_retry_max = get_retry_max
         #: call id -> call, in the order they were made
         self.pending: dict[int, Call] = {}
-        self._next_id = 0
+        #: ids count up from ``first_id`` + 1 (the driver may give each
+        #: process its own offset: core/answers.py keys on caller id + call id)
+        self._next_id = first_id
 
     def new_id(self) -> int:
         """Return a fresh id (user handles and call ids share the numbering)."""

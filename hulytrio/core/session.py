@@ -300,6 +300,7 @@ class ClientSession:
         probes: Probes | None = None,
         seeded_bugs: frozenset[str] = frozenset(),
         credentials: str | None = None,
+        first_call_id: int = 0,
     ) -> None:
         if events not in ("all", "own"):
             raise LocalProtocolError(f"events must be 'all' or 'own', got {events!r}")
@@ -335,7 +336,9 @@ class ClientSession:
         #: redirects followed since the last real Welcome
         self._redirects = 0
         self.timers = Timers()
-        self.calls = CallTable(get_retry_initial, get_retry_max)
+        # ``first_call_id``: the driver's per-process offset (a restarted
+        # caller under the same peer id must not reuse its predecessor's ids)
+        self.calls = CallTable(get_retry_initial, get_retry_max, first_call_id)
         self.refs = References()
         #: this client's view of the registry, built from events
         self.view = RegistryView()

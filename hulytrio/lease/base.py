@@ -9,11 +9,20 @@ active hub at once (its term is over: agents and clients will refuse its
 orders once a newer term is announced).  A clean stop calls ``resign()`` so a
 standby takes over without waiting for the lease to expire.  ``leader()``
 tells a standby who is active now, to redirect peers there.
+
+``valid_until`` is the holder's own answer to "may I still act?": the trio
+time (monotonic) until which this process may act as the holder by its own
+clock.  ``hold()`` notices a lost lease by running, which a process paused
+past its lease (SIGSTOP, a VM freeze) cannot do before its other tasks read
+what waited in their sockets; the hub therefore compares ``valid_until``
+with the clock before it hands out anything (``transport/server.py``) and
+steps down without answering once it is past.
 """
 
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -90,6 +99,13 @@ def parse_lease_url(url: str) -> LeaseUrl:
 
 class Lease(abc.ABC):
     """One backend's campaign for one leader key (see the module's theory)."""
+
+    #: The trio time until which this process may act as the holder by its
+    #: own clock: -inf while it does not hold the lease, +inf for a lease
+    #: that cannot expire while its holder lives (a file lock).  A backend
+    #: with a TTL sets it to (when its last successful renewal was *sent*)
+    #: + ttl - a margin for clock drift.
+    valid_until: float = -math.inf
 
     @abc.abstractmethod
     async def campaign(self, holder: str) -> Leadership:

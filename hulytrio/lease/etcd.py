@@ -14,13 +14,18 @@ httpx, which runs on trio.  A campaign:
 Holding means a keep-alive every ``ttl / 3``.  The holder counts the lease as
 lost when etcd says it expired, or when no keep-alive has succeeded for
 ``ttl`` minus a margin measured on its own clock: etcd may already have
-expired it, and acting on after that is how split brain starts.
+expired it, and acting on after that is how split brain starts.  The same
+deadline is published as ``valid_until`` (counted from when the grant or
+the last successful keep-alive was *sent*: etcd renews at its arrival,
+later), so the hub can check it before every read, also in the instant a
+paused process wakes, before ``hold`` has had a chance to run.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import math
 from typing import Any
 
 import httpx
@@ -52,6 +57,8 @@ class EtcdLease(Lease):
         self._client = httpx.AsyncClient(base_url=endpoint, timeout=max(ttl / 3, 0.5))
         self._lease_id: str | None = None
         self._last_ok = 0.0
+        self.valid_until = -math.inf
+        self._raised_warned = False
 
     @property
     def lease_id(self) -> str | None:
@@ -77,6 +84,15 @@ class EtcdLease(Lease):
         lease_id = answer.get("ID")
         if not lease_id:
             raise LeaseError(f"etcd at {self.endpoint}: lease grant refused: {answer}")
+        granted = answer.get("TTL")
+        if granted is not None and str(granted).isdigit() and int(granted) > seconds \
+                and not self._raised_warned:
+            # etcd raises a ttl below its minimum (3/2 of its election
+            # timeout, 2 s by default): a takeover then waits that long.
+            self._raised_warned = True
+            log.warning("etcd at %s granted a lease ttl of %ss for the %gs asked (its minimum); "
+                        "a standby takes over up to %ss after a holder dies", self.endpoint,
+                        granted, self.ttl, granted)
         return str(lease_id)
 
     async def _revoke(self, lease_id: str) -> None:
@@ -90,8 +106,10 @@ class EtcdLease(Lease):
         warned = False
         while True:
             try:
-                lease_id = await self._grant()
+                # etcd counts the ttl from the grant's arrival: count ours
+                # from before the request left.
                 started = trio.current_time()
+                lease_id = await self._grant()
                 answer = await self._post("/v3/kv/txn", {
                     "compare": [{"key": key, "result": "EQUAL", "target": "CREATE",
                                  "create_revision": "0"}],
@@ -108,6 +126,7 @@ class EtcdLease(Lease):
             if answer.get("succeeded"):
                 self._lease_id = lease_id
                 self._last_ok = started
+                self.valid_until = started + self.ttl * (1 - _SAFETY_MARGIN)
                 return Leadership(int(answer["header"]["revision"]), holder)
             await self._revoke(lease_id)
             await self._wait_vacant(key)
@@ -127,12 +146,16 @@ class EtcdLease(Lease):
             raise LeaseLost(f"etcd lease on {self.key}: not held")
         lease_id = self._lease_id
         deadline_share = self.ttl * (1 - _SAFETY_MARGIN)
+        # A third of the ttl after the grant was asked for: a slow campaign
+        # (a loaded machine, a slow etcd) has used some of it already.
+        next_at = self._last_ok + self.ttl / 3
         while True:
             # The keep-alive must land before the holder's own deadline;
             # stop waiting for one at that deadline.
             with trio.move_on_at(self._last_ok + deadline_share) as scope:
-                await trio.sleep(self.ttl / 3)
+                await trio.sleep_until(next_at)
                 sent = trio.current_time()
+                next_at = sent + self.ttl / 3
                 try:
                     answer = await self._post("/v3/lease/keepalive", {"ID": lease_id})
                 except LeaseError as exc:
@@ -140,13 +163,18 @@ class EtcdLease(Lease):
                     continue
                 ttl = (answer.get("result") or {}).get("TTL")
                 if not ttl or int(ttl) <= 0:
-                    self._lease_id = None
+                    self._lost()
                     raise LeaseLost(f"etcd lease on {self.key}: expired or revoked")
                 self._last_ok = sent
+                self.valid_until = sent + deadline_share
             if scope.cancelled_caught:
-                self._lease_id = None
+                self._lost()
                 raise LeaseLost(f"etcd lease on {self.key}: no keep-alive answered for "
                                 f"{deadline_share:.2f}s (ttl {self.ttl}s)")
+
+    def _lost(self) -> None:
+        self._lease_id = None
+        self.valid_until = -math.inf
 
     async def leader(self) -> str | None:
         try:
@@ -160,6 +188,7 @@ class EtcdLease(Lease):
 
     async def resign(self) -> None:
         lease_id, self._lease_id = self._lease_id, None
+        self.valid_until = -math.inf
         if lease_id is not None:
             await self._revoke(lease_id)
 

@@ -11,6 +11,14 @@ The term lives beside the lock, in ``PATH.term``: read, incremented and
 replaced (write to a temporary file, fsync, rename) only while the lock is
 held, so it only grows and a crash mid-write leaves the old value whole.
 The holder's URL is written there too, for ``leader()``.
+
+``valid_until`` is +inf while the lock is held: the lock does not expire
+while the process lives, and a paused holder keeps it (nobody takes over
+until it resumes or dies), so a woken holder is still the only active hub.
+What the gate cannot see is the lock file being removed or replaced
+(``hold`` checks that every ``_CHECK_INTERVAL``): a stat before every read
+would cost more than the case is worth (an operator deleting the lock of a
+running hub).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 
 import trio
@@ -66,6 +75,7 @@ class FileLease(Lease):
             fcntl.flock(fd, fcntl.LOCK_UN)
             self._close()
         self._held = True
+        self.valid_until = math.inf
         try:
             previous = self._read_record().get("term", 0)
             assert isinstance(previous, int)  # _read_record checked it
@@ -148,6 +158,7 @@ class FileLease(Lease):
             with contextlib.suppress(OSError):
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._held = False
+        self.valid_until = -math.inf
 
     async def resign(self) -> None:
         self._unlock()

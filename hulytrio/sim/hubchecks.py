@@ -22,14 +22,22 @@ every periodic check where a state can break it:
 - ``at-most-once``: no request is run twice on one container instance.  A
   request is named by its payload (the workload writes ``peer#incarnation:n`` in
   ``[hubs]`` runs); an instance is (process, incarnation, uuid, how many
-  times that process has started it).
+  times that process has started it);
+- ``acts-within-lease``: an active hub machine sends or closes nothing
+  once the store may have given its lease to another (a TTL lease: the
+  store's expiry of its grant has passed, or someone else holds it).  This
+  is the premise of the recovery window (docs/high-availability.md, "A new
+  hub and stateless owners"): a pong sent past it renews an agent's fence
+  lease past the new hub's first session.  Checked at every batch of
+  effects of an active hub; a file lock cannot expire, so not checked there.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..core.effects import RunRequest, SetServing
+from ..core.effects import CloseConnection, HubEffect, RunRequest, Send, SetServing
+from ..core.hub import Hub
 from ..core.session import SessionState
 from .hubs import HubHost, MultiHubSimulation
 from .invariants import Invariants
@@ -39,7 +47,8 @@ from .world import Simulation
 
 __all__ = ["HUB_INVARIANTS", "HubInvariants"]
 
-HUB_INVARIANTS = ("one-active-per-term", "old-term-refused", "single-serving", "at-most-once")
+HUB_INVARIANTS = ("one-active-per-term", "old-term-refused", "single-serving", "at-most-once",
+                  "acts-within-lease")
 
 
 class HubInvariants(Invariants):
@@ -77,6 +86,30 @@ class HubInvariants(Invariants):
             if h is not host and h.role == "active" and h.term == term:
                 self.violate("one-active-per-term",
                              f"{host.name} and {h.name} are both active in term {term}")
+
+    # --- acts-within-lease ----------------------------------------------------------
+
+    def hub_acted(self, host: HubHost, effects: list[HubEffect]) -> None:
+        """Active ``host``'s hub machine produced ``effects`` now (see module docstring)."""
+        store = self.world.store
+        if store.mode != "ttl":
+            return
+        self.checked["acts-within-lease"] += 1
+        now = self.sim.now
+        if store.holder == (host.name, host.generation) and now < store.expires:
+            return
+        acts = [e for e in effects if type(e) is Send or type(e) is CloseConnection]
+        if not acts:
+            return
+        what = type(acts[0].message).__name__ if type(acts[0]) is Send else "a close"
+        if store.holder == (host.name, host.generation):
+            where = f"it expired there at {store.expires:.3f}s"
+        else:
+            where = (f"held by {store.holder[0]} in term {store.term} now"
+                     if store.holder is not None else "free now")
+        self.violate("acts-within-lease",
+                     f"{host.name}, active in term {host.term}, sends {what} (and "
+                     f"{len(acts) - 1} more) past its lease at the store ({where})")
 
     # --- old-term-refused -----------------------------------------------------------
 
@@ -172,6 +205,22 @@ class HubInvariants(Invariants):
         super().periodic()
         for uuid in self.offering:
             self._single(uuid, self._servers(uuid), "periodic check")
+
+    def _deep(self, hub: Hub) -> None:
+        """The deep checks; ``orphan-deadline`` waits while the active hub process is paused.
+
+        A frozen process runs no timer: its orphans outlive the unused
+        timeout by the pause, and it removes them the moment it wakes
+        (its timers run then), unless it steps down first.
+        """
+        host = self.world.active_host()
+        if host is None or not host.paused:
+            super()._deep(hub)
+            return
+        self.checked["registry-sound"] += 1
+        problems = hub.registry.check()
+        if problems:
+            self.violate("registry-sound", "; ".join(problems[:5]))
 
     def silenced(self, proc: Process) -> None:
         """``proc`` fell silent; remember the hubs' episodes (see ``detect``)."""

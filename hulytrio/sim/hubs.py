@@ -77,6 +77,9 @@ class HubObserver(Protocol):
     def started(self, proc: Process, uuid: str) -> None:
         """``proc`` really started (a new instance of) ``uuid``."""
 
+    def hub_acted(self, host: HubHost, effects: list[HubEffect]) -> None:
+        """Active ``host``'s hub machine produced ``effects`` (sends, closes) now."""
+
 
 class HubHost:
     """One hub process (see module docstring)."""
@@ -250,6 +253,17 @@ class MultiHubSimulation(Simulation):
         spec = self.hubs_spec
         return float(spec.ttl) * (1.0 - spec.margin)
 
+    def _lease_expired(self, host: HubHost, now: float) -> bool:
+        """Return whether active ``host`` is past its lease by its own clock (the gate).
+
+        ``lease.valid_until`` of the real hub: the send time of the last
+        answered keep-alive + ttl x (1 - margin); a file lock never expires
+        while its holder lives.  Off under the seeded bug ``no-lease-gate``.
+        """
+        return (host.role == "active" and self.store.mode == "ttl"
+                and now >= host.last_ok + self._step_down_after()
+                and "no-lease-gate" not in self.hubs_spec.seeded_bugs)
+
     # --- the lease driver -------------------------------------------------------
 
     def lease_tick(self, host: HubHost, inc: int, gen: int, event: Event) -> None:
@@ -375,6 +389,11 @@ class MultiHubSimulation(Simulation):
         self.note("fault", f"hub {host.name} wakes up")
         host.paused = False
         now = self.clock.now
+        if self._lease_expired(host, now):
+            # transport/server.py's lease gate: checked before any read, so
+            # the backlog goes to the standby machine (redirects), unanswered.
+            self.trace("lease-lost", host.name, f"term {host.term} (woke past it)")
+            self._stand_by(host, "woke past its lease: stepped down before reading")
         # Its backlog is read now, in order, before its timers run.
         for conn in list(host.conns):
             conn.up.release(now)
@@ -561,6 +580,8 @@ class MultiHubSimulation(Simulation):
                 case _:
                     assert_never(eff)
         host = self._host_of_hub.get(hub)
+        if effects and host is not None and host.role == "active":
+            self.hub_checks.hub_acted(host, effects)
         if host is None or host.hub is not hub or host.paused:
             return
         timers = hub.timers

@@ -300,6 +300,10 @@ class HubsSpec:
     margin: float = 0.2
     poll: Seconds = _S_0_05
     store_latency: Span = Span(0.001, 0.001)
+    #: deliberate faults in the hub processes' lease driver (the simulator's
+    #: self-test): ``no-lease-gate``, a hub woken past its lease reads its
+    #: backlog before it steps down (``HUB_SEEDED_BUGS``)
+    seeded_bugs: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -599,6 +603,8 @@ def _check_names(scenario: Scenario, text: str, source: str) -> None:
             seen[pid] = f"{table}[{index}]"
 
 
+#: the seeded bugs a ``[hubs]`` table may switch on (test-only)
+HUB_SEEDED_BUGS = ("no-lease-gate",)
 #: the seeded bugs a ``[state]`` table may switch on (test-only)
 STATE_SEEDED_BUGS = ("serve-before-import", "skip-final-checkpoint", "skip-interval-checkpoints",
                      "store-accepts-stale")
@@ -666,6 +672,10 @@ def _check_hubs(scenario: Scenario, text: str, source: str) -> None:
         for key in ("ttl", "poll"):
             if not getattr(hubs, key) > 0:
                 fail(("hubs", key), f"{key} must be above 0")
+        for bug in hubs.seeded_bugs:
+            if bug not in HUB_SEEDED_BUGS:
+                fail(("hubs", "seeded_bugs"),
+                     f"unknown seeded bug {bug!r}; known: {', '.join(HUB_SEEDED_BUGS)}")
     for i, f in enumerate(scenario.faults):
         hubby = f.action in HUB_ACTIONS or (hubs is not None and f.action in ("hub-crash",
                                                                              "hub-restart"))

@@ -113,6 +113,13 @@ RECONNECT_BACKOFF = Backoff(initial=0.05, maximum=2.0, factor=1.5)
 #: valve against unbounded memory, far above what a client keeps in flight
 #: (after a reconnect every unanswered call is queued at once).
 SEND_QUEUE = 100_000
+#: Each client process (each ``open_client``) numbers its calls from a random
+#: offset below 2**60, drawn at start and kept across reconnects: an agent's
+#: answer memory is keyed by (caller's peer id, call id), and a restarted
+#: process under a fixed ``client_id`` must never be answered from its
+#: predecessor's (docs/high-availability.md, "At most once across failover").
+#: Two processes' ids meet with a probability of about calls / 2**60.
+CALL_ID_OFFSET_BITS = 60
 #: Bytes kept for a hub that does not read before the connection counts as
 #: dead.  The client's own requests never fill it: they wait for room in
 #: ``UNSENT_REQUEST_BYTES`` (``pacing.py``), so what can is the rest (a
@@ -887,7 +894,8 @@ async def open_client(url: str, *, client_id: str | None = None,
     session = ClientSession(client_id if client_id is not None
                             else f"client-{secrets.token_hex(4)}",
                             rng=random.Random(seed), alive_timeout=alive_timeout,
-                            backoff=backoff, events=events, credentials=token)
+                            backoff=backoff, events=events, credentials=token,
+                            first_call_id=secrets.randbits(CALL_ID_OFFSET_BITS))
     with single_errors():
         async with trio.open_nursery() as nursery:
             client = Client(url, session, nursery, ssl_context, max_unsent_request_bytes)

@@ -18,6 +18,10 @@ exactly as after a restart).  While active it holds the lease; when the
 lease is lost (etcd: no keep-alive answered for ttl x 0.8; a file: the lock
 file was removed or replaced) it steps down at once: every session is closed (their
 peers reconnect to the new active hub) and it campaigns again as a standby.
+The server also compares the lease's ``valid_until`` with its clock before
+it reads or fires anything (``NetworkServer._lease_expired``): a hub woken
+from a pause past its lease steps down there, unanswered, before ``hold``
+has run.
 A clean stop (SIGTERM: ``NetworkServer.drain``) resigns **first**
 (``server.resign``, set by ``serve_on_lease``): the campaign stops, the
 lease is given up, and the hub waits (at most ``HANDOVER_WAIT``) until the
@@ -37,7 +41,8 @@ from typing import Any
 
 import trio
 
-from hulytrio.lease import Lease, LeaseLost, open_lease
+from hulytrio.lease import Lease, LeaseLost, open_lease, parse_lease_url
+from hulytrio.lease.timing import stateless_takeover
 
 from .http import fetch
 from .server import NetworkServer, serve_network
@@ -77,15 +82,26 @@ async def lead(server: NetworkServer, lease: Lease, advertise_url: str) -> None:
             nursery.start_soon(_follow_leader, server, lease, advertise_url)
             leadership = await lease.campaign(advertise_url)
             nursery.cancel_scope.cancel()
-        server.activate(leadership.term)
+        # The server checks lease.valid_until before every read and timer:
+        # a hub that wakes from a pause past it steps down before ``hold``
+        # has run (server._lease_expired), and stops the hold here: a
+        # keep-alive answered a moment later must not keep the lease for a
+        # hub that no longer acts on it.
+        holding = trio.CancelScope()
+        server.activate(leadership.term, lease, on_expired=holding.cancel)
         log.info("active: won the lease, term %d (hub %s)", leadership.term,
                  server.hub.hub_id)
         try:
-            await lease.hold()
+            with holding:
+                await lease.hold()
         except LeaseLost as exc:
             log.error("lost the lease (%s): stepping down to standby, closing every "
                       "session", exc)
             server.stand_by("", f"lost the lease: {exc}")
+        if holding.cancelled_caught:
+            # Given up, in case etcd still counts it ours: a standby wins
+            # now rather than at its expiry; this hub campaigns again.
+            await lease.resign()
 
 
 async def _follow_leader(server: NetworkServer, lease: Lease, advertise_url: str) -> None:
@@ -129,6 +145,9 @@ async def serve_on_lease(lease_url: str, *, lease_ttl: float, advertise_url: str
     async with serve_network(host, port, standby=True, **server_options) as server, \
             open_lease(lease_url, ttl=lease_ttl) as lease:
         url = advertise_url or default_advertise_url(host, server.port)
+        if parse_lease_url(lease_url).kind == "etcd":
+            _warn_slow_stateless_takeover(lease_ttl, server.hub.timeouts.alive,
+                                          server.hub.timeouts.ping_interval)
         # Its own scope: the resign must stop the campaign, not the caller's
         # drain (which runs inside this nursery's scope).
         lead_scope = trio.CancelScope()
@@ -158,6 +177,26 @@ async def serve_on_lease(lease_url: str, *, lease_ttl: float, advertise_url: str
                 yield server
             finally:
                 nursery.cancel_scope.cancel()
+
+
+def _warn_slow_stateless_takeover(ttl: float, alive: float, ping: float) -> None:
+    """Warn (one line) when a killed hub's stateless uuids would wait for a recovery window.
+
+    ``lease/timing.py`` has the relation; the standby polls every
+    min(ttl / 10, 50 ms) (``open_lease``).
+    """
+    timing = stateless_takeover(ttl, alive, ping, poll=min(ttl / 10, 0.05))
+    if timing.fast:
+        return
+    instead = f"--alive-timeout {timing.alive_for_fast:g} or more"
+    if timing.ttl_for_fast:
+        instead += f", or --lease-ttl {timing.ttl_for_fast:g}"
+    log.warning("lease: with an etcd ttl of %gs (etcd applies %gs), alive timeout %gs and ping "
+                "interval %gs, the owner of a stateless uuid fences %.2fs after this hub dies "
+                "at the earliest, before a standby can take over (%.2fs at the worst), so its "
+                "uuid waits one alive timeout more after a kill -9 (ordinary containers do "
+                "not); for a fast takeover set %s", ttl, timing.ttl, alive, ping,
+                timing.fences, timing.takeover, instead)
 
 
 async def wait_successor(lease: Lease, own_url: str, deadline: float) -> str:

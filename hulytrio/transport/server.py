@@ -47,13 +47,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import math
 import secrets
 import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
-from typing import assert_never
+from typing import Protocol, assert_never
 
 import attrs
 import trio
@@ -103,6 +104,24 @@ HANDSHAKE_TIMEOUT = 10.0
 #: over the hub's limits (``wire.prescan``): a smaller one holds too few
 #: offers to cost much to decode (64 KiB: a few thousand, ~30 ms).
 PRESCAN_BYTES = 64 * 1024
+
+
+class LeaseClock(Protocol):
+    """What the hub's lease gate reads: ``hulytrio.lease.Lease.valid_until``."""
+
+    @property
+    def valid_until(self) -> float:
+        """The trio time until which this hub may act as the active one."""
+
+
+class _NoLease:
+    """A hub without a lease (or a standby, which answers only redirects): never expires."""
+
+    __slots__ = ()
+    valid_until = math.inf
+
+
+_NO_LEASE = _NoLease()
 
 
 @attrs.frozen
@@ -204,6 +223,11 @@ class NetworkServer:
         self.resign: Callable[[float], Awaitable[str]] | None = None
         #: the hub this one handed over to while it drains ("": none)
         self._successor = ""
+        #: the lease gate: past ``valid_until`` the active hub steps down
+        #: before it reads or answers anything (``_lease_expired``)
+        self._lease: LeaseClock = _NO_LEASE
+        #: called once when the gate steps the hub down (``activate``)
+        self._lease_expired_hook: Callable[[], None] | None = None
 
     @property
     def ready(self) -> bool:
@@ -230,18 +254,50 @@ class NetworkServer:
         session belonged to a term that is over, and its peer reconnects to
         the active hub.  The registry starts empty again.
         """
+        self._lease = _NO_LEASE
+        self._lease_expired_hook = None
         self._replace_hub(self.hub.term, reason)
         self.hub.redirect = redirect
         self.role = "standby"
 
-    def activate(self, term: int) -> None:
+    def activate(self, term: int, lease: LeaseClock | None = None,
+                 on_expired: Callable[[], None] | None = None) -> None:
         """Serve as the active hub of ``term`` (the lease's term) from now on.
 
         Connections still open to the standby (waiting for their redirect)
-        are closed; their peers reconnect and are welcomed.
+        are closed; their peers reconnect and are welcomed.  With ``lease``
+        the hub is active only until ``lease.valid_until`` (re-read at every
+        check, so each renewal extends it): past it, it steps down before
+        it reads another message or fires another timer, and calls
+        ``on_expired`` (the lease driver stops holding: ``leadership.lead``).
         """
         self._replace_hub(term, f"now the active hub (term {term})")
+        self._lease = _NO_LEASE if lease is None else lease
+        self._lease_expired_hook = on_expired
         self.role = "active"
+
+    def _lease_expired(self, now: float) -> bool:
+        """Return whether the lease may have expired at ``now``; if so, step down.
+
+        Why here and not only in ``hold``: a process paused past its lease
+        (SIGSTOP, a VM freeze) wakes with every task runnable at once, and
+        its readers may answer the pings that waited in their sockets before
+        ``hold`` runs and notices: those answers would renew the agents'
+        fence leases past the new hub's first session.  Checked before every
+        batch of frames is read and every timer fires (one comparison).
+        """
+        valid_until = self._lease.valid_until
+        if now < valid_until:
+            return False
+        late = now - valid_until
+        hook = self._lease_expired_hook
+        self.stand_by("", f"the lease may have expired by this hub's clock ({late:.3f}s past "
+                          f"its last renewal's ttl minus margin): stepping down unanswered")
+        log.error("lease: %.3fs past the time it could be sure it held the lease (a pause?): "
+                  "stepped down to standby before reading anything more", late)
+        if hook is not None:
+            hook()
+        return True
 
     def set_redirect(self, url: str) -> None:
         """A standby learnt the active hub's URL (``""``: unknown)."""
@@ -334,6 +390,10 @@ class NetworkServer:
         self.hub.stop_taking_calls()
         deadline = trio.current_time() + grace
         if self.resign is not None:
+            # The lease is given up on purpose: the gate must not close the
+            # sessions the hand-over below still answers and redirects.
+            self._lease = _NO_LEASE
+            self._lease_expired_hook = None
             successor = await self.resign(deadline)
             if successor:
                 log.info("handing over to %s: peers with nothing in flight are redirected "
@@ -419,6 +479,8 @@ class NetworkServer:
         peer.scope.cancel()
 
     def _fire(self, now: float) -> None:
+        if now >= self._lease.valid_until and self._lease_expired(now):
+            return
         self.hub.handle_timers(now)
         self._drain()
 
@@ -480,9 +542,13 @@ class NetworkServer:
             ws.abort()
             return
         ws.max_message_size = min(self.pre_hello_bytes, ws.max_message_size)
+        now = trio.current_time()
+        if now >= self._lease.valid_until:
+            self._lease_expired(now)
+            peer.hub = self.hub  # the standby's: it redirects this peer
         self._peers[conn] = peer
         try:
-            peer.hub.connection_made(conn, trio.current_time())
+            peer.hub.connection_made(conn, now)
             self._drain()
             with peer.scope:
                 async with trio.open_nursery() as nursery:
@@ -499,7 +565,10 @@ class NetworkServer:
         finally:
             ws.abort()
             del self._peers[conn]
-            peer.hub.connection_lost(conn, trio.current_time())
+            now = trio.current_time()
+            if now >= self._lease.valid_until:
+                self._lease_expired(now)
+            peer.hub.connection_lost(conn, now)
             self._drain()
             if self._peers_gone is not None and not self._peers:
                 self._peers_gone.set()
@@ -527,6 +596,8 @@ class NetworkServer:
             except WebSocketClosed:
                 return
             now = trio.current_time()
+            if now >= self._lease.valid_until and self._lease_expired(now):
+                return  # stood by: this connection is closed unanswered
             for data in frames:
                 self._frames_in += 1
                 if peer.outbox.closing:

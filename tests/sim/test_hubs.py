@@ -301,6 +301,40 @@ def test_at_most_once_fires_for_a_request_run_twice_on_one_instance() -> None:
     assert names(sim) == ["at-most-once"]
 
 
+# A pause of the active hub between the ttl (2 s) and the agents' fence
+# lease (0.9 x 3 s): the standby takes the lease meanwhile, the owner may
+# still be serving when the old hub wakes with its pings in its sockets.
+BETWEEN_T_AND_F = fault("4s", "hub-pause", target="active", duration="2.4s")
+
+
+def test_a_hub_woken_past_its_lease_steps_down_before_reading_its_backlog() -> None:
+    result, sim = run_scenario(parse_scenario(pair(faults=BETWEEN_T_AND_F)))
+    assert result.ok, result.summary
+    woke = [e for e in sim.timeline if "woke past its lease" in e.text]
+    assert len(woke) == 1
+    assert woke[0].time == pytest.approx(6.4)
+    assert sim.invariants.checked["acts-within-lease"] > 0
+
+
+def test_acts_within_lease_catches_a_hub_that_answers_its_backlog_past_its_lease() -> None:
+    # The seeded bug switches the gate off: the woken hub reads its backlog
+    # (pongs, forwarded requests) as the active hub of the old term first.
+    text = pair(faults=BETWEEN_T_AND_F).replace('poll = "50ms"\n',
+                                                'poll = "50ms"\nseeded_bugs = ["no-lease-gate"]\n')
+    result, sim = run_scenario(parse_scenario(text))
+    assert not result.ok
+    broken = {v.name for v in result.violations}
+    assert broken == {"acts-within-lease"}, result.violations[:3]
+    assert all(v.time == pytest.approx(6.4) for v in result.violations)
+    assert not [e for e in sim.timeline if "woke past its lease" in e.text]
+
+
+def test_an_unknown_hub_seeded_bug_is_named() -> None:
+    text = pair().replace('poll = "50ms"\n', 'poll = "50ms"\nseeded_bugs = ["nope"]\n')
+    with pytest.raises(ScenarioError, match="unknown seeded bug 'nope'; known: no-lease-gate"):
+        parse_scenario(text)
+
+
 # --- the shipped campaigns --------------------------------------------------------------------
 
 

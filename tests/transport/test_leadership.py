@@ -8,15 +8,20 @@ real backends meet real hub processes in tests/e2e/test_ha.py.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import trio
+import trio_websocket
 
 import hulytrio
 from hulytrio.core.hubs import parse_hub_urls
+from hulytrio.core.messages import PROTOCOL_VERSION, Hello, Ping, Pong, Welcome
 from hulytrio.lease import Leadership, Lease, LeaseLost
 from hulytrio.transport.http import fetch
 from hulytrio.transport.leadership import LEADER_POLL, lead, wait_successor
+from hulytrio.wire.codec import decode_frame, encode_frame
+from tests.wsclient import dial
 
 
 class Switch(Lease):
@@ -41,11 +46,13 @@ class Switch(Lease):
         await self.won.wait()
         self.won = trio.Event()
         self.holder = holder
+        self.valid_until = math.inf  # held until the test says otherwise
         return Leadership(self.term, holder)
 
     async def hold(self) -> None:
         await self.lost.wait()
         self.lost = trio.Event()
+        self.valid_until = -math.inf
         raise LeaseLost("taken away by the test")
 
     async def leader(self) -> str | None:
@@ -177,3 +184,110 @@ async def test_a_resigning_hub_gives_up_on_a_successor_at_its_deadline():
         # A TLS successor is not probed: the lease's word is taken.
         lease.holder = "wss://next:1"
         assert await wait_successor(lease, "ws://me:1", start + 5) == "wss://next:1"
+
+
+class Clock:
+    """A lease clock the test moves (``Lease.valid_until``)."""
+
+    def __init__(self, valid_until: float) -> None:
+        self.valid_until = valid_until
+
+
+async def test_a_hub_past_its_lease_steps_down_before_answering_a_ping():
+    # A hub woken from a pause past its lease: its lease task has not run
+    # yet (``hold`` still holds), but a ping waits in a socket.  It must step
+    # down unanswered: a pong would renew the agent's fence lease past the
+    # new hub's first session (docs/high-availability.md).
+    with trio.fail_after(20):
+        async with hulytrio.serve_network(port=0, standby=True) as hub, \
+                trio.open_nursery() as nursery:
+            clock = Clock(trio.current_time() + 60)
+            hub.activate(7, clock)
+            ws, stream = await dial(nursery, hub.url)
+            await ws.send_message(encode_frame([Hello(PROTOCOL_VERSION, "agent-x")]))
+            welcome = decode_frame(await ws.get_message())[0]  # type: ignore[arg-type]
+            assert isinstance(welcome, Welcome)
+            assert welcome.term == 7
+            await ws.send_message(encode_frame([Ping()]))
+            assert decode_frame(await ws.get_message()) == [Pong()]  # type: ignore[arg-type]
+            first = hub.hub.hub_id
+
+            clock.valid_until = trio.current_time() - 0.001  # the lease ran out meanwhile
+            await ws.send_message(encode_frame([Ping()]))
+            got = []
+            with trio.move_on_after(2):
+                while True:
+                    try:
+                        data = await ws.get_message()
+                    except trio_websocket.ConnectionClosed:
+                        break
+                    got.extend(decode_frame(data))  # type: ignore[arg-type]
+            assert Pong() not in got, "a hub past its lease answered a ping"
+            assert hub.role == "standby"
+            assert hub.hub.hub_id != first
+            assert await role(hub) == (503, "standby")
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_hub_past_its_lease_fires_no_timer():
+    # The same gate guards the timers (an alive check could hand a
+    # stateless uuid to another agent): the hub steps down instead.
+    with trio.fail_after(20):
+        async with hulytrio.serve_network(port=0, standby=True) as hub:
+            clock = Clock(trio.current_time() + 60)
+            hub.activate(3, clock)
+            clock.valid_until = trio.current_time()
+            hub._fire(trio.current_time())
+            assert hub.role == "standby"
+
+
+async def test_a_hub_that_resigned_to_drain_is_not_stepped_down_by_its_gate():
+    # A clean stop resigns first (the lease's valid_until ends), then hands
+    # its peers over and answers what is in flight: that is on purpose, and
+    # the gate must not close those sessions as if the lease had run out.
+    with trio.fail_after(20):
+        async with hulytrio.serve_network(port=0, standby=True) as hub:
+            clock = Clock(trio.current_time() + 60)
+            hub.activate(2, clock)
+
+            async def resign(deadline: float) -> str:
+                clock.valid_until = -math.inf  # what Lease.resign does
+                return ""
+
+            hub.resign = resign
+            async with hulytrio.open_client(hub.url) as client:
+                await client.wait_connection()
+                machine = hub.hub
+                await hub.drain(1.0)
+            assert hub.hub is machine
+            assert hub.role == "draining"
+
+
+async def test_a_gate_step_down_ends_the_hold_and_gives_the_lease_up():
+    # The gate fired (the hub woke past its lease) while ``hold`` would
+    # still succeed (a keep-alive answered a moment later): the hub must not
+    # stay a standby that holds the lease, which no other hub could win.
+    with trio.fail_after(20):
+        async with hulytrio.serve_network(port=0, standby=True) as hub, \
+                trio.open_nursery() as nursery:
+            lease = Switch(holder=None)
+            resigned = []
+
+            async def resign() -> None:
+                resigned.append(trio.current_time())
+                lease.holder = None
+
+            lease.resign = resign  # type: ignore[method-assign]
+            nursery.start_soon(lead, hub, lease, hub.url)
+            lease.win(term=3)
+            await until(lambda: hub.role == "active")
+            async with hulytrio.open_client(hub.url) as client:
+                await client.wait_connection()
+                lease.valid_until = trio.current_time()  # hold() itself never raises
+                await until(lambda: hub.role == "standby")
+                await until(lambda: lease.campaigns == 2)
+                assert len(resigned) == 1
+                lease.win(term=4)
+                await until(lambda: client.session.term == 4)
+            nursery.cancel_scope.cancel()
