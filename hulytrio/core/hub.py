@@ -341,6 +341,12 @@ class Hub:
         self._forwards: dict[int, _Forward] = {}
         #: client id -> forward ids in flight *to* its agents
         self._forwards_to: dict[ClientId, dict[int, None]] = {}
+        #: caller client id -> its call id -> the forward of that request
+        #: its session no longer counts (the session ended, or the call was
+        #: resent): the next forward of the call supersedes it, a ``Cancel``
+        #: of the call cancels it (see "Stale forwards" in the module
+        #: docstring); an entry leaves with its forward
+        self._stale: dict[ClientId, dict[int, int]] = {}
         #: client id -> its calls in flight through the hub
         self._in_flight: dict[ClientId, _Flight] = {}
         #: agent client id -> payload bytes of the requests in flight to it,
@@ -827,13 +833,20 @@ class Hub:
             if route is not None and route[1] == agent_client:
                 self._send_to(agent_client, Disconnect(uuid, client_id))
         flight = self._in_flight.pop(client_id, None)
-        if flight is not None and flight.bytes:
-            # Its requests still at agents stop counting against them: nobody
-            # waits for their answers (a stuck container must not keep an
-            # agent's byte bound full of gone callers' calls).
-            for fwd_id in flight.calls.values():
-                fwd = self._forwards.get(fwd_id)
-                if fwd is not None and fwd.size:
+        if flight is not None:
+            # Its requests still at agents go on (a resend of one after a
+            # reconnect joins its run there: at most once) and become stale:
+            # the resend, or a ``Cancel`` from the next session, reaches them.
+            # They stop counting against the agents' bytes: nobody waits for
+            # their answers (a stuck container must not keep an agent's byte
+            # bound full of gone callers' calls).
+            forwards = self._forwards
+            for call_id, fwd_id in flight.calls.items():
+                fwd = forwards.get(fwd_id)
+                if fwd is None or fwd.kind != "request":
+                    continue
+                self._mark_stale(client_id, call_id, fwd_id)
+                if fwd.size:
                     self._agent_bytes_done(fwd)
                     fwd.size = 0
         self._own.pop(client_id, None)
@@ -939,6 +952,45 @@ class Hub:
             del flight.calls[call_id]
             return
         self._in_flight_done(fwd_id, fwd)
+        if fwd.kind == "request":
+            # Resent while the first forward goes on: the first is stale.
+            self._mark_stale(fwd.caller, call_id, fwd_id)
+
+    def _mark_stale(self, caller: ClientId, call_id: int, fwd_id: int) -> None:
+        """The request forward ``fwd_id`` of ``caller``'s call ``call_id`` is no longer counted.
+
+        (An older stale forward of the same call, which cannot be in
+        practice, is cancelled: only the newest forward of a call is kept.)
+        """
+        mine = self._stale.get(caller)
+        if mine is None:
+            mine = self._stale[caller] = {}
+        elif call_id in mine and mine[call_id] != fwd_id:
+            self._cancel_stale(caller, call_id)
+        mine[call_id] = fwd_id
+
+    def _cancel_stale(self, caller: ClientId, call_id: int) -> bool:
+        """Cancel the stale forward of ``caller``'s call ``call_id``; returns whether one was.
+
+        The forward ends here (its late answer reaches nobody) and its agent
+        gets ``Cancel``: it drops this forward's wait for the run, and stops
+        the run when no other forward waits for it (``core/hosting.py``).
+        """
+        mine = self._stale.get(caller)
+        if mine is None:
+            return False
+        fwd_id = mine.pop(call_id, None)
+        if not mine:
+            del self._stale[caller]
+        if fwd_id is None:
+            return False
+        fwd = self._forwards.get(fwd_id)
+        if fwd is None:
+            return False
+        self._finish_forward(fwd_id, fwd)
+        self.probes.hit("stale forward cancelled")
+        self._send_to(fwd.agent_client, Cancel(fwd_id))
+        return True
 
     # --- handlers -------------------------------------------------------------
 
@@ -1124,6 +1176,12 @@ class Hub:
         self.stats.forwarded += 1
         self._send_to(agent_client, Request(fwd_id, msg.uuid, msg.operation, msg.payload,
                                             client_id, msg.id))
+        if self._stale:
+            # A resend supersedes the call's stale forward, after it on the
+            # agent's connection: the resend joins the run first, then the
+            # old forward's wait goes, so the caller's next ``Cancel`` is
+            # the run's last waiter's and stops it.
+            self._cancel_stale(client_id, msg.id)
 
     def _new_forward(self, fwd: _Forward) -> int:
         self._forward_serial += 1
@@ -1134,6 +1192,12 @@ class Hub:
 
     def _finish_forward(self, fwd_id: int, fwd: _Forward) -> None:
         del self._forwards[fwd_id]
+        if self._stale:
+            mine = self._stale.get(fwd.caller)
+            if mine is not None and mine.get(fwd.caller_id) == fwd_id:
+                del mine[fwd.caller_id]
+                if not mine:
+                    del self._stale[fwd.caller]
         bucket = self._forwards_to.get(fwd.agent_client)
         if bucket is not None:
             bucket.pop(fwd_id, None)
@@ -1200,10 +1264,14 @@ class Hub:
         """The caller abandoned call ``msg.id``: free its slot, tell the agent; no answer."""
         flight = self._in_flight.get(client_id)
         fwd_id = flight.calls.get(msg.id) if flight is not None else None
+        # A forward of the call from an ended session, or one its resend has
+        # not superseded yet (answered ``Retry``), is cancelled too.
+        stale = bool(self._stale) and self._cancel_stale(client_id, msg.id)
         if fwd_id is None:
-            # A get waiting for a container to start stops waiting (answered
-            # ``cancelled``); anything else was answered already.
-            self.registry.cancel_get(client_id, msg.id)
+            if not stale:
+                # A get waiting for a container to start stops waiting
+                # (answered ``cancelled``); anything else was answered already.
+                self.registry.cancel_get(client_id, msg.id)
             return
         fwd = self._forwards.get(fwd_id)
         if fwd is None:
