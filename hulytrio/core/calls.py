@@ -74,7 +74,7 @@ REACQUIRE_CODES = frozenset({ErrorCode.AGENT_GONE.value, ErrorCode.NOT_FOUND.val
 class Call:
     """One operation in flight under id ``call_id``."""
 
-    __slots__ = ("agent_id", "call_id", "data", "kind", "ref_id", "sent", "user")
+    __slots__ = ("agent_id", "call_id", "data", "kind", "ref_id", "sent", "sent_before", "user")
 
     def __init__(self, call_id: int, kind: CallKind, user: bool, ref_id: int | None,
                  agent_id: str | None, data: Any) -> None:
@@ -93,6 +93,9 @@ class Call:
         self.data = data
         #: sent on the current connection (False: to send when ready)
         self.sent = False
+        #: sent on an earlier connection and not answered there: the hub may
+        #: still hold a forward of it (a ``Cancel`` of the call must reach it)
+        self.sent_before = False
 
 
 class CallTable:
@@ -140,7 +143,9 @@ class CallTable:
     def connection_lost(self) -> None:
         """The connection ended: nothing pending was sent on the next one."""
         for call in self.pending.values():
-            call.sent = False
+            if call.sent:
+                call.sent = False
+                call.sent_before = True
 
     def close(self) -> list[Call]:
         """Forget every call; returns those whose user handle must be failed."""

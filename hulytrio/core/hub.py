@@ -21,6 +21,22 @@ id; the answer goes back to the caller under the caller's id.  The payload is
 never decoded here.  When the agent's session ends, every request in flight
 to it fails with ``agent_gone`` (the client session re-acquires and resends).
 
+Stale forwards.  When a *caller's* session ends, its requests in flight stay
+forwarded: the agent keeps running them, and the caller's resend after a
+reconnect joins the run there instead of running it again (at most once,
+``core/answers.py``).  Such a forward, or one whose call the caller resent
+while it was in flight, is *stale*: the caller's session no longer counts
+it.  The next forward of the same call (caller peer id and call id)
+supersedes it: the hub ends it and sends the agent ``Cancel`` for it right
+after the resend, which has joined the run by then, so the run goes on and
+the caller's own ``Cancel`` later meets its only waiter and stops it.  A
+``Cancel`` of the call cancels its stale forward too (a resend answered
+``Retry``, or a call cancelled while its caller was away: the session sends
+that ``Cancel`` after its next ``Welcome``).  fix: the caller's ``Cancel``
+reached only the resend's forward, the stale one still waited for the run,
+and the run never stopped (issue 13: a caller that reconnected under load
+left its abandoned calls' handlers running).
+
 The ``Registry`` decides everything about agents, containers and holds.  The
 hub takes its effects in one list (``Registry.take_effects()``): sends by
 client id, which the hub maps to connections, and the two things only the hub
@@ -201,7 +217,8 @@ class HubStatistics:
     Container requests (``forwarded``) are counted by outcome only off the
     answered path: ``request_errors`` (the agent answered an error),
     ``request_lost`` (its agent went away), ``request_cancelled`` (the
-    caller abandoned it), ``not_found`` and ``retries``; the rest answered
+    caller abandoned it, or a resend of it superseded this forward),
+    ``not_found`` and ``retries``; the rest answered
     ok or are in flight.  ``calls`` counts the registry's
     calls by ``(operation, "ok" | "error")``; ``durations`` holds the hub's
     time from a call to its answer, per operation (``request`` and
@@ -988,6 +1005,7 @@ class Hub:
         if fwd is None:
             return False
         self._finish_forward(fwd_id, fwd)
+        self.stats.request_cancelled += 1
         self.probes.hit("stale forward cancelled")
         self._send_to(fwd.agent_client, Cancel(fwd_id))
         return True

@@ -335,6 +335,9 @@ class ClientSession:
         self.welcomes = 0
         #: redirects followed since the last real Welcome
         self._redirects = 0
+        #: requests sent on an earlier connection that the user cancelled
+        #: while none was welcomed: their ``Cancel`` goes at the next Welcome
+        self._cancels_owed: list[int] = []
         self.timers = Timers()
         # ``first_call_id``: the driver's per-process offset (a restarted
         # caller under the same peer id must not reuse its predecessor's ids)
@@ -607,7 +610,15 @@ class ClientSession:
         ref = self.refs.by_id.get(call.ref_id) if call.ref_id is not None else None
         if ref is not None:
             ref.waiting.pop(handle, None)
-        if call.sent and self._ready:
+        if call.sent_before:
+            # Sent on an earlier connection, unanswered: the hub may still
+            # hold that forward, and the agent run it (docs/protocol.md,
+            # "Cancelling a call"): cancel it now, or once welcomed again.
+            if self._ready:
+                self._send(Cancel(handle))
+            else:
+                self._cancels_owed.append(handle)
+        elif call.sent and self._ready:
             self._send(Cancel(handle))
 
     def _cancel_get(self, call: Call) -> None:
@@ -939,6 +950,10 @@ class ClientSession:
         self._heard_us = self._hello_at
         if self.hosting.agents:
             self._arm_fence()
+        if self._cancels_owed:
+            for handle in self._cancels_owed:
+                self._send(Cancel(handle))
+            self._cancels_owed.clear()
         # Events continue from the hub's current number (a restarted hub
         # counts from 0 again); what we missed meanwhile comes from a resync,
         # and a snapshot half answered on the old connection is dropped.

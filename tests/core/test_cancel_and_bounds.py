@@ -125,9 +125,13 @@ def test_a_resent_call_with_the_same_id_counts_once(make_raw) -> None:
     raw.send("c", Request(1, uuid, "op"))
     raw.send("c", Request(1, uuid, "op"))  # a resend while the first is in flight
     assert raw.send("c", Request(2, uuid, "op")) == []
-    first, second, _third = raw.take("h")
-    raw.send("h", Response(first.id, b"a"))  # the older forward: no slot to free
+    first, second, superseded, _third = raw.take("h")
+    # The resend supersedes the first forward: its agent is told to drop it
+    # (after the resend, which joins the first's run there: at most once).
+    assert superseded == Cancel(first.id)
+    assert raw.send("h", Response(first.id, b"a")) == []  # ended: no slot, no answer
     raw.send("h", Response(second.id, b"b"))
+    assert raw.take("c") == [Response(1, b"b")]
     assert raw.send("c", Request(3, uuid, "op")) == []
 
 

@@ -77,3 +77,46 @@ async def test_a_request_abandoned_on_a_direct_connection_stops_its_handler():
                 # The connection carries on.
                 with trio.fail_after(2):
                     assert await conn.request("op", 7) == 7
+
+
+async def test_calls_resent_after_the_callers_reconnect_stop_when_cancelled():
+    # Issue 13: the caller's connection broke while its calls hung; its
+    # resends joined the runs at the agent (at most once), and then its
+    # cancels stopped only the resends' forwards, never the runs.
+    made: list[Stuck] = []
+
+    async def start(options: hulytrio.GetOptions) -> hulytrio.Container:
+        made.append(Stuck())
+        return made[-1]
+
+    with trio.fail_after(30):
+        async with open_hub_pair({"stuck": start}) as (hub, _, caller, _):
+            ref = await caller.get("stuck")
+            box = made[0]
+
+            async def call() -> None:
+                await ref.request("hang")
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(20):
+                    nursery.start_soon(call)
+                with trio.fail_after(10):
+                    while box.running < 20:  # noqa: ASYNC110 - polls the handler count
+                        await trio.sleep(0.02)
+                conn = caller._conn
+                assert conn is not None
+                assert conn.ws is not None
+                conn.ws.abort()  # the caller's connection breaks, every call unanswered
+                with trio.fail_after(10):
+                    # Back, and every call resent and forwarded again.
+                    while hub.hub.stats.forwarded < 40:  # noqa: ASYNC110 - polls the hub
+                        await trio.sleep(0.02)
+                assert box.running == 20  # the resends joined the runs
+                nursery.cancel_scope.cancel()
+            with trio.fail_after(5):
+                while box.running:  # noqa: ASYNC110 - polls the handler count
+                    await trio.sleep(0.02)
+            assert box.cancelled == 20
+            assert hub.hub.forwards_in_flight() == 0
+            with trio.fail_after(2):
+                assert await ref.request("op", 3) == 3
