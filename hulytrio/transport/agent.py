@@ -37,8 +37,9 @@ connection runs an ``EndpointSession`` (reader feeds it, a bounded outbox
 writes its answers, a client that does not read is dropped).  Its answers
 are paced (``pacing.RequestPacer``, ``ENDPOINT_UNSENT_BYTES``): a burst of
 large answers waits for room instead of going over ``ENDPOINT_SEND_BYTES``,
-and while answers wait the connection's requests are not read (so a client
-that reads slowly cannot make the agent hold more and more answers); a
+and while answers wait nothing more the client sent is handled or read (at
+most one read's frames wait), so a client that reads slowly cannot make the
+agent hold more and more answers; a
 client that takes none of our bytes for ``pacing.STALL_TIMEOUT`` is dropped.
 """
 
@@ -490,14 +491,14 @@ class AgentRuntime:
                     nursery.start_soon(peer.write, ws)
                     nursery.start_soon(self._hello_deadline, peer)
                     while True:
-                        if peer.pacer.held:
-                            # Answers wait for the client to read: no more
-                            # requests from it until they are out.
-                            await peer.pacer.wait_released()
                         try:
                             frames = await ws.receive()
                         except WebSocketClosed:
                             break
+                        if peer.pacer.held:
+                            # Answers wait for the client to read: nothing
+                            # more of its runs until they are out.
+                            await peer.pacer.wait_released()
                         for data in frames:
                             self._endpoint_frame(peer, data)
                         if not greeted and peer.session.state is EndpointState.OPEN:

@@ -27,10 +27,11 @@ from hubpair import open_hub_pair
 
 import hulytrio
 from hulytrio.core.errors import ConnectionClosed
-from hulytrio.core.messages import PROTOCOL_VERSION, Hello, Ok, Welcome
+from hulytrio.core.messages import PROTOCOL_VERSION, Hello, Ok, Request, Welcome
+from hulytrio.transport import agent as agent_module
 from hulytrio.transport import connection as connection_module
-from hulytrio.transport.websocket import WebSocket, accept_websocket
-from hulytrio.wire.codec import decode_frame, encode_frame
+from hulytrio.transport.websocket import WebSocket, accept_websocket, connect_websocket
+from hulytrio.wire.codec import MAX_FRAME_BYTES, decode_frame, encode_frame, encode_payload
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -263,3 +264,54 @@ async def test_an_endpoint_that_stops_reading_is_dropped_and_its_calls_fail(monk
             nursery.cancel_scope.cancel()
     for ws_ in sockets:
         ws_.abort()
+
+
+async def test_an_endpoint_stops_reading_a_client_that_does_not_take_its_answers(monkeypatch):
+    """A direct client asks for 200 answers of 256 KiB and reads nothing: the
+    endpoint keeps its bound for it, holds the rest, runs none of the client's
+    later requests meanwhile, and drops it once it has taken nothing for
+    ``STALL_TIMEOUT``; the healthy pair is undisturbed."""
+    monkeypatch.setattr(agent_module, "STALL_TIMEOUT", 2.0)
+    ran: list[int] = []
+
+    class Counting(Big):
+        async def request(self, operation: str, data: Any = None,
+                          client_id: str | None = None) -> Any:
+            if operation == "big":
+                ran.append(data)
+            return await super().request(operation, data, client_id)
+
+    async def start_counting(options: hulytrio.GetOptions) -> hulytrio.Container:
+        return Counting()
+
+    with trio.fail_after(30):
+        async with open_hub_pair({"big": start_counting}, endpoint="127.0.0.1:0"
+                                 ) as (_, _, caller, agent):
+            assert agent.endpoint is not None
+            ref = await caller.get("big")
+            peer_ws = await connect_websocket(agent.endpoint, max_message_size=MAX_FRAME_BYTES)
+            peer_ws.send_nowait(encode_frame([Hello(PROTOCOL_VERSION, "greedy")]))
+            got = [m for data in await peer_ws.receive()
+                   for m in decode_frame(data)]  # type: ignore[arg-type]
+            assert isinstance(got[0], Welcome)
+            peer_ws.send_nowait(encode_frame(
+                [Request(i, ref.uuid, "big", encode_payload(i)) for i in range(1, 201)]))
+            await peer_ws.wait_sent()
+            while len(ran) < 200:  # noqa: ASYNC110 - polls the container
+                await trio.sleep(0.01)
+            await trio.sleep(0.2)
+            (peer,) = agent._runtime._endpoint_peers.values()
+            assert peer.pacer.held > 0
+            assert peer.outbox._ws is not None
+            assert peer.outbox._ws.pending <= BUDGET + SIZE + KIB
+            # More requests: not read while answers wait, so none runs.
+            peer_ws.send_nowait(encode_frame(
+                [Request(i, ref.uuid, "big", encode_payload(i)) for i in range(201, 211)]))
+            await trio.sleep(0.5)
+            assert len(ran) == 200
+            assert await ref.request("size", b"abc") == 3, "the healthy pair works"
+            with trio.fail_after(10):
+                while agent._runtime._endpoint_peers:  # noqa: ASYNC110 - polls the agent
+                    await trio.sleep(0.05)
+            assert len(ran) == 200
+            peer_ws.abort()
