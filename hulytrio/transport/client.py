@@ -876,7 +876,10 @@ async def open_client(url: str, *, client_id: str | None = None,
     fewer than ``max_unsent_request_bytes`` (8 MiB) of requests wait to be
     taken by the kernel; beyond it each further request waits, in order,
     for room (a request larger than the bound goes alone).  Resends after a
-    reconnect wait the same way.  The call returns when answered either
+    reconnect wait the same way, and so do ``get`` calls (sized by their
+    ``extra``), the answers of agents this client hosts (under the same
+    bound) and requests on direct connections (``ref.connect()``, each
+    under its own bound of this size).  The call returns when answered either
     way; a call cancelled while it waits is never sent.
 
     ``url`` may list several hubs, ``"ws://a:3737,ws://b:3737"`` (an active
