@@ -34,7 +34,13 @@ checkpoint first; a write refused as stale stops the container here
 
 With an endpoint the agent opens its own WebSocket server; each
 connection runs an ``EndpointSession`` (reader feeds it, a bounded outbox
-writes its answers, a client that does not read is dropped).
+writes its answers, a client that does not read is dropped).  Its answers
+are paced (``pacing.RequestPacer``, ``ENDPOINT_UNSENT_BYTES``): a burst of
+large answers waits for room instead of going over ``ENDPOINT_SEND_BYTES``,
+and while answers wait nothing more the client sent is handled or read (at
+most one read's frames wait), so a client that reads slowly cannot make the
+agent hold more and more answers; a
+client that takes none of our bytes for ``pacing.STALL_TIMEOUT`` is dropped.
 """
 
 from __future__ import annotations
@@ -70,7 +76,7 @@ from hulytrio.core.effects import (
 )
 from hulytrio.core.endpoint import EndpointSession, EndpointState
 from hulytrio.core.errors import ErrorCode, LocalProtocolError
-from hulytrio.core.messages import Message
+from hulytrio.core.messages import Message, Response
 from hulytrio.core.session import ClientSession
 from hulytrio.core.types import ContainerUuid, OfferedContainer
 from hulytrio.state import StateStore
@@ -87,6 +93,7 @@ from .container import Container, Factory, StatelessContainer, has_state
 from .http import agent_routes
 from .limits import EndpointLimits, refusal
 from .outbox import Outbox
+from .pacing import REQUEST_OVERHEAD, STALL_TIMEOUT, RequestPacer, watch_progress
 from .tls_relay import accept_tls
 from .websocket import HandshakeError, HttpAnswered, WebSocket, WebSocketClosed, accept_websocket
 
@@ -108,6 +115,10 @@ log = logging.getLogger("hulytrio.agent")
 ENDPOINT_SEND_QUEUE = 10_000
 #: Bytes kept for one direct-connection client that does not read before it is dropped.
 ENDPOINT_SEND_BYTES = 2 * MAX_FRAME_BYTES
+#: Bytes of answers let wait for one direct-connection client (not yet taken
+#: by the kernel) before further answers wait for room (and its requests
+#: for reading): a client's default ``max_unsent_request_bytes``.
+ENDPOINT_UNSENT_BYTES = MAX_FRAME_BYTES // 2
 #: Seconds a direct connection has to complete the WebSocket upgrade.
 ENDPOINT_HANDSHAKE_TIMEOUT = 10.0
 # (The endpoint's bounds on direct connections: ``limits.EndpointLimits``.)
@@ -208,7 +219,7 @@ class Agent:
 class _EndpointPeer:
     """One direct connection to the agent's endpoint; the route of its requests' answers."""
 
-    __slots__ = ("calls", "cancelled_queued", "outbox", "runtime", "scope", "session")
+    __slots__ = ("calls", "cancelled_queued", "outbox", "pacer", "runtime", "scope", "session")
 
     def __init__(self, runtime: AgentRuntime, session: EndpointSession) -> None:
         self.runtime = runtime
@@ -219,7 +230,30 @@ class _EndpointPeer:
         self.cancelled_queued: set[int] = set()
         self.outbox = Outbox(ENDPOINT_SEND_QUEUE, max_bytes=ENDPOINT_SEND_BYTES,
                              oversized=self._oversized)
+        self.pacer = RequestPacer(self.outbox, ENDPOINT_UNSENT_BYTES)
         self.scope = trio.CancelScope()
+
+    def drop(self, why: str) -> None:
+        log.warning("agent %s endpoint: dropping %s, %s", self.runtime.agent_id,
+                    self.session.peer_id, why)
+        self.scope.cancel()
+
+    async def write(self, ws: WebSocket) -> None:
+        """Run the outbox's writer, the pacer and the stall watch until the connection ends."""
+
+        def stalled(pending: int) -> None:
+            self.drop(f"it took none of the {pending} bytes waiting for it in "
+                      f"{STALL_TIMEOUT:g} s")
+
+        self.pacer.ws = ws
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.pacer.run, ws, lambda: self.drop("it does not read"))
+                nursery.start_soon(watch_progress, ws, STALL_TIMEOUT, stalled)
+                await self.outbox.run_writer(ws)
+                nursery.cancel_scope.cancel()
+        finally:
+            self.pacer.drop_held()  # the reader may wait for them (``wait_released``)
 
     def _oversized(self, message: Message, size: int) -> None:
         """A message is too large for any frame: see ``limits.refusal``."""
@@ -454,13 +488,17 @@ class AgentRuntime:
         try:
             with peer.scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(peer.outbox.run_writer, ws)
+                    nursery.start_soon(peer.write, ws)
                     nursery.start_soon(self._hello_deadline, peer)
                     while True:
                         try:
                             frames = await ws.receive()
                         except WebSocketClosed:
                             break
+                        if peer.pacer.held:
+                            # Answers wait for the client to read: nothing
+                            # more of its runs until they are out.
+                            await peer.pacer.wait_released()
                         for data in frames:
                             self._endpoint_frame(peer, data)
                         if not greeted and peer.session.state is EndpointState.OPEN:
@@ -519,14 +557,17 @@ class AgentRuntime:
         return self.state.is_fenced(uuid) and uuid in self.containers
 
     def _endpoint_perform(self, peer: _EndpointPeer, effects: Sequence[EndpointEffect]) -> None:
-        es = peer.session
         for effect in effects:
             match effect:
                 case Send():
-                    if not peer.outbox.put_nowait(effect.message) and not peer.outbox.closing:
-                        log.warning("agent %s endpoint: dropping %s, it does not read",
-                                    self.agent_id, es.peer_id)
-                        peer.scope.cancel()
+                    message = effect.message
+                    if type(message) is Response:  # answers wait for room
+                        sent = peer.pacer.pace(message, len(message.payload)
+                                               + REQUEST_OVERHEAD)
+                    else:
+                        sent = peer.outbox.put_nowait(message)
+                    if not sent and not peer.outbox.closing:
+                        peer.drop("it does not read")
                 case CloseConnection():
                     peer.outbox.close_after_flush(effect.reason)
                 case RunRequest():

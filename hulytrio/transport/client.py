@@ -62,7 +62,7 @@ from hulytrio.core.errors import (
 )
 from hulytrio.core.events import NetworkEvent
 from hulytrio.core.hubs import parse_hub_urls
-from hulytrio.core.messages import Cancel, Error, Message, Request
+from hulytrio.core.messages import Cancel, Error, Get, Message, Request, Response
 from hulytrio.core.session import Backoff, ClientSession
 from hulytrio.core.types import AgentInfo, ClientInfo, ContainerRecord, GetOptions, OfferedContainer
 
@@ -83,7 +83,8 @@ from .deadlines import DeadlineTask
 from .errors import single_errors
 from .limits import EndpointLimits, refusal
 from .outbox import Outbox, Oversized
-from .pacing import RequestPacer
+from .pacing import REQUEST_OVERHEAD, RequestPacer, get_size, watch_progress
+from .pacing import STALL_TIMEOUT as _STALL_TIMEOUT
 from .retrylog import RetryLog
 from .tls import client_ssl_context
 from .tls_relay import connect_wss
@@ -121,19 +122,22 @@ SEND_QUEUE = 100_000
 #: Two processes' ids meet with a probability of about calls / 2**60.
 CALL_ID_OFFSET_BITS = 60
 #: Bytes kept for a hub that does not read before the connection counts as
-#: dead.  The client's own requests never fill it: they wait for room in
-#: ``UNSENT_REQUEST_BYTES`` (``pacing.py``), so what can is the rest (a
-#: hosted agent's answers, gets with large ``extra``).
+#: dead.  The client's own requests and gets, and a hosted agent's answers,
+#: never fill it: they wait for room in ``UNSENT_REQUEST_BYTES``
+#: (``pacing.py``), so what can is the rest (pushes of a hosted agent's
+#: containers, errors, pongs).
 SEND_BYTES = 4 * MAX_FRAME_BYTES
-#: Request bytes a client lets wait for the hub (not yet taken by the kernel)
-#: before further requests wait for room: the hub's default in-flight bytes
-#: per client (``MAX_IN_FLIGHT_BYTES``), since more sent ahead would only be
-#: answered ``retry``.  ``open_client(max_unsent_request_bytes=...)``.
+#: Bytes of requests, gets and a hosted agent's answers a client lets wait
+#: for the hub (not yet taken by the kernel) before further ones wait for
+#: room: the hub's default in-flight bytes per client (``MAX_IN_FLIGHT_BYTES``),
+#: since more requests sent ahead would only be answered ``retry``.
+#: ``open_client(max_unsent_request_bytes=...)``; the same bound paces the
+#: requests of the client's direct connections to agent endpoints.
 UNSENT_REQUEST_BYTES = MAX_FRAME_BYTES // 2
 #: Seconds a hub may take none of the bytes waiting for it before the
 #: connection counts as dead: it is not reading (its pings and answers to
 #: it would pile up for ever).  A hub that reads slowly makes progress.
-STALL_TIMEOUT = 10.0
+STALL_TIMEOUT = _STALL_TIMEOUT
 #: Registry events buffered per ``updates()`` listener before it is cut off.
 UPDATES_BUFFER = 1024
 
@@ -462,10 +466,15 @@ class Client:
                     message = effect.message
                     kind = type(message)
                     if kind is Request:
-                        # Held for room if too many request bytes wait already.
+                        # Held for room if too many paced bytes wait already.
                         sent = conn.pacer.send(message)  # type: ignore[arg-type]
+                    elif kind is Response:  # a hosted agent's answer: paced too
+                        sent = conn.pacer.pace(message, len(message.payload)  # type: ignore[attr-defined]
+                                               + REQUEST_OVERHEAD)
                     elif kind is Cancel and conn.pacer.forget(message.id):  # type: ignore[attr-defined]
                         sent = True  # the request was held: the hub never saw it
+                    elif kind is Get:  # its ``extra`` may be large: paced too
+                        sent = conn.pacer.pace(message, get_size(message))  # type: ignore[arg-type]
                     else:
                         sent = conn.outbox.put_nowait(message)
                     if not sent:
@@ -509,24 +518,17 @@ class Client:
         conn.scope.cancel()
 
     async def _watch_progress(self, conn: _Connection, ws: WebSocket) -> None:
-        """Drop the connection if the hub takes none of our bytes for ``STALL_TIMEOUT``.
+        """Drop the connection if the hub takes none of our bytes for ``STALL_TIMEOUT``
+        (``pacing.watch_progress``): its pings, pongs and answers would wait
+        for ever (what is paced never fills ``SEND_BYTES``)."""
 
-        Bytes waiting at two looks ``STALL_TIMEOUT`` apart with none taken
-        between them (``WebSocket.drained``): the hub is not reading at all,
-        and its pings, pongs and answers would wait for ever (our requests
-        wait for room and never fill ``SEND_BYTES``).  A hub that reads, however
-        slowly, takes some.
-        """
-        drained, waiting = ws.drained, False
-        while True:
-            await trio.sleep(STALL_TIMEOUT)
-            if waiting and ws.pending and ws.drained == drained:
-                log.warning("the hub took none of the %d bytes waiting for it in %g s; "
-                            "reconnecting", ws.pending, STALL_TIMEOUT)
-                conn.outbox.closing = True
-                conn.scope.cancel()
-                return
-            drained, waiting = ws.drained, ws.pending > 0
+        def stalled(pending: int) -> None:
+            log.warning("the hub took none of the %d bytes waiting for it in %g s; "
+                        "reconnecting", pending, STALL_TIMEOUT)
+            conn.outbox.closing = True
+            conn.scope.cancel()
+
+        await watch_progress(ws, STALL_TIMEOUT, stalled)
 
     def _close_connection(self, reason: str) -> None:
         conn, self._conn = self._conn, None
@@ -550,7 +552,8 @@ class Client:
         if endpoint:
             ws = await open_endpoint(endpoint, ssl_context=self.ssl_context, spawn=self.spawn)
             if ws is not None:
-                async with run_direct_connection(ref, ws, self.client_id) as conn:
+                async with run_direct_connection(ref, ws, self.client_id,
+                                                 self.max_unsent_request_bytes) as conn:
                     yield conn
                 return
         async with self._open_via_hub(ref) as conn:
@@ -873,7 +876,10 @@ async def open_client(url: str, *, client_id: str | None = None,
     fewer than ``max_unsent_request_bytes`` (8 MiB) of requests wait to be
     taken by the kernel; beyond it each further request waits, in order,
     for room (a request larger than the bound goes alone).  Resends after a
-    reconnect wait the same way.  The call returns when answered either
+    reconnect wait the same way, and so do ``get`` calls (sized by their
+    ``extra``), the answers of agents this client hosts (under the same
+    bound) and requests on direct connections (``ref.connect()``, each
+    under its own bound of this size).  The call returns when answered either
     way; a call cancelled while it waits is never sent.
 
     ``url`` may list several hubs, ``"ws://a:3737,ws://b:3737"`` (an active

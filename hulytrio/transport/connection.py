@@ -14,6 +14,13 @@ in ``client.py`` chooses):
   feeds the ``ContainerConnection`` through ``push_nowait`` / ``end_events``.
 
 If the agent's endpoint cannot be reached, the hub path is used instead.
+
+A direct connection paces its requests as the hub connection does
+(``pacing.RequestPacer``): at most ``request_budget`` bytes of them wait for
+the endpoint, the rest wait for room, so a burst of large requests is never
+buffered whole; an endpoint that takes none of our bytes for
+``pacing.STALL_TIMEOUT`` is dropped (its calls fail ``ConnectionClosed``),
+and one that lets more than ``DIRECT_SEND_BYTES`` pile up is dropped too.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from hulytrio.core.effects import (
 )
 from hulytrio.core.endpoint import EndpointClient, EndpointState
 from hulytrio.core.errors import ConnectionClosed
-from hulytrio.core.messages import Message
+from hulytrio.core.messages import Cancel, Message, Request
 
 from ..wire.codec import (
     MAX_FRAME_BYTES,
@@ -54,6 +61,7 @@ from .deadlines import DeadlineTask
 from .errors import single_errors
 from .limits import refusal
 from .outbox import Outbox
+from .pacing import STALL_TIMEOUT, RequestPacer, watch_progress
 from .tls_relay import connect_wss
 from .waiter import Waiter
 from .websocket import HandshakeError, WebSocket, WebSocketClosed
@@ -71,6 +79,11 @@ log = logging.getLogger("hulytrio.client")
 
 #: Container events buffered per connection; beyond it new events are dropped (logged).
 EVENTS_BUFFER = 10_000
+#: Messages one direct connection may queue in one round, and bytes it keeps
+#: for an endpoint that does not read, before it counts as dead.  Its requests
+#: never fill them (they wait for room: ``RequestPacer``).
+DIRECT_SEND_QUEUE = 100_000
+DIRECT_SEND_BYTES = 4 * MAX_FRAME_BYTES
 
 
 def received_messages(data: bytes | str, source: str) -> list[Message]:
@@ -178,10 +191,13 @@ class ContainerEvents:
 class _Direct:
     """The driver of one ``EndpointClient`` over a WebSocket."""
 
-    def __init__(self, ws: WebSocket, machine: EndpointClient) -> None:
+    def __init__(self, ws: WebSocket, machine: EndpointClient, request_budget: int) -> None:
         self.ws = ws
         self.machine = machine
-        self.outbox = Outbox(oversized=self._oversized)
+        self.outbox = Outbox(DIRECT_SEND_QUEUE, max_bytes=DIRECT_SEND_BYTES,
+                             oversized=self._oversized)
+        self.pacer = RequestPacer(self.outbox, request_budget)
+        self.pacer.ws = ws
         self.writer_done = trio.Event()
         self.slots: dict[int, Waiter] = {}
         self.conn: ContainerConnection | None = None
@@ -204,7 +220,16 @@ class _Direct:
         for effect in effects:
             match effect:
                 case Send():
-                    self.outbox.put_nowait(effect.message)
+                    message = effect.message
+                    kind = type(message)
+                    if kind is Request:
+                        sent = self.pacer.send(message)  # type: ignore[arg-type]
+                    elif kind is Cancel and self.pacer.forget(message.id):  # type: ignore[attr-defined]
+                        sent = True  # the request was held: the endpoint never saw it
+                    else:
+                        sent = self.outbox.put_nowait(message)
+                    if not sent and not self.outbox.closing:
+                        self.give_up(f"more than {DIRECT_SEND_QUEUE} messages queued")
                 case Resolve() | Reject():
                     waiter = self.slots.get(effect.handle)
                     if waiter is not None:
@@ -243,11 +268,31 @@ class _Direct:
         payload: bytes = await self.wait(handle)
         return decode_payload(payload)
 
+    def give_up(self, why: str) -> None:
+        """The endpoint does not take what we send: drop the connection (its calls fail)."""
+        log.warning("dropping the direct connection to %s: %s", self.ws.remote, why)
+        self.outbox.closing = True
+        self.ws.abort()
+
     async def run_writer(self) -> None:
         try:
             await self.outbox.run_writer(self.ws)
         finally:
+            self.pacer.drop_held()
             self.writer_done.set()
+
+    async def run_pacer(self) -> None:
+        """Release held requests as the endpoint takes our bytes; drop it if it takes none."""
+
+        def stalled(pending: int) -> None:
+            self.give_up(f"it took none of the {pending} bytes waiting for it in "
+                         f"{STALL_TIMEOUT:g} s")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_progress, self.ws, STALL_TIMEOUT, stalled)
+            await self.pacer.run(self.ws, lambda: self.give_up(
+                f"more than {DIRECT_SEND_QUEUE} messages queued"))
+            nursery.cancel_scope.cancel()
 
     async def run_reader(self) -> None:
         try:
@@ -278,12 +323,13 @@ class _Direct:
 
 
 @asynccontextmanager
-async def run_direct_connection(ref: ConnectionTarget, ws: WebSocket, client_id: str
-                                ) -> AsyncIterator[ContainerConnection]:
+async def run_direct_connection(ref: ConnectionTarget, ws: WebSocket, client_id: str,
+                                request_budget: int) -> AsyncIterator[ContainerConnection]:
     """Run a direct connection to ``ref``'s container over ``ws`` (from ``open_endpoint``).
 
     Yields the ``ContainerConnection`` once the endpoint accepted the stream;
-    on exit disconnects and closes ``ws``.
+    on exit disconnects and closes ``ws``.  At most ``request_budget`` bytes
+    of requests wait for the endpoint at a time (see the module docstring).
 
     Raises:
         ContainerNotFound: the container does not serve there (any more).
@@ -292,7 +338,7 @@ async def run_direct_connection(ref: ConnectionTarget, ws: WebSocket, client_id:
     with single_errors():
         async with trio.open_nursery() as nursery:
             try:
-                async with _run_direct(ref, ws, client_id, nursery) as conn:
+                async with _run_direct(ref, ws, client_id, request_budget, nursery) as conn:
                     yield conn
             finally:
                 ws.abort()
@@ -301,9 +347,11 @@ async def run_direct_connection(ref: ConnectionTarget, ws: WebSocket, client_id:
 
 @asynccontextmanager
 async def _run_direct(ref: ConnectionTarget, ws: WebSocket, client_id: str,
-                      nursery: trio.Nursery) -> AsyncIterator[ContainerConnection]:
-    direct = _Direct(ws, EndpointClient(client_id))
+                      request_budget: int, nursery: trio.Nursery
+                      ) -> AsyncIterator[ContainerConnection]:
+    direct = _Direct(ws, EndpointClient(client_id), request_budget)
     nursery.start_soon(direct.run_writer)
+    nursery.start_soon(direct.run_pacer)
     nursery.start_soon(direct.run_reader)
     nursery.start_soon(direct.deadlines.run)
     try:

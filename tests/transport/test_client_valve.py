@@ -2,9 +2,12 @@
 
 A fake hub (hulytrio's own WebSocket server code, a hand-written handshake
 answer) welcomes the client and then never reads again.  The client's calls
-fill the kernel's buffers, then its bounded send queue; once that is full the
-client gives up on the connection and opens a new one, instead of queueing
-without limit.
+fill its bounded send queue; once that is full the client gives up on the
+connection and opens a new one, instead of queueing without limit.  (Calls
+that carry large payloads, requests and gets, wait for room instead and
+never fill it: a hub that takes none of them is dropped after
+``STALL_TIMEOUT``, tests/transport/test_client_send_budget.py and
+test_paced_payloads.py.)
 """
 
 from __future__ import annotations
@@ -41,13 +44,13 @@ async def test_a_hub_that_stops_reading_is_dropped_and_reconnected(monkeypatch, 
             async with hulytrio.open_client(f"ws://127.0.0.1:{port}") as client:
                 await client.wait_connection()
 
-                async def big_get(i: int) -> None:
+                async def query(i: int) -> None:
                     # never answered: resent on the next connection, cancelled below
-                    await client.get("k", extra={"blob": "x" * 1_000_000, "i": i})
+                    await client.list(f"k{i}")
 
                 async with trio.open_nursery() as calls:
-                    for i in range(40):  # ~40 MB: far more than the kernel buffers
-                        calls.start_soon(big_get, i)
+                    for i in range(40):  # far more than the queue's 4 messages
+                        calls.start_soon(query, i)
                     await second.wait()  # the client gave up and reconnected
                     calls.cancel_scope.cancel()
             nursery.cancel_scope.cancel()
