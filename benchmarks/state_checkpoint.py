@@ -21,7 +21,11 @@ running):
 3. routed requests during checkpoints: a hub, an agent and a caller on
    loopback in this process; the caller sends echo requests one after the
    other for S seconds, once with no checkpoint and once with checkpoints of
-   N changed containers running back to back in the same loop: p50, p99, max.
+   N changed containers running back to back in the same loop: p50, p99, max
+   (the worst case: each request crosses the checkpointing loop six times);
+4. the same with the agent and its checkpoints in a child process (this
+   script again, ``--agent-of``), the hub and the caller here: a deployment's
+   shape, where only the agent's own steps wait behind a checkpoint.
 
 ``--ab BASE_DIR`` runs this script K times for each of two code trees,
 alternating (BASE_DIR's ``hulytrio``, e.g. a detached worktree of main, put
@@ -45,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,6 +59,9 @@ import trio
 import hulytrio
 from hulytrio.state import StateStore, open_state_store
 from hulytrio.transport.checkpoints import Checkpoints
+
+#: this file, run again as the agent's process
+_SCRIPT = str(Path(__file__).resolve())
 
 
 class Ticker:
@@ -192,8 +199,7 @@ async def requests_during(url: str, containers: int, size: int, seconds: float
         async def checkpoint_forever() -> None:
             nonlocal checkpoint_count
             while True:
-                for c in kept:
-                    c.state_version += 1
+                await _touch(kept)
                 await checkpoints.checkpoint()
                 checkpoint_count += 1
 
@@ -209,6 +215,104 @@ async def requests_during(url: str, containers: int, size: int, seconds: float
                         latencies[phase].append(time.perf_counter() - t)
                 nursery.cancel_scope.cancel()
     return {"latencies": latencies, "checkpoints": checkpoint_count, "collections": gcs}
+
+
+async def _touch(kept: list[Kept]) -> None:
+    """Mark every container changed, yielding as a real agent's requests would.
+
+    (In an agent the versions move one request at a time; 10,000 increments
+    in one step would be the benchmark's own loop gap, not the checkpoint's.)
+    """
+    for i in range(0, len(kept), 500):
+        for c in kept[i:i + 500]:
+            c.state_version += 1
+        await trio.lowlevel.checkpoint()
+
+
+async def agent_process(hub_url: str, store_url: str, containers: int, size: int) -> None:
+    """The child of ``requests_via_agent_process``: an agent that checkpoints on command.
+
+    Serves ``echo`` at ``hub_url``, tracks ``containers`` changed containers,
+    prints ``ready``; after a line ``go`` on stdin it checkpoints them back to
+    back until a line ``stop``, then prints how many checkpoints ran.
+    """
+    async def start(options: hulytrio.GetOptions) -> hulytrio.Container:
+        return Kept(0)
+
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    lines = _lines(stdin)
+    async with open_state_store(store_url) as store, hulytrio.open_client(hub_url) as host:
+        await host.serve_agent({"echo": start})
+        checkpoints, kept = await _tracked(store, containers, size)
+        print("ready", flush=True)
+        assert await anext(lines) == "go"
+        count = 0
+        async with trio.open_nursery() as nursery:
+            async def forever() -> None:
+                nonlocal count
+                while True:
+                    await _touch(kept)
+                    await checkpoints.checkpoint()
+                    count += 1
+            nursery.start_soon(forever)
+            assert await anext(lines) == "stop"
+            nursery.cancel_scope.cancel()
+        print(count, flush=True)
+
+
+async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[str]:
+    buffer = b""
+    while True:
+        while b"\n" not in buffer:
+            data = await stream.receive_some()
+            if not data:
+                return
+            buffer += data
+        line, buffer = buffer.split(b"\n", 1)
+        yield line.decode().strip()
+
+
+async def requests_via_agent_process(url: str, containers: int, size: int, seconds: float
+                                     ) -> dict[str, Any]:
+    """Return request latencies (seconds) through an agent in its own process.
+
+    The deployment's shape: the hub and the caller here, the agent (and its
+    checkpoints) in a child process, so only the agent's own steps share a
+    loop with the checkpoint; ``requests_during`` is the worst case where
+    every hop of a request does.
+    """
+    latencies: dict[str, list[float]] = {"idle": [], "checkpointing": []}
+    async with hulytrio.serve_network(port=0) as hub, \
+            hulytrio.open_client(hub.url) as caller:
+        argv = [sys.executable, _SCRIPT, "--agent-of", hub.url,
+                "--store", url, "--containers", str(containers), "--size", str(size)]
+        process = await trio.lowlevel.open_process(argv, stdin=subprocess.PIPE,
+                                                   stdout=subprocess.PIPE)
+        assert process.stdin is not None
+        assert process.stdout is not None
+        lines = _lines(process.stdout)
+        try:
+            with trio.fail_after(120):
+                assert await anext(lines) == "ready"
+            ref = await caller.get("echo")
+            for phase in ("idle", "checkpointing"):
+                if phase == "checkpointing":
+                    await process.stdin.send_all(b"go\n")
+                    await trio.sleep(0.5)  # the first checkpoint under way
+                deadline = time.perf_counter() + seconds
+                while time.perf_counter() < deadline:
+                    t = time.perf_counter()
+                    await ref.request("ping", 1)
+                    latencies[phase].append(time.perf_counter() - t)
+            await process.stdin.send_all(b"stop\n")
+            with trio.fail_after(60):
+                count = int(await anext(lines))
+                await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+    return {"latencies": latencies, "checkpoints": count,
+            "collections": {"idle": {}, "checkpointing": {}}}
 
 
 async def noise_floor(seconds: float) -> dict[str, float]:
@@ -229,6 +333,16 @@ def _fresh(url: str) -> str:
     return url
 
 
+def _latencies(lat: dict[str, Any]) -> dict[str, Any]:
+    requests: dict[str, Any] = {"checkpoints": lat["checkpoints"]}
+    for phase in ("idle", "checkpointing"):
+        v = lat["latencies"][phase]
+        requests[phase] = {"count": len(v), "p50_ms": _p(v, 50) * 1e3,
+                           "p99_ms": _p(v, 99) * 1e3, "max_ms": max(v) * 1e3,
+                           "collections": lat["collections"][phase]}
+    return requests
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Return every figure of one run (see the module docstring), by store."""
     urls = [f"sqlite:{tempfile.mkdtemp(prefix='hulytrio-bench-')}/state.db"]
@@ -238,20 +352,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                            "noise": trio.run(noise_floor, 2.0), "stores": {}}
     for url in urls:
         kind = url.split(":")[0]
-        lat = trio.run(requests_during, _fresh(url), args.containers, args.size, args.seconds)
-        requests = {}
-        for phase in ("idle", "checkpointing"):
-            v = lat["latencies"][phase]
-            requests[phase] = {"count": len(v), "p50_ms": _p(v, 50) * 1e3,
-                               "p99_ms": _p(v, 99) * 1e3, "max_ms": max(v) * 1e3,
-                               "collections": lat["collections"][phase]}
-        requests["checkpoints"] = lat["checkpoints"]
         out["stores"][kind] = {
             "store_alone": trio.run(one_store, _fresh(url), args.containers, args.size,
                                     args.rounds),
             "agent": trio.run(agent_checkpoint, _fresh(url), args.containers, args.size,
                               args.rounds),
-            "requests": requests,
+            "requests": _latencies(trio.run(requests_during, _fresh(url), args.containers,
+                                            args.size, args.seconds)),
+            "requests_process": _latencies(trio.run(
+                requests_via_agent_process, _fresh(url), args.containers, args.size,
+                args.seconds)),
         }
     return out
 
@@ -281,18 +391,24 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
                   f"{s['own_ms']:.1f} ms | {s['gen0']:.0f}/{s['gen1']:.0f}/{s['gen2']:.0f} | "
                   f"{s['ms']:.1f} ms ({s['longest_ms']:.1f}) |")
         print()
-        req = r["requests"]
-        print(f"{kind}: routed echo requests, one at a time, {args.seconds:g} s each: idle, "
-              f"then with checkpoints back to back ({req['checkpoints']} ran)")
-        print("| phase | requests | p50 | p99 | max | collections gen0/1/2 |")
-        print("|---|---:|---:|---:|---:|---|")
-        for phase in ("idle", "checkpointing"):
-            v = req[phase]
-            c = v["collections"]
-            print(f"| {phase} | {v['count']} | {v['p50_ms']:.2f} ms | {v['p99_ms']:.2f} ms | "
-                  f"{v['max_ms']:.2f} ms | {c['gen0']:.0f}/{c['gen1']:.0f}/{c['gen2']:.0f} |")
-        print(f"p99 during checkpoints / idle: "
-              f"{req['checkpointing']['p99_ms'] / req['idle']['p99_ms']:.2f}x")
+        for key, where in (("requests", "hub, agent and caller in one process"),
+                           ("requests_process", "the agent in its own process")):
+            req = r[key]
+            print()
+            print(f"{kind}: routed echo requests, one at a time, {args.seconds:g} s each, "
+                  f"{where}: idle, then with checkpoints back to back "
+                  f"({req['checkpoints']} ran)")
+            print("| phase | requests | p50 | p99 | max | collections gen0/1/2 |")
+            print("|---|---:|---:|---:|---:|---|")
+            for phase in ("idle", "checkpointing"):
+                v = req[phase]
+                c = v["collections"]
+                gcs = (f"{c['gen0']:.0f}/{c['gen1']:.0f}/{c['gen2']:.0f}" if c
+                       else "(in the child)")
+                print(f"| {phase} | {v['count']} | {v['p50_ms']:.2f} ms | "
+                      f"{v['p99_ms']:.2f} ms | {v['max_ms']:.2f} ms | {gcs} |")
+            print(f"p99 during checkpoints / idle: "
+                  f"{req['checkpointing']['p99_ms'] / req['idle']['p99_ms']:.2f}x")
 
 
 def summary(run: dict[str, Any]) -> dict[str, float]:
@@ -300,6 +416,7 @@ def summary(run: dict[str, Any]) -> dict[str, float]:
     r = run["stores"]["sqlite"]
     agent = r["agent"]
     req = r["requests"]
+    sep = r["requests_process"]
     return {
         "noise: ticker alone, longest gap (ms)": run["noise"]["gap_ms"],
         "checkpoint seconds (median of rounds)": statistics.median(a["seconds"] for a in agent),
@@ -314,6 +431,10 @@ def summary(run: dict[str, Any]) -> dict[str, float]:
         "requests checkpointing: p99 (ms)": req["checkpointing"]["p99_ms"],
         "p99 checkpointing / idle": req["checkpointing"]["p99_ms"] / req["idle"]["p99_ms"],
         "requests checkpointing: max (ms)": req["checkpointing"]["max_ms"],
+        "agent process: requests idle: p99 (ms)": sep["idle"]["p99_ms"],
+        "agent process: requests checkpointing: p99 (ms)": sep["checkpointing"]["p99_ms"],
+        "agent process: p99 checkpointing / idle": (sep["checkpointing"]["p99_ms"]
+                                                    / sep["idle"]["p99_ms"]),
         "store alone: longest loop gap (ms)": max(s["gap_ms"] for s in r["store_alone"]),
         "store alone: process CPU in a gap (ms)": max(s["own_ms"] for s in r["store_alone"]),
     }
@@ -385,7 +506,12 @@ def main() -> int:
     parser.add_argument("--ab", metavar="BASE_DIR",
                         help="interleaved A/B: BASE_DIR's code against this tree's")
     parser.add_argument("--runs", type=int, default=5, help="runs per side with --ab")
+    parser.add_argument("--agent-of", metavar="HUB_URL", help=argparse.SUPPRESS)
+    parser.add_argument("--store", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.agent_of:  # the child of requests_via_agent_process
+        trio.run(agent_process, args.agent_of, args.store, args.containers, args.size)
+        return 0
     if args.ab:
         return ab(args)
     result = measure(args)
