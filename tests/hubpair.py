@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
+import pytest
 import trio
 
 import hulytrio
 from hulytrio.transport.limits import EndpointLimits
+from hulytrio.transport.websocket import WebSocket
 
 
 class Stuck(hulytrio.Container):
@@ -65,3 +67,19 @@ async def open_hub_pair(factories: dict[str, hulytrio.Factory], *,
         agent = await host.serve_agent(factories, endpoint=endpoint,
                                        endpoint_limits=endpoint_limits)
         yield HubPair(hub, host, caller, agent)
+
+
+def count_overflows(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every connection dropped for the bytes it kept (``WebSocket._overflow``).
+
+    Returns the list the dropped connections' remote addresses are appended to.
+    """
+    dropped: list[str] = []
+    overflow = WebSocket._overflow
+
+    def counting(ws: WebSocket) -> None:
+        dropped.append(ws.remote)
+        overflow(ws)
+
+    monkeypatch.setattr(WebSocket, "_overflow", counting)
+    return dropped

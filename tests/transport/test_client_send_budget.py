@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
 import trio
+from hubpair import count_overflows
 
 import hulytrio
 from hulytrio.core.messages import PROTOCOL_VERSION, Get, GetReply, Hello, Welcome
@@ -38,21 +38,8 @@ async def start_sizer(options: hulytrio.GetOptions) -> hulytrio.Container:
     return Sizer()
 
 
-def _count_overflows(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every connection dropped for the bytes it kept (``WebSocket._overflow``)."""
-    dropped: list[str] = []
-    overflow = WebSocket._overflow
-
-    def counting(ws: WebSocket) -> None:
-        dropped.append(ws.remote)
-        overflow(ws)
-
-    monkeypatch.setattr(WebSocket, "_overflow", counting)
-    return dropped
-
-
 async def test_more_request_bytes_than_the_send_bound_are_all_answered(monkeypatch, caplog):
-    overflows = _count_overflows(monkeypatch)
+    overflows = count_overflows(monkeypatch)
     with trio.fail_after(90):
         async with hulytrio.serve_network(port=0) as hub, \
                 hulytrio.open_client(hub.url) as host, \
@@ -83,7 +70,7 @@ async def test_more_request_bytes_than_the_send_bound_are_all_answered(monkeypat
 async def test_the_resend_after_a_reconnect_waits_for_room_too(monkeypatch):
     """100 MiB of unanswered requests when the connection breaks: resent in order,
     within the bound, and all answered on the second connection."""
-    overflows = _count_overflows(monkeypatch)
+    overflows = count_overflows(monkeypatch)
     gate = trio.Event()
     seen: list[int] = []
 

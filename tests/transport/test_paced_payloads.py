@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import trio
-from hubpair import open_hub_pair
+from hubpair import count_overflows, open_hub_pair
 
 import hulytrio
 from hulytrio.core.errors import ConnectionClosed
@@ -56,19 +55,6 @@ async def start_big(options: hulytrio.GetOptions) -> hulytrio.Container:
     return Big()
 
 
-def _count_overflows(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every connection dropped for the bytes it kept (``WebSocket._overflow``)."""
-    dropped: list[str] = []
-    overflow = WebSocket._overflow
-
-    def counting(ws: WebSocket) -> None:
-        dropped.append(ws.remote)
-        overflow(ws)
-
-    monkeypatch.setattr(WebSocket, "_overflow", counting)
-    return dropped
-
-
 async def _watch_pending(get_ws: Any, worst: list[int]) -> None:
     """Keep ``worst[0]`` at the most bytes ``get_ws()`` was seen keeping for its peer."""
     while True:
@@ -79,7 +65,7 @@ async def _watch_pending(get_ws: Any, worst: list[int]) -> None:
 
 
 async def test_gets_with_a_large_extra_are_paced_and_all_answered(monkeypatch, caplog):
-    overflows = _count_overflows(monkeypatch)
+    overflows = count_overflows(monkeypatch)
     with trio.fail_after(60):
         async with open_hub_pair({"big": start_big}) as (_, _, caller, _):
             await caller.wait_connection()
@@ -146,7 +132,7 @@ async def test_a_hosted_agents_large_answers_are_paced_and_all_arrive():
 
 
 async def test_an_endpoints_large_answers_are_paced_and_all_arrive(monkeypatch):
-    overflows = _count_overflows(monkeypatch)
+    overflows = count_overflows(monkeypatch)
     with trio.fail_after(60):
         async with open_hub_pair({"big": start_big}, endpoint="127.0.0.1:0"
                                  ) as (_, _, caller, _):
@@ -173,7 +159,7 @@ async def test_an_endpoints_large_answers_are_paced_and_all_arrive(monkeypatch):
 
 
 async def test_direct_requests_wait_for_room_instead_of_piling_up(monkeypatch):
-    overflows = _count_overflows(monkeypatch)
+    overflows = count_overflows(monkeypatch)
     with trio.fail_after(60):
         async with open_hub_pair({"big": start_big}, endpoint="127.0.0.1:0"
                                  ) as (_, _, caller, _):
