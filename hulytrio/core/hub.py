@@ -161,6 +161,13 @@ MAX_IN_FLIGHT_BYTES_PER_AGENT = 16 * 1024 * 1024
 #: The agent ids one session may have registered at once: an agent process
 #: hosts a few; each registration costs registry entries and events.
 MAX_REGISTRATIONS = 64
+#: Stale forwards (see "Stale forwards" above) kept at once, hub-wide.  A
+#: caller that never comes back leaves its runs going at the agents; one
+#: that sends calls to a slow container and leaves, again and again under
+#: new peer ids, would pin forwards here and handlers there without end.
+#: Beyond this many, the oldest is cancelled (its run stops at the agent; a
+#: resend of it, should its caller still return, runs it again).
+MAX_STALE_FORWARDS = 4096
 #: The kinds one ``register`` may name (each is a line of the scheduler's
 #: index and of every snapshot).
 MAX_KINDS = 1024
@@ -309,6 +316,8 @@ class Hub:
     larger one is clamped, and the ``Welcome`` says what was granted).
     ``max_event_bytes`` bounds one ``Event`` as encoded: a window with more
     changes goes out as several events, numbered one after the other.
+    ``max_stale_forwards`` bounds the forwards kept for callers that left
+    (``MAX_STALE_FORWARDS``): beyond it the oldest is cancelled.
     """
 
     def __init__(
@@ -326,6 +335,7 @@ class Hub:
         max_registrations: int = MAX_REGISTRATIONS,
         max_alive_timeout: float = 300.0,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        max_stale_forwards: int = MAX_STALE_FORWARDS,
         probes: Probes | None = None,
         seeded_bugs: frozenset[str] = frozenset(),
     ) -> None:
@@ -343,6 +353,7 @@ class Hub:
         self.max_offers = max_offers
         self.max_kinds = max_kinds
         self.max_registrations = max_registrations
+        self.max_stale_forwards = max_stale_forwards
         self.max_alive_timeout = max_alive_timeout
         self.probes = probes if probes is not None else Probes()
         self.registry = Registry(hub_id, self.timeouts, probes=self.probes,
@@ -364,6 +375,8 @@ class Hub:
         #: of the call cancels it (see "Stale forwards" in the module
         #: docstring); an entry leaves with its forward
         self._stale: dict[ClientId, dict[int, int]] = {}
+        #: the same stale forwards, oldest first: forward id -> (caller, call id)
+        self._stale_order: dict[int, tuple[ClientId, int]] = {}
         #: client id -> its calls in flight through the hub
         self._in_flight: dict[ClientId, _Flight] = {}
         #: agent client id -> payload bytes of the requests in flight to it,
@@ -979,12 +992,16 @@ class Hub:
         (An older stale forward of the same call, which cannot be in
         practice, is cancelled: only the newest forward of a call is kept.)
         """
-        mine = self._stale.get(caller)
-        if mine is None:
-            mine = self._stale[caller] = {}
-        elif call_id in mine and mine[call_id] != fwd_id:
+        known = self._stale.get(caller)
+        if known is not None and known.get(call_id, fwd_id) != fwd_id:
             self._cancel_stale(caller, call_id)
-        mine[call_id] = fwd_id
+        self._stale.setdefault(caller, {})[call_id] = fwd_id
+        order = self._stale_order
+        order[fwd_id] = (caller, call_id)
+        while len(order) > self.max_stale_forwards:
+            oldest_caller, oldest_call = next(iter(order.values()))
+            self.probes.hit("stale forwards over their bound")
+            self._cancel_stale(oldest_caller, oldest_call)
 
     def _cancel_stale(self, caller: ClientId, call_id: int) -> bool:
         """Cancel the stale forward of ``caller``'s call ``call_id``; returns whether one was.
@@ -1001,6 +1018,7 @@ class Hub:
             del self._stale[caller]
         if fwd_id is None:
             return False
+        del self._stale_order[fwd_id]
         fwd = self._forwards.get(fwd_id)
         if fwd is None:
             return False
@@ -1216,6 +1234,7 @@ class Hub:
                 del mine[fwd.caller_id]
                 if not mine:
                     del self._stale[fwd.caller]
+                del self._stale_order[fwd_id]
         bucket = self._forwards_to.get(fwd.agent_client)
         if bucket is not None:
             bucket.pop(fwd_id, None)

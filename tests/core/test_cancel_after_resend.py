@@ -219,3 +219,28 @@ def test_a_call_cancelled_while_the_caller_is_away_stops_once_it_is_back() -> No
     assert caller.connect(2.5) == [CancelRequest(run.call_id)]
     assert pair.host.running() == 0
     assert pair.raw.hub.forwards_in_flight() == 0
+
+
+def test_forwards_of_callers_that_never_return_are_bounded() -> None:
+    """A caller that leaves its calls running and never comes back, again and again
+    under new peer ids, cannot pin forwards at the hub and runs at the agent without
+    end: beyond ``max_stale_forwards`` the oldest is cancelled."""
+    pair = _Pair()
+    raw = pair.raw
+    raw.hub.max_stale_forwards = 3
+    runs: list[RunRequest] = []
+    for i in range(5):
+        peer = f"gone-{i}"
+        raw.hello(peer, float(i))
+        raw.send(peer, Get(1, "echo", GetOptions(pair.uuid)), float(i))
+        raw.send(peer, Request(1, pair.uuid, "hang", b"", None), float(i))
+        (run,) = [e for e in pair.to_host(float(i)) if isinstance(e, RunRequest)]
+        runs.append(run)
+        raw.lost(peer, float(i))
+        pair.to_host(float(i))
+    # The first two gone callers' runs were cancelled at the agent, the
+    # newest three go on (a caller that returns may still join them).
+    assert pair.host.running() == 3
+    assert raw.hub.forwards_in_flight() == 3
+    assert raw.hub.stats.request_cancelled == 2
+    assert raw.hub.probes.counts["stale forwards over their bound"] == 2
