@@ -359,6 +359,11 @@ class AgentRuntime:
         self._running = 0
         #: set when no request runs any more (while a closing agent waits for that)
         self._quiet: trio.Event | None = None
+        #: requests running, by container (uuids with none are not kept)
+        self._runs_in: dict[str, int] = {}
+        #: set when the last request running in a uuid ends (a terminate
+        #: waits for that before the uuid's last checkpoint)
+        self._quiet_in: dict[str, trio.Event] = {}
         self._checkpoint_scope = trio.CancelScope()
         #: set by ``aclose``: ends the waits before a stateless uuid that
         #: failed to restore is offered again (``_stand_down``)
@@ -836,10 +841,22 @@ class AgentRuntime:
         self.host.drain()
 
     async def _terminate(self, uuid: str, container: Container, save: bool) -> None:
-        """End ``container``; ``save``: its last changes are checkpointed first."""
+        """End ``container``; ``save``: its last changes are checkpointed first.
+
+        With ``save``, requests still running in it may end first (up to
+        ``FINAL_CHECKPOINT_WAIT``), so their changes are in that checkpoint:
+        they are answered, and what they changed must not be lost.  (New
+        requests find it gone: it left ``containers`` before this runs.)
+        """
         if self.checkpoints is not None:
             tracked = self.checkpoints.forget(uuid)
             if save:
+                if tracked is not None and uuid in self._runs_in:
+                    quiet = self._quiet_in.setdefault(uuid, trio.Event())
+                    with trio.move_on_after(FINAL_CHECKPOINT_WAIT):
+                        await quiet.wait()
+                    if self._quiet_in.get(uuid) is quiet:
+                        del self._quiet_in[uuid]
                 await self.checkpoints.final(uuid, tracked)
         for key in [k for k in self._streams if k[1] == uuid]:
             del self._streams[key]
@@ -883,7 +900,10 @@ class AgentRuntime:
                 route.fail(call_id, ErrorCode.PROTOCOL.value,
                            f"undecodable request payload: {exc}", "")
                 return
+            uuid = effect.uuid
+            runs_in = self._runs_in
             self._running += 1
+            runs_in[uuid] = runs_in.get(uuid, 0) + 1
             try:
                 result = await container.request(effect.operation, data, effect.client_id)
             except Exception as exc:
@@ -893,6 +913,15 @@ class AgentRuntime:
                 self._running -= 1
                 if self._quiet is not None and not self._running:
                     self._quiet.set()
+                left = runs_in[uuid] - 1
+                if left:
+                    runs_in[uuid] = left
+                else:
+                    del runs_in[uuid]
+                    if self._quiet_in:
+                        quiet = self._quiet_in.pop(uuid, None)
+                        if quiet is not None:
+                            quiet.set()
             try:
                 payload = encode_payload(result)
             except LocalProtocolError as exc:

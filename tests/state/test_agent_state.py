@@ -115,6 +115,57 @@ async def test_a_container_the_hub_terminates_is_saved_and_restored(sqlite_url):
             assert len(Counter.instances) == 2
 
 
+class SlowCounter(Counter):
+    """``slow_inc`` adds one only when the test opens ``gate``."""
+
+    started = trio.Event()
+    gate = trio.Event()
+
+    async def request(self, operation: str, data: Any = None, client_id: str | None = None
+                      ) -> Any:
+        if operation == "slow_inc":
+            SlowCounter.started.set()
+            await SlowCounter.gate.wait()
+            operation = "inc"
+        return await super().request(operation, data, client_id)
+
+
+async def start_slow_counter(options: hulytrio.GetOptions) -> hulytrio.Container:
+    return SlowCounter(options.uuid)
+
+
+async def test_a_terminate_saves_what_a_running_request_changed(sqlite_url):
+    """A container terminated while a request runs in it: the request ends and is
+    answered, and its change is in the last checkpoint (it was lost before:
+    the checkpoint was written at once, the change came after it)."""
+    SlowCounter.started, SlowCounter.gate = trio.Event(), trio.Event()
+    Counter.instances.clear()
+    with trio.fail_after(30):
+        async with open_state_store(sqlite_url) as store, \
+                hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as host, \
+                hulytrio.open_client(hub.url) as caller, \
+                hulytrio.open_client(hub.url) as admin:
+            await host.serve_agent({"slow": start_slow_counter}, agent_id="a1",
+                                   state_store=store)
+            ref = await caller.get("slow", uuid="slow-1")
+            assert await ref.request("inc") == 1
+            answers: list[Any] = []
+
+            async def slow() -> None:
+                answers.append(await ref.request("slow_inc"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(slow)
+                await SlowCounter.started.wait()
+                await admin.terminate("slow-1")
+                await trio.sleep(0.2)  # the agent is terminating it meanwhile
+                SlowCounter.gate.set()
+            assert answers == [2]
+            await Counter.instances[0].terminated.wait()  # saved first, then terminated
+            assert await saved(store, "slow-1") == {"count": 2}
+
+
 async def test_a_stateless_owner_hands_over_to_its_standby_with_its_state(sqlite_url):
     owner_counter, standby_counter = Counter("ha-1"), Counter("ha-1")
     with trio.fail_after(30):
