@@ -19,6 +19,8 @@ each broke on its own:
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
@@ -131,59 +133,62 @@ async def test_a_hosted_agents_large_answers_are_paced_and_all_arrive():
             assert worst[0] <= BUDGET + SIZE + KIB, worst[0]
 
 
+@asynccontextmanager
+async def _direct_big() -> AsyncIterator[hulytrio.ContainerConnection]:
+    """A hub pair whose caller holds a direct connection to a ``big`` container."""
+    async with open_hub_pair({"big": start_big}, endpoint="127.0.0.1:0"
+                             ) as (_, _, caller, _):
+        ref = await caller.get("big")
+        async with ref.connect() as conn:
+            assert conn.direct
+            yield conn
+
+
 async def test_an_endpoints_large_answers_are_paced_and_all_arrive(monkeypatch):
     overflows = count_overflows(monkeypatch)
     with trio.fail_after(60):
-        async with open_hub_pair({"big": start_big}, endpoint="127.0.0.1:0"
-                                 ) as (_, _, caller, _):
-            ref = await caller.get("big")
-            async with ref.connect() as conn:
-                assert conn.direct
-                answers: list[bytes] = []
-                failures: list[Exception] = []
+        async with _direct_big() as conn:
+            answers: list[bytes] = []
+            failures: list[Exception] = []
 
-                async def call(i: int) -> None:
-                    try:
-                        answers.append(await conn.request("big", i))
-                    except ConnectionClosed as exc:
-                        failures.append(exc)
+            async def call(i: int) -> None:
+                try:
+                    answers.append(await conn.request("big", i))
+                except ConnectionClosed as exc:
+                    failures.append(exc)
 
-                with trio.move_on_after(20):
-                    async with trio.open_nursery() as calls:
-                        for i in range(CALLS):
-                            calls.start_soon(call, i)
-                assert failures == [], f"{len(failures)} calls failed: the endpoint dropped us"
-                assert sorted(answers) == sorted(bytes([i % 256]) * SIZE for i in range(CALLS))
-                assert await conn.request("size", b"xy") == 2
+            with trio.move_on_after(20):
+                async with trio.open_nursery() as calls:
+                    for i in range(CALLS):
+                        calls.start_soon(call, i)
+            assert failures == [], f"{len(failures)} calls failed: the endpoint dropped us"
+            assert sorted(answers) == sorted(bytes([i % 256]) * SIZE for i in range(CALLS))
+            assert await conn.request("size", b"xy") == 2
     assert overflows == [], overflows
 
 
 async def test_direct_requests_wait_for_room_instead_of_piling_up(monkeypatch):
     overflows = count_overflows(monkeypatch)
     with trio.fail_after(60):
-        async with open_hub_pair({"big": start_big}, endpoint="127.0.0.1:0"
-                                 ) as (_, _, caller, _):
-            ref = await caller.get("big")
-            async with ref.connect() as conn:
-                assert conn.direct
-                direct = conn._direct
-                assert direct is not None
-                answers: list[int] = []
-                worst = [0]
+        async with _direct_big() as conn:
+            direct = conn._direct
+            assert direct is not None
+            answers: list[int] = []
+            worst = [0]
 
-                async def call(i: int) -> None:
-                    answers.append(await conn.request("size", bytes([i % 256]) * SIZE))
+            async def call(i: int) -> None:
+                answers.append(await conn.request("size", bytes([i % 256]) * SIZE))
 
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_watch_pending, lambda: direct.ws, worst)
-                    with trio.move_on_after(20):
-                        async with trio.open_nursery() as calls:
-                            for i in range(CALLS):
-                                calls.start_soon(call, i)
-                    nursery.cancel_scope.cancel()
-                assert answers == [SIZE] * CALLS
-                # Never more than the bound plus one request waited for the endpoint.
-                assert worst[0] <= BUDGET + SIZE + KIB, worst[0]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_pending, lambda: direct.ws, worst)
+                with trio.move_on_after(20):
+                    async with trio.open_nursery() as calls:
+                        for i in range(CALLS):
+                            calls.start_soon(call, i)
+                nursery.cancel_scope.cancel()
+            assert answers == [SIZE] * CALLS
+            # Never more than the bound plus one request waited for the endpoint.
+            assert worst[0] <= BUDGET + SIZE + KIB, worst[0]
     assert overflows == [], overflows
 
 
