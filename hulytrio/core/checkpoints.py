@@ -186,6 +186,15 @@ class WriteBatch:
         self.epochs.append(write.epoch)
         self.versions.append(write.version)
 
+    def part(self, start: int, stop: int) -> WriteBatch:
+        """Return entries ``start`` to ``stop`` (excluded) as a batch of their own."""
+        part = WriteBatch()
+        part.uuids = self.uuids[start:stop]
+        part.gens = self.gens[start:stop]
+        part.epochs = self.epochs[start:stop]
+        part.versions = self.versions[start:stop]
+        return part
+
     def take(self, other: WriteBatch, i: int) -> None:
         """Append entry ``i`` of ``other`` (a write whose export succeeded)."""
         self.uuids.append(other.uuids[i])

