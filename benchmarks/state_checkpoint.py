@@ -229,12 +229,88 @@ async def _touch(kept: list[Kept]) -> None:
         await trio.lowlevel.checkpoint()
 
 
-async def agent_process(hub_url: str, store_url: str, containers: int, size: int) -> None:
+#: What the agent's process does while requests are timed (``--interference``):
+#: the checkpoint, and its parts or stand-ins one at a time.
+LOADS = {
+    "checkpoints": "checkpoints back to back (exports, encoding, the store's writes)",
+    "exports": "the same with a store that answers at once (no database)",
+    "writes": "the store's writes alone: the same batch, prepared, back to back",
+    "cpu-thread": "a thread busy in C without Python's lock (sha256), back to back",
+    "writer-process": "the same writes from another process, to the same file",
+    "nothing": "nothing",
+}
+
+
+class _NoWrites:
+    """A store whose ``put_many`` answers at once: a checkpoint without the database."""
+
+    async def put_many(self, items: Any) -> list[Any]:
+        await trio.lowlevel.checkpoint()
+        return []
+
+
+def _sha_forever(stop: Any) -> None:
+    import hashlib
+    chunk = bytes(1 << 20)
+    while not stop.is_set():
+        hashlib.sha256(chunk)  # releases Python's lock for inputs over 2 KB
+
+
+async def _load(load: str, store: StateStore, store_url: str, checkpoints: Checkpoints,
+                kept: list[Kept], size: int) -> None:
+    """Run ``load`` (a key of ``LOADS``) until cancelled; count its rounds in ``_rounds``."""
+    items = [(f"kept-{i}", bytes(size), 0) for i in range(len(kept))]
+    if load == "exports":
+        checkpoints.store = _NoWrites()  # type: ignore[assignment]
+    if load in ("checkpoints", "exports"):
+        while True:
+            await _touch(kept)
+            await checkpoints.checkpoint()
+            _rounds[0] += 1
+    if load == "writes":
+        while True:
+            await store.put_many(items)
+            _rounds[0] += 1
+    if load == "cpu-thread":
+        import threading
+        stop = threading.Event()
+        try:
+            await trio.to_thread.run_sync(_sha_forever, stop, abandon_on_cancel=True)
+        finally:
+            stop.set()
+    if load == "writer-process":
+        argv = [sys.executable, _SCRIPT, "--write-forever", store_url,
+                "--containers", str(len(kept)), "--size", str(size)]
+        writer = await trio.lowlevel.open_process(argv)
+        try:
+            await trio.sleep_forever()
+        finally:
+            writer.kill()
+            with trio.CancelScope(shield=True):
+                await writer.wait()
+    await trio.sleep_forever()
+
+
+#: rounds of the load run so far (checkpoints, or batches written)
+_rounds = [0]
+
+
+async def write_forever(store_url: str, containers: int, size: int) -> None:
+    """The writer of the ``writer-process`` load: the same batch, back to back, for ever."""
+    items = [(f"other-{i}", bytes(size), 0) for i in range(containers)]
+    async with open_state_store(store_url) as store:
+        while True:
+            await store.put_many(items)
+
+
+async def agent_process(hub_url: str, store_url: str, containers: int, size: int,
+                        load: str = "checkpoints") -> None:
     """The child of ``requests_via_agent_process``: an agent that checkpoints on command.
 
     Serves ``echo`` at ``hub_url``, tracks ``containers`` changed containers,
-    prints ``ready``; after a line ``go`` on stdin it checkpoints them back to
-    back until a line ``stop``, then prints how many checkpoints ran.
+    prints ``ready``; after a line ``go`` on stdin it runs ``load`` (by
+    default checkpoints back to back; see ``LOADS``) until a line ``stop``,
+    then prints how many rounds ran.
     """
     async def start(options: hulytrio.GetOptions) -> hulytrio.Container:
         return Kept(0)
@@ -246,18 +322,11 @@ async def agent_process(hub_url: str, store_url: str, containers: int, size: int
         checkpoints, kept = await _tracked(store, containers, size)
         print("ready", flush=True)
         assert await anext(lines) == "go"
-        count = 0
         async with trio.open_nursery() as nursery:
-            async def forever() -> None:
-                nonlocal count
-                while True:
-                    await _touch(kept)
-                    await checkpoints.checkpoint()
-                    count += 1
-            nursery.start_soon(forever)
+            nursery.start_soon(_load, load, store, store_url, checkpoints, kept, size)
             assert await anext(lines) == "stop"
             nursery.cancel_scope.cancel()
-        print(count, flush=True)
+        print(_rounds[0], flush=True)
 
 
 async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[str]:
@@ -272,8 +341,8 @@ async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[str]:
         yield line.decode().strip()
 
 
-async def requests_via_agent_process(url: str, containers: int, size: int, seconds: float
-                                     ) -> dict[str, Any]:
+async def requests_via_agent_process(url: str, containers: int, size: int, seconds: float,
+                                     load: str = "checkpoints") -> dict[str, Any]:
     """Return request latencies (seconds) through an agent in its own process.
 
     The deployment's shape: the hub and the caller here, the agent (and its
@@ -285,7 +354,8 @@ async def requests_via_agent_process(url: str, containers: int, size: int, secon
     async with hulytrio.serve_network(port=0) as hub, \
             hulytrio.open_client(hub.url) as caller:
         argv = [sys.executable, _SCRIPT, "--agent-of", hub.url,
-                "--store", url, "--containers", str(containers), "--size", str(size)]
+                "--store", url, "--containers", str(containers), "--size", str(size),
+                "--load", load]
         process = await trio.lowlevel.open_process(argv, stdin=subprocess.PIPE,
                                                    stdout=subprocess.PIPE)
         assert process.stdin is not None
@@ -440,6 +510,35 @@ def summary(run: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def interference(args: argparse.Namespace) -> int:
+    """Time requests through the agent's process under each of ``LOADS``; print the table.
+
+    Which part of a checkpoint the requests wait for: the loads run in
+    turn, ``--runs`` rounds, each against a fresh SQLite file.
+    """
+    rows: dict[str, list[tuple[float, float]]] = {load: [] for load in LOADS}
+    for _ in range(args.runs):
+        for load in LOADS:
+            url = f"sqlite:{tempfile.mkdtemp(prefix='hulytrio-bench-')}/state.db"
+            lat = _latencies(trio.run(requests_via_agent_process, url, args.containers,
+                                      args.size, args.seconds, load))
+            rows[load].append((lat["idle"]["p99_ms"], lat["checkpointing"]["p99_ms"]))
+            print(f"{load}: p99 idle {rows[load][-1][0]:.2f} ms, loaded "
+                  f"{rows[load][-1][1]:.2f} ms", flush=True)
+    print()
+    print(f"routed requests through an agent in its own process, {args.containers} x "
+          f"{args.size} B, {args.seconds:g} s per phase, {args.runs} rounds (loads in turn)")
+    print("| in the agent's process | p99 idle | p99 loaded | loaded / idle |")
+    print("|---|---:|---:|---:|")
+    for load, what in LOADS.items():
+        idle = [r[0] for r in rows[load]]
+        busy = [r[1] for r in rows[load]]
+        ratios = sorted(b / i for i, b in rows[load])
+        print(f"| {what} | {min(idle):.2f}-{max(idle):.2f} ms | {min(busy):.2f}-"
+              f"{max(busy):.2f} ms | {ratios[0]:.2f}-{ratios[-1]:.2f}x |")
+    return 0
+
+
 def ab(args: argparse.Namespace) -> int:
     """Run this script alternately on BASE_DIR's code and this tree's; print the table."""
     here = Path(__file__).resolve().parent.parent
@@ -506,12 +605,24 @@ def main() -> int:
     parser.add_argument("--ab", metavar="BASE_DIR",
                         help="interleaved A/B: BASE_DIR's code against this tree's")
     parser.add_argument("--runs", type=int, default=5, help="runs per side with --ab")
+    parser.add_argument("--interference", action="store_true",
+                        help="what requests wait for: each part of a checkpoint alone "
+                             "in the agent's process (--runs rounds)")
     parser.add_argument("--agent-of", metavar="HUB_URL", help=argparse.SUPPRESS)
     parser.add_argument("--store", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--load", choices=sorted(LOADS), default="checkpoints",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--write-forever", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.agent_of:  # the child of requests_via_agent_process
-        trio.run(agent_process, args.agent_of, args.store, args.containers, args.size)
+        trio.run(agent_process, args.agent_of, args.store, args.containers, args.size,
+                 args.load)
         return 0
+    if args.write_forever:  # the writer of the writer-process load
+        trio.run(write_forever, args.write_forever, args.containers, args.size)
+        return 0
+    if args.interference:
+        return interference(args)
     if args.ab:
         return ab(args)
     result = measure(args)
