@@ -134,10 +134,14 @@ async def start_slow_counter(options: hulytrio.GetOptions) -> hulytrio.Container
     return SlowCounter(options.uuid)
 
 
-async def test_a_terminate_saves_what_a_running_request_changed(sqlite_url):
+@pytest.mark.parametrize("checkpointed", [False, True])
+async def test_a_terminate_saves_what_a_running_request_changed(sqlite_url, checkpointed):
     """A container terminated while a request runs in it: the request ends and is
     answered, and its change is in the last checkpoint (it was lost before:
-    the checkpoint was written at once, the change came after it)."""
+    the checkpoint was written at once, the change came after it).  The
+    caller's reference starts the uuid again on the agent meanwhile: the new
+    instance claims only after that last checkpoint (claimed first, it fenced
+    the write, and started from the state before it)."""
     SlowCounter.started, SlowCounter.gate = trio.Event(), trio.Event()
     Counter.instances.clear()
     with trio.fail_after(30):
@@ -146,10 +150,12 @@ async def test_a_terminate_saves_what_a_running_request_changed(sqlite_url):
                 hulytrio.open_client(hub.url) as host, \
                 hulytrio.open_client(hub.url) as caller, \
                 hulytrio.open_client(hub.url) as admin:
-            await host.serve_agent({"slow": start_slow_counter}, agent_id="a1",
-                                   state_store=store)
+            agent = await host.serve_agent({"slow": start_slow_counter}, agent_id="a1",
+                                           state_store=store)
             ref = await caller.get("slow", uuid="slow-1")
             assert await ref.request("inc") == 1
+            if checkpointed:
+                assert await agent.checkpoint() == 1
             answers: list[Any] = []
 
             async def slow() -> None:
@@ -164,6 +170,7 @@ async def test_a_terminate_saves_what_a_running_request_changed(sqlite_url):
             assert answers == [2]
             await Counter.instances[0].terminated.wait()  # saved first, then terminated
             assert await saved(store, "slow-1") == {"count": 2}
+            assert await ref.request("inc") == 3  # the new instance restored it
 
 
 async def test_a_stateless_owner_hands_over_to_its_standby_with_its_state(sqlite_url):
