@@ -39,7 +39,7 @@ from ..core.errors import ErrorCode
 from .clock import Clock, Event
 from .process import Process
 from .scenario import FaultSpec, Scenario, Span, StateSpec
-from .store import Row, SimStore, StoreReply
+from .store import SimStore, StoreReply
 
 __all__ = ["STATE_INVARIANTS", "Instance", "StateChecks", "StateLayer", "StateWorld"]
 
@@ -168,20 +168,21 @@ class StateChecks:
 
     # --- the store reports --------------------------------------------------------------
 
-    def store_claimed(self, client: str, uuid: str, epoch: int, row: Row | None) -> None:
-        """A claim was applied."""
+    def store_claimed(self, client: str, uuid: str, epoch: int, claimed: int,
+                      saved: int | None) -> None:
+        """A claim was applied: it got epoch ``claimed`` and the value ``saved``."""
         w = self.world
+        self._epochs[uuid] = max(self._epochs.get(uuid, claimed), claimed)
         w.count_check("state-regression")
         floor = self.floor.get(uuid)
-        if row is None:
+        if saved is None:
             if floor is not None:
-                w.violate("state-regression", f"{client} claimed {uuid}: nothing stored, "
+                w.violate("state-regression", f"{client} claimed {uuid}: nothing saved, "
                                               f"after a clean handoff saved {floor}")
             return
         self.claims += 1
-        self._epochs[uuid] = max(self._epochs.get(uuid, 0), row.epoch)
-        if floor is not None and row.value < floor:
-            w.violate("state-regression", f"{client} restores {uuid} at {row.value}, older "
+        if floor is not None and saved < floor:
+            w.violate("state-regression", f"{client} restores {uuid} at {saved}, older "
                                           f"than {floor} saved by the last clean handoff")
 
     def store_write(self, client: str, uuid: str, value: int, epoch: int, stored: int | None,
@@ -430,14 +431,13 @@ class StateLayer:
             if start is not None:
                 self.world.start_finished(proc, start, None)
             return
-        row = reply.claimed
-        value = row.value if row is not None else 0
+        value = 0 if reply.saved is None else reply.saved
         now = self.world.clock.now
         inst.history = [(now, value)]
         inst.acked = value
         inst.issued = value
         inst.imported = True
-        policy.restored(record, row.epoch if row is not None else None, value)
+        policy.restored(record, reply.epoch, value)
         self.world.trace("restored", proc.pid, f"{uuid}={value}")
         if start is not None:
             self.world.start_finished(proc, start, None)
@@ -622,8 +622,9 @@ class _Observer:
     def __init__(self, layer: StateLayer) -> None:
         self.layer = layer
 
-    def store_claimed(self, client: str, uuid: str, epoch: int, row: Row | None) -> None:
-        self.layer.checks.store_claimed(client, uuid, epoch, row)
+    def store_claimed(self, client: str, uuid: str, epoch: int, claimed: int,
+                      saved: int | None) -> None:
+        self.layer.checks.store_claimed(client, uuid, epoch, claimed, saved)
 
     def store_write(self, client: str, uuid: str, value: int, epoch: int, stored: int | None,
                     accepted: bool) -> None:
