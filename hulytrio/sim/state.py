@@ -152,17 +152,20 @@ class StateChecks:
         self.floor: dict[str, int] = {}
         #: crashes not judged by crash-loss-bounded (store outage or pause in the window)
         self.unjudged = 0
-        #: what the store did: writes accepted and refused as stale, claims of saved state
+        #: what the store did: writes accepted and refused as stale, claims of saved
+        #: state, claims of a uuid with nothing saved
         self.accepted = 0
         self.refused = 0
         self.claims = 0
+        self.fresh_claims = 0
         #: changes lost by judged crashes (the counters' differences)
         self.lost = 0
 
     def tally(self) -> str:
         """Return one line: what the store accepted, refused and handed over, what crashes lost."""
         return (f"{self.accepted} writes accepted, {self.refused} refused as stale, "
-                f"{self.claims} saved states claimed; crashes judged "
+                f"{self.claims} saved states claimed, {self.fresh_claims} uuids claimed "
+                f"with nothing saved; crashes judged "
                 f"{self.world.invariants_checked('crash-loss-bounded')}, not judged (store "
                 f"or agent down in the window) {self.unjudged}, changes they lost {self.lost}")
 
@@ -172,10 +175,19 @@ class StateChecks:
                       saved: int | None) -> None:
         """A claim was applied: it got epoch ``claimed`` and the value ``saved``."""
         w = self.world
-        self._epochs[uuid] = max(self._epochs.get(uuid, claimed), claimed)
+        # Every claim fences every earlier owner, saved state or not: its
+        # epoch is above every epoch written or claimed before.
+        w.count_check("store-fenced")
+        highest = self._epochs.get(uuid)
+        if highest is not None and claimed <= highest:
+            w.violate("store-fenced", f"{client} claimed {uuid} at epoch {claimed}, not above "
+                                      f"epoch {highest} written or claimed before: an "
+                                      f"earlier owner's writes are not refused")
+        self._epochs[uuid] = claimed if highest is None else max(highest, claimed)
         w.count_check("state-regression")
         floor = self.floor.get(uuid)
         if saved is None:
+            self.fresh_claims += 1
             if floor is not None:
                 w.violate("state-regression", f"{client} claimed {uuid}: nothing saved, "
                                               f"after a clean handoff saved {floor}")

@@ -38,10 +38,15 @@ from typing import Protocol
 from .clock import Clock, Event
 from .scenario import Span
 
-__all__ = ["ACCEPTS_STALE", "Row", "SimStore", "StoreObserver", "StoreReply"]
+__all__ = ["ACCEPTS_STALE", "CLAIMS_ONLY_SAVED", "Row", "SimStore", "StoreObserver",
+           "StoreReply"]
 
 #: Seeded bug (the simulator's self-test): a write with an older epoch is stored.
 ACCEPTS_STALE = "store-accepts-stale"
+#: Seeded bug: a claim of a uuid with nothing stored stores nothing and hands
+#: back the ownership epoch (the design before issue 15's fix: two owners of a
+#: uuid that never had a checkpoint wrote at the same epoch).
+CLAIMS_ONLY_SAVED = "store-claims-only-saved"
 
 
 class Row:
@@ -122,6 +127,7 @@ class SimStore:
         #: per client: when its last operation reaches the store (FIFO per client)
         self._last: dict[str, float] = {}
         self._accept_stale = ACCEPTS_STALE in seeded_bugs
+        self._claims_only_saved = CLAIMS_ONLY_SAVED in seeded_bugs
         #: (start, end or None) of every stretch the store was paused, cut off or slow
         self.outages: list[list[float | None]] = []
 
@@ -227,10 +233,10 @@ class SimStore:
             row = self.rows.get(op.uuid)
             if row is not None:
                 row.epoch = max(row.epoch + 1, op.epoch)
-            else:
+            elif not self._claims_only_saved:
                 row = self.rows[op.uuid] = Row(None, op.epoch, now)
-            claimed = row.epoch
-            saved = row.value
+            claimed = op.epoch if row is None else row.epoch
+            saved = None if row is None else row.value
             self._trace("store-claim", op.client, f"{op.uuid}@{op.epoch}:{claimed}:"
                         + ("none" if saved is None else "saved"))
             self.observer.store_claimed(op.client, op.uuid, op.epoch, claimed, saved)

@@ -92,8 +92,51 @@ target = "n-*"
 """
 
 
-def small(*bugs: str) -> str:
-    return SMALL.format(bugs="[" + ", ".join(f'"{b}"' for b in bugs) + "]")
+#: one ordinary container (ownership epoch 0 for every owner): its owner
+#: pauses before its first checkpoint, the uuid starts again on the other
+#: agent, and the paused owner wakes up with a change to write.
+NEVER_SAVED = """
+name = "state-never-saved"
+duration = "8s"
+liveness = "7s"
+seed = 1
+
+[hub]
+alive = "1s"
+ping_interval = "250ms"
+
+[links]
+latency = "1ms..3ms"
+
+[state]
+kinds = ["acct"]
+interval = "1s"
+store_latency = "2ms..6ms"
+seeded_bugs = {bugs}
+
+[[agents]]
+name = "n"
+count = 2
+kinds = ["acct"]
+start_delay = "10ms"
+request_latency = "1ms..2ms"
+
+[[clients]]
+name = "teller"
+kind = "acct"
+uuid = "acct-1"
+request_interval = "10ms..30ms"
+
+[[faults]]
+at = "300ms"
+action = "pause"
+target = "owner:acct-1"
+duration = "3s"
+"""
+
+
+def small(*bugs: str, text: str = SMALL) -> str:
+    return text.format(bugs="[" + ", ".join(f'"{b}"' for b in bugs) + "]")
 
 
 def test_the_small_scenario_holds_with_the_real_policy() -> None:
@@ -118,6 +161,27 @@ def test_each_check_catches_its_seeded_bug(bug: str, invariant: str) -> None:
         result, _ = run_scenario(parse_scenario(small(bug)), seed)
         broken |= {v.name for v in result.violations}
     assert invariant in broken, broken
+
+
+def test_an_owner_that_never_saved_is_fenced_by_its_successors_claim() -> None:
+    """The successor's claim of a uuid with nothing saved stores its epoch, so
+    the paused first owner's write on waking is refused (it was accepted, and
+    replaced the successor's newer state, when such a claim stored nothing)."""
+    for seed in range(1, 4):
+        result, sim = run_scenario(parse_scenario(small(text=NEVER_SAVED)), seed)
+        assert result.ok, (seed, result.violations, result.unmet)
+        assert sim.state is not None
+        assert sim.state.checks.refused == 1, seed
+        assert sim.state.checks.fresh_claims == 2, seed
+
+
+def test_a_claim_that_stores_nothing_breaks_store_fenced() -> None:
+    broken = set()
+    for seed in range(1, 4):
+        result, _ = run_scenario(parse_scenario(small("store-claims-only-saved",
+                                                      text=NEVER_SAVED)), seed)
+        broken |= {v.name for v in result.violations}
+    assert "store-fenced" in broken, broken
 
 
 def test_the_shipped_scenario_holds_over_a_share_of_its_seeds() -> None:
