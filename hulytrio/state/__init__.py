@@ -10,7 +10,8 @@ Every write carries the writer's ownership epoch, and a store refuses a write
 whose epoch is older than the one it holds (``StaleEpoch``): a paused old
 owner that wakes up cannot overwrite its successor's state, and a new
 owner's ``claim`` raises the epoch above every earlier owner's, whether
-they ever wrote or not.  ``open_state_store(url)`` parses the URL and opens the backend.
+they ever wrote or not.  ``open_state_store(url)`` parses the URL and opens
+the backend.
 """
 
 from __future__ import annotations
