@@ -32,10 +32,11 @@ Decisions:
 - **the final checkpoint**: ``forget`` hands back the record a leaving
   container's last write needs; ``final_write(record, version)`` is that
   write, or None when nothing changed since the last one;
-- **the epoch of each write** is the record's: the epoch the claim returned
-  when saved state was claimed (``max(stored + 1, ownership epoch)``), else
-  the ownership epoch; ``resume`` raises it to a newer ownership epoch of an
-  owner that keeps serving;
+- **the epoch of each write** is the record's: the epoch its claim returned
+  (``max(stored + 1, ownership epoch)``, or the ownership epoch when nothing
+  was stored; the store keeps it either way, so the next owner's claim
+  fences this one even if it never wrote); ``resume`` raises it to a newer
+  ownership epoch of an owner that keeps serving;
 - **a stale write** (refused by the store) means a newer owner exists:
   ``written`` forgets the record and names the uuid, and the driver stops the
   container there.
@@ -279,20 +280,24 @@ class CheckpointPolicy:
         """Return the number (``StateRecord.gen``) of ``uuid``'s tracking, None if untracked."""
         return self._gen.get(uuid)
 
-    def restored(self, record: StateRecord, claimed: int | None, version: int) -> None:
+    def restored(self, record: StateRecord, claimed: int, version: int) -> None:
         """The restore of ``record`` ended: ``claimed`` is the epoch the claim returned
-        (None: nothing was stored), ``version`` the container's ``state_version`` now.
+        (saved state or not), ``version`` the container's ``state_version`` now.
 
         Its writes carry the claimed epoch from now on; it serves (a record
         that is no longer ``current`` changes only itself).  Raises
-        ``LocalProtocolError`` if it is not RESTORING.
+        ``LocalProtocolError`` if it is not RESTORING, or if ``claimed`` is
+        older than the ownership epoch it was claimed at (a claim never
+        lowers it).
         """
         uuid = record.uuid
+        if claimed < record.epoch:
+            raise LocalProtocolError(f"state of {uuid!r}: claimed epoch {claimed} is older "
+                                     f"than the ownership epoch {record.epoch}")
         current = self.current(record)
         status = self._status[uuid] if current else record.status
         record.status = STATE_TRANSITIONS.check(status, StateStatus.SERVING)
-        if claimed is not None:
-            record.epoch = claimed
+        record.epoch = claimed
         record.saved = version
         if current:
             self._status[uuid] = record.status

@@ -39,7 +39,7 @@ from ..core.errors import ErrorCode
 from .clock import Clock, Event
 from .process import Process
 from .scenario import FaultSpec, Scenario, Span, StateSpec
-from .store import Row, SimStore, StoreReply
+from .store import SimStore, StoreReply
 
 __all__ = ["STATE_INVARIANTS", "Instance", "StateChecks", "StateLayer", "StateWorld"]
 
@@ -152,36 +152,49 @@ class StateChecks:
         self.floor: dict[str, int] = {}
         #: crashes not judged by crash-loss-bounded (store outage or pause in the window)
         self.unjudged = 0
-        #: what the store did: writes accepted and refused as stale, claims of saved state
+        #: what the store did: writes accepted and refused as stale, claims of saved
+        #: state, claims of a uuid with nothing saved
         self.accepted = 0
         self.refused = 0
         self.claims = 0
+        self.fresh_claims = 0
         #: changes lost by judged crashes (the counters' differences)
         self.lost = 0
 
     def tally(self) -> str:
         """Return one line: what the store accepted, refused and handed over, what crashes lost."""
         return (f"{self.accepted} writes accepted, {self.refused} refused as stale, "
-                f"{self.claims} saved states claimed; crashes judged "
+                f"{self.claims} saved states claimed, {self.fresh_claims} uuids claimed "
+                f"with nothing saved; crashes judged "
                 f"{self.world.invariants_checked('crash-loss-bounded')}, not judged (store "
                 f"or agent down in the window) {self.unjudged}, changes they lost {self.lost}")
 
     # --- the store reports --------------------------------------------------------------
 
-    def store_claimed(self, client: str, uuid: str, epoch: int, row: Row | None) -> None:
-        """A claim was applied."""
+    def store_claimed(self, client: str, uuid: str, epoch: int, claimed: int,
+                      saved: int | None) -> None:
+        """A claim was applied: it got epoch ``claimed`` and the value ``saved``."""
         w = self.world
+        # Every claim fences every earlier owner, saved state or not: its
+        # epoch is above every epoch written or claimed before.
+        w.count_check("store-fenced")
+        highest = self._epochs.get(uuid)
+        if highest is not None and claimed <= highest:
+            w.violate("store-fenced", f"{client} claimed {uuid} at epoch {claimed}, not above "
+                                      f"epoch {highest} written or claimed before: an "
+                                      f"earlier owner's writes are not refused")
+        self._epochs[uuid] = claimed if highest is None else max(highest, claimed)
         w.count_check("state-regression")
         floor = self.floor.get(uuid)
-        if row is None:
+        if saved is None:
+            self.fresh_claims += 1
             if floor is not None:
-                w.violate("state-regression", f"{client} claimed {uuid}: nothing stored, "
+                w.violate("state-regression", f"{client} claimed {uuid}: nothing saved, "
                                               f"after a clean handoff saved {floor}")
             return
         self.claims += 1
-        self._epochs[uuid] = max(self._epochs.get(uuid, 0), row.epoch)
-        if floor is not None and row.value < floor:
-            w.violate("state-regression", f"{client} restores {uuid} at {row.value}, older "
+        if floor is not None and saved < floor:
+            w.violate("state-regression", f"{client} restores {uuid} at {saved}, older "
                                           f"than {floor} saved by the last clean handoff")
 
     def store_write(self, client: str, uuid: str, value: int, epoch: int, stored: int | None,
@@ -430,14 +443,13 @@ class StateLayer:
             if start is not None:
                 self.world.start_finished(proc, start, None)
             return
-        row = reply.claimed
-        value = row.value if row is not None else 0
+        value = 0 if reply.saved is None else reply.saved
         now = self.world.clock.now
         inst.history = [(now, value)]
         inst.acked = value
         inst.issued = value
         inst.imported = True
-        policy.restored(record, row.epoch if row is not None else None, value)
+        policy.restored(record, reply.epoch, value)
         self.world.trace("restored", proc.pid, f"{uuid}={value}")
         if start is not None:
             self.world.start_finished(proc, start, None)
@@ -622,8 +634,9 @@ class _Observer:
     def __init__(self, layer: StateLayer) -> None:
         self.layer = layer
 
-    def store_claimed(self, client: str, uuid: str, epoch: int, row: Row | None) -> None:
-        self.layer.checks.store_claimed(client, uuid, epoch, row)
+    def store_claimed(self, client: str, uuid: str, epoch: int, claimed: int,
+                      saved: int | None) -> None:
+        self.layer.checks.store_claimed(client, uuid, epoch, claimed, saved)
 
     def store_write(self, client: str, uuid: str, value: int, epoch: int, stored: int | None,
                     accepted: bool) -> None:

@@ -9,8 +9,10 @@ of the write, with the real stores' rules (``hulytrio/state/base.py``):
 - ``put_many``: a write whose epoch is older than the stored one is refused
   (``StaleEpoch`` in the real store), the others are stored;
 - ``claim(uuid, epoch)``: a new owner's takeover raises the stored epoch to
-  ``max(stored + 1, epoch)`` and returns the state with it; nothing stored:
-  ``None``, nothing claimed.
+  ``max(stored + 1, epoch)`` and returns it with the state; nothing stored,
+  it stores ``epoch`` in a row with no state (``Row.value`` None; the real
+  stores' empty state), so the next owner's claim fences this one even if it
+  never writes.
 
 Each operation takes ``latency`` (drawn from the seed's ``store`` stream) and
 is applied when it reaches the store; operations of one client are applied in
@@ -36,18 +38,24 @@ from typing import Protocol
 from .clock import Clock, Event
 from .scenario import Span
 
-__all__ = ["ACCEPTS_STALE", "Row", "SimStore", "StoreObserver", "StoreReply"]
+__all__ = ["ACCEPTS_STALE", "CLAIMS_ONLY_SAVED", "Row", "SimStore", "StoreObserver",
+           "StoreReply"]
 
 #: Seeded bug (the simulator's self-test): a write with an older epoch is stored.
 ACCEPTS_STALE = "store-accepts-stale"
+#: Seeded bug: a claim of a uuid with nothing stored stores nothing and hands
+#: back the ownership epoch (the design before issue 15's fix: two owners of a
+#: uuid that never had a checkpoint wrote at the same epoch).
+CLAIMS_ONLY_SAVED = "store-claims-only-saved"
 
 
 class Row:
-    """One stored state: the value, the epoch of its writer, when it was written."""
+    """One uuid's row: the value saved (None: claimed, nothing saved yet), the epoch
+    of its owner, when it was written (or claimed)."""
 
     __slots__ = ("epoch", "value", "written_at")
 
-    def __init__(self, value: int, epoch: int, written_at: float) -> None:
+    def __init__(self, value: int | None, epoch: int, written_at: float) -> None:
         self.value = value
         self.epoch = epoch
         self.written_at = written_at
@@ -56,24 +64,28 @@ class Row:
 class StoreReply:
     """The answer to one operation: ``ok`` False means the store failed (cut off).
 
-    A claim's ``claimed`` is the row claimed (None: nothing stored); a
-    write's ``refused`` lists the uuids refused as stale.
+    A claim's ``epoch`` is the one it claimed (the owner writes at it) and
+    ``saved`` the value saved (None: nothing saved yet); a write's
+    ``refused`` lists the uuids refused as stale.
     """
 
-    __slots__ = ("claimed", "ok", "refused")
+    __slots__ = ("epoch", "ok", "refused", "saved")
 
-    def __init__(self, ok: bool, claimed: Row | None = None,
+    def __init__(self, ok: bool, *, epoch: int = 0, saved: int | None = None,
                  refused: frozenset[str] = frozenset()) -> None:
         self.ok = ok
-        self.claimed = claimed
+        self.epoch = epoch
+        self.saved = saved
         self.refused = refused
 
 
 class StoreObserver(Protocol):
     """What the store tells the checks about each operation it applied."""
 
-    def store_claimed(self, client: str, uuid: str, epoch: int, row: Row | None) -> None:
-        """``client`` claimed ``uuid`` at ownership ``epoch``; ``row`` is what it got."""
+    def store_claimed(self, client: str, uuid: str, epoch: int, claimed: int,
+                      saved: int | None) -> None:
+        """``client`` claimed ``uuid`` at ownership ``epoch`` and got epoch ``claimed``
+        and the value ``saved`` (None: nothing saved)."""
 
     def store_write(self, client: str, uuid: str, value: int, epoch: int, stored: int | None,
                     accepted: bool) -> None:
@@ -115,6 +127,7 @@ class SimStore:
         #: per client: when its last operation reaches the store (FIFO per client)
         self._last: dict[str, float] = {}
         self._accept_stale = ACCEPTS_STALE in seeded_bugs
+        self._claims_only_saved = CLAIMS_ONLY_SAVED in seeded_bugs
         #: (start, end or None) of every stretch the store was paused, cut off or slow
         self.outages: list[list[float | None]] = []
 
@@ -220,11 +233,14 @@ class SimStore:
             row = self.rows.get(op.uuid)
             if row is not None:
                 row.epoch = max(row.epoch + 1, op.epoch)
-            self._trace("store-claim", op.client,
-                        f"{op.uuid}@{op.epoch}:" + ("none" if row is None else f"{row.epoch}"))
-            self.observer.store_claimed(op.client, op.uuid, op.epoch, row)
-            claimed = None if row is None else Row(row.value, row.epoch, row.written_at)
-            op.answer(StoreReply(True, claimed=claimed))
+            elif not self._claims_only_saved:
+                row = self.rows[op.uuid] = Row(None, op.epoch, now)
+            claimed = op.epoch if row is None else row.epoch
+            saved = None if row is None else row.value
+            self._trace("store-claim", op.client, f"{op.uuid}@{op.epoch}:{claimed}:"
+                        + ("none" if saved is None else "saved"))
+            self.observer.store_claimed(op.client, op.uuid, op.epoch, claimed, saved)
+            op.answer(StoreReply(True, epoch=claimed, saved=saved))
             return
         refused: set[str] = set()
         for uuid, value, epoch in op.items:

@@ -8,13 +8,16 @@ One small interface (``base.StateStore``) and two backends:
 
 Every write carries the writer's ownership epoch, and a store refuses a write
 whose epoch is older than the one it holds (``StaleEpoch``): a paused old
-owner that wakes up cannot overwrite its successor's state.
-``open_state_store(url)`` parses the URL and opens the backend.
+owner that wakes up cannot overwrite its successor's state, and a new
+owner's ``claim`` raises the epoch above every earlier owner's, whether
+they ever wrote or not.  ``open_state_store(url)`` parses the URL and opens
+the backend.
 """
 
 from __future__ import annotations
 
 from .base import (
+    Claim,
     StaleEpoch,
     StateStore,
     StateStoreError,
@@ -24,6 +27,7 @@ from .base import (
 )
 
 __all__ = [
+    "Claim",
     "StaleEpoch",
     "StateStore",
     "StateStoreError",

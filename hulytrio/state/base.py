@@ -5,7 +5,13 @@ for it, with the *epoch* of the writer and the time of the write.  The epoch
 is the writer's ownership epoch (for a stateless uuid, the one the hub gave
 its owner; it only grows from owner to owner), so ``put`` is a fenced write:
 an epoch older than the stored one is refused with ``StaleEpoch`` and changes
-nothing, an equal or newer one replaces the record.  Stores are reached from
+nothing, an equal or newer one replaces the record.  A new owner *claims* the
+uuid before it serves (``claim``): the stored epoch is raised above every
+earlier owner's, saved state or not, so a claim with nothing saved leaves a
+row that holds only the epoch.  That row is not a state: ``get``, ``list``
+and ``delete``'s answer ignore it.  It holds zero bytes of state (the table
+predates it and says ``NOT NULL``), which is why an empty state cannot be
+written (``put`` raises ``ValueError``).  Stores are reached from
 trio code; backends whose drivers block run them on a worker thread, one call
 at a time per store, so trio's loop is never blocked by the database.
 """
@@ -20,6 +26,7 @@ from urllib.parse import urlsplit
 import attrs
 
 __all__ = [
+    "Claim",
     "StaleEpoch",
     "StateInfo",
     "StateStore",
@@ -54,6 +61,17 @@ class StoredState:
     epoch: int
     #: seconds since 1970 (the writer's wall clock)
     written_at: float
+
+
+@attrs.frozen
+class Claim:
+    """What a new owner's ``claim`` of ``uuid`` got: the epoch it writes at, and the
+    state saved for it (None when nothing was saved yet)."""
+
+    uuid: str
+    epoch: int
+    #: the saved state, its ``epoch`` the claimed one; None: start afresh
+    saved: StoredState | None
 
 
 @attrs.frozen
@@ -106,14 +124,16 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     async def get(self, uuid: str) -> StoredState | None:
-        """Return the state stored for ``uuid``, or None when there is none."""
+        """Return the state saved for ``uuid``, or None when there is none
+        (nothing stored, or only a claim's epoch)."""
 
     @abc.abstractmethod
     async def put(self, uuid: str, state: bytes, epoch: int) -> None:
         """Store ``state`` for ``uuid`` as written at ``epoch``.
 
         Raises ``StaleEpoch`` (and stores nothing) when the stored epoch is
-        newer than ``epoch``.
+        newer than ``epoch``, ``ValueError`` (and stores nothing) when
+        ``state`` is empty.
         """
 
     @abc.abstractmethod
@@ -121,27 +141,31 @@ class StateStore(abc.ABC):
         """Store many ``(uuid, state, epoch)`` in one transaction (a checkpoint).
 
         Returns the writes refused as stale (the others are stored); raises
-        ``StateStoreError`` when the store fails, in which case none is stored.
+        ``StateStoreError`` when the store fails, or ``ValueError`` when a
+        state is empty, in either case storing none of them.
         """
 
     @abc.abstractmethod
-    async def claim(self, uuid: str, epoch: int) -> StoredState | None:
-        """Take over ``uuid``'s state as its new owner, in one transaction.
+    async def claim(self, uuid: str, epoch: int) -> Claim:
+        """Take ``uuid`` over as its new owner at ownership ``epoch``, in one transaction.
 
-        Raises the stored epoch to ``max(stored + 1, epoch)``, so every write
-        of an earlier owner is refused from now on, and returns the state
-        with that new epoch (the epoch the new owner writes at).  Returns
-        None, and claims nothing, when no state is stored for ``uuid``.
-        Raises ``StateStoreError`` when the store fails.
+        Raises the stored epoch to ``max(stored + 1, epoch)`` (``epoch`` when
+        nothing is stored: the claim then stores that epoch with no state),
+        so every write of an earlier owner is refused from now on, whether
+        it ever wrote or not.  Returns the ``Claim``: the epoch the new
+        owner writes at and the saved state, if any.  Raises
+        ``StateStoreError`` when the store fails.
         """
 
     @abc.abstractmethod
     async def delete(self, uuid: str) -> bool:
-        """Remove the state of ``uuid``; return whether there was one."""
+        """Remove what is stored for ``uuid`` (a claim's epoch too); return whether
+        a state was saved."""
 
     @abc.abstractmethod
     async def list(self) -> list[StateInfo]:
-        """Return what is stored, sorted by uuid, without the states' bytes."""
+        """Return the saved states, sorted by uuid, without their bytes (a claim
+        with nothing saved is not listed)."""
 
     @abc.abstractmethod
     async def aclose(self) -> None:

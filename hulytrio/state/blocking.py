@@ -7,7 +7,15 @@ checkpoint is one transaction anyway.  The SQL is the same for both but for
 the placeholder: a fenced upsert that replaces a row only when the new epoch
 is not older (run for a whole batch with one ``executemany``), and the
 epochs read back in the same transaction say which writes were refused; a
-claim raises the epoch and returns the row in one statement.
+claim raises the epoch and returns the row in one statement, inserting a row
+with an empty state (``NO_STATE``) when there was none.
+
+**Decision:** "claimed, nothing saved" is a zero-length state, not NULL: the
+table's ``state`` column is ``NOT NULL`` in every deployment made so far, and
+SQLite cannot drop that constraint without rebuilding the table under agents
+that share the file.  The agent never writes an empty state (it stores
+msgpack, and ``None`` as msgpack's nil), and ``put``/``put_many`` refuse one,
+so zero bytes cannot be mistaken for a saved state (docs/state.md, "Epochs").
 """
 
 from __future__ import annotations
@@ -19,9 +27,9 @@ from typing import Any, TypeVar
 
 import trio
 
-from .base import StaleEpoch, StateInfo, StateStore, StoredState
+from .base import Claim, StaleEpoch, StateInfo, StateStore, StoredState
 
-__all__ = ["BlockingStateStore"]
+__all__ = ["NO_STATE", "BlockingStateStore", "empty_state"]
 
 T = TypeVar("T")
 
@@ -45,15 +53,32 @@ ON CONFLICT (uuid) DO UPDATE
 #: The stored epochs of a batch's uuids, read back in the same transaction.
 EPOCHS_CHUNK = 500
 
-#: The new owner's take-over: raise the epoch above every earlier writer's.
+#: The state of a row that a claim made: the uuid is owned, nothing is saved.
+NO_STATE = b""
+
+#: The new owner's take-over: raise the epoch above every earlier owner's,
+#: or, when nothing is stored, store the claimed epoch with ``NO_STATE``.  One
+#: statement: two agents claiming at once get two epochs (the database
+#: orders the insert and the update), never the same one.
 CLAIM = f"""
-UPDATE {TABLE} SET epoch = CASE WHEN epoch + 1 > {{p}} THEN epoch + 1 ELSE {{p}} END
-WHERE uuid = {{p}}
+INSERT INTO {TABLE} (uuid, state, epoch, written_at) VALUES ({{p}}, {{p}}, {{p}}, {{p}})
+ON CONFLICT (uuid) DO UPDATE
+    SET epoch = CASE WHEN {TABLE}.epoch + 1 > excluded.epoch THEN {TABLE}.epoch + 1
+                     ELSE excluded.epoch END
 RETURNING state, epoch, written_at"""
 
-SELECT = f"SELECT state, epoch, written_at FROM {TABLE} WHERE uuid = {{p}}"
-DELETE = f"DELETE FROM {TABLE} WHERE uuid = {{p}} RETURNING uuid"
-LIST = f"SELECT uuid, epoch, length(state), written_at FROM {TABLE} ORDER BY uuid"
+# A claim's row with nothing saved is no state to read, list or back up.
+SELECT = (f"SELECT state, epoch, written_at FROM {TABLE} "
+          f"WHERE uuid = {{p}} AND length(state) > 0")
+DELETE = f"DELETE FROM {TABLE} WHERE uuid = {{p}} RETURNING length(state)"
+LIST = (f"SELECT uuid, epoch, length(state), written_at FROM {TABLE} "
+        f"WHERE length(state) > 0 ORDER BY uuid")
+
+
+def empty_state(uuid: str) -> ValueError:
+    """Return the error that refuses an empty state for ``uuid``."""
+    return ValueError(f"state of {uuid}: an empty state cannot be stored (zero bytes "
+                      f"mark a uuid claimed with nothing saved)")
 
 
 class BlockingStateStore(StateStore):
@@ -88,13 +113,15 @@ class BlockingStateStore(StateStore):
             return None
         return StoredState(uuid, bytes(row[0]), int(row[1]), float(row[2]))
 
-    def _claim(self, uuid: str, epoch: int) -> StoredState | None:
+    def _claim(self, uuid: str, epoch: int) -> Claim:
         with self._transaction() as cur:
-            cur.execute(self._sql["claim"], (epoch, epoch, uuid))
-            row = cur.fetchone()
-        if row is None:
-            return None
-        return StoredState(uuid, bytes(row[0]), int(row[1]), float(row[2]))
+            cur.execute(self._sql["claim"], (uuid, NO_STATE, epoch, time.time()))
+            state, claimed, written_at = cur.fetchone()
+        state = bytes(state)
+        if state == NO_STATE:
+            return Claim(uuid, int(claimed), None)
+        return Claim(uuid, int(claimed),
+                     StoredState(uuid, state, int(claimed), float(written_at)))
 
     def _put_many(self, items: Sequence[tuple[str, bytes, int]]) -> list[StaleEpoch]:
         # The rows are written by ``_upsert`` (the backend's fastest way),
@@ -135,6 +162,8 @@ class BlockingStateStore(StateStore):
 
         def rows() -> Iterator[tuple[str, bytes, int, float]]:
             for uuid, state, epoch in items:
+                if not state:
+                    raise empty_state(uuid)
                 uuids.append(uuid)
                 epochs.append(epoch)
                 yield uuid, state, epoch, now
@@ -145,7 +174,8 @@ class BlockingStateStore(StateStore):
     def _delete(self, uuid: str) -> bool:
         with self._transaction() as cur:
             cur.execute(self._sql["delete"], (uuid,))
-            return cur.fetchone() is not None
+            row = cur.fetchone()
+        return row is not None and int(row[0]) > 0
 
     def _list(self) -> list[StateInfo]:
         with self._transaction() as cur:
@@ -158,7 +188,7 @@ class BlockingStateStore(StateStore):
     async def get(self, uuid: str) -> StoredState | None:
         return await self._call(self._get, uuid)
 
-    async def claim(self, uuid: str, epoch: int) -> StoredState | None:
+    async def claim(self, uuid: str, epoch: int) -> Claim:
         return await self._call(self._claim, uuid, epoch)
 
     async def put(self, uuid: str, state: bytes, epoch: int) -> None:

@@ -1,6 +1,6 @@
 """``hulytrio state``: the seed's backup and recovery, from a shell.
 
-- ``hulytrio state list`` — every stored state: uuid, epoch, size, when written;
+- ``hulytrio state list`` — every saved state: uuid, epoch, size, when written;
 - ``hulytrio state export UUID [-o FILE]`` — one state as a backup file;
 - ``hulytrio state import UUID FILE`` — restore a backup file;
 - ``hulytrio state delete UUID`` — forget a state.
@@ -8,7 +8,10 @@
 All take ``--state URL`` (env ``STATE_STORE``) and ``--json``.  A backup file
 is JSON (``format``, ``uuid``, ``epoch``, ``written_at``, ``state`` in
 base64), readable and diffable by hand.  Exit codes: 0 done, 1 not found or
-the store failed, 2 a bad argument (one line on stderr naming it).
+the store failed, 2 a bad argument (one line on stderr naming it).  A uuid
+claimed by an owner that saved nothing yet has no state here: not listed,
+not exported, and ``delete`` says so (it removes the claim's epoch all the
+same).
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from typing import Any
 
 import trio
 
-from .base import StateStore, StateStoreError, StoredState, open_state_store, parse_state_url
+from .base import (
+    StaleEpoch,
+    StateStore,
+    StateStoreError,
+    StoredState,
+    open_state_store,
+    parse_state_url,
+)
 
 __all__ = ["BACKUP_FORMAT", "read_backup", "register"]
 
@@ -42,7 +52,7 @@ def register(subparsers: Any) -> None:
                        help="the store: sqlite:PATH or postgresql://... (env STATE_STORE)")
         p.add_argument("--json", action="store_true", help="JSON output for scripts")
 
-    p = verbs.add_parser("list", help="every stored state: uuid, epoch, size, when written")
+    p = verbs.add_parser("list", help="every saved state: uuid, epoch, size, when written")
     common(p)
     p.set_defaults(func=_command(_list))
     p = verbs.add_parser("export", help="write one state to a backup file")
@@ -171,14 +181,21 @@ async def _import(store: StateStore, args: argparse.Namespace) -> Any:
         backup = await trio.to_thread.run_sync(read_backup, args.file)
     except ValueError as exc:
         raise _Usage(str(exc)) from None
-    if args.epoch is not None:
-        epoch = args.epoch
-    else:
-        # A restore is an operator's decision to go back: take the file's
-        # epoch, raised to the stored one, so the fenced write is accepted.
-        current = await store.get(args.uuid)
-        epoch = max(backup.epoch, current.epoch if current else 0)
-    await store.put(args.uuid, backup.state, epoch)
+    if not backup.state:
+        raise _Usage(f"{args.file}: the state in it is empty (0 bytes); the store refuses "
+                     f"an empty state (it marks a uuid claimed with nothing saved)")
+    epoch = backup.epoch if args.epoch is None else args.epoch
+    try:
+        await store.put(args.uuid, backup.state, epoch)
+    except StaleEpoch as exc:
+        if args.epoch is not None:
+            raise
+        # A restore is an operator's decision to go back: the file's epoch is
+        # raised to the stored one (a saved state's, or an owner's claim with
+        # nothing saved, which ``get`` does not show), so the fenced write is
+        # accepted.  Refused again, a new owner claimed the uuid meanwhile.
+        epoch = exc.stored
+        await store.put(args.uuid, backup.state, epoch)
     note = "" if backup.uuid == args.uuid else f" (backed up as {backup.uuid})"
     return {"message": f"imported {args.file} into {args.uuid}{note} at epoch {epoch}, "
                        f"{len(backup.state)} bytes",

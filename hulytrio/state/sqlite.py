@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from .base import StateStoreError
-from .blocking import CREATE, TABLE, BlockingStateStore
+from .blocking import CREATE, TABLE, BlockingStateStore, empty_state
 
 __all__ = ["ROWS_PER_STATEMENT", "SqliteStateStore"]
 
@@ -84,6 +84,8 @@ class SqliteStateStore(BlockingStateStore):
         params: list[Any] = []
         full = _upsert_rows(ROWS_PER_STATEMENT)
         for uuid, state, epoch in items:
+            if not state:
+                raise empty_state(uuid)
             uuids.append(uuid)
             epochs.append(epoch)
             params += (uuid, state, epoch, now)

@@ -29,7 +29,8 @@ an ordinary container before it reports ``agent_started`` (a failure is the
 start's failure); ``SetServing(True)`` of a stateless uuid not restored here
 holds its requests (``_held``) until the restore ends; a container leaving
 (``StopContainer``, ``SetServing(False)``, the agent closing) gets a last
-checkpoint first; a write refused as stale stops the container here
+checkpoint first, and a start of its uuid here waits for that write before
+it claims (``_saving``); a write refused as stale stops the container here
 (``agent_stopped``: the hub is told).
 
 With an endpoint the agent opens its own WebSocket server; each
@@ -364,6 +365,9 @@ class AgentRuntime:
         #: set when the last request running in a uuid ends (a terminate
         #: waits for that before the uuid's last checkpoint)
         self._quiet_in: dict[str, trio.Event] = {}
+        #: uuid -> set when its terminated instance wrote its last checkpoint
+        #: (a new instance of it claims only then)
+        self._saving: dict[str, trio.Event] = {}
         self._checkpoint_scope = trio.CancelScope()
         #: set by ``aclose``: ends the waits before a stateless uuid that
         #: failed to restore is offered again (``_stand_down``)
@@ -822,6 +826,13 @@ class AgentRuntime:
             return
         checkpoints = self.checkpoints
         if checkpoints is not None and has_state(container):
+            saving = self._saving.get(uuid)
+            if saving is not None:
+                # Its last instance here is still writing its last changes:
+                # claimed now, the uuid would fence that write, and this
+                # instance would start without them.  (At most
+                # FINAL_CHECKPOINT_WAIT and one write.)
+                await saving.wait()
             try:
                 # Its Start carries no epoch: the claim orders its owners.
                 await checkpoints.restore(uuid, container, 0)
@@ -850,14 +861,20 @@ class AgentRuntime:
         """
         if self.checkpoints is not None:
             tracked = self.checkpoints.forget(uuid)
-            if save:
-                if tracked is not None and uuid in self._runs_in:
-                    quiet = self._quiet_in.setdefault(uuid, trio.Event())
-                    with trio.move_on_after(FINAL_CHECKPOINT_WAIT):
-                        await quiet.wait()
-                    if self._quiet_in.get(uuid) is quiet:
-                        del self._quiet_in[uuid]
-                await self.checkpoints.final(uuid, tracked)
+            if save and tracked is not None:
+                saving = self._saving[uuid] = trio.Event()
+                try:
+                    if uuid in self._runs_in:
+                        quiet = self._quiet_in.setdefault(uuid, trio.Event())
+                        with trio.move_on_after(FINAL_CHECKPOINT_WAIT):
+                            await quiet.wait()
+                        if self._quiet_in.get(uuid) is quiet:
+                            del self._quiet_in[uuid]
+                    await self.checkpoints.final(uuid, tracked)
+                finally:
+                    saving.set()
+                    if self._saving.get(uuid) is saving:
+                        del self._saving[uuid]
         for key in [k for k in self._streams if k[1] == uuid]:
             del self._streams[key]
         # Direct streams from it end now (the client may reconnect to

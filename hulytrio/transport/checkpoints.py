@@ -29,12 +29,14 @@ microsecond, and the store's thread would hold the GIL for it anyway.
 
 Epochs (the fencing token of every write): ``restore`` *claims* the uuid
 (``StateStore.claim``): in one transaction the stored epoch is raised to
-``max(stored + 1, ownership epoch)`` and the state read, so every write of
-an earlier owner (a paused agent waking up) is refused from then on.  The
-ownership epoch is the hub's: the one in ``SetServing``/``Activate`` for a
-stateless uuid, 0 for an ordinary container (its ``Start`` carries none; the
-claim's ``stored + 1`` orders its owners).  A write refused as stale means
-a newer owner exists: the container is forgotten and ``on_stale`` stops it.
+``max(stored + 1, ownership epoch)`` (with nothing stored, the ownership
+epoch is stored) and the state read, so every write of an earlier owner (a
+paused agent waking up) is refused from then on, whether it ever wrote or
+not; the container's writes carry the epoch claimed.  The ownership epoch
+is the hub's: the one in ``SetServing``/``Activate`` for a stateless uuid,
+0 for an ordinary container (its ``Start`` carries none; the claim's
+``stored + 1`` orders its owners).  A write refused as stale means a newer
+owner exists: the container is forgotten and ``on_stale`` stops it.
 
 One checkpoint at a time (a lock): two exports of one container can never
 be written in the opposite order.
@@ -70,6 +72,10 @@ log = logging.getLogger("hulytrio.agent")
 SLICE = 0.0001
 #: Containers whose versions are compared in one go before the clock is read.
 SCAN = 256
+#: msgpack's nil: a state of None as it is saved.  ``encode_payload(None)`` is
+#: the empty payload, and the store keeps zero bytes for "claimed, nothing
+#: saved" (and refuses to write them); decoded, both are None.
+NIL = b"\xc0"
 
 
 class RestoreFailed(Exception):
@@ -138,15 +144,15 @@ class Checkpoints:
         if policy.current(record):
             policy.restored(record, claimed, container.state_version)
 
-    async def _claim_and_import(self, uuid: str, container: Container,
-                                epoch: int) -> int | None:
-        """Return the epoch claimed (None: nothing stored) once the state is imported."""
+    async def _claim_and_import(self, uuid: str, container: Container, epoch: int) -> int:
+        """Return the epoch claimed, once the saved state (if any) is imported."""
         try:
-            stored = await self.store.claim(uuid, epoch)
+            claim = await self.store.claim(uuid, epoch)
         except StateStoreError as exc:
             raise RestoreFailed(f"reading the saved state of {uuid} failed: {exc}") from exc
+        stored = claim.saved
         if stored is None:
-            return None
+            return claim.epoch  # nothing saved yet: the container starts afresh
         try:
             value = decode_payload(stored.state)
         except WireError as exc:
@@ -158,8 +164,8 @@ class Checkpoints:
             raise RestoreFailed(f"import_state of {uuid} raised "
                                 f"{type(exc).__name__}: {exc}") from exc
         log.info("agent %s: %s restored (%d bytes, epoch %d)", self.agent_id, uuid,
-                 len(stored.state), stored.epoch)
-        return stored.epoch
+                 len(stored.state), claim.epoch)
+        return claim.epoch
 
     def hold_all(self) -> list[str]:
         """The agent is closing: return the tracked uuids, now held for the last checkpoint."""
@@ -240,7 +246,7 @@ class Checkpoints:
 
     async def _export(self, uuid: str, container: Container) -> bytes | None:
         try:
-            return encode_payload(await container.export_state())
+            return encode_payload(await container.export_state()) or NIL
         except LocalProtocolError as exc:
             log.error("agent %s: the state of %s cannot be saved: export_state returned %s",
                       self.agent_id, uuid, exc)

@@ -18,8 +18,9 @@ from hulytrio.core.errors import LocalProtocolError
 
 def serving(policy: CheckpointPolicy, uuid: str, epoch: int = 0, claimed: int | None = None,
             version: int = 0) -> None:
+    """Restore ``uuid`` at ownership ``epoch``; the claim got ``claimed`` (default: ``epoch``)."""
     record = policy.restore_started(uuid, epoch)
-    policy.restored(record, claimed, version)
+    policy.restored(record, epoch if claimed is None else claimed, version)
 
 
 def test_interval_checkpoints_are_due_every_interval_from_start() -> None:
@@ -47,10 +48,19 @@ def test_requests_wait_while_restoring_and_untracked_uuids_serve() -> None:
     assert policy.restoring("u")
     assert not policy.tracks("u")
     assert policy.epoch("u") is None
-    policy.restored(record, None, 5)
+    policy.restored(record, 3, 5)  # nothing was saved: the claim kept the ownership epoch
     assert policy.may_serve("u")
     assert policy.tracks("u")
-    assert policy.epoch("u") == 3  # nothing claimed: the ownership epoch
+    assert policy.epoch("u") == 3
+
+
+def test_a_claimed_epoch_older_than_the_ownership_epoch_is_refused() -> None:
+    policy = CheckpointPolicy(1.0)
+    record = policy.restore_started("u", 4)
+    with pytest.raises(LocalProtocolError, match="claimed epoch 3 is older than the "
+                                                 "ownership epoch 4"):
+        policy.restored(record, 3, 0)
+    assert policy.restoring("u")
 
 
 def test_the_claimed_epoch_is_the_write_epoch_and_resume_only_raises_it() -> None:
@@ -124,9 +134,9 @@ def test_restoring_twice_is_a_protocol_error_and_moves_are_checked() -> None:
     record = policy.restore_started("a", 0)
     with pytest.raises(LocalProtocolError, match="tracked already"):
         policy.restore_started("a", 0)
-    policy.restored(record, None, 0)
+    policy.restored(record, 0, 0)
     with pytest.raises(LocalProtocolError, match="SERVING -> SERVING"):
-        policy.restored(record, None, 0)
+        policy.restored(record, 0, 0)
     assert STATE_TRANSITIONS.allows(StateStatus.SERVING, StateStatus.HELD)
     assert not STATE_TRANSITIONS.allows(StateStatus.HELD, StateStatus.SERVING)
 

@@ -16,7 +16,7 @@ import pytest
 from hulytrio.sim.clock import Clock
 from hulytrio.sim.report import run_scenario
 from hulytrio.sim.scenario import ScenarioError, Span, load_scenario, parse_scenario
-from hulytrio.sim.store import Row, SimStore, StoreReply
+from hulytrio.sim.store import SimStore, StoreReply
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "scenarios" / "stateful-failover.toml"
@@ -92,8 +92,51 @@ target = "n-*"
 """
 
 
-def small(*bugs: str) -> str:
-    return SMALL.format(bugs="[" + ", ".join(f'"{b}"' for b in bugs) + "]")
+#: one ordinary container (ownership epoch 0 for every owner): its owner
+#: pauses before its first checkpoint, the uuid starts again on the other
+#: agent, and the paused owner wakes up with a change to write.
+NEVER_SAVED = """
+name = "state-never-saved"
+duration = "8s"
+liveness = "7s"
+seed = 1
+
+[hub]
+alive = "1s"
+ping_interval = "250ms"
+
+[links]
+latency = "1ms..3ms"
+
+[state]
+kinds = ["acct"]
+interval = "1s"
+store_latency = "2ms..6ms"
+seeded_bugs = {bugs}
+
+[[agents]]
+name = "n"
+count = 2
+kinds = ["acct"]
+start_delay = "10ms"
+request_latency = "1ms..2ms"
+
+[[clients]]
+name = "teller"
+kind = "acct"
+uuid = "acct-1"
+request_interval = "10ms..30ms"
+
+[[faults]]
+at = "300ms"
+action = "pause"
+target = "owner:acct-1"
+duration = "3s"
+"""
+
+
+def small(*bugs: str, text: str = SMALL) -> str:
+    return text.format(bugs="[" + ", ".join(f'"{b}"' for b in bugs) + "]")
 
 
 def test_the_small_scenario_holds_with_the_real_policy() -> None:
@@ -118,6 +161,27 @@ def test_each_check_catches_its_seeded_bug(bug: str, invariant: str) -> None:
         result, _ = run_scenario(parse_scenario(small(bug)), seed)
         broken |= {v.name for v in result.violations}
     assert invariant in broken, broken
+
+
+def test_an_owner_that_never_saved_is_fenced_by_its_successors_claim() -> None:
+    """The successor's claim of a uuid with nothing saved stores its epoch, so
+    the paused first owner's write on waking is refused (it was accepted, and
+    replaced the successor's newer state, when such a claim stored nothing)."""
+    for seed in range(1, 4):
+        result, sim = run_scenario(parse_scenario(small(text=NEVER_SAVED)), seed)
+        assert result.ok, (seed, result.violations, result.unmet)
+        assert sim.state is not None
+        assert sim.state.checks.refused == 1, seed
+        assert sim.state.checks.fresh_claims == 2, seed
+
+
+def test_a_claim_that_stores_nothing_breaks_store_fenced() -> None:
+    broken = set()
+    for seed in range(1, 4):
+        result, _ = run_scenario(parse_scenario(small("store-claims-only-saved",
+                                                      text=NEVER_SAVED)), seed)
+        broken |= {v.name for v in result.violations}
+    assert "store-fenced" in broken, broken
 
 
 def test_the_shipped_scenario_holds_over_a_share_of_its_seeds() -> None:
@@ -180,11 +244,12 @@ def test_bad_state_keys_are_named(text: str, message: str) -> None:
 
 class Seen:
     def __init__(self) -> None:
-        self.claims: list[tuple[str, int, Row | None]] = []
+        self.claims: list[tuple[str, int, int, int | None]] = []
         self.writes: list[tuple[str, int, int, bool]] = []
 
-    def store_claimed(self, client: str, uuid: str, epoch: int, row: Row | None) -> None:
-        self.claims.append((uuid, epoch, row))
+    def store_claimed(self, client: str, uuid: str, epoch: int, claimed: int,
+                      saved: int | None) -> None:
+        self.claims.append((uuid, epoch, claimed, saved))
 
     def store_write(self, client: str, uuid: str, value: int, epoch: int, stored: int | None,
                     accepted: bool) -> None:
@@ -200,22 +265,26 @@ def make_store(latency: float = 0.01) -> tuple[Clock, SimStore, Seen]:
 
 
 def test_store_fences_writes_and_claims_raise_the_epoch() -> None:
-    clock, store, _ = make_store()
+    clock, store, seen = make_store()
     replies: list[StoreReply] = []
     store.put_many("a", [("u", 5, 3)], replies.append)
     store.claim("b", "u", 0, replies.append)      # stored 3 -> 4
     store.put_many("a", [("u", 6, 3)], replies.append)  # refused: 3 < 4
-    store.claim("c", "nothing", 2, replies.append)
+    store.claim("c", "nothing", 2, replies.append)  # nothing stored: 2 is stored
+    store.claim("d", "nothing", 0, replies.append)  # above c's claim: 3
+    store.put_many("c", [("nothing", 1, 2)], replies.append)  # c never wrote: refused
     clock.run_until(1.0)
     assert replies[0].ok
     assert not replies[0].refused
-    claimed = replies[1].claimed
-    assert claimed is not None
-    assert (claimed.value, claimed.epoch) == (5, 4)
+    assert (replies[1].saved, replies[1].epoch) == (5, 4)
     assert replies[2].refused == frozenset({"u"})
     assert replies[3].ok
-    assert replies[3].claimed is None
+    assert (replies[3].saved, replies[3].epoch) == (None, 2)
+    assert (replies[4].saved, replies[4].epoch) == (None, 3)
+    assert replies[5].refused == frozenset({"nothing"})
     assert store.rows["u"].value == 5
+    assert store.rows["nothing"].value is None
+    assert seen.claims == [("u", 0, 4, 5), ("nothing", 2, 2, None), ("nothing", 0, 3, None)]
 
 
 def test_a_paused_store_answers_on_resume_in_order_and_a_cut_one_fails() -> None:

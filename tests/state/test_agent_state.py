@@ -4,7 +4,8 @@ A counter container with ``export_state``/``import_state``: its count must
 survive a clean agent stop (a new agent restores it), the hub terminating it
 when unused, and a stateless owner handing over to its standby; a failed
 import fails the start, visibly; a stale write stops the old owner.  The
-clean stop runs against both stores (SQLite and a real PostgreSQL).
+clean stop runs against both stores (SQLite and a real PostgreSQL), and so
+do two agents' ``Checkpoints`` of one uuid, driven step by step.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import trio
 
 import hulytrio
 from hulytrio.state import StateStore, open_state_store
+from hulytrio.transport.checkpoints import Checkpoints
 from hulytrio.wire.codec import decode_payload, encode_payload
 
 
@@ -134,10 +136,14 @@ async def start_slow_counter(options: hulytrio.GetOptions) -> hulytrio.Container
     return SlowCounter(options.uuid)
 
 
-async def test_a_terminate_saves_what_a_running_request_changed(sqlite_url):
+@pytest.mark.parametrize("checkpointed", [False, True])
+async def test_a_terminate_saves_what_a_running_request_changed(sqlite_url, checkpointed):
     """A container terminated while a request runs in it: the request ends and is
     answered, and its change is in the last checkpoint (it was lost before:
-    the checkpoint was written at once, the change came after it)."""
+    the checkpoint was written at once, the change came after it).  The
+    caller's reference starts the uuid again on the agent meanwhile: the new
+    instance claims only after that last checkpoint (claimed first, it fenced
+    the write, and started from the state before it)."""
     SlowCounter.started, SlowCounter.gate = trio.Event(), trio.Event()
     Counter.instances.clear()
     with trio.fail_after(30):
@@ -146,10 +152,12 @@ async def test_a_terminate_saves_what_a_running_request_changed(sqlite_url):
                 hulytrio.open_client(hub.url) as host, \
                 hulytrio.open_client(hub.url) as caller, \
                 hulytrio.open_client(hub.url) as admin:
-            await host.serve_agent({"slow": start_slow_counter}, agent_id="a1",
-                                   state_store=store)
+            agent = await host.serve_agent({"slow": start_slow_counter}, agent_id="a1",
+                                           state_store=store)
             ref = await caller.get("slow", uuid="slow-1")
             assert await ref.request("inc") == 1
+            if checkpointed:
+                assert await agent.checkpoint() == 1
             answers: list[Any] = []
 
             async def slow() -> None:
@@ -164,6 +172,7 @@ async def test_a_terminate_saves_what_a_running_request_changed(sqlite_url):
             assert answers == [2]
             await Counter.instances[0].terminated.wait()  # saved first, then terminated
             assert await saved(store, "slow-1") == {"count": 2}
+            assert await ref.request("inc") == 3  # the new instance restored it
 
 
 async def test_a_stateless_owner_hands_over_to_its_standby_with_its_state(sqlite_url):
@@ -250,6 +259,41 @@ async def test_a_stale_write_stops_the_old_owner(sqlite_url):
             stored = await store.get("stale-1")
             assert stored is not None
             assert stored.epoch == 6
+
+
+async def test_a_paused_owner_that_never_checkpointed_cannot_overwrite_its_successor(
+        store_url):
+    """Owner A of an ordinary container (ownership epoch 0) pauses before its
+    first checkpoint; the hub starts the uuid again on B, which serves and
+    checkpoints; A wakes up and checkpoints: refused, and A stops serving it.
+    Before, nothing stored meant nothing claimed: both wrote at epoch 0 and
+    A's stale state replaced B's.  (The real clock: the autojump clock would
+    jump to the ``fail_after`` deadline while the store's thread works.)"""
+    stale_a: list[str] = []
+    stale_b: list[str] = []
+    with trio.fail_after(30):
+        async with open_state_store(store_url) as store:
+            a = Checkpoints(store, 60.0, "a", stale_a.append)
+            b = Checkpoints(store, 60.0, "b", stale_b.append)
+            first, second = Counter("u-1"), Counter("u-1")
+            await a.restore("u-1", first, 0)  # nothing saved: a fresh container
+            await first.request("inc")
+            # A pauses here; the hub starts u-1 again on B
+            await b.restore("u-1", second, 0)
+            assert second.count == 0
+            for _ in range(3):
+                await second.request("inc")
+            assert await b.checkpoint() == 1
+            # A wakes up: its checkpoint is refused, and it stops serving u-1
+            assert await a.checkpoint() == 0
+            assert stale_a == ["u-1"]
+            assert not a.tracks("u-1")
+            assert await saved(store, "u-1") == {"count": 3}
+            # B serves on, at the epoch its claim got
+            assert (b.epoch("u-1"), stale_b) == (1, [])
+            await second.request("inc")
+            assert await b.checkpoint() == 1
+            assert await saved(store, "u-1") == {"count": 4}
 
 
 class Flaky(Counter):

@@ -72,6 +72,32 @@ def test_import_over_a_newer_owner_takes_the_stored_epoch(store, tmp_path):
     assert "at epoch 7" in restored.stdout
 
 
+def test_a_uuid_claimed_with_nothing_saved_has_no_state_to_show(store, tmp_path):
+    """A claim leaves a row holding only the owner's epoch: not a state."""
+    backup = tmp_path / "c2.json"
+    assert hulytrio("export", "counter-2", "-o", str(backup), "--state", store).returncode == 0
+
+    async def claim() -> None:
+        async with open_state_store(store) as s:
+            await s.claim("claimed-1", 5)
+    trio.run(claim)
+    listed = json.loads(hulytrio("list", "--state", store, "--json").stdout)
+    assert [r["uuid"] for r in listed] == ["counter-1", "counter-2"]
+    out = hulytrio("export", "claimed-1", "--state", store)
+    assert (out.returncode, out.stderr) == (1, "hulytrio state: no stored state for claimed-1\n")
+    # a restore onto it is written at the claim's epoch (the file's, 1, is older)
+    restored = hulytrio("import", "claimed-1", str(backup), "--state", store)
+    assert restored.returncode == 0, restored.stderr
+    assert "into claimed-1 (backed up as counter-2) at epoch 5" in restored.stdout
+
+    async def check() -> None:
+        async with open_state_store(store) as s:
+            got = await s.get("claimed-1")
+            assert got is not None
+            assert (got.state, got.epoch) == (b"two", 5)
+    trio.run(check)
+
+
 def test_export_to_stdout_is_the_backup_file(store):
     out = hulytrio("export", "counter-2", "--state", store)
     backup = json.loads(out.stdout)
@@ -87,13 +113,18 @@ def test_export_to_stdout_is_the_backup_file(store):
     (["delete", "nobody", "--state", "{store}"], 1, "no stored state for nobody"),
     (["import", "x", "/no/such/file", "--state", "{store}"], 2, "/no/such/file: No such file"),
     (["import", "x", "{notjson}", "--state", "{store}"], 2, "not a backup file (not JSON"),
+    (["import", "x", "{empty}", "--state", "{store}"], 2,
+     "the state in it is empty (0 bytes); the store refuses an empty state"),
     (["export", "counter-1", "-o", "/no/such/dir/f", "--state", "{store}"], 2,
      "--output /no/such/dir/f: No such file"),
 ])
 def test_bad_input_is_one_line_and_an_exit_code(store, tmp_path, args, code, says):
     notjson = tmp_path / "notjson"
     notjson.write_text("hello")
-    args = [a.format(store=store, notjson=notjson) for a in args]
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"format": "hulytrio-state/1", "uuid": "x", "epoch": 0,
+                                 "written_at": 0.0, "state": ""}))
+    args = [a.format(store=store, notjson=notjson, empty=empty) for a in args]
     out = hulytrio(*args, env={"PATH": "/usr/bin:/bin"})
     assert out.returncode == code
     assert out.stderr.count("\n") == 1, out.stderr

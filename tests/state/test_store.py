@@ -6,7 +6,13 @@ import pytest
 import trio
 import trio.lowlevel
 
-from hulytrio.state import StaleEpoch, StateStoreError, open_state_store, parse_state_url
+from hulytrio.state import (
+    StaleEpoch,
+    StateStore,
+    StateStoreError,
+    open_state_store,
+    parse_state_url,
+)
 from hulytrio.state.base import StateUrl
 
 
@@ -123,18 +129,90 @@ async def test_a_password_never_reaches_the_error(tmp_path):
 async def test_a_claim_fences_every_earlier_writer(store_url):
     with trio.fail_after(30):
         async with open_state_store(store_url) as store:
-            assert await store.claim("c1", 4) is None  # nothing stored: nothing claimed
-            assert await store.get("c1") is None
             await store.put("c1", b"old owner", 3)
-            got = await store.claim("c1", 0)  # the hub's epoch restarted: stored + 1 wins
-            assert got is not None
-            assert (got.state, got.epoch) == (b"old owner", 4)
+            claimed = await store.claim("c1", 0)  # the hub's epoch restarted: stored + 1 wins
+            assert claimed.epoch == 4
+            assert claimed.saved is not None
+            assert (claimed.saved.state, claimed.saved.epoch) == (b"old owner", 4)
             with pytest.raises(StaleEpoch):
                 await store.put("c1", b"old owner wakes up", 3)
-            got = await store.claim("c1", 9)  # a newer hub epoch wins over stored + 1
-            assert got is not None
-            assert (got.state, got.epoch) == (b"old owner", 9)
+            claimed = await store.claim("c1", 9)  # a newer hub epoch wins over stored + 1
+            assert claimed.epoch == 9
+            assert claimed.saved is not None
+            assert claimed.saved.state == b"old owner"
             await store.put("c1", b"new owner", 9)
             stored = await store.get("c1")
             assert stored is not None
             assert (stored.state, stored.epoch) == (b"new owner", 9)
+
+
+async def test_a_claim_fences_an_earlier_owner_that_never_wrote(store_url):
+    """Two owners of a uuid never checkpointed, both at ownership epoch 0 (an
+    ordinary container): the second claim fences the first all the same."""
+    with trio.fail_after(30):
+        async with open_state_store(store_url) as store:
+            first = await store.claim("c1", 0)  # owner A, then paused
+            second = await store.claim("c1", 0)  # the hub started c1 again on B
+            # A wakes up and checkpoints at its own epoch: refused
+            with pytest.raises(StaleEpoch) as info:
+                await store.put("c1", b"A's stale state", 0)
+            assert (info.value.epoch, info.value.stored) == (0, 1)
+            assert (first.epoch, first.saved) == (0, None)
+            assert (second.epoch, second.saved) == (1, None)
+            await store.put("c1", b"B's state", second.epoch)
+            with pytest.raises(StaleEpoch):
+                await store.put("c1", b"A's stale state", first.epoch)
+            got = await store.get("c1")
+            assert got is not None
+            assert (got.state, got.epoch) == (b"B's state", 1)
+
+
+async def test_a_claim_with_nothing_saved_is_no_state_to_read(store_url):
+    with trio.fail_after(30):
+        async with open_state_store(store_url) as store:
+            claimed = await store.claim("c1", 3)  # nothing stored: the ownership epoch
+            assert (claimed.uuid, claimed.epoch, claimed.saved) == ("c1", 3, None)
+            await store.put("c2", b"two", 1)
+            assert await store.get("c1") is None
+            assert [i.uuid for i in await store.list()] == ["c2"]
+            claimed = await store.claim("c1", 0)  # still nothing saved, but owned: stored + 1
+            assert (claimed.epoch, claimed.saved) == (4, None)
+            with pytest.raises(StaleEpoch):
+                await store.put("c1", b"the owner at 3", 3)
+            await store.put("c1", b"the owner at 4", 4)
+            got = await store.get("c1")
+            assert got is not None
+            assert (got.state, got.epoch) == (b"the owner at 4", 4)
+            # deleting a claim with nothing saved removes it, and says there was no state
+            await store.claim("c3", 5)
+            assert await store.delete("c3") is False
+            assert (await store.claim("c3", 0)).epoch == 0  # forgotten: a first claim
+
+
+async def test_an_empty_state_is_refused(store_url):
+    """Zero bytes mark a claim with nothing saved: no write may store them."""
+    with trio.fail_after(30):
+        async with open_state_store(store_url) as store:
+            with pytest.raises(ValueError, match=r"state of c1: an empty state cannot be "):
+                await store.put("c1", b"", 0)
+            with pytest.raises(ValueError, match=r"state of c2: an empty state"):
+                await store.put_many([("c0", b"zero", 0), ("c2", b"", 0)])
+            assert await store.list() == []  # nothing of the batch was stored
+
+
+async def test_concurrent_claims_from_two_connections_get_distinct_epochs(store_url):
+    """Two agents sharing a store claim the same uuids at once: each uuid ends
+    with one claim at epoch 0 and the other at 1 (never two at 0)."""
+    uuids = [f"u{i}" for i in range(40)]
+    epochs: dict[str, list[int]] = {u: [] for u in uuids}
+
+    async def claim_all(store: StateStore) -> None:
+        for uuid in uuids:
+            epochs[uuid].append((await store.claim(uuid, 0)).epoch)
+
+    with trio.fail_after(60):
+        async with open_state_store(store_url) as a, open_state_store(store_url) as b, \
+                trio.open_nursery() as nursery:
+            nursery.start_soon(claim_all, a)
+            nursery.start_soon(claim_all, b)
+    assert {u: sorted(e) for u, e in epochs.items()} == {u: [0, 1] for u in uuids}

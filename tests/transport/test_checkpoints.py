@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 import hulytrio
-from hulytrio.state import StaleEpoch, StateStore, StateStoreError, StoredState
+from hulytrio.state import Claim, StaleEpoch, StateStore, StateStoreError, StoredState
 from hulytrio.state.base import StateInfo
 from hulytrio.transport.checkpoints import SLICE, Checkpoints, RestoreFailed
 from hulytrio.transport.container import has_state
@@ -24,7 +24,11 @@ from hulytrio.wire.codec import decode_payload, encode_payload
 
 
 class MemoryStore(StateStore):
-    """A store in a dict, with the fenced write and the claim; records the calls."""
+    """A store in a dict, with the fenced write and the claim; records the calls.
+
+    A claim of a uuid with nothing stored keeps a row with an empty state (the
+    real stores' "claimed, nothing saved"), which ``get`` does not show.
+    """
 
     def __init__(self) -> None:
         self.rows: dict[str, StoredState] = {}
@@ -32,17 +36,19 @@ class MemoryStore(StateStore):
         self.fail = False
 
     async def get(self, uuid: str) -> StoredState | None:
-        return self.rows.get(uuid)
+        row = self.rows.get(uuid)
+        return row if row is not None and row.state else None
 
-    async def claim(self, uuid: str, epoch: int) -> StoredState | None:
+    async def claim(self, uuid: str, epoch: int) -> Claim:
         if self.fail:
             raise StateStoreError("state store (memory): disk on fire")
         row = self.rows.get(uuid)
         if row is None:
-            return None
+            self.rows[uuid] = StoredState(uuid, b"", epoch, 0.0)
+            return Claim(uuid, epoch, None)
         row = StoredState(uuid, row.state, max(row.epoch + 1, epoch), row.written_at)
         self.rows[uuid] = row
-        return row
+        return Claim(uuid, row.epoch, row if row.state else None)
 
     async def put(self, uuid: str, state: bytes, epoch: int) -> None:
         refused = await self.put_many([(uuid, state, epoch)])
@@ -52,6 +58,8 @@ class MemoryStore(StateStore):
     async def put_many(self, items: Sequence[tuple[str, bytes, int]]) -> list[StaleEpoch]:
         if self.fail:
             raise StateStoreError("state store (memory): disk on fire")
+        if any(not state for _, state, _ in items):
+            raise ValueError("an empty state cannot be stored")
         self.batches.append([uuid for uuid, _, _ in items])
         refused = []
         for uuid, state, epoch in items:
@@ -63,11 +71,12 @@ class MemoryStore(StateStore):
         return refused
 
     async def delete(self, uuid: str) -> bool:
-        return self.rows.pop(uuid, None) is not None
+        row = self.rows.pop(uuid, None)
+        return row is not None and bool(row.state)
 
     async def list(self) -> list[StateInfo]:
         return [StateInfo(u, r.epoch, len(r.state), r.written_at)
-                for u, r in sorted(self.rows.items())]
+                for u, r in sorted(self.rows.items()) if r.state]
 
     async def aclose(self) -> None:
         pass
@@ -187,10 +196,40 @@ async def test_restore_imports_the_saved_state_and_claims_the_uuid():
 
 
 async def test_nothing_saved_means_a_fresh_container_at_the_ownership_epoch():
-    cp = _checkpoints(MemoryStore())
+    store = MemoryStore()
+    cp = _checkpoints(store)
     c = Counter()
     await cp.restore("c", c, 2)
     assert (c.count, cp.epoch("c"), cp.dirty()) == (0, 2, [])
+    assert store.rows["c"].epoch == 2  # claimed all the same: the next owner fences it
+    # the next owner of c (after a restart, say) claims above it
+    await _checkpoints(store).restore("c", Counter(), 0)
+    assert store.rows["c"].epoch == 3
+
+
+async def test_a_state_of_none_is_saved_as_msgpack_nil_and_restored():
+    """``None`` encodes as the empty payload, but zero bytes in the store mean
+    "claimed, nothing saved": it is written as msgpack's nil instead."""
+    store = MemoryStore()
+    cp = _checkpoints(store)
+
+    class Nothing(Counter):
+        imported: list[Any]
+
+        async def export_state(self) -> Any:
+            return None
+
+        async def import_state(self, state: Any) -> None:
+            self.imported = [state]
+
+    c = Nothing()
+    await cp.restore("c", c, 0)
+    c.state_version += 1
+    assert await cp.checkpoint() == 1
+    assert store.rows["c"].state == b"\xc0"
+    again = Nothing()
+    await _checkpoints(store).restore("c", again, 0)
+    assert again.imported == [None]
 
 
 @pytest.mark.parametrize(("saved", "container", "says"), [
