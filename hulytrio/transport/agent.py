@@ -59,6 +59,7 @@ import attrs
 import trio
 
 from hulytrio.core.agent import AgentState, LocalStatus
+from hulytrio.core.checkpoints import StateRecord
 from hulytrio.core.effects import (
     CancelRequest,
     CloseConnection,
@@ -665,7 +666,11 @@ class AgentRuntime:
             if checkpoints is not None:
                 # Another agent serves it now: its last changes here go to
                 # the store (refused, harmlessly, if the new owner claimed it).
-                self._spawn(checkpoints.final, effect.uuid, checkpoints.forget(effect.uuid))
+                # Marked at once: a promotion back here claims only after it.
+                tracked = checkpoints.forget(effect.uuid)
+                if tracked is not None:
+                    saving = self._saving[effect.uuid] = trio.Event()
+                    self._spawn(self._write_last, checkpoints, effect.uuid, tracked, saving)
             for peer in list(self._endpoint_peers.values()):
                 self._endpoint_perform(peer, peer.session.container_stopped(effect.uuid))
             return
@@ -679,9 +684,25 @@ class AgentRuntime:
             self._held[effect.uuid] = trio.Event()
             self._spawn(self._take_over, checkpoints, effect.uuid, container, effect.epoch)
 
+    async def _write_last(self, checkpoints: Checkpoints, uuid: ContainerUuid,
+                          tracked: tuple[StateRecord, Container], saving: trio.Event) -> None:
+        """Write ``uuid``'s last checkpoint here, then set ``saving`` (see ``_saving``)."""
+        try:
+            await checkpoints.final(uuid, tracked)
+        finally:
+            saving.set()
+            if self._saving.get(uuid) is saving:
+                del self._saving[uuid]
+
     async def _take_over(self, checkpoints: Checkpoints, uuid: ContainerUuid,
                          container: Container, epoch: int) -> None:
         try:
+            saving = self._saving.get(uuid)
+            if saving is not None:
+                # Demoted here a moment ago and promoted back: its last write
+                # goes first, or this claim would fence it and the restore
+                # would go back to the checkpoint before.
+                await saving.wait()
             await checkpoints.restore(uuid, container, epoch)
         except RestoreFailed as exc:
             self._stand_down(uuid, container, exc)
@@ -863,18 +884,13 @@ class AgentRuntime:
             tracked = self.checkpoints.forget(uuid)
             if save and tracked is not None:
                 saving = self._saving[uuid] = trio.Event()
-                try:
-                    if uuid in self._runs_in:
-                        quiet = self._quiet_in.setdefault(uuid, trio.Event())
-                        with trio.move_on_after(FINAL_CHECKPOINT_WAIT):
-                            await quiet.wait()
-                        if self._quiet_in.get(uuid) is quiet:
-                            del self._quiet_in[uuid]
-                    await self.checkpoints.final(uuid, tracked)
-                finally:
-                    saving.set()
-                    if self._saving.get(uuid) is saving:
-                        del self._saving[uuid]
+                if uuid in self._runs_in:
+                    quiet = self._quiet_in.setdefault(uuid, trio.Event())
+                    with trio.move_on_after(FINAL_CHECKPOINT_WAIT):
+                        await quiet.wait()
+                    if self._quiet_in.get(uuid) is quiet:
+                        del self._quiet_in[uuid]
+                await self._write_last(self.checkpoints, uuid, tracked, saving)
         for key in [k for k in self._streams if k[1] == uuid]:
             del self._streams[key]
         # Direct streams from it end now (the client may reconnect to

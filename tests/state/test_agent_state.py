@@ -17,6 +17,7 @@ import pytest
 import trio
 
 import hulytrio
+from hulytrio.core.effects import SetServing
 from hulytrio.state import StateStore, open_state_store
 from hulytrio.transport.checkpoints import Checkpoints
 from hulytrio.wire.codec import decode_payload, encode_payload
@@ -173,6 +174,58 @@ async def test_a_terminate_saves_what_a_running_request_changed(sqlite_url, chec
             await Counter.instances[0].terminated.wait()  # saved first, then terminated
             assert await saved(store, "slow-1") == {"count": 2}
             assert await ref.request("inc") == 3  # the new instance restored it
+
+
+class GatedStore:
+    """A store whose batch writes wait for ``gate`` while it is set up (the rest passes)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.gate: trio.Event | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def put_many(self, items: Any) -> Any:
+        if self.gate is not None:
+            await self.gate.wait()
+        return await self.store.put_many(items)
+
+
+async def test_a_stateless_uuid_promoted_back_restores_after_its_last_write(sqlite_url):
+    """Demoted and at once promoted again on the same agent: the demotion's last
+    checkpoint is written before the promotion claims (claimed first, it fenced
+    that write, the container was stopped as stale, and the restore imported
+    the checkpoint before: the changes since were gone)."""
+    counter = Counter("ha-1")
+    with trio.fail_after(30):
+        async with open_state_store(sqlite_url) as real, \
+                hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as caller, \
+                hulytrio.open_client(hub.url) as host:
+            store = GatedStore(real)
+            agent = await host.serve_agent(
+                {}, agent_id="owner", state_store=store,  # type: ignore[arg-type]
+                stateless=[hulytrio.StatelessContainer("ha-1", "counter", counter)])
+            ref = await caller.get("counter", uuid="ha-1")
+            assert [await ref.request("inc") for _ in range(3)][-1] == 3
+            assert await agent.checkpoint() == 1
+            assert await ref.request("inc") == 4  # changed since the checkpoint
+            store.gate = gate = trio.Event()
+            # The two effects as the session gives them (the hub's standby
+            # answer, then its promotion), straight to the agent's runtime.
+            runtime = agent._runtime
+            runtime._set_serving(SetServing("owner", "ha-1", False, 1))
+            runtime._set_serving(SetServing("owner", "ha-1", True, 1))
+            restored = runtime._held["ha-1"]  # set when the take-over ends
+            await trio.sleep(0.5)  # the last write waits at the gate meanwhile
+            gate.set()
+            store.gate = None
+            await restored.wait()
+            assert await saved(real, "ha-1") == {"count": 4}
+            assert counter.count == 4
+            assert agent.serving() == ("ha-1",)
+            assert await ref.request("inc") == 5
 
 
 async def test_a_stateless_owner_hands_over_to_its_standby_with_its_state(sqlite_url):
