@@ -921,7 +921,13 @@ class AgentRuntime:
             if self._held:
                 held = self._held.get(effect.uuid)
                 if held is not None:
-                    await held.wait()  # a restore (import_state) is still running
+                    # A restore (import_state) or a last checkpoint is running;
+                    # after the last one, the container no longer serves here.
+                    await held.wait()
+                    if self.state.status(effect.uuid) is not LocalStatus.ACTIVE:
+                        route.fail(call_id, ErrorCode.NOT_FOUND.value,
+                                   f"container {effect.uuid!r} moved", "")
+                        return
             container = self.containers.get(effect.uuid)
             if container is None:
                 route.fail(call_id, ErrorCode.NOT_FOUND.value,
@@ -974,6 +980,8 @@ class AgentRuntime:
         held = self._held.get(uuid)
         if held is not None:
             await held.wait()
+            if self.state.status(uuid) is not LocalStatus.ACTIVE:
+                return  # moved while held (see ``_run_request``)
         container = self.containers.get(uuid)
         if container is None:
             return
@@ -1009,6 +1017,13 @@ class AgentRuntime:
         host = self.host
         in_time = False
         with trio.move_on_after(grace):
+            holds: list[ContainerUuid] = []
+            if self.checkpoints is not None:
+                # Before the hub hands any uuid over (a standby's claim would
+                # fence this agent's last writes, and it would restore the
+                # checkpoint before): hold their requests, let the running
+                # ones end, write the last changes.
+                holds = await self._last_checkpoint(self.checkpoints)
             try:
                 handle = host.session.drain_agent(self.agent_id)
             except LocalProtocolError:  # draining already (a second call)
@@ -1021,6 +1036,12 @@ class AgentRuntime:
                 except Exception as exc:  # the hub refused, or the client closed
                     log.warning("agent %s: the hub did not take the drain: %s", self.agent_id,
                                 exc)
+            # Moved: the held requests are answered ``not_found`` (their
+            # containers no longer serve here) and re-route to the new owner.
+            for uuid in holds:
+                held = self._held.pop(uuid, None)
+                if held is not None:
+                    held.set()
             log.info("agent %s: containers moved; %d requests and tasks to finish",
                      self.agent_id, self._tasks)
             await self._wait_idle()
@@ -1064,15 +1085,17 @@ class AgentRuntime:
         self.cancel()
         host.forget(self.agent_id)
 
-    async def _last_checkpoint(self, checkpoints: Checkpoints) -> None:
+    async def _last_checkpoint(self, checkpoints: Checkpoints) -> list[ContainerUuid]:
         """Before the hub hears we go: hold new requests, let running ones end, save all.
 
         The containers' state is then in the store before a standby takes a
         stateless uuid over or a uuid restarts elsewhere: a clean stop loses
         nothing.  The held requests are answered ``not_found`` once the
-        containers are gone, and their callers re-route to the new owner.
+        containers no longer serve here, and their callers re-route to the
+        new owner.  Returns the uuids held now.
         """
-        for uuid in checkpoints.hold_all():
+        held = checkpoints.hold_all()
+        for uuid in held:
             self._held.setdefault(uuid, trio.Event())
         if self._running:
             self._quiet = trio.Event()
@@ -1080,6 +1103,7 @@ class AgentRuntime:
                 await self._quiet.wait()
             self._quiet = None
         await checkpoints.checkpoint()
+        return held
 
     def cancel(self) -> None:
         """Close the endpoint server and its connections at once."""

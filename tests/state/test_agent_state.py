@@ -446,3 +446,51 @@ async def test_an_owner_that_failed_to_restore_hands_over_and_stands_by_again(sq
                 await _serving(a, "ha-g")
                 assert await ref.request("inc") == 12
             assert broken.count == 12
+async def test_a_draining_owner_hands_its_stateless_uuid_over_with_its_last_changes(sqlite_url):
+    """SIGTERM's drain: the standby restores what the owner changed since its last checkpoint."""
+    owner_counter, standby_counter = Counter("ha-1"), Counter("ha-1")
+    with trio.fail_after(30):
+        async with open_state_store(sqlite_url) as store, \
+                hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as caller, \
+                hulytrio.open_client(hub.url) as standby_host:
+            async with hulytrio.open_client(hub.url) as owner_host:
+                owner = await owner_host.serve_agent(
+                    {}, agent_id="owner", state_store=store,
+                    stateless=[hulytrio.StatelessContainer("ha-1", "counter", owner_counter)])
+                standby = await standby_host.serve_agent(
+                    {}, agent_id="standby", state_store=store,
+                    stateless=[hulytrio.StatelessContainer("ha-1", "counter",
+                                                           standby_counter)])
+                ref = await caller.get("counter", uuid="ha-1")
+                assert [await ref.request("inc") for _ in range(7)][-1] == 7
+                assert owner.serving() == ("ha-1",)
+                # A request that comes in during the drain is held, then
+                # re-routed to the standby once that restored the state.
+                answers: list[int] = []
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(owner.drain, 10.0)
+                    answers.append(await ref.request("inc"))
+                assert answers == [8]
+            assert standby.serving() == ("ha-1",)
+            assert await ref.request("inc") == 9
+            assert (owner_counter.count, standby_counter.count) == (7, 9)
+
+
+async def test_a_draining_agent_moves_its_containers_with_their_last_changes(sqlite_url):
+    """SIGTERM's drain of an ordinary container: restarted elsewhere, with every change."""
+    Counter.instances.clear()
+    with trio.fail_after(30):
+        async with open_state_store(sqlite_url) as store, \
+                hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as caller, \
+                hulytrio.open_client(hub.url) as second_host:
+            async with hulytrio.open_client(hub.url) as first_host:
+                first = await first_host.serve_agent(FACTORIES, agent_id="first",
+                                                     state_store=store)
+                ref = await caller.get("counter", uuid="c-1")
+                assert [await ref.request("inc") for _ in range(7)][-1] == 7
+                await second_host.serve_agent(FACTORIES, agent_id="second", state_store=store)
+                assert await first.drain(10.0)
+            assert await ref.request("inc") == 8
+            assert [c.count for c in Counter.instances] == [7, 8]
