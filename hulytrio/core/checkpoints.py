@@ -83,7 +83,8 @@ __all__ = [
 #: Seeded bug (the simulator's self-test only): requests reach a container
 #: while its saved state is still being imported.
 SERVE_BEFORE_IMPORT = "serve-before-import"
-#: Seeded bug: a container leaving cleanly gets no final checkpoint.
+#: Seeded bug: a container leaving cleanly gets no final checkpoint (nor does a held one
+#: in the last checkpoint of an agent that leaves or drains).
 FINAL_CHECKPOINT_SKIPPED = "skip-final-checkpoint"
 #: Seeded bug: no interval checkpoint is ever due.
 INTERVAL_CHECKPOINTS_SKIPPED = "skip-interval-checkpoints"
@@ -403,9 +404,12 @@ class CheckpointPolicy:
         statuses = self._status
         saved = self._saved
         restoring = StateStatus.RESTORING
+        # Seeded bug ``skip-final-checkpoint``: held (leaving) ones are skipped too.
+        skipped = StateStatus.HELD if self._skip_final else restoring
         for uuid, version in zip(uuids, versions, strict=True):
             status = statuses.get(uuid)
-            if status is not None and status is not restoring and version != saved[uuid]:
+            if status is not None and status is not restoring and status is not skipped \
+                    and version != saved[uuid]:
                 batch.uuids.append(uuid)
                 batch.versions.append(version)
         # Gens and epochs read in a second pass: the due ones are the few in

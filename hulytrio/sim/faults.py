@@ -200,13 +200,12 @@ class Faults:
             # handled when it runs again... or never: the fault is skipped).
             if proc.alive and not proc.paused and agent is not None \
                     and agent.phase is AgentPhase.SERVING:
-                assert session is not None
                 sim.note("fault", label)
-                self._failovers_for(proc, "drain")
-                session.drain_agent(proc.pid)
-                sim.perform(proc)
                 grace = fault.duration if fault.duration is not None else DRAIN_GRACE
-                clock.at(clock.now + grace, _Leave(self, proc, proc.incarnation))
+                drain = functools.partial(self._drain_now, proc, proc.incarnation, grace)
+                # With state, the last checkpoint goes first (as the trio agent's).
+                if sim.state is None or not sim.state.draining(proc, drain):
+                    drain()
         elif action == "pause":
             if proc.alive and not proc.paused:
                 sim.note("fault", label + (f" for {fault.duration:.3f}s"
@@ -365,6 +364,22 @@ class Faults:
                     proc, functools.partial(self._leave_now, proc, proc.incarnation)):
                 return  # its last checkpoint first: it leaves when that is written
             self._leave_now(proc, proc.incarnation)
+
+    def _drain_now(self, proc: Process, inc: int, grace: float) -> None:
+        """``proc`` (incarnation ``inc``) asks the hub to move its containers; it
+        leaves ``grace`` seconds later."""
+        sim = self.sim
+        session = proc.session
+        if inc != proc.incarnation or not proc.alive or session is None:
+            return
+        agent = session.agent(proc.pid)
+        if agent is None or agent.phase is not AgentPhase.SERVING:
+            return  # re-registered or closing meanwhile: nothing to drain
+        self._failovers_for(proc, "drain")
+        session.drain_agent(proc.pid)
+        sim.perform(proc)
+        clock = sim.clock
+        clock.at(clock.now + grace, _Leave(self, proc, inc))
 
     def _leave_now(self, proc: Process, inc: int) -> None:
         """``proc`` (incarnation ``inc``) closes and exits."""

@@ -408,7 +408,7 @@ class StateSpec:
     ``store_timeout``.  ``seeded_bugs`` (test-only): the policy's
     ``serve-before-import``, ``skip-final-checkpoint`` and
     ``skip-interval-checkpoints``, the store's ``store-accepts-stale`` and
-    ``store-claims-only-saved``.
+    ``store-claims-only-saved``, the agents' ``drain-hands-over-first``.
     """
 
     kinds: tuple[str, ...] = ()
@@ -608,7 +608,7 @@ def _check_names(scenario: Scenario, text: str, source: str) -> None:
 HUB_SEEDED_BUGS = ("no-lease-gate",)
 #: the seeded bugs a ``[state]`` table may switch on (test-only)
 STATE_SEEDED_BUGS = ("serve-before-import", "skip-final-checkpoint", "skip-interval-checkpoints",
-                     "store-accepts-stale", "store-claims-only-saved")
+                     "store-accepts-stale", "store-claims-only-saved", "drain-hands-over-first")
 
 
 def _check_state(scenario: Scenario, text: str, source: str) -> None:

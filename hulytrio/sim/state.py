@@ -14,9 +14,12 @@ simulated store (``store.py``):
   serving is restored before its first request (the policy holds them);
 - every ``interval`` the changed containers are written in one batch;
 - a container stopped by the hub, a demoted stateless owner and an agent
-  leaving cleanly (``leave``, the end of a ``drain``) get a final write; a
-  leaving agent first holds new requests and lets running ones end (at most
-  2 s, as the trio agent), writes, and only then tells the hub;
+  leaving cleanly (``leave``) get a final write; a leaving or draining agent
+  first holds new requests and lets running ones end (at most 2 s, as the
+  trio agent), writes, and only then tells the hub (``leaving``,
+  ``draining``: a drain that told the hub first lost what its stateless
+  owners changed since their last checkpoint, the standby's claim fencing
+  their last write; seeded bug ``drain-hands-over-first``);
 - a write the store refuses as stale stops the container there (the hub is
   told), as does a restore that fails (the store cut off).
 
@@ -29,6 +32,7 @@ under the names of ``STATE_INVARIANTS``; docs/simulator.md states each one):
 from __future__ import annotations
 
 import bisect
+import functools
 import random
 from collections.abc import Callable
 from typing import Protocol
@@ -51,6 +55,10 @@ STATE_INVARIANTS = (
 #: Seconds a leaving agent lets its running requests end before its last checkpoint
 #: (``transport/agent.py``'s ``FINAL_CHECKPOINT_WAIT``).
 FINAL_CHECKPOINT_WAIT = 2.0
+
+#: Seeded bug (test-only): a drain tells the hub first and writes after, as the
+#: trio agent once did; ``clean-stop-saves-all`` must catch it.
+DRAIN_HANDS_OVER_FIRST = "drain-hands-over-first"
 
 _EPS = 1e-9
 
@@ -120,11 +128,15 @@ class Instance:
 class _ProcState:
     """One agent process incarnation's policy, instances and held requests."""
 
-    __slots__ = ("client", "closed", "closing", "held", "inc", "instances", "policy", "running")
+    __slots__ = ("client", "closed", "closing", "draining", "held", "inc", "instances", "policy",
+                 "running", "started")
 
-    def __init__(self, policy: CheckpointPolicy, inc: int, client: str) -> None:
+    def __init__(self, policy: CheckpointPolicy, inc: int, client: str, started: float
+                 ) -> None:
         self.policy = policy
         self.inc = inc
+        #: when this incarnation started
+        self.started = started
         #: the store client name of this incarnation (its connection: FIFO)
         self.client = client
         self.instances: dict[str, Instance] = {}
@@ -134,8 +146,10 @@ class _ProcState:
         self.running = 0
         #: set while a clean leave waits for its last checkpoint
         self.closing: Callable[[], None] | None = None
-        #: the clean leave finished its last checkpoint
+        #: the clean leave (or drain) finished its last checkpoint
         self.closed = False
+        #: the agent drains: the hub is (about to be) moving its containers
+        self.draining = False
 
 
 class StateChecks:
@@ -217,6 +231,20 @@ class StateChecks:
         """A clean handoff's final write of ``uuid`` (``value``) was accepted."""
         self.floor[uuid] = value
 
+    def clean_write_answered(self, proc: Process, started: float, uuid: str, version: int,
+                             refused: bool) -> None:
+        """The store answered a clean stop's last write of ``uuid`` (a process up since
+        ``started``): refused as stale, the next owner restores without its changes."""
+        w = self.world
+        if _disturbed_since(w, proc.pid, started):
+            return  # paused or cut off once: a newer owner may rightly exist
+        w.count_check("clean-stop-saves-all")
+        if refused:
+            w.violate("clean-stop-saves-all",
+                      f"{proc.pid} stops {uuid} cleanly but its last write (state {version}) "
+                      f"was refused as stale: a new owner claimed it first and restores "
+                      f"without those changes")
+
     def clean_stop(self, proc: Process, inst: Instance) -> None:
         """``inst`` stops cleanly in ``proc``: everything it changed is on its way to the store."""
         self.world.count_check("clean-stop-saves-all")
@@ -250,6 +278,19 @@ class StateChecks:
             w.violate("crash-loss-bounded",
                       f"{proc.pid} lost {inst.uuid}'s changes older than one interval: state "
                       f"{old} at {since:.3f}s, only {inst.acked} in the store at the crash")
+
+
+def _disturbed_since(world: StateWorld, pid: str, since: float) -> bool:
+    """Return whether process ``pid`` was anything but up at any time from ``since`` until now."""
+    state = "up"
+    for t, who, what in world.history:
+        if who != pid:
+            continue
+        if t >= since and what != "up":
+            return True
+        if t < since:
+            state = what
+    return state != "up"
 
 
 def _paused_since(world: StateWorld, pid: str, since: float) -> bool:
@@ -304,7 +345,7 @@ class StateLayer:
         clock = self.world.clock
         policy = CheckpointPolicy(self.interval, seeded_bugs=self.bugs)
         ps = self._procs[proc.pid] = _ProcState(policy, proc.incarnation,
-                                                f"{proc.pid}#{proc.incarnation}")
+                                                f"{proc.pid}#{proc.incarnation}", clock.now)
         for offer in spec.stateless:
             if offer.kind in self.kinds:
                 ps.instances[offer.uuid] = Instance(offer.uuid, offer.kind)
@@ -337,8 +378,9 @@ class StateLayer:
 
     def _write(self, proc: Process, ps: _ProcState, writes: list[StateWrite], *, final: bool,
                then: Callable[[], None] | None = None,
-               leaving: Instance | None = None) -> None:
-        """Send ``writes`` (of ``ps.instances``, or of ``leaving``, gone from them)."""
+               leaving: Instance | None = None, clean: bool = False) -> None:
+        """Send ``writes`` (of ``ps.instances``, or of ``leaving``, gone from them);
+        ``clean``: a clean stop's last writes, which must not be refused."""
         if not writes:
             if then is not None:
                 then()
@@ -351,15 +393,18 @@ class StateLayer:
                 inst.issued = max(inst.issued, write.version)
             insts.append(inst)
             items.append((write.uuid, write.version, write.epoch))
-        self.store.put_many(ps.client, items,
-                            _WriteAnswer(self, proc, ps, writes, insts, final, then).answer)
+        self.store.put_many(ps.client, items, _WriteAnswer(self, proc, ps, writes, insts, final,
+                                                           then, clean).answer)
 
     def written(self, proc: Process, ps: _ProcState, writes: list[StateWrite],
                 insts: list[Instance | None], final: bool, then: Callable[[], None] | None,
-                reply: StoreReply) -> None:
+                reply: StoreReply, clean: bool = False) -> None:
         """The store applied (or failed) a batch: the ground truth first, then the driver."""
         if reply.ok:
             for write, inst in zip(writes, insts, strict=True):
+                if clean:
+                    self.checks.clean_write_answered(proc, ps.started, write.uuid,
+                                                     write.version, write.uuid in reply.refused)
                 if write.uuid in reply.refused:
                     continue
                 if inst is not None:
@@ -394,9 +439,10 @@ class StateLayer:
             then()
 
     def _final(self, proc: Process, ps: _ProcState, inst: Instance,
-               record: StateRecord | None) -> None:
+               record: StateRecord | None, *, clean: bool) -> None:
         write = ps.policy.final_write(record, inst.counter)
-        self._write(proc, ps, [write] if write is not None else [], final=True, leaving=inst)
+        self._write(proc, ps, [write] if write is not None else [], final=True, leaving=inst,
+                    clean=clean)
         self.checks.clean_stop(proc, inst)
 
     # --- restores ------------------------------------------------------------------------
@@ -483,7 +529,9 @@ class StateLayer:
         if not eff.serving:
             record = policy.forget(eff.uuid)
             if record is not None:
-                self._final(proc, ps, inst, record)
+                # Demoted by a drain: a clean handoff.  (Demoted by the
+                # hub's answer to a registration, it was paused first: not.)
+                self._final(proc, ps, inst, record, clean=ps.draining)
             inst.imported = False  # a standby again: it imports when promoted
             self._fail_held(proc, ps, eff.uuid)
             return
@@ -502,7 +550,7 @@ class StateLayer:
         inst = ps.instances.pop(uuid, None)
         record = ps.policy.forget(uuid)
         if inst is not None and record is not None:
-            self._final(proc, ps, inst, record)
+            self._final(proc, ps, inst, record, clean=True)
         self._fail_held(proc, ps, uuid)
 
     def admit(self, proc: Process, eff: RunRequest) -> bool:
@@ -541,8 +589,8 @@ class StateLayer:
         only then does ``then`` tell the hub.
         """
         ps = self._ps(proc)
-        if ps is None:
-            return False
+        if ps is None or ps.closed:
+            return False  # (closed: a drain wrote its last checkpoint, it leaves now)
         if ps.closing is not None:
             return True  # leaving already
         ps.closing = then
@@ -553,6 +601,29 @@ class StateLayer:
             clock = self.world.clock
             clock.at(clock.now + FINAL_CHECKPOINT_WAIT, _Quiet(self, proc, ps))
         return True
+
+    def draining(self, proc: Process, then: Callable[[], None]) -> bool:
+        """``proc`` drains; returns True when ``then`` (the hub hears of it) runs later.
+
+        As a leave (``leaving``): new requests to its containers with state
+        are held, running ones get ``FINAL_CHECKPOINT_WAIT``, the last
+        checkpoint is written, and only then does ``then`` ask the hub to
+        move them; the held requests are answered ``not_found`` when the hub
+        has (``set_serving``), and the leave at the drain's end writes nothing
+        more.
+        """
+        ps = self._ps(proc)
+        if ps is None:
+            return False
+        ps.draining = True
+        if DRAIN_HANDS_OVER_FIRST in self.bugs:
+            return False
+        return self.leaving(proc, functools.partial(self._drained, proc, ps, then))
+
+    def _drained(self, proc: Process, ps: _ProcState, then: Callable[[], None]) -> None:
+        if self._ps(proc) is ps:
+            ps.closing = None  # ``closed`` stays: nothing is left to write
+            then()
 
     def quiet_timeout(self, proc: Process, ps: _ProcState) -> None:
         """Running requests had their time: the last checkpoint goes anyway."""
@@ -569,7 +640,7 @@ class StateLayer:
         ps.closed = True  # from here on the leave is clean
         writes = self._due(ps)
         leaving = [ps.instances[u] for u in ps.policy.uuids() if u in ps.instances]
-        self._write(proc, ps, writes, final=True, then=then)
+        self._write(proc, ps, writes, final=True, then=then, clean=True)
         for inst in leaving:
             self.checks.clean_stop(proc, inst)
 
@@ -646,11 +717,11 @@ class _Observer:
 class _WriteAnswer:
     """Where a batch's answer goes."""
 
-    __slots__ = ("final", "insts", "layer", "proc", "ps", "then", "writes")
+    __slots__ = ("clean", "final", "insts", "layer", "proc", "ps", "then", "writes")
 
     def __init__(self, layer: StateLayer, proc: Process, ps: _ProcState,
                  writes: list[StateWrite], insts: list[Instance | None], final: bool,
-                 then: Callable[[], None] | None) -> None:
+                 then: Callable[[], None] | None, clean: bool) -> None:
         self.layer = layer
         self.proc = proc
         self.ps = ps
@@ -658,10 +729,11 @@ class _WriteAnswer:
         self.insts = insts
         self.final = final
         self.then = then
+        self.clean = clean
 
     def answer(self, reply: StoreReply) -> None:
         self.layer.written(self.proc, self.ps, self.writes, self.insts, self.final, self.then,
-                           reply)
+                           reply, self.clean)
 
 
 class _ClaimAnswer:
