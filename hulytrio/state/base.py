@@ -173,15 +173,23 @@ class StateStore(abc.ABC):
 
 
 @asynccontextmanager
-async def open_state_store(url: str) -> AsyncIterator[StateStore]:
+async def open_state_store(url: str, *, worker: bool = False) -> AsyncIterator[StateStore]:
     """Yield the store at ``url``, opened and ready; close it on exit.
+
+    ``worker``: run the store in a child process (``worker.py``), as
+    ``hulytrio agent`` does: an agent's requests then do not wait while a
+    checkpoint is written (docs/state.md, "Where the store runs").  Without
+    it the store runs on a worker thread of this process.
 
     Raises ``StateStoreError`` for a malformed URL or a store that cannot be
     opened (a missing directory, an unreachable server, refused credentials).
     """
     parsed = parse_state_url(url)
     store: StateStore
-    if parsed.kind == "sqlite":
+    if worker:
+        from .worker import WorkerStateStore
+        store = await WorkerStateStore.open(url)
+    elif parsed.kind == "sqlite":
         from .sqlite import SqliteStateStore
         store = await SqliteStateStore.open(parsed.target)
     else:

@@ -29,29 +29,33 @@ class PostgresStateStore(BlockingStateStore):
     async def open(cls, url: str) -> PostgresStateStore:
         """Return the store at ``url``, its table created if missing.
 
-        Raises ``StateStoreError`` when the server cannot be reached or
-        refuses the connection (the message names the server, never the
-        password).
+        Raises ``StateStoreError`` when the driver is missing, or the server
+        cannot be reached or refuses the connection (the message names the
+        server, never the password).
         """
+        return await trio.to_thread.run_sync(cls.open_blocking, url)
+
+    @classmethod
+    def open_blocking(cls, url: str) -> PostgresStateStore:
+        """``open``, blocking the calling thread (the store's worker process uses it)."""
         try:
             import psycopg
         except ImportError:
             raise StateStoreError("state store postgresql: the driver is not installed; "
                                   "pip install 'hulytrio[postgresql]'") from None
-
-        def connect() -> Any:
-            conn = psycopg.connect(url, connect_timeout=10)
-            try:
-                with conn.transaction():
-                    conn.execute(CREATE)
-            except BaseException:
-                conn.close()
-                raise
-            return conn
         try:
-            conn = await trio.to_thread.run_sync(connect)
+            conn = psycopg.connect(url, connect_timeout=10)
         except psycopg.Error as exc:
             raise StateStoreError(f"state store {_redacted(url)}: {exc}".strip()) from exc
+        try:
+            with conn.transaction():
+                conn.execute(CREATE)
+        except psycopg.Error as exc:
+            conn.close()
+            raise StateStoreError(f"state store {_redacted(url)}: {exc}".strip()) from exc
+        except BaseException:
+            conn.close()
+            raise
         return cls(conn)
 
     @contextlib.contextmanager

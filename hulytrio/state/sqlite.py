@@ -47,22 +47,26 @@ class SqliteStateStore(BlockingStateStore):
         Raises ``StateStoreError`` when the file cannot be opened or is not a
         SQLite database.
         """
-        def connect() -> sqlite3.Connection:
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            try:
-                conn.execute("PRAGMA busy_timeout = 5000")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = FULL")
-                conn.execute(CREATE.replace("BYTEA", "BLOB").replace(
-                    "DOUBLE PRECISION", "REAL"))
-            except BaseException:
-                conn.close()
-                raise
-            return conn
+        return await trio.to_thread.run_sync(cls.open_blocking, path)
+
+    @classmethod
+    def open_blocking(cls, path: str) -> SqliteStateStore:
+        """``open``, blocking the calling thread (the store's worker process uses it)."""
         try:
-            conn = await trio.to_thread.run_sync(connect)
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
             raise StateStoreError(f"state store sqlite:{path}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(CREATE.replace("BYTEA", "BLOB").replace("DOUBLE PRECISION", "REAL"))
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StateStoreError(f"state store sqlite:{path}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
         return cls(conn)
 
     def _upsert(self, cur: Any, items: Sequence[tuple[str, bytes, int]], now: float

@@ -448,7 +448,10 @@ def _agent_command(args: argparse.Namespace) -> int:
         async with contextlib.AsyncExitStack() as stack:
             store: StateStore | None = None
             if state_url is not None:
-                store = await stack.enter_async_context(open_state_store(state_url))
+                # In a child process: requests do not wait while a checkpoint
+                # is written (docs/state.md, "Where the store runs").
+                store = await stack.enter_async_context(
+                    open_state_store(state_url, worker=True))
             client = await stack.enter_async_context(
                 open_client(url, alive_timeout=alive, token=token, ssl_context=ssl_context))
             agent = await _unless_stopped(stop, functools.partial(

@@ -100,3 +100,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:{tmp_path}/state.db"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=[False, True], ids=["thread", "process"])
+def worker(request: pytest.FixtureRequest) -> bool:
+    """Each place a store runs in turn: a worker thread here, or a child process."""
+    return bool(request.param)

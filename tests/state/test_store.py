@@ -16,9 +16,9 @@ from hulytrio.state import (
 from hulytrio.state.base import StateUrl
 
 
-async def test_get_put_delete_round_trip(store_url):
+async def test_get_put_delete_round_trip(store_url, worker):
     with trio.fail_after(30):
-        async with open_state_store(store_url) as store:
+        async with open_state_store(store_url, worker=worker) as store:
             assert await store.get("c1") is None
             await store.put("c1", b"\x00state\xff", 3)
             got = await store.get("c1")
@@ -30,9 +30,9 @@ async def test_get_put_delete_round_trip(store_url):
             assert await store.get("c1") is None
 
 
-async def test_an_older_epoch_is_refused_and_changes_nothing(store_url):
+async def test_an_older_epoch_is_refused_and_changes_nothing(store_url, worker):
     with trio.fail_after(30):
-        async with open_state_store(store_url) as store:
+        async with open_state_store(store_url, worker=worker) as store:
             await store.put("c1", b"new owner", 5)
             with pytest.raises(StaleEpoch) as info:
                 await store.put("c1", b"paused old owner", 4)
@@ -49,9 +49,9 @@ async def test_an_older_epoch_is_refused_and_changes_nothing(store_url):
             assert (got.state, got.epoch) == (b"next owner", 6)
 
 
-async def test_a_checkpoint_writes_all_but_the_stale_in_one_call(store_url):
+async def test_a_checkpoint_writes_all_but_the_stale_in_one_call(store_url, worker):
     with trio.fail_after(30):
-        async with open_state_store(store_url) as store:
+        async with open_state_store(store_url, worker=worker) as store:
             await store.put("b", b"fenced", 9)
             refused = await store.put_many([("a", b"A", 1), ("b", b"B", 2), ("c", b"C", 1)])
             assert [(r.uuid, r.epoch, r.stored) for r in refused] == [("b", 2, 9)]
@@ -60,21 +60,21 @@ async def test_a_checkpoint_writes_all_but_the_stale_in_one_call(store_url):
                 ("a", 1, 1), ("b", 9, 6), ("c", 1, 1)]
 
 
-async def test_the_store_outlives_its_connection(store_url):
+async def test_the_store_outlives_its_connection(store_url, worker):
     with trio.fail_after(30):
-        async with open_state_store(store_url) as store:
+        async with open_state_store(store_url, worker=worker) as store:
             await store.put("c1", b"kept", 1)
-        async with open_state_store(store_url) as store:
+        async with open_state_store(store_url, worker=worker) as store:
             got = await store.get("c1")
             assert got is not None
             assert got.state == b"kept"
 
 
-async def test_requests_go_on_while_a_checkpoint_runs(store_url):
+async def test_requests_go_on_while_a_checkpoint_runs(store_url, worker):
     """The database works on a worker thread: trio's loop is not blocked."""
     ticks = 0
     with trio.fail_after(60):
-        async with open_state_store(store_url) as store:
+        async with open_state_store(store_url, worker=worker) as store:
             async def tick() -> None:
                 nonlocal ticks
                 while True:
@@ -126,9 +126,9 @@ async def test_a_password_never_reaches_the_error(tmp_path):
     assert "hunter2" not in str(info.value)
 
 
-async def test_a_claim_fences_every_earlier_writer(store_url):
+async def test_a_claim_fences_every_earlier_writer(store_url, worker):
     with trio.fail_after(30):
-        async with open_state_store(store_url) as store:
+        async with open_state_store(store_url, worker=worker) as store:
             await store.put("c1", b"old owner", 3)
             claimed = await store.claim("c1", 0)  # the hub's epoch restarted: stored + 1 wins
             assert claimed.epoch == 4
@@ -146,11 +146,11 @@ async def test_a_claim_fences_every_earlier_writer(store_url):
             assert (stored.state, stored.epoch) == (b"new owner", 9)
 
 
-async def test_a_claim_fences_an_earlier_owner_that_never_wrote(store_url):
+async def test_a_claim_fences_an_earlier_owner_that_never_wrote(store_url, worker):
     """Two owners of a uuid never checkpointed, both at ownership epoch 0 (an
     ordinary container): the second claim fences the first all the same."""
     with trio.fail_after(30):
-        async with open_state_store(store_url) as store:
+        async with open_state_store(store_url, worker=worker) as store:
             first = await store.claim("c1", 0)  # owner A, then paused
             second = await store.claim("c1", 0)  # the hub started c1 again on B
             # A wakes up and checkpoints at its own epoch: refused
@@ -167,9 +167,9 @@ async def test_a_claim_fences_an_earlier_owner_that_never_wrote(store_url):
             assert (got.state, got.epoch) == (b"B's state", 1)
 
 
-async def test_a_claim_with_nothing_saved_is_no_state_to_read(store_url):
+async def test_a_claim_with_nothing_saved_is_no_state_to_read(store_url, worker):
     with trio.fail_after(30):
-        async with open_state_store(store_url) as store:
+        async with open_state_store(store_url, worker=worker) as store:
             claimed = await store.claim("c1", 3)  # nothing stored: the ownership epoch
             assert (claimed.uuid, claimed.epoch, claimed.saved) == ("c1", 3, None)
             await store.put("c2", b"two", 1)
@@ -189,10 +189,10 @@ async def test_a_claim_with_nothing_saved_is_no_state_to_read(store_url):
             assert (await store.claim("c3", 0)).epoch == 0  # forgotten: a first claim
 
 
-async def test_an_empty_state_is_refused(store_url):
+async def test_an_empty_state_is_refused(store_url, worker):
     """Zero bytes mark a claim with nothing saved: no write may store them."""
     with trio.fail_after(30):
-        async with open_state_store(store_url) as store:
+        async with open_state_store(store_url, worker=worker) as store:
             with pytest.raises(ValueError, match=r"state of c1: an empty state cannot be "):
                 await store.put("c1", b"", 0)
             with pytest.raises(ValueError, match=r"state of c2: an empty state"):
@@ -200,7 +200,7 @@ async def test_an_empty_state_is_refused(store_url):
             assert await store.list() == []  # nothing of the batch was stored
 
 
-async def test_concurrent_claims_from_two_connections_get_distinct_epochs(store_url):
+async def test_concurrent_claims_from_two_connections_get_distinct_epochs(store_url, worker):
     """Two agents sharing a store claim the same uuids at once: each uuid ends
     with one claim at epoch 0 and the other at 1 (never two at 0)."""
     uuids = [f"u{i}" for i in range(40)]
@@ -211,7 +211,8 @@ async def test_concurrent_claims_from_two_connections_get_distinct_epochs(store_
             epochs[uuid].append((await store.claim(uuid, 0)).epoch)
 
     with trio.fail_after(60):
-        async with open_state_store(store_url) as a, open_state_store(store_url) as b, \
+        async with open_state_store(store_url, worker=worker) as a, \
+                open_state_store(store_url, worker=worker) as b, \
                 trio.open_nursery() as nursery:
             nursery.start_soon(claim_all, a)
             nursery.start_soon(claim_all, b)
