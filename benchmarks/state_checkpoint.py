@@ -8,6 +8,9 @@ Measurements, each against a fresh SQLite file (and PostgreSQL when a URL is
 given), after the VM's own noise (a 1 ms trio ticker with nothing else
 running):
 
+The store runs as ``hulytrio agent`` runs it, in a child process
+(``open_state_store(url, worker=True)``), unless a figure says otherwise.
+
 1. the store alone: N states of SIZE bytes in one ``put_many`` (one
    transaction), R rounds, while a trio task ticks every millisecond: the
    longest gap between its ticks is how long the write held trio's loop;
@@ -25,7 +28,11 @@ running):
    (the worst case: each request crosses the checkpointing loop six times);
 4. the same with the agent and its checkpoints in a child process (this
    script again, ``--agent-of``), the hub and the caller here: a deployment's
-   shape, where only the agent's own steps wait behind a checkpoint.
+   shape, where only the agent's own steps wait behind a checkpoint.  Idle
+   and checkpointing windows of 1 s alternate, S seconds of each.
+
+``--interference`` times (4) under each part of a checkpoint alone, and with
+the store on a thread of the agent's process (``LOADS``).
 
 ``--ab BASE_DIR`` runs this script K times for each of two code trees,
 alternating (BASE_DIR's ``hulytrio``, e.g. a detached worktree of main, put
@@ -62,6 +69,15 @@ from hulytrio.transport.checkpoints import Checkpoints
 
 #: this file, run again as the agent's process
 _SCRIPT = str(Path(__file__).resolve())
+
+
+def _open_store(url: str, worker: bool) -> Any:
+    """``open_state_store(url, worker=worker)``; on code from before the worker
+    process (``--ab`` against an older tree) the store on a thread."""
+    try:
+        return open_state_store(url, worker=worker)
+    except TypeError:
+        return open_state_store(url)
 
 
 class Ticker:
@@ -111,10 +127,11 @@ def collections() -> Iterator[dict[str, float]]:
         gc.callbacks.remove(callback)
 
 
-async def one_store(url: str, containers: int, size: int, rounds: int) -> list[dict[str, float]]:
+async def one_store(url: str, containers: int, size: int, rounds: int, worker: bool = True
+                    ) -> list[dict[str, float]]:
     """Return seconds and the longest loop gap of each round's ``put_many``."""
     results = []
-    async with open_state_store(url) as store:
+    async with _open_store(url, worker) as store:
         for r in range(rounds):
             items = [(f"container-{i}", bytes([r % 256]) * size, r + 1) for i in range(containers)]
             ticker = Ticker()
@@ -157,11 +174,11 @@ async def _tracked(store: StateStore, containers: int, size: int) -> tuple[Check
     return checkpoints, kept
 
 
-async def agent_checkpoint(url: str, containers: int, size: int, rounds: int
-                           ) -> list[dict[str, float]]:
+async def agent_checkpoint(url: str, containers: int, size: int, rounds: int,
+                           worker: bool = True) -> list[dict[str, float]]:
     """Return seconds, loop gaps and collections of each of ``rounds`` agent checkpoints."""
     results = []
-    async with open_state_store(url) as store:
+    async with _open_store(url, worker) as store:
         checkpoints, kept = await _tracked(store, containers, size)
         for _ in range(rounds):
             for c in kept:
@@ -189,7 +206,8 @@ async def requests_during(url: str, containers: int, size: int, seconds: float
 
     latencies: dict[str, list[float]] = {"idle": [], "checkpointing": []}
     gcs: dict[str, dict[str, float]] = {}
-    async with open_state_store(url) as store, hulytrio.serve_network(port=0) as hub, \
+    async with _open_store(url, True) as store, \
+            hulytrio.serve_network(port=0) as hub, \
             hulytrio.open_client(hub.url) as host, hulytrio.open_client(hub.url) as caller:
         await host.serve_agent({"echo": start})
         ref = await caller.get("echo")
@@ -232,9 +250,11 @@ async def _touch(kept: list[Kept]) -> None:
 #: What the agent's process does while requests are timed (``--interference``):
 #: the checkpoint, and its parts or stand-ins one at a time.
 LOADS = {
-    "checkpoints": "checkpoints back to back (exports, encoding, the store's writes)",
+    "checkpoints": "checkpoints back to back, the store in a child process (as `hulytrio agent`)",
+    "checkpoints-thread": "the same, the store on a thread of the agent's process",
     "exports": "the same with a store that answers at once (no database)",
-    "writes": "the store's writes alone: the same batch, prepared, back to back",
+    "writes": "the store's writes alone (on a thread): the same batch, prepared, back to back",
+    "writes-worker": "the same writes, the store in a child process",
     "cpu-thread": "a thread busy in C without Python's lock (sha256), back to back",
     "writer-process": "the same writes from another process, to the same file",
     "nothing": "nothing",
@@ -262,12 +282,12 @@ async def _load(load: str, store: StateStore, store_url: str, checkpoints: Check
     items = [(f"kept-{i}", bytes(size), 0) for i in range(len(kept))]
     if load == "exports":
         checkpoints.store = _NoWrites()  # type: ignore[assignment]
-    if load in ("checkpoints", "exports"):
+    if load in ("checkpoints", "checkpoints-thread", "exports"):
         while True:
             await _touch(kept)
             await checkpoints.checkpoint()
             _rounds[0] += 1
-    if load == "writes":
+    if load in ("writes", "writes-worker"):
         while True:
             await store.put_many(items)
             _rounds[0] += 1
@@ -303,29 +323,36 @@ async def write_forever(store_url: str, containers: int, size: int) -> None:
             await store.put_many(items)
 
 
+#: the loads whose store runs on a thread of the agent's process
+THREAD_LOADS = ("checkpoints-thread", "writes")
+
+
 async def agent_process(hub_url: str, store_url: str, containers: int, size: int,
                         load: str = "checkpoints") -> None:
     """The child of ``requests_via_agent_process``: an agent that checkpoints on command.
 
     Serves ``echo`` at ``hub_url``, tracks ``containers`` changed containers,
-    prints ``ready``; after a line ``go`` on stdin it runs ``load`` (by
+    prints ``ready``; after each line ``go`` on stdin it runs ``load`` (by
     default checkpoints back to back; see ``LOADS``) until a line ``stop``,
-    then prints how many rounds ran.
+    and prints ``stopped``; at a line ``end`` it prints how many rounds ran.
     """
     async def start(options: hulytrio.GetOptions) -> hulytrio.Container:
         return Kept(0)
 
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     lines = _lines(stdin)
-    async with open_state_store(store_url) as store, hulytrio.open_client(hub_url) as host:
+    worker = load not in THREAD_LOADS
+    async with _open_store(store_url, worker) as store, \
+            hulytrio.open_client(hub_url) as host:
         await host.serve_agent({"echo": start})
         checkpoints, kept = await _tracked(store, containers, size)
         print("ready", flush=True)
-        assert await anext(lines) == "go"
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_load, load, store, store_url, checkpoints, kept, size)
-            assert await anext(lines) == "stop"
-            nursery.cancel_scope.cancel()
+        while await anext(lines) == "go":
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_load, load, store, store_url, checkpoints, kept, size)
+                assert await anext(lines) == "stop"
+                nursery.cancel_scope.cancel()
+            print("stopped", flush=True)
         print(_rounds[0], flush=True)
 
 
@@ -341,6 +368,10 @@ async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[str]:
         yield line.decode().strip()
 
 
+#: Seconds of one idle or one checkpointing window (``requests_via_agent_process``).
+WINDOW = 1.0
+
+
 async def requests_via_agent_process(url: str, containers: int, size: int, seconds: float,
                                      load: str = "checkpoints") -> dict[str, Any]:
     """Return request latencies (seconds) through an agent in its own process.
@@ -348,7 +379,9 @@ async def requests_via_agent_process(url: str, containers: int, size: int, secon
     The deployment's shape: the hub and the caller here, the agent (and its
     checkpoints) in a child process, so only the agent's own steps share a
     loop with the checkpoint; ``requests_during`` is the worst case where
-    every hop of a request does.
+    every hop of a request does.  The phases alternate in windows of
+    ``WINDOW`` seconds (``seconds`` in all for each), so the VM's drift
+    over the run weighs on both alike.
     """
     latencies: dict[str, list[float]] = {"idle": [], "checkpointing": []}
     async with hulytrio.serve_network(port=0) as hub, \
@@ -365,16 +398,21 @@ async def requests_via_agent_process(url: str, containers: int, size: int, secon
             with trio.fail_after(120):
                 assert await anext(lines) == "ready"
             ref = await caller.get("echo")
-            for phase in ("idle", "checkpointing"):
-                if phase == "checkpointing":
-                    await process.stdin.send_all(b"go\n")
-                    await trio.sleep(0.5)  # the first checkpoint under way
-                deadline = time.perf_counter() + seconds
-                while time.perf_counter() < deadline:
-                    t = time.perf_counter()
-                    await ref.request("ping", 1)
-                    latencies[phase].append(time.perf_counter() - t)
-            await process.stdin.send_all(b"stop\n")
+            for _ in range(max(1, round(seconds / WINDOW))):
+                for phase in ("idle", "checkpointing"):
+                    if phase == "checkpointing":
+                        await process.stdin.send_all(b"go\n")
+                        await trio.sleep(0.3)  # the first checkpoint under way
+                    deadline = time.perf_counter() + WINDOW
+                    while time.perf_counter() < deadline:
+                        t = time.perf_counter()
+                        await ref.request("ping", 1)
+                        latencies[phase].append(time.perf_counter() - t)
+                    if phase == "checkpointing":
+                        await process.stdin.send_all(b"stop\n")
+                        with trio.fail_after(60):
+                            assert await anext(lines) == "stopped"
+            await process.stdin.send_all(b"end\n")
             with trio.fail_after(60):
                 count = int(await anext(lines))
                 await process.wait()
