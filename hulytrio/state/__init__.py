@@ -11,7 +11,9 @@ whose epoch is older than the one it holds (``StaleEpoch``): a paused old
 owner that wakes up cannot overwrite its successor's state, and a new
 owner's ``claim`` raises the epoch above every earlier owner's, whether
 they ever wrote or not.  ``open_state_store(url)`` parses the URL and opens
-the backend.
+the backend, on a worker thread of this process, or with ``worker=True`` in a
+child process (an agent's requests then never wait for Python's lock while a
+checkpoint is written: ``worker.py``).
 """
 
 from __future__ import annotations

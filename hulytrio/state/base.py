@@ -12,8 +12,9 @@ row that holds only the epoch.  That row is not a state: ``get``, ``list``
 and ``delete``'s answer ignore it.  It holds zero bytes of state (the table
 predates it and says ``NOT NULL``), which is why an empty state cannot be
 written (``put`` raises ``ValueError``).  Stores are reached from
-trio code; backends whose drivers block run them on a worker thread, one call
-at a time per store, so trio's loop is never blocked by the database.
+trio code; the backends' drivers block, so they run on a worker thread
+(``blocking.py``) or, for an agent, in a child process (``worker.py``), one
+call at a time per store, so trio's loop is never blocked by the database.
 """
 
 from __future__ import annotations
