@@ -98,13 +98,27 @@ class WorkerStateStore(StateStore):
     """The store at ``url``, run by a child process (see module docstring)."""
 
     def __init__(self, url: str) -> None:
+        """Check ``url`` and make the shared file (``open`` starts the child).
+
+        Raises ``StateStoreError`` for a malformed URL or a shared file that
+        cannot be made (no memory, no descriptors left).
+        """
         parse_state_url(url)  # a malformed URL fails here, not in the child
         self.url = url
         self._lock = trio.Lock()
-        self._fd = _shared_file()
         self._capacity = FIRST_CAPACITY
-        os.ftruncate(self._fd, self._capacity)
-        self._buffer = mmap.mmap(self._fd, self._capacity)
+        try:
+            self._fd = _shared_file()
+        except OSError as exc:
+            raise StateStoreError(f"state store: its shared batch file cannot be made: "
+                                  f"{exc}") from exc
+        try:
+            os.ftruncate(self._fd, self._capacity)
+            self._buffer = mmap.mmap(self._fd, self._capacity)
+        except OSError as exc:
+            os.close(self._fd)
+            raise StateStoreError(f"state store: its shared batch file cannot be made: "
+                                  f"{exc}") from exc
         self._process: trio.Process | None = None
         self._received = bytearray()
         #: children started (1 after ``open``; more after crashes)
@@ -207,18 +221,25 @@ class WorkerStateStore(StateStore):
     # -- the batch through the shared file ---------------------------------------------------
 
     def _grow(self, needed: int) -> None:
+        """Make the shared file at least ``needed`` bytes; raises ``StateStoreError``."""
         capacity = self._capacity
         while capacity < needed:
             capacity *= 2
+        try:
+            os.ftruncate(self._fd, capacity)
+            buffer = mmap.mmap(self._fd, capacity)
+        except OSError as exc:
+            raise StateStoreError(f"state store: a batch of {needed} bytes does not fit in "
+                                  f"its shared file: {exc}") from exc
         self._buffer.close()
-        os.ftruncate(self._fd, capacity)
-        self._buffer = mmap.mmap(self._fd, capacity)
+        self._buffer = buffer
         self._capacity = capacity
 
     async def _pack(self, items: Sequence[tuple[str, bytes, int]]) -> tuple[int, int]:
         """Write ``items`` into the shared file; return their count and size in bytes.
 
-        Raises ``ValueError`` (nothing sent) when a state is empty.
+        Raises ``ValueError`` (nothing sent) when a state is empty,
+        ``StateStoreError`` (nothing sent) when the file cannot grow.
         """
         offset = count = 0
         started = time.perf_counter()

@@ -13,7 +13,7 @@ import signal
 import pytest
 import trio
 
-from hulytrio.state import StateStoreError, open_state_store
+from hulytrio.state import StateStoreError, open_state_store, worker
 from hulytrio.state.worker import FIRST_CAPACITY, WorkerStateStore
 
 
@@ -105,3 +105,35 @@ async def test_the_url_never_reaches_the_childs_command_line(tmp_path):
             assert b"secret-name" not in cmdline
             assert b"hulytrio.state.worker" in cmdline
             assert await trio.Path(tmp_path, "secret-name.db").exists()
+
+
+async def test_a_shared_file_that_cannot_be_made_is_a_store_error(tmp_path, monkeypatch):
+    def no_memory() -> int:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(worker, "_shared_file", no_memory)
+    with trio.fail_after(30):
+        with pytest.raises(StateStoreError, match=r"shared batch file cannot be made: .*"
+                                                  r"Cannot allocate memory"):
+            async with open_state_store(f"sqlite:{tmp_path}/state.db", worker=True):
+                pass  # pragma: no cover
+
+
+async def test_a_batch_whose_file_cannot_grow_sends_nothing_and_the_store_goes_on(
+        tmp_path, monkeypatch):
+    with trio.fail_after(30):
+        async with open_state_store(f"sqlite:{tmp_path}/state.db", worker=True) as store:
+            real = worker.os.ftruncate
+
+            def full(fd: int, size: int) -> None:
+                raise OSError(28, "No space left on device")
+
+            monkeypatch.setattr(worker.os, "ftruncate", full)
+            with pytest.raises(StateStoreError, match="does not fit in its shared file"):
+                await store.put_many([("big", bytes(2 * FIRST_CAPACITY), 1)])
+            monkeypatch.setattr(worker.os, "ftruncate", real)
+            assert await store.get("big") is None
+            await store.put("small", b"fits", 1)
+            got = await store.get("small")
+            assert got is not None
+            assert got.state == b"fits"
