@@ -204,7 +204,7 @@ class Faults:
                 grace = fault.duration if fault.duration is not None else DRAIN_GRACE
                 drain = functools.partial(self._drain_now, proc, proc.incarnation, grace)
                 # With state, the last checkpoint goes first (as the trio agent's).
-                if sim.state is None or not sim.state.draining(proc, drain):
+                if sim.state is None or not sim.state.draining(proc, drain, grace):
                     drain()
         elif action == "pause":
             if proc.alive and not proc.paused:

@@ -56,6 +56,10 @@ STATE_INVARIANTS = (
 #: (``transport/agent.py``'s ``FINAL_CHECKPOINT_WAIT``).
 FINAL_CHECKPOINT_WAIT = 2.0
 
+#: Seconds between tries of a drain's last checkpoint while the store fails
+#: (``transport/agent.py``'s ``LAST_CHECKPOINT_RETRY``; the drain's grace bounds them).
+LAST_CHECKPOINT_RETRY = 0.5
+
 #: Seeded bug (test-only): a drain tells the hub first and writes after, as the
 #: trio agent once did; ``clean-stop-saves-all`` must catch it.
 DRAIN_HANDS_OVER_FIRST = "drain-hands-over-first"
@@ -128,8 +132,8 @@ class Instance:
 class _ProcState:
     """One agent process incarnation's policy, instances and held requests."""
 
-    __slots__ = ("client", "closed", "closing", "draining", "held", "inc", "instances", "policy",
-                 "running", "started")
+    __slots__ = ("client", "closed", "closing", "drain_deadline", "draining", "held", "inc",
+                 "instances", "policy", "running", "started", "stop_started")
 
     def __init__(self, policy: CheckpointPolicy, inc: int, client: str, started: float
                  ) -> None:
@@ -150,6 +154,10 @@ class _ProcState:
         self.closed = False
         #: the agent drains: the hub is (about to be) moving its containers
         self.draining = False
+        #: when a drain's last checkpoint stops being tried again (its grace)
+        self.drain_deadline = 0.0
+        #: when the clean leave or drain began (None: it has not)
+        self.stop_started: float | None = None
 
 
 class StateChecks:
@@ -231,13 +239,16 @@ class StateChecks:
         """A clean handoff's final write of ``uuid`` (``value``) was accepted."""
         self.floor[uuid] = value
 
-    def clean_write_answered(self, proc: Process, started: float, uuid: str, version: int,
-                             refused: bool) -> None:
+    def clean_write_answered(self, proc: Process, started: float, stopping: float, uuid: str,
+                             version: int, refused: bool) -> None:
         """The store answered a clean stop's last write of ``uuid`` (a process up since
-        ``started``): refused as stale, the next owner restores without its changes."""
+        ``started``, stopping since ``stopping``): refused as stale, the next owner
+        restores without its changes."""
         w = self.world
         if _disturbed_since(w, proc.pid, started):
             return  # paused or cut off once: a newer owner may rightly exist
+        if not self._healthy_since(stopping):
+            return  # the stop's own writes may have failed: the loss is the outage's
         w.count_check("clean-stop-saves-all")
         if refused:
             w.violate("clean-stop-saves-all",
@@ -403,7 +414,9 @@ class StateLayer:
         if reply.ok:
             for write, inst in zip(writes, insts, strict=True):
                 if clean:
-                    self.checks.clean_write_answered(proc, ps.started, write.uuid,
+                    stopping = self.world.clock.now if ps.stop_started is None else \
+                        ps.stop_started
+                    self.checks.clean_write_answered(proc, ps.started, stopping, write.uuid,
                                                      write.version, write.uuid in reply.refused)
                 if write.uuid in reply.refused:
                     continue
@@ -594,6 +607,8 @@ class StateLayer:
         if ps.closing is not None:
             return True  # leaving already
         ps.closing = then
+        if ps.stop_started is None:
+            ps.stop_started = self.world.clock.now
         ps.policy.hold_all()
         if ps.running <= 0:
             self._last_checkpoint(proc, ps)
@@ -602,23 +617,45 @@ class StateLayer:
             clock.at(clock.now + FINAL_CHECKPOINT_WAIT, _Quiet(self, proc, ps))
         return True
 
-    def draining(self, proc: Process, then: Callable[[], None]) -> bool:
+    def draining(self, proc: Process, then: Callable[[], None], grace: float) -> bool:
         """``proc`` drains; returns True when ``then`` (the hub hears of it) runs later.
 
         As a leave (``leaving``): new requests to its containers with state
         are held, running ones get ``FINAL_CHECKPOINT_WAIT``, the last
-        checkpoint is written, and only then does ``then`` ask the hub to
-        move them; the held requests are answered ``not_found`` when the hub
-        has (``set_serving``), and the leave at the drain's end writes nothing
-        more.
+        checkpoint is written (tried again every ``LAST_CHECKPOINT_RETRY``
+        while the store fails, for ``grace`` seconds), and only then does
+        ``then`` ask the hub to move them; the held requests are answered
+        ``not_found`` when the hub has (``set_serving``), and the leave at
+        the drain's end writes nothing more.
         """
         ps = self._ps(proc)
         if ps is None:
             return False
         ps.draining = True
+        ps.drain_deadline = self.world.clock.now + grace
         if DRAIN_HANDS_OVER_FIRST in self.bugs:
             return False
         return self.leaving(proc, functools.partial(self._drained, proc, ps, then))
+
+    def _drain_written(self, proc: Process, ps: _ProcState, then: Callable[[], None]) -> None:
+        """A drain's last checkpoint was answered: go on, or try again if the store failed."""
+        if self._ps(proc) is not ps:
+            return
+        clock = self.world.clock
+        if self._due(ps) and clock.now + LAST_CHECKPOINT_RETRY < ps.drain_deadline:
+            clock.at(clock.now + LAST_CHECKPOINT_RETRY, _DrainRetry(self, proc, ps))
+            return
+        then()
+
+    def drain_retry(self, proc: Process, ps: _ProcState, event: Event) -> None:
+        """Try a draining agent's last checkpoint again."""
+        if self._ps(proc) is not ps or ps.closing is None:
+            return
+        if proc.paused:
+            proc.deferred.append(event)
+            return
+        ps.closed = False
+        self._last_checkpoint(proc, ps)
 
     def _drained(self, proc: Process, ps: _ProcState, then: Callable[[], None]) -> None:
         if self._ps(proc) is ps:
@@ -640,6 +677,8 @@ class StateLayer:
         ps.closed = True  # from here on the leave is clean
         writes = self._due(ps)
         leaving = [ps.instances[u] for u in ps.policy.uuids() if u in ps.instances]
+        if ps.draining:
+            then = functools.partial(self._drain_written, proc, ps, then)
         self._write(proc, ps, writes, final=True, then=then, clean=True)
         for inst in leaving:
             self.checks.clean_stop(proc, inst)
@@ -755,6 +794,21 @@ class _ClaimAnswer:
 
 
 # --- events ------------------------------------------------------------------------------
+
+
+class _DrainRetry(Event):
+    """A draining agent tries its last checkpoint again."""
+
+    __slots__ = ("layer", "proc", "ps")
+
+    def __init__(self, layer: StateLayer, proc: Process, ps: _ProcState) -> None:
+        self.layer = layer
+        self.proc = proc
+        self.ps = ps
+
+    def fire(self) -> None:
+        """Hand it to the layer."""
+        self.layer.drain_retry(self.proc, self.ps, self)
 
 
 class _CheckpointWake(Event):

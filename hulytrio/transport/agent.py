@@ -126,6 +126,9 @@ ENDPOINT_HANDSHAKE_TIMEOUT = 10.0
 # (The endpoint's bounds on direct connections: ``limits.EndpointLimits``.)
 #: Seconds a closing agent waits for running requests before its last checkpoint.
 FINAL_CHECKPOINT_WAIT = 2.0
+#: Seconds between tries of a drain's last checkpoint while the store fails
+#: (the drain's grace bounds them).
+LAST_CHECKPOINT_RETRY = 0.5
 #: A stateless uuid whose saved state did not import is offered again after
 #: this many seconds, the wait doubling up to ``REOFFER_MAX`` while it fails.
 REOFFER_FIRST = 1.0
@@ -1018,12 +1021,17 @@ class AgentRuntime:
         in_time = False
         with trio.move_on_after(grace):
             holds: list[ContainerUuid] = []
-            if self.checkpoints is not None:
+            checkpoints = self.checkpoints
+            if checkpoints is not None:
                 # Before the hub hands any uuid over (a standby's claim would
                 # fence this agent's last writes, and it would restore the
                 # checkpoint before): hold their requests, let the running
-                # ones end, write the last changes.
-                holds = await self._last_checkpoint(self.checkpoints)
+                # ones end, write the last changes; while the store fails,
+                # try again (the grace bounds it: then the drain goes on).
+                holds = await self._last_checkpoint(checkpoints)
+                while checkpoints.dirty():
+                    await trio.sleep(LAST_CHECKPOINT_RETRY)
+                    await checkpoints.checkpoint()
             try:
                 handle = host.session.drain_agent(self.agent_id)
             except LocalProtocolError:  # draining already (a second call)

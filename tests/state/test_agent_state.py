@@ -11,14 +11,14 @@ do two agents' ``Checkpoints`` of one uuid, driven step by step.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
 
 import hulytrio
 from hulytrio.core.effects import SetServing
-from hulytrio.state import StateStore, open_state_store
+from hulytrio.state import StateStore, StateStoreError, open_state_store
 from hulytrio.transport.checkpoints import Checkpoints
 from hulytrio.wire.codec import decode_payload, encode_payload
 
@@ -494,3 +494,46 @@ async def test_a_draining_agent_moves_its_containers_with_their_last_changes(sql
                 assert await first.drain(10.0)
             assert await ref.request("inc") == 8
             assert [c.count for c in Counter.instances] == [7, 8]
+
+
+class FailingStore(GatedStore):
+    """A store whose batch writes fail while ``failing`` is set."""
+
+    failing = False
+
+    async def put_many(self, items: Any) -> Any:
+        if self.failing:
+            await trio.lowlevel.checkpoint()
+            raise StateStoreError("state store (test): the disk is gone for a moment")
+        return await self.store.put_many(items)
+
+
+async def test_a_drain_retries_its_last_checkpoint_while_the_store_fails(sqlite_url):
+    """A store outage during the drain: the hub hears of it only once the last
+    checkpoint is written, and the standby restores every change."""
+    owner_counter, standby_counter = Counter("ha-1"), Counter("ha-1")
+    with trio.fail_after(30):
+        async with open_state_store(sqlite_url) as real, \
+                hulytrio.serve_network(port=0) as hub, \
+                hulytrio.open_client(hub.url) as caller, \
+                hulytrio.open_client(hub.url) as standby_host:
+            store = FailingStore(real)
+            async with hulytrio.open_client(hub.url) as owner_host:
+                owner = await owner_host.serve_agent(
+                    {}, agent_id="owner", state_store=cast(StateStore, store),
+                    stateless=[hulytrio.StatelessContainer("ha-1", "counter", owner_counter)])
+                standby = await standby_host.serve_agent(
+                    {}, agent_id="standby", state_store=real,
+                    stateless=[hulytrio.StatelessContainer("ha-1", "counter",
+                                                           standby_counter)])
+                ref = await caller.get("counter", uuid="ha-1")
+                assert [await ref.request("inc") for _ in range(5)][-1] == 5
+                store.failing = True
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(owner.drain, 10.0)
+                    await trio.sleep(1.2)  # a few tries fail meanwhile
+                    assert owner.serving() == ("ha-1",)  # the hub has not been asked yet
+                    store.failing = False
+            assert standby.serving() == ("ha-1",)
+            assert await ref.request("inc") == 6
+            assert (owner_counter.count, standby_counter.count) == (5, 6)
