@@ -381,6 +381,10 @@ def _answer(store: BlockingStateStore, fd: int, op: str, args: list[Any]) -> Any
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the store's requests on stdin/stdout until stdin closes; returns the exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 1 or not args[0].isdigit():
+        print("usage: python -m hulytrio.state.worker FD (started by an agent's "
+              "open_state_store(url, worker=True), not by hand)", file=sys.stderr)
+        return 2
     fd = int(args[0])
     # Stopped only by the agent (stdin closing): see the module docstring.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

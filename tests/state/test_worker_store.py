@@ -137,3 +137,8 @@ async def test_a_batch_whose_file_cannot_grow_sends_nothing_and_the_store_goes_o
             got = await store.get("small")
             assert got is not None
             assert got.state == b"fits"
+
+
+def test_the_child_started_by_hand_says_how_it_is_meant_to_run(capsys):
+    assert worker.main([]) == 2
+    assert "started by an agent's open_state_store(url, worker=True)" in capsys.readouterr().err
