@@ -30,7 +30,8 @@ start's failure); ``SetServing(True)`` of a stateless uuid not restored here
 holds its requests (``_held``) until the restore ends; a container leaving
 (``StopContainer``, ``SetServing(False)``, the agent closing) gets a last
 checkpoint first, and a start of its uuid here waits for that write before
-it claims (``_saving``); a write refused as stale stops the container here
+it claims (``_saving``); a drain holds, waits and writes before it asks the
+hub to move anything, so a standby's claim comes after that write; a write refused as stale stops the container here
 (``agent_stopped``: the hub is told).
 
 With an endpoint the agent opens its own WebSocket server; each
@@ -211,7 +212,10 @@ class Agent:
     async def drain(self, grace: float) -> bool:
         """Shut down gracefully: the hub moves the containers first; returns whether in time.
 
-        Asks the hub to move this agent's containers (``Drain``: no new
+        With a state store, first holds new requests to the containers with
+        state, lets the running ones end (up to ``FINAL_CHECKPOINT_WAIT``) and
+        writes their last checkpoint, tried again while the store fails.
+        Then asks the hub to move this agent's containers (``Drain``: no new
         starts here, stateless ones handed to a standby, the others removed
         for their holders to re-acquire elsewhere), lets the requests
         running here finish, then terminates the containers and unregisters
