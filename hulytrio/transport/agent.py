@@ -31,8 +31,9 @@ holds its requests (``_held``) until the restore ends; a container leaving
 (``StopContainer``, ``SetServing(False)``, the agent closing) gets a last
 checkpoint first, and a start of its uuid here waits for that write before
 it claims (``_saving``); a drain holds, waits and writes before it asks the
-hub to move anything, so a standby's claim comes after that write; a write refused as stale stops the container here
-(``agent_stopped``: the hub is told).
+hub to move anything, so a standby's claim comes after that write; a write
+refused as stale stops the container here (``agent_stopped``: the hub is
+told).
 
 With an endpoint the agent opens its own WebSocket server; each
 connection runs an ``EndpointSession`` (reader feeds it, a bounded outbox
