@@ -10,9 +10,11 @@ do two agents' ``Checkpoints`` of one uuid, driven step by step.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -228,42 +230,62 @@ async def test_a_stateless_uuid_promoted_back_restores_after_its_last_write(sqli
             assert await ref.request("inc") == 5
 
 
-async def test_a_stateless_owner_hands_over_to_its_standby_with_its_state(sqlite_url):
+@attrs.frozen
+class Pair:
+    """An owner and a standby agent offering the stateless counter ``ha-1``."""
+
+    store: StateStore
+    ref: Any
+    owner: Any
+    standby: Any
+    owner_counter: Counter
+    standby_counter: Counter
+
+
+@asynccontextmanager
+async def stateless_pair(sqlite_url: str, owner_store: Callable[[StateStore], Any] = lambda s: s
+                         ) -> AsyncIterator[Pair]:
+    """Yield a ``Pair`` on a hub, one store shared (the owner's wrapped by ``owner_store``),
+    and the caller's reference to ``ha-1``, served by the owner."""
     owner_counter, standby_counter = Counter("ha-1"), Counter("ha-1")
+    async with open_state_store(sqlite_url) as store, \
+            hulytrio.serve_network(port=0) as hub, \
+            hulytrio.open_client(hub.url) as caller, \
+            hulytrio.open_client(hub.url) as standby_host, \
+            hulytrio.open_client(hub.url) as owner_host:
+        owner = await owner_host.serve_agent(
+            {}, agent_id="owner", state_store=owner_store(store),
+            stateless=[hulytrio.StatelessContainer("ha-1", "counter", owner_counter)])
+        standby = await standby_host.serve_agent(
+            {}, agent_id="standby", state_store=store,
+            stateless=[hulytrio.StatelessContainer("ha-1", "counter", standby_counter)])
+        # At boot the first offer owns the uuid once the hub's recovery
+        # window closes (docs/high-availability.md): the get waits for it.
+        ref = await caller.get("counter", uuid="ha-1")
+        assert owner.serving() == ("ha-1",)
+        yield Pair(store, ref, owner, standby, owner_counter, standby_counter)
+
+
+async def test_a_stateless_owner_hands_over_to_its_standby_with_its_state(sqlite_url):
     with trio.fail_after(30):
-        async with open_state_store(sqlite_url) as store, \
-                hulytrio.serve_network(port=0) as hub, \
-                hulytrio.open_client(hub.url) as caller, \
-                hulytrio.open_client(hub.url) as standby_host:
-            async with hulytrio.open_client(hub.url) as owner_host:
-                owner = await owner_host.serve_agent(
-                    {}, agent_id="owner", state_store=store,
-                    stateless=[hulytrio.StatelessContainer("ha-1", "counter", owner_counter)])
-                standby = await standby_host.serve_agent(
-                    {}, agent_id="standby", state_store=store,
-                    stateless=[hulytrio.StatelessContainer("ha-1", "counter",
-                                                           standby_counter)])
-                # At boot the first offer owns the uuid once the hub's recovery
-                # window closes (docs/high-availability.md): the get waits for it.
-                ref = await caller.get("counter", uuid="ha-1")
-                assert [await ref.request("inc") for _ in range(7)][-1] == 7
-                assert owner.serving() == ("ha-1",)
-                assert standby.serving() == ()
-                assert standby_counter.count == 0
-                # The owner stops cleanly while a request comes in: held, then
-                # re-routed to the standby once that restored the state (the
-                # owner's last checkpoint came before the hub heard of it).
-                answers: list[int] = []
-                async with trio.open_nursery() as nursery:
-                    started = trio.current_time()
-                    nursery.start_soon(owner.aclose)
-                    answers.append(await ref.request("inc"))
-                    took = trio.current_time() - started
-                assert answers == [8]
-                assert took < 2.0  # no wait for a timeout on the way
-            assert standby.serving() == ("ha-1",)
-            assert (owner_counter.count, standby_counter.count) == (7, 8)
-            stored = await store.get("ha-1")
+        async with stateless_pair(sqlite_url) as p:
+            assert [await p.ref.request("inc") for _ in range(7)][-1] == 7
+            assert p.standby.serving() == ()
+            assert p.standby_counter.count == 0
+            # The owner stops cleanly while a request comes in: held, then
+            # re-routed to the standby once that restored the state (the
+            # owner's last checkpoint came before the hub heard of it).
+            answers: list[int] = []
+            async with trio.open_nursery() as nursery:
+                started = trio.current_time()
+                nursery.start_soon(p.owner.aclose)
+                answers.append(await p.ref.request("inc"))
+                took = trio.current_time() - started
+            assert answers == [8]
+            assert took < 2.0  # no wait for a timeout on the way
+            assert p.standby.serving() == ("ha-1",)
+            assert (p.owner_counter.count, p.standby_counter.count) == (7, 8)
+            stored = await p.store.get("ha-1")
             assert stored is not None
             assert stored.epoch >= 1
 
@@ -446,35 +468,23 @@ async def test_an_owner_that_failed_to_restore_hands_over_and_stands_by_again(sq
                 await _serving(a, "ha-g")
                 assert await ref.request("inc") == 12
             assert broken.count == 12
+
+
 async def test_a_draining_owner_hands_its_stateless_uuid_over_with_its_last_changes(sqlite_url):
     """SIGTERM's drain: the standby restores what the owner changed since its last checkpoint."""
-    owner_counter, standby_counter = Counter("ha-1"), Counter("ha-1")
     with trio.fail_after(30):
-        async with open_state_store(sqlite_url) as store, \
-                hulytrio.serve_network(port=0) as hub, \
-                hulytrio.open_client(hub.url) as caller, \
-                hulytrio.open_client(hub.url) as standby_host:
-            async with hulytrio.open_client(hub.url) as owner_host:
-                owner = await owner_host.serve_agent(
-                    {}, agent_id="owner", state_store=store,
-                    stateless=[hulytrio.StatelessContainer("ha-1", "counter", owner_counter)])
-                standby = await standby_host.serve_agent(
-                    {}, agent_id="standby", state_store=store,
-                    stateless=[hulytrio.StatelessContainer("ha-1", "counter",
-                                                           standby_counter)])
-                ref = await caller.get("counter", uuid="ha-1")
-                assert [await ref.request("inc") for _ in range(7)][-1] == 7
-                assert owner.serving() == ("ha-1",)
-                # A request that comes in during the drain is held, then
-                # re-routed to the standby once that restored the state.
-                answers: list[int] = []
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(owner.drain, 10.0)
-                    answers.append(await ref.request("inc"))
-                assert answers == [8]
-            assert standby.serving() == ("ha-1",)
-            assert await ref.request("inc") == 9
-            assert (owner_counter.count, standby_counter.count) == (7, 9)
+        async with stateless_pair(sqlite_url) as p:
+            assert [await p.ref.request("inc") for _ in range(7)][-1] == 7
+            # A request that comes in during the drain is held, then
+            # re-routed to the standby once that restored the state.
+            answers: list[int] = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(p.owner.drain, 10.0)
+                answers.append(await p.ref.request("inc"))
+            assert answers == [8]
+            assert p.standby.serving() == ("ha-1",)
+            assert await p.ref.request("inc") == 9
+            assert (p.owner_counter.count, p.standby_counter.count) == (7, 9)
 
 
 async def test_a_draining_agent_moves_its_containers_with_their_last_changes(sqlite_url):
@@ -511,29 +521,21 @@ class FailingStore(GatedStore):
 async def test_a_drain_retries_its_last_checkpoint_while_the_store_fails(sqlite_url):
     """A store outage during the drain: the hub hears of it only once the last
     checkpoint is written, and the standby restores every change."""
-    owner_counter, standby_counter = Counter("ha-1"), Counter("ha-1")
+    failing: list[FailingStore] = []
+
+    def wrapped(store: StateStore) -> FailingStore:
+        failing.append(FailingStore(store))
+        return failing[0]
+
     with trio.fail_after(30):
-        async with open_state_store(sqlite_url) as real, \
-                hulytrio.serve_network(port=0) as hub, \
-                hulytrio.open_client(hub.url) as caller, \
-                hulytrio.open_client(hub.url) as standby_host:
-            store = FailingStore(real)
-            async with hulytrio.open_client(hub.url) as owner_host:
-                owner = await owner_host.serve_agent(
-                    {}, agent_id="owner", state_store=cast(StateStore, store),
-                    stateless=[hulytrio.StatelessContainer("ha-1", "counter", owner_counter)])
-                standby = await standby_host.serve_agent(
-                    {}, agent_id="standby", state_store=real,
-                    stateless=[hulytrio.StatelessContainer("ha-1", "counter",
-                                                           standby_counter)])
-                ref = await caller.get("counter", uuid="ha-1")
-                assert [await ref.request("inc") for _ in range(5)][-1] == 5
-                store.failing = True
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(owner.drain, 10.0)
-                    await trio.sleep(1.2)  # a few tries fail meanwhile
-                    assert owner.serving() == ("ha-1",)  # the hub has not been asked yet
-                    store.failing = False
-            assert standby.serving() == ("ha-1",)
-            assert await ref.request("inc") == 6
-            assert (owner_counter.count, standby_counter.count) == (5, 6)
+        async with stateless_pair(sqlite_url, wrapped) as p:
+            assert [await p.ref.request("inc") for _ in range(5)][-1] == 5
+            failing[0].failing = True
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(p.owner.drain, 10.0)
+                await trio.sleep(1.2)  # a few tries fail meanwhile
+                assert p.owner.serving() == ("ha-1",)  # the hub has not been asked yet
+                failing[0].failing = False
+            assert p.standby.serving() == ("ha-1",)
+            assert await p.ref.request("inc") == 6
+            assert (p.owner_counter.count, p.standby_counter.count) == (5, 6)
