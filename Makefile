@@ -65,6 +65,7 @@ chaos: $(TEST_STAMP)
 	$(BIN)/hulytrio simulate scenarios/partition.toml --seeds 1..200
 	$(BIN)/hulytrio simulate scenarios/churn.toml --seeds 1..200
 	$(BIN)/hulytrio simulate scenarios/stateful-failover.toml --seeds 1..1000
+	$(BIN)/hulytrio simulate scenarios/stateful-restart.toml --seeds 1..1000
 	$(BIN)/hulytrio simulate scenarios/hub-failover.toml --seeds 1..1000
 	$(BIN)/hulytrio simulate scenarios/split-brain.toml --seeds 1..1000
 	mkdir -p chaos-out

@@ -564,6 +564,18 @@ class AgentState:
             return []
         return [Send(None, ContainerStopped(self.agent_id, uuid))]
 
+    def terminated(self, uuid: ContainerUuid) -> list[SessionEffect]:
+        """The driver ended ``uuid`` after the hub's ``Terminate`` and saved its last changes.
+
+        Returns ``ContainerStopped`` for the hub, which starts the uuid again
+        (anywhere) only after it: a start elsewhere would claim the uuid in
+        the state store before the last write and fence it.  Nothing when
+        ``uuid`` is here again (started anew: the hub stopped waiting).
+        """
+        if uuid in self._containers:
+            return []
+        return [Send(None, ContainerStopped(self.agent_id, uuid))]
+
     def stop_all(self) -> list[SessionEffect]:
         """The agent shuts down: ``StopContainer`` for everything here."""
         out: list[SessionEffect] = [StopContainer(self.agent_id, u) for u in self._containers]

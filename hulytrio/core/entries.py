@@ -207,7 +207,7 @@ class AgentEntry:
 
     __slots__ = (
         "agent_id", "containers", "endpoint", "kinds", "max_containers", "owner",
-        "parked", "pending", "standby", "status",
+        "parked", "pending", "standby", "status", "stopping",
     )
 
     def __init__(
@@ -227,6 +227,9 @@ class AgentEntry:
         self.pending: dict[ContainerUuid, None] = {}
         #: stateless offers this agent stands by for (kept by ``standby.Standbys``)
         self.standby: dict[ContainerUuid, OfferedContainer] = {}
+        #: containers the hub told it to terminate, until it says they stopped
+        #: (``Registry._terminate``)
+        self.stopping: dict[ContainerUuid, None] = {}
         #: found full and out of line (``placement.AgentLine``) until it has room
         self.parked = False
         self.status = AgentStatus.SERVING

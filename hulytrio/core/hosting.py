@@ -142,6 +142,14 @@ class Hosting:
         agent = self.agents.get(agent_id)
         return [] if agent is None else agent.stopped(uuid)
 
+    def terminated(self, agent_id: AgentId, uuid: ContainerUuid) -> list[SessionEffect]:
+        """``uuid`` of ``agent_id``, terminated by the hub, saved its last changes.
+
+        Returns what tells the hub (see ``AgentState.terminated``).
+        """
+        agent = self.agents.get(agent_id)
+        return [] if agent is None else agent.terminated(uuid)
+
     # --- the hub's answers to the session's calls for its agents ---------------------
 
     def registered(self, agent_id: AgentId, reply: RegisterReply) -> list[SessionEffect]:

@@ -120,6 +120,8 @@ class RegistryTimer(enum.IntEnum):
     START = 3
     #: ``(RECOVERY, None)``: the recovery window after the hub's start closes
     RECOVERY = 4
+    #: ``(STOP, uuid)``: the agent did not say in time that it stopped ``uuid``
+    STOP = 5
 
     # Enum's own __hash__ is Python code; an int's is C (every key is hashed
     # on every arming and lookup).
@@ -179,6 +181,9 @@ class Registry:
         #: uuid -> sessions a queued container change concerns (see _container_changed)
         self._interest: dict[ContainerUuid, dict[ClientId, None]] = {}
         self._recovery = Recovery()
+        #: uuid -> the agent told to terminate it, until it says it stopped (its
+        #: last changes are saved then) or ``timeouts.stop`` passes; see ``_terminate``
+        self._stopping: dict[ContainerUuid, AgentId] = {}
         #: while a client that timed out is removed: its last sign of life
         #: (a failover's duration counts from it)
         self._lost_since: float | None = None
@@ -403,7 +408,7 @@ class Registry:
                 cl.holds.pop(c.uuid, None)
         self.timers.cancel((RegistryTimer.ORPHAN, c.uuid))
         self._container_changed(ChangeKind.REMOVED, c)
-        if c.uuid in self._standbys:
+        if c.uuid in self._standbys and c.uuid not in self._stopping:
             # Offers that stood by for an instance that was not one of theirs
             # (a start of the uuid won the race with them): one serves it now.
             self._activate_standby(c.uuid)
@@ -829,6 +834,9 @@ class Registry:
             owner.agents.pop(agent_id, None)
         self._line.leave(agent)
         self._standbys.withdraw_agent(agent)
+        for uuid in list(agent.stopping):
+            # Its last changes are saved by now or never will be.
+            self._stopped(uuid, now)
         for uuid in list(agent.containers):
             self._promote_or_drop(self._containers[uuid], now, "agent gone")
         for uuid in list(agent.pending):
@@ -839,9 +847,18 @@ class Registry:
 
     def container_stopped(self, client_id: ClientId, agent_id: AgentId, uuid: ContainerUuid,
                           now: float) -> None:
-        """The agent says ``uuid`` is gone: drop it (or promote a standby)."""
+        """The agent says ``uuid`` is gone: drop it (or promote a standby).
+
+        For a uuid the hub told it to terminate, this is the answer: the
+        uuid may be started again (see ``_terminate``).
+        """
         agent = self._agents.get(agent_id)
         if agent is None or agent.owner != client_id:
+            return
+        if uuid in agent.stopping:
+            # The answer to our ``Terminate``: its last changes are saved.
+            self.probes.hit("stop acknowledged")
+            self._stopped(uuid, now)
             return
         if uuid in agent.standby:
             self._standbys.withdraw(agent, uuid)
@@ -899,6 +916,12 @@ class Registry:
                                 f"container {uuid!r} is of kind {p.kind!r}, not {kind!r}")
                     return
                 self._wait(client_id, call_id, p)
+                return
+            if uuid in self._stopping:
+                # Terminated a moment ago and still saving its last changes:
+                # started now (on another agent) it would lose them.
+                self.probes.hit("get retried: container stopping")
+                self._send(client_id, Retry(call_id, self.timeouts.drain_retry))
                 return
             if reacquire and self._recovery.is_open(now):
                 # A session rebuilding after a hub restart asks for a container
@@ -1143,12 +1166,7 @@ class Registry:
                         f"container {uuid!r} " + ("is still starting" if c else "not found"))
             return
         self.probes.hit("terminated by an admin")
-        agent = self._agents.get(c.agent_id)
-        if agent is not None:
-            self._send(agent.owner, Terminate(agent.agent_id, c.uuid))
-        self._drop_container(c, now, f"terminated by {client_id}")
-        if agent is not None:
-            self.events.agent(ChangeKind.UPDATED, agent.info())
+        self._terminate(c, now, f"terminated by {client_id}")
         self._send(client_id, Ok(call_id))
 
     def query(self, client_id: ClientId, call_id: int, what: str, kind: str | None) -> None:
@@ -1181,6 +1199,8 @@ class Registry:
                     self._recovery_ended(now)
                 case (RegistryTimer.START, int() as start_id):
                     self._start_expired(start_id)
+                case (RegistryTimer.STOP, str() as uuid):
+                    self._stop_expired(uuid, now)
                 case _:
                     raise AssertionError(f"not a registry timer key: {key!r}")
 
@@ -1189,12 +1209,54 @@ class Registry:
         if c is None or c.state is not _ORPHANED:
             return
         self.probes.hit("orphan terminated")
+        self._terminate(c, now, "unused timeout")
+
+    def _terminate(self, c: ContainerEntry, now: float, reason: str) -> None:
+        """Order ``c``'s agent to terminate it (for ``reason``) and drop it.
+
+        Its uuid is STOPPING until the agent says it stopped (``ContainerStopped``,
+        sent once its last changes are saved), the agent is gone, or
+        ``timeouts.stop`` passes (an agent of an older release never says):
+        gets of the uuid are answered ``Retry`` meanwhile, and a standby of a
+        stateless uuid is activated only then.  fix (our own, #15): the uuid
+        was free at once, a get started it on another agent, and that
+        agent's claim reached the state store before this agent's last
+        checkpoint, which the store then refused as stale: the changes were
+        lost.  (On the same agent the order was already kept.)
+        """
         agent = self._agents.get(c.agent_id)
-        if agent is not None:
-            self._send(agent.owner, Terminate(agent.agent_id, c.uuid))
-        self._drop_container(c, now, "unused timeout")
-        if agent is not None:
+        if agent is None:
+            self._drop_container(c, now, reason)
+            return
+        self._send(agent.owner, Terminate(agent.agent_id, c.uuid))
+        if seeded_bugs.RESTART_BEFORE_STOPPED in self.seeded_bugs:
+            self._drop_container(c, now, reason)
             self.events.agent(ChangeKind.UPDATED, agent.info())
+            return
+        if c.uuid in self._stopping:
+            self._stopped(c.uuid, now)  # an earlier instance's stop: superseded
+        self._stopping[c.uuid] = agent.agent_id
+        agent.stopping[c.uuid] = None
+        self.timers.call_at(now + self.timeouts.stop, (RegistryTimer.STOP, c.uuid))
+        self._drop_container(c, now, reason)
+        self.events.agent(ChangeKind.UPDATED, agent.info())
+
+    def _stopped(self, uuid: ContainerUuid, now: float) -> None:
+        """``uuid`` is STOPPING no more: it may start again; a standby may serve it."""
+        agent_id = self._stopping.pop(uuid, None)
+        if agent_id is None:
+            return
+        agent = self._agents.get(agent_id)
+        if agent is not None:
+            agent.stopping.pop(uuid, None)
+        self.timers.cancel((RegistryTimer.STOP, uuid))
+        if uuid in self._standbys and uuid not in self._containers:
+            self._activate_standby(uuid, reason="its owner was terminated")
+
+    def _stop_expired(self, uuid: ContainerUuid, now: float) -> None:
+        if uuid in self._stopping:
+            self.probes.hit("stop not acknowledged in time")
+            self._stopped(uuid, now)
 
     def _recovery_ended(self, now: float) -> None:
         # No agent that served a uuid behind recovery came: one that did
@@ -1228,5 +1290,16 @@ class Registry:
 
         O(size): for tests and the simulator, never the hot path (``check.problems``).
         """
-        return check.problems(self._containers, self._agents, self._clients,
-                              self._live.buckets, self._line.room)
+        found = check.problems(self._containers, self._agents, self._clients,
+                               self._live.buckets, self._line.room)
+        for uuid, agent_id in self._stopping.items():
+            stopper = self._agents.get(agent_id)
+            if stopper is None or uuid not in stopper.stopping:
+                found.append(f"stopping {uuid} not linked to agent {agent_id}")
+            if (RegistryTimer.STOP, uuid) not in self.timers:
+                found.append(f"stopping {uuid} has no deadline")
+        for agent_id, stopper in self._agents.items():
+            for uuid in stopper.stopping:
+                if self._stopping.get(uuid) != agent_id:
+                    found.append(f"agent {agent_id} stops {uuid} unknown as stopping")
+        return found

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from .entries import AgentEntry, ContainerEntry
 
-__all__ = ["STATELESS_DOUBLE_OWNER", "second_owner_wins"]
+__all__ = ["RESTART_BEFORE_STOPPED", "STATELESS_DOUBLE_OWNER", "second_owner_wins"]
 
 #: A second agent offering a stateless uuid wins it, while the first one goes
 #: on serving: the ``exclusive-serving`` invariant must catch it.
 STATELESS_DOUBLE_OWNER = "stateless-double-owner"
+
+#: A container the hub terminates may start again at once, on any agent,
+#: before its old agent's last checkpoint is written: the new owner's claim
+#: fences that write, and ``clean-stop-saves-all`` must catch it.
+RESTART_BEFORE_STOPPED = "restart-before-stopped"
 
 
 def second_owner_wins(c: ContainerEntry, agent: AgentEntry) -> None:

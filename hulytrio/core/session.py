@@ -787,6 +787,10 @@ class ClientSession:
         """Container ``uuid`` of ``agent_id`` ended on its own."""
         self._emit(self.hosting.stopped(agent_id, uuid))
 
+    def agent_terminated(self, agent_id: AgentId, uuid: ContainerUuid) -> None:
+        """Container ``uuid`` of ``agent_id``, which the hub terminated, saved its last changes."""
+        self._emit(self.hosting.terminated(agent_id, uuid))
+
     def agent_offer_again(self, agent_id: AgentId, offer: OfferedContainer) -> None:
         """Hosted ``agent_id`` offers the stateless ``offer`` again and claims it.
 

@@ -22,7 +22,9 @@ class Timeouts:
     - ``event_window``: registry changes are batched for at most this long;
     - ``start``: a container start the agent does not answer fails after this;
     - ``drain_retry``: a call the hub cannot take while it (or the container's
-      agent) drains is answered ``Retry`` after this.
+      agent) drains is answered ``Retry`` after this;
+    - ``stop``: a container the hub terminated is not started again until
+      its agent says it stopped (its last changes saved), or this long.
     """
 
     alive: float = attrs.field(default=3.0, validator=_positive)
@@ -31,3 +33,4 @@ class Timeouts:
     event_window: float = attrs.field(default=0.01, validator=_positive)
     start: float = attrs.field(default=30.0, validator=_positive)
     drain_retry: float = attrs.field(default=0.05, validator=_positive)
+    stop: float = attrs.field(default=10.0, validator=_positive)

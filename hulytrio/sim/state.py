@@ -452,11 +452,15 @@ class StateLayer:
             then()
 
     def _final(self, proc: Process, ps: _ProcState, inst: Instance,
-               record: StateRecord | None, *, clean: bool) -> None:
+               record: StateRecord | None, *, clean: bool,
+               then: Callable[[], None] | None = None) -> bool:
+        """Write ``inst``'s last changes, if any; returns whether a write went out
+        (then ``then`` runs once it is answered, else not at all)."""
         write = ps.policy.final_write(record, inst.counter)
-        self._write(proc, ps, [write] if write is not None else [], final=True, leaving=inst,
-                    clean=clean)
+        if write is not None:
+            self._write(proc, ps, [write], final=True, then=then, leaving=inst, clean=clean)
         self.checks.clean_stop(proc, inst)
+        return write is not None
 
     # --- restores ------------------------------------------------------------------------
 
@@ -555,16 +559,23 @@ class StateLayer:
             self.store.claim(ps.client, eff.uuid, eff.epoch,
                              _ClaimAnswer(self, proc, ps, record, inst, None).answer)
 
-    def stopped(self, proc: Process, uuid: str) -> None:
-        """The hub stopped ``uuid`` here (``StopContainer``): its final write."""
+    def stopped(self, proc: Process, uuid: str,
+                then: Callable[[], None] | None = None) -> bool:
+        """The hub stopped ``uuid`` here (``StopContainer``): its final write.
+
+        Returns True when ``then`` runs later: once the store answered that
+        write (the agent tells the hub the container stopped only then).
+        """
         ps = self._ps(proc)
         if ps is None:
-            return
+            return False
         inst = ps.instances.pop(uuid, None)
         record = ps.policy.forget(uuid)
+        later = False
         if inst is not None and record is not None:
-            self._final(proc, ps, inst, record, clean=True)
+            later = self._final(proc, ps, inst, record, clean=True, then=then)
         self._fail_held(proc, ps, uuid)
+        return later
 
     def admit(self, proc: Process, eff: RunRequest) -> bool:
         """Return whether ``eff`` runs now (False: held until the restore, or the leave, ends)."""

@@ -588,6 +588,7 @@ class Simulation:
             return
         # A session emits only SessionEffects; its effects() is typed wider.
         effects: list[SessionEffect] = session.effects()
+        stopped_now: list[str] = []
         for eff in effects:
             match eff:
                 case Send():
@@ -623,8 +624,11 @@ class Simulation:
                     self._start_container(proc, eff)
                 case StopContainer():
                     uuid = eff.uuid
-                    if self.state is not None:
-                        self.state.stopped(proc, uuid)
+                    # The hub hears it stopped once its last write is answered
+                    # (a start elsewhere waits for that), at once without one.
+                    said = functools.partial(self.terminated, proc, proc.incarnation, uuid)
+                    if self.state is None or not self.state.stopped(proc, uuid, said):
+                        stopped_now.append(uuid)
                     proc.starting.pop(uuid, None)
                     proc.running.pop(uuid, None)
                     proc.serving.pop(uuid, None)
@@ -641,6 +645,11 @@ class Simulation:
                     pass  # the simulated workload never abandons a call: no Cancel is sent
                 case _:
                     assert_never(eff)
+        if stopped_now:
+            for uuid in stopped_now:
+                session.agent_terminated(proc.pid, uuid)
+            self.perform(proc)  # (arms the wake-up)
+            return
         # Arm the session's wake-up (no effect replaces the session).  Only
         # arming can bring its next deadline forward: while nothing was armed,
         # the wake-up we have still holds (the common case: a pong).
@@ -807,6 +816,14 @@ class Simulation:
             if self.state is not None:
                 self.state.request_done(proc, eff, True)
             proc.session.agent_reply(eff.call_id, eff.payload, now=self.clock.now)
+        self.perform(proc)
+
+    def terminated(self, proc: Process, inc: int, uuid: str) -> None:
+        """``proc``'s last write of ``uuid``, which the hub terminated, was answered."""
+        session = proc.session
+        if inc != proc.incarnation or not proc.alive or session is None:
+            return
+        session.agent_terminated(proc.pid, uuid)
         self.perform(proc)
 
     def stopped_here(self, proc: Process, uuid: str) -> None:

@@ -4,7 +4,8 @@ idea, for a hub and many peers).
 
 Time is explicit: every call takes ``now``; ``advance(now)`` fires due
 timers and delivers messages until nothing is left to do.  Containers start
-instantly unless a test holds them (``auto_start=False``), and requests are
+and stop instantly unless a test holds them (``auto_start=False``,
+``auto_stop=False``), and requests are
 answered by ``responder`` (default: echo the payload).
 """
 
@@ -64,6 +65,9 @@ class Cluster:
         self.running: dict[str, dict[str, str]] = {}
         self.auto_start = True
         self.held_starts: list[tuple[str, StartContainer]] = []
+        #: like ``auto_start``, for the agents' word that a terminated container stopped
+        self.auto_stop = True
+        self.held_stops: list[tuple[str, StopContainer]] = []
         self.responder: Callable[[RunRequest], bytes] = lambda r: r.payload
         self.now = 0.0
         self._hub_count = 1
@@ -208,6 +212,10 @@ class Cluster:
                     self.held_starts.append((client_id, effect))
             case StopContainer(agent_id=agent_id, uuid=uuid):
                 self.running.get(agent_id, {}).pop(uuid, None)
+                if self.auto_stop:
+                    s.agent_terminated(agent_id, uuid)  # nothing to save in memory
+                else:
+                    self.held_stops.append((client_id, effect))
             case RunRequest(call_id=call_id):
                 s.agent_reply(call_id, self.responder(effect), now=self.now)
             case CancelRequest():

@@ -622,7 +622,9 @@ class AgentRuntime:
             case StopContainer():
                 container = self.containers.pop(effect.uuid, None)
                 if container is not None:
-                    self._spawn(self._terminate, effect.uuid, container, True)
+                    self._spawn(self._terminate, effect.uuid, container, True, True)
+                elif not self.closed:
+                    self._tell_terminated(effect.uuid)
             case SetServing():
                 self._set_serving(effect)
             case RunRequest():
@@ -760,6 +762,11 @@ class AgentRuntime:
         if container is not None and self.state.status(uuid) is LocalStatus.ACTIVE:
             self._stop_here(uuid, container)
 
+    def _tell_terminated(self, uuid: ContainerUuid) -> None:
+        """Tell the hub that ``uuid``, which it terminated, has saved its last changes."""
+        self.host.session.agent_terminated(self.agent_id, uuid)
+        self.host.drain()
+
     def _stop_here(self, uuid: ContainerUuid, container: Container) -> None:
         """Stop serving ``uuid`` on our own: terminate it and tell the hub."""
         if self.containers.get(uuid) is container:
@@ -880,13 +887,17 @@ class AgentRuntime:
         session.agent_started(self.agent_id, uuid)
         self.host.drain()
 
-    async def _terminate(self, uuid: str, container: Container, save: bool) -> None:
+    async def _terminate(self, uuid: str, container: Container, save: bool,
+                         ordered: bool = False) -> None:
         """End ``container``; ``save``: its last changes are checkpointed first.
 
         With ``save``, requests still running in it may end first (up to
         ``FINAL_CHECKPOINT_WAIT``), so their changes are in that checkpoint:
         they are answered, and what they changed must not be lost.  (New
         requests find it gone: it left ``containers`` before this runs.)
+        ``ordered``: the hub ordered it; once the last checkpoint is written
+        (or failed) the hub hears it stopped, and only then starts the uuid
+        again, perhaps on another agent (``Registry._terminate``).
         """
         if self.checkpoints is not None:
             tracked = self.checkpoints.forget(uuid)
@@ -899,6 +910,8 @@ class AgentRuntime:
                     if self._quiet_in.get(uuid) is quiet:
                         del self._quiet_in[uuid]
                 await self._write_last(self.checkpoints, uuid, tracked, saving)
+        if ordered and not self.closed:
+            self._tell_terminated(uuid)
         for key in [k for k in self._streams if k[1] == uuid]:
             del self._streams[key]
         # Direct streams from it end now (the client may reconnect to

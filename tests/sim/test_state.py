@@ -20,6 +20,7 @@ from hulytrio.sim.store import SimStore, StoreReply
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "scenarios" / "stateful-failover.toml"
+RESTART = ROOT / "scenarios" / "stateful-restart.toml"
 
 #: two agents offer one stateless uuid with state; its owner pauses past its
 #: alive timeout (and wakes up a stale owner), is drained, crashes.
@@ -201,6 +202,31 @@ def test_the_shipped_scenario_holds_over_a_share_of_its_seeds() -> None:
     # Fencing and restores were exercised, not just never needed.
     assert refused > 0
     assert claims > 0
+
+
+def test_a_terminated_uuid_asked_for_again_at_once_keeps_its_last_changes() -> None:
+    """The shipped restart scenario: gets that come while the old agent still writes
+    wait for it (the hub's side of the order), and every judged last write is taken."""
+    scenario = load_scenario(RESTART)
+    waited = judged = 0
+    for seed in range(1, 5):
+        result, sim = run_scenario(scenario, seed)
+        assert result.ok, (seed, result.violations, result.unmet)
+        waited += sim.probes.counts.get("get retried: container stopping", 0)
+        judged += sim.invariants.summary_counts()["clean-stop-saves-all"][0]
+    assert waited > 0
+    assert judged > 0
+
+
+def test_a_hub_that_restarts_a_terminated_uuid_at_once_breaks_clean_stop_saves_all() -> None:
+    scenario = load_scenario(RESTART)
+    buggy = attrs.evolve(scenario, hub=attrs.evolve(
+        scenario.hub, seeded_bugs=("restart-before-stopped",)))
+    broken = set()
+    for seed in range(1, 5):
+        result, _ = run_scenario(buggy, seed)
+        broken |= {v.name for v in result.violations}
+    assert "clean-stop-saves-all" in broken, broken
 
 
 def test_a_state_run_is_deterministic() -> None:

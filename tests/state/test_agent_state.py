@@ -541,14 +541,12 @@ async def test_a_drain_retries_its_last_checkpoint_while_the_store_fails(sqlite_
             assert (p.owner_counter.count, p.standby_counter.count) == (5, 6)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (docs/state.md): the hub may start a "
-                   "terminated uuid on another agent before the old one's last write")
 async def test_a_terminated_container_restarted_at_once_elsewhere_keeps_its_last_changes(
         sqlite_url):
     """The hub terminates an unused container while its agent's store is slow; a get of
-    the same uuid starts it on the other agent (the agents take starts in turn), whose
-    claim comes first and fences the last write.  Fails today: the new instance starts
-    from nothing.  It must pass once the hub keeps the uuid until ``ContainerStopped``."""
+    the same uuid would start it on the other agent (the agents take starts in turn),
+    whose claim came first and fenced the last write: the new instance started from
+    nothing.  The hub now keeps the uuid until the agent says it stopped."""
     Counter.instances.clear()
     with trio.fail_after(30):
         async with open_state_store(sqlite_url) as store, \
@@ -565,6 +563,14 @@ async def test_a_terminated_container_restarted_at_once_elsewhere_keeps_its_last
             slow.gate = trio.Event()  # a's writes wait from now on
             await ref.release()
             await trio.sleep(1.5)  # unused: the hub terminates c-1 on a
-            again = await caller.get("counter", uuid="c-1")
-            slow.gate.set()
-            assert await again.request("inc") == 4
+            got: list[hulytrio.ContainerReference] = []
+
+            async def get_again() -> None:
+                got.append(await caller.get("counter", uuid="c-1"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(get_again)
+                await trio.sleep(0.5)
+                assert got == []  # waits for a's last write
+                slow.gate.set()
+            assert await got[0].request("inc") == 4
