@@ -650,6 +650,15 @@ class Registry:
                 self.probes.hit("stateless offer stands by for a start")
                 self._standbys.stand_by(agent, oc, StandbyState.BEHIND_START)
                 return Offer.STANDBY
+            if oc.stateless and oc.uuid in self._stopping:
+                # The hub terminated its owner, whose last changes are still
+                # on their way to the state store: owning it now, this agent
+                # would claim first and fence that write.  It stands by, and
+                # the first standby is activated once the owner has stopped
+                # (``_stopped``).
+                self.probes.hit("stateless offer stands by for a stop")
+                self._standbys.stand_by(agent, oc, StandbyState.BEHIND_OWNER)
+                return Offer.STANDBY
             if oc.stateless and not oc.serving and self._recovery.is_open(now):
                 # A new hub (restarted, or a standby that just took the lease)
                 # cannot tell who served the uuid before it: that agent may

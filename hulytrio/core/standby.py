@@ -35,7 +35,8 @@ window closes.  A group is in one of these states::
 starts the uuid, and the offer's agent did not serve it.)
 
 "Owner gone" is one of: its agent left or re-registered without it, it
-stopped, it was dropped as an orphan.  Then the registry asks
+stopped, the hub terminated it and its agent has stopped it (until then an
+offer or claim of the uuid stands by behind it: ``Registry._terminate``).  Then the registry asks
 ``next_standby()`` for the first standby whose agent is still registered:
 a stateless owner is *promoted* (its record moves to that agent, epoch + 1,
 holds carry over); an ordinary instance that won a race with the offers is

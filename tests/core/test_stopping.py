@@ -12,6 +12,7 @@ from hulytrio.core.effects import Send
 from hulytrio.core.messages import (
     PROTOCOL_VERSION,
     Activate,
+    Claim,
     ContainerStopped,
     Get,
     GetReply,
@@ -19,6 +20,7 @@ from hulytrio.core.messages import (
     Message,
     Ok,
     RegisterAgent,
+    RegisterReply,
     Release,
     Retry,
     Start,
@@ -129,6 +131,9 @@ def test_a_standby_serves_a_terminated_stateless_uuid_only_after_its_last_write(
         Terminate("a0", DB.uuid)]
     # Activated now, a1 would claim the uuid before a0's last checkpoint.
     assert [m for m in raw.take("h1") if isinstance(m, Activate)] == []
+    # Its own claim (it saw the owner go) is answered "stand by", not "yours".
+    assert raw.send("h1", Claim(2, "a1", DB), 1.1) == [RegisterReply(2, (DB.uuid,), ())]
+    assert raw.hub.registry.container(DB.uuid) is None
     raw.send("h0", ContainerStopped("a0", DB.uuid), 1.4)
     (activate,) = [m for m in raw.take("h1") if isinstance(m, Activate)]
     assert activate.uuid == DB.uuid

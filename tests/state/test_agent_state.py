@@ -235,6 +235,7 @@ class Pair:
     """An owner and a standby agent offering the stateless counter ``ha-1``."""
 
     store: StateStore
+    caller: Any
     ref: Any
     owner: Any
     standby: Any
@@ -263,7 +264,7 @@ async def stateless_pair(sqlite_url: str, owner_store: Callable[[StateStore], An
         # window closes (docs/high-availability.md): the get waits for it.
         ref = await caller.get("counter", uuid="ha-1")
         assert owner.serving() == ("ha-1",)
-        yield Pair(store, ref, owner, standby, owner_counter, standby_counter)
+        yield Pair(store, caller, ref, owner, standby, owner_counter, standby_counter)
 
 
 async def test_a_stateless_owner_hands_over_to_its_standby_with_its_state(sqlite_url):
@@ -288,6 +289,38 @@ async def test_a_stateless_owner_hands_over_to_its_standby_with_its_state(sqlite
             stored = await p.store.get("ha-1")
             assert stored is not None
             assert stored.epoch >= 1
+
+
+async def test_an_admin_terminate_of_a_stateless_owner_hands_its_last_changes_over(
+        sqlite_url):
+    """An admin terminates the owner's instance while its store is slow: the hub
+    activates the standby only once the owner says it stopped, after its last write,
+    so the standby's claim does not fence that write (it did: the standby restored
+    the checkpoint before)."""
+    gated: list[GatedStore] = []
+
+    def gate(store: StateStore) -> GatedStore:
+        gated.append(GatedStore(store))
+        return gated[-1]
+
+    with trio.fail_after(30):
+        async with stateless_pair(sqlite_url, owner_store=gate) as p:
+            assert [await p.ref.request("inc") for _ in range(5)][-1] == 5
+            gated[0].gate = trio.Event()
+            await p.caller.terminate("ha-1")
+            answers: list[int] = []
+            async with trio.open_nursery() as nursery:
+                async def request() -> None:
+                    answers.append(await p.ref.request("inc"))
+
+                nursery.start_soon(request)
+                await trio.sleep(0.5)
+                assert answers == []  # the reference waits for the owner's last write
+                assert p.standby.serving() == ()
+                gated[0].gate.set()
+            assert answers == [6]
+            assert p.standby.serving() == ("ha-1",)
+            assert p.standby_counter.count == 6
 
 
 async def test_a_failed_import_fails_the_start_and_the_caller_sees_why(sqlite_url):
