@@ -56,9 +56,11 @@ STATE_INVARIANTS = (
 #: (``transport/agent.py``'s ``FINAL_CHECKPOINT_WAIT``).
 FINAL_CHECKPOINT_WAIT = 2.0
 
-#: Seconds between tries of a drain's last checkpoint while the store fails
-#: (``transport/agent.py``'s ``LAST_CHECKPOINT_RETRY``; the drain's grace bounds them).
+#: Seconds between tries of a leave's or drain's last checkpoint while the store
+#: fails (``transport/agent.py``'s ``LAST_CHECKPOINT_RETRY``; the drain's grace
+#: bounds them, a leave's ``CLOSE_CHECKPOINT_RETRY_FOR``, as there).
 LAST_CHECKPOINT_RETRY = 0.5
+CLOSE_CHECKPOINT_RETRY_FOR = 5.0
 
 #: Seeded bug (test-only): a drain tells the hub first and writes after, as the
 #: trio agent once did; ``clean-stop-saves-all`` must catch it.
@@ -132,8 +134,8 @@ class Instance:
 class _ProcState:
     """One agent process incarnation's policy, instances and held requests."""
 
-    __slots__ = ("client", "closed", "closing", "drain_deadline", "draining", "held", "inc",
-                 "instances", "policy", "running", "started", "stop_started")
+    __slots__ = ("client", "closed", "closing", "draining", "held", "inc", "instances",
+                 "policy", "running", "started", "stop_started", "write_until")
 
     def __init__(self, policy: CheckpointPolicy, inc: int, client: str, started: float
                  ) -> None:
@@ -154,8 +156,8 @@ class _ProcState:
         self.closed = False
         #: the agent drains: the hub is (about to be) moving its containers
         self.draining = False
-        #: when a drain's last checkpoint stops being tried again (its grace)
-        self.drain_deadline = 0.0
+        #: a leave's or drain's last checkpoint is tried again until then
+        self.write_until = 0.0
         #: when the clean leave or drain began (None: it has not)
         self.stop_started: float | None = None
 
@@ -609,8 +611,9 @@ class StateLayer:
         """``proc`` stops cleanly; returns True when ``then`` (the leave) runs later.
 
         New requests to its containers with state are held, running ones
-        get ``FINAL_CHECKPOINT_WAIT``, the last checkpoint is written, and
-        only then does ``then`` tell the hub.
+        get ``FINAL_CHECKPOINT_WAIT``, the last checkpoint is written (tried
+        again while the store fails, for ``CLOSE_CHECKPOINT_RETRY_FOR``, or
+        a drain's grace), and only then does ``then`` tell the hub.
         """
         ps = self._ps(proc)
         if ps is None or ps.closed:
@@ -643,23 +646,27 @@ class StateLayer:
         if ps is None:
             return False
         ps.draining = True
-        ps.drain_deadline = self.world.clock.now + grace
+        ps.write_until = self.world.clock.now + grace
         if DRAIN_HANDS_OVER_FIRST in self.bugs:
             return False
         return self.leaving(proc, functools.partial(self._drained, proc, ps, then))
 
-    def _drain_written(self, proc: Process, ps: _ProcState, then: Callable[[], None]) -> None:
-        """A drain's last checkpoint was answered: go on, or try again if the store failed."""
+    def _last_written(self, proc: Process, ps: _ProcState, then: Callable[[], None]) -> None:
+        """A leave's or drain's last checkpoint was answered: go on, or try again if
+        the store failed."""
         if self._ps(proc) is not ps:
             return
         clock = self.world.clock
-        if self._due(ps) and clock.now + LAST_CHECKPOINT_RETRY < ps.drain_deadline:
-            clock.at(clock.now + LAST_CHECKPOINT_RETRY, _DrainRetry(self, proc, ps))
+        if not ps.draining and not ps.write_until:
+            # A leave's tries are bounded from its first answer on (``aclose``).
+            ps.write_until = clock.now + CLOSE_CHECKPOINT_RETRY_FOR
+        if self._due(ps) and clock.now + LAST_CHECKPOINT_RETRY < ps.write_until:
+            clock.at(clock.now + LAST_CHECKPOINT_RETRY, _LastRetry(self, proc, ps))
             return
         then()
 
-    def drain_retry(self, proc: Process, ps: _ProcState, event: Event) -> None:
-        """Try a draining agent's last checkpoint again."""
+    def last_retry(self, proc: Process, ps: _ProcState, event: Event) -> None:
+        """Try a leaving or draining agent's last checkpoint again."""
         if self._ps(proc) is not ps or ps.closing is None:
             return
         if proc.paused:
@@ -688,8 +695,7 @@ class StateLayer:
         ps.closed = True  # from here on the leave is clean
         writes = self._due(ps)
         leaving = [ps.instances[u] for u in ps.policy.uuids() if u in ps.instances]
-        if ps.draining:
-            then = functools.partial(self._drain_written, proc, ps, then)
+        then = functools.partial(self._last_written, proc, ps, then)
         self._write(proc, ps, writes, final=True, then=then, clean=True)
         for inst in leaving:
             self.checks.clean_stop(proc, inst)
@@ -807,8 +813,8 @@ class _ClaimAnswer:
 # --- events ------------------------------------------------------------------------------
 
 
-class _DrainRetry(Event):
-    """A draining agent tries its last checkpoint again."""
+class _LastRetry(Event):
+    """A leaving or draining agent tries its last checkpoint again."""
 
     __slots__ = ("layer", "proc", "ps")
 
@@ -819,7 +825,7 @@ class _DrainRetry(Event):
 
     def fire(self) -> None:
         """Hand it to the layer."""
-        self.layer.drain_retry(self.proc, self.ps, self)
+        self.layer.last_retry(self.proc, self.ps, self)
 
 
 class _CheckpointWake(Event):

@@ -131,6 +131,9 @@ FINAL_CHECKPOINT_WAIT = 2.0
 #: Seconds between tries of a drain's last checkpoint while the store fails
 #: (the drain's grace bounds them).
 LAST_CHECKPOINT_RETRY = 0.5
+#: Seconds an ``aclose`` outside a drain (which has a grace of its own) tries
+#: its last checkpoint again while the store fails, before it gives up.
+CLOSE_CHECKPOINT_RETRY_FOR = 5.0
 #: A stateless uuid whose saved state did not import is offered again after
 #: this many seconds, the wait doubling up to ``REOFFER_MAX`` while it fails.
 REOFFER_FIRST = 1.0
@@ -207,7 +210,13 @@ class Agent:
         return await checkpoints.checkpoint()
 
     async def aclose(self) -> None:
-        """Unregister the agent and terminate its containers (checkpointed first)."""
+        """Unregister the agent and terminate its containers (checkpointed first).
+
+        With a state store, the last checkpoint is tried again every
+        ``LAST_CHECKPOINT_RETRY`` seconds while the store fails, for up to
+        ``CLOSE_CHECKPOINT_RETRY_FOR``; then the agent closes anyway, and the
+        changes since its last checkpoint are lost, as after a crash.
+        """
         await self._runtime.aclose()
 
     async def drain(self, grace: float) -> bool:
@@ -1075,7 +1084,7 @@ class AgentRuntime:
         if not in_time:
             log.warning("agent %s: drain not finished after %g s (%d tasks left); stopping "
                         "anyway", self.agent_id, grace, self._tasks)
-        await self.aclose()
+        await self.aclose(retry_for=0.0)  # the grace bounded the tries already
         log.info("agent %s drained and closed", self.agent_id)
         return in_time
 
@@ -1085,16 +1094,28 @@ class AgentRuntime:
             self._idle = trio.Event()
             await self._idle.wait()
 
-    async def aclose(self) -> None:
-        """Unregister at the hub, terminate every container, close the endpoint."""
+    async def aclose(self, retry_for: float = CLOSE_CHECKPOINT_RETRY_FOR) -> None:
+        """Unregister at the hub, terminate every container, close the endpoint.
+
+        The last checkpoint comes first, tried again while the store fails
+        for up to ``retry_for`` seconds (see ``Agent.aclose``).
+        """
         if self.closed:
             return
         self.closed = True
         host = self.host
         self._checkpoint_scope.cancel()
         self._closing.set()
-        if self.checkpoints is not None:
-            await self._last_checkpoint(self.checkpoints)
+        checkpoints = self.checkpoints
+        if checkpoints is not None:
+            await self._last_checkpoint(checkpoints)
+            with trio.move_on_after(retry_for):
+                while checkpoints.dirty():
+                    await trio.sleep(LAST_CHECKPOINT_RETRY)
+                    await checkpoints.checkpoint()
+            if checkpoints.dirty():
+                log.warning("agent %s: closing with changes not saved (the state store "
+                            "failed): they are lost", self.agent_id)
         handle = host.session.unregister_agent(self.agent_id)
         with trio.move_on_after(2):
             await host.wait(handle)

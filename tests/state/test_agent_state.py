@@ -574,6 +574,30 @@ async def test_a_drain_retries_its_last_checkpoint_while_the_store_fails(sqlite_
             assert (p.owner_counter.count, p.standby_counter.count) == (5, 6)
 
 
+async def test_a_closing_agent_retries_its_last_checkpoint_while_the_store_fails(sqlite_url):
+    """``aclose`` outside a drain (a library user's stop): a store outage at that
+    moment is waited out (for up to ``CLOSE_CHECKPOINT_RETRY_FOR``) before the hub
+    hears of it, so the standby restores every change.  It wrote once and gave up."""
+    failing: list[FailingStore] = []
+
+    def wrapped(store: StateStore) -> FailingStore:
+        failing.append(FailingStore(store))
+        return failing[0]
+
+    with trio.fail_after(30):
+        async with stateless_pair(sqlite_url, wrapped) as p:
+            assert [await p.ref.request("inc") for _ in range(5)][-1] == 5
+            failing[0].failing = True
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(p.owner.aclose)
+                await trio.sleep(1.2)  # a few tries fail meanwhile
+                assert p.standby.serving() == ()  # the hub has not heard yet
+                failing[0].failing = False
+            assert p.standby.serving() == ("ha-1",)
+            assert await p.ref.request("inc") == 6
+            assert (p.owner_counter.count, p.standby_counter.count) == (5, 6)
+
+
 async def test_a_terminated_container_restarted_at_once_elsewhere_keeps_its_last_changes(
         sqlite_url):
     """The hub terminates an unused container while its agent's store is slow; a get of
