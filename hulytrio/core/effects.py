@@ -275,6 +275,10 @@ class Fact(enum.Enum):
     #: a container is gone from the registry; ``reason``: unused timeout,
     #: agent gone, stopped by agent, not offered on re-registration
     CONTAINER_TERMINATED = "container terminated"
+    #: the agent did not say in time that a container the hub terminated has
+    #: stopped (an agent of an older release, or a store that hangs): its uuid
+    #: may start again now, and its last changes may be lost
+    CONTAINER_STOP_LATE = "container stop not confirmed"
     #: a stateless uuid got an owner that is not a failover (offered, or a
     #: standby of an unowned uuid)
     OWNER_CHOSEN = "stateless owner chosen"

@@ -1263,8 +1263,13 @@ class Registry:
             self._activate_standby(uuid, reason="its owner was terminated")
 
     def _stop_expired(self, uuid: ContainerUuid, now: float) -> None:
-        if uuid in self._stopping:
+        agent_id = self._stopping.get(uuid)
+        if agent_id is not None:
             self.probes.hit("stop not acknowledged in time")
+            self.effects.append(Notice(
+                Fact.CONTAINER_STOP_LATE, agent_id, uuid, None, None,
+                f"no answer in {self.timeouts.stop:g} s: its last changes may be lost",
+                self.timeouts.stop))
             self._stopped(uuid, now)
 
     def _recovery_ended(self, now: float) -> None:

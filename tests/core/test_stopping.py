@@ -8,7 +8,7 @@ and fence the write (docs/state.md, "What is lost when").
 from __future__ import annotations
 
 from hulytrio.core.agent import AgentState
-from hulytrio.core.effects import Send
+from hulytrio.core.effects import Effect, Fact, Notice, Send
 from hulytrio.core.messages import (
     PROTOCOL_VERSION,
     Activate,
@@ -82,7 +82,20 @@ def test_an_agent_that_never_says_is_waited_for_at_most_the_stop_timeout() -> No
     raw = unused_on_a0()
     raw.advance(6.0 + TIMEOUTS.stop - 0.01)
     assert raw.send("u", Get(3, "echo", GetOptions(UUID)), 15.99) == [Retry(3, 0.05)]
+    notices: list[Notice] = []
+    effects = raw.hub.effects
+
+    def keep() -> list[Effect]:
+        out = effects()
+        notices.extend(e for e in out if isinstance(e, Notice))
+        return out
+
+    raw.hub.effects = keep  # type: ignore[method-assign]
     raw.advance(6.0 + TIMEOUTS.stop)  # (an agent of an older release never says)
+    # The operator hears of it: the last changes may be lost.
+    assert [n for n in notices if n.fact is Fact.CONTAINER_STOP_LATE] == [
+        Notice(Fact.CONTAINER_STOP_LATE, "a0", UUID, None, None,
+               "no answer in 10 s: its last changes may be lost", 10.0)]
     raw.send("u", Get(4, "echo", GetOptions(UUID)), 16.0)
     (start,) = starts(raw.take("h1"))
     assert start.uuid == UUID
