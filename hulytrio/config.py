@@ -75,6 +75,7 @@ class NetworkConfig:
     alive_timeout: float = 3.0
     ping_interval: float = 1.0
     container_timeout: float = 5.0
+    stop_timeout: float = 10.0
     tick_rate: float | None = None
     shutdown_timeout: float = 30.0
     lease: str | None = None
@@ -442,6 +443,10 @@ KEYS: tuple[Key, ...] = (
     Key("network.containerTimeout", _seconds, "seconds > 0",
         "an unreferenced container is terminated after this long", env="CONTAINER_TIMEOUT",
         flag="--container-timeout"),
+    Key("network.stopTimeout", _seconds, "seconds > 0",
+        "a container the hub terminated starts again only once its agent says it stopped "
+        "(its last state saved), or after this long", env="STOP_TIMEOUT",
+        flag="--stop-timeout"),
     Key("network.tickRate", _positive_number, "a number > 0",
         "accepted for compatibility; no effect (the hub is deadline-driven)",
         env="TICK_RATE"),

@@ -61,7 +61,7 @@ T = TypeVar("T")
 
 #: The flags of each command that set a ``hulytrio.config`` key.
 SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
-               "--container-timeout", "--metrics-port", "--shutdown-timeout", "--auth",
+               "--container-timeout", "--stop-timeout", "--metrics-port", "--shutdown-timeout", "--auth",
                "--tls-cert", "--tls-key", "--tls-client-ca", "--lease", "--lease-ttl",
                "--advertise-url", "--max-in-flight", "--max-in-flight-per-container",
                "--max-in-flight-bytes", "--max-in-flight-bytes-per-agent", "--max-offers",
@@ -147,7 +147,7 @@ def hub_timeouts(config: Config) -> Timeouts:
     """Return the hub's ``Timeouts`` from ``config.network``."""
     network = config.network
     return Timeouts(alive=network.alive_timeout, unused_container=network.container_timeout,
-                    ping_interval=network.ping_interval)
+                    ping_interval=network.ping_interval, stop=network.stop_timeout)
 
 
 def _warn_inert(config: Config, service: str) -> None:

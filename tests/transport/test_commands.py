@@ -36,6 +36,13 @@ def test_serve_settings_come_from_the_config():
     assert (config.network.bind_address, config.network.port) == ("127.0.0.2", 0)
     timeouts = hub_timeouts(config)
     assert (timeouts.alive, timeouts.ping_interval, timeouts.unused_container) == (7.0, 2.0, 0.5)
+    assert timeouts.stop == 10.0  # the default
+    config = load_config(env={"STOP_TIMEOUT": "30"},
+                         flags=_flag_values(parse("serve"), SERVE_FLAGS))
+    assert hub_timeouts(config).stop == 30.0
+    args = parse("serve", "--stop-timeout", "2.5")
+    assert hub_timeouts(load_config(env={"STOP_TIMEOUT": "30"},
+                                    flags=_flag_values(args, SERVE_FLAGS))).stop == 2.5
 
 
 def test_agent_settings_follow_the_seed_environment():
