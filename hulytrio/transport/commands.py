@@ -61,8 +61,8 @@ T = TypeVar("T")
 
 #: The flags of each command that set a ``hulytrio.config`` key.
 SERVE_FLAGS = ("--host", "--port", "--alive-timeout", "--ping-interval",
-               "--container-timeout", "--stop-timeout", "--metrics-port", "--shutdown-timeout", "--auth",
-               "--tls-cert", "--tls-key", "--tls-client-ca", "--lease", "--lease-ttl",
+               "--container-timeout", "--stop-timeout", "--metrics-port", "--shutdown-timeout",
+               "--auth", "--tls-cert", "--tls-key", "--tls-client-ca", "--lease", "--lease-ttl",
                "--advertise-url", "--max-in-flight", "--max-in-flight-per-container",
                "--max-in-flight-bytes", "--max-in-flight-bytes-per-agent", "--max-offers",
                "--send-queue-bytes", "--max-alive-timeout",
