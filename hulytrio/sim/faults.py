@@ -254,6 +254,16 @@ class Faults:
                     sim.trace("exit", proc.pid, uuid)
                     session.agent_stopped(proc.pid, uuid)
                 sim.perform(proc)
+        elif action == "terminate":
+            # An admin ends containers whoever runs them (``hulytrio terminate``):
+            # the target's session asks the hub, as the CLI's would.
+            session = proc.session
+            if proc.alive and not proc.paused and session is not None:
+                uuids = [fault.uuid] if fault.uuid is not None else list(proc.running)
+                for uuid in uuids:
+                    sim.note("fault", f"{label} {uuid}")
+                    session.terminate_any(uuid)
+                sim.perform(proc)
         elif action == "slow-link":
             span = fault.latency if fault.latency is not None else Span(0.5, 0.5)
             sim.note("fault", f"{label} to {span}" +

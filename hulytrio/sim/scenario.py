@@ -259,6 +259,7 @@ class LinkSpec:
 FAULT_ACTIONS = (
     "crash", "restart", "pause", "resume", "partition", "heal", "drop-connection",
     "slow-link", "leave", "join", "hub-crash", "hub-restart", "container-exit", "drain",
+    "terminate",
     # the state store ([state]): no target
     "store-pause", "store-resume", "store-cut", "store-heal", "store-slow",
     # several hubs on a lease ([hubs])
@@ -267,6 +268,7 @@ FAULT_ACTIONS = (
 FaultAction = Literal[
     "crash", "restart", "pause", "resume", "partition", "heal", "drop-connection",
     "slow-link", "leave", "join", "hub-crash", "hub-restart", "container-exit", "drain",
+    "terminate",
     "store-pause", "store-resume", "store-cut", "store-heal", "store-slow",
     "hub-pause", "hub-resume", "hub-partition", "hub-heal", "lease-pause", "lease-resume",
 ]
@@ -320,7 +322,9 @@ class FaultSpec:
     ``hold`` (TCP buffers; delivered after the heal) or ``hang`` (the
     connection is dead but no side sees a close).  ``uuid``
     (container-exit): the container that ends on its own; absent, every
-    container the target runs.
+    container the target runs.  ``terminate``: an admin ends a container
+    whoever runs it (``hulytrio terminate``), from the target's session:
+    ``uuid``, or absent, every container the target runs.
     """
 
     at: Seconds

@@ -116,7 +116,7 @@ class ChaosMachine(RuleBasedStateMachine):
         self.sim.run_until(self.sim.now + dt)
 
     @rule(action=st.sampled_from(["crash", "restart", "leave", "join", "drop-connection",
-                                  "resume", "heal", "container-exit"]),
+                                  "resume", "heal", "container-exit", "terminate"]),
           who=st.sampled_from(PROCESSES))
     def instant_fault(self, action: str, who: str) -> None:
         self._inject(FaultSpec(self._now(), action, who))  # type: ignore[arg-type]

@@ -208,13 +208,16 @@ def test_a_terminated_uuid_asked_for_again_at_once_keeps_its_last_changes() -> N
     """The shipped restart scenario: gets that come while the old agent still writes
     wait for it (the hub's side of the order), and every judged last write is taken."""
     scenario = load_scenario(RESTART)
-    waited = judged = 0
+    waited = stood_by = judged = 0
     for seed in range(1, 5):
         result, sim = run_scenario(scenario, seed)
         assert result.ok, (seed, result.violations, result.unmet)
         waited += sim.probes.counts.get("get retried: container stopping", 0)
+        # the stateless owner an admin terminated: its standby's claim waits too
+        stood_by += sim.probes.counts.get("stateless offer stands by for a stop", 0)
         judged += sim.invariants.summary_counts()["clean-stop-saves-all"][0]
     assert waited > 0
+    assert stood_by > 0
     assert judged > 0
 
 
