@@ -250,6 +250,11 @@ class Registry:
         """Return the agents standing by for stateless ``uuid``, in promotion order."""
         return tuple(self._standbys.agents(uuid))
 
+    def stopping(self, uuid: ContainerUuid) -> AgentId | None:
+        """Return the agent the hub told to terminate ``uuid`` and has not heard
+        from since (None: ``uuid`` is not stopping; see ``_terminate``)."""
+        return self._stopping.get(uuid)
+
     def recovery_until(self) -> float | None:
         """Return when the recovery window closes (None: no session has opened it yet)."""
         return self._recovery.until

@@ -71,6 +71,8 @@ class HubInvariants(Invariants):
         #: host episode when a process fell silent (timely-detection skips a hub that
         #: was paused or cut meanwhile: it could not detect anything)
         self._silenced_episodes: dict[str, tuple[int, ...]] = {}
+        #: processes that fell silent while a hub was paused (see ``detect``)
+        self._paused_at_silence: set[str] = set()
 
     # --- one-active-per-term ------------------------------------------------------
 
@@ -224,13 +226,25 @@ class HubInvariants(Invariants):
 
     def silenced(self, proc: Process) -> None:
         """``proc`` fell silent; remember the hubs' episodes (see ``detect``)."""
-        self._silenced_episodes[proc.pid] = tuple(h.episode for h in self.world.hosts.values())
+        hosts = self.world.hosts.values()
+        self._silenced_episodes[proc.pid] = tuple(h.episode for h in hosts)
+        if any(h.paused for h in hosts):
+            self._paused_at_silence.add(proc.pid)
+        else:
+            self._paused_at_silence.discard(proc.pid)
         super().silenced(proc)
 
     def detect(self, proc: Process, episode: int, hub: Any, bound: float) -> None:
-        """Check ``timely-detection`` unless a hub paused, was cut or changed role meanwhile."""
-        now = tuple(h.episode for h in self.world.hosts.values())
+        """Check ``timely-detection`` unless a hub paused, was cut or changed role meanwhile.
+
+        A hub paused when ``proc`` fell silent counts too (its pause began
+        before, so its episode did not move): a paused hub detects nothing.
+        """
+        hosts = self.world.hosts.values()
+        now = tuple(h.episode for h in hosts)
         if self._silenced_episodes.get(proc.pid) != now:
+            return
+        if proc.pid in self._paused_at_silence or any(h.paused for h in hosts):
             return
         super().detect(proc, episode, hub, bound)
 

@@ -226,11 +226,15 @@ class Invariants:
             # one the hub may not have dropped yet.
             # (Every offering process is examined at every check; the cheap
             # test that clears a standby comes first.)
+            # One the hub told to terminate its instance and has not heard
+            # from since serves until the Terminate reaches it (a partition
+            # may hold it): the hub starts the uuid nowhere else meanwhile.
             conn = proc.conn
             rogue = (proc.serving.get(uuid, False) and pid != owner and proc.alive
                      and not proc.paused and reg.agent_owner(pid) == proc.peer
                      and conn is not None and conn.hub_open
-                     and sim.hub_conn_of.get(proc.peer) is conn)
+                     and sim.hub_conn_of.get(proc.peer) is conn
+                     and reg.stopping(uuid) != pid)
             if not rogue:
                 if suspects:
                     suspects.pop((uuid, pid), None)
