@@ -131,8 +131,9 @@ FINAL_CHECKPOINT_WAIT = 2.0
 #: Seconds between tries of a drain's last checkpoint while the store fails
 #: (the drain's grace bounds them).
 LAST_CHECKPOINT_RETRY = 0.5
-#: Seconds an ``aclose`` outside a drain (which has a grace of its own) tries
-#: its last checkpoint again while the store fails, before it gives up.
+#: Seconds an ``aclose`` outside a drain (which has a grace of its own), or a
+#: terminate the hub ordered, tries its last checkpoint again while the store
+#: fails, before it gives up.
 CLOSE_CHECKPOINT_RETRY_FOR = 5.0
 #: A stateless uuid whose saved state did not import is offered again after
 #: this many seconds, the wait doubling up to ``REOFFER_MAX`` while it fails.
@@ -704,10 +705,20 @@ class AgentRuntime:
             self._spawn(self._take_over, checkpoints, effect.uuid, container, effect.epoch)
 
     async def _write_last(self, checkpoints: Checkpoints, uuid: ContainerUuid,
-                          tracked: tuple[StateRecord, Container], saving: trio.Event) -> None:
-        """Write ``uuid``'s last checkpoint here, then set ``saving`` (see ``_saving``)."""
+                          tracked: tuple[StateRecord, Container], saving: trio.Event,
+                          retry_for: float = 0.0) -> None:
+        """Write ``uuid``'s last checkpoint here, then set ``saving`` (see ``_saving``).
+
+        While the store fails it is tried again every ``LAST_CHECKPOINT_RETRY``
+        seconds, for up to ``retry_for``.
+        """
         try:
-            await checkpoints.final(uuid, tracked)
+            saved = await checkpoints.final(uuid, tracked)
+            if not saved and retry_for > 0:
+                with trio.move_on_after(retry_for):
+                    while not saved:
+                        await trio.sleep(LAST_CHECKPOINT_RETRY)
+                        saved = await checkpoints.final(uuid, tracked)
         finally:
             saving.set()
             if self._saving.get(uuid) is saving:
@@ -918,7 +929,11 @@ class AgentRuntime:
                         await quiet.wait()
                     if self._quiet_in.get(uuid) is quiet:
                         del self._quiet_in[uuid]
-                await self._write_last(self.checkpoints, uuid, tracked, saving)
+                # Ordered by the hub, which waits for our word (up to its
+                # stop timeout, 10 s by default): a store failure is waited out
+                # for a while, as a close does.
+                await self._write_last(self.checkpoints, uuid, tracked, saving,
+                                       CLOSE_CHECKPOINT_RETRY_FOR if ordered else 0.0)
         if ordered and not self.closed:
             self._tell_terminated(uuid)
         for key in [k for k in self._streams if k[1] == uuid]:
@@ -1056,9 +1071,7 @@ class AgentRuntime:
                 # ones end, write the last changes; while the store fails,
                 # try again (the grace bounds it: then the drain goes on).
                 holds = await self._last_checkpoint(checkpoints)
-                while checkpoints.dirty():
-                    await trio.sleep(LAST_CHECKPOINT_RETRY)
-                    await checkpoints.checkpoint()
+                await self._retry_checkpoint(checkpoints)
             try:
                 handle = host.session.drain_agent(self.agent_id)
             except LocalProtocolError:  # draining already (a second call)
@@ -1110,9 +1123,7 @@ class AgentRuntime:
         if checkpoints is not None:
             await self._last_checkpoint(checkpoints)
             with trio.move_on_after(retry_for):
-                while checkpoints.dirty():
-                    await trio.sleep(LAST_CHECKPOINT_RETRY)
-                    await checkpoints.checkpoint()
+                await self._retry_checkpoint(checkpoints)
             if checkpoints.dirty():
                 log.warning("agent %s: closing with changes not saved (the state store "
                             "failed): they are lost", self.agent_id)
@@ -1151,6 +1162,14 @@ class AgentRuntime:
             self._quiet = None
         await checkpoints.checkpoint()
         return held
+
+    @staticmethod
+    async def _retry_checkpoint(checkpoints: Checkpoints) -> None:
+        """Try the checkpoint again every ``LAST_CHECKPOINT_RETRY`` seconds until
+        nothing is left to write (the caller's cancel scope bounds it)."""
+        while checkpoints.dirty():
+            await trio.sleep(LAST_CHECKPOINT_RETRY)
+            await checkpoints.checkpoint()
 
     def cancel(self) -> None:
         """Close the endpoint server and its connections at once."""

@@ -540,7 +540,7 @@ async def test_a_draining_agent_moves_its_containers_with_their_last_changes(sql
 
 
 class FailingStore(GatedStore):
-    """A store whose batch writes fail while ``failing`` is set."""
+    """A store whose batch writes fail while ``failing`` is set (and wait for ``gate``)."""
 
     failing = False
 
@@ -548,7 +548,7 @@ class FailingStore(GatedStore):
         if self.failing:
             await trio.lowlevel.checkpoint()
             raise StateStoreError("state store (test): the disk is gone for a moment")
-        return await self.store.put_many(items)
+        return await super().put_many(items)
 
 
 @pytest.mark.parametrize("stop", ["drain", "aclose"])
@@ -583,12 +583,15 @@ async def test_a_stopping_agent_retries_its_last_checkpoint_while_the_store_fail
             assert (p.owner_counter.count, p.standby_counter.count) == (5, 6)
 
 
+@pytest.mark.parametrize("trouble", ["slow", "failing"])
 async def test_a_terminated_container_restarted_at_once_elsewhere_keeps_its_last_changes(
-        sqlite_url):
-    """The hub terminates an unused container while its agent's store is slow; a get of
-    the same uuid would start it on the other agent (the agents take starts in turn),
-    whose claim came first and fenced the last write: the new instance started from
-    nothing.  The hub now keeps the uuid until the agent says it stopped."""
+        sqlite_url, trouble):
+    """The hub terminates an unused container while its agent's store is slow (the last
+    write waits) or failing (the agent tries it again); a get of the same uuid would
+    start it on the other agent (the agents take starts in turn), whose claim came
+    first and fenced the last write: the new instance started from nothing.  The hub
+    now keeps the uuid until the agent says it stopped, which it says once the write
+    is answered."""
     Counter.instances.clear()
     with trio.fail_after(30):
         async with open_state_store(sqlite_url) as store, \
@@ -597,12 +600,15 @@ async def test_a_terminated_container_restarted_at_once_elsewhere_keeps_its_last
                 hulytrio.open_client(hub.url) as caller, \
                 hulytrio.open_client(hub.url) as a_host, \
                 hulytrio.open_client(hub.url) as b_host:
-            slow = GatedStore(store)
-            await a_host.serve_agent(FACTORIES, agent_id="a", state_store=slow)
+            troubled = FailingStore(store)
+            await a_host.serve_agent(FACTORIES, agent_id="a", state_store=troubled)
             await b_host.serve_agent(FACTORIES, agent_id="b", state_store=store)
             ref = await caller.get("counter", uuid="c-1")
             assert [await ref.request("inc") for _ in range(3)][-1] == 3
-            slow.gate = trio.Event()  # a's writes wait from now on
+            gate = troubled.gate = trio.Event()  # a's writes wait from now on
+            troubled.failing = trouble == "failing"
+            if troubled.failing:
+                gate.set()
             await ref.release()
             await trio.sleep(1.5)  # unused: the hub terminates c-1 on a
             got: list[hulytrio.ContainerReference] = []
@@ -614,5 +620,6 @@ async def test_a_terminated_container_restarted_at_once_elsewhere_keeps_its_last
                 nursery.start_soon(get_again)
                 await trio.sleep(0.5)
                 assert got == []  # waits for a's last write
-                slow.gate.set()
+                troubled.failing = False
+                gate.set()
             assert await got[0].request("inc") == 4
