@@ -306,6 +306,21 @@ async def test_final_writes_a_leaving_container_if_it_changed():
     assert not cp.tracks("c")
 
 
+async def test_final_says_when_the_store_failed_and_the_same_write_may_be_tried_again():
+    store = MemoryStore()
+    cp = _checkpoints(store)
+    c = Counter()
+    await cp.restore("c", c, 0)
+    await c.request("inc")
+    leaving = cp.forget("c")
+    store.fail = True
+    assert await cp.final("c", leaving) is False
+    store.fail = False
+    assert await cp.final("c", leaving) is True  # the write was still due
+    assert store.value("c") == {"count": 1}
+    assert await cp.final("c", None) is True  # nothing to write
+
+
 async def test_a_long_checkpoint_lets_other_tasks_run():
     """Exports run on the trio thread: the loop gets a turn every SLICE seconds."""
     store = MemoryStore()
