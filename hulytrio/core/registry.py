@@ -850,7 +850,7 @@ class Registry:
         self._standbys.withdraw_agent(agent)
         for uuid in list(agent.stopping):
             # Its last changes are saved by now or never will be.
-            self._stopped(uuid, now)
+            self._stopped(uuid)
         for uuid in list(agent.containers):
             self._promote_or_drop(self._containers[uuid], now, "agent gone")
         for uuid in list(agent.pending):
@@ -872,7 +872,7 @@ class Registry:
         if uuid in agent.stopping:
             # The answer to our ``Terminate``: its last changes are saved.
             self.probes.hit("stop acknowledged")
-            self._stopped(uuid, now)
+            self._stopped(uuid)
             return
         if uuid in agent.standby:
             self._standbys.withdraw(agent, uuid)
@@ -1248,14 +1248,14 @@ class Registry:
             self.events.agent(ChangeKind.UPDATED, agent.info())
             return
         if c.uuid in self._stopping:
-            self._stopped(c.uuid, now)  # an earlier instance's stop: superseded
+            self._stopped(c.uuid)  # an earlier instance's stop: superseded
         self._stopping[c.uuid] = agent.agent_id
         agent.stopping[c.uuid] = None
         self.timers.call_at(now + self.timeouts.stop, (RegistryTimer.STOP, c.uuid))
         self._drop_container(c, now, reason)
         self.events.agent(ChangeKind.UPDATED, agent.info())
 
-    def _stopped(self, uuid: ContainerUuid, now: float) -> None:
+    def _stopped(self, uuid: ContainerUuid) -> None:
         """``uuid`` is STOPPING no more: it may start again; a standby may serve it."""
         agent_id = self._stopping.pop(uuid, None)
         if agent_id is None:
@@ -1275,7 +1275,7 @@ class Registry:
                 Fact.CONTAINER_STOP_LATE, agent_id, uuid, None, None,
                 f"no answer in {self.timeouts.stop:g} s: its last changes may be lost",
                 self.timeouts.stop))
-            self._stopped(uuid, now)
+            self._stopped(uuid)
 
     def _recovery_ended(self, now: float) -> None:
         # No agent that served a uuid behind recovery came: one that did
